@@ -1,0 +1,328 @@
+//! `strata snapshot`: walk -> chunk -> hash -> dedup -> pack -> tree ->
+//! snapshot. Packs are sealed and indexed before the manifest is written
+//! (INV-2, INV-3, INV-4).
+
+pub mod saver;
+pub mod source;
+mod walk;
+
+use crate::error::{Error, Result};
+use crate::id::SnapshotId;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use crate::repo::lock::Lock;
+use crate::snapshot::tree::{Entry, EntryKind, Tree, valid_name};
+use crate::snapshot::{self, Snapshot, Summary};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use saver::BlobSaver;
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A stream to back up as one file.
+#[derive(Clone, Debug)]
+pub struct StdinSource {
+    /// File name in the snapshot.
+    pub name: String,
+    /// Run this shell command and read its stdout instead of our stdin.
+    pub command: Option<String>,
+}
+
+/// Validated options of `strata snapshot`.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotOptions {
+    /// Source paths.
+    pub paths: Vec<PathBuf>,
+    /// A stream source, if any.
+    pub stdin: Option<StdinSource>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Host name override.
+    pub host: Option<String>,
+    /// Exclude globs.
+    pub excludes: Vec<String>,
+    /// Skip directories containing one of these file names.
+    pub exclude_if_present: Vec<String>,
+    /// Do not descend into other file systems.
+    pub one_file_system: bool,
+    /// Explicit parent snapshot (id prefix or `latest`).
+    pub parent: Option<String>,
+    /// Read every file even if unchanged.
+    pub force_rehash: bool,
+}
+
+/// Live counters, readable while a snapshot runs (progress display).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Files done (progress).
+    pub progress_files: AtomicU64,
+    /// Bytes chunked (progress).
+    pub progress_bytes: AtomicU64,
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs: AtomicU64,
+    other: AtomicU64,
+    total_bytes: AtomicU64,
+    bytes_read: AtomicU64,
+    warnings: AtomicU64,
+}
+
+/// What a finished snapshot reports.
+#[derive(Debug)]
+pub struct SnapshotReport {
+    /// The new snapshot.
+    pub id: SnapshotId,
+    /// Its manifest.
+    pub snapshot: Snapshot,
+    /// Per-file warnings (files skipped or changed while read).
+    pub warnings: Vec<String>,
+}
+
+fn build_globs(pats: &[String]) -> Result<(GlobSet, GlobSet)> {
+    let mut by_path = GlobSetBuilder::new();
+    let mut by_name = GlobSetBuilder::new();
+    for p in pats {
+        let g = Glob::new(p).map_err(|e| Error::Invalid(format!("bad glob {p:?}: {e}")))?;
+        if p.contains('/') {
+            by_path.add(g);
+        } else {
+            by_name.add(g);
+        }
+    }
+    let err = |e: globset::Error| Error::Invalid(format!("bad glob: {e}"));
+    Ok((by_path.build().map_err(err)?, by_name.build().map_err(err)?))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The last component of a source path, as its root-tree name.
+fn root_name(p: &Path) -> Vec<u8> {
+    match p.file_name() {
+        Some(n) => n.as_bytes().to_vec(),
+        None => b"root".to_vec(),
+    }
+}
+
+/// Run a snapshot. Per-file problems become warnings in the report; errors
+/// of the repository or of a source command abort with nothing saved.
+pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<SnapshotReport> {
+    let start = std::time::Instant::now();
+    let time_unix_ns = now_ns();
+    if opts.paths.is_empty() && opts.stdin.is_none() {
+        return Err(Error::Invalid(
+            "nothing to back up: give a PATH or `-`".into(),
+        ));
+    }
+    let _lock = Lock::shared(repo)?;
+    // Packs complete on disk but not yet indexed (a killed run) are indexed
+    // now, so this snapshot reuses them (format-spec/index.md).
+    let (_, bad) = repo.index()?.reconcile(repo.root())?;
+    let mut warnings: Vec<String> = bad
+        .into_iter()
+        .map(|w| format!("skipping unreadable pack: {w}"))
+        .collect();
+
+    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let mut sources: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for p in &opts.paths {
+        let abs =
+            std::path::absolute(p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+        sources.push((abs.clone(), root_name(&abs)));
+    }
+    let mut names: Vec<&[u8]> = sources.iter().map(|(_, n)| n.as_slice()).collect();
+    if let Some(s) = &opts.stdin {
+        if !valid_name(s.name.as_bytes()) {
+            return Err(Error::Invalid(format!(
+                "--stdin-name {:?} is not a valid file name",
+                s.name
+            )));
+        }
+        names.push(s.name.as_bytes());
+    }
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::Invalid(format!(
+            "two sources are both named {:?} in the snapshot root",
+            String::from_utf8_lossy(w[0])
+        )));
+    }
+    let mut paths: Vec<Vec<u8>> = sources
+        .iter()
+        .map(|(p, _)| p.as_os_str().as_bytes().to_vec())
+        .collect();
+    if opts.stdin.is_some() {
+        paths.push(b"-".to_vec());
+    }
+    paths.sort();
+
+    // Parent: explicit, or the latest snapshot of this host with the same paths.
+    let parent = match &opts.parent {
+        Some(spec) => Some(snapshot::resolve(repo, spec, &Default::default())?),
+        None => snapshot::list(repo)?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.host == host && s.paths == paths),
+    };
+    let reader = BlobReader::new(repo)?;
+    let parent_root = match &parent {
+        Some((_, s)) => Some(reader.tree(&s.tree)?),
+        None => None,
+    };
+
+    let saver = BlobSaver::new(repo)?;
+    let (exclude_path, exclude_name) = build_globs(&opts.excludes)?;
+    let walker = walk::Walker {
+        saver: &saver,
+        parents: parent_root.as_ref().map(|_| &reader),
+        chunker: repo.chunker(),
+        opts,
+        exclude_path,
+        exclude_name,
+        counters,
+        warnings: Mutex::new(Vec::new()),
+        hardlinks: Mutex::new(HashMap::new()),
+    };
+    let result = build_root(&walker, &sources, opts, parent_root.as_ref(), counters);
+    let root = match result {
+        Ok(r) => r,
+        Err(e) => {
+            saver.abandon();
+            return Err(e);
+        }
+    };
+    // INV-2/INV-3: every pack sealed, durable and indexed before the manifest.
+    saver.finish()?;
+    warnings.extend(walker.warnings.into_inner().unwrap_or_default());
+    let g = |a: &AtomicU64| a.load(Relaxed);
+    let summary = Summary {
+        files_new: g(&counters.files_new),
+        files_changed: g(&counters.files_changed),
+        files_unchanged: g(&counters.files_unchanged),
+        dirs: g(&counters.dirs),
+        other: g(&counters.other),
+        total_bytes: g(&counters.total_bytes),
+        bytes_read: g(&counters.bytes_read),
+        blobs_added: g(&saver.stats.blobs),
+        bytes_added: g(&saver.stats.raw),
+        stored_added: g(&saver.stats.stored),
+        warnings: warnings.len() as u64,
+        duration_ns: start.elapsed().as_nanos() as u64,
+    };
+    let snap = Snapshot {
+        time_unix_ns,
+        host,
+        username: std::env::var("USER").unwrap_or_default(),
+        paths,
+        tags: opts.tags.clone(),
+        tree: root,
+        parent: parent.map(|(id, _)| id),
+        summary,
+        program: format!("strata {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = snap.save(repo)?; // INV-4
+    Ok(SnapshotReport {
+        id,
+        snapshot: snap,
+        warnings,
+    })
+}
+
+fn build_root(
+    walker: &walk::Walker<'_>,
+    sources: &[(PathBuf, Vec<u8>)],
+    opts: &SnapshotOptions,
+    parent_root: Option<&Tree>,
+    counters: &Counters,
+) -> Result<crate::id::BlobId> {
+    let mut tree = Tree::default();
+    for (path, name) in sources {
+        let md = std::fs::symlink_metadata(path)
+            .map_err(|e| Error::Invalid(format!("source {}: {e}", path.display())))?;
+        let pe = parent_root.and_then(|t| t.get(name));
+        if let Some(e) = walker.node(path, name.clone(), &md, pe, md.dev())? {
+            tree.entries.push(e);
+        }
+    }
+    if let Some(s) = &opts.stdin {
+        tree.entries.push(stdin_entry(walker, s, counters)?);
+    }
+    tree.entries.sort_by(|a, b| a.name.cmp(&b.name));
+    walker.save_tree(&tree)
+}
+
+fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) -> Result<Entry> {
+    let now = now_ns();
+    let mut e = Entry {
+        name: s.name.as_bytes().to_vec(),
+        kind: EntryKind::File as u8,
+        mode: 0o600,
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        mtime_sec: now.div_euclid(1_000_000_000),
+        mtime_nsec: now.rem_euclid(1_000_000_000) as u32,
+        ctime_sec: 0,
+        ctime_nsec: 0,
+        inode: 0,
+        device: 0,
+        nlink: 1,
+        size: 0,
+        rdev: 0,
+        content: Vec::new(),
+        extents: Vec::new(),
+        target: Vec::new(),
+        subtree: None,
+        xattrs: Vec::new(),
+    };
+    let stream = |r: &mut dyn Read| -> Result<(Vec<crate::id::BlobId>, u64)> {
+        source::save_stream(r, walker.chunker, walker.saver, &counters.progress_bytes).map_err(
+            |e| match e {
+                source::SourceError::Source(err) => {
+                    Error::Invalid(format!("reading {}: {err}", s.name))
+                }
+                source::SourceError::Repo(err) => err,
+            },
+        )
+    };
+    let (content, n) = match &s.command {
+        None => stream(&mut std::io::stdin().lock())?,
+        Some(cmd) => {
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| Error::Invalid(format!("cannot run `{cmd}`: {e}")))?;
+            let r = match child.stdout.as_mut() {
+                Some(out) => stream(out),
+                None => Err(Error::Invalid("no stdout from command".into())),
+            };
+            let status = child
+                .wait()
+                .map_err(|e| Error::Invalid(format!("waiting for `{cmd}`: {e}")))?;
+            if !status.success() {
+                return Err(Error::SourceCommand {
+                    command: cmd.clone(),
+                    status: status.to_string(),
+                });
+            }
+            r?
+        }
+    };
+    e.content = content;
+    e.size = n;
+    counters.bytes_read.fetch_add(n, Relaxed);
+    counters.total_bytes.fetch_add(n, Relaxed);
+    counters.files_new.fetch_add(1, Relaxed);
+    Ok(e)
+}

@@ -1,0 +1,182 @@
+//! The blob saver: dedup against the index and this session, compress, append
+//! to the open data or tree pack, and hand full packs to a sealing thread that
+//! makes them durable (INV-1) and only then indexes them (INV-2). Memory is
+//! bounded: one open pack buffer per kind and at most two packs in flight.
+
+use crate::blob::{self, BlobKind};
+use crate::error::{Error, Result};
+use crate::id::BlobId;
+use crate::index::Index;
+use crate::pack::writer::PackWriter;
+use crate::repo::Repo;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Counters of what was added.
+#[derive(Debug, Default)]
+pub struct SaveStats {
+    /// New blobs.
+    pub blobs: AtomicU64,
+    /// Raw bytes of new blobs.
+    pub raw: AtomicU64,
+    /// Stored bytes of new blobs.
+    pub stored: AtomicU64,
+}
+
+/// Saves blobs into packs; shared by all worker threads.
+pub struct BlobSaver<'r> {
+    repo: &'r Repo,
+    index: Arc<Mutex<Index>>,
+    pending: Mutex<HashSet<BlobId>>,
+    open: [Mutex<Option<PackWriter>>; 2],
+    to_seal: Mutex<Option<crossbeam_channel::Sender<PackWriter>>>,
+    sealer: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// What was added.
+    pub stats: SaveStats,
+}
+
+fn poisoned() -> Error {
+    Error::Invalid("internal lock poisoned by a panic".into())
+}
+
+impl<'r> BlobSaver<'r> {
+    /// Start a saver and its sealing thread.
+    pub fn new(repo: &'r Repo) -> Result<Self> {
+        let index = Arc::new(Mutex::new(repo.index()?));
+        let (tx, rx) = crossbeam_channel::bounded::<PackWriter>(1);
+        let root = repo.root().to_path_buf();
+        let idx = index.clone();
+        let sealer = std::thread::Builder::new()
+            .name("strata-sealer".into())
+            .spawn(move || -> Result<()> {
+                for w in rx {
+                    // INV-2: the pack is durable under its final name before
+                    // any index row names it.
+                    let sealed = w.finish(&root)?;
+                    idx.lock().map_err(|_| poisoned())?.add_pack(&sealed)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start sealing thread: {e}")))?;
+        Ok(BlobSaver {
+            repo,
+            index,
+            pending: Mutex::new(HashSet::new()),
+            open: [Mutex::new(None), Mutex::new(None)],
+            to_seal: Mutex::new(Some(tx)),
+            sealer: Mutex::new(Some(sealer)),
+            stats: SaveStats::default(),
+        })
+    }
+
+    /// The index connection shared with the sealer.
+    pub fn index(&self) -> &Mutex<Index> {
+        &self.index
+    }
+
+    /// Store `raw` as a blob of `kind` unless it is already stored. Returns its id.
+    pub fn save(&self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
+        let id = self.repo.blob_id(raw);
+        self.save_with_id(kind, id, raw)?;
+        Ok(id)
+    }
+
+    /// Like [`save`](Self::save) with a precomputed id; returns true if added.
+    pub fn save_with_id(&self, kind: BlobKind, id: BlobId, raw: &[u8]) -> Result<bool> {
+        if raw.len() > blob::MAX_RAW {
+            return Err(Error::Invalid(format!(
+                "blob of {} bytes exceeds the {}-byte limit",
+                raw.len(),
+                blob::MAX_RAW
+            )));
+        }
+        if self.pending.lock().map_err(|_| poisoned())?.contains(&id) {
+            return Ok(false);
+        }
+        if self.index.lock().map_err(|_| poisoned())?.contains(&id)? {
+            return Ok(false);
+        }
+        if !self.pending.lock().map_err(|_| poisoned())?.insert(id) {
+            return Ok(false);
+        }
+        let (comp, compressed) = blob::compress(raw, self.repo.config().compression_level);
+        let stored = compressed.as_deref().unwrap_or(raw);
+        let full = {
+            let mut slot = self.open[kind as usize].lock().map_err(|_| poisoned())?;
+            if slot.is_none() {
+                *slot = Some(PackWriter::create(&self.repo.tmp_dir(), kind)?);
+            }
+            let Some(w) = slot.as_mut() else {
+                return Err(poisoned());
+            };
+            w.add(id, raw.len() as u32, comp, stored)?;
+            if w.size() >= self.repo.config().pack_target_size {
+                slot.take()
+            } else {
+                None
+            }
+        };
+        self.stats.blobs.fetch_add(1, Relaxed);
+        self.stats.raw.fetch_add(raw.len() as u64, Relaxed);
+        self.stats.stored.fetch_add(stored.len() as u64, Relaxed);
+        if let Some(w) = full {
+            self.send(w)?;
+        }
+        Ok(true)
+    }
+
+    fn send(&self, w: PackWriter) -> Result<()> {
+        let tx = self.to_seal.lock().map_err(|_| poisoned())?.clone();
+        match tx {
+            Some(tx) => match tx.send(w) {
+                Ok(()) => Ok(()),
+                // The sealer stopped on an error; `finish` reports it.
+                Err(e) => {
+                    e.into_inner().abandon();
+                    Err(self
+                        .join_sealer()
+                        .err()
+                        .unwrap_or_else(|| Error::Invalid("pack sealing thread stopped".into())))
+                }
+            },
+            None => Err(Error::Invalid("saver already finished".into())),
+        }
+    }
+
+    fn join_sealer(&self) -> Result<()> {
+        self.to_seal.lock().map_err(|_| poisoned())?.take();
+        let h = self.sealer.lock().map_err(|_| poisoned())?.take();
+        match h {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::Invalid("pack sealing thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Seal the open packs and wait until every pack is durable and indexed
+    /// (INV-2, INV-3). Call before writing the snapshot that needs them.
+    pub fn finish(&self) -> Result<()> {
+        for slot in &self.open {
+            let w = slot.lock().map_err(|_| poisoned())?.take();
+            if let Some(w) = w {
+                self.send(w)?;
+            }
+        }
+        self.join_sealer()
+    }
+
+    /// Drop open packs after a failure (their temp files are removed).
+    pub fn abandon(&self) {
+        for slot in &self.open {
+            if let Ok(mut s) = slot.lock() {
+                if let Some(w) = s.take() {
+                    w.abandon();
+                }
+            }
+        }
+        let _ = self.join_sealer();
+    }
+}

@@ -1,0 +1,296 @@
+//! Reading sources: metadata into tree entries, extended attributes, sparse
+//! extents, and file contents streamed through the chunker in batches that
+//! are hashed and compressed on all cores. Sources are never mmapped (a
+//! concurrent truncation must give a warning, not SIGBUS).
+
+use super::saver::BlobSaver;
+use crate::blob::BlobKind;
+use crate::chunker::Chunker;
+use crate::error::Error;
+use crate::id::BlobId;
+use crate::snapshot::tree::{Entry, EntryKind, Extent, Xattr};
+use rayon::prelude::*;
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A failure while storing one source: the source's fault (a warning) or
+/// the repository's (fatal).
+#[derive(Debug)]
+pub enum SourceError {
+    /// Reading the source failed: warn and go on.
+    Source(io::Error),
+    /// Writing the repository failed: stop.
+    Repo(Error),
+}
+
+impl From<io::Error> for SourceError {
+    fn from(e: io::Error) -> Self {
+        SourceError::Source(e)
+    }
+}
+impl From<Error> for SourceError {
+    fn from(e: Error) -> Self {
+        SourceError::Repo(e)
+    }
+}
+
+/// The entry kind of a file type.
+pub fn kind_of(md: &Metadata) -> EntryKind {
+    let ft = md.file_type();
+    if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else if ft.is_char_device() {
+        EntryKind::CharDev
+    } else if ft.is_block_device() {
+        EntryKind::BlockDev
+    } else {
+        EntryKind::Socket
+    }
+}
+
+/// A tree entry with the metadata of `md` and no content yet.
+pub fn entry_from_meta(name: Vec<u8>, md: &Metadata) -> Entry {
+    let kind = kind_of(md);
+    Entry {
+        name,
+        kind: kind as u8,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_sec: md.mtime(),
+        mtime_nsec: md.mtime_nsec() as u32,
+        ctime_sec: md.ctime(),
+        ctime_nsec: md.ctime_nsec() as u32,
+        inode: md.ino(),
+        device: md.dev(),
+        nlink: md.nlink(),
+        size: if kind == EntryKind::File {
+            md.size()
+        } else {
+            0
+        },
+        rdev: md.rdev(),
+        content: Vec::new(),
+        extents: Vec::new(),
+        target: Vec::new(),
+        subtree: None,
+        xattrs: Vec::new(),
+    }
+}
+
+/// Extended attributes of `path` (not following symlinks), sorted by name.
+/// File systems without xattr support give an empty list.
+pub fn read_xattrs(path: &Path) -> io::Result<Vec<Xattr>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        if let Some(value) = xattr::get(path, &n)? {
+            out.push(Xattr {
+                name: n.as_bytes().to_vec(),
+                value,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Data regions of a file that has holes; `None` if it is dense.
+pub fn data_extents(f: &File, md: &Metadata) -> io::Result<Option<Vec<Extent>>> {
+    use rustix::fs::{SeekFrom, seek};
+    let size = md.size();
+    if size == 0 || md.blocks() * 512 >= size {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let start = match seek(f, SeekFrom::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break, // no data after pos
+            Err(e) => return Err(e.into()),
+        };
+        if start >= size {
+            break;
+        }
+        let end = seek(f, SeekFrom::Hole(start))?.min(size);
+        out.push(Extent {
+            offset: start,
+            len: end - start,
+        });
+        pos = end;
+    }
+    if out.len() == 1 && out[0].offset == 0 && out[0].len == size {
+        return Ok(None);
+    }
+    Ok(Some(out))
+}
+
+/// Reads the data regions of a sparse file back to back.
+struct ExtentReader<'f> {
+    file: &'f File,
+    extents: &'f [Extent],
+    idx: usize,
+    done: u64,
+}
+
+impl Read for ExtentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(e) = self.extents.get(self.idx) {
+            if self.done >= e.len {
+                self.idx += 1;
+                self.done = 0;
+                continue;
+            }
+            let want = buf.len().min((e.len - self.done) as usize);
+            let n = self.file.read_at(&mut buf[..want], e.offset + self.done)?;
+            if n == 0 {
+                // file shrank under us: stop here
+                self.idx = self.extents.len();
+                return Ok(0);
+            }
+            self.done += n as u64;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+/// Batch size of chunks handed to the thread pool at once.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Chunk `src`, saving every chunk as a data blob; chunks are hashed and
+/// compressed in parallel batches. Returns the chunk ids and bytes read.
+pub fn save_stream<R: Read>(
+    src: R,
+    chunker: &Chunker,
+    saver: &BlobSaver,
+    progress: &AtomicU64,
+) -> Result<(Vec<BlobId>, u64), SourceError> {
+    let mut ids = Vec::new();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let flush = |batch: &mut Vec<Vec<u8>>, ids: &mut Vec<BlobId>| -> Result<(), SourceError> {
+        let got: Result<Vec<BlobId>, Error> = if batch.len() == 1 {
+            batch
+                .iter()
+                .map(|c| saver.save(BlobKind::Data, c))
+                .collect()
+        } else {
+            batch
+                .par_iter()
+                .map(|c| saver.save(BlobKind::Data, c))
+                .collect()
+        };
+        ids.extend(got?);
+        batch.clear();
+        Ok(())
+    };
+    let total = chunker.stream(src, |chunk: &[u8]| -> Result<(), SourceError> {
+        progress.fetch_add(chunk.len() as u64, Relaxed);
+        batch_bytes += chunk.len();
+        batch.push(chunk.to_vec());
+        if batch_bytes >= BATCH_BYTES {
+            flush(&mut batch, &mut ids)?;
+            batch_bytes = 0;
+        }
+        Ok(())
+    })?;
+    flush(&mut batch, &mut ids)?;
+    Ok((ids, total))
+}
+
+/// Open a source file for reading without updating its atime where allowed.
+pub fn open_source(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(noatime)
+        .open(path)
+    {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => File::open(path),
+        r => r,
+    }
+}
+
+/// Store a regular file's content into `entry`. Returns bytes read and
+/// whether the file changed while it was read.
+pub fn save_file(
+    path: &Path,
+    entry: &mut Entry,
+    chunker: &Chunker,
+    saver: &BlobSaver,
+    progress: &AtomicU64,
+) -> Result<(u64, bool), SourceError> {
+    let f = open_source(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(SourceError::Source(io::Error::other(
+            "no longer a regular file",
+        )));
+    }
+    let extents = data_extents(&f, &md)?;
+    let (content, read) = match &extents {
+        Some(ex) => save_stream(
+            ExtentReader {
+                file: &f,
+                extents: ex,
+                idx: 0,
+                done: 0,
+            },
+            chunker,
+            saver,
+            progress,
+        )?,
+        None => save_stream(&f, chunker, saver, progress)?,
+    };
+    let after = f.metadata()?;
+    let expected: u64 = match &extents {
+        Some(ex) => ex.iter().map(|e| e.len).sum(),
+        None => md.size(),
+    };
+    let changed = read != expected
+        || after.size() != md.size()
+        || after.mtime() != md.mtime()
+        || after.mtime_nsec() != md.mtime_nsec();
+    entry.content = content;
+    entry.extents = extents.unwrap_or_default();
+    if changed {
+        // Record what was read, consistently: a dense file of `read` bytes.
+        if !entry.extents.is_empty() {
+            let mut left = read;
+            entry.extents.retain_mut(|e| {
+                let keep = left > 0;
+                e.len = e.len.min(left);
+                left -= e.len;
+                keep
+            });
+            entry.size = entry
+                .extents
+                .last()
+                .map(|e| e.offset + e.len)
+                .unwrap_or(0)
+                .max(entry.size.min(after.size()));
+        } else {
+            entry.size = read;
+        }
+    }
+    Ok((read, changed))
+}

@@ -1,0 +1,190 @@
+//! clap definitions: the one place help text lives (also used for shell
+//! completions and the man page).
+
+use crate::error::{Error, Result};
+use crate::repo::InitOptions;
+use crate::repo::config::ChunkerParams;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// strata: deduplicating, content-addressed backups.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, long_about = None)]
+pub struct Cli {
+    /// Repository directory.
+    #[arg(long, short = 'r', env = "STRATA_REPO", global = true)]
+    pub repo: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up paths (or stdin) into a new snapshot.
+    Snapshot(SnapshotArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// Restore a snapshot (or part of it) into a directory.
+    Restore(RestoreArgs),
+    /// Print shell completions.
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// `strata init`
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Minimum chunk size in bytes.
+    #[arg(long)]
+    pub chunk_min: Option<u32>,
+    /// Average chunk size in bytes.
+    #[arg(long)]
+    pub chunk_avg: Option<u32>,
+    /// Maximum chunk size in bytes.
+    #[arg(long)]
+    pub chunk_max: Option<u32>,
+    /// zstd compression level (0 = none, 1-22).
+    #[arg(long)]
+    pub compression: Option<i32>,
+    /// Target pack size in MiB.
+    #[arg(long)]
+    pub pack_size_mib: Option<u64>,
+}
+
+impl InitArgs {
+    /// Validated engine options.
+    pub fn to_options(&self) -> Result<InitOptions> {
+        let d = ChunkerParams::default();
+        let chunker =
+            if self.chunk_min.is_some() || self.chunk_avg.is_some() || self.chunk_max.is_some() {
+                Some(ChunkerParams {
+                    min: self.chunk_min.unwrap_or(d.min),
+                    avg: self.chunk_avg.unwrap_or(d.avg),
+                    max: self.chunk_max.unwrap_or(d.max),
+                    ..d
+                })
+            } else {
+                None
+            };
+        if let Some(c) = &chunker {
+            crate::chunker::Chunker::new(c).map_err(Error::Invalid)?;
+        }
+        Ok(InitOptions {
+            chunker,
+            compression_level: self.compression,
+            pack_target_size: self.pack_size_mib.map(|m| m << 20),
+        })
+    }
+}
+
+/// `strata snapshot`
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// Files and directories to back up; `-` reads stdin.
+    #[arg(required_unless_present = "stdin_from_command")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Exclude paths matching GLOB (repeatable). A pattern without `/`
+    /// matches file names anywhere; one with `/` matches absolute paths.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Skip directories that contain FILE (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_if_present: Vec<String>,
+    /// Do not cross file-system boundaries.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Compare against this snapshot instead of the latest with the same host and paths.
+    #[arg(long, value_name = "ID")]
+    pub parent: Option<String>,
+    /// Read every file, even those unchanged since the parent.
+    #[arg(long)]
+    pub force_rehash: bool,
+    /// File name for data read from stdin.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_name: String,
+    /// Run this shell command and back up its standard output as one file.
+    #[arg(long, value_name = "COMMAND")]
+    pub stdin_from_command: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata snapshots`
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this path (repeatable).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Overwrite policy.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum OverwriteArg {
+    /// Replace existing files.
+    Always,
+    /// Replace files whose size or mtime differ.
+    IfChanged,
+    /// Keep existing files.
+    Never,
+}
+
+/// `strata restore`
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot id prefix or `latest`, optionally `:SUBPATH`.
+    pub snapshot: String,
+    /// Directory to restore into.
+    #[arg(long, short = 't')]
+    pub target: PathBuf,
+    /// Restore only paths matching GLOB (relative to the restored root; repeatable).
+    #[arg(long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Skip paths matching GLOB (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// What to do with files that already exist.
+    #[arg(long, value_enum, default_value = "always")]
+    pub overwrite: OverwriteArg,
+    /// Show what would be restored, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Re-read the written files and check their hashes.
+    #[arg(long)]
+    pub verify: bool,
+    /// With `latest`: only this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// With `latest`: only snapshots with this tag.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// With `latest`: only snapshots of this path.
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,120 @@
+//! Command-line interface: clap definitions (the single source of help text,
+//! completions and the man page), turned into validated engine options. The
+//! engine never imports clap. Exit codes are documented in README.md.
+
+mod args;
+mod output;
+mod progress;
+mod restore;
+mod snapshot;
+mod snapshots;
+
+pub use args::Cli;
+use args::Command;
+use clap::{CommandFactory, Parser};
+use std::path::PathBuf;
+
+/// Exit codes (README "Exit codes").
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A fatal error.
+    pub const ERROR: i32 = 1;
+    /// Bad command line (clap).
+    pub const USAGE: i32 = 2;
+    /// Snapshot saved, but some files were skipped or changed while read.
+    pub const WARNINGS: i32 = 3;
+    /// The `--stdin-from-command` command failed; no snapshot saved.
+    pub const SOURCE_FAILED: i32 = 4;
+    /// The repository does not exist or is not a repository.
+    pub const NO_REPO: i32 = 10;
+}
+
+fn exit_code(e: &crate::Error) -> i32 {
+    use crate::Error as E;
+    match e {
+        E::NoRepository(_) | E::NotARepository { .. } => exit::NO_REPO,
+        E::SourceCommand { .. } => exit::SOURCE_FAILED,
+        _ => exit::ERROR,
+    }
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(io) = find_io(&e) {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return exit::OK;
+                }
+            }
+            eprintln!("strata: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+fn find_io(e: &crate::Error) -> Option<&std::io::Error> {
+    match e {
+        crate::Error::Io { source, .. } => Some(source),
+        _ => None,
+    }
+}
+
+fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
+    cli.repo.clone().ok_or_else(|| {
+        crate::Error::Invalid("no repository given: use --repo PATH or set STRATA_REPO".into())
+    })
+}
+
+fn run(cli: Cli) -> crate::Result<i32> {
+    match &cli.command {
+        Command::Init(a) => {
+            let path = repo_path(&cli)?;
+            let repo = crate::Repo::init(&path, &a.to_options()?)?;
+            let c = repo.config();
+            output::line(&format!(
+                "created repository {} at {} (chunks {}/{}/{} bytes, zstd {}, packs {} MiB)",
+                &crate::id::to_hex(&c.repo_id)[..8],
+                path.display(),
+                c.chunker.min,
+                c.chunker.avg,
+                c.chunker.max,
+                c.compression_level,
+                c.pack_target_size >> 20
+            ))?;
+            Ok(exit::OK)
+        }
+        Command::Snapshot(a) => snapshot::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Snapshots(a) => snapshots::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Restore(a) => restore::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "strata", &mut out);
+            output::bytes(&out)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| crate::Error::Invalid(format!("man page: {e}")))?;
+            output::bytes(&out)?;
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `strata restore`: resolve `SNAPSHOT[:SUBPATH]`, restore, summarize.
+
+use super::args::{OverwriteArg, RestoreArgs};
+use super::{exit, output, progress};
+use crate::error::Result;
+use crate::repo::Repo;
+use crate::restore::{self, Overwrite, Progress, RestoreOptions};
+use crate::snapshot::{self, Filter};
+use std::sync::Arc;
+
+pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
+    let (spec, sub) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (a.snapshot.as_str(), None),
+    };
+    let f = Filter {
+        host: a.host.clone(),
+        tags: a.tags.clone(),
+        paths: a.paths.clone(),
+    };
+    let (id, snap) = snapshot::resolve(repo, spec, &f)?;
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        includes: a.includes.clone(),
+        excludes: a.excludes.clone(),
+        overwrite: match a.overwrite {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::Never => Overwrite::Never,
+        },
+        dry_run: a.dry_run,
+        verify: a.verify,
+    };
+    let p = Arc::new(Progress::default());
+    let pc = p.clone();
+    let start = std::time::Instant::now();
+    let ticker = progress::start(
+        "restore",
+        Arc::new(move || {
+            (
+                progress::get(&pc.bytes_done),
+                progress::get(&pc.files_total),
+                progress::get(&pc.bytes_total),
+            )
+        }),
+    );
+    let r = restore::run(repo, &snap, sub, &opts, &p);
+    drop(ticker);
+    let r = r?;
+    for w in &r.warnings {
+        eprintln!("strata: warning: {w}");
+    }
+    if a.json {
+        output::line(
+            &serde_json::json!({"snapshot": id.to_hex(), "dry_run": a.dry_run, "report": r})
+                .to_string(),
+        )?;
+    } else {
+        output::line(&format!(
+            "{} snapshot {} to {}: {} files, {} dirs, {} other, {}{}{} in {:.2}s",
+            if a.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            },
+            id.short(),
+            a.target.display(),
+            r.files,
+            r.dirs,
+            r.other,
+            output::size(r.bytes),
+            if r.skipped > 0 {
+                format!(", {} existing skipped", r.skipped)
+            } else {
+                String::new()
+            },
+            if a.verify {
+                format!(", {} verified", r.verified)
+            } else {
+                String::new()
+            },
+            start.elapsed().as_secs_f64()
+        ))?;
+    }
+    Ok(if r.warnings.is_empty() {
+        exit::OK
+    } else {
+        exit::WARNINGS
+    })
+}

@@ -1,0 +1,106 @@
+//! Library error type. Rules: corruption is its own variant, distinct from I/O;
+//! every variant's message names the object or path it concerns and fits on one
+//! line; nothing here panics on bad input.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Every error the engine returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error on a named path.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A repository object failed a check: bad magic, hash mismatch, truncation…
+    #[error("{object}: corrupt: {detail}")]
+    Corrupt {
+        /// What was being read, e.g. `pack 1a2b…` or `snapshots/…`.
+        object: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// No repository at the path.
+    #[error("{}: repository does not exist (create it with `strata init`)", .0.display())]
+    NoRepository(PathBuf),
+    /// A path that exists but is not a repository.
+    #[error("{}: not a strata repository ({reason})", path.display())]
+    NotARepository {
+        /// The path given.
+        path: PathBuf,
+        /// Why it is not one.
+        reason: String,
+    },
+    /// The SQLite index failed.
+    #[error("index.sqlite: {0}")]
+    Index(#[from] rusqlite::Error),
+    /// Bad user input or options.
+    #[error("{0}")]
+    Invalid(String),
+    /// No snapshot matches.
+    #[error("no snapshot matches {0}")]
+    SnapshotNotFound(String),
+    /// Packs that the index names are missing from the repository.
+    #[error("missing pack {pack} (and {more} more); affected files: {files}")]
+    MissingPack {
+        /// The first missing pack.
+        pack: String,
+        /// How many other packs are missing.
+        more: usize,
+        /// Some affected file paths.
+        files: String,
+    },
+    /// A blob that a snapshot references is not in the index.
+    #[error("blob {blob} is not in the index (needed by {file})")]
+    MissingBlob {
+        /// The blob id.
+        blob: String,
+        /// A file that needs it.
+        file: String,
+    },
+    /// The command behind `--stdin-from-command` failed.
+    #[error("source command `{command}` failed ({status}); no snapshot saved")]
+    SourceCommand {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+    },
+    /// `restore --verify` found a difference.
+    #[error("verify failed: {0}")]
+    Verify(String),
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A corruption error on `object`.
+    pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Attach a path to an `io::Error`.
+pub trait IoContext<T> {
+    /// Wrap the error with `path`.
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,109 @@
+//! Typed 32-byte ids (format-spec/repository.md "Ids"): a `PackId` is never a `BlobId`.
+
+use std::fmt;
+
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Parse exactly 64 hex digits.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+macro_rules! define_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, bincode::Encode, bincode::Decode)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// 64 lowercase hex digits.
+            pub fn to_hex(&self) -> String {
+                to_hex(&self.0)
+            }
+            /// The first 8 hex digits, as shown to users.
+            pub fn short(&self) -> String {
+                to_hex(&self.0[..4])
+            }
+            /// Parse 64 hex digits.
+            pub fn from_hex(s: &str) -> Option<Self> {
+                parse_hex32(s).map(Self)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.short())
+            }
+        }
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+    };
+}
+
+define_id!(
+    /// BLAKE3 of a blob's plaintext (keyed in encrypted repositories).
+    BlobId
+);
+define_id!(
+    /// BLAKE3 of a pack file's bytes as stored.
+    PackId
+);
+define_id!(
+    /// Id of a snapshot manifest: BLAKE3 of its envelope body.
+    SnapshotId
+);
+
+impl BlobId {
+    /// The id of `data` in a plaintext repository.
+    pub fn of(data: &[u8]) -> Self {
+        BlobId(*blake3::hash(data).as_bytes())
+    }
+}
+
+impl PackId {
+    /// Relative path of the pack file: `packs/ab/abcd…`.
+    pub fn rel_path(&self) -> String {
+        let h = self.to_hex();
+        format!("packs/{}/{}", &h[..2], h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let id = BlobId::of(b"hello");
+        assert_eq!(BlobId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(id.to_hex(), blake3::hash(b"hello").to_hex().as_str());
+        assert_eq!(BlobId::from_hex("zz"), None);
+        assert_eq!(BlobId::from_hex(&"g".repeat(64)), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! The object envelope of config and snapshot files (format-spec/objects.md
+//! "The object envelope") and the bincode configuration every body uses.
+
+use crate::error::{Error, Result};
+use bincode::{Decode, Encode};
+
+/// `"STRATA"`, the first six bytes of every strata file.
+pub const MAGIC: &[u8; 6] = b"STRATA";
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Decoder limit for one object body (objects.md).
+pub const MAX_OBJECT: usize = 64 << 20;
+/// Envelope header length: magic, kind, version, id, body length.
+pub const HEADER_LEN: usize = 44;
+
+/// The bincode configuration of format version 1.
+pub fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_OBJECT>()
+}
+
+/// Encode `value` with the version-1 bincode configuration.
+pub fn encode_body<T: Encode>(value: &T) -> Result<Vec<u8>> {
+    bincode::encode_to_vec(value, bincode_config())
+        .map_err(|e| Error::Invalid(format!("cannot encode object: {e}")))
+}
+
+/// Decode a whole body; trailing bytes are an error.
+pub fn decode_body<T: Decode<()>>(bytes: &[u8], object: &str) -> Result<T> {
+    let (value, used) = bincode::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| Error::corrupt(object, format!("cannot decode: {e}")))?;
+    if used != bytes.len() {
+        return Err(Error::corrupt(
+            object,
+            format!("{} trailing bytes", bytes.len() - used),
+        ));
+    }
+    Ok(value)
+}
+
+/// The kind byte of an envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// `config`
+    Config = b'C' as isize,
+    /// `snapshots/<id>`
+    Snapshot = b'S' as isize,
+}
+
+/// Wrap `value` in an envelope; returns the file bytes and the id.
+pub fn seal<T: Encode>(kind: ObjectKind, value: &T) -> Result<(Vec<u8>, [u8; 32])> {
+    let body = encode_body(value)?;
+    if body.len() > MAX_OBJECT {
+        return Err(Error::Invalid(format!(
+            "object of {} bytes exceeds the {MAX_OBJECT}-byte limit",
+            body.len()
+        )));
+    }
+    let id = *blake3::hash(&body).as_bytes();
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(MAGIC);
+    out.push(kind as u8);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&id);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok((out, id))
+}
+
+/// Check an envelope of `kind` and decode its body. `object` names the file
+/// in errors. Returns the value and the id.
+pub fn open<T: Decode<()>>(kind: ObjectKind, bytes: &[u8], object: &str) -> Result<(T, [u8; 32])> {
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::corrupt(
+            object,
+            format!(
+                "truncated: {} bytes, header needs {HEADER_LEN}",
+                bytes.len()
+            ),
+        ));
+    }
+    if &bytes[..6] != MAGIC {
+        return Err(Error::corrupt(object, "bad magic (not a strata object)"));
+    }
+    if bytes[6] != kind as u8 {
+        return Err(Error::corrupt(
+            object,
+            format!(
+                "object kind {:?} where {:?} was expected",
+                bytes[6] as char, kind as u8 as char
+            ),
+        ));
+    }
+    if bytes[7] != FORMAT_VERSION {
+        return Err(Error::corrupt(
+            object,
+            format!("unsupported format version {}", bytes[7]),
+        ));
+    }
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&bytes[8..40]);
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&bytes[40..44]);
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_OBJECT || bytes.len() != HEADER_LEN + len {
+        return Err(Error::corrupt(
+            object,
+            format!(
+                "length field says {len} bytes, file holds {}",
+                bytes.len() - HEADER_LEN
+            ),
+        ));
+    }
+    let body = &bytes[HEADER_LEN..];
+    if blake3::hash(body).as_bytes() != &id {
+        return Err(Error::corrupt(object, "checksum mismatch"));
+    }
+    Ok((decode_body(body, object)?, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trip_and_checks() {
+        let v: (u32, String) = (7, "x".into());
+        let (bytes, id) = seal(ObjectKind::Snapshot, &v).unwrap();
+        let (back, id2): ((u32, String), _) = open(ObjectKind::Snapshot, &bytes, "t").unwrap();
+        assert_eq!((back, id2), (v, id));
+        // wrong kind is rejected
+        assert!(open::<(u32, String)>(ObjectKind::Config, &bytes, "t").is_err());
+        // any flipped byte is rejected
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 1;
+            assert!(
+                open::<(u32, String)>(ObjectKind::Snapshot, &b, "t").is_err(),
+                "byte {i}"
+            );
+        }
+        // truncation is rejected
+        assert!(
+            open::<(u32, String)>(ObjectKind::Snapshot, &bytes[..bytes.len() - 1], "t").is_err()
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! Reading blobs by id through the index, with a small cache of open pack
+//! files. Shared by backup (parent trees) and restore.
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::{BlobId, PackId};
+use crate::index::Index;
+use crate::pack::reader::{self, BlobLocation};
+use crate::repo::Repo;
+use crate::snapshot::tree::Tree;
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+
+/// Reads and checks blobs.
+pub struct BlobReader<'r> {
+    repo: &'r Repo,
+    index: Mutex<Index>,
+    files: Mutex<HashMap<PackId, Arc<File>>>,
+}
+
+impl<'r> BlobReader<'r> {
+    /// A reader over `repo` with its own index connection.
+    pub fn new(repo: &'r Repo) -> Result<Self> {
+        Ok(BlobReader {
+            repo,
+            index: Mutex::new(repo.index()?),
+            files: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &'r Repo {
+        self.repo
+    }
+
+    /// Where `id` is stored; `None` if the index does not know it.
+    pub fn locate(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
+        let idx = self
+            .index
+            .lock()
+            .map_err(|_| Error::Invalid("index lock poisoned".into()))?;
+        Ok(idx.lookup(id)?.map(|(l, _)| l))
+    }
+
+    fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
+        let mut files = self
+            .files
+            .lock()
+            .map_err(|_| Error::Invalid("pack cache poisoned".into()))?;
+        if let Some(f) = files.get(pack) {
+            return Ok(f.clone());
+        }
+        if files.len() > 64 {
+            files.clear();
+        }
+        let path = self.repo.pack_path(pack);
+        let f = match File::open(&path) {
+            Ok(f) => Arc::new(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::MissingPack {
+                    pack: pack.to_hex(),
+                    more: 0,
+                    files: "(reading a tree)".into(),
+                });
+            }
+            Err(e) => return Err(e).at(&path),
+        };
+        files.insert(*pack, f.clone());
+        Ok(f)
+    }
+
+    /// Read and check one blob.
+    pub fn read(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?.ok_or_else(|| Error::MissingBlob {
+            blob: id.to_hex(),
+            file: "(tree)".into(),
+        })?;
+        let f = self.pack_file(&loc.pack)?;
+        let path = self.repo.pack_path(&loc.pack);
+        reader::read_blob(&f, &path, id, &loc, &|d| self.repo.blob_id(d))
+    }
+
+    /// Read and decode a tree.
+    pub fn tree(&self, id: &BlobId) -> Result<Tree> {
+        Tree::decode(&self.read(id)?, id)
+    }
+}

@@ -1,0 +1,109 @@
+//! The repository `config` object (format-spec/objects.md "Config body").
+
+use crate::error::{Error, Result};
+use crate::object::{self, ObjectKind};
+use bincode::{Decode, Encode};
+
+/// FastCDC parameters (format-spec/chunker.md).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct ChunkerParams {
+    /// Minimum chunk size in bytes.
+    pub min: u32,
+    /// Average (target) chunk size in bytes.
+    pub avg: u32,
+    /// Maximum chunk size in bytes.
+    pub max: u32,
+    /// FastCDC normalization level.
+    pub normalization: u8,
+    /// Gear-table seed; 0 in plaintext repositories.
+    pub seed: u64,
+}
+
+/// Default chunk sizes, chosen by measurement (README "Choosing chunk sizes").
+pub const DEFAULT_CHUNK_MIN: u32 = 64 * 1024;
+/// See [`DEFAULT_CHUNK_MIN`].
+pub const DEFAULT_CHUNK_AVG: u32 = 256 * 1024;
+/// See [`DEFAULT_CHUNK_MIN`].
+pub const DEFAULT_CHUNK_MAX: u32 = 1024 * 1024;
+/// Default zstd level.
+pub const DEFAULT_COMPRESSION: i32 = 3;
+/// Default pack target size.
+pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min: DEFAULT_CHUNK_MIN,
+            avg: DEFAULT_CHUNK_AVG,
+            max: DEFAULT_CHUNK_MAX,
+            normalization: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// The decoded `config` file.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct Config {
+    /// Format version, 1.
+    pub version: u32,
+    /// Random repository id.
+    #[serde(serialize_with = "ser_hex")]
+    pub repo_id: [u8; 32],
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// zstd level; 0 stores blobs raw.
+    pub compression_level: i32,
+    /// Pack target size in bytes.
+    pub pack_target_size: u64,
+    /// 0 = none, 1 = age (reserved).
+    pub encryption: u8,
+}
+
+fn ser_hex<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::id::to_hex(v))
+}
+
+impl Config {
+    /// Check values a decoder accepted but the engine cannot use.
+    pub fn validate(&self, object: &str) -> Result<()> {
+        if self.version != u32::from(object::FORMAT_VERSION) {
+            return Err(Error::corrupt(
+                object,
+                format!("unsupported repository version {}", self.version),
+            ));
+        }
+        crate::chunker::Chunker::new(&self.chunker).map_err(|e| Error::corrupt(object, e))?;
+        if !(0..=22).contains(&self.compression_level) {
+            return Err(Error::corrupt(
+                object,
+                format!("compression level {} out of range", self.compression_level),
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&self.pack_target_size) {
+            return Err(Error::corrupt(
+                object,
+                format!("pack size {} out of range", self.pack_target_size),
+            ));
+        }
+        if self.encryption != 0 {
+            return Err(Error::corrupt(
+                object,
+                "encrypted repositories need a newer strata",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Encode as a `config` file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(object::seal(ObjectKind::Config, self)?.0)
+    }
+
+    /// Decode and validate a `config` file.
+    pub fn from_bytes(bytes: &[u8], object: &str) -> Result<Self> {
+        let (c, _): (Config, _) = object::open(ObjectKind::Config, bytes, object)?;
+        c.validate(object)?;
+        Ok(c)
+    }
+}

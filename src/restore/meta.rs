@@ -1,0 +1,57 @@
+//! Applying metadata to restored nodes: owner (as root), mode, xattrs and
+//! times. Nothing here follows a symlink.
+
+use crate::snapshot::tree::{Entry, EntryKind};
+use rustix::fs::{AtFlags, CWD, Mode, Timespec, Timestamps};
+use std::path::Path;
+
+/// Apply `e`'s metadata to `path`; returns warnings.
+pub fn apply(path: &Path, e: &Entry, as_root: bool) -> Vec<String> {
+    let mut warn = Vec::new();
+    let kind = e.kind();
+    if as_root {
+        let r = rustix::fs::chownat(
+            CWD,
+            path,
+            Some(rustix::fs::Uid::from_raw(e.uid)),
+            Some(rustix::fs::Gid::from_raw(e.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+        if let Err(err) = r {
+            warn.push(format!("{}: cannot set owner: {err}", path.display()));
+        }
+    }
+    if kind != EntryKind::Symlink {
+        if let Err(err) = rustix::fs::chmod(path, Mode::from_raw_mode(e.mode)) {
+            warn.push(format!("{}: cannot set mode: {err}", path.display()));
+        }
+    }
+    for x in &e.xattrs {
+        let name = std::ffi::OsStr::new(std::str::from_utf8(&x.name).unwrap_or_default());
+        use std::os::unix::ffi::OsStrExt;
+        let name = if name.is_empty() {
+            std::ffi::OsStr::from_bytes(&x.name)
+        } else {
+            name
+        };
+        if let Err(err) = xattr::set(path, name, &x.value) {
+            warn.push(format!(
+                "{}: cannot set xattr {}: {err}",
+                path.display(),
+                String::from_utf8_lossy(&x.name)
+            ));
+        }
+    }
+    let t = Timespec {
+        tv_sec: e.mtime_sec,
+        tv_nsec: i64::from(e.mtime_nsec) as _,
+    };
+    let times = Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    if let Err(err) = rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW) {
+        warn.push(format!("{}: cannot set times: {err}", path.display()));
+    }
+    warn
+}

@@ -1,0 +1,489 @@
+//! `strata restore`: plan (tree -> nodes -> blobs grouped by pack), then
+//! create directories, read each pack once and write its blobs where they go
+//! (both cores), create links and special files, apply metadata, and
+//! optionally re-read and verify. It never writes outside the target: names
+//! are checked when trees are decoded, files are opened with O_NOFOLLOW, and
+//! symlinks from the snapshot are created only after all data is written.
+
+mod meta;
+pub mod plan;
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::BlobId;
+use crate::pack::reader;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use crate::snapshot::Snapshot;
+use crate::snapshot::tree::{Entry, EntryKind, Extent, Tree};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What to do with files that already exist in the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Replace them.
+    #[default]
+    Always,
+    /// Replace them unless size and mtime already match.
+    IfChanged,
+    /// Keep them.
+    Never,
+}
+
+/// Validated options of `strata restore`.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Target directory.
+    pub target: PathBuf,
+    /// Restore only paths matching one of these (relative to the restore root).
+    pub includes: Vec<String>,
+    /// Skip paths matching one of these.
+    pub excludes: Vec<String>,
+    /// Existing files.
+    pub overwrite: Overwrite,
+    /// Plan and report only.
+    pub dry_run: bool,
+    /// Re-read written files and check their chunk hashes.
+    pub verify: bool,
+}
+
+/// Live counters for progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes to write.
+    pub bytes_total: AtomicU64,
+    /// Bytes written.
+    pub bytes_done: AtomicU64,
+    /// Files planned.
+    pub files_total: AtomicU64,
+}
+
+/// What a restore did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RestoreReport {
+    /// Regular files written (or that would be, with --dry-run).
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks, hard links, fifos, devices.
+    pub other: u64,
+    /// Bytes of file data written.
+    pub bytes: u64,
+    /// Existing files left alone.
+    pub skipped: u64,
+    /// Files verified (with --verify).
+    pub verified: u64,
+    /// Problems that did not stop the restore.
+    pub warnings: Vec<String>,
+}
+
+fn globs(pats: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in pats {
+        b.add(
+            Glob::new(p.trim_start_matches('/'))
+                .map_err(|e| Error::Invalid(format!("bad glob {p:?}: {e}")))?,
+        );
+    }
+    b.build()
+        .map_err(|e| Error::Invalid(format!("bad glob: {e}")))
+}
+
+/// The tree and base path that `SNAPSHOT:SUBPATH` designates.
+fn start_point(reader: &BlobReader, snap: &Snapshot, subpath: Option<&str>) -> Result<Tree> {
+    let mut tree = reader.tree(&snap.tree)?;
+    let comps: Vec<&str> = subpath
+        .unwrap_or("")
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    for (i, c) in comps.iter().enumerate() {
+        let e = tree.get(c.as_bytes()).cloned().ok_or_else(|| {
+            Error::Invalid(format!(
+                "path {:?} not found in snapshot",
+                comps[..=i].join("/")
+            ))
+        })?;
+        if e.kind() == EntryKind::Dir {
+            tree = reader.tree(&e.subtree.unwrap_or(BlobId([0; 32])))?;
+        } else if i + 1 == comps.len() {
+            // a single file or link: restore it under its own name
+            return Ok(Tree { entries: vec![e] });
+        } else {
+            return Err(Error::Invalid(format!(
+                "{:?} is not a directory",
+                comps[..=i].join("/")
+            )));
+        }
+    }
+    Ok(tree)
+}
+
+const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
+/// Restore `snap` (or its `subpath`) into `opts.target`.
+pub fn run(
+    repo: &Repo,
+    snap: &Snapshot,
+    subpath: Option<&str>,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreReport> {
+    let reader = BlobReader::new(repo)?;
+    let root = start_point(&reader, snap, subpath)?;
+    let nodes = plan::collect(
+        &reader,
+        &root,
+        Path::new(""),
+        &globs(&opts.includes)?,
+        &globs(&opts.excludes)?,
+    )?;
+    let target = &opts.target;
+    if let Ok(md) = fs::symlink_metadata(target) {
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "restore target {} exists and is not a directory",
+                target.display()
+            )));
+        }
+    }
+    let mut report = RestoreReport::default();
+
+    // Decide per node: skipped subtrees, existing files, hard-link groups.
+    let mut skipped_dirs: HashSet<PathBuf> = HashSet::new();
+    let mut files: Vec<usize> = Vec::new(); // nodes whose data we write
+    let mut links: Vec<(usize, usize)> = Vec::new(); // (node, primary node)
+    let mut others: Vec<usize> = Vec::new();
+    let mut dirs: Vec<usize> = Vec::new();
+    let mut primaries: HashMap<(u64, u64), usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if n.rel.parent().is_some_and(|p| skipped_dirs.contains(p)) {
+            if n.entry.kind() == EntryKind::Dir {
+                skipped_dirs.insert(n.rel.clone());
+            }
+            continue;
+        }
+        let path = target.join(&n.rel);
+        let existing = fs::symlink_metadata(&path).ok();
+        match n.entry.kind() {
+            EntryKind::Dir => {
+                if existing.as_ref().is_some_and(|m| !m.is_dir())
+                    && opts.overwrite != Overwrite::Always
+                {
+                    report.warnings.push(format!(
+                        "{}: exists and is not a directory; skipped",
+                        path.display()
+                    ));
+                    skipped_dirs.insert(n.rel.clone());
+                    continue;
+                }
+                dirs.push(i);
+            }
+            kind => {
+                if let Some(m) = &existing {
+                    let same = kind == EntryKind::File
+                        && m.is_file()
+                        && m.size() == n.entry.size
+                        && m.mtime() == n.entry.mtime_sec
+                        && m.mtime_nsec() as u32 == n.entry.mtime_nsec;
+                    if opts.overwrite == Overwrite::Never
+                        || (opts.overwrite == Overwrite::IfChanged && same)
+                    {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    if m.is_dir() {
+                        report.warnings.push(format!(
+                            "{}: a directory is in the way; skipped",
+                            path.display()
+                        ));
+                        continue;
+                    }
+                }
+                if kind == EntryKind::File && n.entry.nlink > 1 {
+                    let key = (n.entry.device, n.entry.inode);
+                    if let Some(&p) = primaries.get(&key) {
+                        links.push((i, p));
+                        continue;
+                    }
+                    primaries.insert(key, i);
+                }
+                if kind == EntryKind::File {
+                    files.push(i);
+                } else {
+                    others.push(i);
+                }
+            }
+        }
+    }
+    let plan = plan::plan_data(&reader, &nodes, &files)?;
+    progress.bytes_total.store(plan.bytes, Relaxed);
+    progress.files_total.store(files.len() as u64, Relaxed);
+    report.files = files.len() as u64;
+    report.dirs = dirs.len() as u64;
+    report.other = (others.len() + links.len()) as u64;
+    report.bytes = plan.bytes;
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // 1. directories, parents first (pre-order)
+    fs::create_dir_all(target).at(target)?;
+    for &i in &dirs {
+        let path = target.join(&nodes[i].rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(&path).at(&path)?;
+                fs::create_dir(&path).at(&path)?;
+            }
+            Err(_) => fs::create_dir(&path).at(&path)?,
+        }
+    }
+    // 2. files: create at their final size (holes stay holes)
+    let warnings = Mutex::new(Vec::new());
+    files.par_iter().try_for_each(|&i| -> Result<()> {
+        let path = target.join(&nodes[i].rel);
+        if let Ok(m) = fs::symlink_metadata(&path) {
+            if !m.is_file() {
+                fs::remove_file(&path).at(&path)?;
+            }
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(O_NOFOLLOW)
+            .mode(0o600)
+            .open(&path)
+            .at(&path)?;
+        f.set_len(nodes[i].entry.size).at(&path)
+    })?;
+    // 3. data: each pack read once; packs in parallel
+    let file_paths: Vec<PathBuf> = files.iter().map(|&i| target.join(&nodes[i].rel)).collect();
+    let extents: Vec<&[Extent]> = files
+        .iter()
+        .map(|&i| nodes[i].entry.extents.as_slice())
+        .collect();
+    plan.packs
+        .par_iter()
+        .try_for_each(|(pack, blobs)| -> Result<()> {
+            let ppath = repo.pack_path(pack);
+            let pf = File::open(&ppath).at(&ppath)?;
+            for run in runs(blobs) {
+                let (start, end) = (
+                    run[0].loc.offset,
+                    run[run.len() - 1].loc.offset + u64::from(run[run.len() - 1].loc.stored_len),
+                );
+                let mut buf = vec![0u8; (end - start) as usize];
+                pf.read_exact_at(&mut buf, start).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::corrupt(format!("pack {pack}"), "truncated")
+                    } else {
+                        Error::Io {
+                            path: ppath.clone(),
+                            source: e,
+                        }
+                    }
+                })?;
+                for u in run {
+                    let s = (u.loc.offset - start) as usize;
+                    let raw = reader::decode_blob(
+                        &buf[s..s + u.loc.stored_len as usize],
+                        &u.id,
+                        &u.loc,
+                        &|d| repo.blob_id(d),
+                    )?;
+                    for &(fi, off) in &u.targets {
+                        let path = &file_paths[fi];
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .custom_flags(O_NOFOLLOW)
+                            .open(path)
+                            .at(path)?;
+                        write_stream_at(&f, extents[fi], off, &raw).at(path)?;
+                        progress.bytes_done.fetch_add(raw.len() as u64, Relaxed);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    // 4. hard links, then special files and symlinks (last: never followed)
+    for &(i, p) in &links {
+        let (path, src) = (target.join(&nodes[i].rel), target.join(&nodes[p].rel));
+        let _ = fs::remove_file(&path);
+        fs::hard_link(&src, &path).at(&path)?;
+    }
+    let as_root = rustix::process::geteuid().is_root();
+    for &i in &others {
+        let e = &nodes[i].entry;
+        let path = target.join(&nodes[i].rel);
+        let _ = fs::remove_file(&path);
+        let r = match e.kind() {
+            EntryKind::Symlink => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.target), &path)
+            }
+            EntryKind::Fifo => mknod(&path, rustix::fs::FileType::Fifo, e, 0),
+            EntryKind::CharDev | EntryKind::BlockDev if !as_root => {
+                warnings
+                    .lock()
+                    .map(|mut w| {
+                        w.push(format!(
+                            "{}: device not created (needs root)",
+                            path.display()
+                        ))
+                    })
+                    .ok();
+                continue;
+            }
+            EntryKind::CharDev => mknod(&path, rustix::fs::FileType::CharacterDevice, e, e.rdev),
+            EntryKind::BlockDev => mknod(&path, rustix::fs::FileType::BlockDevice, e, e.rdev),
+            _ => continue, // sockets are not restored
+        };
+        r.at(&path)?;
+    }
+    // 5. metadata: files and others, then directories deepest first
+    let meta_nodes: Vec<usize> = files.iter().chain(others.iter()).copied().collect();
+    meta_nodes.par_iter().for_each(|&i| {
+        let w = meta::apply(&target.join(&nodes[i].rel), &nodes[i].entry, as_root);
+        if !w.is_empty() {
+            if let Ok(mut all) = warnings.lock() {
+                all.extend(w);
+            }
+        }
+    });
+    let mut dirs_deep = dirs.clone();
+    dirs_deep.sort_by_key(|&i| std::cmp::Reverse(nodes[i].depth));
+    for &i in &dirs_deep {
+        report.warnings.extend(meta::apply(
+            &target.join(&nodes[i].rel),
+            &nodes[i].entry,
+            as_root,
+        ));
+    }
+    report
+        .warnings
+        .extend(warnings.into_inner().unwrap_or_default());
+    // 6. verify
+    if opts.verify {
+        let bad: Vec<String> = files
+            .par_iter()
+            .enumerate()
+            .filter_map(|(fi, &i)| {
+                let ok = verify_file(repo, &file_paths[fi], &nodes[i].entry, &plan.chunk_lens[fi]);
+                match ok {
+                    Ok(true) => None,
+                    Ok(false) => Some(nodes[i].rel.display().to_string()),
+                    Err(e) => Some(e.to_string()),
+                }
+            })
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::Verify(format!(
+                "{} file(s) differ: {}",
+                bad.len(),
+                bad.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        report.verified = files.len() as u64;
+    }
+    Ok(report)
+}
+
+fn mknod(path: &Path, ft: rustix::fs::FileType, e: &Entry, dev: u64) -> std::io::Result<()> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        ft,
+        rustix::fs::Mode::from_raw_mode(e.mode),
+        dev,
+    )?;
+    Ok(())
+}
+
+/// Split a pack's blobs into runs close enough to read in one `pread`.
+fn runs(blobs: &[plan::BlobUse]) -> Vec<&[plan::BlobUse]> {
+    const GAP: u64 = 256 << 10;
+    const MAX_RUN: u64 = 32 << 20;
+    let mut out = Vec::new();
+    let mut s = 0;
+    for i in 1..=blobs.len() {
+        let split = i == blobs.len() || {
+            let prev_end = blobs[i - 1].loc.offset + u64::from(blobs[i - 1].loc.stored_len);
+            blobs[i].loc.offset > prev_end + GAP || prev_end - blobs[s].loc.offset > MAX_RUN
+        };
+        if split {
+            out.push(&blobs[s..i]);
+            s = i;
+        }
+    }
+    out
+}
+
+/// Write `data` at `off` of the file's data stream, mapped through sparse extents.
+fn write_stream_at(f: &File, extents: &[Extent], off: u64, data: &[u8]) -> std::io::Result<()> {
+    if extents.is_empty() {
+        return f.write_all_at(data, off);
+    }
+    let (mut stream_pos, mut rest, mut off) = (0u64, data, off);
+    for e in extents {
+        if rest.is_empty() {
+            break;
+        }
+        if off < stream_pos + e.len {
+            let within = off - stream_pos;
+            let n = rest.len().min((e.len - within) as usize);
+            f.write_all_at(&rest[..n], e.offset + within)?;
+            rest = &rest[n..];
+            off += n as u64;
+        }
+        stream_pos += e.len;
+    }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("data beyond the file's extents"))
+    }
+}
+
+/// Re-read a restored file and compare each chunk's hash with its id.
+fn verify_file(repo: &Repo, path: &Path, e: &Entry, lens: &[u32]) -> Result<bool> {
+    let f = File::open(path).at(path)?;
+    if f.metadata().at(path)?.len() != e.size {
+        return Ok(false);
+    }
+    let mut stream: Box<dyn Read> = if e.extents.is_empty() {
+        Box::new(&f)
+    } else {
+        let mut parts: Vec<Box<dyn Read>> = Vec::new();
+        for x in &e.extents {
+            let mut v = vec![0u8; x.len as usize];
+            f.read_exact_at(&mut v, x.offset).at(path)?;
+            parts.push(Box::new(std::io::Cursor::new(v)));
+        }
+        Box::new(
+            parts
+                .into_iter()
+                .fold(Box::new(std::io::empty()) as Box<dyn Read>, |a, b| {
+                    Box::new(a.chain(b))
+                }),
+        )
+    };
+    let mut buf = Vec::new();
+    for (id, &len) in e.content.iter().zip(lens) {
+        buf.resize(len as usize, 0);
+        stream.read_exact(&mut buf).at(path)?;
+        if repo.blob_id(&buf) != *id {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

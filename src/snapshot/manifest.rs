@@ -1,0 +1,108 @@
+//! Snapshot manifests (format-spec/objects.md "Snapshot body"), one file per
+//! snapshot under `snapshots/<id>`, written last (INV-4).
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::{BlobId, SnapshotId};
+use crate::object::{self, ObjectKind};
+use crate::repo::{Repo, fsutil};
+use bincode::{Decode, Encode};
+
+/// Counters recorded with a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct Summary {
+    /// Files not in the parent.
+    pub files_new: u64,
+    /// Files in the parent whose metadata changed (re-read).
+    pub files_changed: u64,
+    /// Files reused from the parent without reading.
+    pub files_unchanged: u64,
+    /// Directories stored.
+    pub dirs: u64,
+    /// Symlinks, fifos, devices, sockets.
+    pub other: u64,
+    /// Logical bytes of all regular files.
+    pub total_bytes: u64,
+    /// Bytes read from the sources.
+    pub bytes_read: u64,
+    /// New blobs written.
+    pub blobs_added: u64,
+    /// Raw bytes of the new blobs.
+    pub bytes_added: u64,
+    /// Stored (compressed) bytes of the new blobs.
+    pub stored_added: u64,
+    /// Files skipped or changed while read.
+    pub warnings: u64,
+    /// Wall time.
+    pub duration_ns: u64,
+}
+
+impl Summary {
+    /// Regular files in the snapshot.
+    pub fn files(&self) -> u64 {
+        self.files_new + self.files_changed + self.files_unchanged
+    }
+}
+
+/// A snapshot manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Snapshot {
+    /// Start time, Unix nanoseconds.
+    pub time_unix_ns: i64,
+    /// Host name.
+    pub host: String,
+    /// User name.
+    pub username: String,
+    /// Source paths as given (raw bytes); "-" for stdin.
+    pub paths: Vec<Vec<u8>>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Root tree.
+    pub tree: BlobId,
+    /// Parent used for change detection.
+    pub parent: Option<SnapshotId>,
+    /// Counters.
+    pub summary: Summary,
+    /// Program that wrote it.
+    pub program: String,
+}
+
+impl Snapshot {
+    /// Paths as display strings.
+    pub fn path_strings(&self) -> Vec<String> {
+        self.paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    }
+
+    /// Time as RFC 3339 (UTC, seconds).
+    pub fn time_string(&self) -> String {
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::from_nanos(self.time_unix_ns.max(0) as u64);
+        humantime::format_rfc3339_seconds(t).to_string()
+    }
+
+    /// Write this manifest (INV-1, INV-4: call only after its index rows are committed).
+    pub fn save(&self, repo: &Repo) -> Result<SnapshotId> {
+        let (bytes, id) = object::seal(ObjectKind::Snapshot, self)?;
+        let id = SnapshotId(id);
+        let dest = repo.root().join("snapshots").join(id.to_hex());
+        fsutil::write_atomic(&repo.tmp_dir(), &dest, &bytes)?;
+        Ok(id)
+    }
+
+    /// Read `snapshots/<id>` and check it.
+    pub fn load(repo: &Repo, id: &SnapshotId) -> Result<Snapshot> {
+        let path = repo.root().join("snapshots").join(id.to_hex());
+        let bytes = std::fs::read(&path).at(&path)?;
+        let object = format!("snapshots/{}", id.to_hex());
+        let (s, got): (Snapshot, _) = object::open(ObjectKind::Snapshot, &bytes, &object)?;
+        if got != id.0 {
+            return Err(Error::corrupt(
+                object,
+                "content does not match the file name",
+            ));
+        }
+        Ok(s)
+    }
+}

@@ -1,0 +1,86 @@
+//! Snapshots: manifests, trees, listing and selecting (`latest`, id prefixes,
+//! host/tag/path filters).
+
+pub mod manifest;
+pub mod tree;
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::SnapshotId;
+use crate::repo::Repo;
+pub use manifest::{Snapshot, Summary};
+
+/// Filters of `snapshots` and of `latest`.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only this host.
+    pub host: Option<String>,
+    /// Snapshots carrying all these tags.
+    pub tags: Vec<String>,
+    /// Snapshots whose paths include all of these.
+    pub paths: Vec<String>,
+}
+
+impl Filter {
+    /// Does `s` pass?
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.host.as_ref().is_none_or(|h| &s.host == h)
+            && self.tags.iter().all(|t| s.tags.contains(t))
+            && self
+                .paths
+                .iter()
+                .all(|p| s.paths.iter().any(|sp| sp == p.as_bytes()))
+    }
+}
+
+/// Every snapshot id in the repository.
+pub fn ids(repo: &Repo) -> Result<Vec<SnapshotId>> {
+    let dir = repo.root().join("snapshots");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).at(&dir)? {
+        let e = e.at(&dir)?;
+        if let Some(id) = e.file_name().to_str().and_then(SnapshotId::from_hex) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// All snapshots, oldest first. A manifest that fails its checks is an error
+/// naming it.
+pub fn list(repo: &Repo) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let mut out = Vec::new();
+    for id in ids(repo)? {
+        out.push((id, Snapshot::load(repo, &id)?));
+    }
+    out.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// Resolve `latest` (with `filter`) or a unique id prefix.
+pub fn resolve(repo: &Repo, spec: &str, filter: &Filter) -> Result<(SnapshotId, Snapshot)> {
+    if spec == "latest" {
+        return list(repo)?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| filter.matches(s))
+            .ok_or_else(|| Error::SnapshotNotFound("latest".into()));
+    }
+    if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Invalid(format!(
+            "{spec:?} is not a snapshot id (hex prefix) or `latest`"
+        )));
+    }
+    let spec_l = spec.to_ascii_lowercase();
+    let found: Vec<SnapshotId> = ids(repo)?
+        .into_iter()
+        .filter(|id| id.to_hex().starts_with(&spec_l))
+        .collect();
+    match found.as_slice() {
+        [id] => Ok((*id, Snapshot::load(repo, id)?)),
+        [] => Err(Error::SnapshotNotFound(spec.into())),
+        _ => Err(Error::Invalid(format!(
+            "snapshot prefix {spec} is ambiguous ({} matches)",
+            found.len()
+        ))),
+    }
+}
