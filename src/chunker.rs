@@ -86,24 +86,35 @@ impl Chunker {
     }
 
     /// Stream `src` and call `f` on each chunk in order. Stops at EOF or at the
-    /// first error of `f`. Returns the bytes read.
+    /// first error of `f`. `size_hint` (e.g. the file size) sizes the buffer,
+    /// so a small file costs a small allocation; the buffer grows if the
+    /// source turns out larger. Returns the bytes read.
     pub fn stream<R: Read, E: From<io::Error>>(
         &self,
         mut src: R,
+        size_hint: u64,
         mut f: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let cap = self.max * 4;
-        let mut buf = vec![0u8; cap];
+        let limit = self.max * 4;
+        let first = usize::try_from(size_hint.saturating_add(1))
+            .unwrap_or(limit)
+            .clamp(4096, limit);
+        let mut buf = vec![0u8; first];
         let (mut start, mut end) = (0usize, 0usize);
         let mut eof = false;
         let mut total = 0u64;
         loop {
             // Fill until `max` bytes are available after `start`, or EOF.
             while !eof && end - start < self.max {
-                if end == cap {
-                    buf.copy_within(start..end, 0);
-                    end -= start;
-                    start = 0;
+                if end == buf.len() {
+                    if start > 0 {
+                        buf.copy_within(start..end, 0);
+                        end -= start;
+                        start = 0;
+                    } else {
+                        let grown = (buf.len() * 2).min(limit).max(self.max);
+                        buf.resize(grown, 0);
+                    }
                 }
                 match src.read(&mut buf[end..]) {
                     Ok(0) => eof = true,
@@ -161,7 +172,7 @@ mod tests {
         }
         let mut got = Vec::new();
         let total = c
-            .stream(Jumpy(&data, 0), |ch| -> io::Result<()> {
+            .stream(Jumpy(&data, 0), 10, |ch| -> io::Result<()> {
                 got.push(ch.len());
                 Ok(())
             })

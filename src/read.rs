@@ -19,11 +19,14 @@ pub struct BlobReader<'r> {
 }
 
 impl<'r> BlobReader<'r> {
-    /// A reader over `repo` with its own index connection.
+    /// A reader over `repo` with its own index connection, which sees the
+    /// index as it is now (one read transaction for the reader's lifetime).
     pub fn new(repo: &'r Repo) -> Result<Self> {
+        let index = repo.index()?;
+        index.begin_read_snapshot()?;
         Ok(BlobReader {
             repo,
-            index: Mutex::new(repo.index()?),
+            index: Mutex::new(index),
             files: Mutex::new(HashMap::new()),
         })
     }

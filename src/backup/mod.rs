@@ -137,6 +137,9 @@ pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<S
     for p in &opts.paths {
         let abs =
             std::path::absolute(p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+        // One spelling per path (no trailing `/`), so parent detection,
+        // which compares recorded paths, finds `data/` and `data` alike.
+        let abs: PathBuf = abs.components().collect();
         sources.push((abs.clone(), root_name(&abs)));
     }
     let mut names: Vec<&[u8]> = sources.iter().map(|(_, n)| n.as_slice()).collect();
@@ -284,14 +287,19 @@ fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) 
         xattrs: Vec::new(),
     };
     let stream = |r: &mut dyn Read| -> Result<(Vec<crate::id::BlobId>, u64)> {
-        source::save_stream(r, walker.chunker, walker.saver, &counters.progress_bytes).map_err(
-            |e| match e {
-                source::SourceError::Source(err) => {
-                    Error::Invalid(format!("reading {}: {err}", s.name))
-                }
-                source::SourceError::Repo(err) => err,
-            },
+        source::save_stream(
+            r,
+            1 << 20,
+            walker.chunker,
+            walker.saver,
+            &counters.progress_bytes,
         )
+        .map_err(|e| match e {
+            source::SourceError::Source(err) => {
+                Error::Invalid(format!("reading {}: {err}", s.name))
+            }
+            source::SourceError::Repo(err) => err,
+        })
     };
     let (content, n) = match &s.command {
         None => stream(&mut std::io::stdin().lock())?,

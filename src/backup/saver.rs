@@ -29,6 +29,7 @@ pub struct SaveStats {
 pub struct BlobSaver<'r> {
     repo: &'r Repo,
     index: Arc<Mutex<Index>>,
+    lookup: Mutex<Index>,
     pending: Mutex<HashSet<BlobId>>,
     open: [Mutex<Option<PackWriter>>; 2],
     to_seal: Mutex<Option<crossbeam_channel::Sender<PackWriter>>>,
@@ -60,9 +61,12 @@ impl<'r> BlobSaver<'r> {
                 Ok(())
             })
             .map_err(|e| Error::Invalid(format!("cannot start sealing thread: {e}")))?;
+        let lookup = repo.index()?;
+        lookup.begin_read_snapshot()?;
         Ok(BlobSaver {
             repo,
             index,
+            lookup: Mutex::new(lookup),
             pending: Mutex::new(HashSet::new()),
             open: [Mutex::new(None), Mutex::new(None)],
             to_seal: Mutex::new(Some(tx)),
@@ -95,7 +99,7 @@ impl<'r> BlobSaver<'r> {
         if self.pending.lock().map_err(|_| poisoned())?.contains(&id) {
             return Ok(false);
         }
-        if self.index.lock().map_err(|_| poisoned())?.contains(&id)? {
+        if self.lookup.lock().map_err(|_| poisoned())?.contains(&id)? {
             return Ok(false);
         }
         if !self.pending.lock().map_err(|_| poisoned())?.insert(id) {

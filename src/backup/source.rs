@@ -179,6 +179,7 @@ const BATCH_BYTES: usize = 8 << 20;
 /// compressed in parallel batches. Returns the chunk ids and bytes read.
 pub fn save_stream<R: Read>(
     src: R,
+    size_hint: u64,
     chunker: &Chunker,
     saver: &BlobSaver,
     progress: &AtomicU64,
@@ -202,7 +203,7 @@ pub fn save_stream<R: Read>(
         batch.clear();
         Ok(())
     };
-    let total = chunker.stream(src, |chunk: &[u8]| -> Result<(), SourceError> {
+    let total = chunker.stream(src, size_hint, |chunk: &[u8]| -> Result<(), SourceError> {
         progress.fetch_add(chunk.len() as u64, Relaxed);
         batch_bytes += chunk.len();
         batch.push(chunk.to_vec());
@@ -234,19 +235,14 @@ pub fn open_source(path: &Path) -> io::Result<File> {
 /// whether the file changed while it was read.
 pub fn save_file(
     path: &Path,
+    md: &Metadata,
     entry: &mut Entry,
     chunker: &Chunker,
     saver: &BlobSaver,
     progress: &AtomicU64,
 ) -> Result<(u64, bool), SourceError> {
     let f = open_source(path)?;
-    let md = f.metadata()?;
-    if !md.is_file() {
-        return Err(SourceError::Source(io::Error::other(
-            "no longer a regular file",
-        )));
-    }
-    let extents = data_extents(&f, &md)?;
+    let extents = data_extents(&f, md)?;
     let (content, read) = match &extents {
         Some(ex) => save_stream(
             ExtentReader {
@@ -255,26 +251,33 @@ pub fn save_file(
                 idx: 0,
                 done: 0,
             },
+            md.size(),
             chunker,
             saver,
             progress,
         )?,
-        None => save_stream(&f, chunker, saver, progress)?,
+        None => save_stream(&f, md.size(), chunker, saver, progress)?,
     };
+    // Compare with the lstat taken before opening: a different inode, size
+    // or mtime means the file changed (or was replaced) while we read it.
     let after = f.metadata()?;
     let expected: u64 = match &extents {
         Some(ex) => ex.iter().map(|e| e.len).sum(),
         None => md.size(),
     };
     let changed = read != expected
+        || !after.is_file()
+        || after.ino() != md.ino()
         || after.size() != md.size()
         || after.mtime() != md.mtime()
         || after.mtime_nsec() != md.mtime_nsec();
     entry.content = content;
     entry.extents = extents.unwrap_or_default();
     if changed {
-        // Record what was read, consistently: a dense file of `read` bytes.
-        if !entry.extents.is_empty() {
+        // Record what was read, consistently.
+        if entry.extents.is_empty() {
+            entry.size = read;
+        } else {
             let mut left = read;
             entry.extents.retain_mut(|e| {
                 let keep = left > 0;
@@ -282,14 +285,8 @@ pub fn save_file(
                 left -= e.len;
                 keep
             });
-            entry.size = entry
-                .extents
-                .last()
-                .map(|e| e.offset + e.len)
-                .unwrap_or(0)
-                .max(entry.size.min(after.size()));
-        } else {
-            entry.size = read;
+            let data_end = entry.extents.last().map(|e| e.offset + e.len).unwrap_or(0);
+            entry.size = data_end.max(entry.size.min(after.size()));
         }
     }
     Ok((read, changed))

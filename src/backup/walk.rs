@@ -145,6 +145,7 @@ impl Walker<'_> {
         }
         match source::save_file(
             path,
+            md,
             &mut e,
             self.chunker,
             self.saver,

@@ -100,6 +100,18 @@ impl Index {
         Ok(())
     }
 
+    /// Start a read transaction that lasts until this connection is dropped.
+    /// Lookups then see one consistent state and skip SQLite's per-statement
+    /// lock round trips (two `fcntl` calls each). Rows committed later by
+    /// other connections are not seen: callers must tolerate that (dedup
+    /// does: a blob stored twice costs space, never correctness).
+    pub fn begin_read_snapshot(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        self.conn
+            .query_row("SELECT count(*) FROM packs", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Is `id` in the index?
     pub fn contains(&self, id: &BlobId) -> Result<bool> {
         let mut st = self

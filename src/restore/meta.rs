@@ -3,7 +3,51 @@
 
 use crate::snapshot::tree::{Entry, EntryKind};
 use rustix::fs::{AtFlags, CWD, Mode, Timespec, Timestamps};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+/// Apply a regular file's metadata through its open descriptor (owner
+/// before mode: chown clears set-id bits); returns warnings.
+pub fn apply_fd(f: &std::fs::File, path: &Path, e: &Entry, as_root: bool) -> Vec<String> {
+    use xattr::FileExt;
+    let mut warn = Vec::new();
+    if as_root {
+        let r = rustix::fs::fchown(
+            f,
+            Some(rustix::fs::Uid::from_raw(e.uid)),
+            Some(rustix::fs::Gid::from_raw(e.gid)),
+        );
+        if let Err(err) = r {
+            warn.push(format!("{}: cannot set owner: {err}", path.display()));
+        }
+    }
+    if let Err(err) = rustix::fs::fchmod(f, Mode::from_raw_mode(e.mode)) {
+        warn.push(format!("{}: cannot set mode: {err}", path.display()));
+    }
+    for x in &e.xattrs {
+        let name = OsStr::from_bytes(&x.name);
+        if let Err(err) = f.set_xattr(name, &x.value) {
+            warn.push(format!(
+                "{}: cannot set xattr {}: {err}",
+                path.display(),
+                String::from_utf8_lossy(&x.name)
+            ));
+        }
+    }
+    let t = Timespec {
+        tv_sec: e.mtime_sec,
+        tv_nsec: i64::from(e.mtime_nsec) as _,
+    };
+    let times = Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    if let Err(err) = rustix::fs::futimens(f, &times) {
+        warn.push(format!("{}: cannot set times: {err}", path.display()));
+    }
+    warn
+}
 
 /// Apply `e`'s metadata to `path`; returns warnings.
 pub fn apply(path: &Path, e: &Entry, as_root: bool) -> Vec<String> {
@@ -27,13 +71,7 @@ pub fn apply(path: &Path, e: &Entry, as_root: bool) -> Vec<String> {
         }
     }
     for x in &e.xattrs {
-        let name = std::ffi::OsStr::new(std::str::from_utf8(&x.name).unwrap_or_default());
-        use std::os::unix::ffi::OsStrExt;
-        let name = if name.is_empty() {
-            std::ffi::OsStr::from_bytes(&x.name)
-        } else {
-            name
-        };
+        let name = OsStr::from_bytes(&x.name);
         if let Err(err) = xattr::set(path, name, &x.value) {
             warn.push(format!(
                 "{}: cannot set xattr {}: {err}",

@@ -23,8 +23,8 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 
 /// What to do with files that already exist in the target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -137,6 +137,9 @@ pub fn run(
     opts: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreReport> {
+    // The index is a cache: index any pack it does not know yet (a killed
+    // backup, or a missing index.sqlite) before planning.
+    repo.index()?.reconcile(repo.root())?;
     let reader = BlobReader::new(repo)?;
     let root = start_point(&reader, snap, subpath)?;
     let nodes = plan::collect(
@@ -155,6 +158,11 @@ pub fn run(
             )));
         }
     }
+    // A target that does not exist or is empty needs no per-file checks.
+    let fresh = match fs::read_dir(target) {
+        Ok(mut d) => d.next().is_none(),
+        Err(_) => true,
+    };
     let mut report = RestoreReport::default();
 
     // Decide per node: skipped subtrees, existing files, hard-link groups.
@@ -172,7 +180,11 @@ pub fn run(
             continue;
         }
         let path = target.join(&n.rel);
-        let existing = fs::symlink_metadata(&path).ok();
+        let existing = if fresh {
+            None
+        } else {
+            fs::symlink_metadata(&path).ok()
+        };
         match n.entry.kind() {
             EntryKind::Dir => {
                 if existing.as_ref().is_some_and(|m| !m.is_dir())
@@ -187,6 +199,9 @@ pub fn run(
                 }
                 dirs.push(i);
             }
+            // Sockets are recorded but not restored: nothing to create,
+            // so no metadata to apply either.
+            EntryKind::Socket => continue,
             kind => {
                 if let Some(m) = &existing {
                     let same = kind == EntryKind::File
@@ -248,31 +263,50 @@ pub fn run(
             Err(_) => fs::create_dir(&path).at(&path)?,
         }
     }
-    // 2. files: create at their final size (holes stay holes)
+    // 2+3. data: each pack is read once, packs in parallel. The first write
+    // to a file creates it (others wait on its `OnceLock`); the last write
+    // applies its metadata through the same descriptor and closes it.
     let warnings = Mutex::new(Vec::new());
-    files.par_iter().try_for_each(|&i| -> Result<()> {
-        let path = target.join(&nodes[i].rel);
-        if let Ok(m) = fs::symlink_metadata(&path) {
-            if !m.is_file() {
-                fs::remove_file(&path).at(&path)?;
+    let as_root = rustix::process::geteuid().is_root();
+    let file_paths: Vec<PathBuf> = files.iter().map(|&i| target.join(&nodes[i].rel)).collect();
+    let states: Vec<FileState> = files
+        .iter()
+        .map(|&i| FileState {
+            created: OnceLock::new(),
+            remaining: AtomicUsize::new(nodes[i].entry.content.len()),
+        })
+        .collect();
+    let write = |fi: usize, off: u64, data: &[u8]| -> Result<()> {
+        let (path, e) = (&file_paths[fi], &nodes[files[fi]].entry);
+        let mut mine = None;
+        let created = states[fi].created.get_or_init(|| {
+            create_file(path, e, fresh)
+                .map(|f| mine = Some(f))
+                .map_err(|err| err.to_string())
+        });
+        if let Err(msg) = created {
+            return Err(Error::Invalid(msg.clone()));
+        }
+        let f = match mine {
+            Some(f) => f,
+            None => OpenOptions::new()
+                .write(true)
+                .custom_flags(O_NOFOLLOW)
+                .open(path)
+                .at(path)?,
+        };
+        write_stream_at(&f, &e.extents, off, data).at(path)?;
+        progress.bytes_done.fetch_add(data.len() as u64, Relaxed);
+        if states[fi].remaining.fetch_sub(1, Relaxed) == 1 {
+            let w = meta::apply_fd(&f, path, e, as_root);
+            if !w.is_empty() {
+                if let Ok(mut all) = warnings.lock() {
+                    all.extend(w);
+                }
             }
         }
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(O_NOFOLLOW)
-            .mode(0o600)
-            .open(&path)
-            .at(&path)?;
-        f.set_len(nodes[i].entry.size).at(&path)
-    })?;
-    // 3. data: each pack read once; packs in parallel
-    let file_paths: Vec<PathBuf> = files.iter().map(|&i| target.join(&nodes[i].rel)).collect();
-    let extents: Vec<&[Extent]> = files
-        .iter()
-        .map(|&i| nodes[i].entry.extents.as_slice())
-        .collect();
+        Ok(())
+    };
     plan.packs
         .par_iter()
         .try_for_each(|(pack, blobs)| -> Result<()> {
@@ -303,15 +337,23 @@ pub fn run(
                         &|d| repo.blob_id(d),
                     )?;
                     for &(fi, off) in &u.targets {
-                        let path = &file_paths[fi];
-                        let f = OpenOptions::new()
-                            .write(true)
-                            .custom_flags(O_NOFOLLOW)
-                            .open(path)
-                            .at(path)?;
-                        write_stream_at(&f, extents[fi], off, &raw).at(path)?;
-                        progress.bytes_done.fetch_add(raw.len() as u64, Relaxed);
+                        write(fi, off, &raw)?;
                     }
+                }
+            }
+            Ok(())
+        })?;
+    // Files without data (empty, or only holes).
+    (0..files.len())
+        .into_par_iter()
+        .filter(|&fi| nodes[files[fi]].entry.content.is_empty())
+        .try_for_each(|fi| -> Result<()> {
+            let (path, e) = (&file_paths[fi], &nodes[files[fi]].entry);
+            let f = create_file(path, e, fresh).at(path)?;
+            let w = meta::apply_fd(&f, path, e, as_root);
+            if !w.is_empty() {
+                if let Ok(mut all) = warnings.lock() {
+                    all.extend(w);
                 }
             }
             Ok(())
@@ -322,7 +364,6 @@ pub fn run(
         let _ = fs::remove_file(&path);
         fs::hard_link(&src, &path).at(&path)?;
     }
-    let as_root = rustix::process::geteuid().is_root();
     for &i in &others {
         let e = &nodes[i].entry;
         let path = target.join(&nodes[i].rel);
@@ -346,13 +387,12 @@ pub fn run(
             }
             EntryKind::CharDev => mknod(&path, rustix::fs::FileType::CharacterDevice, e, e.rdev),
             EntryKind::BlockDev => mknod(&path, rustix::fs::FileType::BlockDevice, e, e.rdev),
-            _ => continue, // sockets are not restored
+            _ => continue, // sockets never reach `others`
         };
         r.at(&path)?;
     }
-    // 5. metadata: files and others, then directories deepest first
-    let meta_nodes: Vec<usize> = files.iter().chain(others.iter()).copied().collect();
-    meta_nodes.par_iter().for_each(|&i| {
+    // 5. metadata of links and special files, then directories deepest first
+    others.par_iter().for_each(|&i| {
         let w = meta::apply(&target.join(&nodes[i].rel), &nodes[i].entry, as_root);
         if !w.is_empty() {
             if let Ok(mut all) = warnings.lock() {
@@ -396,6 +436,35 @@ pub fn run(
         report.verified = files.len() as u64;
     }
     Ok(report)
+}
+
+/// Per-file restore state: created once, metadata after the last write.
+struct FileState {
+    created: OnceLock<std::result::Result<(), String>>,
+    remaining: AtomicUsize,
+}
+
+/// Create (truncate) a file for writing, never through a symlink; sparse
+/// files get their final size now so that holes stay holes.
+fn create_file(path: &Path, e: &Entry, fresh: bool) -> std::io::Result<File> {
+    if !fresh {
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if !m.is_file() {
+                fs::remove_file(path)?;
+            }
+        }
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)?;
+    if !e.extents.is_empty() || e.content.is_empty() {
+        f.set_len(e.size)?;
+    }
+    Ok(f)
 }
 
 fn mknod(path: &Path, ft: rustix::fs::FileType, e: &Entry, dev: u64) -> std::io::Result<()> {
