@@ -38,6 +38,9 @@ pub struct BlobSaver<'r> {
     pub stats: SaveStats,
 }
 
+/// Sealed packs that may wait for fsync at once.
+const SEAL_QUEUE: usize = 32;
+
 fn poisoned() -> Error {
     Error::Invalid("internal lock poisoned by a panic".into())
 }
@@ -46,7 +49,10 @@ impl<'r> BlobSaver<'r> {
     /// Start a saver and its sealing thread.
     pub fn new(repo: &'r Repo) -> Result<Self> {
         let index = Arc::new(Mutex::new(repo.index()?));
-        let (tx, rx) = crossbeam_channel::bounded::<PackWriter>(1);
+        // Full packs wait here for their fsync. The data is already written
+        // (page cache), so a deep queue costs file handles, not memory, and
+        // keeps fsync latency off the workers' path.
+        let (tx, rx) = crossbeam_channel::bounded::<PackWriter>(SEAL_QUEUE);
         let root = repo.root().to_path_buf();
         let idx = index.clone();
         let sealer = std::thread::Builder::new()

@@ -9,13 +9,15 @@ use crate::chunker::Chunker;
 use crate::error::Error;
 use crate::id::BlobId;
 use crate::snapshot::tree::{Entry, EntryKind, Extent, Xattr};
-use rayon::prelude::*;
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
 
 /// A failure while storing one source: the source's fault (a warning) or
 /// the repository's (fatal).
@@ -172,11 +174,14 @@ impl Read for ExtentReader<'_> {
     }
 }
 
-/// Batch size of chunks handed to the thread pool at once.
-const BATCH_BYTES: usize = 8 << 20;
+/// Bytes of chunks that may wait for hashing and compression at once, per
+/// stream: bounds memory while the reading thread runs ahead.
+const IN_FLIGHT_BYTES: usize = 16 << 20;
 
-/// Chunk `src`, saving every chunk as a data blob; chunks are hashed and
-/// compressed in parallel batches. Returns the chunk ids and bytes read.
+/// Chunk `src`, saving every chunk as a data blob. Chunks of a large stream
+/// are hashed and compressed as rayon tasks while this thread reads and
+/// chunks on; when `IN_FLIGHT_BYTES` are queued it helps with the queue
+/// instead of reading. Returns the chunk ids in order and the bytes read.
 pub fn save_stream<R: Read>(
     src: R,
     size_hint: u64,
@@ -184,36 +189,54 @@ pub fn save_stream<R: Read>(
     saver: &BlobSaver,
     progress: &AtomicU64,
 ) -> Result<(Vec<BlobId>, u64), SourceError> {
-    let mut ids = Vec::new();
-    let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let flush = |batch: &mut Vec<Vec<u8>>, ids: &mut Vec<BlobId>| -> Result<(), SourceError> {
-        let got: Result<Vec<BlobId>, Error> = if batch.len() == 1 {
-            batch
-                .iter()
-                .map(|c| saver.save(BlobKind::Data, c))
-                .collect()
-        } else {
-            batch
-                .par_iter()
-                .map(|c| saver.save(BlobKind::Data, c))
-                .collect()
-        };
-        ids.extend(got?);
-        batch.clear();
-        Ok(())
-    };
-    let total = chunker.stream(src, size_hint, |chunk: &[u8]| -> Result<(), SourceError> {
-        progress.fetch_add(chunk.len() as u64, Relaxed);
-        batch_bytes += chunk.len();
-        batch.push(chunk.to_vec());
-        if batch_bytes >= BATCH_BYTES {
-            flush(&mut batch, &mut ids)?;
-            batch_bytes = 0;
-        }
-        Ok(())
+    if size_hint <= chunker.max_size() as u64 {
+        // Small file: at most a chunk or two, no task overhead.
+        let mut ids = Vec::new();
+        let total = chunker.stream(src, size_hint, |chunk: &[u8]| -> Result<(), SourceError> {
+            progress.fetch_add(chunk.len() as u64, Relaxed);
+            ids.push(saver.save(BlobKind::Data, chunk)?);
+            Ok(())
+        })?;
+        return Ok((ids, total));
+    }
+    let in_flight = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<BlobId, Error>)>> = Mutex::new(Vec::new());
+    let mut count = 0usize;
+    let total = rayon::in_place_scope(|scope| {
+        chunker.stream(src, size_hint, |chunk: &[u8]| -> Result<(), SourceError> {
+            progress.fetch_add(chunk.len() as u64, Relaxed);
+            while in_flight.load(Acquire) >= IN_FLIGHT_BYTES {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+            }
+            let data = chunk.to_vec();
+            let (i, n) = (count, data.len());
+            count += 1;
+            in_flight.fetch_add(n, AcqRel);
+            let (results, in_flight) = (&results, &in_flight);
+            scope.spawn(move |_| {
+                let r = saver.save(BlobKind::Data, &data);
+                drop(data);
+                if let Ok(mut v) = results.lock() {
+                    v.push((i, r));
+                }
+                in_flight.fetch_sub(n, AcqRel);
+            });
+            Ok(())
+        })
     })?;
-    flush(&mut batch, &mut ids)?;
+    let mut results = results
+        .into_inner()
+        .map_err(|_| Error::Invalid("chunk results lost to a panic".into()))?;
+    if results.len() != count {
+        return Err(Error::Invalid("chunk results lost to a panic".into()).into());
+    }
+    results.sort_unstable_by_key(|(i, _)| *i);
+    let ids = results
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect::<Result<Vec<BlobId>, Error>>()?;
     Ok((ids, total))
 }
 
