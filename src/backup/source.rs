@@ -8,11 +8,11 @@ use crate::blob::BlobKind;
 use crate::chunker::Chunker;
 use crate::error::Error;
 use crate::id::BlobId;
-use crate::snapshot::tree::{Entry, EntryKind, Extent, Xattr};
+use crate::snapshot::tree::{Entry, EntryKind, Extent, ExtentReader, Xattr};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{
@@ -144,36 +144,6 @@ pub fn data_extents(f: &File, md: &Metadata) -> io::Result<Option<Vec<Extent>>> 
     Ok(Some(out))
 }
 
-/// Reads the data regions of a sparse file back to back.
-struct ExtentReader<'f> {
-    file: &'f File,
-    extents: &'f [Extent],
-    idx: usize,
-    done: u64,
-}
-
-impl Read for ExtentReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while let Some(e) = self.extents.get(self.idx) {
-            if self.done >= e.len {
-                self.idx += 1;
-                self.done = 0;
-                continue;
-            }
-            let want = buf.len().min((e.len - self.done) as usize);
-            let n = self.file.read_at(&mut buf[..want], e.offset + self.done)?;
-            if n == 0 {
-                // file shrank under us: stop here
-                self.idx = self.extents.len();
-                return Ok(0);
-            }
-            self.done += n as u64;
-            return Ok(n);
-        }
-        Ok(0)
-    }
-}
-
 /// Bytes of chunks that may wait for hashing and compression at once, per
 /// stream: bounds memory while the reading thread runs ahead.
 const IN_FLIGHT_BYTES: usize = 16 << 20;
@@ -268,12 +238,7 @@ pub fn save_file(
     let extents = data_extents(&f, md)?;
     let (content, read) = match &extents {
         Some(ex) => save_stream(
-            ExtentReader {
-                file: &f,
-                extents: ex,
-                idx: 0,
-                done: 0,
-            },
+            ExtentReader::new(&f, ex),
             md.size(),
             chunker,
             saver,

@@ -16,7 +16,7 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
     let f = Filter {
         host: a.host.clone(),
         tags: a.tags.clone(),
-        paths: a.paths.clone(),
+        paths: super::abs_paths(&a.paths),
     };
     let (id, snap) = snapshot::resolve(repo, spec, &f)?;
     let opts = RestoreOptions {

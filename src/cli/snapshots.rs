@@ -10,7 +10,7 @@ pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
     let f = Filter {
         host: a.host.clone(),
         tags: a.tags.clone(),
-        paths: a.paths.clone(),
+        paths: super::abs_paths(&a.paths),
     };
     let list: Vec<_> = snapshot::list(repo)?
         .into_iter()

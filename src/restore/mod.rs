@@ -14,7 +14,7 @@ use crate::pack::reader;
 use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::snapshot::Snapshot;
-use crate::snapshot::tree::{Entry, EntryKind, Extent, Tree};
+use crate::snapshot::tree::{Entry, EntryKind, Extent, ExtentReader, Tree};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -532,19 +532,7 @@ fn verify_file(repo: &Repo, path: &Path, e: &Entry, lens: &[u32]) -> Result<bool
     let mut stream: Box<dyn Read> = if e.extents.is_empty() {
         Box::new(&f)
     } else {
-        let mut parts: Vec<Box<dyn Read>> = Vec::new();
-        for x in &e.extents {
-            let mut v = vec![0u8; x.len as usize];
-            f.read_exact_at(&mut v, x.offset).at(path)?;
-            parts.push(Box::new(std::io::Cursor::new(v)));
-        }
-        Box::new(
-            parts
-                .into_iter()
-                .fold(Box::new(std::io::empty()) as Box<dyn Read>, |a, b| {
-                    Box::new(a.chain(b))
-                }),
-        )
+        Box::new(ExtentReader::new(&f, &e.extents))
     };
     let mut buf = Vec::new();
     for (id, &len) in e.content.iter().zip(lens) {

@@ -51,6 +51,50 @@ pub struct Extent {
     pub len: u64,
 }
 
+/// Reads the data regions of a sparse file back to back: the file's data
+/// stream, as chunked at backup and checked by `restore --verify`. Stops
+/// early (EOF) if the file is shorter than its extents say.
+pub struct ExtentReader<'f> {
+    file: &'f std::fs::File,
+    extents: &'f [Extent],
+    idx: usize,
+    done: u64,
+}
+
+impl<'f> ExtentReader<'f> {
+    /// Read `extents` of `file` in order.
+    pub fn new(file: &'f std::fs::File, extents: &'f [Extent]) -> Self {
+        ExtentReader {
+            file,
+            extents,
+            idx: 0,
+            done: 0,
+        }
+    }
+}
+
+impl std::io::Read for ExtentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        while let Some(e) = self.extents.get(self.idx) {
+            if self.done >= e.len {
+                self.idx += 1;
+                self.done = 0;
+                continue;
+            }
+            let want = buf.len().min((e.len - self.done) as usize);
+            let n = self.file.read_at(&mut buf[..want], e.offset + self.done)?;
+            if n == 0 {
+                self.idx = self.extents.len();
+                return Ok(0);
+            }
+            self.done += n as u64;
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
 /// An extended attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Xattr {
