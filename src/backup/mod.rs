@@ -124,6 +124,7 @@ pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<S
         ));
     }
     let _lock = Lock::shared(repo)?;
+    repo.clean_tmp()?;
     // Packs complete on disk but not yet indexed (a killed run) are indexed
     // now, so this snapshot reuses them (format-spec/index.md).
     let (_, bad) = repo.index()?.reconcile(repo.root())?;

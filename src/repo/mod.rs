@@ -134,6 +134,26 @@ impl Repo {
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
+    /// Delete files in `tmp/` older than a day: leftovers of killed runs,
+    /// never referenced (format-spec/repository.md "Temp files"). Younger
+    /// ones may belong to a running process and are kept.
+    pub fn clean_tmp(&self) -> Result<usize> {
+        let dir = self.tmp_dir();
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        let mut n = 0;
+        for e in fs::read_dir(&dir).at(&dir)? {
+            let e = e.at(&dir)?;
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if old && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Path of a pack file.
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
         self.root.join(id.rel_path())
