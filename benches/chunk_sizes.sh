@@ -43,6 +43,8 @@ for s in $CHUNK_SETTINGS; do
 done
 
 START=$SECONDS
+LOAD_START="$(loadavg)"
+# shellcheck disable=SC2119
 ensure_deps
 ensure_postgres
 build_strata
@@ -85,6 +87,7 @@ done
     echo "## strata chunk sizes (min/avg/max)"
     echo
     echo "Data: gen_seedlike.py, $DAYS days, final size $(human "${DATA_BYTES[DAYS-1]}"). $(tool_version strata)."
+    echo "Load average (1 min) at start: $LOAD_START, at end: $(loadavg)."
     echo
     echo "Repository growth per day (bytes added, du -sb delta):"
     echo

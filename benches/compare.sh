@@ -37,13 +37,14 @@ done
 [[ "$DAYS" =~ ^[1-9][0-9]*$ ]] || die "DAYS must be a positive integer, got '$DAYS'"
 
 START=$SECONDS
+LOAD_START="$(loadavg)"
 ensure_deps "${TOOL_LIST[@]}"
 ensure_postgres
 for t in "${TOOL_LIST[@]}"; do [[ "$t" == strata ]] && build_strata; done
 reset_workdir
 results_init
 
-declare -A STATUS B0 BSUM BN RESTORE RSS REPO VERIFY GROW
+declare -A STATUS B0 BSUM BN RESTORE RSS REPO VERIFY GROW INIT_CMD
 DATA_BYTES=()
 
 log "tools: ${TOOL_LIST[*]}; days: $DAYS; work dir: $BENCH_DIR"
@@ -54,7 +55,9 @@ printf 'versions:\n%s' "$VERSIONS" >&2
 for t in "${TOOL_LIST[@]}"; do
     STATUS[$t]=ok; RSS[$t]=0; BSUM[$t]=0; BN[$t]=0
     log "$t: init"
-    if tool_init "$t" "$BENCH_DIR/repos/$t"; then
+    ok=0; tool_init "$t" "$BENCH_DIR/repos/$t" || ok=$?
+    INIT_CMD[$t]="${T_CMD/#$STRATA/strata}"
+    if ((ok == 0)); then
         REPO[$t]="$(repo_bytes "$BENCH_DIR/repos/$t")"
         record "$t" - init "$T_WALL" "$T_RSS_KB" "${REPO[$t]}" 0 ok
     else
@@ -106,14 +109,22 @@ done
 
 enc_note="unencrypted where possible (borg -e none; strata --no-encryption if offered); restic and rustic always encrypt"
 [[ "$ENCRYPTED" == 1 ]] && enc_note="encrypted (borg -e repokey, strata default)"
+if [[ " ${TOOL_LIST[*]} " == *" strata "* ]] && ! strata_has_flag encrypt; then
+    enc_note+="; strata init has no encryption option (plaintext repository)"
+fi
 {
     echo
     echo "## strata vs restic / borg / rustic"
     echo
     echo "Data: gen_seedlike.py, $DAYS days (day 0 creates, 1 backup per day), final size $(human "${DATA_BYTES[LAST]}") (${DATA_BYTES[LAST]} B)."
     echo "Each tool's default settings (chunking, compression) except encryption: $enc_note."
-    [[ -n "${STRATA_INIT_ARGS:-}" ]] && echo "strata init extra args: $STRATA_INIT_ARGS"
-    echo "Page cache not dropped between runs. Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)."
+    echo "Repositories were created with:"
+    echo
+    for t in "${TOOL_LIST[@]}"; do echo "  - \`${INIT_CMD[$t]//$BENCH_DIR\//}\`"; done
+    echo
+    echo "Page cache not dropped between runs. Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average (1 min) at start: $LOAD_START, at end: $(loadavg)."
+    echo
+    echo "Versions:"
     echo
     printf '%s' "$VERSIONS"
     echo

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # T_WALL, T_RSS_KB, T_CMD, V_STATUS, DATA are read by the callers
 # Shared helpers for benches/compare.sh and benches/chunk_sizes.sh.
 # Source it; it expects `set -euo pipefail` in the caller.
 
@@ -98,6 +99,7 @@ gen_day() {
 timed() {
     local name="$1"; shift
     local lf="$BENCH_DIR/logs/$name.log" tf="$BENCH_DIR/logs/$name.time" rc=0
+    T_CMD="$*"
     /usr/bin/time -v -o "$tf" "$@" >"$lf" 2>&1 || rc=$?
     T_WALL="$(sed -n 's/.*Elapsed (wall clock) time[^)]*): //p' "$tf" \
         | awk -F: '{s=0; for(i=1;i<=NF;i++) s=s*60+$i; printf "%.2f", s}')"
@@ -110,6 +112,7 @@ timed() {
     return "$rc"
 }
 
+loadavg() { cut -d' ' -f1 /proc/loadavg; }
 repo_bytes() { du -sb "$1" | cut -f1; }
 
 # record TOOL DAY OP WALL RSS_KB REPO_BYTES DATA_BYTES STATUS  -> results.tsv
