@@ -1,4 +1,4 @@
-//! Applying metadata to restored nodes: owner (as root), mode, xattrs and
+//! Applying metadata to restored nodes: owner (as root), xattrs, mode and
 //! times. Nothing here follows a symlink.
 
 use crate::snapshot::tree::{Entry, EntryKind};
@@ -22,9 +22,8 @@ pub fn apply_fd(f: &std::fs::File, path: &Path, e: &Entry, as_root: bool) -> Vec
             warn.push(format!("{}: cannot set owner: {err}", path.display()));
         }
     }
-    if let Err(err) = rustix::fs::fchmod(f, Mode::from_raw_mode(e.mode)) {
-        warn.push(format!("{}: cannot set mode: {err}", path.display()));
-    }
+    // xattrs before the mode: a read-only mode would forbid setting
+    // user.* xattrs to a non-root owner.
     for x in &e.xattrs {
         let name = OsStr::from_bytes(&x.name);
         if let Err(err) = f.set_xattr(name, &x.value) {
@@ -34,6 +33,9 @@ pub fn apply_fd(f: &std::fs::File, path: &Path, e: &Entry, as_root: bool) -> Vec
                 String::from_utf8_lossy(&x.name)
             ));
         }
+    }
+    if let Err(err) = rustix::fs::fchmod(f, Mode::from_raw_mode(e.mode)) {
+        warn.push(format!("{}: cannot set mode: {err}", path.display()));
     }
     let t = Timespec {
         tv_sec: e.mtime_sec,
@@ -65,11 +67,8 @@ pub fn apply(path: &Path, e: &Entry, as_root: bool) -> Vec<String> {
             warn.push(format!("{}: cannot set owner: {err}", path.display()));
         }
     }
-    if kind != EntryKind::Symlink {
-        if let Err(err) = rustix::fs::chmod(path, Mode::from_raw_mode(e.mode)) {
-            warn.push(format!("{}: cannot set mode: {err}", path.display()));
-        }
-    }
+    // xattrs before the mode: a read-only mode would forbid setting
+    // user.* xattrs to a non-root owner.
     for x in &e.xattrs {
         let name = OsStr::from_bytes(&x.name);
         if let Err(err) = xattr::set(path, name, &x.value) {
@@ -78,6 +77,11 @@ pub fn apply(path: &Path, e: &Entry, as_root: bool) -> Vec<String> {
                 path.display(),
                 String::from_utf8_lossy(&x.name)
             ));
+        }
+    }
+    if kind != EntryKind::Symlink {
+        if let Err(err) = rustix::fs::chmod(path, Mode::from_raw_mode(e.mode)) {
+            warn.push(format!("{}: cannot set mode: {err}", path.display()));
         }
     }
     let t = Timespec {

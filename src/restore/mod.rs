@@ -150,7 +150,9 @@ pub fn run(
         &globs(&opts.excludes)?,
     )?;
     let target = &opts.target;
-    if let Ok(md) = fs::symlink_metadata(target) {
+    // The target itself may be a symlink to a directory (the user's choice);
+    // nothing below it is ever followed.
+    if let Ok(md) = fs::metadata(target) {
         if !md.is_dir() {
             return Err(Error::Invalid(format!(
                 "restore target {} exists and is not a directory",
@@ -212,6 +214,12 @@ pub fn run(
                     if opts.overwrite == Overwrite::Never
                         || (opts.overwrite == Overwrite::IfChanged && same)
                     {
+                        if same && n.entry.nlink > 1 && opts.overwrite == Overwrite::IfChanged {
+                            // missing names of this file link to the one in place
+                            primaries
+                                .entry((n.entry.device, n.entry.inode))
+                                .or_insert(i);
+                        }
                         report.skipped += 1;
                         continue;
                     }
@@ -282,7 +290,7 @@ pub fn run(
         let created = states[fi].created.get_or_init(|| {
             create_file(path, e, fresh)
                 .map(|f| mine = Some(f))
-                .map_err(|err| err.to_string())
+                .map_err(|err| format!("{}: {err}", path.display()))
         });
         if let Err(msg) = created {
             return Err(Error::Invalid(msg.clone()));
@@ -448,10 +456,11 @@ struct FileState {
 /// files get their final size now so that holes stay holes.
 fn create_file(path: &Path, e: &Entry, fresh: bool) -> std::io::Result<File> {
     if !fresh {
-        if let Ok(m) = fs::symlink_metadata(path) {
-            if !m.is_file() {
-                fs::remove_file(path)?;
-            }
+        // Replace an existing file, never write into it: it may be a hard
+        // link to a file outside the target, and it may carry stale xattrs.
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
     }
     let f = OpenOptions::new()

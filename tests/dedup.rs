@@ -1,0 +1,163 @@
+//! Deduplication: unchanged trees, repeated files and a one-byte insertion
+//! cost (almost) nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Fixture, disk_usage, num, random_bytes, stored_blobs, write_file};
+use std::path::Path;
+
+/// A tree of ~12 MiB: incompressible files of many sizes (some over the
+/// 1 MiB maximum chunk), compressible text, and nested directories.
+fn make_tree(root: &Path) -> u64 {
+    let mut total = 0u64;
+    for i in 0..60u64 {
+        let len = match i % 6 {
+            0 => 0,
+            1 => 100 + i as usize * 37,
+            2 => 40_000 + i as usize * 1000,
+            3 => 300_000,
+            4 => 1_500_000 + i as usize * 10,
+            _ => 9_000,
+        };
+        let data = if i % 6 == 5 {
+            format!("line {i}\n").repeat(len / 8).into_bytes()
+        } else {
+            random_bytes(i, len)
+        };
+        total += data.len() as u64;
+        write_file(
+            &root.join(format!("d{}/sub{}/file{i}", i % 4, i % 3)),
+            &data,
+        );
+    }
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    total
+}
+
+#[track_caller]
+fn assert_under_1pct(what: &str, added: u64, total: u64) {
+    assert!(
+        added * 100 < total,
+        "{what}: {added} bytes added for a {total}-byte tree (>= 1%)"
+    );
+}
+
+#[test]
+fn unchanged_tree_adds_under_one_percent() {
+    let fx = Fixture::new();
+    let src = fx.path("src/data");
+    let total = make_tree(&src);
+    let first = fx.strata.snapshot(&[&src]);
+    assert_eq!(num(&first, "summary/total_bytes"), total);
+    assert!(num(&first, "summary/stored_added") > total / 2, "{first}");
+    let (data_blobs, _) = stored_blobs(fx.strata.repo());
+
+    let runs: [&[&str]; 3] = [
+        &[],                  // parent found: nothing is read
+        &["--force-rehash"],  // everything read, nothing new
+        &["--host", "other"], // no parent at all: dedup by the index alone
+    ];
+    for extra in runs {
+        let du_before = disk_usage(fx.strata.repo());
+        let mut args: Vec<&std::ffi::OsStr> = vec![src.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let s = fx.strata.snapshot(&args);
+        let du_after = disk_usage(fx.strata.repo());
+        let what = format!("snapshot {extra:?}");
+        assert_eq!(num(&s, "summary/total_bytes"), total, "{what}: {s}");
+        assert_under_1pct(&what, num(&s, "summary/bytes_added"), total);
+        assert_under_1pct(&what, num(&s, "summary/stored_added"), total);
+        assert_under_1pct(
+            &format!("{what} (du)"),
+            du_after.saturating_sub(du_before),
+            total,
+        );
+        // the same tree twice: the very same data blobs
+        assert_eq!(stored_blobs(fx.strata.repo()).0, data_blobs, "{what}");
+        let expect_read = if extra.is_empty() { 0 } else { total };
+        assert_eq!(num(&s, "summary/bytes_read"), expect_read, "{what}: {s}");
+        // an unchanged tree has the same root tree
+        assert_eq!(s["tree"], first["tree"], "{what}");
+    }
+}
+
+#[test]
+fn file_copied_ten_times_is_stored_once() {
+    const LEN: usize = 4 << 20;
+    let content = random_bytes(42, LEN);
+
+    // the chunks of one copy, in a repository of its own
+    let one = Fixture::new();
+    write_file(&one.path("src/data/only"), &content);
+    let s1 = one.strata.snapshot(&[one.path("src/data")]);
+    let (one_blobs, _) = stored_blobs(one.strata.repo());
+    assert!(one_blobs >= 4, "4 MiB in chunks of at most 1 MiB");
+
+    let fx = Fixture::new();
+    let src = fx.path("src/data");
+    for i in 0..10 {
+        write_file(&src.join(format!("dir{}/copy{i}.bin", i % 3)), &content);
+    }
+    let du_before = disk_usage(fx.strata.repo());
+    let s = fx.strata.snapshot(&[&src]);
+    let du_growth = disk_usage(fx.strata.repo()) - du_before;
+
+    assert_eq!(num(&s, "summary/total_bytes"), 10 * LEN as u64);
+    assert_eq!(num(&s, "summary/files_new"), 10);
+    assert_eq!(stored_blobs(fx.strata.repo()).0, one_blobs, "{s}");
+    let added = num(&s, "summary/bytes_added");
+    assert!(
+        (LEN as u64..LEN as u64 + (64 << 10)).contains(&added),
+        "bytes_added {added} for one {LEN}-byte file stored ten times"
+    );
+    // the same bytes as the single copy, plus a few more tree blobs
+    let stored = num(&s, "summary/stored_added");
+    let stored_one = num(&s1, "summary/stored_added");
+    assert!(
+        stored >= stored_one && stored < stored_one + (64 << 10),
+        "stored_added {stored} for ten copies, {stored_one} for one"
+    );
+    assert!(
+        du_growth < LEN as u64 + LEN as u64 / 20 + (256 << 10),
+        "repository grew by {du_growth} bytes for one {LEN}-byte file"
+    );
+}
+
+#[test]
+fn one_byte_inserted_in_64_mib_adds_at_most_three_chunks() {
+    const LEN: usize = 64 << 20;
+    let fx = Fixture::new();
+    let src = fx.path("src/data");
+    let file = src.join("big.bin");
+    let mut data = random_bytes(7, LEN);
+    write_file(&file, &data);
+    let first = fx.strata.snapshot(&[&src]);
+    assert_eq!(num(&first, "summary/bytes_read"), LEN as u64);
+    let (data_before, tree_before) = stored_blobs(fx.strata.repo());
+    assert!(data_before >= 64, "64 MiB in chunks of at most 1 MiB");
+
+    data.insert(LEN / 2 + 12_345, 0x42);
+    std::fs::write(&file, &data).unwrap();
+    let s = fx.strata.snapshot(&[&src]);
+    assert_eq!(num(&s, "summary/files_changed"), 1, "{s}");
+    assert_eq!(num(&s, "summary/bytes_read"), LEN as u64 + 1);
+    let (data_after, tree_after) = stored_blobs(fx.strata.repo());
+    let new_data = data_after - data_before;
+    assert!(
+        (1..=3).contains(&new_data),
+        "{new_data} data blobs added for a one-byte insertion"
+    );
+    // the file's directory tree and the root tree changed, nothing else
+    assert_eq!(tree_after - tree_before, 2);
+    assert_eq!(num(&s, "summary/blobs_added"), new_data + 2, "{s}");
+    assert!(
+        num(&s, "summary/bytes_added") <= 3 * (1 << 20) + (16 << 10),
+        "{s}"
+    );
+
+    // and the new version restores byte for byte
+    let target = fx.path("restored");
+    fx.strata.restore("latest", &target, &[] as &[&str]);
+    assert!(std::fs::read(target.join("data/big.bin")).unwrap() == data);
+}
