@@ -83,8 +83,29 @@ impl<'r> BlobReader<'r> {
         reader::read_blob(&f, &path, id, &loc, &|d| self.repo.blob_id(d))
     }
 
-    /// Read and decode a tree.
+    /// Read and decode a directory's listing, joining its parts if it is
+    /// stored in parts (objects.md "Parts").
     pub fn tree(&self, id: &BlobId) -> Result<Tree> {
-        Tree::decode(&self.read(id)?, id)
+        let mut t = Tree::decode(&self.read(id)?, id)?;
+        if t.parts.is_empty() {
+            return Ok(t);
+        }
+        let object = || format!("tree {}", id.short());
+        for part_id in std::mem::take(&mut t.parts) {
+            let part = Tree::decode(&self.read(&part_id)?, &part_id)?;
+            if !part.parts.is_empty() || part.entries.is_empty() {
+                return Err(Error::corrupt(
+                    object(),
+                    format!("part {} is not a leaf", part_id.short()),
+                ));
+            }
+            if let (Some(last), Some(first)) = (t.entries.last(), part.entries.first()) {
+                if last.name >= first.name {
+                    return Err(Error::corrupt(object(), "parts not in name order"));
+                }
+            }
+            t.entries.extend(part.entries);
+        }
+        Ok(t)
     }
 }

@@ -81,6 +81,11 @@ impl<'r> BlobSaver<'r> {
         })
     }
 
+    /// The repository.
+    pub fn repo(&self) -> &'r Repo {
+        self.repo
+    }
+
     /// The index connection shared with the sealer.
     pub fn index(&self) -> &Mutex<Index> {
         &self.index

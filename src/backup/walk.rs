@@ -10,7 +10,7 @@ use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::read::BlobReader;
-use crate::snapshot::tree::{Entry, EntryKind, Extent, Tree};
+use crate::snapshot::tree::{self, Entry, EntryKind, Extent, Tree};
 use globset::GlobSet;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -251,11 +251,30 @@ impl Walker<'_> {
         Ok(Some(e))
     }
 
+    /// Store a directory listing: one tree blob, or for a large directory
+    /// its content-defined parts and an index of them (objects.md "Parts").
     pub fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
+        let repo = self.saver.repo();
+        let ranges = tree::part_ranges(&tree.entries, |n| repo.blob_id(n));
+        if ranges.len() <= 1 {
+            return self.save_leaf(tree);
+        }
+        let mut index = Tree::default();
+        for (a, b) in ranges {
+            let part = Tree {
+                entries: tree.entries[a..b].to_vec(),
+                parts: Vec::new(),
+            };
+            index.parts.push(self.save_leaf(&part)?);
+        }
+        self.save_leaf(&index)
+    }
+
+    fn save_leaf(&self, tree: &Tree) -> Result<BlobId> {
         let bytes = tree.encode()?;
         if bytes.len() > crate::blob::MAX_RAW {
             return Err(Error::Invalid(format!(
-                "directory with {} entries is too large for one tree blob",
+                "directory part with {} entries is too large for one tree blob",
                 tree.entries.len()
             )));
         }

@@ -80,7 +80,14 @@ impl InitArgs {
         Ok(InitOptions {
             chunker,
             compression_level: self.compression,
-            pack_target_size: self.pack_size_mib.map(|m| m << 20),
+            pack_target_size: match self.pack_size_mib {
+                Some(m) => {
+                    Some(m.checked_mul(1 << 20).ok_or_else(|| {
+                        Error::Invalid(format!("--pack-size-mib {m} is too large"))
+                    })?)
+                }
+                None => None,
+            },
         })
     }
 }

@@ -27,6 +27,10 @@ pub const DEFAULT_CHUNK_AVG: u32 = 256 * 1024;
 pub const DEFAULT_CHUNK_MAX: u32 = 1024 * 1024;
 /// Default zstd level.
 pub const DEFAULT_COMPRESSION: i32 = 3;
+/// Smallest pack target size.
+pub const PACK_SIZE_MIN: u64 = 1 << 20;
+/// Largest pack target size.
+pub const PACK_SIZE_MAX: u64 = 1 << 30;
 /// Default pack target size.
 pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
 
@@ -65,6 +69,25 @@ fn ser_hex<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl Config {
+    /// Check user-chosen values; the message names the option.
+    pub fn check_options(&self) -> std::result::Result<(), String> {
+        crate::chunker::Chunker::new(&self.chunker)
+            .map_err(|e| format!("invalid chunk sizes: {e}"))?;
+        if !(0..=22).contains(&self.compression_level) {
+            return Err(format!(
+                "invalid --compression {} (0..=22)",
+                self.compression_level
+            ));
+        }
+        if !(PACK_SIZE_MIN..=PACK_SIZE_MAX).contains(&self.pack_target_size) {
+            return Err(format!(
+                "invalid pack size {} MiB (1..=1024)",
+                self.pack_target_size >> 20
+            ));
+        }
+        Ok(())
+    }
+
     /// Check values a decoder accepted but the engine cannot use.
     pub fn validate(&self, object: &str) -> Result<()> {
         if self.version != u32::from(object::FORMAT_VERSION) {
@@ -80,7 +103,7 @@ impl Config {
                 format!("compression level {} out of range", self.compression_level),
             ));
         }
-        if !(1 << 20..=1 << 30).contains(&self.pack_target_size) {
+        if !(PACK_SIZE_MIN..=PACK_SIZE_MAX).contains(&self.pack_target_size) {
             return Err(Error::corrupt(
                 object,
                 format!("pack size {} out of range", self.pack_target_size),

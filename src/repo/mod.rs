@@ -66,9 +66,7 @@ impl Repo {
             pack_target_size: opts.pack_target_size.unwrap_or(config::DEFAULT_PACK_SIZE),
             encryption: 0,
         };
-        config
-            .validate("config")
-            .map_err(|e| Error::Invalid(format!("invalid option: {e}")))?;
+        config.check_options().map_err(Error::Invalid)?;
         for d in SUBDIRS {
             let p = path.join(d);
             fs::create_dir_all(&p).at(&p)?;
@@ -88,6 +86,12 @@ impl Repo {
     pub fn open(path: &Path) -> Result<Repo> {
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
+        }
+        if !path.is_dir() {
+            return Err(Error::NotARepository {
+                path: path.to_path_buf(),
+                reason: "not a directory".into(),
+            });
         }
         let cfg_path = path.join("config");
         let bytes = match fs::read(&cfg_path) {

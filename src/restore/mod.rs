@@ -116,7 +116,10 @@ fn start_point(reader: &BlobReader, snap: &Snapshot, subpath: Option<&str>) -> R
             tree = reader.tree(&e.subtree.unwrap_or(BlobId([0; 32])))?;
         } else if i + 1 == comps.len() {
             // a single file or link: restore it under its own name
-            return Ok(Tree { entries: vec![e] });
+            return Ok(Tree {
+                entries: vec![e],
+                parts: Vec::new(),
+            });
         } else {
             return Err(Error::Invalid(format!(
                 "{:?} is not a directory",

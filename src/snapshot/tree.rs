@@ -158,11 +158,51 @@ impl Entry {
     }
 }
 
-/// A directory listing.
+/// A directory listing, or the index of a large directory's parts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
 pub struct Tree {
-    /// Entries, sorted by name, unique.
+    /// Entries, sorted by name, unique. Empty when `parts` is not.
     pub entries: Vec<Entry>,
+    /// A large directory: tree blobs (each with entries and no parts) whose
+    /// entries, concatenated in order, are the listing (objects.md "Parts").
+    pub parts: Vec<BlobId>,
+}
+
+/// Directories with more entries than this are stored in parts.
+pub const SPLIT_ABOVE: usize = 128;
+/// A part ends after an entry whose name hash is 0 modulo this (when the
+/// part has at least `PART_MIN` entries), so on average parts hold this many.
+pub const PART_AVG: u32 = 16;
+/// Fewest entries in a part (but the last).
+pub const PART_MIN: usize = 4;
+/// Most entries in a part.
+pub const PART_MAX: usize = 256;
+
+/// Split a large listing into parts at content-defined boundaries: a part
+/// ends after an entry whose name hashes to 0 modulo [`PART_AVG`]. A
+/// boundary depends only on names, so adding, removing or changing entries
+/// rewrites only the parts they fall in. `name_hash` is the repository's
+/// id function (keyed in encrypted repositories). Returns `[start, end)`
+/// ranges covering `entries`; one range if the listing is small.
+pub fn part_ranges(entries: &[Entry], name_hash: impl Fn(&[u8]) -> BlobId) -> Vec<(usize, usize)> {
+    if entries.len() <= SPLIT_ABOVE {
+        return vec![(0, entries.len())];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let len = i + 1 - start;
+        let h = name_hash(&e.name).0;
+        let cut = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) % PART_AVG == 0;
+        if (cut && len >= PART_MIN) || len >= PART_MAX {
+            out.push((start, i + 1));
+            start = i + 1;
+        }
+    }
+    if start < entries.len() {
+        out.push((start, entries.len()));
+    }
+    out
 }
 
 /// Is `name` one safe path component?
@@ -180,6 +220,9 @@ impl Tree {
     pub fn decode(bytes: &[u8], id: &BlobId) -> Result<Tree> {
         let object = format!("tree {}", id.short());
         let t: Tree = object::decode_body(bytes, &object)?;
+        if !t.parts.is_empty() && !t.entries.is_empty() {
+            return Err(Error::corrupt(&object, "tree has both entries and parts"));
+        }
         let mut prev: Option<&[u8]> = None;
         for e in &t.entries {
             if !valid_name(&e.name) {
@@ -210,5 +253,71 @@ impl Tree {
             .binary_search_by(|e| e.name.as_slice().cmp(name))
             .ok()
             .map(|i| &self.entries[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: String) -> Entry {
+        Entry {
+            name: name.into_bytes(),
+            kind: 0,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            ctime_sec: 0,
+            ctime_nsec: 0,
+            inode: 0,
+            device: 0,
+            nlink: 1,
+            size: 0,
+            rdev: 0,
+            content: Vec::new(),
+            extents: Vec::new(),
+            target: Vec::new(),
+            subtree: None,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn parts_of(entries: &[Entry]) -> Vec<Vec<Vec<u8>>> {
+        part_ranges(entries, BlobId::of)
+            .into_iter()
+            .map(|(a, b)| entries[a..b].iter().map(|e| e.name.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn small_listings_are_one_part() {
+        let v: Vec<Entry> = (0..SPLIT_ABOVE).map(|i| entry(format!("{i:05}"))).collect();
+        assert_eq!(part_ranges(&v, BlobId::of), vec![(0, SPLIT_ABOVE)]);
+    }
+
+    #[test]
+    fn parts_cover_everything_within_bounds_and_resist_edits() {
+        let v: Vec<Entry> = (0..5000).map(|i| entry(format!("{i:07}.json"))).collect();
+        let r = part_ranges(&v, BlobId::of);
+        assert_eq!(r.first().map(|x| x.0), Some(0));
+        assert_eq!(r.last().map(|x| x.1), Some(v.len()));
+        for w in r.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+        }
+        for &(a, b) in &r[..r.len() - 1] {
+            assert!((PART_MIN..=PART_MAX).contains(&(b - a)));
+        }
+        let avg = v.len() / r.len();
+        assert!((8..=32).contains(&avg), "average part size {avg}");
+        // Deleting one entry changes at most two parts (its own, and a
+        // neighbour when the deleted entry was a boundary).
+        let before = parts_of(&v);
+        let mut w = v.clone();
+        w.remove(2500);
+        let after = parts_of(&w);
+        let changed = after.iter().filter(|p| !before.contains(p)).count();
+        assert!(changed <= 2, "{changed} parts changed");
     }
 }

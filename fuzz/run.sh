@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fuzz strata's decoders with cargo-fuzz (libFuzzer), each target for N seconds.
+#
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, all targets)
+#
+# Needs `cargo install cargo-fuzz`. cargo-fuzz wants nightly for its sanitizer
+# flags; on a stable toolchain RUSTC_BOOTSTRAP=1 unlocks them (set here). The
+# first build compiles every dependency with sanitizers (several minutes).
+# The corpora start from the test vectors in format-spec/vectors/repo; new
+# inputs land in fuzz/corpus/<target>/ and crashes in fuzz/artifacts/<target>/
+# (both git-ignored). Exits non-zero if any target finds a crash.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(pack_trailer object_envelope tree_decode)
+vectors=../format-spec/vectors/repo
+export RUSTC_BOOTSTRAP=1
+
+u32_at() { od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '; }
+u64_at() { od -An -tu8 -j "$2" -N8 "$1" | tr -d ' '; }
+u8_at() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
+
+seed() {
+    mkdir -p corpus/pack_trailer corpus/object_envelope corpus/tree_decode
+    cp "$vectors"/packs/*/* corpus/pack_trailer/
+    cp "$vectors"/config "$vectors"/snapshots/* corpus/object_envelope/
+    # tree blobs stored raw (compression 0) in the vector packs (pack.md byte map)
+    local p len count i e off stored kind comp
+    for p in "$vectors"/packs/*/*; do
+        len=$(stat -c %s "$p")
+        count=$(u32_at "$p" $((len - 44)))
+        for ((i = 0; i < count; i++)); do
+            e=$((len - 44 - 52 * (count - i)))
+            off=$(u64_at "$p" $((e + 32)))
+            stored=$(u32_at "$p" $((e + 40)))
+            kind=$(u8_at "$p" $((e + 48)))
+            comp=$(u8_at "$p" $((e + 49)))
+            if [ "$kind" = 1 ] && [ "$comp" = 0 ]; then
+                tail -c +$((off + 1)) "$p" | head -c "$stored" \
+                    >"corpus/tree_decode/$(basename "$p" | cut -c1-8)-$i"
+            fi
+        done
+    done
+}
+
+seed
+status=0
+for t in "${targets[@]}"; do
+    echo "== $t: ${secs}s"
+    if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096; then
+        echo "== $t: FAILED (see fuzz/artifacts/$t/)"
+        status=1
+    fi
+done
+exit $status

@@ -1,0 +1,345 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Decoders never panic: random bytes, and valid files from
+//! `format-spec/vectors/repo` with random mutations, go into every decoder of
+//! repository bytes. Bad input must come back as `Err`; a mutation that fixes
+//! up the checksums may decode, but must never panic.
+
+use proptest::prelude::*;
+use std::path::Path;
+use std::sync::OnceLock;
+use strata::BlobId;
+use strata::object::{self, ObjectKind};
+use strata::pack::format::parse_pack;
+use strata::repo::config::Config;
+use strata::snapshot::Snapshot;
+use strata::snapshot::tree::Tree;
+
+/// Valid inputs to mutate, read from the vector repository.
+struct Seeds {
+    config: Vec<u8>,
+    snapshots: Vec<Vec<u8>>,
+    packs: Vec<Vec<u8>>,
+    trees: Vec<Vec<u8>>,
+}
+
+fn seeds() -> &'static Seeds {
+    static S: OnceLock<Seeds> = OnceLock::new();
+    S.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/vectors/repo");
+        let config = std::fs::read(repo.join("config")).unwrap();
+        let mut snapshots = Vec::new();
+        for e in std::fs::read_dir(repo.join("snapshots")).unwrap() {
+            snapshots.push(std::fs::read(e.unwrap().path()).unwrap());
+        }
+        let mut packs = Vec::new();
+        for d in std::fs::read_dir(repo.join("packs")).unwrap() {
+            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+                packs.push(std::fs::read(f.unwrap().path()).unwrap());
+            }
+        }
+        let mut trees = Vec::new();
+        for p in &packs {
+            for e in parse_pack(p, "seed").unwrap() {
+                if e.kind == strata::blob::BlobKind::Tree {
+                    let stored = &p[e.offset as usize..e.offset as usize + e.stored_len as usize];
+                    trees.push(
+                        strata::blob::decompress(
+                            stored,
+                            e.compression,
+                            e.raw_len as usize,
+                            &|| "seed".into(),
+                        )
+                        .unwrap(),
+                    );
+                }
+            }
+        }
+        assert!(!snapshots.is_empty() && !packs.is_empty() && !trees.is_empty());
+        Seeds {
+            config,
+            snapshots,
+            packs,
+            trees,
+        }
+    })
+}
+
+/// One edit of a byte string.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Flip(usize, u8),
+    Set(usize, u8),
+    Truncate(usize),
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    /// Overwrite 1..=9 bytes with a large varint-like value.
+    Big(usize, u8),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1..=255u8).prop_map(|(i, x)| Mutation::Flip(i, x)),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, x)| Mutation::Set(i, x)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(i, v)| Mutation::Insert(i, v)),
+        (any::<usize>(), 1..64usize).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        (any::<usize>(), 251..=255u8).prop_map(|(i, t)| Mutation::Big(i, t)),
+    ]
+}
+
+fn apply(mut b: Vec<u8>, ms: &[Mutation]) -> Vec<u8> {
+    for m in ms {
+        let len = b.len();
+        match m {
+            Mutation::Flip(i, x) if len > 0 => b[i % len] ^= x,
+            Mutation::Set(i, x) if len > 0 => b[i % len] = *x,
+            Mutation::Truncate(i) => b.truncate(i % (len + 1)),
+            Mutation::Insert(i, v) => {
+                let at = i % (len + 1);
+                b.splice(at..at, v.iter().copied());
+            }
+            Mutation::Delete(i, n) if len > 0 => {
+                let at = i % len;
+                b.drain(at..(at + n).min(len));
+            }
+            Mutation::Big(i, t) if len > 0 => {
+                let at = i % len;
+                b[at] = *t;
+                for x in b.iter_mut().skip(at + 1).take(8) {
+                    *x = 0xff;
+                }
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+/// Re-seal an envelope whose body was mutated: correct id and length, so the
+/// body decoder (bincode and the checks after it) is what gets exercised.
+fn reseal(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = b"STRATA".to_vec();
+    out.push(kind);
+    out.push(1);
+    out.extend_from_slice(blake3::hash(body).as_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Rewrite a pack's footer so it matches its (mutated) trailer region of
+/// `count` entries, so entry decoding and the layout checks get exercised.
+fn refooter(pack: &[u8], count: u32) -> Vec<u8> {
+    let mut b = pack.to_vec();
+    if b.len() < 44 {
+        return b;
+    }
+    let n = b.len();
+    let tlen = (count as usize) * 52;
+    if tlen + 44 > n {
+        return b;
+    }
+    let h = *blake3::hash(&b[n - 44 - tlen..n - 44]).as_bytes();
+    b[n - 44..n - 40].copy_from_slice(&count.to_le_bytes());
+    b[n - 40..n - 8].copy_from_slice(&h);
+    b
+}
+
+/// Feed `bytes` to every decoder; returns which ones accepted it.
+fn all_decoders(bytes: &[u8]) -> [bool; 5] {
+    let id = BlobId::of(bytes);
+    [
+        parse_pack(bytes, "fuzz").is_ok(),
+        object::open::<Config>(ObjectKind::Config, bytes, "fuzz").is_ok(),
+        object::open::<Snapshot>(ObjectKind::Snapshot, bytes, "fuzz").is_ok(),
+        Tree::decode(bytes, &id).is_ok(),
+        Config::from_bytes(bytes, "fuzz").is_ok(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_are_rejected(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+        let ok = all_decoders(&bytes);
+        // Without a valid checksum nothing with a checksum may be accepted.
+        prop_assert!(!ok[0] && !ok[1] && !ok[2] && !ok[4], "{ok:?}");
+    }
+
+    #[test]
+    fn random_bytes_behind_valid_headers_are_rejected(
+        kind in prop_oneof![Just(b'C'), Just(b'S'), Just(b'P'), any::<u8>()],
+        body in prop::collection::vec(any::<u8>(), 0..2048),
+        fix_id in any::<bool>(),
+    ) {
+        let mut b = b"STRATA".to_vec();
+        b.push(kind);
+        b.push(1);
+        if fix_id {
+            b = reseal(kind, &body);
+        } else {
+            b.extend_from_slice(&body);
+        }
+        let _ = all_decoders(&b);
+        // a pack-shaped file with a random tail: the footer magic is missing
+        let mut p = b"STRATAP\x01".to_vec();
+        p.extend_from_slice(&body);
+        prop_assert!(parse_pack(&p, "fuzz").is_err());
+    }
+
+    #[test]
+    fn mutated_envelopes_never_panic(
+        which in any::<usize>(),
+        ms in prop::collection::vec(mutation(), 1..6),
+        fix in any::<bool>(),
+    ) {
+        let s = seeds();
+        let (kind, orig) = if which % 3 == 0 {
+            (b'C', &s.config)
+        } else {
+            (b'S', &s.snapshots[which % s.snapshots.len()])
+        };
+        let bytes = if fix && orig.len() >= 44 {
+            let body = apply(orig[44..].to_vec(), &ms);
+            reseal(kind, &body)
+        } else {
+            apply(orig.clone(), &ms)
+        };
+        let as_config = object::open::<Config>(ObjectKind::Config, &bytes, "fuzz");
+        let as_snap = object::open::<Snapshot>(ObjectKind::Snapshot, &bytes, "fuzz");
+        let cfg = Config::from_bytes(&bytes, "fuzz");
+        if !fix && bytes != *orig {
+            prop_assert!(as_config.is_err() && as_snap.is_err() && cfg.is_err());
+        }
+        // a config is never a snapshot and vice versa
+        prop_assert!(!(as_config.is_ok() && as_snap.is_ok()));
+        for e in [as_config.err(), as_snap.err(), cfg.err()].into_iter().flatten() {
+            let msg = e.to_string();
+            prop_assert!(msg.contains("fuzz") && !msg.contains('\n'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn mutated_packs_never_panic(
+        which in any::<usize>(),
+        ms in prop::collection::vec(mutation(), 1..6),
+        fix in any::<bool>(),
+        count_delta in -2i64..=2,
+    ) {
+        let s = seeds();
+        let orig = &s.packs[which % s.packs.len()];
+        let mut bytes = apply(orig.clone(), &ms);
+        if fix && bytes.len() >= 44 {
+            let n = bytes.len();
+            let count = u32::from_le_bytes(bytes[n - 44..n - 40].try_into().unwrap());
+            let count = (i64::from(count) + count_delta).clamp(0, 1 << 20) as u32;
+            bytes = refooter(&bytes, count);
+        }
+        match parse_pack(&bytes, "fuzz") {
+            Ok(entries) => {
+                // whatever is accepted describes the file exactly
+                let mut next = 8u64;
+                for e in &entries {
+                    prop_assert_eq!(e.offset, next);
+                    next += u64::from(e.stored_len);
+                }
+                prop_assert_eq!(next + 52 * entries.len() as u64 + 44, bytes.len() as u64);
+                // reading each blob is checked, never a panic
+                for e in &entries {
+                    let stored = &bytes[e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize];
+                    if let Ok(raw) = strata::blob::decompress(stored, e.compression, e.raw_len as usize, &|| "fuzz".into()) {
+                        prop_assert_eq!(raw.len(), e.raw_len as usize);
+                    }
+                }
+            }
+            Err(e) => prop_assert!(e.to_string().contains("fuzz")),
+        }
+    }
+
+    #[test]
+    fn mutated_trees_never_panic(
+        which in any::<usize>(),
+        ms in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let s = seeds();
+        let orig = &s.trees[which % s.trees.len()];
+        let bytes = apply(orig.clone(), &ms);
+        let id = BlobId::of(&bytes);
+        if let Ok(t) = Tree::decode(&bytes, &id) {
+            // what is accepted is safe to restore
+            for w in t.entries.windows(2) {
+                prop_assert!(w[0].name < w[1].name);
+            }
+            for e in &t.entries {
+                prop_assert!(strata::snapshot::tree::valid_name(&e.name));
+                prop_assert!(strata::snapshot::tree::EntryKind::from_u8(e.kind).is_some());
+            }
+            // and it can be encoded again
+            prop_assert!(t.encode().is_ok());
+        }
+    }
+}
+
+#[test]
+fn seeds_decode_unmutated() {
+    // The mutation tests start from valid files: make sure they are.
+    let s = seeds();
+    assert!(Config::from_bytes(&s.config, "config").is_ok());
+    for b in &s.snapshots {
+        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, b, "s").is_ok());
+    }
+    for p in &s.packs {
+        assert!(parse_pack(p, "p").is_ok());
+    }
+    for t in &s.trees {
+        assert!(Tree::decode(t, &BlobId::of(t)).is_ok());
+    }
+    // and a single flipped bit anywhere in an envelope is rejected
+    for i in 0..s.config.len() {
+        let mut b = s.config.clone();
+        b[i] ^= 0x10;
+        assert!(Config::from_bytes(&b, "config").is_err(), "byte {i}");
+    }
+}
+
+#[test]
+fn huge_length_prefixes_are_rejected() {
+    // Vec lengths far beyond the input (and beyond the 64 MiB decoder limit)
+    // must fail cleanly, not allocate or panic.
+    let lens: Vec<Vec<u8>> = vec![
+        vec![253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        vec![253, 0, 0, 0, 0, 0, 0, 0, 1],
+        vec![252, 0xff, 0xff, 0xff, 0x03], // just under 64 MiB
+        vec![252, 0, 0, 0, 0x04],          // exactly 64 MiB
+        vec![254, 1, 2, 3],                // the u128 tag
+        vec![255],
+    ];
+    for l in &lens {
+        let tree = l.clone();
+        assert!(Tree::decode(&tree, &BlobId::of(&tree)).is_err(), "{l:?}");
+        // a snapshot whose `host` string claims that length
+        let mut body = vec![0u8]; // time 0
+        body.extend_from_slice(l);
+        body.extend_from_slice(b"host");
+        let snap = reseal(b'S', &body);
+        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &snap, "s").is_err());
+        // a config whose chunker sizes are huge varints
+        let mut body = vec![1u8];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(l);
+        let cfg = reseal(b'C', &body);
+        assert!(Config::from_bytes(&cfg, "c").is_err());
+    }
+    // an envelope whose length field claims more than the limit
+    let mut b = reseal(b'S', b"");
+    b[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &b, "s").is_err());
+    // a pack footer claiming u32::MAX entries
+    let s = seeds();
+    let mut p = s.packs[0].clone();
+    let n = p.len();
+    p[n - 44..n - 40].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(parse_pack(&p, "p").is_err());
+}
