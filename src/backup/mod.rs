@@ -320,6 +320,8 @@ fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) 
                 .wait()
                 .map_err(|e| Error::Invalid(format!("waiting for `{cmd}`: {e}")))?;
             if !status.success() {
+                // INV-6: the run fails before any manifest is written; blobs
+                // already stored are unreferenced and cost nothing but space.
                 return Err(Error::SourceCommand {
                     command: cmd.clone(),
                     status: status.to_string(),

@@ -34,7 +34,8 @@ pub struct Repo {
 const SUBDIRS: [&str; 5] = ["packs", "snapshots", "keys", "locks", "tmp"];
 
 impl Repo {
-    /// Create a repository at `path`, which must not exist or be an empty directory.
+    /// Create a repository at `path`, which must not exist or be an empty
+    /// directory (INV-6: an existing repository is never touched).
     pub fn init(path: &Path, opts: &InitOptions) -> Result<Repo> {
         if path.join("config").exists() {
             return Err(Error::Invalid(format!(

@@ -1,0 +1,105 @@
+//! CLI behaviour not covered elsewhere: generated completions and man page,
+//! and a file rewritten while a snapshot reads it (a warning and exit 3,
+//! never a crash or SIGBUS, and a snapshot that still restores and verifies).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Fixture, random_bytes, write_file};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[test]
+fn completions_and_man_page_come_from_the_clap_definitions() {
+    let fx = Fixture::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = fx
+            .strata
+            .cmd()
+            .args(["completions", shell])
+            .assert()
+            .success();
+        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        assert!(
+            text.contains("snapshot") && text.contains("stdin-from-command"),
+            "{shell}"
+        );
+    }
+    let out = fx.strata.cmd().arg("man").assert().success();
+    let man = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH strata"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains("restore"));
+    fx.strata
+        .cmd()
+        .arg("completions")
+        .arg("tcsh-nope")
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn file_rewritten_during_snapshot_warns_and_stays_valid() {
+    let fx = Fixture::new();
+    let src = fx.path("src/data");
+    let big = src.join("big.bin");
+    let full = random_bytes(7, 48 << 20);
+    write_file(&big, &full);
+    write_file(&src.join("small.txt"), b"small\n");
+    let mut warned = 0;
+    for attempt in 0..6 {
+        // Shrink and regrow the file continuously while strata reads it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, big2, full2) = (stop.clone(), big.clone(), full.clone());
+        let mutator = std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop2.load(Ordering::Relaxed) {
+                let f = OpenOptions::new().write(true).open(&big2).unwrap();
+                f.set_len(((1 + n % 4) as u64) << 20).unwrap();
+                let mut f = OpenOptions::new().append(true).open(&big2).unwrap();
+                f.write_all(&full2[..(8 + n % 3) << 20]).unwrap();
+                n += 1;
+            }
+        });
+        let out = fx
+            .strata
+            .cmd()
+            .args(["snapshot", "--json", "--force-rehash"])
+            .arg(&src)
+            .output()
+            .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        mutator.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "attempt {attempt}: {stderr}");
+        let code = out
+            .status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status));
+        assert!(
+            code == 0 || code == 3,
+            "attempt {attempt}: exit {code}: {stderr}"
+        );
+        if code == 3 {
+            warned += 1;
+            assert!(
+                stderr.contains("big.bin") && stderr.contains("changed while being read"),
+                "{stderr}"
+            );
+        }
+        // Whatever was read is stored consistently: restore --verify passes.
+        let target = fx.path(format!("out{attempt}"));
+        let r = fx.strata.restore("latest", &target, &["--verify"]);
+        assert_eq!(common::num(&r, "report/verified"), 2, "{r}");
+        assert_eq!(
+            std::fs::read(target.join("data/small.txt")).unwrap(),
+            b"small\n"
+        );
+    }
+    assert!(warned > 0, "no attempt observed the file changing");
+}
