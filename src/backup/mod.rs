@@ -267,25 +267,12 @@ fn build_root(
 fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) -> Result<Entry> {
     let now = now_ns();
     let mut e = Entry {
-        name: s.name.as_bytes().to_vec(),
-        kind: EntryKind::File as u8,
         mode: 0o600,
         uid: rustix::process::getuid().as_raw(),
         gid: rustix::process::getgid().as_raw(),
         mtime_sec: now.div_euclid(1_000_000_000),
         mtime_nsec: now.rem_euclid(1_000_000_000) as u32,
-        ctime_sec: 0,
-        ctime_nsec: 0,
-        inode: 0,
-        device: 0,
-        nlink: 1,
-        size: 0,
-        rdev: 0,
-        content: Vec::new(),
-        extents: Vec::new(),
-        target: Vec::new(),
-        subtree: None,
-        xattrs: Vec::new(),
+        ..Entry::new(s.name.as_bytes().to_vec(), EntryKind::File)
     };
     let stream = |r: &mut dyn Read| -> Result<(Vec<crate::id::BlobId>, u64)> {
         source::save_stream(

@@ -148,6 +148,31 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry of `kind` named `name`, every other field zero or empty.
+    pub fn new(name: Vec<u8>, kind: EntryKind) -> Self {
+        Entry {
+            name,
+            kind: kind as u8,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            ctime_sec: 0,
+            ctime_nsec: 0,
+            inode: 0,
+            device: 0,
+            nlink: 1,
+            size: 0,
+            rdev: 0,
+            content: Vec::new(),
+            extents: Vec::new(),
+            target: Vec::new(),
+            subtree: None,
+            xattrs: Vec::new(),
+        }
+    }
+
     /// The kind, if the byte is valid (checked by [`Tree::decode`]).
     pub fn kind(&self) -> EntryKind {
         EntryKind::from_u8(self.kind).unwrap_or(EntryKind::Socket)
@@ -261,27 +286,7 @@ mod tests {
     use super::*;
 
     fn entry(name: String) -> Entry {
-        Entry {
-            name: name.into_bytes(),
-            kind: 0,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_sec: 0,
-            mtime_nsec: 0,
-            ctime_sec: 0,
-            ctime_nsec: 0,
-            inode: 0,
-            device: 0,
-            nlink: 1,
-            size: 0,
-            rdev: 0,
-            content: Vec::new(),
-            extents: Vec::new(),
-            target: Vec::new(),
-            subtree: None,
-            xattrs: Vec::new(),
-        }
+        Entry::new(name.into_bytes(), EntryKind::File)
     }
 
     fn parts_of(entries: &[Entry]) -> Vec<Vec<Vec<u8>>> {
