@@ -103,3 +103,55 @@ fn file_rewritten_during_snapshot_warns_and_stays_valid() {
     }
     assert!(warned > 0, "no attempt observed the file changing");
 }
+
+/// Restoring over an existing tree writes each file under a temp name and
+/// renames it into place when complete: when a blob turns out corrupt, the
+/// files already there keep their good content and no temp file is left.
+#[test]
+fn failed_restore_over_existing_files_keeps_them() {
+    let fx = Fixture::new();
+    let src = fx.path("src/data");
+    write_file(&src.join("doc.txt"), b"old content\n");
+    fx.strata.snapshot(&[&src]);
+    let target = fx.path("restored");
+    fx.strata.restore("latest", &target, &[] as &[&str]);
+    let packs_before = common::list_tree(&fx.strata.repo().join("packs"));
+
+    write_file(&src.join("doc.txt"), &random_bytes(3, 3 << 20));
+    fx.strata.snapshot(&[&src]);
+    // Corrupt the new data pack(s): one byte in the middle of each.
+    for rel in common::list_tree(&fx.strata.repo().join("packs")) {
+        let p = fx.strata.repo().join("packs").join(&rel);
+        if packs_before.contains(&rel) || !p.is_file() || p.metadata().unwrap().len() < 1 << 20 {
+            continue;
+        }
+        let mut b = std::fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x55;
+        std::fs::write(&p, b).unwrap();
+    }
+    let out = fx
+        .strata
+        .cmd()
+        .args(["restore", "latest", "--overwrite", "always", "--target"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(
+        std::fs::read(target.join("data/doc.txt")).unwrap(),
+        b"old content\n"
+    );
+    let left: Vec<String> = common::list_tree(&target)
+        .into_iter()
+        .filter(|p| p.contains(".strata-restore"))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
+}

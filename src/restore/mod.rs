@@ -280,6 +280,32 @@ pub fn run(
     let warnings = Mutex::new(Vec::new());
     let as_root = rustix::process::geteuid().is_root();
     let file_paths: Vec<PathBuf> = files.iter().map(|&i| target.join(&nodes[i].rel)).collect();
+    // Over existing files, write each under a temp name beside it and rename
+    // it into place once complete: a failure (a corrupt blob, a full disk)
+    // then never leaves a good file replaced by a partial one.
+    let write_paths: Vec<PathBuf> = if fresh {
+        file_paths.clone()
+    } else {
+        let token = crate::id::to_hex(&crate::repo::fsutil::random_bytes::<6>()?);
+        file_paths
+            .iter()
+            .enumerate()
+            .map(|(fi, p)| p.with_file_name(format!(".strata-restore-{token}-{fi}")))
+            .collect()
+    };
+    let finish = |fi: usize, f: &File| -> Result<()> {
+        let (path, e) = (&file_paths[fi], &nodes[files[fi]].entry);
+        let w = meta::apply_fd(f, path, e, as_root);
+        if !w.is_empty() {
+            if let Ok(mut all) = warnings.lock() {
+                all.extend(w);
+            }
+        }
+        if !fresh {
+            fs::rename(&write_paths[fi], path).at(path)?;
+        }
+        Ok(())
+    };
     let states: Vec<FileState> = files
         .iter()
         .map(|&i| FileState {
@@ -288,10 +314,10 @@ pub fn run(
         })
         .collect();
     let write = |fi: usize, off: u64, data: &[u8]| -> Result<()> {
-        let (path, e) = (&file_paths[fi], &nodes[files[fi]].entry);
+        let (path, e) = (&write_paths[fi], &nodes[files[fi]].entry);
         let mut mine = None;
         let created = states[fi].created.get_or_init(|| {
-            create_file(path, e, fresh)
+            create_file(path, e)
                 .map(|f| mine = Some(f))
                 .map_err(|err| format!("{}: {err}", path.display()))
         });
@@ -309,16 +335,12 @@ pub fn run(
         write_stream_at(&f, &e.extents, off, data).at(path)?;
         progress.bytes_done.fetch_add(data.len() as u64, Relaxed);
         if states[fi].remaining.fetch_sub(1, Relaxed) == 1 {
-            let w = meta::apply_fd(&f, path, e, as_root);
-            if !w.is_empty() {
-                if let Ok(mut all) = warnings.lock() {
-                    all.extend(w);
-                }
-            }
+            finish(fi, &f)?;
         }
         Ok(())
     };
-    plan.packs
+    let data = plan
+        .packs
         .par_iter()
         .try_for_each(|(pack, blobs)| -> Result<()> {
             let ppath = repo.pack_path(pack);
@@ -353,22 +375,28 @@ pub fn run(
                 }
             }
             Ok(())
-        })?;
-    // Files without data (empty, or only holes).
-    (0..files.len())
-        .into_par_iter()
-        .filter(|&fi| nodes[files[fi]].entry.content.is_empty())
-        .try_for_each(|fi| -> Result<()> {
-            let (path, e) = (&file_paths[fi], &nodes[files[fi]].entry);
-            let f = create_file(path, e, fresh).at(path)?;
-            let w = meta::apply_fd(&f, path, e, as_root);
-            if !w.is_empty() {
-                if let Ok(mut all) = warnings.lock() {
-                    all.extend(w);
+        })
+        .and_then(|()| {
+            // Files without data (empty, or only holes).
+            (0..files.len())
+                .into_par_iter()
+                .filter(|&fi| nodes[files[fi]].entry.content.is_empty())
+                .try_for_each(|fi| -> Result<()> {
+                    let (path, e) = (&write_paths[fi], &nodes[files[fi]].entry);
+                    let f = create_file(path, e).at(path)?;
+                    finish(fi, &f)
+                })
+        });
+    if let Err(e) = data {
+        if !fresh {
+            for (fi, st) in states.iter().enumerate() {
+                if st.created.get().is_some() && st.remaining.load(Relaxed) > 0 {
+                    let _ = fs::remove_file(&write_paths[fi]);
                 }
             }
-            Ok(())
-        })?;
+        }
+        return Err(e);
+    }
     // 4. hard links, then special files and symlinks (last: never followed)
     for &(i, p) in &links {
         let (path, src) = (target.join(&nodes[i].rel), target.join(&nodes[p].rel));
@@ -456,16 +484,11 @@ struct FileState {
 }
 
 /// Create (truncate) a file for writing, never through a symlink; sparse
-/// files get their final size now so that holes stay holes.
-fn create_file(path: &Path, e: &Entry, fresh: bool) -> std::io::Result<File> {
-    if !fresh {
-        // Replace an existing file, never write into it: it may be a hard
-        // link to a file outside the target, and it may carry stale xattrs.
-        match fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
+/// files get their final size now so that holes stay holes. Over an existing
+/// tree `path` is a temp name that is renamed over the old file when done,
+/// so an existing file is replaced, never written into (it may be a hard
+/// link to a file outside the target, or carry stale xattrs).
+fn create_file(path: &Path, e: &Entry) -> std::io::Result<File> {
     let f = OpenOptions::new()
         .write(true)
         .create(true)
