@@ -155,3 +155,77 @@ fn failed_restore_over_existing_files_keeps_them() {
         .collect();
     assert!(left.is_empty(), "temp files left: {left:?}");
 }
+
+/// The repository is never backed up into itself: inside a source it is
+/// skipped, and as a source it is refused.
+#[test]
+fn repository_inside_a_source_is_skipped() {
+    let fx = Fixture::uninit();
+    let src = fx.path("home");
+    write_file(&src.join("notes.txt"), b"notes\n");
+    let repo = src.join("backup-repo");
+    let strata = common::Strata::new(&repo);
+    strata.init(&[]);
+    let v = strata.snapshot(&[&src]);
+    assert_eq!(common::num(&v, "summary/warnings"), 0, "{v}");
+    let out = fx.path("out");
+    strata.restore("latest", &out, &[] as &[&str]);
+    assert_eq!(
+        common::list_tree(&out.join("home")),
+        vec!["notes.txt".to_string()]
+    );
+    let o = strata.cmd().arg("snapshot").arg(&repo).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is the repository itself"));
+}
+
+/// One damaged manifest does not block the next backup or `restore latest`:
+/// both skip it with a warning (exit 3), and `snapshots` lists the readable
+/// ones but fails naming the damaged file.
+#[test]
+fn damaged_old_manifest_does_not_block_backups() {
+    let fx = Fixture::new();
+    let src = fx.path("src/data");
+    write_file(&src.join("a.txt"), b"one\n");
+    let first = fx.strata.snapshot(&[&src]);
+    let id1 = first["id"].as_str().unwrap().to_string();
+    write_file(&src.join("a.txt"), b"two\n");
+    fx.strata.snapshot(&[&src]);
+    let manifest = fx.strata.repo().join("snapshots").join(&id1);
+    let mut b = std::fs::read(&manifest).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    std::fs::write(&manifest, b).unwrap();
+
+    let third = fx.strata.snapshot_code(&[&src], 3);
+    assert!(
+        third["warnings"][0].as_str().unwrap().contains(&id1),
+        "{third}"
+    );
+    assert!(
+        third["parent"].is_string(),
+        "the readable latest snapshot is the parent"
+    );
+
+    let out = fx.path("out");
+    let o = fx
+        .strata
+        .cmd()
+        .args(["restore", "latest", "--target"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(out.join("data/a.txt")).unwrap(), b"two\n");
+
+    let o = fx.strata.cmd().arg("snapshots").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("/src/data").count(), 2, "{stdout}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("snapshots/{id1}")));
+}

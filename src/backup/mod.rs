@@ -171,11 +171,22 @@ pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<S
 
     // Parent: explicit, or the latest snapshot of this host with the same paths.
     let parent = match &opts.parent {
-        Some(spec) => Some(snapshot::resolve(repo, spec, &Default::default())?),
-        None => snapshot::list(repo)?
-            .into_iter()
-            .rev()
-            .find(|(_, s)| s.host == host && s.paths == paths),
+        Some(spec) => Some(snapshot::resolve(
+            repo,
+            spec,
+            &Default::default(),
+            &mut warnings,
+        )?),
+        None => {
+            let (list, bad) = snapshot::list(repo)?;
+            warnings.extend(
+                bad.iter()
+                    .map(|e| format!("skipping unreadable snapshot: {e}")),
+            );
+            list.into_iter()
+                .rev()
+                .find(|(_, s)| s.host == host && s.paths == paths)
+        }
     };
     let reader = BlobReader::new(repo)?;
     let parent_root = match &parent {
@@ -195,6 +206,9 @@ pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<S
         counters,
         warnings: Mutex::new(Vec::new()),
         hardlinks: Mutex::new(HashMap::new()),
+        repo_dir: std::fs::metadata(repo.root())
+            .ok()
+            .map(|m| (m.dev(), m.ino())),
     };
     let result = build_root(&walker, &sources, opts, parent_root.as_ref(), counters);
     let root = match result {
@@ -252,6 +266,12 @@ fn build_root(
     for (path, name) in sources {
         let md = std::fs::symlink_metadata(path)
             .map_err(|e| Error::Invalid(format!("source {}: {e}", path.display())))?;
+        if md.is_dir() && walker.repo_dir == Some((md.dev(), md.ino())) {
+            return Err(Error::Invalid(format!(
+                "source {} is the repository itself",
+                path.display()
+            )));
+        }
         let pe = parent_root.and_then(|t| t.get(name));
         if let Some(e) = walker.node(path, name.clone(), &md, pe, md.dev())? {
             tree.entries.push(e);

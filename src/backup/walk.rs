@@ -36,6 +36,8 @@ pub(crate) struct Walker<'a> {
     pub counters: &'a Counters,
     pub warnings: Mutex<Vec<String>>,
     pub hardlinks: Mutex<LinkCache>,
+    /// (device, inode) of the repository directory: never backed up into itself.
+    pub repo_dir: Option<(u64, u64)>,
 }
 
 impl Walker<'_> {
@@ -236,6 +238,9 @@ impl Walker<'_> {
                         return Ok(None);
                     }
                 };
+                if md.is_dir() && self.repo_dir == Some((md.dev(), md.ino())) {
+                    return Ok(None); // the repository itself
+                }
                 let pe = parent_tree.as_ref().and_then(|t| t.get(nb));
                 self.node(&child, nb.to_vec(), &md, pe, root_dev)
             })

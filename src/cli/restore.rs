@@ -18,7 +18,11 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
         tags: a.tags.clone(),
         paths: super::abs_paths(&a.paths),
     };
-    let (id, snap) = snapshot::resolve(repo, spec, &f)?;
+    let mut skipped = Vec::new();
+    let (id, snap) = snapshot::resolve(repo, spec, &f, &mut skipped)?;
+    for w in &skipped {
+        eprintln!("strata: warning: {w}");
+    }
     let opts = RestoreOptions {
         target: a.target.clone(),
         includes: a.includes.clone(),
@@ -82,7 +86,7 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
             start.elapsed().as_secs_f64()
         ))?;
     }
-    Ok(if r.warnings.is_empty() {
+    Ok(if r.warnings.is_empty() && skipped.is_empty() {
         exit::OK
     } else {
         exit::WARNINGS

@@ -12,10 +12,8 @@ pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
         tags: a.tags.clone(),
         paths: super::abs_paths(&a.paths),
     };
-    let list: Vec<_> = snapshot::list(repo)?
-        .into_iter()
-        .filter(|(_, s)| f.matches(s))
-        .collect();
+    let (all, bad) = snapshot::list(repo)?;
+    let list: Vec<_> = all.into_iter().filter(|(_, s)| f.matches(s)).collect();
     if a.json {
         let v: Vec<_> = list
             .iter()
@@ -37,7 +35,7 @@ pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
             })
             .collect();
         output::line(&serde_json::Value::Array(v).to_string())?;
-        return Ok(exit::OK);
+        return done(bad);
     }
     output::line(&format!(
         "{:<8}  {:<20}  {:<12}  {:<12}  {:>8}  {:>10}  {:>10}  paths",
@@ -57,5 +55,14 @@ pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
         ))?;
     }
     output::line(&format!("{} snapshots", list.len()))?;
-    Ok(exit::OK)
+    done(bad)
+}
+
+/// The readable snapshots are printed; a damaged manifest still fails the
+/// command, naming it (one line).
+fn done(bad: Vec<crate::Error>) -> Result<i32> {
+    match snapshot::first_error(bad) {
+        Some(e) => Err(e),
+        None => Ok(exit::OK),
+    }
 }

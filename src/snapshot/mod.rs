@@ -45,25 +45,62 @@ pub fn ids(repo: &Repo) -> Result<Vec<SnapshotId>> {
     Ok(out)
 }
 
-/// All snapshots, oldest first. A manifest that fails its checks is an error
-/// naming it.
-pub fn list(repo: &Repo) -> Result<Vec<(SnapshotId, Snapshot)>> {
+/// Every readable snapshot, oldest first, and the errors of the manifests
+/// that failed their checks (each naming its file). One damaged manifest
+/// must not block listing, `latest` or the next backup: callers report the
+/// errors and go on with the rest.
+pub fn list(repo: &Repo) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<Error>)> {
     let mut out = Vec::new();
+    let mut bad = Vec::new();
     for id in ids(repo)? {
-        out.push((id, Snapshot::load(repo, &id)?));
+        match Snapshot::load(repo, &id) {
+            Ok(s) => out.push((id, s)),
+            Err(e) => bad.push(e),
+        }
     }
     out.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
-    Ok(out)
+    Ok((out, bad))
 }
 
-/// Resolve `latest` (with `filter`) or a unique id prefix.
-pub fn resolve(repo: &Repo, spec: &str, filter: &Filter) -> Result<(SnapshotId, Snapshot)> {
+/// One error for a list of unreadable manifests: the first, with a count
+/// of the others.
+pub fn first_error(mut bad: Vec<Error>) -> Option<Error> {
+    if bad.is_empty() {
+        return None;
+    }
+    let more = bad.len() - 1;
+    let first = bad.swap_remove(0);
+    Some(match (first, more) {
+        (e, 0) => e,
+        (Error::Corrupt { object, detail }, n) => Error::Corrupt {
+            object,
+            detail: format!("{detail} (and {n} more unreadable snapshots)"),
+        },
+        (e, _) => e,
+    })
+}
+
+/// Resolve `latest` (with `filter`) or a unique id prefix. For `latest`,
+/// unreadable manifests are skipped and described in `warnings`.
+pub fn resolve(
+    repo: &Repo,
+    spec: &str,
+    filter: &Filter,
+    warnings: &mut Vec<String>,
+) -> Result<(SnapshotId, Snapshot)> {
     if spec == "latest" {
-        return list(repo)?
+        let (list, bad) = list(repo)?;
+        warnings.extend(
+            bad.iter()
+                .map(|e| format!("skipping unreadable snapshot: {e}")),
+        );
+        return list
             .into_iter()
             .rev()
             .find(|(_, s)| filter.matches(s))
-            .ok_or_else(|| Error::SnapshotNotFound("latest".into()));
+            .ok_or_else(|| {
+                first_error(bad).unwrap_or_else(|| Error::SnapshotNotFound("latest".into()))
+            });
     }
     if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Invalid(format!(
