@@ -45,11 +45,14 @@ pub fn ids(repo: &Repo) -> Result<Vec<SnapshotId>> {
     Ok(out)
 }
 
+/// Snapshots with their ids.
+pub type Listed = Vec<(SnapshotId, Snapshot)>;
+
 /// Every readable snapshot, oldest first, and the errors of the manifests
 /// that failed their checks (each naming its file). One damaged manifest
 /// must not block listing, `latest` or the next backup: callers report the
 /// errors and go on with the rest.
-pub fn list(repo: &Repo) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<Error>)> {
+pub fn list(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
     let mut out = Vec::new();
     let mut bad = Vec::new();
     for id in ids(repo)? {
