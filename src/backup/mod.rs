@@ -72,6 +72,27 @@ pub struct Counters {
     warnings: AtomicU64,
 }
 
+/// Estimate the bytes of regular files below `paths` (for a progress ETA):
+/// a plain walk without excludes, stopped early when `stop` is set.
+pub fn estimate_size(paths: &[PathBuf], total: &AtomicU64, stop: &std::sync::atomic::AtomicBool) {
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        if stop.load(Relaxed) {
+            return;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_file() {
+            total.fetch_add(md.len(), Relaxed);
+        } else if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|d| d.path()));
+            }
+        }
+    }
+}
+
 /// What a finished snapshot reports.
 #[derive(Debug)]
 pub struct SnapshotReport {

@@ -129,6 +129,8 @@ impl Walker<'_> {
                 e.extents = p.extents.clone();
                 self.counters.files_unchanged.fetch_add(1, Relaxed);
                 self.counters.progress_files.fetch_add(1, Relaxed);
+                // processed, though not read: progress and ETA count it
+                self.counters.progress_bytes.fetch_add(e.size, Relaxed);
                 return Ok(Some(e));
             }
         }

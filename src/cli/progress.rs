@@ -16,7 +16,7 @@ pub struct Ticker {
 /// Show `bytes`/`files` (and `total` bytes if known) until the ticker is dropped.
 pub fn start(label: &'static str, bytes: Arc<dyn Fn() -> (u64, u64, u64) + Send + Sync>) -> Ticker {
     let stop = Arc::new(AtomicBool::new(false));
-    if !std::io::stdout().is_terminal() {
+    if !is_terminal() {
         return Ticker { stop, handle: None };
     }
     let s = stop.clone();
@@ -61,6 +61,11 @@ impl Drop for Ticker {
             let _ = h.join();
         }
     }
+}
+
+/// Is stdout a terminal (progress is shown only then)?
+pub fn is_terminal() -> bool {
+    std::io::stdout().is_terminal()
 }
 
 /// Read an atomic.

@@ -6,6 +6,7 @@ use crate::backup::{self, Counters, SnapshotOptions, StdinSource};
 use crate::error::{Error, Result};
 use crate::repo::Repo;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 fn options(a: &SnapshotArgs) -> Result<SnapshotOptions> {
     let dash = a.paths.iter().filter(|p| p.as_os_str() == "-").count();
@@ -42,19 +43,46 @@ fn options(a: &SnapshotArgs) -> Result<SnapshotOptions> {
 pub fn run(repo: &Repo, a: &SnapshotArgs) -> Result<i32> {
     let opts = options(a)?;
     let counters = Arc::new(Counters::default());
-    let c = counters.clone();
+    // On a terminal, estimate the total in the background for an ETA.
+    let total = Arc::new(AtomicU64::new(0));
+    let (scanned, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let scan = (progress::is_terminal() && opts.stdin.is_none()).then(|| {
+        let (paths, total, scanned, stop) = (
+            opts.paths.clone(),
+            total.clone(),
+            scanned.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            backup::estimate_size(&paths, &total, &stop);
+            scanned.store(true, Ordering::Relaxed);
+        })
+    });
+    let (c, t, sc) = (counters.clone(), total.clone(), scanned.clone());
     let ticker = progress::start(
         "snapshot",
         Arc::new(move || {
+            let total = if sc.load(Ordering::Relaxed) {
+                progress::get(&t)
+            } else {
+                0
+            };
             (
                 progress::get(&c.progress_bytes),
                 progress::get(&c.progress_files),
-                0,
+                total,
             )
         }),
     );
     let r = backup::run(repo, &opts, &counters);
     drop(ticker);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = scan {
+        let _ = h.join();
+    }
     let r = r?;
     for w in &r.warnings {
         eprintln!("strata: warning: {w}");
