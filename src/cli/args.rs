@@ -131,18 +131,44 @@ pub struct SnapshotArgs {
     pub json: bool,
 }
 
-/// `strata snapshots`
+/// Snapshot filters (`snapshots`, and `latest` in `restore`).
 #[derive(Args, Debug)]
-pub struct SnapshotsArgs {
-    /// Only this host.
+pub struct FilterArgs {
+    /// Only snapshots of this host.
     #[arg(long)]
     pub host: Option<String>,
     /// Only snapshots with this tag (repeatable: all must match).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-    /// Only snapshots of this path (repeatable).
+    /// Only snapshots of this path (repeatable: all must match).
     #[arg(long = "path")]
     pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    /// The engine's filter; `--path` values are made absolute, as recorded.
+    pub fn to_filter(&self) -> crate::snapshot::Filter {
+        crate::snapshot::Filter {
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+            paths: self
+                .paths
+                .iter()
+                .map(|p| match std::path::absolute(p) {
+                    Ok(a) if p != "-" => a.to_string_lossy().into_owned(),
+                    _ => p.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `strata snapshots`
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -182,15 +208,9 @@ pub struct RestoreArgs {
     /// Re-read the written files and check their hashes.
     #[arg(long)]
     pub verify: bool,
-    /// With `latest`: only this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// With `latest`: only snapshots with this tag.
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-    /// With `latest`: only snapshots of this path.
-    #[arg(long = "path")]
-    pub paths: Vec<String>,
+    /// Which snapshot `latest` means.
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

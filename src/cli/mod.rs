@@ -74,17 +74,6 @@ fn find_io(e: &crate::Error) -> Option<&std::io::Error> {
     }
 }
 
-/// `--path` filters name source paths as recorded: absolute.
-fn abs_paths(paths: &[String]) -> Vec<String> {
-    paths
-        .iter()
-        .map(|p| match std::path::absolute(p) {
-            Ok(a) if p != "-" => a.to_string_lossy().into_owned(),
-            _ => p.clone(),
-        })
-        .collect()
-}
-
 fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
     cli.repo.clone().ok_or_else(|| {
         crate::Error::Invalid("no repository given: use --repo PATH or set STRATA_REPO".into())

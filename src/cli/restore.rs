@@ -5,7 +5,7 @@ use super::{exit, output, progress};
 use crate::error::Result;
 use crate::repo::Repo;
 use crate::restore::{self, Overwrite, Progress, RestoreOptions};
-use crate::snapshot::{self, Filter};
+use crate::snapshot;
 use std::sync::Arc;
 
 pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
@@ -13,11 +13,7 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
         Some((s, p)) => (s, Some(p)),
         None => (a.snapshot.as_str(), None),
     };
-    let f = Filter {
-        host: a.host.clone(),
-        tags: a.tags.clone(),
-        paths: super::abs_paths(&a.paths),
-    };
+    let f = a.filter.to_filter();
     let mut skipped = Vec::new();
     let (id, snap) = snapshot::resolve(repo, spec, &f, &mut skipped)?;
     for w in &skipped {

@@ -4,14 +4,10 @@ use super::args::SnapshotsArgs;
 use super::{exit, output};
 use crate::error::Result;
 use crate::repo::Repo;
-use crate::snapshot::{self, Filter};
+use crate::snapshot;
 
 pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
-    let f = Filter {
-        host: a.host.clone(),
-        tags: a.tags.clone(),
-        paths: super::abs_paths(&a.paths),
-    };
+    let f = a.filter.to_filter();
     let (all, bad) = snapshot::list(repo)?;
     let list: Vec<_> = all.into_iter().filter(|(_, s)| f.matches(s)).collect();
     if a.json {
