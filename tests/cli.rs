@@ -229,3 +229,68 @@ fn damaged_old_manifest_does_not_block_backups() {
     assert_eq!(stdout.matches("/src/data").count(), 2, "{stdout}");
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("snapshots/{id1}")));
 }
+
+/// Two snapshots running at once into one repository (shared data between
+/// them, so both race to store the same blobs): both succeed and both
+/// restore exactly. (The shared file may be stored by both: dedup across
+/// concurrent processes is best effort; the index keeps one location.)
+#[test]
+fn concurrent_snapshots_both_succeed() {
+    let fx = Fixture::new();
+    let shared = random_bytes(11, 6 << 20);
+    let (a, b) = (fx.path("src/a"), fx.path("src/b"));
+    for (dir, seed) in [(&a, 1u64), (&b, 2)] {
+        write_file(&dir.join("shared.bin"), &shared);
+        for i in 0..200u64 {
+            write_file(
+                &dir.join(format!("f{i:03}")),
+                &random_bytes(seed * 1000 + i, 20_000),
+            );
+        }
+    }
+    let children: Vec<_> = [&a, &b]
+        .iter()
+        .map(|dir| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+                .arg("--repo")
+                .arg(fx.strata.repo())
+                .args(["snapshot", "--json"])
+                .arg(dir)
+                .output_async()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (dir, name) in [(&a, "a"), (&b, "b")] {
+        let out = fx.path(format!("out-{name}"));
+        fx.strata
+            .cmd()
+            .args(["restore", "latest", "--path"])
+            .arg(dir)
+            .arg("--target")
+            .arg(&out)
+            .assert()
+            .success();
+        common::assert_same_tree(dir, &out.join(name));
+    }
+    assert_eq!(fx.strata.snapshots().len(), 2);
+}
+
+trait SpawnPiped {
+    fn output_async(&mut self) -> std::process::Child;
+}
+
+impl SpawnPiped for std::process::Command {
+    fn output_async(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
