@@ -14,6 +14,7 @@ pub mod chunker;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod inspect;
 pub mod object;
 pub mod pack;
 pub mod read;

@@ -387,7 +387,7 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
 
         // The run we kill.
         let child = Command::new(support::bin())
-            .arg("-r")
+            .arg("--repo")
             .arg(&repo)
             .args(["snapshot", &src_arg, "--json"])
             .stdin(Stdio::null())

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[command(name = "strata", version, about, long_about = None)]
 pub struct Cli {
     /// Repository directory.
-    #[arg(long, short = 'r', env = "STRATA_REPO", global = true)]
+    #[arg(long, env = "STRATA_REPO", global = true)]
     pub repo: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
@@ -30,6 +30,16 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// Restore a snapshot (or part of it) into a directory.
     Restore(RestoreArgs),
+    /// List files in a snapshot (`SNAPSHOT[:PATH]`).
+    Ls(LsArgs),
+    /// Print a file of a snapshot, or a repository object with --raw.
+    Cat(CatArgs),
+    /// Find paths matching a glob across snapshots.
+    Find(FindArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Sizes: logical, deduplicated and stored.
+    Stats(StatsArgs),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -212,6 +222,90 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata ls`
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id prefix or `latest`, optionally `:PATH`.
+    pub target: String,
+    /// Long listing: mode, owner, size, mtime, name.
+    #[arg(short = 'l')]
+    pub long: bool,
+    /// List directories recursively.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Which snapshot `latest` means.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `strata cat`
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// `SNAPSHOT:PATH` of a file; with --raw: `config`, `snapshot`, `tree`, `blob` or `pack`.
+    pub target: String,
+    /// With --raw: the object's id (hex; a prefix for snapshots).
+    pub id: Option<String>,
+    /// Decode a repository object (JSON where structured; blobs as raw bytes).
+    #[arg(long)]
+    pub raw: bool,
+    /// Which snapshot `latest` means.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `strata find`
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Glob: without `/` it matches names; with `/` whole paths (from the snapshot root, e.g. `/data/**/*.json`).
+    pub glob: String,
+    /// Search only this snapshot (repeatable; id prefix or `latest`).
+    #[arg(long = "snapshot", value_name = "ID")]
+    pub snapshots: Vec<String>,
+    /// Search only the newest N snapshots.
+    #[arg(long, value_name = "N")]
+    pub newest: Option<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata diff`
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older snapshot (id prefix or `latest`).
+    pub a: String,
+    /// The newer snapshot.
+    pub b: String,
+    /// One JSON object per line, then a totals object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `stats` reports first.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum StatsMode {
+    /// What restoring the snapshots would write.
+    RestoreSize,
+    /// The distinct blobs they use, raw and stored.
+    RawData,
+}
+
+/// `strata stats`
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Snapshots (id prefixes or `latest`); all if none.
+    pub snapshots: Vec<String>,
+    /// What to report.
+    #[arg(long, value_enum, default_value = "restore-size")]
+    pub mode: StatsMode,
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 //! engine never imports clap. Exit codes are documented in README.md.
 
 mod args;
+mod inspect;
 mod output;
 mod progress;
 mod restore;
@@ -101,6 +102,11 @@ fn run(cli: Cli) -> crate::Result<i32> {
         Command::Snapshot(a) => snapshot::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
         Command::Snapshots(a) => snapshots::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
         Command::Restore(a) => restore::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Ls(a) => inspect::ls(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Cat(a) => inspect::cat(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Find(a) => inspect::find(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Diff(a) => inspect::diff(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Stats(a) => inspect::stats(&crate::Repo::open(&repo_path(&cli)?)?, a),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut out = Vec::new();

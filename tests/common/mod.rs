@@ -55,7 +55,7 @@ impl Strata {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
         c.env_remove("STRATA_REPO")
-            .arg("-r")
+            .arg("--repo")
             .arg(&self.repo)
             .timeout(TIMEOUT);
         c

@@ -16,7 +16,7 @@ pub fn bin() -> PathBuf {
 /// `strata -r REPO ARGS...`, stdin closed.
 pub fn strata(repo: &Path, args: &[&str]) -> Output {
     Command::new(bin())
-        .arg("-r")
+        .arg("--repo")
         .arg(repo)
         .args(args)
         .stdin(Stdio::null())

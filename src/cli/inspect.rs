@@ -1,0 +1,524 @@
+//! `ls`, `cat`, `find`, `diff`, `stats`: read-only views of snapshots.
+
+use super::args::{CatArgs, DiffArgs, FilterArgs, FindArgs, LsArgs, StatsArgs, StatsMode};
+use super::{exit, output};
+use crate::error::{Error, IoContext, Result};
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::inspect::{self, diff::Change};
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use crate::snapshot::tree::{Entry, EntryKind, Tree};
+use crate::snapshot::{self, Snapshot};
+use globset::Glob;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Resolve a snapshot spec, printing warnings about skipped manifests.
+fn resolve(repo: &Repo, spec: &str, filter: &FilterArgs) -> Result<(SnapshotId, Snapshot)> {
+    let mut skipped = Vec::new();
+    let r = snapshot::resolve(repo, spec, &filter.to_filter(), &mut skipped);
+    for w in &skipped {
+        eprintln!("strata: warning: {w}");
+    }
+    r
+}
+
+/// `SNAPSHOT[:PATH]`
+fn split_target(t: &str) -> (&str, &str) {
+    t.split_once(':').unwrap_or((t, ""))
+}
+
+fn kind_name(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Fifo => "fifo",
+        EntryKind::CharDev => "chardev",
+        EntryKind::BlockDev => "blockdev",
+        EntryKind::Socket => "socket",
+    }
+}
+
+/// `drwxr-xr-x` from kind and mode bits.
+fn mode_string(e: &Entry) -> String {
+    let t = match e.kind() {
+        EntryKind::File => '-',
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::Fifo => 'p',
+        EntryKind::CharDev => 'c',
+        EntryKind::BlockDev => 'b',
+        EntryKind::Socket => 's',
+    };
+    let m = e.mode;
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    for (i, special, ch) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (m >> i) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let x = bits & 1 != 0;
+        s.push(match (m & special != 0, x) {
+            (true, true) => ch,
+            (true, false) => ch.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+fn mtime_string(e: &Entry) -> String {
+    let t = if e.mtime_sec >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::new(e.mtime_sec as u64, e.mtime_nsec)
+    } else {
+        std::time::UNIX_EPOCH
+    };
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn entry_json(path: &Path, e: &Entry) -> Value {
+    let mut v = json!({
+        "path": path.to_string_lossy(),
+        "name": e.name_lossy(),
+        "type": kind_name(e.kind()),
+        "mode": format!("{:o}", e.mode),
+        "uid": e.uid,
+        "gid": e.gid,
+        "size": e.size,
+        "mtime": mtime_string(e),
+        "mtime_unix_ns": i128::from(e.mtime_sec) * 1_000_000_000 + i128::from(e.mtime_nsec),
+    });
+    if e.kind() == EntryKind::Symlink {
+        v["target"] = json!(String::from_utf8_lossy(&e.target));
+    }
+    v
+}
+
+fn ls_line(out: &mut dyn Write, path: &Path, e: &Entry, a: &LsArgs) -> Result<()> {
+    let stdout = Path::new("<stdout>");
+    if a.json {
+        return writeln!(out, "{}", entry_json(path, e)).at(stdout);
+    }
+    if !a.long {
+        return writeln!(out, "{}", path.display()).at(stdout);
+    }
+    let link = if e.kind() == EntryKind::Symlink {
+        format!(" -> {}", String::from_utf8_lossy(&e.target))
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "{} {:>6} {:>6} {:>12} {} {}{link}",
+        mode_string(e),
+        e.uid,
+        e.gid,
+        e.size,
+        mtime_string(e),
+        path.display()
+    )
+    .at(stdout)
+}
+
+pub fn ls(repo: &Repo, a: &LsArgs) -> Result<i32> {
+    let (spec, path) = split_target(&a.target);
+    let (_, snap) = resolve(repo, spec, &a.filter)?;
+    let reader = BlobReader::new(repo)?;
+    let found = inspect::locate(&reader, &snap, path)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match found.listing(&reader, &snap)? {
+        None => {
+            if let Some(e) = &found.entry {
+                ls_line(&mut out, &found.path, e, a)?;
+            }
+        }
+        Some(tree) => {
+            inspect::walk(&reader, &tree, &found.path, &mut |p, e| {
+                ls_line(&mut out, p, e, a)?;
+                Ok(a.recursive)
+            })?;
+        }
+    }
+    out.flush().at(Path::new("<stdout>"))?;
+    Ok(exit::OK)
+}
+
+pub fn cat(repo: &Repo, a: &CatArgs) -> Result<i32> {
+    if a.raw {
+        return cat_raw(repo, a);
+    }
+    if a.id.is_some() {
+        return Err(Error::Invalid(
+            "give one SNAPSHOT:PATH (an object id goes with --raw)".into(),
+        ));
+    }
+    let Some((spec, path)) = a.target.split_once(':') else {
+        return Err(Error::Invalid(format!(
+            "{:?}: give SNAPSHOT:PATH, e.g. latest:/data/file.txt",
+            a.target
+        )));
+    };
+    let (_, snap) = resolve(repo, spec, &a.filter)?;
+    let reader = BlobReader::new(repo)?;
+    let found = inspect::locate(&reader, &snap, path)?;
+    let e = match &found.entry {
+        Some(e) if e.kind() == EntryKind::File => e,
+        Some(e) if e.kind() == EntryKind::Symlink => {
+            return Err(Error::Invalid(format!(
+                "{} is a symlink to {}",
+                found.path.display(),
+                String::from_utf8_lossy(&e.target)
+            )));
+        }
+        Some(e) if e.kind() != EntryKind::Dir => {
+            return Err(Error::Invalid(format!(
+                "{} is not a regular file",
+                found.path.display()
+            )));
+        }
+        _ => {
+            return Err(Error::Invalid(format!(
+                "{} is a directory; list it with `strata ls {}:{}`",
+                found.path.display(),
+                spec,
+                found.path.display()
+            )));
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    inspect::cat(&reader, e, &mut out)?;
+    Ok(exit::OK)
+}
+
+fn parse_id(kind: &str, id: Option<&String>) -> Result<[u8; 32]> {
+    let id = id.ok_or_else(|| Error::Invalid(format!("cat --raw {kind} needs an id")))?;
+    crate::id::parse_hex32(id)
+        .ok_or_else(|| Error::Invalid(format!("{id:?} is not a 64-digit hex id")))
+}
+
+fn tree_json(t: &Tree) -> Value {
+    let entries: Vec<Value> = t
+        .entries
+        .iter()
+        .map(|e| {
+            let mut v = entry_json(Path::new(&e.name_lossy()), e);
+            v["content"] = json!(e.content.iter().map(|c| c.to_hex()).collect::<Vec<_>>());
+            v["subtree"] = json!(e.subtree.map(|s| s.to_hex()));
+            v["inode"] = json!(e.inode);
+            v["nlink"] = json!(e.nlink);
+            v["extents"] = json!(e.extents.iter().map(|x| [x.offset, x.len]).collect::<Vec<_>>());
+            v["xattrs"] = json!(
+                e.xattrs
+                    .iter()
+                    .map(|x| json!({"name": String::from_utf8_lossy(&x.name), "value": String::from_utf8_lossy(&x.value)}))
+                    .collect::<Vec<_>>()
+            );
+            v
+        })
+        .collect();
+    json!({"entries": entries, "parts": t.parts.iter().map(|p| p.to_hex()).collect::<Vec<_>>()})
+}
+
+fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
+    let v = match a.target.as_str() {
+        "config" => {
+            serde_json::to_value(repo.config()).map_err(|e| Error::Invalid(e.to_string()))?
+        }
+        "snapshot" => {
+            let spec =
+                a.id.as_deref()
+                    .ok_or_else(|| Error::Invalid("cat --raw snapshot needs an id".into()))?;
+            let (id, s) = snapshot::resolve(repo, spec, &Default::default(), &mut Vec::new())?;
+            json!({
+                "id": id.to_hex(), "time": s.time_string(), "time_unix_ns": s.time_unix_ns,
+                "host": s.host, "username": s.username, "paths": s.path_strings(), "tags": s.tags,
+                "tree": s.tree.to_hex(), "parent": s.parent.map(|p| p.to_hex()),
+                "summary": s.summary, "program": s.program,
+            })
+        }
+        "tree" => {
+            let id = BlobId(parse_id("tree", a.id.as_ref())?);
+            let reader = BlobReader::new(repo)?;
+            tree_json(&Tree::decode(&reader.read(&id)?, &id)?)
+        }
+        "blob" => {
+            let id = BlobId(parse_id("blob", a.id.as_ref())?);
+            let reader = BlobReader::new(repo)?;
+            output::bytes(&reader.read(&id)?)?;
+            return Ok(exit::OK);
+        }
+        "pack" => {
+            let id = PackId(parse_id("pack", a.id.as_ref())?);
+            let path = repo.pack_path(&id);
+            let (size, entries) = crate::pack::reader::read_trailer(&path, &format!("pack {id}"))?;
+            let blobs: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    json!({"id": e.id.to_hex(), "kind": if e.kind == crate::blob::BlobKind::Tree { "tree" } else { "data" },
+                       "offset": e.offset, "stored_len": e.stored_len, "raw_len": e.raw_len,
+                       "compression": if e.compression == crate::blob::Compression::Zstd { "zstd" } else { "none" }})
+                })
+                .collect();
+            json!({"id": id.to_hex(), "size": size, "blobs": blobs})
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "cat --raw {other:?}: expected config, snapshot, tree, blob or pack"
+            )));
+        }
+    };
+    output::line(&serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?)?;
+    Ok(exit::OK)
+}
+
+/// A match of `find` below some tree: path relative to that tree, and entry.
+type Matches = Vec<(PathBuf, Entry)>;
+
+fn find_in(
+    reader: &BlobReader,
+    id: &BlobId,
+    glob: &globset::GlobMatcher,
+    by_name: bool,
+    abs_prefix: Option<&Path>,
+    memo: &mut HashMap<BlobId, std::rc::Rc<Matches>>,
+) -> Result<std::rc::Rc<Matches>> {
+    // Name globs give the same matches for a subtree wherever it sits, so
+    // identical subtrees (same id) are searched once across all snapshots.
+    if by_name {
+        if let Some(m) = memo.get(id) {
+            return Ok(m.clone());
+        }
+    }
+    let tree = reader.tree(id)?;
+    let mut out = Vec::new();
+    for e in &tree.entries {
+        let rel = PathBuf::from(e.name_lossy());
+        let full = abs_prefix.map(|p| p.join(&rel));
+        let hit = if by_name {
+            glob.is_match(&rel)
+        } else {
+            full.as_ref().is_some_and(|f| glob.is_match(f))
+        };
+        if hit {
+            out.push((rel.clone(), e.clone()));
+        }
+        if let (EntryKind::Dir, Some(sub)) = (e.kind(), e.subtree) {
+            let below = find_in(reader, &sub, glob, by_name, full.as_deref(), memo)?;
+            out.extend(below.iter().map(|(p, x)| (rel.join(p), x.clone())));
+        }
+    }
+    let out = std::rc::Rc::new(out);
+    if by_name {
+        memo.insert(*id, out.clone());
+    }
+    Ok(out)
+}
+
+pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
+    let glob = Glob::new(&a.glob)
+        .map_err(|e| Error::Invalid(format!("bad glob {:?}: {e}", a.glob)))?
+        .compile_matcher();
+    let by_name = !a.glob.contains('/');
+    let mut snaps: Vec<(SnapshotId, Snapshot)> = if a.snapshots.is_empty() {
+        let (list, bad) = snapshot::list(repo)?;
+        for e in &bad {
+            eprintln!("strata: warning: skipping unreadable snapshot: {e}");
+        }
+        list
+    } else {
+        let mut v = Vec::new();
+        for s in &a.snapshots {
+            v.push(resolve(
+                repo,
+                s,
+                &FilterArgs {
+                    host: None,
+                    tags: vec![],
+                    paths: vec![],
+                },
+            )?);
+        }
+        v.sort_by_key(|(_, s)| s.time_unix_ns);
+        v
+    };
+    if let Some(n) = a.newest {
+        let skip = snaps.len().saturating_sub(n);
+        snaps.drain(..skip);
+    }
+    let reader = BlobReader::new(repo)?;
+    let mut memo = HashMap::new();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let so = Path::new("<stdout>");
+    let mut found = 0usize;
+    for (id, s) in &snaps {
+        let matches = find_in(
+            &reader,
+            &s.tree,
+            &glob,
+            by_name,
+            Some(Path::new("/")),
+            &mut memo,
+        )?;
+        for (rel, e) in matches.iter() {
+            found += 1;
+            let path = Path::new("/").join(rel);
+            if a.json {
+                let mut v = entry_json(&path, e);
+                v["snapshot"] = json!(id.to_hex());
+                v["snapshot_time"] = json!(s.time_string());
+                writeln!(out, "{v}").at(so)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}  {}  {:>12}  {}  {}",
+                    id.short(),
+                    s.time_string(),
+                    e.size,
+                    mtime_string(e),
+                    path.display()
+                )
+                .at(so)?;
+            }
+        }
+    }
+    out.flush().at(so)?;
+    if found == 0 && !a.json {
+        eprintln!(
+            "strata: no match for {:?} in {} snapshots",
+            a.glob,
+            snaps.len()
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
+    let none = FilterArgs {
+        host: None,
+        tags: vec![],
+        paths: vec![],
+    };
+    let (ia, sa) = resolve(repo, &a.a, &none)?;
+    let (ib, sb) = resolve(repo, &a.b, &none)?;
+    let reader = BlobReader::new(repo)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let so = Path::new("<stdout>");
+    let mut counts: HashMap<char, u64> = HashMap::new();
+    let (mut added_bytes, mut removed_bytes) = (0u64, 0u64);
+    inspect::diff::diff(
+        &reader,
+        &sa.tree,
+        &sb.tree,
+        Path::new("/"),
+        &mut |c, p, old, new| {
+            *counts.entry(c.marker()).or_default() += 1;
+            let file_size = |e: Option<&Entry>| {
+                e.filter(|e| e.kind() == EntryKind::File)
+                    .map_or(0, |e| e.size)
+            };
+            match c {
+                Change::Added => added_bytes += file_size(new),
+                Change::Removed => removed_bytes += file_size(old),
+                Change::Modified | Change::TypeChanged => {
+                    added_bytes += file_size(new);
+                    removed_bytes += file_size(old);
+                }
+                Change::Metadata => {}
+            }
+            if a.json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"change": c.marker().to_string(), "path": p.to_string_lossy()})
+                )
+                .at(so)
+            } else {
+                writeln!(out, "{}    {}", c.marker(), p.display()).at(so)
+            }
+        },
+    )?;
+    let n = |c: char| counts.get(&c).copied().unwrap_or(0);
+    if a.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"totals": {"from": ia.to_hex(), "to": ib.to_hex(), "added": n('+'), "removed": n('-'),
+                "modified": n('M'), "type_changed": n('T'), "metadata": n('m'),
+                "added_bytes": added_bytes, "removed_bytes": removed_bytes}})
+        )
+        .at(so)?;
+    } else {
+        writeln!(
+            out,
+            "\n{} -> {}: {} added, {} removed, {} modified, {} type changed, {} metadata only; +{} -{}",
+            ia.short(),
+            ib.short(),
+            n('+'),
+            n('-'),
+            n('M'),
+            n('T'),
+            n('m'),
+            output::size(added_bytes),
+            output::size(removed_bytes)
+        )
+        .at(so)?;
+    }
+    out.flush().at(so)?;
+    Ok(exit::OK)
+}
+
+pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
+    let snaps: Vec<Snapshot> = if a.snapshots.is_empty() {
+        let (list, bad) = snapshot::list(repo)?;
+        for e in &bad {
+            eprintln!("strata: warning: skipping unreadable snapshot: {e}");
+        }
+        list.into_iter().map(|(_, s)| s).collect()
+    } else {
+        let none = FilterArgs {
+            host: None,
+            tags: vec![],
+            paths: vec![],
+        };
+        let mut v = Vec::new();
+        for s in &a.snapshots {
+            v.push(resolve(repo, s, &none)?.1);
+        }
+        v
+    };
+    let reader = BlobReader::new(repo)?;
+    let st = inspect::stats::stats(&reader, &snaps)?;
+    if a.json {
+        output::line(&serde_json::to_string(&st).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        return Ok(exit::OK);
+    }
+    match a.mode {
+        StatsMode::RestoreSize => output::line(&format!(
+            "{} snapshots: {} files, {} dirs, {} (restore size)",
+            st.snapshots,
+            st.files,
+            st.dirs,
+            output::size(st.restore_size)
+        ))?,
+        StatsMode::RawData => output::line(&format!(
+            "{} snapshots: {} data blobs and {} tree blobs in {} packs, {} raw, {} stored; dedup ratio {:.2}, compression ratio {:.2}",
+            st.snapshots,
+            st.data_blobs,
+            st.tree_blobs,
+            st.packs,
+            output::size(st.raw_size),
+            output::size(st.stored_size),
+            st.dedup_ratio,
+            st.compression_ratio
+        ))?,
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,132 @@
+//! `stats`: logical size of snapshots and the deduplicated, compressed
+//! storage they use. Identical subtrees are counted from a memo, not re-read.
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, PackId};
+use crate::read::BlobReader;
+use crate::snapshot::Snapshot;
+use crate::snapshot::tree::EntryKind;
+use std::collections::{HashMap, HashSet};
+
+/// Sizes of a set of snapshots.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Stats {
+    /// Snapshots counted.
+    pub snapshots: u64,
+    /// Regular files, summed over the snapshots (what restoring each would write).
+    pub files: u64,
+    /// Directories, summed over the snapshots.
+    pub dirs: u64,
+    /// Logical bytes of regular files, summed over the snapshots.
+    pub restore_size: u64,
+    /// Distinct data blobs referenced.
+    pub data_blobs: u64,
+    /// Distinct tree blobs referenced.
+    pub tree_blobs: u64,
+    /// Raw (uncompressed) bytes of the distinct blobs.
+    pub raw_size: u64,
+    /// Stored (compressed) bytes of the distinct blobs.
+    pub stored_size: u64,
+    /// Packs holding them.
+    pub packs: u64,
+    /// restore_size / raw data size.
+    pub dedup_ratio: f64,
+    /// raw_size / stored_size.
+    pub compression_ratio: f64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Sums {
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+}
+
+fn tree_sums(
+    reader: &BlobReader,
+    id: &BlobId,
+    memo: &mut HashMap<BlobId, Sums>,
+    data: &mut HashSet<BlobId>,
+    trees: &mut HashSet<BlobId>,
+) -> Result<Sums> {
+    if let Some(s) = memo.get(id) {
+        return Ok(*s);
+    }
+    trees.insert(*id);
+    let t = reader.tree(id)?;
+    let mut s = Sums::default();
+    for e in &t.entries {
+        match e.kind() {
+            EntryKind::File => {
+                s.files += 1;
+                s.bytes += e.size;
+                data.extend(e.content.iter().copied());
+            }
+            EntryKind::Dir => {
+                s.dirs += 1;
+                if let Some(sub) = e.subtree {
+                    let c = tree_sums(reader, &sub, memo, data, trees)?;
+                    s.files += c.files;
+                    s.dirs += c.dirs;
+                    s.bytes += c.bytes;
+                }
+            }
+            _ => {}
+        }
+    }
+    memo.insert(*id, s);
+    Ok(s)
+}
+
+/// Count `snaps`.
+pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
+    let (mut memo, mut data, mut trees) = (HashMap::new(), HashSet::new(), HashSet::new());
+    let mut st = Stats::default();
+    for s in snaps {
+        let sums = tree_sums(reader, &s.tree, &mut memo, &mut data, &mut trees)?;
+        st.snapshots += 1;
+        st.files += sums.files;
+        st.dirs += sums.dirs;
+        st.restore_size += sums.bytes;
+    }
+    // parts of parted listings are tree blobs as well
+    let mut all_trees: HashSet<BlobId> = HashSet::new();
+    for id in &trees {
+        all_trees.insert(*id);
+        let raw = reader.read(id)?;
+        let t = crate::snapshot::tree::Tree::decode(&raw, id)?;
+        all_trees.extend(t.parts.iter().copied());
+    }
+    let mut packs: HashSet<PackId> = HashSet::new();
+    let mut data_raw = 0u64;
+    for (id, is_data) in data
+        .iter()
+        .map(|i| (i, true))
+        .chain(all_trees.iter().map(|i| (i, false)))
+    {
+        let loc = reader.locate(id)?.ok_or_else(|| Error::MissingBlob {
+            blob: id.to_hex(),
+            file: "(stats)".into(),
+        })?;
+        st.raw_size += u64::from(loc.raw_len);
+        st.stored_size += u64::from(loc.stored_len);
+        if is_data {
+            data_raw += u64::from(loc.raw_len);
+        }
+        packs.insert(loc.pack);
+    }
+    st.data_blobs = data.len() as u64;
+    st.tree_blobs = all_trees.len() as u64;
+    st.packs = packs.len() as u64;
+    st.dedup_ratio = if data_raw > 0 {
+        st.restore_size as f64 / data_raw as f64
+    } else {
+        0.0
+    };
+    st.compression_ratio = if st.stored_size > 0 {
+        st.raw_size as f64 / st.stored_size as f64
+    } else {
+        0.0
+    };
+    Ok(st)
+}
