@@ -26,3 +26,4 @@ pub use error::{Error, Result};
 pub use id::{BlobId, PackId, SnapshotId};
 pub use repo::{InitOptions, Repo};
 pub mod cli;
+pub mod mount;

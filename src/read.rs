@@ -78,6 +78,12 @@ impl<'r> BlobReader<'r> {
             blob: id.to_hex(),
             file: "(tree)".into(),
         })?;
+        self.read_located(id, &loc)
+    }
+
+    /// Read and check one blob whose location is known.
+    pub fn read_located(&self, id: &BlobId, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let loc = *loc;
         let f = self.pack_file(&loc.pack)?;
         let path = self.repo.pack_path(&loc.pack);
         reader::read_blob(&f, &path, id, &loc, &|d| self.repo.blob_id(d))

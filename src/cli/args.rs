@@ -40,6 +40,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Sizes: logical, deduplicated and stored.
     Stats(StatsArgs),
+    /// Mount the repository read-only (FUSE) at MOUNTPOINT.
+    Mount(MountArgs),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -308,4 +310,15 @@ pub struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `strata mount`
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An existing empty directory.
+    pub mountpoint: std::path::PathBuf,
+    /// Stay in the foreground until Ctrl-C or SIGTERM (otherwise run in the
+    /// background; unmount with `fusermount3 -u MOUNTPOINT` or `umount`).
+    #[arg(long)]
+    pub foreground: bool,
 }

@@ -71,13 +71,39 @@ fn mode_string(e: &Entry) -> String {
     s
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) for any i64 seconds: years before 1970 or
+/// after 9999 print as such, never clamp or panic (civil-from-days, after
+/// Howard Hinnant's algorithm).
+fn utc_string(sec: i64) -> String {
+    let (days, secs) = (sec.div_euclid(86_400), sec.rem_euclid(86_400));
+    let z = i128::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i128::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 fn mtime_string(e: &Entry) -> String {
-    let t = if e.mtime_sec >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::new(e.mtime_sec as u64, e.mtime_nsec)
+    utc_string(e.mtime_sec)
+}
+
+/// Size as `ls(1)` shows it: a symlink's is its target's length.
+fn shown_size(e: &Entry) -> u64 {
+    if e.kind() == EntryKind::Symlink {
+        e.target.len() as u64
     } else {
-        std::time::UNIX_EPOCH
-    };
-    humantime::format_rfc3339_seconds(t).to_string()
+        e.size
+    }
 }
 
 fn entry_json(path: &Path, e: &Entry) -> Value {
@@ -88,9 +114,10 @@ fn entry_json(path: &Path, e: &Entry) -> Value {
         "mode": format!("{:o}", e.mode),
         "uid": e.uid,
         "gid": e.gid,
-        "size": e.size,
+        "size": shown_size(e),
         "mtime": mtime_string(e),
-        "mtime_unix_ns": i128::from(e.mtime_sec) * 1_000_000_000 + i128::from(e.mtime_nsec),
+        // null when it does not fit in i64 nanoseconds (beyond year 2262)
+        "mtime_unix_ns": e.mtime_sec.checked_mul(1_000_000_000).and_then(|n| n.checked_add(i64::from(e.mtime_nsec))),
     });
     if e.kind() == EntryKind::Symlink {
         v["target"] = json!(String::from_utf8_lossy(&e.target));
@@ -117,7 +144,7 @@ fn ls_line(out: &mut dyn Write, path: &Path, e: &Entry, a: &LsArgs) -> Result<()
         mode_string(e),
         e.uid,
         e.gid,
-        e.size,
+        shown_size(e),
         mtime_string(e),
         path.display()
     )
@@ -521,4 +548,20 @@ pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
         ))?,
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_string;
+
+    #[test]
+    fn utc_dates_outside_the_usual_range() {
+        assert_eq!(utc_string(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_string(1_600_000_000), "2020-09-13T12:26:40Z");
+        assert_eq!(utc_string(-14_182_940), "1969-07-20T20:17:40Z");
+        assert_eq!(utc_string(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_string(253_402_300_800), "10000-01-01T00:00:00Z");
+        assert!(utc_string(i64::MIN).ends_with('Z'));
+        assert!(utc_string(i64::MAX).ends_with('Z'));
+    }
 }

@@ -4,6 +4,7 @@
 
 mod args;
 mod inspect;
+mod mount;
 mod output;
 mod progress;
 mod restore;
@@ -107,6 +108,7 @@ fn run(cli: Cli) -> crate::Result<i32> {
         Command::Find(a) => inspect::find(&crate::Repo::open(&repo_path(&cli)?)?, a),
         Command::Diff(a) => inspect::diff(&crate::Repo::open(&repo_path(&cli)?)?, a),
         Command::Stats(a) => inspect::stats(&crate::Repo::open(&repo_path(&cli)?)?, a),
+        Command::Mount(a) => mount::run(&repo_path(&cli)?, a),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut out = Vec::new();

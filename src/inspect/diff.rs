@@ -20,7 +20,8 @@ pub enum Change {
     Modified,
     /// The kind changed, e.g. file -> symlink (`T`).
     TypeChanged,
-    /// Same content, other metadata: mode, owner, mtime, xattrs, link target (`m`).
+    /// Same content, other metadata: mode, owner, mtime, xattrs (`m`). A
+    /// changed symlink target is `M`.
     Metadata,
 }
 

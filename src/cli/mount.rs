@@ -1,0 +1,116 @@
+//! `strata mount`: the FUSE session in the foreground, or a detached copy of
+//! this process started with `--foreground` (the default), reported mounted
+//! once the mount point shows a new file system.
+
+use super::args::MountArgs;
+use super::exit;
+use crate::error::{Error, IoContext, Result};
+use crate::mount::MountFs;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use crate::snapshot;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn mounted(mp: &Path) -> bool {
+    match (std::fs::metadata(mp), mp.parent().map(std::fs::metadata)) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+pub fn run(repo_path: &Path, a: &MountArgs) -> Result<i32> {
+    // Open first: a bad repository is reported here, not by a detached child.
+    let repo = Repo::open(repo_path)?;
+    let mp = std::path::absolute(&a.mountpoint).at(&a.mountpoint)?;
+    if !mp.is_dir() {
+        return Err(Error::Invalid(format!(
+            "mount point {} is not a directory",
+            mp.display()
+        )));
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err(Error::Invalid(
+            "/dev/fuse is missing: FUSE is not available here".into(),
+        ));
+    }
+    if !a.foreground {
+        let exe = std::env::current_exe().at(Path::new("strata"))?;
+        let mut child = std::process::Command::new(exe)
+            .arg("--repo")
+            .arg(repo.root())
+            .arg("mount")
+            .arg("--foreground")
+            .arg(&mp)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::Invalid(format!("cannot start the mount process: {e}")))?;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if mounted(&mp) {
+                super::output::line(&format!(
+                    "mounted at {} (pid {}); unmount with `fusermount3 -u {}` or `umount {}`",
+                    mp.display(),
+                    child.id(),
+                    mp.display(),
+                    mp.display()
+                ))?;
+                return Ok(exit::OK);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Error::Invalid(format!(
+                    "mount failed ({status}); run with --foreground to see why"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        return Err(Error::Invalid("mount did not appear within 20 s".into()));
+    }
+    foreground(repo, &mp)
+}
+
+use std::os::unix::process::CommandExt;
+
+fn foreground(repo: Repo, mp: &Path) -> Result<i32> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // The session outlives this function's borrows: the repository lives
+    // for the rest of the process.
+    let repo: &'static Repo = Box::leak(Box::new(repo));
+    repo.index()?.reconcile(repo.root())?;
+    let (snaps, bad) = snapshot::list(repo)?;
+    for e in &bad {
+        eprintln!("strata: warning: skipping unreadable snapshot: {e}");
+    }
+    let fs = MountFs::new(BlobReader::new(repo)?, snaps);
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Error::Invalid(format!("cannot install signal handlers: {e}")))?;
+    let mut cfg = fuser::Config::default();
+    cfg.mount_options.extend([
+        fuser::MountOption::RO,
+        fuser::MountOption::FSName("strata".into()),
+    ]);
+    cfg.n_threads = Some(2);
+    let session = fuser::spawn_mount(fs, mp, &cfg).at(mp)?;
+    eprintln!("strata: mounted at {}; Ctrl-C to unmount", mp.display());
+    loop {
+        if signals.pending().next().is_some() {
+            break;
+        }
+        if session.guard.is_finished() {
+            // unmounted from outside (umount, fusermount -u)
+            return match session.join() {
+                Ok(()) => Ok(exit::OK),
+                Err(e) => Err(e).at(mp),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    session.umount_and_join().at(mp)?;
+    eprintln!("strata: unmounted {}", mp.display());
+    Ok(exit::OK)
+}
