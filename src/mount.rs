@@ -21,15 +21,17 @@ use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const TTL: Duration = Duration::from_secs(3600);
 const CHUNK_CACHE: usize = 16;
+/// Chunks decoded ahead of a sequential reader.
+const READ_AHEAD: usize = 4;
 
 #[derive(Clone, Debug)]
 enum Node {
@@ -56,15 +58,101 @@ struct State {
     names: HashMap<(u64, Vec<u8>), u64>,
 }
 
+/// Decoded chunks: a small cache plus the ones being decoded, so a reader
+/// waits for a read-ahead in flight instead of decoding the chunk twice.
+#[derive(Default)]
+struct Chunks {
+    cache: Vec<(BlobId, Arc<Vec<u8>>)>,
+    inflight: HashSet<BlobId>,
+}
+
+struct ChunkCache {
+    reader: BlobReader<'static>,
+    state: Mutex<Chunks>,
+    ready: Condvar,
+}
+
+impl ChunkCache {
+    fn insert(&self, id: BlobId, data: Option<Arc<Vec<u8>>>) {
+        if let Ok(mut st) = self.state.lock() {
+            st.inflight.remove(&id);
+            if let Some(d) = data {
+                if st.cache.len() >= CHUNK_CACHE {
+                    st.cache.remove(0);
+                }
+                st.cache.push((id, d));
+            }
+        }
+        self.ready.notify_all();
+    }
+
+    /// A chunk's bytes: from the cache, from a read-ahead in flight, or decoded now.
+    fn get(&self, id: &BlobId, loc: &BlobLocation) -> Result<Arc<Vec<u8>>> {
+        {
+            let mut st = self
+                .state
+                .lock()
+                .map_err(|_| crate::Error::Invalid("chunk cache poisoned".into()))?;
+            loop {
+                if let Some((_, d)) = st.cache.iter().find(|(i, _)| i == id) {
+                    return Ok(d.clone());
+                }
+                if !st.inflight.contains(id) {
+                    st.inflight.insert(*id);
+                    break;
+                }
+                st = self
+                    .ready
+                    .wait(st)
+                    .map_err(|_| crate::Error::Invalid("chunk cache poisoned".into()))?;
+            }
+        }
+        match self.reader.read_located(id, loc) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                self.insert(*id, Some(d.clone()));
+                Ok(d)
+            }
+            Err(e) => {
+                self.insert(*id, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Decode `chunks` in the background unless cached or in flight.
+    fn read_ahead(self: &Arc<Self>, chunks: &[(u64, u64, BlobId, BlobLocation)]) {
+        for &(_, _, id, loc) in chunks {
+            let start = match self.state.lock() {
+                Ok(mut st) => {
+                    let fresh =
+                        !st.inflight.contains(&id) && !st.cache.iter().any(|(i, _)| *i == id);
+                    if fresh {
+                        st.inflight.insert(id);
+                    }
+                    fresh
+                }
+                Err(_) => false,
+            };
+            if start {
+                let me = self.clone();
+                rayon::spawn(move || {
+                    let d = me.reader.read_located(&id, &loc).ok().map(Arc::new);
+                    me.insert(id, d);
+                });
+            }
+        }
+    }
+}
+
 /// The mounted filesystem.
 pub struct MountFs {
-    reader: BlobReader<'static>,
+    chunks: Arc<ChunkCache>,
     snaps: Vec<(SnapshotId, Snapshot, String)>,
     state: Mutex<State>,
     trees: Mutex<HashMap<BlobId, Arc<Tree>>>,
     files: Mutex<HashMap<u64, Arc<FileMap>>>,
     next_fh: AtomicU64,
-    cache: Mutex<Vec<(BlobId, Arc<Vec<u8>>)>>,
     uid: u32,
     gid: u32,
 }
@@ -105,7 +193,11 @@ impl MountFs {
             })
             .collect();
         MountFs {
-            reader,
+            chunks: Arc::new(ChunkCache {
+                reader,
+                state: Mutex::new(Chunks::default()),
+                ready: Condvar::new(),
+            }),
             snaps,
             state: Mutex::new(State {
                 nodes: vec![Node::Root],
@@ -114,7 +206,6 @@ impl MountFs {
             trees: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            cache: Mutex::new(Vec::new()),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
         }
@@ -142,7 +233,7 @@ impl MountFs {
         if let Some(t) = self.trees.lock().ok().and_then(|m| m.get(id).cloned()) {
             return Ok(t);
         }
-        let t = Arc::new(self.reader.tree(id)?);
+        let t = Arc::new(self.chunks.reader.tree(id)?);
         if let Ok(mut m) = self.trees.lock() {
             m.insert(*id, t.clone());
         }
@@ -285,6 +376,7 @@ impl MountFs {
         let mut off = 0u64;
         for id in &e.content {
             let loc = self
+                .chunks
                 .reader
                 .locate(id)?
                 .ok_or_else(|| crate::Error::MissingBlob {
@@ -314,22 +406,6 @@ impl MountFs {
         })
     }
 
-    fn chunk(&self, id: &BlobId, loc: &BlobLocation) -> Result<Arc<Vec<u8>>> {
-        if let Ok(c) = self.cache.lock() {
-            if let Some((_, d)) = c.iter().find(|(i, _)| i == id) {
-                return Ok(d.clone());
-            }
-        }
-        let d = Arc::new(self.reader.read_located(id, loc)?);
-        if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= CHUNK_CACHE {
-                c.remove(0);
-            }
-            c.push((*id, d.clone()));
-        }
-        Ok(d)
-    }
-
     /// Bytes [off, off+size) of a file; holes read as zeros.
     fn read_file(&self, fm: &FileMap, off: u64, size: u32) -> Result<Vec<u8>> {
         let end = (off + u64::from(size)).min(fm.size);
@@ -345,11 +421,16 @@ impl MountFs {
             // stream range [sa, sb) goes to out[a - off ..]
             let (sa, sb) = (soff + (a - roff), soff + (b - roff));
             let first = fm.chunks.partition_point(|c| c.0 + c.1 <= sa);
+            let last = fm.chunks.partition_point(|c| c.0 < sb);
+            // decode the next chunks while this request is served
+            let ahead =
+                &fm.chunks[last.min(fm.chunks.len())..(last + READ_AHEAD).min(fm.chunks.len())];
+            self.chunks.read_ahead(ahead);
             for &(coff, clen, id, loc) in &fm.chunks[first..] {
                 if coff >= sb {
                     break;
                 }
-                let data = self.chunk(&id, &loc)?;
+                let data = self.chunks.get(&id, &loc)?;
                 let (ca, cb) = (sa.max(coff), sb.min(coff + clen));
                 let dst = (a + (ca - sa) - off) as usize;
                 let src = (ca - coff) as usize;
