@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod blob;
+pub mod cache;
 pub mod chunker;
 pub mod error;
 pub mod id;

@@ -16,6 +16,7 @@ pub struct BlobReader<'r> {
     repo: &'r Repo,
     index: Mutex<Index>,
     files: Mutex<HashMap<PackId, Arc<File>>>,
+    cache: Option<crate::cache::TreeCache>,
 }
 
 impl<'r> BlobReader<'r> {
@@ -27,6 +28,7 @@ impl<'r> BlobReader<'r> {
         Ok(BlobReader {
             repo,
             index: Mutex::new(index),
+            cache: crate::cache::TreeCache::for_repo(&repo.config().repo_id),
             files: Mutex::new(HashMap::new()),
         })
     }
@@ -89,16 +91,31 @@ impl<'r> BlobReader<'r> {
         reader::read_blob(&f, &path, id, &loc, &|d| self.repo.blob_id(d))
     }
 
+    /// A tree blob's bytes: from the local cache when present and intact,
+    /// else from its pack (and then cached).
+    fn read_tree_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        if let Some(c) = &self.cache {
+            if let Some(b) = c.get(id, |d| self.repo.blob_id(d)) {
+                return Ok(b);
+            }
+        }
+        let b = self.read(id)?;
+        if let Some(c) = &self.cache {
+            c.put(id, &b);
+        }
+        Ok(b)
+    }
+
     /// Read and decode a directory's listing, joining its parts if it is
     /// stored in parts (objects.md "Parts").
     pub fn tree(&self, id: &BlobId) -> Result<Tree> {
-        let mut t = Tree::decode(&self.read(id)?, id)?;
+        let mut t = Tree::decode(&self.read_tree_blob(id)?, id)?;
         if t.parts.is_empty() {
             return Ok(t);
         }
         let object = || format!("tree {}", id.short());
         for part_id in std::mem::take(&mut t.parts) {
-            let part = Tree::decode(&self.read(&part_id)?, &part_id)?;
+            let part = Tree::decode(&self.read_tree_blob(&part_id)?, &part_id)?;
             if !part.parts.is_empty() || part.entries.is_empty() {
                 return Err(Error::corrupt(
                     object(),

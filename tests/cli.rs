@@ -294,3 +294,65 @@ impl SpawnPiped for std::process::Command {
             .unwrap()
     }
 }
+
+/// Trees that were read are kept in the local cache (`STRATA_CACHE_DIR`):
+/// `ls` works from it even when the tree packs are gone, and a damaged
+/// cache entry is never used (the pack is read again).
+#[test]
+fn tree_cache_serves_and_verifies_trees() {
+    let fx = Fixture::new();
+    let src = fx.path("src/data");
+    write_file(&src.join("a/b.txt"), b"b\n");
+    fx.strata.snapshot(&[&src]);
+    let cache = fx.path("cache");
+    let ls = |expect_ok: bool| {
+        let o = fx
+            .strata
+            .cmd()
+            .env("STRATA_CACHE_DIR", &cache)
+            .args(["ls", "-r", "latest"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.success(),
+            expect_ok,
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let listing = ls(true);
+    assert!(listing.contains("/data/a/b.txt"), "{listing}");
+    let cached = common::list_tree(&cache)
+        .into_iter()
+        .filter(|p| p.len() > 64)
+        .count();
+    assert!(cached >= 3, "root, data and a trees cached: {cached}");
+    // Move every pack away: the listing comes from the cache alone.
+    let packs = fx.strata.repo().join("packs");
+    let aside = fx.path("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let mut moved = Vec::new();
+    for rel in common::list_tree(&packs) {
+        let p = packs.join(&rel);
+        if p.is_file() {
+            let to = aside.join(rel.replace('/', "_"));
+            std::fs::rename(&p, &to).unwrap();
+            moved.push((p, to));
+        }
+    }
+    assert!(!moved.is_empty());
+    assert_eq!(ls(true), listing);
+    // Damage every cache entry: they are ignored, and without packs ls fails.
+    for rel in common::list_tree(&cache) {
+        let p = cache.join(&rel);
+        if p.is_file() {
+            std::fs::write(&p, b"garbage").unwrap();
+        }
+    }
+    ls(false);
+    for (p, to) in moved {
+        std::fs::rename(to, p).unwrap();
+    }
+    assert_eq!(ls(true), listing);
+}

@@ -1,0 +1,73 @@
+//! A local cache of tree blobs (plaintext, decompressed), so that listing,
+//! `find`, `diff` and the parent trees of a backup do not read packs again.
+//! It lives in the user's private cache directory: `$STRATA_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`, one subdirectory per
+//! repository id, directories 0700 and files 0600. Every entry is checked
+//! against its id when read (a damaged entry is ignored and replaced), and
+//! every failure to use the cache is silent: it is only an optimisation.
+
+use crate::id::BlobId;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+/// The tree cache of one repository.
+#[derive(Debug)]
+pub struct TreeCache {
+    dir: PathBuf,
+}
+
+impl TreeCache {
+    /// The cache for repository `repo_id`, or `None` if no cache directory
+    /// can be found (or `STRATA_CACHE_DIR` is empty).
+    pub fn for_repo(repo_id: &[u8; 32]) -> Option<Self> {
+        let base = match std::env::var_os("STRATA_CACHE_DIR") {
+            Some(d) if d.is_empty() => return None,
+            Some(d) => PathBuf::from(d),
+            None => match std::env::var_os("XDG_CACHE_HOME") {
+                Some(d) if !d.is_empty() => PathBuf::from(d).join("strata"),
+                _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/strata"),
+            },
+        };
+        Some(TreeCache {
+            dir: base.join(crate::id::to_hex(repo_id)).join("trees"),
+        })
+    }
+
+    fn path(&self, id: &BlobId) -> PathBuf {
+        let h = id.to_hex();
+        self.dir.join(&h[..2]).join(h)
+    }
+
+    /// The cached bytes of tree `id`, if present and intact.
+    pub fn get(&self, id: &BlobId, hash: impl Fn(&[u8]) -> BlobId) -> Option<Vec<u8>> {
+        let b = fs::read(self.path(id)).ok()?;
+        (hash(&b) == *id).then_some(b)
+    }
+
+    /// Remember tree `id` (best effort, written under a temp name).
+    pub fn put(&self, id: &BlobId, bytes: &[u8]) {
+        let dest = self.path(id);
+        let Some(dir) = dest.parent() else { return };
+        if fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .is_err()
+        {
+            return;
+        }
+        let tmp = dir.join(format!(".{}.{}.tmp", id.short(), std::process::id()));
+        let ok = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(bytes));
+        if ok.is_err() || fs::rename(&tmp, &dest).is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+}
