@@ -1,9 +1,11 @@
-//! A local cache of tree blobs (plaintext, decompressed), so that listing,
-//! `find`, `diff` and the parent trees of a backup do not read packs again.
+//! A local cache of directory listings (plaintext; a parted directory is
+//! cached joined, as one file), so that listing, `find`, `diff` and the
+//! parent trees of a backup do not read packs again.
 //! It lives in the user's private cache directory: `$STRATA_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`, one subdirectory per
-//! repository id, directories 0700 and files 0600. Every entry is checked
-//! against its id when read (a damaged entry is ignored and replaced), and
+//! repository id, directories 0700 and files 0600. Each file starts with the
+//! BLAKE3 of the rest and is checked when read (a damaged entry is ignored
+//! and replaced), and
 //! every failure to use the cache is silent: it is only an optimisation.
 
 use crate::id::BlobId;
@@ -40,10 +42,14 @@ impl TreeCache {
         self.dir.join(&h[..2]).join(h)
     }
 
-    /// The cached bytes of tree `id`, if present and intact.
-    pub fn get(&self, id: &BlobId, hash: impl Fn(&[u8]) -> BlobId) -> Option<Vec<u8>> {
-        let b = fs::read(self.path(id)).ok()?;
-        (hash(&b) == *id).then_some(b)
+    /// The cached bytes for tree `id`, if present and intact.
+    pub fn get(&self, id: &BlobId) -> Option<Vec<u8>> {
+        let mut b = fs::read(self.path(id)).ok()?;
+        if b.len() < 32 || blake3::hash(&b[32..]).as_bytes() != &b[..32] {
+            return None;
+        }
+        b.drain(..32);
+        Some(b)
     }
 
     /// Remember tree `id` (best effort, written under a temp name).
@@ -65,7 +71,10 @@ impl TreeCache {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)
-            .and_then(|mut f| f.write_all(bytes));
+            .and_then(|mut f| {
+                f.write_all(blake3::hash(bytes).as_bytes())?;
+                f.write_all(bytes)
+            });
         if ok.is_err() || fs::rename(&tmp, &dest).is_err() {
             let _ = fs::remove_file(&tmp);
         }

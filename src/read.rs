@@ -6,7 +6,8 @@ use crate::id::{BlobId, PackId};
 use crate::index::Index;
 use crate::pack::reader::{self, BlobLocation};
 use crate::repo::Repo;
-use crate::snapshot::tree::Tree;
+use crate::snapshot::tree::{Entry, Tree, check_entries};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,15 @@ impl<'r> BlobReader<'r> {
     /// The repository.
     pub fn repo(&self) -> &'r Repo {
         self.repo
+    }
+
+    /// Every indexed blob: id, stored length, raw length, pack (one scan).
+    pub fn for_each_blob(&self, f: &mut dyn FnMut(BlobId, u32, u32, PackId)) -> Result<()> {
+        let idx = self
+            .index
+            .lock()
+            .map_err(|_| Error::Invalid("index lock poisoned".into()))?;
+        idx.for_each_blob(f)
     }
 
     /// Where `id` is stored; `None` if the index does not know it.
@@ -91,44 +101,61 @@ impl<'r> BlobReader<'r> {
         reader::read_blob(&f, &path, id, &loc, &|d| self.repo.blob_id(d))
     }
 
-    /// A tree blob's bytes: from the local cache when present and intact,
-    /// else from its pack (and then cached).
-    fn read_tree_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        if let Some(c) = &self.cache {
-            if let Some(b) = c.get(id, |d| self.repo.blob_id(d)) {
-                return Ok(b);
-            }
-        }
-        let b = self.read(id)?;
-        if let Some(c) = &self.cache {
-            c.put(id, &b);
-        }
-        Ok(b)
-    }
-
     /// Read and decode a directory's listing, joining its parts if it is
     /// stored in parts (objects.md "Parts").
     pub fn tree(&self, id: &BlobId) -> Result<Tree> {
-        let mut t = Tree::decode(&self.read_tree_blob(id)?, id)?;
-        if t.parts.is_empty() {
-            return Ok(t);
-        }
+        Ok(self.tree_and_parts(id)?.0)
+    }
+
+    /// A directory's full listing and, if it is stored in parts, the ids of
+    /// its parts. Served from the local cache when present and intact;
+    /// otherwise read from the packs (parts in parallel) and cached.
+    pub fn tree_and_parts(&self, id: &BlobId) -> Result<(Tree, Vec<BlobId>)> {
         let object = || format!("tree {}", id.short());
-        for part_id in std::mem::take(&mut t.parts) {
-            let part = Tree::decode(&self.read_tree_blob(&part_id)?, &part_id)?;
-            if !part.parts.is_empty() || part.entries.is_empty() {
-                return Err(Error::corrupt(
-                    object(),
-                    format!("part {} is not a leaf", part_id.short()),
-                ));
-            }
-            if let (Some(last), Some(first)) = (t.entries.last(), part.entries.first()) {
-                if last.name >= first.name {
-                    return Err(Error::corrupt(object(), "parts not in name order"));
+        if let Some(c) = &self.cache {
+            if let Some(b) = c.get(id) {
+                let decoded: Result<(Vec<Entry>, Vec<BlobId>)> =
+                    crate::object::decode_body(&b, &object());
+                if let Ok((entries, parts)) = decoded {
+                    if check_entries(&entries, &object()).is_ok() {
+                        return Ok((
+                            Tree {
+                                entries,
+                                parts: Vec::new(),
+                            },
+                            parts,
+                        ));
+                    }
                 }
             }
-            t.entries.extend(part.entries);
         }
-        Ok(t)
+        let mut t = Tree::decode(&self.read(id)?, id)?;
+        let parts = std::mem::take(&mut t.parts);
+        if !parts.is_empty() {
+            let leaves: Vec<Tree> = parts
+                .par_iter()
+                .map(|p| Tree::decode(&self.read(p)?, p))
+                .collect::<Result<_>>()?;
+            for (part, part_id) in leaves.into_iter().zip(&parts) {
+                if !part.parts.is_empty() || part.entries.is_empty() {
+                    return Err(Error::corrupt(
+                        object(),
+                        format!("part {} is not a leaf", part_id.short()),
+                    ));
+                }
+                if let (Some(last), Some(first)) = (t.entries.last(), part.entries.first()) {
+                    if last.name >= first.name {
+                        return Err(Error::corrupt(object(), "parts not in name order"));
+                    }
+                }
+                t.entries.extend(part.entries);
+            }
+        }
+        if let Some(c) = &self.cache {
+            if let Ok(b) = crate::object::encode_body(&(&t.entries, &parts)) {
+                c.put(id, &b);
+            }
+        }
+        Ok((t, parts))
     }
 }

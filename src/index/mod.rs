@@ -161,6 +161,24 @@ impl Index {
         Ok(Some((loc, kind)))
     }
 
+    /// Call `f` with every blob's id, stored and raw length and pack, in one
+    /// scan (for whole-repository statistics; far cheaper than a lookup per
+    /// blob).
+    pub fn for_each_blob(&self, f: &mut dyn FnMut(BlobId, u32, u32, PackId)) -> Result<()> {
+        let mut st = self.conn.prepare(
+            "SELECT b.id, b.stored_len, b.raw_len, p.name FROM blobs b JOIN packs p ON p.id = b.pack",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let (id, stored, raw, pack): (Vec<u8>, i64, i64, Vec<u8>) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            if let (Ok(id), Ok(pack)) = (<[u8; 32]>::try_from(id), <[u8; 32]>::try_from(pack)) {
+                f(BlobId(id), stored as u32, raw as u32, PackId(pack));
+            }
+        }
+        Ok(())
+    }
+
     /// All pack ids in the index.
     pub fn pack_ids(&self) -> Result<HashSet<PackId>> {
         let mut st = self.conn.prepare("SELECT name FROM packs")?;

@@ -53,7 +53,8 @@ fn tree_sums(
         return Ok(*s);
     }
     trees.insert(*id);
-    let t = reader.tree(id)?;
+    let (t, parts) = reader.tree_and_parts(id)?;
+    trees.extend(parts);
     let mut s = Sums::default();
     for e in &t.entries {
         match e.kind() {
@@ -89,34 +90,33 @@ pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
         st.dirs += sums.dirs;
         st.restore_size += sums.bytes;
     }
-    // parts of parted listings are tree blobs as well
-    let mut all_trees: HashSet<BlobId> = HashSet::new();
-    for id in &trees {
-        all_trees.insert(*id);
-        let raw = reader.read(id)?;
-        let t = crate::snapshot::tree::Tree::decode(&raw, id)?;
-        all_trees.extend(t.parts.iter().copied());
-    }
+    // One scan of the index gives every location.
     let mut packs: HashSet<PackId> = HashSet::new();
-    let mut data_raw = 0u64;
-    for (id, is_data) in data
-        .iter()
-        .map(|i| (i, true))
-        .chain(all_trees.iter().map(|i| (i, false)))
-    {
-        let loc = reader.locate(id)?.ok_or_else(|| Error::MissingBlob {
-            blob: id.to_hex(),
-            file: "(stats)".into(),
-        })?;
-        st.raw_size += u64::from(loc.raw_len);
-        st.stored_size += u64::from(loc.stored_len);
-        if is_data {
-            data_raw += u64::from(loc.raw_len);
+    let (mut data_raw, mut found) = (0u64, 0usize);
+    reader.for_each_blob(&mut |id, stored, raw, pack| {
+        let is_data = data.contains(&id);
+        if is_data || trees.contains(&id) {
+            found += 1;
+            st.raw_size += u64::from(raw);
+            st.stored_size += u64::from(stored);
+            if is_data {
+                data_raw += u64::from(raw);
+            }
+            packs.insert(pack);
         }
-        packs.insert(loc.pack);
+    })?;
+    if found < data.len() + trees.len() {
+        let missing = data
+            .iter()
+            .chain(trees.iter())
+            .find(|id| reader.locate(id).ok().flatten().is_none());
+        return Err(Error::MissingBlob {
+            blob: missing.map(|m| m.to_hex()).unwrap_or_default(),
+            file: "(stats)".into(),
+        });
     }
     st.data_blobs = data.len() as u64;
-    st.tree_blobs = all_trees.len() as u64;
+    st.tree_blobs = trees.len() as u64;
     st.packs = packs.len() as u64;
     st.dedup_ratio = if data_raw > 0 {
         st.restore_size as f64 / data_raw as f64

@@ -193,6 +193,32 @@ pub struct Tree {
     pub parts: Vec<BlobId>,
 }
 
+/// Check a listing: valid kinds, safe names, sorted and unique.
+pub fn check_entries(entries: &[Entry], object: &str) -> Result<()> {
+    let mut prev: Option<&[u8]> = None;
+    for e in entries {
+        if !valid_name(&e.name) {
+            return Err(Error::corrupt(
+                object,
+                format!("unsafe entry name {:?}", e.name_lossy()),
+            ));
+        }
+        let kind = EntryKind::from_u8(e.kind)
+            .ok_or_else(|| Error::corrupt(object, format!("unknown entry kind {}", e.kind)))?;
+        if kind == EntryKind::Dir && e.subtree.is_none() {
+            return Err(Error::corrupt(
+                object,
+                format!("directory {:?} without a tree", e.name_lossy()),
+            ));
+        }
+        if prev.is_some_and(|p| p >= e.name.as_slice()) {
+            return Err(Error::corrupt(object, "entries not sorted or not unique"));
+        }
+        prev = Some(&e.name);
+    }
+    Ok(())
+}
+
 /// Directories with more entries than this are stored in parts.
 pub const SPLIT_ABOVE: usize = 128;
 /// A part ends after an entry whose name hash is 0 modulo this (when the
@@ -248,27 +274,7 @@ impl Tree {
         if !t.parts.is_empty() && !t.entries.is_empty() {
             return Err(Error::corrupt(&object, "tree has both entries and parts"));
         }
-        let mut prev: Option<&[u8]> = None;
-        for e in &t.entries {
-            if !valid_name(&e.name) {
-                return Err(Error::corrupt(
-                    &object,
-                    format!("unsafe entry name {:?}", e.name_lossy()),
-                ));
-            }
-            let kind = EntryKind::from_u8(e.kind)
-                .ok_or_else(|| Error::corrupt(&object, format!("unknown entry kind {}", e.kind)))?;
-            if kind == EntryKind::Dir && e.subtree.is_none() {
-                return Err(Error::corrupt(
-                    &object,
-                    format!("directory {:?} without a tree", e.name_lossy()),
-                ));
-            }
-            if prev.is_some_and(|p| p >= e.name.as_slice()) {
-                return Err(Error::corrupt(&object, "entries not sorted or not unique"));
-            }
-            prev = Some(&e.name);
-        }
+        check_entries(&t.entries, &object)?;
         Ok(t)
     }
 
