@@ -144,7 +144,7 @@ pub struct SnapshotArgs {
 }
 
 /// Snapshot filters (`snapshots`, and `latest` in `restore`).
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct FilterArgs {
     /// Only snapshots of this host.
     #[arg(long)]

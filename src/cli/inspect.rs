@@ -353,23 +353,11 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
         .compile_matcher();
     let by_name = !a.glob.contains('/');
     let mut snaps: Vec<(SnapshotId, Snapshot)> = if a.snapshots.is_empty() {
-        let (list, bad) = snapshot::list(repo)?;
-        for e in &bad {
-            eprintln!("strata: warning: skipping unreadable snapshot: {e}");
-        }
-        list
+        super::readable_snapshots(repo)?
     } else {
         let mut v = Vec::new();
         for s in &a.snapshots {
-            v.push(resolve(
-                repo,
-                s,
-                &FilterArgs {
-                    host: None,
-                    tags: vec![],
-                    paths: vec![],
-                },
-            )?);
+            v.push(resolve(repo, s, &FilterArgs::default())?);
         }
         v.sort_by_key(|(_, s)| s.time_unix_ns);
         v
@@ -427,11 +415,7 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
 }
 
 pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
-    let none = FilterArgs {
-        host: None,
-        tags: vec![],
-        paths: vec![],
-    };
+    let none = FilterArgs::default();
     let (ia, sa) = resolve(repo, &a.a, &none)?;
     let (ib, sb) = resolve(repo, &a.b, &none)?;
     let reader = BlobReader::new(repo)?;
@@ -504,17 +488,12 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
 
 pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
     let snaps: Vec<Snapshot> = if a.snapshots.is_empty() {
-        let (list, bad) = snapshot::list(repo)?;
-        for e in &bad {
-            eprintln!("strata: warning: skipping unreadable snapshot: {e}");
-        }
-        list.into_iter().map(|(_, s)| s).collect()
+        super::readable_snapshots(repo)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
     } else {
-        let none = FilterArgs {
-            host: None,
-            tags: vec![],
-            paths: vec![],
-        };
+        let none = FilterArgs::default();
         let mut v = Vec::new();
         for s in &a.snapshots {
             v.push(resolve(repo, s, &none)?.1);

@@ -76,6 +76,16 @@ fn find_io(e: &crate::Error) -> Option<&std::io::Error> {
     }
 }
 
+/// Every readable snapshot, oldest first; unreadable manifests are reported
+/// as warnings on stderr and skipped.
+fn readable_snapshots(repo: &crate::Repo) -> crate::Result<crate::snapshot::Listed> {
+    let (list, bad) = crate::snapshot::list(repo)?;
+    for e in &bad {
+        eprintln!("strata: warning: skipping unreadable snapshot: {e}");
+    }
+    Ok(list)
+}
+
 fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
     cli.repo.clone().ok_or_else(|| {
         crate::Error::Invalid("no repository given: use --repo PATH or set STRATA_REPO".into())

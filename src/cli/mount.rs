@@ -8,7 +8,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::mount::MountFs;
 use crate::read::BlobReader;
 use crate::repo::Repo;
-use crate::snapshot;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -82,10 +81,7 @@ fn foreground(repo: Repo, mp: &Path) -> Result<i32> {
     // for the rest of the process.
     let repo: &'static Repo = Box::leak(Box::new(repo));
     repo.index()?.reconcile(repo.root())?;
-    let (snaps, bad) = snapshot::list(repo)?;
-    for e in &bad {
-        eprintln!("strata: warning: skipping unreadable snapshot: {e}");
-    }
+    let snaps = super::readable_snapshots(repo)?;
     let fs = MountFs::new(BlobReader::new(repo)?, snaps);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Error::Invalid(format!("cannot install signal handlers: {e}")))?;
