@@ -71,6 +71,17 @@ pub fn diff(
     diff_listings(reader, &ta, &tb, prefix, f)
 }
 
+/// The (old, new) pair for an entry that exists on one side only.
+fn one_side(change: Change, e: &Entry) -> (Option<&Entry>, Option<&Entry>) {
+    if change == Change::Added {
+        (None, Some(e))
+    } else {
+        (Some(e), None)
+    }
+}
+
+/// Report `e` at `path` and, for a directory, everything below it, all as
+/// `change` (Added or Removed).
 fn all_below(
     reader: &BlobReader,
     e: &Entry,
@@ -78,24 +89,25 @@ fn all_below(
     change: Change,
     f: &mut OnChange<'_>,
 ) -> Result<()> {
-    let (old, new) = if change == Change::Added {
-        (None, Some(e))
-    } else {
-        (Some(e), None)
-    };
+    let (old, new) = one_side(change, e);
     f(change, path, old, new)?;
-    if e.kind() == EntryKind::Dir {
-        if let Some(id) = e.subtree {
-            walk(reader, &reader.tree(&id)?, path, &mut |p, x| {
-                let (old, new) = if change == Change::Added {
-                    (None, Some(x))
-                } else {
-                    (Some(x), None)
-                };
-                f(change, p, old, new)?;
-                Ok(true)
-            })?;
-        }
+    below(reader, e, path, change, f)
+}
+
+/// Report everything below directory `e` (not `e` itself) as `change`.
+fn below(
+    reader: &BlobReader,
+    e: &Entry,
+    path: &Path,
+    change: Change,
+    f: &mut OnChange<'_>,
+) -> Result<()> {
+    if let (EntryKind::Dir, Some(id)) = (e.kind(), e.subtree) {
+        walk(reader, &reader.tree(&id)?, path, &mut |p, x| {
+            let (old, new) = one_side(change, x);
+            f(change, p, old, new)?;
+            Ok(true)
+        })?;
     }
     Ok(())
 }
@@ -107,54 +119,42 @@ fn diff_listings(
     prefix: &Path,
     f: &mut OnChange<'_>,
 ) -> Result<()> {
+    use std::cmp::Ordering::{Equal, Greater, Less};
     let (mut i, mut j) = (0, 0);
-    while i < ta.entries.len() || j < tb.entries.len() {
+    loop {
         let (ea, eb) = (ta.entries.get(i), tb.entries.get(j));
         let order = match (ea, eb) {
             (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (Some(_), None) => Less,
+            (None, Some(_)) => Greater,
+            (None, None) => return Ok(()),
         };
-        match (order, ea, eb) {
-            (std::cmp::Ordering::Less, Some(x), _) => {
-                all_below(
-                    reader,
-                    x,
-                    &prefix.join(std::ffi::OsStr::from_bytes(&x.name)),
-                    Change::Removed,
-                    f,
-                )?;
-                i += 1;
+        let (x, y) = match order {
+            Less => (ea, None),
+            Greater => (None, eb),
+            Equal => (ea, eb),
+        };
+        let name = x.or(y).map(|e| e.name.as_slice()).unwrap_or_default();
+        let path = prefix.join(std::ffi::OsStr::from_bytes(name));
+        match (x, y) {
+            (Some(x), None) => all_below(reader, x, &path, Change::Removed, f)?,
+            (None, Some(y)) => all_below(reader, y, &path, Change::Added, f)?,
+            (Some(x), Some(y)) if x.kind != y.kind => {
+                f(Change::TypeChanged, &path, Some(x), Some(y))?;
+                // below the old directory is gone, below the new one is new
+                below(reader, x, &path, Change::Removed, f)?;
+                below(reader, y, &path, Change::Added, f)?;
             }
-            (std::cmp::Ordering::Greater, _, Some(y)) => {
-                all_below(
-                    reader,
-                    y,
-                    &prefix.join(std::ffi::OsStr::from_bytes(&y.name)),
-                    Change::Added,
-                    f,
-                )?;
-                j += 1;
+            (Some(x), Some(y)) if x.kind() == EntryKind::Dir => {
+                if !same_metadata(x, y) {
+                    f(Change::Metadata, &path, Some(x), Some(y))?;
+                }
+                if let (Some(a), Some(b)) = (x.subtree, y.subtree) {
+                    diff(reader, &a, &b, &path, f)?;
+                }
             }
-            (_, Some(x), Some(y)) => {
-                let path = prefix.join(std::ffi::OsStr::from_bytes(&x.name));
-                if x.kind != y.kind {
-                    f(Change::TypeChanged, &path, Some(x), Some(y))?;
-                    // what was below the old directory is gone, what is below the new one is new
-                    if x.kind() == EntryKind::Dir {
-                        all_below_children(reader, x, &path, Change::Removed, f)?;
-                    }
-                    if y.kind() == EntryKind::Dir {
-                        all_below_children(reader, y, &path, Change::Added, f)?;
-                    }
-                } else if x.kind() == EntryKind::Dir {
-                    if !same_metadata(x, y) {
-                        f(Change::Metadata, &path, Some(x), Some(y))?;
-                    }
-                    if let (Some(a), Some(b)) = (x.subtree, y.subtree) {
-                        diff(reader, &a, &b, &path, f)?;
-                    }
-                } else if x.content != y.content
+            (Some(x), Some(y)) => {
+                if x.content != y.content
                     || x.extents != y.extents
                     || x.size != y.size
                     || x.target != y.target
@@ -163,32 +163,14 @@ fn diff_listings(
                 } else if !same_metadata(x, y) {
                     f(Change::Metadata, &path, Some(x), Some(y))?;
                 }
-                i += 1;
-                j += 1;
             }
-            _ => break,
+            (None, None) => {}
+        }
+        if x.is_some() {
+            i += 1;
+        }
+        if y.is_some() {
+            j += 1;
         }
     }
-    Ok(())
-}
-
-fn all_below_children(
-    reader: &BlobReader,
-    dir: &Entry,
-    path: &Path,
-    change: Change,
-    f: &mut OnChange<'_>,
-) -> Result<()> {
-    if let Some(id) = dir.subtree {
-        for e in &reader.tree(&id)?.entries {
-            all_below(
-                reader,
-                e,
-                &path.join(std::ffi::OsStr::from_bytes(&e.name)),
-                change,
-                f,
-            )?;
-        }
-    }
-    Ok(())
 }
