@@ -72,6 +72,12 @@ pub enum Error {
         /// Its exit status.
         status: String,
     },
+    /// No key file opened with the given passphrase or identity.
+    #[error("wrong passphrase or key ({0})")]
+    WrongKey(String),
+    /// An encrypted repository and no way to unlock it.
+    #[error("{0}")]
+    Locked(String),
     /// `restore --verify` found a difference.
     #[error("verify failed: {0}")]
     Verify(String),

@@ -12,6 +12,7 @@ pub mod backup;
 pub mod blob;
 pub mod cache;
 pub mod chunker;
+pub mod crypto;
 pub mod error;
 pub mod id;
 pub mod index;

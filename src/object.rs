@@ -1,6 +1,9 @@
-//! The object envelope of config and snapshot files (format-spec/objects.md
-//! "The object envelope") and the bincode configuration every body uses.
+//! The object envelope of config, snapshot and key files (format-spec/objects.md
+//! "The object envelope") and the bincode configuration every body uses. In
+//! an encrypted repository the envelope's id field is a MAC under the
+//! repository's MAC key (keys.md "MACs"); the envelope is then age-encrypted.
 
+use crate::crypto::Crypto;
 use crate::error::{Error, Result};
 use bincode::{Decode, Encode};
 
@@ -44,10 +47,27 @@ pub enum ObjectKind {
     Config = b'C' as isize,
     /// `snapshots/<id>`
     Snapshot = b'S' as isize,
+    /// `keys/<id>`: a wrapped repository secret (checksum, no MAC).
+    Key = b'K' as isize,
+    /// `keys/<id>.info`: what `key list` shows.
+    KeyInfo = b'I' as isize,
 }
 
-/// Wrap `value` in an envelope; returns the file bytes and the id.
-pub fn seal<T: Encode>(kind: ObjectKind, value: &T) -> Result<(Vec<u8>, [u8; 32])> {
+/// The id field: the MAC under `crypto`, else the BLAKE3 of the body.
+fn tag(kind: ObjectKind, body: &[u8], crypto: Option<&Crypto>) -> [u8; 32] {
+    match crypto {
+        Some(c) => c.mac(kind as u8, FORMAT_VERSION, body),
+        None => *blake3::hash(body).as_bytes(),
+    }
+}
+
+/// Wrap `value` in an envelope; returns the envelope bytes and the id (a
+/// MAC when `crypto` is given).
+pub fn seal<T: Encode>(
+    kind: ObjectKind,
+    value: &T,
+    crypto: Option<&Crypto>,
+) -> Result<(Vec<u8>, [u8; 32])> {
     let body = encode_body(value)?;
     if body.len() > MAX_OBJECT {
         return Err(Error::Invalid(format!(
@@ -55,7 +75,7 @@ pub fn seal<T: Encode>(kind: ObjectKind, value: &T) -> Result<(Vec<u8>, [u8; 32]
             body.len()
         )));
     }
-    let id = *blake3::hash(&body).as_bytes();
+    let id = tag(kind, &body, crypto);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
     out.push(kind as u8);
@@ -66,9 +86,15 @@ pub fn seal<T: Encode>(kind: ObjectKind, value: &T) -> Result<(Vec<u8>, [u8; 32]
     Ok((out, id))
 }
 
-/// Check an envelope of `kind` and decode its body. `object` names the file
-/// in errors. Returns the value and the id.
-pub fn open<T: Decode<()>>(kind: ObjectKind, bytes: &[u8], object: &str) -> Result<(T, [u8; 32])> {
+/// Check an envelope of `kind` (and its MAC when `crypto` is given) and
+/// decode its body. `object` names the file in errors. Returns the value and
+/// the id.
+pub fn open<T: Decode<()>>(
+    kind: ObjectKind,
+    bytes: &[u8],
+    object: &str,
+    crypto: Option<&Crypto>,
+) -> Result<(T, [u8; 32])> {
     if bytes.len() < HEADER_LEN {
         return Err(Error::corrupt(
             object,
@@ -111,8 +137,15 @@ pub fn open<T: Decode<()>>(kind: ObjectKind, bytes: &[u8], object: &str) -> Resu
         ));
     }
     let body = &bytes[HEADER_LEN..];
-    if blake3::hash(body).as_bytes() != &id {
-        return Err(Error::corrupt(object, "checksum mismatch"));
+    if tag(kind, body, crypto) != id {
+        return Err(Error::corrupt(
+            object,
+            if crypto.is_some() {
+                "authentication failed: MAC does not match (forged, or not written with this repository's key)"
+            } else {
+                "checksum mismatch"
+            },
+        ));
     }
     Ok((decode_body(body, object)?, id))
 }
@@ -124,23 +157,23 @@ mod tests {
     #[test]
     fn envelope_round_trip_and_checks() {
         let v: (u32, String) = (7, "x".into());
-        let (bytes, id) = seal(ObjectKind::Snapshot, &v).unwrap();
-        let (back, id2): ((u32, String), _) = open(ObjectKind::Snapshot, &bytes, "t").unwrap();
+        let (bytes, id) = seal(ObjectKind::Snapshot, &v, None).unwrap();
+        let (back, id2): ((u32, String), _) = open(ObjectKind::Snapshot, &bytes, "t", None).unwrap();
         assert_eq!((back, id2), (v, id));
         // wrong kind is rejected
-        assert!(open::<(u32, String)>(ObjectKind::Config, &bytes, "t").is_err());
+        assert!(open::<(u32, String)>(ObjectKind::Config, &bytes, "t", None).is_err());
         // any flipped byte is rejected
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 1;
             assert!(
-                open::<(u32, String)>(ObjectKind::Snapshot, &b, "t").is_err(),
+                open::<(u32, String)>(ObjectKind::Snapshot, &b, "t", None).is_err(),
                 "byte {i}"
             );
         }
         // truncation is rejected
         assert!(
-            open::<(u32, String)>(ObjectKind::Snapshot, &bytes[..bytes.len() - 1], "t").is_err()
+            open::<(u32, String)>(ObjectKind::Snapshot, &bytes[..bytes.len() - 1], "t", None).is_err()
         );
     }
 }

@@ -1,7 +1,9 @@
 //! Reading blobs by id through the index, with a small cache of open pack
 //! files. Shared by backup (parent trees) and restore.
 
-use crate::error::{Error, IoContext, Result};
+use crate::blob::BlobKind;
+use crate::crypto::agefile::PackFile;
+use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
 use crate::pack::reader::{self, BlobLocation};
@@ -9,14 +11,13 @@ use crate::repo::Repo;
 use crate::snapshot::tree::{Entry, Tree, check_entries};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 /// Reads and checks blobs.
 pub struct BlobReader<'r> {
     repo: &'r Repo,
     index: Mutex<Index>,
-    files: Mutex<HashMap<PackId, Arc<File>>>,
+    files: Mutex<HashMap<PackId, Arc<PackFile>>>,
     cache: Option<crate::cache::TreeCache>,
 }
 
@@ -57,7 +58,7 @@ impl<'r> BlobReader<'r> {
         Ok(idx.lookup(id)?.map(|(l, _)| l))
     }
 
-    fn pack_file(&self, pack: &PackId) -> Result<Arc<File>> {
+    fn pack_file(&self, pack: &PackId) -> Result<Arc<PackFile>> {
         let mut files = self
             .files
             .lock()
@@ -68,37 +69,56 @@ impl<'r> BlobReader<'r> {
         if files.len() > 64 {
             files.clear();
         }
-        let path = self.repo.pack_path(pack);
-        let f = match File::open(&path) {
+        let f = match self.repo.open_pack(pack) {
             Ok(f) => Arc::new(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::MissingPack {
                     pack: pack.to_hex(),
                     more: 0,
                     files: "(reading a tree)".into(),
                 });
             }
-            Err(e) => return Err(e).at(&path),
+            Err(e) => return Err(e),
         };
         files.insert(*pack, f.clone());
         Ok(f)
     }
 
-    /// Read and check one blob.
+    /// Read and check one blob of any kind (the kind the index records).
     pub fn read(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.locate(id)?.ok_or_else(|| Error::MissingBlob {
-            blob: id.to_hex(),
-            file: "(tree)".into(),
-        })?;
-        self.read_located(id, &loc)
+        self.read_kind(id, None)
     }
 
-    /// Read and check one blob whose location is known.
+    /// Read and check one blob that must be of kind `want` (if given): a
+    /// data blob is never accepted where a tree is expected.
+    pub fn read_kind(&self, id: &BlobId, want: Option<BlobKind>) -> Result<Vec<u8>> {
+        let (loc, kind) = {
+            let idx = self
+                .index
+                .lock()
+                .map_err(|_| Error::Invalid("index lock poisoned".into()))?;
+            idx.lookup(id)?.ok_or_else(|| Error::MissingBlob {
+                blob: id.to_hex(),
+                file: "(tree)".into(),
+            })?
+        };
+        if want.is_some_and(|w| w != kind) {
+            return Err(Error::corrupt(
+                format!("blob {} in pack {}", id.short(), loc.pack.short()),
+                format!("a {kind:?} blob where a {:?} blob was expected", want.unwrap_or(kind)),
+            ));
+        }
+        self.read_as(id, &loc, kind)
+    }
+
+    /// Read and check one data blob whose location is known.
     pub fn read_located(&self, id: &BlobId, loc: &BlobLocation) -> Result<Vec<u8>> {
-        let loc = *loc;
+        self.read_as(id, loc, BlobKind::Data)
+    }
+
+    fn read_as(&self, id: &BlobId, loc: &BlobLocation, kind: BlobKind) -> Result<Vec<u8>> {
         let f = self.pack_file(&loc.pack)?;
-        let path = self.repo.pack_path(&loc.pack);
-        reader::read_blob(&f, &path, id, &loc, &|d| self.repo.blob_id(d))
+        reader::read_blob(&f, id, loc, &|d| self.repo.blob_id(kind, d))
     }
 
     /// Read and decode a directory's listing, joining its parts if it is
@@ -129,12 +149,12 @@ impl<'r> BlobReader<'r> {
                 }
             }
         }
-        let mut t = Tree::decode(&self.read(id)?, id)?;
+        let mut t = Tree::decode(&self.read_kind(id, Some(BlobKind::Tree))?, id)?;
         let parts = std::mem::take(&mut t.parts);
         if !parts.is_empty() {
             let leaves: Vec<Tree> = parts
                 .par_iter()
-                .map(|p| Tree::decode(&self.read(p)?, p))
+                .map(|p| Tree::decode(&self.read_kind(p, Some(BlobKind::Tree))?, p))
                 .collect::<Result<_>>()?;
             for (part, part_id) in leaves.into_iter().zip(&parts) {
                 if !part.parts.is_empty() || part.entries.is_empty() {

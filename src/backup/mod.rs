@@ -148,7 +148,7 @@ pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<S
     repo.clean_tmp()?;
     // Packs complete on disk but not yet indexed (a killed run) are indexed
     // now, so this snapshot reuses them (format-spec/index.md).
-    let (_, bad) = repo.index()?.reconcile(repo.root())?;
+    let (_, bad) = repo.index()?.reconcile(repo)?;
     let mut warnings: Vec<String> = bad
         .into_iter()
         .map(|w| format!("skipping unreadable pack: {w}"))

@@ -93,7 +93,7 @@ impl<'r> BlobSaver<'r> {
 
     /// Store `raw` as a blob of `kind` unless it is already stored. Returns its id.
     pub fn save(&self, kind: BlobKind, raw: &[u8]) -> Result<BlobId> {
-        let id = self.repo.blob_id(raw);
+        let id = self.repo.blob_id(kind, raw);
         self.save_with_id(kind, id, raw)?;
         Ok(id)
     }
@@ -121,7 +121,11 @@ impl<'r> BlobSaver<'r> {
         let full = {
             let mut slot = self.open[kind as usize].lock().map_err(|_| poisoned())?;
             if slot.is_none() {
-                *slot = Some(PackWriter::create(&self.repo.tmp_dir(), kind)?);
+                *slot = Some(PackWriter::create(
+                    &self.repo.tmp_dir(),
+                    kind,
+                    self.repo.crypto().map(|c| c.recipient()),
+                )?);
             }
             let Some(w) = slot.as_mut() else {
                 return Err(poisoned());

@@ -262,7 +262,7 @@ impl Walker<'_> {
     /// its content-defined parts and an index of them (objects.md "Parts").
     pub fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
         let repo = self.saver.repo();
-        let ranges = tree::part_ranges(&tree.entries, |n| repo.blob_id(n));
+        let ranges = tree::part_ranges(&tree.entries, |n| repo.blob_id(BlobKind::Tree, n));
         if ranges.len() <= 1 {
             return self.save_leaf(tree);
         }

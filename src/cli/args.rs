@@ -14,6 +14,13 @@ pub struct Cli {
     /// Repository directory.
     #[arg(long, env = "STRATA_REPO", global = true)]
     pub repo: Option<PathBuf>,
+    /// Read the repository passphrase from the first line of FILE (else
+    /// STRATA_PASSWORD, then STRATA_PASSWORD_COMMAND).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Unlock with an age identity file or ssh private key instead of a passphrase.
+    #[arg(long, value_name = "FILE", env = "STRATA_IDENTITY", global = true)]
+    pub identity: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -42,6 +49,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Mount the repository read-only (FUSE) at MOUNTPOINT.
     Mount(MountArgs),
+    /// Manage the keys that unlock an encrypted repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -69,11 +79,76 @@ pub struct InitArgs {
     /// Target pack size in MiB.
     #[arg(long)]
     pub pack_size_mib: Option<u64>,
+    /// Store everything in plaintext (for local-only repositories).
+    #[arg(long, conflicts_with_all = ["recipient", "label"])]
+    pub no_encryption: bool,
+    /// Make the first key an age or ssh public key (or a file holding one)
+    /// instead of a passphrase.
+    #[arg(long, value_name = "PUBKEY")]
+    pub recipient: Option<String>,
+    /// Label of the first key.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// scrypt work factor of passphrase keys, N = 2^LOG_N (default: about 1 s here).
+    #[arg(long, value_name = "LOG_N", env = "STRATA_SCRYPT_LOG_N", value_parser = clap::value_parser!(u8).range(10..=30))]
+    pub scrypt_log_n: Option<u8>,
+}
+
+/// `strata key …`
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a key: a new passphrase (default) or a public key.
+    Add(KeyAddArgs),
+    /// List the keys: id, label, kind, created, host.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a key (not the last one).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the passphrase of the key used to unlock.
+    Passwd(NewPassArgs),
+    /// Print the repository's data identity (AGE-SECRET-KEY-1…), which
+    /// decrypts every pack and snapshot with stock `age -d`.
+    ExportIdentity,
+}
+
+/// New-passphrase options of `key add` and `key passwd`.
+#[derive(Args, Debug)]
+pub struct NewPassArgs {
+    /// Read the new passphrase from FILE (else STRATA_NEW_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+    /// scrypt work factor, N = 2^LOG_N (default: about 1 s here).
+    #[arg(long, value_name = "LOG_N", env = "STRATA_SCRYPT_LOG_N", value_parser = clap::value_parser!(u8).range(10..=30))]
+    pub scrypt_log_n: Option<u8>,
+}
+
+/// `strata key add`
+#[derive(Args, Debug)]
+pub struct KeyAddArgs {
+    /// Protect the new key with a passphrase (the default).
+    #[arg(long, conflicts_with = "recipient")]
+    pub passphrase: bool,
+    /// Encrypt the new key to an age (`age1…`) or ssh (ed25519, rsa) public
+    /// key, or a file holding one.
+    #[arg(long, value_name = "PUBKEY")]
+    pub recipient: Option<String>,
+    /// Label shown by `key list`.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// New passphrase options.
+    #[command(flatten)]
+    pub new: NewPassArgs,
 }
 
 impl InitArgs {
     /// Validated engine options.
-    pub fn to_options(&self) -> Result<InitOptions> {
+    pub fn to_options(&self, key: Option<crate::crypto::keys::NewKey>) -> Result<InitOptions> {
         let d = ChunkerParams::default();
         let chunker =
             if self.chunk_min.is_some() || self.chunk_avg.is_some() || self.chunk_max.is_some() {
@@ -90,6 +165,8 @@ impl InitArgs {
             crate::chunker::Chunker::new(c).map_err(Error::Invalid)?;
         }
         Ok(InitOptions {
+            key,
+            key_label: self.label.clone().unwrap_or_else(|| "initial key".into()),
             chunker,
             compression_level: self.compression,
             pack_target_size: match self.pack_size_mib {

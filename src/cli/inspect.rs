@@ -74,7 +74,7 @@ fn mode_string(e: &Entry) -> String {
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC) for any i64 seconds: years before 1970 or
 /// after 9999 print as such, never clamp or panic (civil-from-days, after
 /// Howard Hinnant's algorithm).
-fn utc_string(sec: i64) -> String {
+pub(super) fn utc_string(sec: i64) -> String {
     let (days, secs) = (sec.div_euclid(86_400), sec.rem_euclid(86_400));
     let z = i128::from(days) + 719_468;
     let era = z.div_euclid(146_097);
@@ -272,7 +272,10 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
         "tree" => {
             let id = BlobId(parse_id("tree", a.id.as_ref())?);
             let reader = BlobReader::new(repo)?;
-            tree_json(&Tree::decode(&reader.read(&id)?, &id)?)
+            tree_json(&Tree::decode(
+                &reader.read_kind(&id, Some(crate::blob::BlobKind::Tree))?,
+                &id,
+            )?)
         }
         "blob" => {
             let id = BlobId(parse_id("blob", a.id.as_ref())?);
@@ -282,8 +285,16 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
         }
         "pack" => {
             let id = PackId(parse_id("pack", a.id.as_ref())?);
-            let path = repo.pack_path(&id);
-            let (size, entries) = crate::pack::reader::read_trailer(&path, &format!("pack {id}"))?;
+            let object = format!("pack {id}");
+            let pack = match repo.open_pack(&id) {
+                Err(crate::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Err(crate::Error::Invalid(format!("no pack {id}")));
+                }
+                r => r?,
+            };
+            let (size, entries) = crate::pack::reader::read_trailer(&pack, &object)?;
             let blobs: Vec<Value> = entries
                 .iter()
                 .map(|e| {

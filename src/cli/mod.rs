@@ -4,12 +4,14 @@
 
 mod args;
 mod inspect;
+mod key;
 mod mount;
 mod output;
 mod progress;
 mod restore;
 mod snapshot;
 mod snapshots;
+mod unlock;
 
 pub use args::Cli;
 use args::Command;
@@ -30,6 +32,8 @@ pub mod exit {
     pub const SOURCE_FAILED: i32 = 4;
     /// The repository does not exist or is not a repository.
     pub const NO_REPO: i32 = 10;
+    /// Wrong passphrase or key, or no way to ask for one.
+    pub const LOCKED: i32 = 12;
 }
 
 fn exit_code(e: &crate::Error) -> i32 {
@@ -37,6 +41,7 @@ fn exit_code(e: &crate::Error) -> i32 {
     match e {
         E::NoRepository(_) | E::NotARepository { .. } => exit::NO_REPO,
         E::SourceCommand { .. } => exit::SOURCE_FAILED,
+        E::WrongKey(_) | E::Locked(_) => exit::LOCKED,
         _ => exit::ERROR,
     }
 }
@@ -92,33 +97,93 @@ fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
     })
 }
 
+fn sources(cli: &Cli) -> unlock::Sources {
+    unlock::Sources {
+        password_file: cli.password_file.clone(),
+        identity: cli.identity.clone(),
+    }
+}
+
+/// Open the repository, unlocking it if it is encrypted; also returns what
+/// unlocked it.
+fn open_repo(cli: &Cli) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
+    let path = repo_path(cli)?;
+    let src = sources(cli);
+    let mut used = None;
+    let repo = crate::Repo::open_with(&path, &mut || {
+        let (cred, u) = unlock::credential(&src)?;
+        used = Some(u);
+        Ok(cred)
+    })?;
+    Ok((repo, used))
+}
+
+fn open(cli: &Cli) -> crate::Result<crate::Repo> {
+    Ok(open_repo(cli)?.0)
+}
+
+fn init(cli: &Cli, a: &args::InitArgs) -> crate::Result<i32> {
+    use crate::crypto::keys::NewKey;
+    let path = repo_path(cli)?;
+    if path.join("config").exists() {
+        // Before asking for a passphrase.
+        return Err(crate::Error::Invalid(format!(
+            "{}: a repository already exists here",
+            path.display()
+        )));
+    }
+    let key = if a.no_encryption {
+        None
+    } else if let Some(r) = &a.recipient {
+        Some(NewKey::Recipient(r.clone()))
+    } else {
+        Some(NewKey::Passphrase {
+            passphrase: unlock::new_passphrase(None, &sources(cli), true)?,
+            log_n: a.scrypt_log_n,
+        })
+    };
+    let repo = crate::Repo::init(&path, &a.to_options(key)?)?;
+    let c = repo.config();
+    output::line(&format!(
+        "created {} repository {} at {} (chunks {}/{}/{} bytes, zstd {}, packs {} MiB)",
+        if repo.crypto().is_some() {
+            "encrypted"
+        } else {
+            "UNENCRYPTED"
+        },
+        &crate::id::to_hex(&c.repo_id)[..8],
+        path.display(),
+        c.chunker.min,
+        c.chunker.avg,
+        c.chunker.max,
+        c.compression_level,
+        c.pack_target_size >> 20
+    ))?;
+    if repo.crypto().is_some() {
+        eprintln!(
+            "strata: the repository cannot be opened without its key: losing every passphrase \
+             and identity loses the data. Consider `strata key add` for a second key."
+        );
+    }
+    Ok(exit::OK)
+}
+
 fn run(cli: Cli) -> crate::Result<i32> {
     match &cli.command {
-        Command::Init(a) => {
-            let path = repo_path(&cli)?;
-            let repo = crate::Repo::init(&path, &a.to_options()?)?;
-            let c = repo.config();
-            output::line(&format!(
-                "created repository {} at {} (chunks {}/{}/{} bytes, zstd {}, packs {} MiB)",
-                &crate::id::to_hex(&c.repo_id)[..8],
-                path.display(),
-                c.chunker.min,
-                c.chunker.avg,
-                c.chunker.max,
-                c.compression_level,
-                c.pack_target_size >> 20
-            ))?;
-            Ok(exit::OK)
+        Command::Init(a) => init(&cli, a),
+        Command::Snapshot(a) => snapshot::run(&open(&cli)?, a),
+        Command::Snapshots(a) => snapshots::run(&open(&cli)?, a),
+        Command::Restore(a) => restore::run(&open(&cli)?, a),
+        Command::Ls(a) => inspect::ls(&open(&cli)?, a),
+        Command::Cat(a) => inspect::cat(&open(&cli)?, a),
+        Command::Find(a) => inspect::find(&open(&cli)?, a),
+        Command::Diff(a) => inspect::diff(&open(&cli)?, a),
+        Command::Stats(a) => inspect::stats(&open(&cli)?, a),
+        Command::Mount(a) => {
+            let (repo, used) = open_repo(&cli)?;
+            mount::run(repo, used, a)
         }
-        Command::Snapshot(a) => snapshot::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Snapshots(a) => snapshots::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Restore(a) => restore::run(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Ls(a) => inspect::ls(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Cat(a) => inspect::cat(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Find(a) => inspect::find(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Diff(a) => inspect::diff(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Stats(a) => inspect::stats(&crate::Repo::open(&repo_path(&cli)?)?, a),
-        Command::Mount(a) => mount::run(&repo_path(&cli)?, a),
+        Command::Key(k) => key::run(&cli, &open(&cli)?, k),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut out = Vec::new();

@@ -4,6 +4,7 @@
 
 use super::args::MountArgs;
 use super::exit;
+use super::unlock::Used;
 use crate::error::{Error, IoContext, Result};
 use crate::mount::MountFs;
 use crate::read::BlobReader;
@@ -19,9 +20,9 @@ fn mounted(mp: &Path) -> bool {
     }
 }
 
-pub fn run(repo_path: &Path, a: &MountArgs) -> Result<i32> {
-    // Open first: a bad repository is reported here, not by a detached child.
-    let repo = Repo::open(repo_path)?;
+/// `repo` is already open (a bad repository or key is reported here, not by
+/// a detached child); `used` is what unlocked it, handed to the child.
+pub fn run(repo: Repo, used: Option<Used>, a: &MountArgs) -> Result<i32> {
     let mp = std::path::absolute(&a.mountpoint).at(&a.mountpoint)?;
     if !mp.is_dir() {
         return Err(Error::Invalid(format!(
@@ -36,18 +37,42 @@ pub fn run(repo_path: &Path, a: &MountArgs) -> Result<i32> {
     }
     if !a.foreground {
         let exe = std::env::current_exe().at(Path::new("strata"))?;
-        let mut child = std::process::Command::new(exe)
-            .arg("--repo")
-            .arg(repo.root())
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--repo").arg(repo.root());
+        // The child unlocks with what unlocked us: an identity file by
+        // path, a passphrase through a pipe (never argv or the environment).
+        let pass = match &used {
+            Some(Used::Identity(p)) => {
+                cmd.arg("--identity").arg(p);
+                None
+            }
+            Some(Used::Passphrase(p)) => {
+                cmd.arg("--password-file").arg("/dev/stdin");
+                Some(p.clone())
+            }
+            None => None,
+        };
+        cmd.env_remove("STRATA_PASSWORD")
+            .env_remove("STRATA_PASSWORD_COMMAND")
             .arg("mount")
             .arg("--foreground")
             .arg(&mp)
-            .stdin(std::process::Stdio::null())
+            .stdin(if pass.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .process_group(0)
+            .process_group(0);
+        let mut child = cmd
             .spawn()
             .map_err(|e| Error::Invalid(format!("cannot start the mount process: {e}")))?;
+        if let (Some(p), Some(mut stdin)) = (pass, child.stdin.take()) {
+            use age::secrecy::ExposeSecret;
+            use std::io::Write;
+            let _ = stdin.write_all(p.expose_secret().as_bytes());
+        }
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if mounted(&mp) {
@@ -80,7 +105,7 @@ fn foreground(repo: Repo, mp: &Path) -> Result<i32> {
     // The session outlives this function's borrows: the repository lives
     // for the rest of the process.
     let repo: &'static Repo = Box::leak(Box::new(repo));
-    repo.index()?.reconcile(repo.root())?;
+    repo.index()?.reconcile(repo)?;
     let snaps = super::readable_snapshots(repo)?;
     let fs = MountFs::new(BlobReader::new(repo)?, snaps);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])

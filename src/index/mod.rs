@@ -194,11 +194,11 @@ impl Index {
     /// Index every pack under `packs/` that the index does not list yet
     /// (format-spec/index.md "Rebuild from packs"). A pack whose trailer does
     /// not verify is reported in the returned warnings and skipped.
-    pub fn reconcile(&mut self, repo_root: &Path) -> Result<(usize, Vec<String>)> {
+    pub fn reconcile(&mut self, repo: &crate::Repo) -> Result<(usize, Vec<String>)> {
         let known = self.pack_ids()?;
         let mut added = 0;
         let mut warnings = Vec::new();
-        let packs = repo_root.join("packs");
+        let packs = repo.root().join("packs");
         for path in list_pack_files(&packs)? {
             let Some(id) = path
                 .file_name()
@@ -211,7 +211,19 @@ impl Index {
                 continue;
             }
             let object = format!("pack {id}");
-            match reader::read_trailer(&path, &object) {
+            let read = repo
+                .open_pack(&id)
+                .and_then(|f| reader::read_trailer(&f, &object))
+                .and_then(|(_, entries)| {
+                    let size = std::fs::metadata(&path)
+                        .map_err(|e| crate::Error::Io {
+                            path: path.clone(),
+                            source: e,
+                        })?
+                        .len();
+                    Ok((size, entries))
+                });
+            match read {
                 Ok((size, entries)) => {
                     let kind = entries.first().map(|e| e.kind).unwrap_or(BlobKind::Data);
                     self.add_pack(&SealedPack {

@@ -1,34 +1,31 @@
 //! Reading packs: the trailer alone (index rebuild), or blobs by location,
 //! each checked against its id after decompression (pack.md "Rules").
-//! Packs are read with positioned reads: a pack truncated under us gives an
-//! error, not a SIGBUS.
+//! Offsets are plaintext offsets; a [`PackFile`] reads them with positioned
+//! reads (plaintext packs: a pack truncated under us gives an error, not a
+//! SIGBUS) or by seeking in the age STREAM (encrypted packs).
 
 use super::format::{self, ENTRY_LEN, FOOTER_LEN, PackEntry};
 use crate::blob::{self, Compression};
-use crate::error::{Error, IoContext, Result};
+use crate::crypto::agefile::PackFile;
+use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 
-/// Read and check the trailer of the pack at `path`.
-pub fn read_trailer(path: &Path, object: &str) -> Result<(u64, Vec<PackEntry>)> {
-    let f = File::open(path).at(path)?;
-    let len = f.metadata().at(path)?.len();
+/// Read and check the trailer of a pack; returns its plaintext length and
+/// entries.
+pub fn read_trailer(f: &PackFile, object: &str) -> Result<(u64, Vec<PackEntry>)> {
+    let len = f.len()?;
     if len < format::HEADER_LEN + FOOTER_LEN as u64 {
         return Err(Error::corrupt(object, format!("truncated: {len} bytes")));
     }
     let mut h = [0u8; 8];
-    f.read_exact_at(&mut h, 0).at(path)?;
+    f.read_exact_at(&mut h, 0)?;
     format::check_header(&h, object)?;
     let mut foot = [0u8; FOOTER_LEN];
-    f.read_exact_at(&mut foot, len - FOOTER_LEN as u64)
-        .at(path)?;
+    f.read_exact_at(&mut foot, len - FOOTER_LEN as u64)?;
     let (count, hash) = format::decode_footer(&foot, len, object)?;
     let tlen = count * ENTRY_LEN;
     let mut trailer = vec![0u8; tlen];
-    f.read_exact_at(&mut trailer, len - FOOTER_LEN as u64 - tlen as u64)
-        .at(path)?;
+    f.read_exact_at(&mut trailer, len - FOOTER_LEN as u64 - tlen as u64)?;
     Ok((len, format::decode_trailer(&trailer, &hash, len, object)?))
 }
 
@@ -62,24 +59,14 @@ pub fn decode_blob(
     Ok(raw)
 }
 
-/// Read one blob from an open pack file.
+/// Read one blob from an open pack.
 pub fn read_blob(
-    file: &File,
-    path: &Path,
+    file: &PackFile,
     id: &BlobId,
     loc: &BlobLocation,
     verify: &dyn Fn(&[u8]) -> BlobId,
 ) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; loc.stored_len as usize];
-    file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::corrupt(format!("pack {}", loc.pack), "truncated")
-        } else {
-            Error::Io {
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    })?;
+    file.read_exact_at(&mut buf, loc.offset)?;
     decode_blob(&buf, id, loc, verify)
 }

@@ -1,9 +1,12 @@
 //! Writes one pack under `tmp/`, then seals it: trailer, fsync, rename to
 //! `packs/xx/<hash>`, fsync directory (INV-1). The caller indexes the sealed
-//! pack only after `finish` returns (INV-2).
+//! pack only after `finish` returns (INV-2). In an encrypted repository the
+//! pack is written through an age STREAM and named by the BLAKE3 of the
+//! ciphertext (keys.md "Packs").
 
 use super::format::{self, PackEntry};
 use crate::blob::{BlobKind, Compression};
+use crate::crypto::agefile::HashWriter;
 use crate::error::{IoContext, Result};
 use crate::id::{BlobId, PackId};
 use crate::repo::fsutil;
@@ -11,15 +14,26 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+type FileOut = HashWriter<BufWriter<File>>;
+
+enum Sink {
+    Plain(FileOut),
+    Age(age::stream::StreamWriter<FileOut>),
+}
+
 /// A pack being written.
-#[derive(Debug)]
 pub struct PackWriter {
-    out: BufWriter<File>,
+    out: Sink,
     tmp: PathBuf,
-    hasher: blake3::Hasher,
     offset: u64,
     entries: Vec<PackEntry>,
     kind: BlobKind,
+}
+
+impl std::fmt::Debug for PackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackWriter({}, {} blobs)", self.tmp.display(), self.entries.len())
+    }
 }
 
 /// A pack that is durable under its final name.
@@ -29,20 +43,37 @@ pub struct SealedPack {
     pub id: PackId,
     /// Data or tree pack.
     pub kind: BlobKind,
-    /// File length.
+    /// File length (ciphertext length in an encrypted repository).
     pub size: u64,
     /// Its blobs.
     pub entries: Vec<PackEntry>,
 }
 
 impl PackWriter {
-    /// Start a pack of `kind` blobs in `tmp_dir`.
-    pub fn create(tmp_dir: &Path, kind: BlobKind) -> Result<Self> {
+    /// Start a pack of `kind` blobs in `tmp_dir`, encrypted to `recipient`
+    /// if given.
+    pub fn create(
+        tmp_dir: &Path,
+        kind: BlobKind,
+        recipient: Option<&age::x25519::Recipient>,
+    ) -> Result<Self> {
         let (f, tmp) = fsutil::create_temp(tmp_dir, ".pack")?;
-        let mut w = PackWriter {
-            out: BufWriter::with_capacity(1 << 20, f),
-            tmp,
+        let file = HashWriter {
+            inner: BufWriter::with_capacity(1 << 20, f),
             hasher: blake3::Hasher::new(),
+            len: 0,
+        };
+        let out = match recipient {
+            None => Sink::Plain(file),
+            Some(r) => {
+                let enc = age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
+                    .map_err(|e| crate::Error::Invalid(format!("cannot encrypt: {e}")))?;
+                Sink::Age(enc.wrap_output(file).at(&tmp)?)
+            }
+        };
+        let mut w = PackWriter {
+            out,
+            tmp,
             offset: 0,
             entries: Vec::new(),
             kind,
@@ -52,8 +83,11 @@ impl PackWriter {
     }
 
     fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.out.write_all(b).at(&self.tmp)?;
-        self.hasher.update(b);
+        match &mut self.out {
+            Sink::Plain(w) => w.write_all(b),
+            Sink::Age(w) => w.write_all(b),
+        }
+        .at(&self.tmp)?;
         self.offset += b.len() as u64;
         Ok(())
     }
@@ -98,9 +132,14 @@ impl PackWriter {
     pub fn finish(mut self, repo_root: &Path) -> Result<SealedPack> {
         let trailer = format::encode_trailer(&self.entries);
         self.write(&trailer)?;
-        let id = PackId(*self.hasher.finalize().as_bytes());
-        let file = self
-            .out
+        let out = match self.out {
+            Sink::Plain(w) => w,
+            Sink::Age(w) => w.finish().at(&self.tmp)?,
+        };
+        let id = PackId(*out.hasher.finalize().as_bytes());
+        let size = out.len;
+        let file = out
+            .inner
             .into_inner()
             .map_err(|e| e.into_error())
             .at(&self.tmp)?;
@@ -115,7 +154,7 @@ impl PackWriter {
         Ok(SealedPack {
             id,
             kind: self.kind,
-            size: self.offset,
+            size,
             entries: self.entries,
         })
     }

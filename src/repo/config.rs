@@ -1,5 +1,6 @@
 //! The repository `config` object (format-spec/objects.md "Config body").
 
+use crate::crypto::Crypto;
 use crate::error::{Error, Result};
 use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
@@ -60,7 +61,7 @@ pub struct Config {
     pub compression_level: i32,
     /// Pack target size in bytes.
     pub pack_target_size: u64,
-    /// 0 = none, 1 = age (reserved).
+    /// 0 = none, 1 = age (keys.md).
     pub encryption: u8,
 }
 
@@ -109,24 +110,30 @@ impl Config {
                 format!("pack size {} out of range", self.pack_target_size),
             ));
         }
-        if self.encryption != 0 {
+        if self.encryption > 1 {
             return Err(Error::corrupt(
                 object,
-                "encrypted repositories need a newer strata",
+                format!("unknown encryption scheme {}", self.encryption),
             ));
         }
         Ok(())
     }
 
-    /// Encode as a `config` file.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        Ok(object::seal(ObjectKind::Config, self)?.0)
-    }
-
-    /// Decode and validate a `config` file.
-    pub fn from_bytes(bytes: &[u8], object: &str) -> Result<Self> {
-        let (c, _): (Config, _) = object::open(ObjectKind::Config, bytes, object)?;
+    /// Decode and validate a `config` envelope (already decrypted); with
+    /// `crypto`, its MAC is checked and it must say it is encrypted.
+    pub fn from_bytes(bytes: &[u8], object: &str, crypto: Option<&Crypto>) -> Result<Self> {
+        let (c, _): (Config, _) = object::open(ObjectKind::Config, bytes, object, crypto)?;
         c.validate(object)?;
+        if (c.encryption == 1) != crypto.is_some() {
+            return Err(Error::corrupt(
+                object,
+                if crypto.is_some() {
+                    "an encrypted config that says the repository is not encrypted"
+                } else {
+                    "says the repository is encrypted, but is not an age file"
+                },
+            ));
+        }
         Ok(c)
     }
 }

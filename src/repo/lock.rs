@@ -22,7 +22,10 @@ impl Lock {
             "time": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             "exclusive": false,
         });
-        fsutil::write_atomic(&repo.root().join("tmp"), &path, body.to_string().as_bytes())?;
+        // Encrypted in an encrypted repository: host and pid are not the
+        // storage's business (threat-model.md).
+        let bytes = repo.seal_bytes(body.to_string().as_bytes())?;
+        fsutil::write_atomic(&repo.root().join("tmp"), &path, &bytes)?;
         Ok(Lock { path })
     }
 }

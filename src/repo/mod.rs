@@ -1,20 +1,33 @@
-//! Opening and creating repositories (format-spec/repository.md).
+//! Opening and creating repositories (format-spec/repository.md), and the
+//! one place that knows whether files are encrypted (format-spec/keys.md):
+//! objects, packs and ids all go through `Repo`.
 
 pub mod config;
 pub mod fsutil;
 pub mod lock;
 
+use crate::blob::BlobKind;
 use crate::chunker::Chunker;
+use crate::crypto::agefile::{self, PackFile};
+use crate::crypto::keys::{self, Credential, NewKey};
+use crate::crypto::Crypto;
 use crate::error::{Error, IoContext, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
+use crate::object::{self, ObjectKind};
+use bincode::{Decode, Encode};
 use config::{ChunkerParams, Config};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Options of `strata init`.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct InitOptions {
+    /// The first key; `None` creates an unencrypted repository.
+    pub key: Option<NewKey>,
+    /// Its label.
+    pub key_label: String,
     /// Chunker sizes; `None` = defaults.
     pub chunker: Option<ChunkerParams>,
     /// zstd level; `None` = default.
@@ -23,13 +36,29 @@ pub struct InitOptions {
     pub pack_target_size: Option<u64>,
 }
 
-/// An open repository.
+/// An open (and, if encrypted, unlocked) repository.
 #[derive(Debug)]
 pub struct Repo {
     root: PathBuf,
     config: Config,
     chunker: Chunker,
+    crypto: Option<Arc<Crypto>>,
+    key_id: Option<String>,
 }
+
+/// Where `Repo::open` gets a credential when the repository is encrypted;
+/// it is called at most once, and never for an unencrypted repository.
+pub type CredentialSource<'a> = &'a mut dyn FnMut() -> Result<Credential>;
+
+/// For callers that only open unencrypted repositories.
+pub fn no_credentials() -> Result<Credential> {
+    Err(Error::Locked(
+        "the repository is encrypted and no passphrase or identity was given".into(),
+    ))
+}
+
+/// Largest config, snapshot or key file accepted (objects.md limits).
+const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
 
 const SUBDIRS: [&str; 5] = ["packs", "snapshots", "keys", "locks", "tmp"];
 
@@ -37,6 +66,9 @@ impl Repo {
     /// Create a repository at `path`, which must not exist or be an empty
     /// directory (INV-6: an existing repository is never touched).
     pub fn init(path: &Path, opts: &InitOptions) -> Result<Repo> {
+        if let Some(NewKey::Recipient(r)) = &opts.key {
+            keys::parse_recipient(r)?;
+        }
         if path.join("config").exists() {
             return Err(Error::Invalid(format!(
                 "{}: a repository already exists here",
@@ -65,26 +97,65 @@ impl Repo {
                 .compression_level
                 .unwrap_or(config::DEFAULT_COMPRESSION),
             pack_target_size: opts.pack_target_size.unwrap_or(config::DEFAULT_PACK_SIZE),
-            encryption: 0,
+            encryption: u8::from(opts.key.is_some()),
         };
         config.check_options().map_err(Error::Invalid)?;
+        let crypto = match opts.key {
+            Some(_) => Some(Arc::new(Crypto::generate()?)),
+            None => None,
+        };
         for d in SUBDIRS {
             let p = path.join(d);
             fs::create_dir_all(&p).at(&p)?;
         }
         Index::open(&path.join("index.sqlite"))?;
+        let key_id = match (&opts.key, &crypto) {
+            (Some(k), Some(c)) => Some(keys::add(path, c, &config.repo_id, k, &opts.key_label)?),
+            _ => None,
+        };
+        let repo = Repo::assemble(path, config, crypto, key_id)?;
         // The config is written last: its presence makes the directory a repository.
-        fsutil::write_atomic(&path.join("tmp"), &path.join("config"), &config.to_bytes()?)?;
+        let (bytes, _) = repo.seal_file(ObjectKind::Config, &repo.config)?;
+        fsutil::write_atomic(&path.join("tmp"), &path.join("config"), &bytes)?;
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
                 fsutil::sync_dir(parent)?;
             }
         }
-        Repo::open(path)
+        Ok(repo)
     }
 
-    /// Open the repository at `path`.
+    fn assemble(
+        path: &Path,
+        config: Config,
+        crypto: Option<Arc<Crypto>>,
+        key_id: Option<String>,
+    ) -> Result<Repo> {
+        let mut params = config.chunker.clone();
+        if let Some(c) = &crypto {
+            // keys.md "Chunker seed": the secret's seed, never the config's.
+            params.seed = c.chunker_seed();
+        }
+        let chunker = Chunker::new(&params).map_err(|e| Error::corrupt("config", e))?;
+        Ok(Repo {
+            root: path.to_path_buf(),
+            config,
+            chunker,
+            crypto,
+            key_id,
+        })
+    }
+
+    /// Open an unencrypted repository (an encrypted one gives
+    /// [`Error::Locked`]); see [`Repo::open_with`].
     pub fn open(path: &Path) -> Result<Repo> {
+        Repo::open_with(path, &mut no_credentials)
+    }
+
+    /// Open the repository at `path`, unlocking it with a credential from
+    /// `creds` if it is encrypted: the first key file that opens with the
+    /// credential and whose secret authenticates the config wins.
+    pub fn open_with(path: &Path, creds: CredentialSource) -> Result<Repo> {
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
         }
@@ -105,8 +176,6 @@ impl Repo {
             }
             Err(e) => return Err(e).at(&cfg_path),
         };
-        let config = Config::from_bytes(&bytes, &cfg_path.display().to_string())?;
-        let chunker = Chunker::new(&config.chunker).map_err(|e| Error::corrupt("config", e))?;
         for d in SUBDIRS {
             let p = path.join(d);
             if !p.is_dir() {
@@ -116,11 +185,33 @@ impl Repo {
                 });
             }
         }
-        Ok(Repo {
-            root: path.to_path_buf(),
-            config,
-            chunker,
-        })
+        if !agefile::is_age(&bytes) {
+            let config = Config::from_bytes(&bytes, "config", None)?;
+            return Repo::assemble(path, config, None, None);
+        }
+        let cred = creds()?;
+        let mut failure = None;
+        for cand in keys::unlock(path, &cred)? {
+            let crypto = Arc::new(cand.crypto);
+            let opened = crypto
+                .decrypt(&bytes, "config", MAX_FILE)
+                .and_then(|plain| Config::from_bytes(&plain, "config", Some(&crypto)));
+            match opened {
+                Ok(config) if config.repo_id == cand.repo_id => {
+                    return Repo::assemble(path, config, Some(crypto), Some(cand.id));
+                }
+                Ok(_) => {
+                    failure.get_or_insert(Error::corrupt(
+                        format!("keys/{}", cand.id),
+                        "the key belongs to another repository",
+                    ));
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        Err(failure.unwrap_or_else(|| Error::WrongKey("no key opened the config".into())))
     }
 
     /// The repository directory.
@@ -167,9 +258,68 @@ impl Repo {
     pub fn index(&self) -> Result<Index> {
         Index::open(&self.root.join("index.sqlite"))
     }
-    /// The id of a blob's plaintext (keyed BLAKE3 once encryption lands).
-    pub fn blob_id(&self, data: &[u8]) -> BlobId {
-        BlobId::of(data)
+    /// The id of a blob's plaintext: plain BLAKE3, or keyed BLAKE3 with a
+    /// key per blob kind in an encrypted repository (keys.md "Ids").
+    pub fn blob_id(&self, kind: BlobKind, data: &[u8]) -> BlobId {
+        match &self.crypto {
+            Some(c) => c.blob_id(kind, data),
+            None => BlobId::of(data),
+        }
+    }
+
+    /// The unlocked secret of an encrypted repository.
+    pub fn crypto(&self) -> Option<&Arc<Crypto>> {
+        self.crypto.as_ref()
+    }
+
+    /// The key that unlocked the repository.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+
+    /// Encode `value` as a repository file of `kind`: the envelope, then
+    /// age encryption in an encrypted repository. Returns the bytes and id.
+    pub fn seal_file<T: Encode>(&self, kind: ObjectKind, value: &T) -> Result<(Vec<u8>, [u8; 32])> {
+        let crypto = self.crypto.as_deref();
+        let (plain, id) = object::seal(kind, value, crypto)?;
+        match crypto {
+            Some(c) => Ok((c.encrypt(&plain)?, id)),
+            None => Ok((plain, id)),
+        }
+    }
+
+    /// Decode a repository file of `kind` written by [`Repo::seal_file`];
+    /// `object` names it in errors.
+    pub fn open_file<T: Decode<()>>(
+        &self,
+        kind: ObjectKind,
+        bytes: &[u8],
+        object: &str,
+    ) -> Result<(T, [u8; 32])> {
+        match self.crypto.as_deref() {
+            Some(c) => {
+                let plain = c.decrypt(bytes, object, MAX_FILE)?;
+                object::open(kind, &plain, object, Some(c))
+            }
+            None if agefile::is_age(bytes) => Err(Error::corrupt(
+                object,
+                "an age-encrypted file in an unencrypted repository",
+            )),
+            None => object::open(kind, bytes, object, None),
+        }
+    }
+
+    /// Encrypt free-form bytes (lock files) in an encrypted repository.
+    pub fn seal_bytes(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        match &self.crypto {
+            Some(c) => c.encrypt(bytes),
+            None => Ok(bytes.to_vec()),
+        }
+    }
+
+    /// Open a pack for reading by plaintext offset.
+    pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
+        PackFile::open(&self.pack_path(id), format!("pack {id}"), self.crypto.as_ref())
     }
 }
 

@@ -8,6 +8,7 @@
 mod meta;
 pub mod plan;
 
+use crate::blob::BlobKind;
 use crate::error::{Error, IoContext, Result};
 use crate::id::BlobId;
 use crate::pack::reader;
@@ -142,7 +143,7 @@ pub fn run(
 ) -> Result<RestoreReport> {
     // The index is a cache: index any pack it does not know yet (a killed
     // backup, or a missing index.sqlite) before planning.
-    repo.index()?.reconcile(repo.root())?;
+    repo.index()?.reconcile(repo)?;
     let reader = BlobReader::new(repo)?;
     let root = start_point(&reader, snap, subpath)?;
     let nodes = plan::collect(
@@ -343,31 +344,21 @@ pub fn run(
         .packs
         .par_iter()
         .try_for_each(|(pack, blobs)| -> Result<()> {
-            let ppath = repo.pack_path(pack);
-            let pf = File::open(&ppath).at(&ppath)?;
+            let pf = repo.open_pack(pack)?;
             for run in runs(blobs) {
                 let (start, end) = (
                     run[0].loc.offset,
                     run[run.len() - 1].loc.offset + u64::from(run[run.len() - 1].loc.stored_len),
                 );
                 let mut buf = vec![0u8; (end - start) as usize];
-                pf.read_exact_at(&mut buf, start).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        Error::corrupt(format!("pack {pack}"), "truncated")
-                    } else {
-                        Error::Io {
-                            path: ppath.clone(),
-                            source: e,
-                        }
-                    }
-                })?;
+                pf.read_exact_at(&mut buf, start)?;
                 for u in run {
                     let s = (u.loc.offset - start) as usize;
                     let raw = reader::decode_blob(
                         &buf[s..s + u.loc.stored_len as usize],
                         &u.id,
                         &u.loc,
-                        &|d| repo.blob_id(d),
+                        &|d| repo.blob_id(BlobKind::Data, d),
                     )?;
                     for &(fi, off) in &u.targets {
                         write(fi, off, &raw)?;
@@ -573,7 +564,7 @@ fn verify_file(repo: &Repo, path: &Path, e: &Entry, lens: &[u32]) -> Result<bool
     for (id, &len) in e.content.iter().zip(lens) {
         buf.resize(len as usize, 0);
         stream.read_exact(&mut buf).at(path)?;
-        if repo.blob_id(&buf) != *id {
+        if repo.blob_id(BlobKind::Data, &buf) != *id {
             return Ok(false);
         }
     }

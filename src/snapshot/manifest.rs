@@ -3,7 +3,7 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::{BlobId, SnapshotId};
-use crate::object::{self, ObjectKind};
+use crate::object::ObjectKind;
 use crate::repo::{Repo, fsutil};
 use bincode::{Decode, Encode};
 
@@ -84,7 +84,7 @@ impl Snapshot {
 
     /// Write this manifest (INV-1, INV-4: call only after its index rows are committed).
     pub fn save(&self, repo: &Repo) -> Result<SnapshotId> {
-        let (bytes, id) = object::seal(ObjectKind::Snapshot, self)?;
+        let (bytes, id) = repo.seal_file(ObjectKind::Snapshot, self)?;
         let id = SnapshotId(id);
         let dest = repo.root().join("snapshots").join(id.to_hex());
         fsutil::write_atomic(&repo.tmp_dir(), &dest, &bytes)?;
@@ -96,7 +96,7 @@ impl Snapshot {
         let path = repo.root().join("snapshots").join(id.to_hex());
         let bytes = std::fs::read(&path).at(&path)?;
         let object = format!("snapshots/{}", id.to_hex());
-        let (s, got): (Snapshot, _) = object::open(ObjectKind::Snapshot, &bytes, &object)?;
+        let (s, got): (Snapshot, _) = repo.open_file(ObjectKind::Snapshot, &bytes, &object)?;
         if got != id.0 {
             return Err(Error::corrupt(
                 object,

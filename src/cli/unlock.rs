@@ -1,0 +1,203 @@
+//! Where passphrases and identities come from (README "Encryption"), in
+//! order: `--password-file`, `STRATA_PASSWORD`, `STRATA_PASSWORD_COMMAND`,
+//! `--identity` / `STRATA_IDENTITY`, then a prompt on the terminal. A
+//! passphrase is never echoed, logged or written anywhere.
+
+use crate::crypto::keys::Credential;
+use crate::error::{Error, IoContext, Result};
+use age::secrecy::{ExposeSecret, SecretString};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// The global unlock options.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// `--password-file`
+    pub password_file: Option<PathBuf>,
+    /// `--identity` / `STRATA_IDENTITY`
+    pub identity: Option<PathBuf>,
+}
+
+/// What unlocked the repository, so a child process (detached `mount`)
+/// can be given the same.
+#[derive(Clone)]
+pub enum Used {
+    /// A passphrase from any source.
+    Passphrase(SecretString),
+    /// An identity file.
+    Identity(PathBuf),
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The first line of a password file, without its line ending.
+fn read_password_file(path: &Path) -> Result<SecretString> {
+    let mut s = std::fs::read_to_string(path).at(path)?;
+    let line_end = s.find(['\n', '\r']).unwrap_or(s.len());
+    s.truncate(line_end);
+    if s.is_empty() {
+        return Err(Error::Invalid(format!("{}: empty passphrase", path.display())));
+    }
+    Ok(SecretString::from(s))
+}
+
+fn password_command(cmd: &str) -> Result<SecretString> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Invalid(format!("STRATA_PASSWORD_COMMAND: cannot run: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Invalid(format!(
+            "STRATA_PASSWORD_COMMAND failed ({})",
+            out.status
+        )));
+    }
+    let mut s = String::from_utf8(out.stdout)
+        .map_err(|_| Error::Invalid("STRATA_PASSWORD_COMMAND printed non-UTF-8".into()))?;
+    let line_end = s.find(['\n', '\r']).unwrap_or(s.len());
+    s.truncate(line_end);
+    if s.is_empty() {
+        return Err(Error::Invalid(
+            "STRATA_PASSWORD_COMMAND printed an empty passphrase".into(),
+        ));
+    }
+    Ok(SecretString::from(s))
+}
+
+fn can_prompt() -> bool {
+    (std::io::stdin().is_terminal() || std::io::stderr().is_terminal())
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+}
+
+fn prompt(text: &str) -> Result<SecretString> {
+    let p = rpassword::prompt_password(text)
+        .map_err(|e| Error::Invalid(format!("cannot read the passphrase from the terminal: {e}")))?;
+    Ok(SecretString::from(p))
+}
+
+/// A passphrase from the non-interactive sources, if any is set.
+fn passphrase_from_sources(src: &Sources) -> Result<Option<SecretString>> {
+    if let Some(f) = &src.password_file {
+        return read_password_file(f).map(Some);
+    }
+    if let Some(p) = env_nonempty("STRATA_PASSWORD") {
+        return Ok(Some(SecretString::from(p)));
+    }
+    if let Some(c) = env_nonempty("STRATA_PASSWORD_COMMAND") {
+        return password_command(&c).map(Some);
+    }
+    Ok(None)
+}
+
+const NO_SOURCE: &str = "the repository is encrypted: give its passphrase with --password-file, \
+     STRATA_PASSWORD or STRATA_PASSWORD_COMMAND, or an identity with --identity or \
+     STRATA_IDENTITY (no terminal to prompt on)";
+
+/// The credential to unlock an existing repository, and what it was.
+pub fn credential(src: &Sources) -> Result<(Credential, Used)> {
+    if let Some(p) = passphrase_from_sources(src)? {
+        return Ok((Credential::Passphrase(p.clone()), Used::Passphrase(p)));
+    }
+    let identity = src
+        .identity
+        .clone()
+        .or_else(|| env_nonempty("STRATA_IDENTITY").map(PathBuf::from));
+    if let Some(path) = identity {
+        return Ok((Credential::Identities(load_identities(&path)?), Used::Identity(path)));
+    }
+    if can_prompt() {
+        let p = prompt("passphrase for the repository: ")?;
+        return Ok((Credential::Passphrase(p.clone()), Used::Passphrase(p)));
+    }
+    Err(Error::Locked(NO_SOURCE.into()))
+}
+
+/// The passphrase of a new key: `new_file`, `STRATA_NEW_PASSWORD`, or
+/// (when `also_unlock_sources`, for `init`) the unlock sources, else a
+/// prompt asked twice.
+pub fn new_passphrase(
+    new_file: Option<&Path>,
+    src: &Sources,
+    also_unlock_sources: bool,
+) -> Result<SecretString> {
+    if let Some(f) = new_file {
+        return read_password_file(f);
+    }
+    if let Some(p) = env_nonempty("STRATA_NEW_PASSWORD") {
+        return Ok(SecretString::from(p));
+    }
+    if also_unlock_sources {
+        if let Some(p) = passphrase_from_sources(src)? {
+            return Ok(p);
+        }
+    }
+    if !can_prompt() {
+        return Err(Error::Locked(
+            "a new passphrase is needed: give it with --new-password-file or STRATA_NEW_PASSWORD \
+             (or, for init, --password-file / STRATA_PASSWORD; no terminal to prompt on)"
+                .into(),
+        ));
+    }
+    let a = prompt("new passphrase: ")?;
+    if a.expose_secret().is_empty() {
+        return Err(Error::Invalid("empty passphrase".into()));
+    }
+    let b = prompt("repeat the new passphrase: ")?;
+    if a.expose_secret() != b.expose_secret() {
+        return Err(Error::Invalid("the passphrases do not match".into()));
+    }
+    Ok(a)
+}
+
+#[derive(Clone)]
+struct TtyCallbacks;
+
+impl age::Callbacks for TtyCallbacks {
+    fn display_message(&self, message: &str) {
+        eprintln!("strata: {message}");
+    }
+    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+        None
+    }
+    fn request_public_string(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
+        if !can_prompt() {
+            return None;
+        }
+        prompt(&format!("{description}: ")).ok()
+    }
+}
+
+/// Identities from an age identity file or an ssh private key (an
+/// encrypted ssh key asks for its passphrase on the terminal).
+pub fn load_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
+    let text = std::fs::read(path).at(path)?;
+    let bad = |why: String| Error::Invalid(format!("{}: {why}", path.display()));
+    if text.windows(11).any(|w| w == b"-----BEGIN ") {
+        let id = age::ssh::Identity::from_buffer(&text[..], Some(path.display().to_string()))
+            .map_err(|e| bad(format!("not a usable ssh private key: {e}")))?;
+        if let age::ssh::Identity::Unsupported(k) = &id {
+            return Err(bad(format!("unsupported ssh key: {k:?}")));
+        }
+        return Ok(vec![Box::new(id.with_callbacks(TtyCallbacks))]);
+    }
+    let ids = age::IdentityFile::from_buffer(&text[..])
+        .map_err(|e| bad(e.to_string()))?
+        .into_identities()
+        .map_err(|e| bad(e.to_string()))?;
+    if ids.is_empty() {
+        return Err(bad("no identity in the file".into()));
+    }
+    Ok(ids)
+}

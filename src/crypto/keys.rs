@@ -1,0 +1,315 @@
+//! Key files (format-spec/keys.md "Key files"): the repository secret
+//! wrapped once per key in `keys/<id>`, an age file encrypted to a
+//! passphrase (scrypt) or to an age/ssh recipient, plus `keys/<id>.info`
+//! (label, kind, creation), encrypted to the repository and MACed.
+
+use super::{Crypto, agefile};
+use crate::error::{Error, IoContext, Result};
+use crate::object::{self, ObjectKind};
+use crate::repo::fsutil;
+use age::secrecy::SecretString;
+use bincode::{Decode, Encode};
+use std::fs;
+use std::path::Path;
+use std::str::FromStr;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Largest key file we read (a key file is under 1 KiB).
+const MAX_KEY_FILE: usize = 64 << 10;
+
+/// How a user proves they may open the repository.
+pub enum Credential {
+    /// A passphrase for a scrypt key.
+    Passphrase(SecretString),
+    /// Identities (age X25519, ssh) for recipient keys.
+    Identities(Vec<Box<dyn age::Identity>>),
+}
+
+/// What a new key is encrypted to.
+pub enum NewKey {
+    /// A passphrase; `log_n` overrides the scrypt work factor (age's
+    /// default targets one second on this machine).
+    Passphrase {
+        /// The passphrase.
+        passphrase: SecretString,
+        /// scrypt work factor N = 2^log_n.
+        log_n: Option<u8>,
+    },
+    /// An age (`age1…`) or ssh (`ssh-ed25519 …`, `ssh-rsa …`) public key.
+    Recipient(String),
+}
+
+/// The body of a key file's plaintext envelope (kind `K`).
+#[derive(Encode, Decode)]
+struct KeyBody {
+    repo_id: [u8; 32],
+    identity: String,
+    id_key: [u8; 32],
+    chunker_seed: u64,
+}
+
+impl Drop for KeyBody {
+    fn drop(&mut self) {
+        self.identity.zeroize();
+        self.id_key.zeroize();
+        self.chunker_seed.zeroize();
+    }
+}
+
+/// What `key list` shows about a key (`keys/<id>.info`, kind `I`).
+#[derive(Clone, Debug, Encode, Decode, serde::Serialize)]
+pub struct KeyInfo {
+    /// The key id (file name), bound into the MACed body.
+    pub id: String,
+    /// Free-form label.
+    pub label: String,
+    /// `passphrase`, `age`, `ssh-ed25519` or `ssh-rsa`.
+    pub kind: String,
+    /// The public recipient for recipient keys; empty for passphrases.
+    pub recipient: String,
+    /// Creation time, Unix nanoseconds.
+    pub created_unix_ns: i64,
+    /// Host that created it.
+    pub host: String,
+    /// User that created it.
+    pub username: String,
+}
+
+fn key_path(root: &Path, id: &str) -> std::path::PathBuf {
+    root.join("keys").join(id)
+}
+
+fn info_path(root: &Path, id: &str) -> std::path::PathBuf {
+    root.join("keys").join(format!("{id}.info"))
+}
+
+/// Ids of every key file in `keys/`, sorted.
+pub fn key_ids(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("keys");
+    let mut out = Vec::new();
+    for e in fs::read_dir(&dir).at(&dir)? {
+        let e = e.at(&dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Parse a recipient given on the command line: the key itself, or a file
+/// holding it (e.g. `~/.ssh/id_ed25519.pub`). Returns it and its kind.
+pub fn parse_recipient(s: &str) -> Result<(Box<dyn age::Recipient + Send>, String, String)> {
+    let text = if Path::new(s).is_file() {
+        let t = fs::read_to_string(s).at(Path::new(s))?;
+        t.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .unwrap_or("")
+            .to_string()
+    } else {
+        s.trim().to_string()
+    };
+    if text.starts_with("age1") {
+        let r = age::x25519::Recipient::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("invalid age recipient: {e}")))?;
+        return Ok((Box::new(r), "age".into(), text));
+    }
+    let kind = text.split_whitespace().next().unwrap_or("").to_string();
+    match age::ssh::Recipient::from_str(&text) {
+        Ok(r) if kind == "ssh-ed25519" || kind == "ssh-rsa" => Ok((Box::new(r), kind, text)),
+        _ => Err(Error::Invalid(format!(
+            "unsupported recipient {:?}: give an age1… key or an ssh-ed25519/ssh-rsa public key",
+            text.chars().take(24).collect::<String>()
+        ))),
+    }
+}
+
+/// Write a new key for `crypto` and its info file; returns the key id.
+/// The info file is written first: a key file's presence makes the key
+/// usable, and a key without info is still listed (INV-1 for each file).
+pub fn add(
+    root: &Path,
+    crypto: &Crypto,
+    repo_id: &[u8; 32],
+    new: &NewKey,
+    label: &str,
+) -> Result<String> {
+    let tmp = root.join("tmp");
+    let id = crate::id::to_hex(&fsutil::random_bytes::<16>()?);
+    let (kind, recipient_text, recipient): (String, String, Box<dyn age::Recipient + Send>) =
+        match new {
+            NewKey::Passphrase { passphrase, log_n } => {
+                let mut r = age::scrypt::Recipient::new(passphrase.clone());
+                if let Some(n) = log_n {
+                    r.set_work_factor(*n);
+                }
+                ("passphrase".into(), String::new(), Box::new(r))
+            }
+            NewKey::Recipient(s) => {
+                let (r, kind, text) = parse_recipient(s)?;
+                (kind, text, r)
+            }
+        };
+    let info = KeyInfo {
+        id: id.clone(),
+        label: label.to_string(),
+        kind,
+        recipient: recipient_text,
+        created_unix_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0),
+        host: crate::repo::hostname(),
+        username: std::env::var("USER").unwrap_or_default(),
+    };
+    let (info_plain, _) = object::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
+    fsutil::write_atomic(&tmp, &info_path(root, &id), &crypto.encrypt(&info_plain)?)?;
+    let body = KeyBody {
+        repo_id: *repo_id,
+        identity: crypto.identity_string().to_string(),
+        id_key: *crypto.id_key(),
+        chunker_seed: crypto.chunker_seed(),
+    };
+    let plain = Zeroizing::new(object::seal(ObjectKind::Key, &body, None)?.0);
+    let bytes = agefile::encrypt(&[recipient.as_ref() as &dyn age::Recipient], &plain)?;
+    fsutil::write_atomic(&tmp, &key_path(root, &id), &bytes)?;
+    Ok(id)
+}
+
+/// Every key's info, in id order; a missing or unreadable info file gives
+/// an entry whose kind says so.
+pub fn list(root: &Path, crypto: &Crypto) -> Result<Vec<KeyInfo>> {
+    let mut out = Vec::new();
+    for id in key_ids(root)? {
+        let p = info_path(root, &id);
+        let object = format!("keys/{id}.info");
+        let read = fs::read(&p)
+            .at(&p)
+            .and_then(|b| crypto.decrypt(&b, &object, MAX_KEY_FILE))
+            .and_then(|plain| {
+                object::open::<KeyInfo>(ObjectKind::KeyInfo, &plain, &object, Some(crypto))
+            });
+        match read {
+            Ok((info, _)) if info.id == id => out.push(info),
+            Ok(_) => out.push(unknown(&id, "info belongs to another key")),
+            Err(e) => out.push(unknown(&id, &e.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+fn unknown(id: &str, why: &str) -> KeyInfo {
+    KeyInfo {
+        id: id.to_string(),
+        label: format!("(info unreadable: {why})"),
+        kind: "?".into(),
+        recipient: String::new(),
+        created_unix_ns: 0,
+        host: String::new(),
+        username: String::new(),
+    }
+}
+
+/// Resolve a key id or unique prefix.
+pub fn resolve(root: &Path, prefix: &str) -> Result<String> {
+    let ids: Vec<String> = key_ids(root)?
+        .into_iter()
+        .filter(|i| i.starts_with(prefix))
+        .collect();
+    match ids.len() {
+        1 => Ok(ids.into_iter().next().unwrap_or_default()),
+        0 => Err(Error::Invalid(format!("no key {prefix:?} (see `strata key list`)"))),
+        n => Err(Error::Invalid(format!("key prefix {prefix:?} matches {n} keys"))),
+    }
+}
+
+/// Delete a key; refuses to delete the last one.
+pub fn remove(root: &Path, id: &str) -> Result<()> {
+    let ids = key_ids(root)?;
+    if !ids.iter().any(|i| i == id) {
+        return Err(Error::Invalid(format!("no key {id}")));
+    }
+    if ids.len() == 1 {
+        return Err(Error::Invalid(format!(
+            "key {id} is the last key: removing it would lock the repository forever"
+        )));
+    }
+    let p = key_path(root, id);
+    fs::remove_file(&p).at(&p)?;
+    fsutil::sync_dir(&root.join("keys"))?;
+    let _ = fs::remove_file(info_path(root, id));
+    Ok(())
+}
+
+/// A secret read from a key file that decrypted with the credential.
+pub struct Candidate {
+    /// The key id.
+    pub id: String,
+    /// The repository id the key file names.
+    pub repo_id: [u8; 32],
+    /// The secret.
+    pub crypto: Crypto,
+}
+
+/// Try `cred` on every key file whose kind fits (passphrase keys for a
+/// passphrase, recipient keys for identities). Returns the candidates in
+/// id order; the caller accepts the first whose secret authenticates the
+/// config. `Err` lists the key files tried, or names a damaged one.
+pub fn unlock(root: &Path, cred: &Credential) -> Result<Vec<Candidate>> {
+    let scrypt_identity;
+    let identities: Vec<&dyn age::Identity> = match cred {
+        Credential::Passphrase(p) => {
+            scrypt_identity = age::scrypt::Identity::new(p.clone());
+            vec![&scrypt_identity]
+        }
+        Credential::Identities(ids) => ids.iter().map(|b| b.as_ref()).collect(),
+    };
+    let want_scrypt = matches!(cred, Credential::Passphrase(_));
+    let mut tried = Vec::new();
+    let mut damaged = None;
+    let mut out = Vec::new();
+    for id in key_ids(root)? {
+        let p = key_path(root, &id);
+        let object = format!("keys/{id}");
+        let bytes = fs::read(&p).at(&p)?;
+        if agefile::is_age(&bytes) && agefile::is_scrypt(&bytes) != want_scrypt {
+            continue;
+        }
+        tried.push(object.clone());
+        let plain = match agefile::decrypt(&bytes, &identities, &object, MAX_KEY_FILE) {
+            Ok(p) => p,
+            Err(agefile::DecryptFail::WrongKey) => continue,
+            Err(e) => {
+                damaged.get_or_insert(e.into_error(&object));
+                continue;
+            }
+        };
+        let (body, _): (KeyBody, _) = match object::open(ObjectKind::Key, &plain, &object, None) {
+            Ok(b) => b,
+            Err(e) => {
+                damaged.get_or_insert(e);
+                continue;
+            }
+        };
+        let crypto = Crypto::from_secret(&body.identity, &body.id_key, body.chunker_seed, &object)?;
+        out.push(Candidate {
+            id,
+            repo_id: body.repo_id,
+            crypto,
+        });
+    }
+    if out.is_empty() {
+        if let Some(e) = damaged {
+            return Err(e);
+        }
+        let kind = if want_scrypt { "passphrase" } else { "identity" };
+        return Err(Error::WrongKey(if tried.is_empty() {
+            format!("the repository has no {kind} key")
+        } else {
+            format!("tried {}", tried.join(", "))
+        }));
+    }
+    Ok(out)
+}
