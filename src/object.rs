@@ -158,7 +158,8 @@ mod tests {
     fn envelope_round_trip_and_checks() {
         let v: (u32, String) = (7, "x".into());
         let (bytes, id) = seal(ObjectKind::Snapshot, &v, None).unwrap();
-        let (back, id2): ((u32, String), _) = open(ObjectKind::Snapshot, &bytes, "t", None).unwrap();
+        let (back, id2): ((u32, String), _) =
+            open(ObjectKind::Snapshot, &bytes, "t", None).unwrap();
         assert_eq!((back, id2), (v, id));
         // wrong kind is rejected
         assert!(open::<(u32, String)>(ObjectKind::Config, &bytes, "t", None).is_err());
@@ -173,7 +174,8 @@ mod tests {
         }
         // truncation is rejected
         assert!(
-            open::<(u32, String)>(ObjectKind::Snapshot, &bytes[..bytes.len() - 1], "t", None).is_err()
+            open::<(u32, String)>(ObjectKind::Snapshot, &bytes[..bytes.len() - 1], "t", None)
+                .is_err()
         );
     }
 }

@@ -105,7 +105,10 @@ impl<'r> BlobReader<'r> {
         if want.is_some_and(|w| w != kind) {
             return Err(Error::corrupt(
                 format!("blob {} in pack {}", id.short(), loc.pack.short()),
-                format!("a {kind:?} blob where a {:?} blob was expected", want.unwrap_or(kind)),
+                format!(
+                    "a {kind:?} blob where a {:?} blob was expected",
+                    want.unwrap_or(kind)
+                ),
             ));
         }
         self.read_as(id, &loc, kind)

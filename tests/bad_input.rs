@@ -21,11 +21,14 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// An unencrypted repository: these tests corrupt bytes at offsets of
+    /// the plaintext format. Tampering with encrypted repositories is
+    /// tested in tests/encryption.rs.
     fn new(init_args: &[&str]) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let repo = root.join("repo");
-        let mut args = vec!["init"];
+        let mut args = vec!["init", "--no-encryption"];
         args.extend_from_slice(init_args);
         strata_ok(&repo, &args);
         let src = root.join("src/data");

@@ -251,7 +251,7 @@ fn concurrent_snapshots_both_succeed() {
     let children: Vec<_> = [&a, &b]
         .iter()
         .map(|dir| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            common::strata_command()
                 .arg("--repo")
                 .arg(fx.strata.repo())
                 .args(["snapshot", "--json"])

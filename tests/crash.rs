@@ -20,7 +20,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use strata::blob::BlobKind;
 use strata::chunker::Chunker;
@@ -144,10 +144,11 @@ impl Source {
 /// A pack's blobs: id, raw length, kind.
 type Blobs = Vec<([u8; 32], u32, BlobKind)>;
 
-#[derive(Default)]
 struct Packs {
     /// pack name -> (file length, blobs)
     known: BTreeMap<String, (u64, Blobs)>,
+    /// The repository secret: packs are age files.
+    secret: support::Secret,
 }
 
 impl Packs {
@@ -187,7 +188,8 @@ impl Packs {
                 name,
                 "{when}: pack {name} is not complete (name != BLAKE3 of its bytes)"
             );
-            let entries = strata::pack::format::parse_pack(&bytes, &name)
+            let plain = self.secret.decrypt(&bytes);
+            let entries = strata::pack::format::parse_pack(&plain, &name)
                 .unwrap_or_else(|e| panic!("{when}: pack {name}: {e}"));
             let blobs = entries
                 .iter()
@@ -242,6 +244,7 @@ impl Packs {
 
 struct Needs {
     chunker: Chunker,
+    secret: support::Secret,
     cache: HashMap<[u8; 32], Vec<([u8; 32], u32)>>,
 }
 
@@ -257,7 +260,7 @@ impl Needs {
                 let mut rest = &bytes[..];
                 while !rest.is_empty() {
                     let n = self.chunker.cut(rest);
-                    chunks.push((*blake3::hash(&rest[..n]).as_bytes(), n as u32));
+                    chunks.push((self.secret.data_id(&rest[..n]), n as u32));
                     rest = &rest[n..];
                 }
                 self.cache.insert(*h, chunks);
@@ -355,9 +358,20 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
     println!("calibration: full snapshot {t_full:.2}s, unchanged snapshot {t_empty:.2}s");
 
     strata_ok(&repo, &["init", "--pack-size-mib", "1"]);
-    let mut packs = Packs::default();
+    // The test reads the secret from the key file itself (keys.md), to
+    // decrypt packs and compute the keyed chunk ids and seeded boundaries.
+    let secret = support::Secret::read(&repo);
+    let mut packs = Packs {
+        known: BTreeMap::new(),
+        secret: support::Secret::read(&repo),
+    };
     let mut needs = Needs {
-        chunker: Chunker::new(&ChunkerParams::default()).unwrap(),
+        chunker: Chunker::new(&ChunkerParams {
+            seed: secret.seed,
+            ..ChunkerParams::default()
+        })
+        .unwrap(),
+        secret,
         cache: HashMap::new(),
     };
     // every snapshot written so far, with the state it captured
@@ -386,7 +400,7 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
         let snaps_before = support::snapshot_ids(&repo);
 
         // The run we kill.
-        let child = Command::new(support::bin())
+        let child = support::command()
             .arg("--repo")
             .arg(&repo)
             .args(["snapshot", &src_arg, "--json"])

@@ -151,10 +151,10 @@ fn all_decoders(bytes: &[u8]) -> [bool; 5] {
     let id = BlobId::of(bytes);
     [
         parse_pack(bytes, "fuzz").is_ok(),
-        object::open::<Config>(ObjectKind::Config, bytes, "fuzz").is_ok(),
-        object::open::<Snapshot>(ObjectKind::Snapshot, bytes, "fuzz").is_ok(),
+        object::open::<Config>(ObjectKind::Config, bytes, "fuzz", None).is_ok(),
+        object::open::<Snapshot>(ObjectKind::Snapshot, bytes, "fuzz", None).is_ok(),
         Tree::decode(bytes, &id).is_ok(),
-        Config::from_bytes(bytes, "fuzz").is_ok(),
+        Config::from_bytes(bytes, "fuzz", None).is_ok(),
     ]
 }
 
@@ -207,9 +207,9 @@ proptest! {
         } else {
             apply(orig.clone(), &ms)
         };
-        let as_config = object::open::<Config>(ObjectKind::Config, &bytes, "fuzz");
-        let as_snap = object::open::<Snapshot>(ObjectKind::Snapshot, &bytes, "fuzz");
-        let cfg = Config::from_bytes(&bytes, "fuzz");
+        let as_config = object::open::<Config>(ObjectKind::Config, &bytes, "fuzz", None);
+        let as_snap = object::open::<Snapshot>(ObjectKind::Snapshot, &bytes, "fuzz", None);
+        let cfg = Config::from_bytes(&bytes, "fuzz", None);
         if !fix && bytes != *orig {
             prop_assert!(as_config.is_err() && as_snap.is_err() && cfg.is_err());
         }
@@ -286,9 +286,9 @@ proptest! {
 fn seeds_decode_unmutated() {
     // The mutation tests start from valid files: make sure they are.
     let s = seeds();
-    assert!(Config::from_bytes(&s.config, "config").is_ok());
+    assert!(Config::from_bytes(&s.config, "config", None).is_ok());
     for b in &s.snapshots {
-        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, b, "s").is_ok());
+        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, b, "s", None).is_ok());
     }
     for p in &s.packs {
         assert!(parse_pack(p, "p").is_ok());
@@ -300,7 +300,7 @@ fn seeds_decode_unmutated() {
     for i in 0..s.config.len() {
         let mut b = s.config.clone();
         b[i] ^= 0x10;
-        assert!(Config::from_bytes(&b, "config").is_err(), "byte {i}");
+        assert!(Config::from_bytes(&b, "config", None).is_err(), "byte {i}");
     }
 }
 
@@ -324,18 +324,18 @@ fn huge_length_prefixes_are_rejected() {
         body.extend_from_slice(l);
         body.extend_from_slice(b"host");
         let snap = reseal(b'S', &body);
-        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &snap, "s").is_err());
+        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &snap, "s", None).is_err());
         // a config whose chunker sizes are huge varints
         let mut body = vec![1u8];
         body.extend_from_slice(&[7; 32]);
         body.extend_from_slice(l);
         let cfg = reseal(b'C', &body);
-        assert!(Config::from_bytes(&cfg, "c").is_err());
+        assert!(Config::from_bytes(&cfg, "c", None).is_err());
     }
     // an envelope whose length field claims more than the limit
     let mut b = reseal(b'S', b"");
     b[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &b, "s").is_err());
+    assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &b, "s", None).is_err());
     // a pack footer claiming u32::MAX entries
     let s = seeds();
     let mut p = s.packs[0].clone();

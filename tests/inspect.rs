@@ -124,7 +124,7 @@ fn raw_entry(st: &Strata, id: &str, name: &str) -> Value {
 /// Spawn `strata ARGS` with piped stdout, read `n` bytes, close the pipe;
 /// assert the bytes, exit code 0 and an empty stderr.
 fn closed_pipe_is_quiet(st: &Strata, args: &[&str], want_prefix: &[u8]) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+    let mut child = common::strata_command()
         .env_remove("STRATA_REPO")
         .arg("--repo")
         .arg(st.repo())

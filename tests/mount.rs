@@ -95,7 +95,7 @@ fn mounted_snapshots_equal_the_source() {
 
     let mp = fx.path("mnt");
     std::fs::create_dir_all(&mp).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+    let mut child = common::strata_command()
         .arg("--repo")
         .arg(fx.strata.repo())
         .args(["mount", "--foreground"])

@@ -552,7 +552,7 @@ fn config_decodes_by_hand_and_matches_the_library() {
     let bytes = std::fs::read(vec_repo().join("config")).unwrap();
     let (_, body) = hand_envelope(&bytes, b'C');
     let h = hand_config(body);
-    let lib = strata::repo::config::Config::from_bytes(&bytes, "config").unwrap();
+    let lib = strata::repo::config::Config::from_bytes(&bytes, "config", None).unwrap();
     assert_eq!(h.version, 1);
     assert_eq!(h.version, lib.version);
     assert_eq!(h.repo_id, lib.repo_id);
@@ -573,7 +573,7 @@ fn config_decodes_by_hand_and_matches_the_library() {
     assert_eq!(h.encryption, lib.encryption);
     // the config is never read as a snapshot
     let r: Result<(strata::snapshot::Snapshot, _), _> =
-        strata::object::open(strata::object::ObjectKind::Snapshot, &bytes, "config");
+        strata::object::open(strata::object::ObjectKind::Snapshot, &bytes, "config", None);
     assert!(r.is_err());
 }
 
@@ -588,7 +588,8 @@ fn snapshots_decode_by_hand_and_match_the_library() {
         assert_eq!(name, strata::id::to_hex(&id), "file name = hex(id)");
         let h = hand_snapshot(body);
         let (lib, lib_id): (strata::snapshot::Snapshot, [u8; 32]) =
-            strata::object::open(strata::object::ObjectKind::Snapshot, &bytes, &name).unwrap();
+            strata::object::open(strata::object::ObjectKind::Snapshot, &bytes, &name, None)
+                .unwrap();
         assert_eq!(lib_id, id);
         assert_eq!(h.time_unix_ns, lib.time_unix_ns);
         assert_eq!(h.host, lib.host);
@@ -621,7 +622,7 @@ fn snapshots_decode_by_hand_and_match_the_library() {
         // the root tree is a tree blob present in the packs (INV-4)
         assert_eq!(blobs.get(&h.tree).map(|b| b.0), Some(1), "root tree blob");
         // the wrong kind is rejected
-        assert!(strata::repo::config::Config::from_bytes(&bytes, &name).is_err());
+        assert!(strata::repo::config::Config::from_bytes(&bytes, &name, None).is_err());
         snaps.push((name, h));
     }
     snaps.sort_by_key(|s| s.1.time_unix_ns);

@@ -19,17 +19,21 @@ fn reseal(kind: u8, body: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let c = object::open::<Config>(ObjectKind::Config, data, "fuzz");
-    let s = object::open::<Snapshot>(ObjectKind::Snapshot, data, "fuzz");
+    let c = object::open::<Config>(ObjectKind::Config, data, "fuzz", None);
+    let s = object::open::<Snapshot>(ObjectKind::Snapshot, data, "fuzz", None);
     assert!(!(c.is_ok() && s.is_ok()), "one file, two kinds");
-    let _ = Config::from_bytes(data, "fuzz");
+    let _ = Config::from_bytes(data, "fuzz", None);
     for kind in [b'C', b'S'] {
         let env = reseal(kind, data);
-        if let Ok(cfg) = Config::from_bytes(&env, "fuzz") {
+        if let Ok(cfg) = Config::from_bytes(&env, "fuzz", None) {
             // what is accepted re-encodes and re-opens
-            let again = Config::from_bytes(&cfg.to_bytes().expect("encode"), "fuzz");
+            let again = Config::from_bytes(
+                &object::seal(ObjectKind::Config, &cfg, None).expect("encode").0,
+                "fuzz",
+                None,
+            );
             assert_eq!(again.ok(), Some(cfg));
         }
-        let _ = object::open::<Snapshot>(ObjectKind::Snapshot, &env, "fuzz");
+        let _ = object::open::<Snapshot>(ObjectKind::Snapshot, &env, "fuzz", None);
     }
 });

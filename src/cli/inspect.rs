@@ -294,7 +294,9 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
                 }
                 r => r?,
             };
-            let (size, entries) = crate::pack::reader::read_trailer(&pack, &object)?;
+            let (plain_size, entries) = crate::pack::reader::read_trailer(&pack, &object)?;
+            let path = repo.pack_path(&id);
+            let size = std::fs::metadata(&path).at(&path)?.len();
             let blobs: Vec<Value> = entries
                 .iter()
                 .map(|e| {
@@ -303,7 +305,8 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
                        "compression": if e.compression == crate::blob::Compression::Zstd { "zstd" } else { "none" }})
                 })
                 .collect();
-            json!({"id": id.to_hex(), "size": size, "blobs": blobs})
+            json!({"id": id.to_hex(), "size": size, "plaintext_size": plain_size,
+                   "encrypted": repo.crypto().is_some(), "blobs": blobs})
         }
         other => {
             return Err(Error::Invalid(format!(

@@ -86,7 +86,9 @@ pub fn run(cli: &Cli, repo: &Repo, cmd: &KeyCommand) -> Result<i32> {
             // between leaves both, never neither.
             let id = keys::add(root, c, repo_id, &new, &label)?;
             keys::remove(root, &old)?;
-            output::line(&format!("changed the passphrase: key {old} replaced by {id}"))?;
+            output::line(&format!(
+                "changed the passphrase: key {old} replaced by {id}"
+            ))?;
         }
         KeyCommand::ExportIdentity => {
             eprintln!(

@@ -38,7 +38,10 @@ fn read_password_file(path: &Path) -> Result<SecretString> {
     let line_end = s.find(['\n', '\r']).unwrap_or(s.len());
     s.truncate(line_end);
     if s.is_empty() {
-        return Err(Error::Invalid(format!("{}: empty passphrase", path.display())));
+        return Err(Error::Invalid(format!(
+            "{}: empty passphrase",
+            path.display()
+        )));
     }
     Ok(SecretString::from(s))
 }
@@ -79,8 +82,9 @@ fn can_prompt() -> bool {
 }
 
 fn prompt(text: &str) -> Result<SecretString> {
-    let p = rpassword::prompt_password(text)
-        .map_err(|e| Error::Invalid(format!("cannot read the passphrase from the terminal: {e}")))?;
+    let p = rpassword::prompt_password(text).map_err(|e| {
+        Error::Invalid(format!("cannot read the passphrase from the terminal: {e}"))
+    })?;
     Ok(SecretString::from(p))
 }
 
@@ -112,7 +116,10 @@ pub fn credential(src: &Sources) -> Result<(Credential, Used)> {
         .clone()
         .or_else(|| env_nonempty("STRATA_IDENTITY").map(PathBuf::from));
     if let Some(path) = identity {
-        return Ok((Credential::Identities(load_identities(&path)?), Used::Identity(path)));
+        return Ok((
+            Credential::Identities(load_identities(&path)?),
+            Used::Identity(path),
+        ));
     }
     if can_prompt() {
         let p = prompt("passphrase for the repository: ")?;

@@ -50,7 +50,9 @@ impl DecryptFail {
                 object,
                 "authentication failed: not encrypted to this repository's key",
             ),
-            DecryptFail::Damaged(d) => Error::corrupt(object, format!("authentication failed: {d}")),
+            DecryptFail::Damaged(d) => {
+                Error::corrupt(object, format!("authentication failed: {d}"))
+            }
             DecryptFail::Io(e) => Error::Io {
                 path: PathBuf::from(object),
                 source: e,
@@ -222,9 +224,10 @@ impl PackFile {
     fn error(&self, e: io::Error) -> Error {
         match e.kind() {
             io::ErrorKind::UnexpectedEof => Error::corrupt(self.name(), "truncated"),
-            io::ErrorKind::InvalidData => {
-                Error::corrupt(self.name(), "authentication failed: payload does not authenticate")
-            }
+            io::ErrorKind::InvalidData => Error::corrupt(
+                self.name(),
+                "authentication failed: payload does not authenticate",
+            ),
             _ => Error::Io {
                 path: self.path().to_path_buf(),
                 source: e,
@@ -253,7 +256,9 @@ impl PackFile {
     /// Plaintext length of the pack.
     pub fn len(&self) -> Result<u64> {
         match self {
-            PackFile::Plain { file, .. } => file.metadata().map(|m| m.len()).map_err(|e| self.error(e)),
+            PackFile::Plain { file, .. } => {
+                file.metadata().map(|m| m.len()).map_err(|e| self.error(e))
+            }
             PackFile::Age { .. } => self.with_reader(|r| r.seek(SeekFrom::End(0))),
         }
     }
@@ -266,7 +271,9 @@ impl PackFile {
     /// Read exactly `buf.len()` plaintext bytes at `offset`.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         match self {
-            PackFile::Plain { file, .. } => file.read_exact_at(buf, offset).map_err(|e| self.error(e)),
+            PackFile::Plain { file, .. } => {
+                file.read_exact_at(buf, offset).map_err(|e| self.error(e))
+            }
             PackFile::Age { .. } => self.with_reader(|r| {
                 r.seek(SeekFrom::Start(offset))?;
                 r.read_exact(buf)

@@ -220,8 +220,12 @@ pub fn resolve(root: &Path, prefix: &str) -> Result<String> {
         .collect();
     match ids.len() {
         1 => Ok(ids.into_iter().next().unwrap_or_default()),
-        0 => Err(Error::Invalid(format!("no key {prefix:?} (see `strata key list`)"))),
-        n => Err(Error::Invalid(format!("key prefix {prefix:?} matches {n} keys"))),
+        0 => Err(Error::Invalid(format!(
+            "no key {prefix:?} (see `strata key list`)"
+        ))),
+        n => Err(Error::Invalid(format!(
+            "key prefix {prefix:?} matches {n} keys"
+        ))),
     }
 }
 
@@ -304,7 +308,11 @@ pub fn unlock(root: &Path, cred: &Credential) -> Result<Vec<Candidate>> {
         if let Some(e) = damaged {
             return Err(e);
         }
-        let kind = if want_scrypt { "passphrase" } else { "identity" };
+        let kind = if want_scrypt {
+            "passphrase"
+        } else {
+            "identity"
+        };
         return Err(Error::WrongKey(if tried.is_empty() {
             format!("the repository has no {kind} key")
         } else {

@@ -42,7 +42,11 @@ impl Crypto {
     pub fn generate() -> Result<Self> {
         let id_key = Zeroizing::new(crate::repo::fsutil::random_bytes::<32>()?);
         let seed = u64::from_le_bytes(crate::repo::fsutil::random_bytes::<8>()?);
-        Ok(Self::from_parts(age::x25519::Identity::generate(), id_key, seed))
+        Ok(Self::from_parts(
+            age::x25519::Identity::generate(),
+            id_key,
+            seed,
+        ))
     }
 
     /// Rebuild from the parts stored in a key file.

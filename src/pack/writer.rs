@@ -32,7 +32,12 @@ pub struct PackWriter {
 
 impl std::fmt::Debug for PackWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PackWriter({}, {} blobs)", self.tmp.display(), self.entries.len())
+        write!(
+            f,
+            "PackWriter({}, {} blobs)",
+            self.tmp.display(),
+            self.entries.len()
+        )
     }
 }
 
@@ -66,8 +71,9 @@ impl PackWriter {
         let out = match recipient {
             None => Sink::Plain(file),
             Some(r) => {
-                let enc = age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
-                    .map_err(|e| crate::Error::Invalid(format!("cannot encrypt: {e}")))?;
+                let enc =
+                    age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
+                        .map_err(|e| crate::Error::Invalid(format!("cannot encrypt: {e}")))?;
                 Sink::Age(enc.wrap_output(file).at(&tmp)?)
             }
         };

@@ -8,9 +8,9 @@ pub mod lock;
 
 use crate::blob::BlobKind;
 use crate::chunker::Chunker;
+use crate::crypto::Crypto;
 use crate::crypto::agefile::{self, PackFile};
 use crate::crypto::keys::{self, Credential, NewKey};
-use crate::crypto::Crypto;
 use crate::error::{Error, IoContext, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
@@ -319,7 +319,11 @@ impl Repo {
 
     /// Open a pack for reading by plaintext offset.
     pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
-        PackFile::open(&self.pack_path(id), format!("pack {id}"), self.crypto.as_ref())
+        PackFile::open(
+            &self.pack_path(id),
+            format!("pack {id}"),
+            self.crypto.as_ref(),
+        )
     }
 }
 

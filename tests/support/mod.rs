@@ -13,9 +13,23 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_strata"))
 }
 
+/// The passphrase of test repositories (also in `tests/common`).
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// `strata` with the test passphrase (scrypt 2^10) and no other unlock source.
+pub fn command() -> Command {
+    let mut c = Command::new(bin());
+    c.env_remove("STRATA_PASSWORD_COMMAND")
+        .env_remove("STRATA_IDENTITY")
+        .env_remove("STRATA_NEW_PASSWORD")
+        .env("STRATA_PASSWORD", PASSPHRASE)
+        .env("STRATA_SCRYPT_LOG_N", "10");
+    c
+}
+
 /// `strata -r REPO ARGS...`, stdin closed.
 pub fn strata(repo: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
+    command()
         .arg("--repo")
         .arg(repo)
         .args(args)
@@ -231,4 +245,88 @@ pub fn one_line_error(o: &Output, what: &str) -> String {
         "{what}: stderr does not start with `strata: `: {line:?}"
     );
     line.to_string()
+}
+
+/// The secret of an encrypted test repository, read the way
+/// format-spec/keys.md describes it, independently of the library: the key
+/// file is decrypted with the passphrase by the age crate and its bincode
+/// body parsed by hand.
+pub struct Secret {
+    /// The data identity (decrypts packs, manifests, config).
+    pub identity: age::x25519::Identity,
+    /// The 32-byte id key.
+    pub id_key: [u8; 32],
+    /// The chunker's gear seed.
+    pub seed: u64,
+}
+
+impl Secret {
+    /// Read the first key file of `repo` with the test passphrase.
+    pub fn read(repo: &Path) -> Secret {
+        let dir = repo.join("keys");
+        let mut keys: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_none())
+            .collect();
+        keys.sort();
+        let bytes = std::fs::read(&keys[0]).unwrap();
+        let mut id = age::scrypt::Identity::new(PASSPHRASE.to_string().into());
+        id.set_max_work_factor(16);
+        let plain = age::decrypt(&id, &bytes).expect("the key file decrypts with the passphrase");
+        // envelope: "STRATA" 'K' version, 32-byte checksum, u32 length, body
+        assert_eq!(&plain[..8], b"STRATAK\x01");
+        assert_eq!(blake3::hash(&plain[44..]).as_bytes(), &plain[8..40]);
+        let body = &plain[44..];
+        // body: repo_id [u8; 32], identity (varint length + UTF-8), id_key [u8; 32], seed varint
+        let mut at = 32;
+        let (len, n) = varint(&body[at..]);
+        at += n;
+        let identity: age::x25519::Identity = std::str::from_utf8(&body[at..at + len as usize])
+            .unwrap()
+            .parse()
+            .unwrap();
+        at += len as usize;
+        let id_key: [u8; 32] = body[at..at + 32].try_into().unwrap();
+        at += 32;
+        let (seed, n) = varint(&body[at..]);
+        assert_eq!(at + n, body.len(), "key body length");
+        Secret {
+            identity,
+            id_key,
+            seed,
+        }
+    }
+
+    /// The key of data chunk ids (keys.md "Derived keys").
+    pub fn data_key(&self) -> [u8; 32] {
+        blake3::derive_key("strata 2026-11-22 data chunk id", &self.id_key)
+    }
+
+    /// The keyed id of a data chunk.
+    pub fn data_id(&self, chunk: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.data_key(), chunk).as_bytes()
+    }
+
+    /// Decrypt an age file of the repository (a pack, a manifest).
+    pub fn decrypt(&self, bytes: &[u8]) -> Vec<u8> {
+        age::decrypt(&self.identity, bytes).expect("decrypts with the data identity")
+    }
+}
+
+/// bincode 2 varint: returns the value and the bytes used.
+fn varint(b: &[u8]) -> (u64, usize) {
+    match b[0] {
+        x @ 0..=250 => (u64::from(x), 1),
+        251 => (
+            u64::from(u16::from_le_bytes(b[1..3].try_into().unwrap())),
+            3,
+        ),
+        252 => (
+            u64::from(u32::from_le_bytes(b[1..5].try_into().unwrap())),
+            5,
+        ),
+        253 => (u64::from_le_bytes(b[1..9].try_into().unwrap()), 9),
+        x => panic!("varint tag {x}"),
+    }
 }
