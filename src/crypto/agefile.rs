@@ -113,9 +113,14 @@ pub fn decrypt(
     Ok(out)
 }
 
-/// Open an age file's header only, to ask whether it is passphrase-encrypted.
-pub fn is_scrypt(bytes: &[u8]) -> bool {
-    age::Decryptor::new_buffered(bytes).is_ok_and(|d| d.is_scrypt())
+/// Parse an age file's header only: is it passphrase-encrypted?
+pub fn is_scrypt(bytes: &[u8]) -> std::result::Result<bool, DecryptFail> {
+    if !is_age(bytes) {
+        return Err(DecryptFail::Damaged("not an age file".into()));
+    }
+    age::Decryptor::new_buffered(bytes)
+        .map(|d| d.is_scrypt())
+        .map_err(classify)
 }
 
 /// A `Write` that hashes what passes through it (pack names are the BLAKE3

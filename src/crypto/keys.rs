@@ -278,8 +278,13 @@ pub fn unlock(root: &Path, cred: &Credential) -> Result<Vec<Candidate>> {
         let p = key_path(root, &id);
         let object = format!("keys/{id}");
         let bytes = fs::read(&p).at(&p)?;
-        if agefile::is_age(&bytes) && agefile::is_scrypt(&bytes) != want_scrypt {
-            continue;
+        match agefile::is_scrypt(&bytes) {
+            Ok(s) if s != want_scrypt => continue,
+            Ok(_) => {}
+            Err(e) => {
+                damaged.get_or_insert(e.into_error(&object));
+                continue;
+            }
         }
         tried.push(object.clone());
         let plain = match agefile::decrypt(&bytes, &identities, &object, MAX_KEY_FILE) {

@@ -379,11 +379,11 @@ pub fn run(
                 })
         });
     if let Err(e) = data {
-        if !fresh {
-            for (fi, st) in states.iter().enumerate() {
-                if st.created.get().is_some() && st.remaining.load(Relaxed) > 0 {
-                    let _ = fs::remove_file(&write_paths[fi]);
-                }
+        // No partial file survives a failed restore: in a fresh target they
+        // sit under their final names, otherwise under temp names.
+        for (fi, st) in states.iter().enumerate() {
+            if st.created.get().is_some() && st.remaining.load(Relaxed) > 0 {
+                let _ = fs::remove_file(&write_paths[fi]);
             }
         }
         return Err(e);

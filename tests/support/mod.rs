@@ -16,10 +16,12 @@ pub fn bin() -> PathBuf {
 /// The passphrase of test repositories (also in `tests/common`).
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
-/// `strata` with the test passphrase (scrypt 2^10) and no other unlock source.
+/// `strata` with the test passphrase (scrypt 2^10) and no other unlock
+/// source, and no local tree cache (every read goes to the packs).
 pub fn command() -> Command {
     let mut c = Command::new(bin());
-    c.env_remove("STRATA_PASSWORD_COMMAND")
+    c.env("STRATA_CACHE_DIR", "")
+        .env_remove("STRATA_PASSWORD_COMMAND")
         .env_remove("STRATA_IDENTITY")
         .env_remove("STRATA_NEW_PASSWORD")
         .env("STRATA_PASSWORD", PASSPHRASE)

@@ -1,0 +1,772 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Encrypted repositories (format-spec/keys.md, threat-model.md): round
+//! trips, wrong keys, tampering, forgeries, key management, interop with the
+//! stock `age` CLI, and secret chunk ids and boundaries.
+//!
+//! The `age` and `ssh-keygen` binaries are required (`.ci/run` installs
+//! them); set STRATA_ALLOW_MISSING_TOOLS=1 to skip the checks that need them.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use support::{PASSPHRASE, Secret, one_line_error, strata, strata_ok};
+
+/// A temp dir with an encrypted repository `repo` (1 MiB packs) and a
+/// source tree `src`.
+struct Enc {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    src: PathBuf,
+}
+
+impl Enc {
+    fn new() -> Enc {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let repo = root.join("repo");
+        strata_ok(&repo, &["init", "--pack-size-mib", "1"]);
+        let src = root.join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        let mut rng = support::Rng::new(7);
+        std::fs::write(src.join("random.bin"), rng.bytes(3 << 20)).unwrap();
+        let mut text = b"SECRET-MARKER-7f3a9 ".repeat(1000);
+        text.extend(rng.text(1 << 20));
+        std::fs::write(src.join("sub/confidential-name.txt"), text).unwrap();
+        std::fs::write(src.join("small"), b"tiny").unwrap();
+        Enc {
+            _tmp: tmp,
+            root,
+            repo,
+            src,
+        }
+    }
+
+    /// Take a snapshot; returns its JSON.
+    fn snapshot(&self) -> Value {
+        let out = strata_ok(
+            &self.repo,
+            &["snapshot", self.src.to_str().unwrap(), "--json"],
+        );
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn restore(&self, id: &str, target: &Path) -> Output {
+        strata(
+            &self.repo,
+            &["restore", id, "--target", target.to_str().unwrap()],
+        )
+    }
+
+    fn restored_src(&self, target: &Path) -> PathBuf {
+        target.join(self.src.file_name().unwrap())
+    }
+}
+
+/// Every file of a directory and its bytes.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    support::files_below(dir)
+        .into_iter()
+        .map(|rel| {
+            let b = std::fs::read(dir.join(&rel)).unwrap_or_default();
+            (rel, b)
+        })
+        .collect()
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0x20;
+    std::fs::write(path, b).unwrap();
+}
+
+/// No regular file below `target` differs from its original below `src`.
+fn assert_no_garbage(target: &Path, src: &Path, what: &str) {
+    for rel in support::files_below(target) {
+        let got = std::fs::read(target.join(&rel)).unwrap();
+        let rel_src = rel.strip_prefix(src.file_name().unwrap()).unwrap();
+        let want = std::fs::read(src.join(rel_src)).unwrap();
+        assert!(
+            got == want,
+            "{what}: {} restored with wrong bytes",
+            rel.display()
+        );
+    }
+}
+
+fn tool_available(name: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("STRATA_ALLOW_MISSING_TOOLS").is_some(),
+            "`{name}` is not installed (apt-get install age openssh-client), \
+             or set STRATA_ALLOW_MISSING_TOOLS=1 to skip this check"
+        );
+    }
+    found
+}
+
+/// `strata` with a given passphrase (or none) instead of the test one.
+fn with_pass(repo: &Path, pass: Option<&str>, args: &[&str]) -> Output {
+    let mut c = support::command();
+    c.env_remove("STRATA_PASSWORD");
+    if let Some(p) = pass {
+        c.env("STRATA_PASSWORD", p);
+    }
+    c.arg("--repo")
+        .arg(repo)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(o: Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn key_list(repo: &Path, pass: &str) -> Vec<Value> {
+    let out = ok(
+        with_pass(repo, Some(pass), &["key", "list", "--json"]),
+        "key list",
+    );
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn pack_names(repo: &Path) -> Vec<String> {
+    support::pack_files(repo)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `cat --raw pack`: blob id -> (kind, raw length).
+fn pack_blobs(repo: &Path, pack: &str) -> Vec<(String, String, u64)> {
+    let v: Value = serde_json::from_str(&strata_ok(repo, &["cat", "--raw", "pack", pack])).unwrap();
+    v["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["id"].as_str().unwrap().to_string(),
+                b["kind"].as_str().unwrap().to_string(),
+                b["raw_len"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn round_trip_is_identical_and_the_repository_holds_no_plaintext() {
+    let e = Enc::new();
+    let v = e.snapshot();
+    let id = v["id"].as_str().unwrap();
+    let target = e.root.join("out");
+    ok(e.restore(id, &target), "restore");
+    support::assert_same(
+        &support::manifest(&e.src),
+        &support::manifest(&e.restored_src(&target)),
+        "encrypted round trip",
+    );
+    // Every repository file except the local index is an age file, and no
+    // file holds the contents or names of the source.
+    for (rel, bytes) in contents(&e.repo) {
+        let name = rel.to_string_lossy();
+        if name.starts_with("index.sqlite") {
+            continue;
+        }
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1\n"),
+            "{name} is not an age file"
+        );
+    }
+    for (rel, bytes) in contents(&e.repo) {
+        for needle in [
+            &b"SECRET-MARKER-7f3a9"[..],
+            b"confidential-name",
+            b"random.bin",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} contains {:?} in plaintext",
+                rel.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_passphrase_is_one_line_and_writes_nothing() {
+    let e = Enc::new();
+    let id = e.snapshot()["id"].as_str().unwrap().to_string();
+    let before = contents(&e.repo);
+    let target = e.root.join("never");
+    let src = e.src.to_str().unwrap();
+    let t = target.to_str().unwrap();
+    for args in [
+        vec!["snapshots"],
+        vec!["snapshot", src],
+        vec!["restore", &id, "--target", t],
+        vec!["ls", &id],
+        vec!["key", "add"],
+        vec!["key", "export-identity"],
+    ] {
+        let o = with_pass(&e.repo, Some("not the passphrase"), &args);
+        let line = one_line_error(&o, &format!("{args:?}"));
+        assert!(line.contains("wrong passphrase or key"), "{args:?}: {line}");
+        assert!(line.contains("keys/"), "names the key files tried: {line}");
+        assert_eq!(o.status.code(), Some(12), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?} printed something");
+        // No passphrase source at all, and no terminal: a clear error.
+        let o = with_pass(&e.repo, None, &args);
+        let line = one_line_error(&o, &format!("{args:?} without a passphrase"));
+        assert!(line.contains("STRATA_PASSWORD"), "{line}");
+        assert_eq!(o.status.code(), Some(12));
+    }
+    assert!(!target.exists(), "nothing restored");
+    assert!(contents(&e.repo) == before, "the repository is unchanged");
+}
+
+#[test]
+fn flipped_bytes_fail_authentication_and_name_the_file() {
+    let e = Enc::new();
+    let v = e.snapshot();
+    let id = v["id"].as_str().unwrap().to_string();
+    let snap_path = e.repo.join("snapshots").join(&id);
+    let mut n = 0;
+
+    // Packs: in the age header, in the middle, in the last byte.
+    for pack in support::pack_files(&e.repo) {
+        let name = pack.file_name().unwrap().to_string_lossy().into_owned();
+        let len = std::fs::metadata(&pack).unwrap().len() as usize;
+        for at in [40, len / 2, len - 1] {
+            flip(&pack, at);
+            n += 1;
+            let target = e.root.join(format!("t{n}"));
+            let o = e.restore(&id, &target);
+            let line = one_line_error(&o, &format!("pack {name} flipped at {at}"));
+            assert!(line.contains(&name[..16]), "names the pack: {line}");
+            assert!(line.contains("authentication failed"), "{line}");
+            assert_no_garbage(&target, &e.src, &line);
+            flip(&pack, at);
+        }
+    }
+    // The manifest.
+    let len = std::fs::metadata(&snap_path).unwrap().len() as usize;
+    for at in [30, len / 2, len - 1] {
+        flip(&snap_path, at);
+        n += 1;
+        let o = e.restore(&id, &e.root.join(format!("t{n}")));
+        let line = one_line_error(&o, &format!("manifest flipped at {at}"));
+        assert!(line.contains(&format!("snapshots/{id}")), "{line}");
+        assert!(line.contains("authentication failed"), "{line}");
+        flip(&snap_path, at);
+    }
+    // The config.
+    let cfg = e.repo.join("config");
+    let len = std::fs::metadata(&cfg).unwrap().len() as usize;
+    flip(&cfg, len - 3);
+    let line = one_line_error(&strata(&e.repo, &["snapshots"]), "config flipped");
+    assert!(
+        line.contains("config") && line.contains("authentication failed"),
+        "{line}"
+    );
+    flip(&cfg, len - 3);
+    // The key file: in its payload (authentication error) and in its
+    // header (indistinguishable from a wrong passphrase; the file is named).
+    let key = support::files_below(&e.repo.join("keys"))
+        .into_iter()
+        .find(|p| p.extension().is_none())
+        .unwrap();
+    let key_path = e.repo.join("keys").join(&key);
+    let len = std::fs::metadata(&key_path).unwrap().len() as usize;
+    for at in [len - 5, 60] {
+        flip(&key_path, at);
+        let line = one_line_error(&strata(&e.repo, &["snapshots"]), "key flipped");
+        assert!(line.contains(&format!("keys/{}", key.display())), "{line}");
+        flip(&key_path, at);
+    }
+    // Everything restored, untouched.
+    let target = e.root.join("final");
+    ok(e.restore(&id, &target), "restore after undoing the flips");
+    support::assert_same(
+        &support::manifest(&e.src),
+        &support::manifest(&e.restored_src(&target)),
+        "after the tamper checks",
+    );
+}
+
+#[test]
+fn stock_age_decrypts_a_pack_and_a_manifest() {
+    let e = Enc::new();
+    let id = e.snapshot()["id"].as_str().unwrap().to_string();
+    let o = strata(&e.repo, &["key", "export-identity"]);
+    let exported = ok(o.clone(), "export-identity");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("WARNING"),
+        "warns"
+    );
+    assert!(exported.contains("AGE-SECRET-KEY-1"), "{exported}");
+    let id_file = e.root.join("identity.txt");
+    std::fs::write(&id_file, &exported).unwrap();
+    if !tool_available("age") {
+        return;
+    }
+    let age_d = |file: &Path| {
+        let o = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(&id_file)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "age -d {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    for pack in support::pack_files(&e.repo) {
+        let plain = age_d(&pack);
+        assert_eq!(&plain[..8], b"STRATAP\x01");
+        let entries = strata::pack::format::parse_pack(&plain, "pack").unwrap();
+        assert!(!entries.is_empty());
+    }
+    let manifest = age_d(&e.repo.join("snapshots").join(&id));
+    assert_eq!(&manifest[..8], b"STRATAS\x01");
+    // The id field is the MAC, which is also the file name.
+    assert_eq!(strata::id::to_hex(&manifest[8..40]), id);
+}
+
+#[test]
+fn keys_add_list_remove_passwd_and_recipients() {
+    let e = Enc::new();
+    let repo = &e.repo;
+    e.snapshot();
+    let first = key_list(repo, PASSPHRASE);
+    assert_eq!(first.len(), 1);
+    let first_id = first[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(first[0]["kind"], "passphrase");
+
+    // add: both open
+    let mut c = support::command();
+    let o = c
+        .env("STRATA_NEW_PASSWORD", "second pass")
+        .arg("--repo")
+        .arg(repo)
+        .args(["key", "add", "--label", "laptop"])
+        .output()
+        .unwrap();
+    ok(o, "key add");
+    let list = key_list(repo, "second pass");
+    assert_eq!(list.len(), 2);
+    let second = list.iter().find(|k| k["label"] == "laptop").unwrap();
+    assert_eq!(second["kind"], "passphrase");
+    assert!(second["created_unix_ns"].as_i64().unwrap() > 0);
+    assert!(!second["host"].as_str().unwrap().is_empty());
+    ok(
+        with_pass(repo, Some(PASSPHRASE), &["snapshots"]),
+        "first key",
+    );
+    ok(
+        with_pass(repo, Some("second pass"), &["snapshots"]),
+        "second key",
+    );
+
+    // remove the first: only the second opens
+    ok(
+        with_pass(
+            repo,
+            Some("second pass"),
+            &["key", "remove", &first_id[..8]],
+        ),
+        "key remove",
+    );
+    let o = with_pass(repo, Some(PASSPHRASE), &["snapshots"]);
+    assert!(one_line_error(&o, "removed key").contains("wrong passphrase or key"));
+    ok(
+        with_pass(repo, Some("second pass"), &["snapshots"]),
+        "second key",
+    );
+
+    // the last key is never removed
+    let last = key_list(repo, "second pass")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = with_pass(repo, Some("second pass"), &["key", "remove", &last]);
+    assert!(one_line_error(&o, "remove last").contains("last key"));
+    ok(
+        with_pass(repo, Some("second pass"), &["snapshots"]),
+        "still opens",
+    );
+
+    // passwd: the old passphrase fails, the new one works
+    let mut c = support::command();
+    let o = c
+        .env("STRATA_PASSWORD", "second pass")
+        .env("STRATA_NEW_PASSWORD", "third pass")
+        .arg("--repo")
+        .arg(repo)
+        .args(["key", "passwd"])
+        .output()
+        .unwrap();
+    ok(o, "key passwd");
+    let o = with_pass(repo, Some("second pass"), &["snapshots"]);
+    assert!(one_line_error(&o, "old passphrase").contains("wrong passphrase or key"));
+    ok(
+        with_pass(repo, Some("third pass"), &["snapshots"]),
+        "new passphrase",
+    );
+    assert_eq!(
+        key_list(repo, "third pass")[0]["label"],
+        "laptop",
+        "label kept"
+    );
+
+    // other passphrase sources: --password-file wins over STRATA_PASSWORD;
+    // STRATA_PASSWORD_COMMAND
+    let pf = e.root.join("pass");
+    std::fs::write(&pf, "third pass\n").unwrap();
+    ok(
+        with_pass(
+            repo,
+            Some("wrong"),
+            &["--password-file", pf.to_str().unwrap(), "snapshots"],
+        ),
+        "--password-file",
+    );
+    let mut c = support::command();
+    let o = c
+        .env_remove("STRATA_PASSWORD")
+        .env("STRATA_PASSWORD_COMMAND", "echo 'third pass'")
+        .arg("--repo")
+        .arg(repo)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    ok(o, "STRATA_PASSWORD_COMMAND");
+
+    // an age recipient key, unlocked with --identity and STRATA_IDENTITY
+    let ident = age::x25519::Identity::generate();
+    let ident_file = e.root.join("age-key.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            &ident_file,
+            format!("{}\n", ident.to_string().expose_secret()),
+        )
+        .unwrap();
+    }
+    let recipient = ident.to_public().to_string();
+    ok(
+        with_pass(
+            repo,
+            Some("third pass"),
+            &["key", "add", "--recipient", &recipient, "--label", "age"],
+        ),
+        "key add --recipient",
+    );
+    ok(
+        with_pass(
+            repo,
+            None,
+            &["--identity", ident_file.to_str().unwrap(), "snapshots"],
+        ),
+        "--identity",
+    );
+    let mut c = support::command();
+    let o = c
+        .env_remove("STRATA_PASSWORD")
+        .env("STRATA_IDENTITY", &ident_file)
+        .arg("--repo")
+        .arg(repo)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    ok(o, "STRATA_IDENTITY");
+    let other = age::x25519::Identity::generate();
+    let other_file = e.root.join("other-key.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&other_file, other.to_string().expose_secret().as_bytes()).unwrap();
+    }
+    let o = with_pass(
+        repo,
+        None,
+        &["--identity", other_file.to_str().unwrap(), "snapshots"],
+    );
+    assert!(one_line_error(&o, "other identity").contains("wrong passphrase or key"));
+    let list = key_list(repo, "third pass");
+    let age_key = list.iter().find(|k| k["label"] == "age").unwrap();
+    assert_eq!(age_key["kind"], "age");
+    assert_eq!(age_key["recipient"], recipient.as_str());
+
+    // an ssh-ed25519 key
+    if tool_available("ssh-keygen") {
+        let ssh = e.root.join("id_ed25519");
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&ssh)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let pubkey = format!("{}.pub", ssh.display());
+        ok(
+            with_pass(
+                repo,
+                Some("third pass"),
+                &["key", "add", "--recipient", &pubkey],
+            ),
+            "key add ssh",
+        );
+        ok(
+            with_pass(
+                repo,
+                None,
+                &["--identity", ssh.to_str().unwrap(), "snapshots"],
+            ),
+            "ssh identity",
+        );
+        let kinds: BTreeSet<String> = key_list(repo, "third pass")
+            .iter()
+            .map(|k| k["kind"].as_str().unwrap().to_string())
+            .collect();
+        assert!(kinds.contains("ssh-ed25519"), "{kinds:?}");
+    }
+    // a bad recipient is refused and adds nothing
+    let before = key_list(repo, "third pass").len();
+    let o = with_pass(
+        repo,
+        Some("third pass"),
+        &["key", "add", "--recipient", "nonsense"],
+    );
+    one_line_error(&o, "bad recipient");
+    assert_eq!(key_list(repo, "third pass").len(), before);
+}
+
+#[test]
+fn forged_manifests_planted_blobs_and_swapped_packs_are_rejected() {
+    let e = Enc::new();
+    let v = e.snapshot();
+    let id = v["id"].as_str().unwrap().to_string();
+    let secret = Secret::read(&e.repo);
+    let recipient = secret.identity.to_public();
+    let snaps = e.repo.join("snapshots");
+
+    // 1. A manifest made by someone holding only the public recipient: a
+    //    real manifest with its host changed, the id field recomputed as
+    //    plain BLAKE3 (the attacker has no MAC key), encrypted with age.
+    let mut plain = secret.decrypt(&std::fs::read(snaps.join(&id)).unwrap());
+    let body_at = 44;
+    let pos = plain[body_at..]
+        .windows(2)
+        .position(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_lowercase())
+        .unwrap()
+        + body_at;
+    plain[pos] = b'x';
+    let fake_id = *blake3::hash(&plain[44..]).as_bytes();
+    plain[8..40].copy_from_slice(&fake_id);
+    let fake_name = strata::id::to_hex(&fake_id);
+    let forged = age::encrypt(&recipient, &plain).unwrap();
+    std::fs::write(snaps.join(&fake_name), &forged).unwrap();
+    let o = e.restore(&fake_name, &e.root.join("f1"));
+    let line = one_line_error(&o, "forged manifest");
+    assert!(line.contains(&format!("snapshots/{fake_name}")), "{line}");
+    assert!(line.contains("MAC"), "{line}");
+    assert!(!e.root.join("f1").exists());
+    // `snapshots` lists only the real one and warns about the forgery.
+    let o = strata(&e.repo, &["snapshots", "--json"]);
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&fake_name[..16]));
+    std::fs::remove_file(snaps.join(&fake_name)).unwrap();
+
+    // 2. A data blob planted by backing up a crafted file, then copied (as
+    //    the attacker can only do: encrypted to the recipient) into
+    //    snapshots/.
+    std::fs::write(e.src.join("crafted"), &plain).unwrap();
+    e.snapshot();
+    std::fs::write(
+        snaps.join(&fake_name),
+        age::encrypt(&recipient, &plain).unwrap(),
+    )
+    .unwrap();
+    let o = e.restore(&fake_name, &e.root.join("f2"));
+    let line = one_line_error(&o, "planted blob");
+    assert!(
+        line.contains(&format!("snapshots/{fake_name}")) && line.contains("MAC"),
+        "{line}"
+    );
+    std::fs::remove_file(snaps.join(&fake_name)).unwrap();
+    std::fs::remove_file(e.src.join("crafted")).unwrap();
+
+    // 3. A pack copied into snapshots/ (decrypts: same recipient).
+    let pack = support::pack_files(&e.repo)[0].clone();
+    let pname = pack.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::copy(&pack, snaps.join(&pname)).unwrap();
+    let o = e.restore(&pname, &e.root.join("f3"));
+    let line = one_line_error(&o, "pack as manifest");
+    assert!(line.contains(&format!("snapshots/{pname}")), "{line}");
+    std::fs::remove_file(snaps.join(&pname)).unwrap();
+
+    // 4. A data blob asked for as a tree.
+    let data = pack_names(&e.repo)
+        .into_iter()
+        .flat_map(|p| pack_blobs(&e.repo, &p))
+        .find(|b| b.1 == "data")
+        .unwrap();
+    let o = strata(&e.repo, &["cat", "--raw", "tree", &data.0]);
+    let line = one_line_error(&o, "data blob as tree");
+    assert!(line.contains(&data.0[..8]), "{line}");
+
+    // 5. Two data packs swapped under each other's names.
+    let data_packs: Vec<PathBuf> = support::pack_files(&e.repo)
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            pack_blobs(&e.repo, &n)[0].1 == "data"
+        })
+        .collect();
+    assert!(data_packs.len() >= 2, "need two data packs");
+    let (a, b) = (&data_packs[0], &data_packs[1]);
+    let tmp = e.root.join("swap");
+    std::fs::rename(a, &tmp).unwrap();
+    std::fs::rename(b, a).unwrap();
+    std::fs::rename(&tmp, b).unwrap();
+    let target = e.root.join("f5");
+    let o = e.restore(&id, &target);
+    let line = one_line_error(&o, "swapped packs");
+    assert!(line.contains("pack "), "{line}");
+    let names: Vec<String> = [a, b]
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy()[..8].to_string())
+        .collect();
+    assert!(names.iter().any(|n| line.contains(n.as_str())), "{line}");
+    assert_no_garbage(&target, &e.src, &line);
+}
+
+/// Content ids of `name` in the root tree of snapshot `v`, and the raw
+/// length of each.
+fn chunks_of(repo: &Path, v: &Value, name: &str) -> Vec<(String, u64)> {
+    let tree = v["tree"].as_str().unwrap();
+    let t: Value = serde_json::from_str(&strata_ok(repo, &["cat", "--raw", "tree", tree])).unwrap();
+    let entry = t["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap()
+        .clone();
+    let lens: HashMap<String, u64> = pack_names(repo)
+        .into_iter()
+        .flat_map(|p| pack_blobs(repo, &p))
+        .map(|b| (b.0, b.2))
+        .collect();
+    entry["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let c = c.as_str().unwrap().to_string();
+            let l = lens[&c];
+            (c, l)
+        })
+        .collect()
+}
+
+#[test]
+fn chunk_ids_and_boundaries_are_secret_per_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = support::Rng::new(11).text(6 << 20);
+    let backup = |repo: &Path, init: &[&str]| -> Vec<(String, u64)> {
+        let mut args = vec!["init"];
+        args.extend_from_slice(init);
+        strata_ok(repo, &args);
+        let mut c = support::command();
+        let mut child = c
+            .arg("--repo")
+            .arg(repo)
+            .args(["snapshot", "-", "--stdin-name", "f", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        chunks_of(repo, &v, "f")
+    };
+    let enc1 = backup(&tmp.path().join("e1"), &[]);
+    let enc2 = backup(&tmp.path().join("e2"), &[]);
+    let plain = backup(&tmp.path().join("p"), &["--no-encryption"]);
+    for c in [&enc1, &enc2, &plain] {
+        assert_eq!(c.iter().map(|x| x.1).sum::<u64>(), data.len() as u64);
+        assert!(c.len() >= 10, "{} chunks", c.len());
+    }
+    // Unencrypted: plain BLAKE3 of the default FastCDC chunks.
+    let chunker =
+        strata::chunker::Chunker::new(&strata::repo::config::ChunkerParams::default()).unwrap();
+    let mut want = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let n = chunker.cut(rest);
+        want.push((blake3::hash(&rest[..n]).to_hex().to_string(), n as u64));
+        rest = &rest[n..];
+    }
+    assert_eq!(plain, want, "unencrypted ids are plain BLAKE3");
+    // Encrypted: keyed ids, seeded boundaries, different per repository.
+    let ids = |c: &Vec<(String, u64)>| c.iter().map(|x| x.0.clone()).collect::<BTreeSet<_>>();
+    let lens = |c: &Vec<(String, u64)>| c.iter().map(|x| x.1).collect::<Vec<_>>();
+    assert!(
+        ids(&enc1).is_disjoint(&ids(&enc2)),
+        "ids differ between repositories"
+    );
+    assert!(ids(&enc1).is_disjoint(&ids(&plain)));
+    assert_ne!(
+        lens(&enc1),
+        lens(&enc2),
+        "boundaries differ between repositories"
+    );
+    assert_ne!(lens(&enc1), lens(&plain));
+    // and they are what keys.md says: keyed BLAKE3 of the seeded chunks
+    let secret = Secret::read(&tmp.path().join("e1"));
+    let chunker = strata::chunker::Chunker::new(&strata::repo::config::ChunkerParams {
+        seed: secret.seed,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut want = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let n = chunker.cut(rest);
+        want.push((strata::id::to_hex(&secret.data_id(&rest[..n])), n as u64));
+        rest = &rest[n..];
+    }
+    assert_eq!(enc1, want, "encrypted ids follow keys.md");
+}
