@@ -2,6 +2,8 @@
 # A 30-second demo: build strata, back up a small generated tree (text files,
 # a large compressible file, a symlink, a hard link, an empty dir), list the
 # snapshots, change a file, back up again (incremental), restore, compare.
+# The repository is encrypted (the default); the demo's passphrase comes from
+# STRATA_PASSWORD (a real setup would use --password-file or a prompt).
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo build --release --quiet
@@ -15,13 +17,16 @@ ln -s logs/app.log "$D/data/current.log"
 ln "$D/data/events/1.json" "$D/data/first.json"
 
 export STRATA_REPO="$D/repo"
+export STRATA_PASSWORD="demo passphrase" STRATA_CACHE_DIR="$D/cache"
 set -x
 "$S" init
+"$S" key list
 "$S" snapshot "$D/data" --tag demo
 echo "one more line" >> "$D/data/logs/app.log"
 "$S" snapshot "$D/data" --tag demo
 "$S" snapshots
 "$S" restore latest --target "$D/restored" --verify
 diff -r "$D/data" "$D/restored/data"
+STRATA_PASSWORD="wrong" "$S" snapshots || echo "(a wrong passphrase is refused: exit $?)"
 set +x
 echo "demo: restore is identical to the source ($(du -sh "$D/data" | cut -f1) of data, repository $(du -sh "$D/repo" | cut -f1))"

@@ -13,7 +13,7 @@ PG_DB="${PG_DB:-bench}"
 ENCRYPTED="${ENCRYPTED:-0}"
 
 # Passwords for the tools that always encrypt (restic, rustic) or when ENCRYPTED=1.
-export RESTIC_PASSWORD=bench RUSTIC_PASSWORD=bench BORG_PASSPHRASE=bench
+export RESTIC_PASSWORD=bench RUSTIC_PASSWORD=bench BORG_PASSPHRASE=bench STRATA_PASSWORD=bench
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
 log()  { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

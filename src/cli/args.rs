@@ -89,7 +89,7 @@ pub struct InitArgs {
     /// Label of the first key.
     #[arg(long)]
     pub label: Option<String>,
-    /// scrypt work factor of passphrase keys, N = 2^LOG_N (default: about 1 s here).
+    /// scrypt work factor of the passphrase key, N = 2^LOG_N (default 16: 64 MiB).
     #[arg(long, value_name = "LOG_N", env = "STRATA_SCRYPT_LOG_N", value_parser = clap::value_parser!(u8).range(10..=30))]
     pub scrypt_log_n: Option<u8>,
 }
@@ -123,7 +123,7 @@ pub struct NewPassArgs {
     /// Read the new passphrase from FILE (else STRATA_NEW_PASSWORD, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
-    /// scrypt work factor, N = 2^LOG_N (default: about 1 s here).
+    /// scrypt work factor, N = 2^LOG_N (default 16: 64 MiB).
     #[arg(long, value_name = "LOG_N", env = "STRATA_SCRYPT_LOG_N", value_parser = clap::value_parser!(u8).range(10..=30))]
     pub scrypt_log_n: Option<u8>,
 }
