@@ -7,6 +7,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::atomic::AtomicU64;
 use strata::backup::saver::BlobSaver;
 use strata::backup::source::save_stream;
+use strata::crypto::keys::NewKey;
 use strata::repo::{InitOptions, Repo};
 
 /// 64 MiB of log-like text: compressible about 4x, like the seedlike logs.
@@ -66,23 +67,37 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    g.bench_function("chunk+hash+zstd+pack", |b| {
-        b.iter_with_setup(
-            || {
-                let d = tempfile::tempdir().unwrap();
-                let r = Repo::init(&d.path().join("r"), &InitOptions::default()).unwrap();
-                (d, r)
-            },
-            |(_d, r)| {
-                let saver = BlobSaver::new(&r).unwrap();
-                let progress = AtomicU64::new(0);
-                save_stream(&data[..], data.len() as u64, r.chunker(), &saver, &progress)
-                    .map_err(|_| "save failed")
-                    .unwrap();
-                saver.finish().unwrap();
-            },
-        )
-    });
+    for encrypted in [false, true] {
+        let name = if encrypted {
+            "chunk+hash+zstd+pack+age"
+        } else {
+            "chunk+hash+zstd+pack"
+        };
+        g.bench_function(name, |b| {
+            b.iter_with_setup(
+                || {
+                    let d = tempfile::tempdir().unwrap();
+                    let opts = InitOptions {
+                        key: encrypted.then(|| NewKey::Passphrase {
+                            passphrase: "bench".to_string().into(),
+                            log_n: Some(10),
+                        }),
+                        ..InitOptions::default()
+                    };
+                    let r = Repo::init(&d.path().join("r"), &opts).unwrap();
+                    (d, r)
+                },
+                |(_d, r)| {
+                    let saver = BlobSaver::new(&r).unwrap();
+                    let progress = AtomicU64::new(0);
+                    save_stream(&data[..], data.len() as u64, r.chunker(), &saver, &progress)
+                        .map_err(|_| "save failed")
+                        .unwrap();
+                    saver.finish().unwrap();
+                },
+            )
+        });
+    }
     g.finish();
 }
 

@@ -75,7 +75,8 @@ define_id!(
     PackId
 );
 define_id!(
-    /// Id of a snapshot manifest: BLAKE3 of its envelope body.
+    /// Id of a snapshot manifest: the id field of its envelope (BLAKE3 of the
+    /// body, or its MAC in an encrypted repository), also its file name.
     SnapshotId
 );
 

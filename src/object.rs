@@ -68,7 +68,8 @@ pub fn seal<T: Encode>(
     value: &T,
     crypto: Option<&Crypto>,
 ) -> Result<(Vec<u8>, [u8; 32])> {
-    let body = encode_body(value)?;
+    // Zeroized on drop: a key file's body holds the repository secret.
+    let body = zeroize::Zeroizing::new(encode_body(value)?);
     if body.len() > MAX_OBJECT {
         return Err(Error::Invalid(format!(
             "object of {} bytes exceeds the {MAX_OBJECT}-byte limit",
@@ -137,7 +138,8 @@ pub fn open<T: Decode<()>>(
         ));
     }
     let body = &bytes[HEADER_LEN..];
-    if tag(kind, body, crypto) != id {
+    // blake3::Hash compares in constant time.
+    if blake3::Hash::from(tag(kind, body, crypto)) != blake3::Hash::from(id) {
         return Err(Error::corrupt(
             object,
             if crypto.is_some() {

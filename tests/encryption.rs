@@ -770,3 +770,50 @@ fn chunk_ids_and_boundaries_are_secret_per_repository() {
     }
     assert_eq!(enc1, want, "encrypted ids follow keys.md");
 }
+
+#[test]
+fn a_file_with_a_trees_bytes_is_never_confused_with_the_tree() {
+    // A file whose bytes are exactly an (empty) tree's encoding, then a
+    // directory holding an empty directory. Unencrypted, both are the same
+    // blob (plain BLAKE3), stored once as data: reading it as a tree must
+    // still work. Encrypted, the ids differ (keyed per kind).
+    let empty_tree = strata::snapshot::tree::Tree::default().encode().unwrap();
+    for init in [&["--no-encryption"][..], &[][..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let mut args = vec!["init"];
+        args.extend_from_slice(init);
+        strata_ok(&repo, &args);
+        let a = tmp.path().join("a");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(a.join("looks-like-a-tree"), &empty_tree).unwrap();
+        strata_ok(&repo, &["snapshot", a.to_str().unwrap()]);
+        let b = tmp.path().join("b");
+        std::fs::create_dir_all(b.join("empty")).unwrap();
+        strata_ok(&repo, &["snapshot", b.to_str().unwrap()]);
+        for (spec, src) in [
+            ("latest", &b),
+            (&*strata_ok(&repo, &["snapshots", "--json"]), &a),
+        ] {
+            let spec = if spec == "latest" {
+                "latest".to_string()
+            } else {
+                let v: Value = serde_json::from_str(spec).unwrap();
+                v[0]["id"].as_str().unwrap().to_string()
+            };
+            let target = tmp.path().join(format!(
+                "out-{}",
+                src.file_name().unwrap().to_string_lossy()
+            ));
+            strata_ok(
+                &repo,
+                &["restore", &spec, "--target", target.to_str().unwrap()],
+            );
+            support::assert_same(
+                &support::manifest(src),
+                &support::manifest(&target.join(src.file_name().unwrap())),
+                &format!("{init:?} {spec}"),
+            );
+        }
+    }
+}

@@ -121,6 +121,7 @@ fn regenerate_vectors() {
         &repo,
         &[
             "init",
+            "--no-encryption",
             "--chunk-min",
             "64",
             "--chunk-avg",
@@ -185,6 +186,14 @@ struct HandEntry {
 
 /// Decode a whole pack by hand; returns the entries and each blob's raw bytes.
 fn hand_decode_pack(bytes: &[u8]) -> Vec<(HandEntry, Vec<u8>)> {
+    hand_decode_pack_ids(bytes, &|_, raw| *blake3::hash(raw).as_bytes())
+}
+
+/// [`hand_decode_pack`] with the blob id function `id(kind, raw)`.
+fn hand_decode_pack_ids(
+    bytes: &[u8],
+    id: &dyn Fn(u8, &[u8]) -> [u8; 32],
+) -> Vec<(HandEntry, Vec<u8>)> {
     let len = bytes.len();
     assert!(len >= 8 + 44, "pack shorter than header + footer");
     // Header
@@ -235,7 +244,7 @@ fn hand_decode_pack(bytes: &[u8]) -> Vec<(HandEntry, Vec<u8>)> {
             raw
         };
         assert_eq!(raw.len(), entry.raw_len as usize, "raw length");
-        assert_eq!(blake3::hash(&raw).as_bytes(), &entry.id, "blob id");
+        assert_eq!(id(entry.kind, &raw), entry.id, "blob id");
         out.push((entry, raw));
     }
     assert_eq!(
@@ -303,6 +312,16 @@ impl<'a> Cur<'a> {
 
 /// Check an object envelope by hand (objects.md); returns (id, body).
 fn hand_envelope(bytes: &[u8], kind: u8) -> ([u8; 32], &[u8]) {
+    hand_envelope_tag(bytes, kind, &|body| *blake3::hash(body).as_bytes())
+}
+
+/// [`hand_envelope`] with the id function `tag(body)` (a MAC in an
+/// encrypted repository).
+fn hand_envelope_tag<'a>(
+    bytes: &'a [u8],
+    kind: u8,
+    tag: &dyn Fn(&[u8]) -> [u8; 32],
+) -> ([u8; 32], &'a [u8]) {
     assert!(bytes.len() >= 44);
     assert_eq!(&bytes[0..6], b"STRATA", "envelope magic");
     assert_eq!(bytes[6], kind, "envelope kind");
@@ -311,7 +330,7 @@ fn hand_envelope(bytes: &[u8], kind: u8) -> ([u8; 32], &[u8]) {
     let n = le_u32(&bytes[40..44]) as usize;
     assert_eq!(bytes.len(), 44 + n, "file size = 44 + body length");
     let body = &bytes[44..];
-    assert_eq!(blake3::hash(body).as_bytes(), &id, "id = BLAKE3(body)");
+    assert_eq!(tag(body), id, "id field = BLAKE3(body), or the MAC");
     (id, body)
 }
 
@@ -837,4 +856,193 @@ fn binary_restores_vectors_without_an_index() {
     // nothing failed: no stray output on a missing index
     let o = strata(&repo, &["snapshots"]);
     assert!(o.status.success());
+}
+
+// ---------------------------------------------------------------------------
+// The encrypted vector repository (format-spec/keys.md): snapshot 1 of the
+// same source, in a repository created with the test passphrase.
+
+fn enc_repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/vectors/encrypted")
+}
+
+#[test]
+#[ignore = "rewrites format-spec/vectors/encrypted; run by hand on a format change"]
+fn regenerate_encrypted_vectors() {
+    let src = Path::new(SOURCE_DIR);
+    let base = src.parent().unwrap();
+    let _ = std::fs::remove_dir_all(base);
+    std::fs::create_dir_all(src).unwrap();
+    let repo = base.join("repo");
+    strata_ok(
+        &repo,
+        &[
+            "init",
+            "--chunk-min",
+            "64",
+            "--chunk-avg",
+            "256",
+            "--chunk-max",
+            "1024",
+            "--pack-size-mib",
+            "1",
+            "--label",
+            "vectors",
+        ],
+    );
+    write_source(src, 1);
+    strata_ok(&repo, &["snapshot", SOURCE_DIR]);
+    let out = enc_repo();
+    let _ = std::fs::remove_dir_all(&out);
+    for rel in support::files_below(&repo) {
+        let r = rel.to_string_lossy();
+        if r.starts_with("index.sqlite") || r.starts_with("locks") || r.starts_with("tmp") {
+            continue;
+        }
+        let dest = out.join(&rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(repo.join(&rel), dest).unwrap();
+    }
+    for f in support::files_below(&out) {
+        println!("{}", f.display());
+    }
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+/// The derived keys of keys.md "Derived keys", from the hand-read secret.
+struct HandKeys {
+    data: [u8; 32],
+    tree: [u8; 32],
+    mac: [u8; 32],
+}
+
+fn hand_keys(secret: &support::Secret) -> HandKeys {
+    HandKeys {
+        data: blake3::derive_key("strata 2026-11-22 data chunk id", &secret.id_key),
+        tree: blake3::derive_key("strata 2026-11-22 tree id", &secret.id_key),
+        mac: blake3::derive_key("strata 2026-11-22 object mac", &secret.id_key),
+    }
+}
+
+fn hand_mac(keys: &HandKeys, kind: u8, body: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(&keys.mac);
+    h.update(&[kind, 1]);
+    h.update(body);
+    *h.finalize().as_bytes()
+}
+
+#[test]
+fn encrypted_vectors_decode_by_hand() {
+    let repo = enc_repo();
+    // the key file opens with the passphrase (support::Secret parses it by hand)
+    let secret = support::Secret::read(&repo);
+    let keys = hand_keys(&secret);
+    let names: Vec<String> = support::files_below(&repo)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let readme = std::fs::read_to_string(repo.parent().unwrap().join("README.md")).unwrap();
+    for n in &names {
+        assert!(readme.contains(n.as_str()), "README.md does not list {n}");
+        let bytes = std::fs::read(repo.join(n)).unwrap();
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1\n"),
+            "{n} is an age file"
+        );
+    }
+    // config: MACed, says encrypted, gear seed 0 (the secret holds the seed)
+    let plain = secret.decrypt(&std::fs::read(repo.join("config")).unwrap());
+    let (_, body) = hand_envelope_tag(&plain, b'C', &|b| hand_mac(&keys, b'C', b));
+    let cfg = hand_config(body);
+    assert_eq!((cfg.encryption, cfg.seed, cfg.version), (1, 0, 1));
+    let lib = strata::repo::config::Config::from_bytes(&plain, "config", None);
+    assert!(lib.is_err(), "without the MAC key the library refuses it");
+    // key info: MACed, names its key
+    let info = names.iter().find(|n| n.ends_with(".info")).unwrap();
+    let plain = secret.decrypt(&std::fs::read(repo.join(info)).unwrap());
+    let (_, body) = hand_envelope_tag(&plain, b'I', &|b| hand_mac(&keys, b'I', b));
+    let key_id = &info["keys/".len()..info.len() - ".info".len()];
+    assert_eq!(body[0] as usize, key_id.len(), "KeyInfo.id length");
+    assert_eq!(&body[1..1 + key_id.len()], key_id.as_bytes(), "KeyInfo.id");
+    // packs: named by the BLAKE3 of the ciphertext; blobs carry keyed ids
+    let mut blobs = BTreeMap::new();
+    for p in support::pack_files(&repo) {
+        let bytes = std::fs::read(&p).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(name, blake3::hash(&bytes).to_hex().as_str(), "pack name");
+        let plain = secret.decrypt(&bytes);
+        let id = |kind: u8, raw: &[u8]| {
+            let key = if kind == 0 { &keys.data } else { &keys.tree };
+            *blake3::keyed_hash(key, raw).as_bytes()
+        };
+        for (e, raw) in hand_decode_pack_ids(&plain, &id) {
+            blobs.insert(e.id, (e.kind, raw));
+        }
+    }
+    // the snapshot: MACed, named by its MAC, restores by hand
+    let ids = support::snapshot_ids(&repo);
+    assert_eq!(ids.len(), 1);
+    let plain = secret.decrypt(&std::fs::read(repo.join("snapshots").join(&ids[0])).unwrap());
+    let (mac, body) = hand_envelope_tag(&plain, b'S', &|b| hand_mac(&keys, b'S', b));
+    assert_eq!(strata::id::to_hex(&mac), ids[0], "snapshot name = its MAC");
+    let snap = hand_snapshot(body);
+    let mut got = BTreeMap::new();
+    hand_restore(&blobs, &snap.tree, "", &mut got);
+    assert_eq!(got, expected(1));
+    // chunks follow the secret seed: lorem.txt's seeded chunks are stored
+    let chunker = strata::chunker::Chunker::new(&strata::repo::config::ChunkerParams {
+        min: 64,
+        avg: 256,
+        max: 1024,
+        normalization: 1,
+        seed: secret.seed,
+    })
+    .unwrap();
+    let data = lorem();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let len = chunker.cut(rest);
+        assert!(blobs.contains_key(blake3::keyed_hash(&keys.data, &rest[..len]).as_bytes()));
+        rest = &rest[len..];
+    }
+}
+
+#[test]
+fn binary_restores_encrypted_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    for rel in support::files_below(&enc_repo()) {
+        let dest = repo.join(&rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(enc_repo().join(&rel), dest).unwrap();
+    }
+    for d in ["locks", "tmp"] {
+        std::fs::create_dir_all(repo.join(d)).unwrap();
+    }
+    let target = tmp.path().join("out");
+    strata_ok(
+        &repo,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    let got = support::manifest(&target);
+    let mut want = support::Manifest::new();
+    for (path, w) in expected(1) {
+        want.insert(
+            path,
+            match w {
+                Want::Dir => Node::Dir,
+                Want::File(b) => Node::File(b.len() as u64, *blake3::hash(&b).as_bytes()),
+                Want::Link(t) => Node::Symlink(t),
+            },
+        );
+    }
+    support::assert_same(&want, &got, "encrypted vectors");
+    let o = strata(&repo, &["--password-file", "/dev/null", "snapshots"]);
+    assert!(!o.status.success());
 }

@@ -74,12 +74,12 @@ pub fn run(cli: &Cli, repo: &Repo, cmd: &KeyCommand) -> Result<i32> {
                 .key_id()
                 .ok_or_else(|| Error::Invalid("no key unlocked the repository".into()))?
                 .to_string();
-            let info = keys::list(root, c)?.into_iter().find(|k| k.id == old);
-            if info.as_ref().is_some_and(|k| k.kind != "passphrase") {
+            if !keys::is_passphrase_key(root, &old)? {
                 return Err(Error::Invalid(format!(
                     "key {old} is not a passphrase key (it was unlocked with an identity)"
                 )));
             }
+            let info = keys::list(root, c)?.into_iter().find(|k| k.id == old);
             let new = new_passphrase_key(cli, a)?;
             let label = info.map(|k| k.label).unwrap_or_default();
             // The new key is durable before the old one goes: a crash in

@@ -260,11 +260,17 @@ pub struct Candidate {
     pub crypto: Crypto,
 }
 
-/// Try `cred` on every key file whose kind fits (passphrase keys for a
-/// passphrase, recipient keys for identities). Returns the candidates in
-/// id order; the caller accepts the first whose secret authenticates the
-/// config. `Err` lists the key files tried, or names a damaged one.
-pub fn unlock(root: &Path, cred: &Credential) -> Result<Vec<Candidate>> {
+/// Try `cred` on the key files whose kind fits (passphrase keys for a
+/// passphrase, recipient keys for identities), in id order, and return the
+/// first decrypted candidate that `accept` takes (the caller checks that its
+/// secret authenticates the config). Stops at the first accepted key, so a
+/// passphrase usually costs one scrypt. `Err` names a damaged key file or a
+/// rejected candidate, else lists the key files tried.
+pub fn unlock<T>(
+    root: &Path,
+    cred: &Credential,
+    accept: &mut dyn FnMut(Candidate) -> Result<T>,
+) -> Result<T> {
     let scrypt_identity;
     let identities: Vec<&dyn age::Identity> = match cred {
         Credential::Passphrase(p) => {
@@ -276,11 +282,16 @@ pub fn unlock(root: &Path, cred: &Credential) -> Result<Vec<Candidate>> {
     let want_scrypt = matches!(cred, Credential::Passphrase(_));
     let mut tried = Vec::new();
     let mut damaged = None;
-    let mut out = Vec::new();
     for id in key_ids(root)? {
         let p = key_path(root, &id);
         let object = format!("keys/{id}");
-        let bytes = fs::read(&p).at(&p)?;
+        let bytes = match fs::read(&p).at(&p) {
+            Ok(b) => b,
+            Err(e) => {
+                damaged.get_or_insert(e);
+                continue;
+            }
+        };
         match agefile::is_scrypt(&bytes) {
             Ok(s) if s != want_scrypt => continue,
             Ok(_) => {}
@@ -305,27 +316,44 @@ pub fn unlock(root: &Path, cred: &Credential) -> Result<Vec<Candidate>> {
                 continue;
             }
         };
-        let crypto = Crypto::from_secret(&body.identity, &body.id_key, body.chunker_seed, &object)?;
-        out.push(Candidate {
+        let crypto =
+            match Crypto::from_secret(&body.identity, &body.id_key, body.chunker_seed, &object) {
+                Ok(c) => c,
+                Err(e) => {
+                    damaged.get_or_insert(e);
+                    continue;
+                }
+            };
+        let cand = Candidate {
             id,
             repo_id: body.repo_id,
             crypto,
-        });
-    }
-    if out.is_empty() {
-        if let Some(e) = damaged {
-            return Err(e);
-        }
-        let kind = if want_scrypt {
-            "passphrase"
-        } else {
-            "identity"
         };
-        return Err(Error::WrongKey(if tried.is_empty() {
-            format!("the repository has no {kind} key")
-        } else {
-            format!("tried {}", tried.join(", "))
-        }));
+        match accept(cand) {
+            Ok(t) => return Ok(t),
+            Err(e) => {
+                damaged.get_or_insert(e);
+            }
+        }
     }
-    Ok(out)
+    if let Some(e) = damaged {
+        return Err(e);
+    }
+    let kind = if want_scrypt {
+        "passphrase"
+    } else {
+        "identity"
+    };
+    Err(Error::WrongKey(if tried.is_empty() {
+        format!("the repository has no {kind} key")
+    } else {
+        format!("tried {}", tried.join(", "))
+    }))
+}
+
+/// Whether key `id` is a passphrase key (from its age header).
+pub fn is_passphrase_key(root: &Path, id: &str) -> Result<bool> {
+    let p = key_path(root, id);
+    let bytes = fs::read(&p).at(&p)?;
+    agefile::is_scrypt(&bytes).map_err(|e| e.into_error(&format!("keys/{id}")))
 }

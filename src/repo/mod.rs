@@ -190,28 +190,19 @@ impl Repo {
             return Repo::assemble(path, config, None, None);
         }
         let cred = creds()?;
-        let mut failure = None;
-        for cand in keys::unlock(path, &cred)? {
+        keys::unlock(path, &cred, &mut |cand| {
             let crypto = Arc::new(cand.crypto);
-            let opened = crypto
+            let config = crypto
                 .decrypt(&bytes, "config", MAX_FILE)
-                .and_then(|plain| Config::from_bytes(&plain, "config", Some(&crypto)));
-            match opened {
-                Ok(config) if config.repo_id == cand.repo_id => {
-                    return Repo::assemble(path, config, Some(crypto), Some(cand.id));
-                }
-                Ok(_) => {
-                    failure.get_or_insert(Error::corrupt(
-                        format!("keys/{}", cand.id),
-                        "the key belongs to another repository",
-                    ));
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
+                .and_then(|plain| Config::from_bytes(&plain, "config", Some(&crypto)))?;
+            if config.repo_id != cand.repo_id {
+                return Err(Error::corrupt(
+                    format!("keys/{}", cand.id),
+                    "the key belongs to another repository",
+                ));
             }
-        }
-        Err(failure.unwrap_or_else(|| Error::WrongKey("no key opened the config".into())))
+            Repo::assemble(path, config, Some(crypto), Some(cand.id))
+        })
     }
 
     /// The repository directory.
