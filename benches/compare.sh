@@ -12,6 +12,9 @@
 #                                     strata --no-encryption if offered; restic/rustic always encrypt)
 #                                     1: encrypted everywhere (borg -e repokey)
 #   STRATA_INIT_ARGS=                 extra args for `strata init`, e.g. "--chunk-min 65536 ..."
+#   STRATA_UNLOCK=passphrase          with ENCRYPTED=1: `passphrase` (STRATA_PASSWORD, one scrypt
+#                                     2^16 per command) or `identity` (an age key made with
+#                                     age-keygen: `init --recipient`, STRATA_IDENTITY)
 #
 # Installs restic, borgbackup, postgresql, time (apt) and rustic (cargo install rustic-rs) if
 # missing, builds strata with `cargo build --release`, and prints markdown tables; raw numbers go
@@ -108,7 +111,7 @@ for t in "${TOOL_LIST[@]}"; do
 done
 
 enc_note="unencrypted where possible (borg -e none; strata --no-encryption if offered); restic and rustic always encrypt"
-[[ "$ENCRYPTED" == 1 ]] && enc_note="encrypted (borg -e repokey, strata default)"
+[[ "$ENCRYPTED" == 1 ]] && enc_note="encrypted (borg -e repokey, strata default; strata unlocks with ${STRATA_UNLOCK:-passphrase})"
 if [[ " ${TOOL_LIST[*]} " == *" strata "* ]] && ! strata_has_flag encrypt; then
     enc_note+="; strata init has no encryption option (plaintext repository)"
 fi

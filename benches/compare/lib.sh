@@ -31,6 +31,7 @@ ensure_deps() {
         case "$t" in
             restic) command -v restic >/dev/null || pkgs+=(restic) ;;
             borg)   command -v borg   >/dev/null || pkgs+=(borgbackup) ;;
+            strata) [[ "${STRATA_UNLOCK:-passphrase}" != identity ]] || command -v age-keygen >/dev/null || pkgs+=(age) ;;
         esac
     done
     if ((${#pkgs[@]})); then
@@ -134,6 +135,13 @@ tool_init() {
         strata)
             local args=()
             if [[ "$ENCRYPTED" != 1 ]] && strata_has_flag --no-encryption; then args+=(--no-encryption); fi
+            if [[ "$ENCRYPTED" == 1 && "${STRATA_UNLOCK:-passphrase}" == identity ]]; then
+                # an age X25519 key instead of a passphrase: no scrypt per command
+                local id="$BENCH_DIR/strata-identity.txt"
+                rm -f "$id"; age-keygen -o "$id" 2>/dev/null
+                args+=(--recipient "$(age-keygen -y "$id")")
+                unset STRATA_PASSWORD; export STRATA_IDENTITY="$id"
+            fi
             # shellcheck disable=SC2206
             args+=("$@" ${STRATA_INIT_ARGS:-})
             timed "$(basename "$repo")-init" "$STRATA" --repo "$repo" init "${args[@]}" ;;
