@@ -147,14 +147,18 @@ fn refooter(pack: &[u8], count: u32) -> Vec<u8> {
 }
 
 /// Feed `bytes` to every decoder; returns which ones accepted it.
-fn all_decoders(bytes: &[u8]) -> [bool; 5] {
+fn all_decoders(bytes: &[u8]) -> [bool; 7] {
     let id = BlobId::of(bytes);
+    let identity = age::x25519::Identity::generate();
     [
         parse_pack(bytes, "fuzz").is_ok(),
         object::open::<Config>(ObjectKind::Config, bytes, "fuzz", None).is_ok(),
         object::open::<Snapshot>(ObjectKind::Snapshot, bytes, "fuzz", None).is_ok(),
         Tree::decode(bytes, &id).is_ok(),
         Config::from_bytes(bytes, "fuzz", None).is_ok(),
+        object::open::<strata::crypto::keys::KeyInfo>(ObjectKind::KeyInfo, bytes, "fuzz", None)
+            .is_ok(),
+        strata::crypto::agefile::decrypt(bytes, &[&identity], "fuzz", 1 << 16).is_ok(),
     ]
 }
 
@@ -165,12 +169,12 @@ proptest! {
     fn random_bytes_are_rejected(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
         let ok = all_decoders(&bytes);
         // Without a valid checksum nothing with a checksum may be accepted.
-        prop_assert!(!ok[0] && !ok[1] && !ok[2] && !ok[4], "{ok:?}");
+        prop_assert!(!ok[0] && !ok[1] && !ok[2] && !ok[4] && !ok[5] && !ok[6], "{ok:?}");
     }
 
     #[test]
     fn random_bytes_behind_valid_headers_are_rejected(
-        kind in prop_oneof![Just(b'C'), Just(b'S'), Just(b'P'), any::<u8>()],
+        kind in prop_oneof![Just(b'C'), Just(b'S'), Just(b'P'), Just(b'I'), Just(b'K'), any::<u8>()],
         body in prop::collection::vec(any::<u8>(), 0..2048),
         fix_id in any::<bool>(),
     ) {
@@ -183,6 +187,11 @@ proptest! {
             b.extend_from_slice(&body);
         }
         let _ = all_decoders(&b);
+        // an age header line followed by garbage is rejected, not a panic
+        let mut a = strata::crypto::agefile::AGE_MAGIC.to_vec();
+        a.extend_from_slice(&body);
+        let identity = age::x25519::Identity::generate();
+        prop_assert!(strata::crypto::agefile::decrypt(&a, &[&identity], "fuzz", 1 << 16).is_err());
         // a pack-shaped file with a random tail: the footer magic is missing
         let mut p = b"STRATAP\x01".to_vec();
         p.extend_from_slice(&body);

@@ -526,11 +526,14 @@ fn keys_add_list_remove_passwd_and_recipients() {
     assert_eq!(age_key["kind"], "age");
     assert_eq!(age_key["recipient"], recipient.as_str());
 
-    // an ssh-ed25519 key
-    if tool_available("ssh-keygen") {
-        let ssh = e.root.join("id_ed25519");
+    // ssh-ed25519 and ssh-rsa keys
+    for kind in ["ed25519", "rsa"] {
+        if !tool_available("ssh-keygen") {
+            break;
+        }
+        let ssh = e.root.join(format!("id_{kind}"));
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .args(["-q", "-t", kind, "-N", "", "-f"])
             .arg(&ssh)
             .status()
             .unwrap();
@@ -556,7 +559,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
             .iter()
             .map(|k| k["kind"].as_str().unwrap().to_string())
             .collect();
-        assert!(kinds.contains("ssh-ed25519"), "{kinds:?}");
+        assert!(kinds.contains(&format!("ssh-{kind}")), "{kinds:?}");
     }
     // a bad recipient is refused and adds nothing
     let before = key_list(repo, "third pass").len();

@@ -1,4 +1,4 @@
-//! age files (https://age-encryption.org/v1): whole small files, and packs
+//! age files (<https://age-encryption.org/v1>): whole small files, and packs
 //! read at random offsets by seeking inside the age STREAM (keys.md "Packs").
 //! Every decryption failure is an authentication error naming the file.
 
