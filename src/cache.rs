@@ -14,6 +14,53 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
+/// The user's strata cache directory: `$STRATA_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`; `None` if
+/// `STRATA_CACHE_DIR` is empty (caching disabled) or no home is known.
+pub fn base_dir() -> Option<PathBuf> {
+    match std::env::var_os("STRATA_CACHE_DIR") {
+        Some(d) if d.is_empty() => None,
+        Some(d) => Some(PathBuf::from(d)),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(d) if !d.is_empty() => Some(PathBuf::from(d).join("strata")),
+            _ => Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/strata")),
+        },
+    }
+}
+
+/// Write `bytes` to `dest` privately (dirs 0700, file 0600) under a temp
+/// name; best effort.
+pub fn write_private(dest: &std::path::Path, bytes: &[u8]) -> bool {
+    let Some(dir) = dest.parent() else {
+        return false;
+    };
+    if fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .is_err()
+    {
+        return false;
+    }
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let ok = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes));
+    if ok.is_err() || fs::rename(&tmp, dest).is_err() {
+        let _ = fs::remove_file(&tmp);
+        return false;
+    }
+    true
+}
+
 /// The tree cache of one repository.
 #[derive(Debug)]
 pub struct TreeCache {
@@ -24,16 +71,8 @@ impl TreeCache {
     /// The cache for repository `repo_id`, or `None` if no cache directory
     /// can be found (or `STRATA_CACHE_DIR` is empty).
     pub fn for_repo(repo_id: &[u8; 32]) -> Option<Self> {
-        let base = match std::env::var_os("STRATA_CACHE_DIR") {
-            Some(d) if d.is_empty() => return None,
-            Some(d) => PathBuf::from(d),
-            None => match std::env::var_os("XDG_CACHE_HOME") {
-                Some(d) if !d.is_empty() => PathBuf::from(d).join("strata"),
-                _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/strata"),
-            },
-        };
         Some(TreeCache {
-            dir: base.join(crate::id::to_hex(repo_id)).join("trees"),
+            dir: base_dir()?.join(crate::id::to_hex(repo_id)).join("trees"),
         })
     }
 
@@ -54,29 +93,9 @@ impl TreeCache {
 
     /// Remember tree `id` (best effort, written under a temp name).
     pub fn put(&self, id: &BlobId, bytes: &[u8]) {
-        let dest = self.path(id);
-        let Some(dir) = dest.parent() else { return };
-        if fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .is_err()
-        {
-            return;
-        }
-        let tmp = dir.join(format!(".{}.{}.tmp", id.short(), std::process::id()));
-        let ok = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(blake3::hash(bytes).as_bytes())?;
-                f.write_all(bytes)
-            });
-        if ok.is_err() || fs::rename(&tmp, &dest).is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
+        let mut b = Vec::with_capacity(32 + bytes.len());
+        b.extend_from_slice(blake3::hash(bytes).as_bytes());
+        b.extend_from_slice(bytes);
+        write_private(&self.path(id), &b);
     }
 }

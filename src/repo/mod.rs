@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod fsutil;
+pub mod known;
 pub mod lock;
 
 use crate::blob::BlobKind;
@@ -117,6 +118,9 @@ impl Repo {
         // The config is written last: its presence makes the directory a repository.
         let (bytes, _) = repo.seal_file(ObjectKind::Config, &repo.config)?;
         fsutil::write_atomic(&path.join("tmp"), &path.join("config"), &bytes)?;
+        if let Some(c) = &repo.crypto {
+            known::remember(path, &repo.config.repo_id, &c.recipient().to_string());
+        }
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
                 fsutil::sync_dir(parent)?;
@@ -190,7 +194,7 @@ impl Repo {
             return Repo::assemble(path, config, None, None);
         }
         let cred = creds()?;
-        keys::unlock(path, &cred, &mut |cand| {
+        let repo = keys::unlock(path, &cred, &mut |cand| {
             let crypto = Arc::new(cand.crypto);
             let config = crypto
                 .decrypt(&bytes, "config", MAX_FILE)
@@ -202,7 +206,11 @@ impl Repo {
                 ));
             }
             Repo::assemble(path, config, Some(crypto), Some(cand.id))
-        })
+        })?;
+        if let Some(c) = &repo.crypto {
+            known::check(path, &repo.config.repo_id, &c.recipient().to_string())?;
+        }
+        Ok(repo)
     }
 
     /// The repository directory.

@@ -44,6 +44,13 @@ pub struct Strata {
 /// factor 2^10 keeps the suite fast; the default is about one second).
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
+/// The cache directory of this test process (repositories are told apart
+/// by id and path inside it), under the system temp dir rather than the
+/// user's cache.
+pub fn test_cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("strata-test-cache-{}", std::process::id()))
+}
+
 /// `strata` as a plain `std::process::Command`, with the test passphrase
 /// and no other unlock source.
 pub fn strata_command() -> std::process::Command {
@@ -71,7 +78,9 @@ impl Strata {
     /// `strata -r REPO` with a clean environment and a timeout; add the rest.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.env_remove("STRATA_REPO")
+        // a private cache for the test process, not the user's
+        c.env("STRATA_CACHE_DIR", test_cache_dir())
+            .env_remove("STRATA_REPO")
             .env_remove("STRATA_PASSWORD_COMMAND")
             .env_remove("STRATA_IDENTITY")
             .env_remove("STRATA_NEW_PASSWORD")
