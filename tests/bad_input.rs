@@ -90,17 +90,6 @@ impl Fixture {
     }
 }
 
-/// Bytes of every file under `dir`, by relative path.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    support::files_below(dir)
-        .into_iter()
-        .map(|rel| {
-            let b = std::fs::read(dir.join(&rel)).unwrap_or_default();
-            (rel, b)
-        })
-        .collect()
-}
-
 fn name_of(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -289,7 +278,7 @@ fn restore_target_that_is_a_regular_file() {
 /// Every restored file is, byte for byte, either the source's byte or an
 /// unwritten zero: never bytes the source did not have.
 fn assert_no_garbage(target: &Path, src: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
-    for (rel, got) in contents(target) {
+    for (rel, got) in support::contents(target) {
         let rel_src = rel.strip_prefix("data").unwrap_or(&rel).to_path_buf();
         let want = src
             .get(&rel_src)
@@ -318,7 +307,7 @@ fn flipped_byte_in_data_pack_is_reported_never_restored() {
             f.write("text.txt", &text(30_000, 1));
             f.write("random.bin", &random(30_000, 2));
             f.write("sub/other.txt", &text(20_000, 3));
-            let src = contents(&f.src);
+            let src = support::contents(&f.src);
             f.snapshot();
             let data = f.packs_of_kind(BlobKind::Data);
             assert_eq!(data.len(), 1, "{what}");
@@ -511,7 +500,7 @@ fn init_on_an_existing_repository_refuses_and_changes_nothing() {
     let f = Fixture::new(&[]);
     f.write("a.txt", b"alpha");
     f.snapshot();
-    let before = contents(&f.repo);
+    let before = support::contents(&f.repo);
     for args in [
         vec!["init"],
         vec![
@@ -528,7 +517,7 @@ fn init_on_an_existing_repository_refuses_and_changes_nothing() {
         let o = strata(&f.repo, &args);
         let line = one_line_error(&o, "init over a repository");
         assert!(line.contains("already exists"), "{line}");
-        assert_eq!(contents(&f.repo), before, "repository changed");
+        assert_eq!(support::contents(&f.repo), before, "repository changed");
     }
     strata_ok(&f.repo, &["snapshots"]);
     // a non-empty directory that is not a repository, and a regular file

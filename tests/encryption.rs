@@ -9,7 +9,7 @@
 mod support;
 
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -65,17 +65,6 @@ impl Enc {
     fn restored_src(&self, target: &Path) -> PathBuf {
         target.join(self.src.file_name().unwrap())
     }
-}
-
-/// Every file of a directory and its bytes.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    support::files_below(dir)
-        .into_iter()
-        .map(|rel| {
-            let b = std::fs::read(dir.join(&rel)).unwrap_or_default();
-            (rel, b)
-        })
-        .collect()
 }
 
 fn flip(path: &Path, at: usize) {
@@ -191,7 +180,7 @@ fn round_trip_is_identical_and_the_repository_holds_no_plaintext() {
     );
     // Every repository file except the local index is an age file, and no
     // file holds the contents or names of the source.
-    for (rel, bytes) in contents(&e.repo) {
+    for (rel, bytes) in support::contents(&e.repo) {
         let name = rel.to_string_lossy();
         if name.starts_with("index.sqlite") {
             continue;
@@ -201,7 +190,7 @@ fn round_trip_is_identical_and_the_repository_holds_no_plaintext() {
             "{name} is not an age file"
         );
     }
-    for (rel, bytes) in contents(&e.repo) {
+    for (rel, bytes) in support::contents(&e.repo) {
         for needle in [
             &b"SECRET-MARKER-7f3a9"[..],
             b"confidential-name",
@@ -221,7 +210,7 @@ fn round_trip_is_identical_and_the_repository_holds_no_plaintext() {
 fn wrong_passphrase_is_one_line_and_writes_nothing() {
     let e = Enc::new();
     let id = e.snapshot()["id"].as_str().unwrap().to_string();
-    let before = contents(&e.repo);
+    let before = support::contents(&e.repo);
     let target = e.root.join("never");
     let src = e.src.to_str().unwrap();
     let t = target.to_str().unwrap();
@@ -246,7 +235,10 @@ fn wrong_passphrase_is_one_line_and_writes_nothing() {
         assert_eq!(o.status.code(), Some(12));
     }
     assert!(!target.exists(), "nothing restored");
-    assert!(contents(&e.repo) == before, "the repository is unchanged");
+    assert!(
+        support::contents(&e.repo) == before,
+        "the repository is unchanged"
+    );
 }
 
 #[test]
@@ -881,5 +873,8 @@ fn a_substituted_repository_is_refused_by_its_first_user() {
     assert!(line.contains("not the repository"), "{line}");
     // without the local record the substitution is not detectable: the
     // next snapshot would be readable by the attacker
-    ok(run(&victim, None, &["snapshot", src.to_str().unwrap()]), "no record");
+    ok(
+        run(&victim, None, &["snapshot", src.to_str().unwrap()]),
+        "no record",
+    );
 }

@@ -249,6 +249,17 @@ pub fn one_line_error(o: &Output, what: &str) -> String {
     line.to_string()
 }
 
+/// Bytes of every file under `dir`, by relative path.
+pub fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    files_below(dir)
+        .into_iter()
+        .map(|rel| {
+            let b = std::fs::read(dir.join(&rel)).unwrap_or_default();
+            (rel, b)
+        })
+        .collect()
+}
+
 /// The secret of an encrypted test repository, read the way
 /// format-spec/keys.md describes it, independently of the library: the key
 /// file is decrypted with the passphrase by the age crate and its bincode
