@@ -1,9 +1,11 @@
-//! Any bytes as a `config` or snapshot file (format-spec/objects.md), and the
+//! Any bytes as a `config`, snapshot or key-info file (format-spec/objects.md,
+//! keys.md), or as an age file (what an encrypted repository reads), and the
 //! same bytes as an envelope *body* behind a valid header and id, so the
 //! bincode decoder and the config checks are reached, not only the checksum.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use strata::crypto::keys::KeyInfo;
 use strata::object::{self, ObjectKind};
 use strata::repo::config::Config;
 use strata::snapshot::Snapshot;
@@ -36,4 +38,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = object::open::<Snapshot>(ObjectKind::Snapshot, &env, "fuzz", None);
     }
+    let env = reseal(b'I', data);
+    let _ = object::open::<KeyInfo>(ObjectKind::KeyInfo, &env, "fuzz", None);
+    let mut age_file = strata::crypto::agefile::AGE_MAGIC.to_vec();
+    age_file.extend_from_slice(data);
+    let identity = age::x25519::Identity::generate();
+    let _ = strata::crypto::agefile::decrypt(&age_file, &[&identity], "fuzz", 1 << 16);
 });
