@@ -10,6 +10,7 @@ mod support;
 
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -106,12 +107,18 @@ fn tool_available(name: &str) -> bool {
 
 /// `strata` with a given passphrase (or none) instead of the test one.
 fn with_pass(repo: &Path, pass: Option<&str>, args: &[&str]) -> Output {
+    with_env(repo, pass, &[], args)
+}
+
+/// [`with_pass`] with more environment variables set.
+fn with_env(repo: &Path, pass: Option<&str>, env: &[(&str, &OsStr)], args: &[&str]) -> Output {
     let mut c = support::command();
     c.env_remove("STRATA_PASSWORD");
     if let Some(p) = pass {
         c.env("STRATA_PASSWORD", p);
     }
-    c.arg("--repo")
+    c.envs(env.iter().copied())
+        .arg("--repo")
         .arg(repo)
         .args(args)
         .stdin(Stdio::null())
@@ -365,14 +372,12 @@ fn keys_add_list_remove_passwd_and_recipients() {
     assert_eq!(first[0]["kind"], "passphrase");
 
     // add: both open
-    let mut c = support::command();
-    let o = c
-        .env("STRATA_NEW_PASSWORD", "second pass")
-        .arg("--repo")
-        .arg(repo)
-        .args(["key", "add", "--label", "laptop"])
-        .output()
-        .unwrap();
+    let o = with_env(
+        repo,
+        Some(PASSPHRASE),
+        &[("STRATA_NEW_PASSWORD", OsStr::new("second pass"))],
+        &["key", "add", "--label", "laptop"],
+    );
     ok(o, "key add");
     let list = key_list(repo, "second pass");
     assert_eq!(list.len(), 2);
@@ -418,15 +423,12 @@ fn keys_add_list_remove_passwd_and_recipients() {
     );
 
     // passwd: the old passphrase fails, the new one works
-    let mut c = support::command();
-    let o = c
-        .env("STRATA_PASSWORD", "second pass")
-        .env("STRATA_NEW_PASSWORD", "third pass")
-        .arg("--repo")
-        .arg(repo)
-        .args(["key", "passwd"])
-        .output()
-        .unwrap();
+    let o = with_env(
+        repo,
+        Some("second pass"),
+        &[("STRATA_NEW_PASSWORD", OsStr::new("third pass"))],
+        &["key", "passwd"],
+    );
     ok(o, "key passwd");
     let o = with_pass(repo, Some("second pass"), &["snapshots"]);
     assert!(one_line_error(&o, "old passphrase").contains("wrong passphrase or key"));
@@ -452,15 +454,12 @@ fn keys_add_list_remove_passwd_and_recipients() {
         ),
         "--password-file",
     );
-    let mut c = support::command();
-    let o = c
-        .env_remove("STRATA_PASSWORD")
-        .env("STRATA_PASSWORD_COMMAND", "echo 'third pass'")
-        .arg("--repo")
-        .arg(repo)
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let o = with_env(
+        repo,
+        None,
+        &[("STRATA_PASSWORD_COMMAND", OsStr::new("echo 'third pass'"))],
+        &["snapshots"],
+    );
     ok(o, "STRATA_PASSWORD_COMMAND");
 
     // an age recipient key, unlocked with --identity and STRATA_IDENTITY
@@ -491,15 +490,12 @@ fn keys_add_list_remove_passwd_and_recipients() {
         ),
         "--identity",
     );
-    let mut c = support::command();
-    let o = c
-        .env_remove("STRATA_PASSWORD")
-        .env("STRATA_IDENTITY", &ident_file)
-        .arg("--repo")
-        .arg(repo)
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let o = with_env(
+        repo,
+        None,
+        &[("STRATA_IDENTITY", ident_file.as_os_str())],
+        &["snapshots"],
+    );
     ok(o, "STRATA_IDENTITY");
     let other = age::x25519::Identity::generate();
     let other_file = e.root.join("other-key.txt");
@@ -829,18 +825,12 @@ fn a_substituted_repository_is_refused_by_its_first_user() {
     }
     let me = ident.to_public().to_string();
     let run = |repo: &Path, cache: Option<&Path>, args: &[&str]| {
-        let mut c = support::command();
-        c.env_remove("STRATA_PASSWORD")
-            .env(
-                "STRATA_CACHE_DIR",
-                cache.map(|c| c.as_os_str()).unwrap_or_default(),
-            )
-            .env("STRATA_IDENTITY", &ident_file)
-            .arg("--repo")
-            .arg(repo)
-            .args(args)
-            .output()
-            .unwrap()
+        let cache = cache.map(Path::as_os_str).unwrap_or_default();
+        let env = [
+            ("STRATA_CACHE_DIR", cache),
+            ("STRATA_IDENTITY", ident_file.as_os_str()),
+        ];
+        with_env(repo, None, &env, args)
     };
     let victim = tmp.path().join("victim");
     ok(

@@ -109,58 +109,56 @@ fn write_source(dir: &Path, snapshot: usize) {
     }
 }
 
-#[test]
-#[ignore = "rewrites format-spec/vectors/repo; run by hand on a format change"]
-fn regenerate_vectors() {
+/// Make a vector repository at `out`: `strata init INIT`, then one
+/// snapshot of `write_source(n)` per `n` in `snapshots`; copies every file
+/// but the index, locks and temp files, and prints their names.
+fn generate_vectors(out: &Path, init: &[&str], snapshots: &[usize]) {
     let src = Path::new(SOURCE_DIR);
     let base = src.parent().unwrap();
     let _ = std::fs::remove_dir_all(base);
-    std::fs::create_dir_all(base).unwrap();
-    let repo = base.join("repo");
-    strata_ok(
-        &repo,
-        &[
-            "init",
-            "--no-encryption",
-            "--chunk-min",
-            "64",
-            "--chunk-avg",
-            "256",
-            "--chunk-max",
-            "1024",
-            "--compression",
-            "3",
-            "--pack-size-mib",
-            "1",
-        ],
-    );
     std::fs::create_dir_all(src).unwrap();
-    write_source(src, 1);
-    strata_ok(&repo, &["snapshot", SOURCE_DIR]);
-    write_source(src, 2);
-    strata_ok(&repo, &["snapshot", SOURCE_DIR]);
-
-    let out = vec_repo();
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::copy(repo.join("config"), out.join("config")).unwrap();
-    for rel in support::files_below(&repo.join("packs")) {
-        let dest = out.join("packs").join(&rel);
+    let repo = base.join("repo");
+    let mut args = vec![
+        "init",
+        "--chunk-min",
+        "64",
+        "--chunk-avg",
+        "256",
+        "--chunk-max",
+        "1024",
+        "--pack-size-mib",
+        "1",
+    ];
+    args.extend_from_slice(init);
+    strata_ok(&repo, &args);
+    for &n in snapshots {
+        write_source(src, n);
+        strata_ok(&repo, &["snapshot", SOURCE_DIR]);
+    }
+    let _ = std::fs::remove_dir_all(out);
+    for rel in support::files_below(&repo) {
+        let r = rel.to_string_lossy();
+        if r.starts_with("index.sqlite") || r.starts_with("locks") || r.starts_with("tmp") {
+            continue;
+        }
+        let dest = out.join(&rel);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(repo.join("packs").join(&rel), dest).unwrap();
+        std::fs::copy(repo.join(&rel), dest).unwrap();
     }
-    std::fs::create_dir_all(out.join("snapshots")).unwrap();
-    for id in support::snapshot_ids(&repo) {
-        std::fs::copy(
-            repo.join("snapshots").join(&id),
-            out.join("snapshots").join(&id),
-        )
-        .unwrap();
-    }
-    for f in support::files_below(&out) {
+    for f in support::files_below(out) {
         println!("{}", f.display());
     }
     std::fs::remove_dir_all(base).unwrap();
+}
+
+#[test]
+#[ignore = "rewrites format-spec/vectors/repo; run by hand on a format change"]
+fn regenerate_vectors() {
+    generate_vectors(
+        &vec_repo(),
+        &["--no-encryption", "--compression", "3"],
+        &[1, 2],
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -869,44 +867,7 @@ fn enc_repo() -> PathBuf {
 #[test]
 #[ignore = "rewrites format-spec/vectors/encrypted; run by hand on a format change"]
 fn regenerate_encrypted_vectors() {
-    let src = Path::new(SOURCE_DIR);
-    let base = src.parent().unwrap();
-    let _ = std::fs::remove_dir_all(base);
-    std::fs::create_dir_all(src).unwrap();
-    let repo = base.join("repo");
-    strata_ok(
-        &repo,
-        &[
-            "init",
-            "--chunk-min",
-            "64",
-            "--chunk-avg",
-            "256",
-            "--chunk-max",
-            "1024",
-            "--pack-size-mib",
-            "1",
-            "--label",
-            "vectors",
-        ],
-    );
-    write_source(src, 1);
-    strata_ok(&repo, &["snapshot", SOURCE_DIR]);
-    let out = enc_repo();
-    let _ = std::fs::remove_dir_all(&out);
-    for rel in support::files_below(&repo) {
-        let r = rel.to_string_lossy();
-        if r.starts_with("index.sqlite") || r.starts_with("locks") || r.starts_with("tmp") {
-            continue;
-        }
-        let dest = out.join(&rel);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(repo.join(&rel), dest).unwrap();
-    }
-    for f in support::files_below(&out) {
-        println!("{}", f.display());
-    }
-    std::fs::remove_dir_all(base).unwrap();
+    generate_vectors(&enc_repo(), &["--label", "vectors"], &[1]);
 }
 
 /// The derived keys of keys.md "Derived keys", from the hand-read secret.

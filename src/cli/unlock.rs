@@ -32,18 +32,22 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The first line of a password file, without its line ending.
-fn read_password_file(path: &Path) -> Result<SecretString> {
-    let mut s = std::fs::read_to_string(path).at(path)?;
+/// The first line of `s` as a passphrase; `what` names the source in errors.
+fn first_line(mut s: String, what: &str) -> Result<SecretString> {
     let line_end = s.find(['\n', '\r']).unwrap_or(s.len());
     s.truncate(line_end);
     if s.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{}: empty passphrase",
-            path.display()
-        )));
+        return Err(Error::Invalid(format!("{what}: empty passphrase")));
     }
     Ok(SecretString::from(s))
+}
+
+/// The first line of a password file, without its line ending.
+fn read_password_file(path: &Path) -> Result<SecretString> {
+    first_line(
+        std::fs::read_to_string(path).at(path)?,
+        &path.display().to_string(),
+    )
 }
 
 fn password_command(cmd: &str) -> Result<SecretString> {
@@ -60,16 +64,9 @@ fn password_command(cmd: &str) -> Result<SecretString> {
             out.status
         )));
     }
-    let mut s = String::from_utf8(out.stdout)
+    let s = String::from_utf8(out.stdout)
         .map_err(|_| Error::Invalid("STRATA_PASSWORD_COMMAND printed non-UTF-8".into()))?;
-    let line_end = s.find(['\n', '\r']).unwrap_or(s.len());
-    s.truncate(line_end);
-    if s.is_empty() {
-        return Err(Error::Invalid(
-            "STRATA_PASSWORD_COMMAND printed an empty passphrase".into(),
-        ));
-    }
-    Ok(SecretString::from(s))
+    first_line(s, "STRATA_PASSWORD_COMMAND")
 }
 
 fn can_prompt() -> bool {

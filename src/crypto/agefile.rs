@@ -148,6 +148,14 @@ impl<W: Write> Write for HashWriter<W> {
 
 type AgeReader = age::stream::StreamReader<BufReader<File>>;
 
+/// Parse a pack's age header and unwrap its file key with the data identity.
+fn open_reader(file: File, crypto: &super::Crypto, object: &str) -> Result<AgeReader> {
+    let d = age::Decryptor::new_buffered(BufReader::new(file))
+        .map_err(|e| classify(e).into_error(object))?;
+    d.decrypt(std::iter::once(crypto.identity() as &dyn age::Identity))
+        .map_err(|e| classify(e).into_error(object))
+}
+
 /// An open pack file read by plaintext offset: positioned reads for a
 /// plaintext pack, seeks inside the age STREAM for an encrypted one (one
 /// 64 KiB age chunk is decrypted per seek, never the whole pack).
@@ -188,30 +196,14 @@ impl PackFile {
                 object,
             });
         };
-        let p = PackFile::Age {
+        // One reader is opened now, so a damaged header is reported here.
+        let first = open_reader(file, crypto, &object)?;
+        Ok(PackFile::Age {
             path: path.to_path_buf(),
             object,
             crypto: crypto.clone(),
-            pool: Mutex::new(Vec::new()),
-        };
-        // Open one reader now so a damaged header is reported at open.
-        let r = p.new_reader(file)?;
-        if let PackFile::Age { pool, .. } = &p {
-            if let Ok(mut pool) = pool.lock() {
-                pool.push(r);
-            }
-        }
-        Ok(p)
-    }
-
-    fn new_reader(&self, file: File) -> Result<AgeReader> {
-        let PackFile::Age { object, crypto, .. } = self else {
-            return Err(Error::Invalid("not an encrypted pack".into()));
-        };
-        let d = age::Decryptor::new_buffered(BufReader::new(file))
-            .map_err(|e| classify(e).into_error(object))?;
-        d.decrypt(std::iter::once(crypto.identity() as &dyn age::Identity))
-            .map_err(|e| classify(e).into_error(object))
+            pool: Mutex::new(vec![first]),
+        })
     }
 
     fn name(&self) -> &str {
@@ -241,13 +233,20 @@ impl PackFile {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut AgeReader) -> io::Result<T>) -> Result<T> {
-        let PackFile::Age { path, pool, .. } = self else {
+        let PackFile::Age {
+            path, pool, crypto, ..
+        } = self
+        else {
             return Err(Error::Invalid("not an encrypted pack".into()));
         };
         let taken = pool.lock().ok().and_then(|mut p| p.pop());
         let mut r = match taken {
             Some(r) => r,
-            None => self.new_reader(File::open(path).map_err(|e| self.error(e))?)?,
+            None => open_reader(
+                File::open(path).map_err(|e| self.error(e))?,
+                crypto,
+                self.name(),
+            )?,
         };
         let out = f(&mut r).map_err(|e| self.error(e))?;
         if let Ok(mut p) = pool.lock() {

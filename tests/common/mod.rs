@@ -40,9 +40,9 @@ pub struct Strata {
     repo: PathBuf,
 }
 
-/// The passphrase every test repository is created with (scrypt work
-/// factor 2^10 keeps the suite fast; the default is about one second).
-pub const PASSPHRASE: &str = "correct horse battery staple";
+/// The unlock environment lives in one place, `tests/support`.
+#[path = "../support/mod.rs"]
+mod support;
 
 /// The cache directory of this test process (repositories are told apart
 /// by id and path inside it), under the system temp dir rather than the
@@ -51,16 +51,12 @@ pub fn test_cache_dir() -> PathBuf {
     std::env::temp_dir().join(format!("strata-test-cache-{}", std::process::id()))
 }
 
-/// `strata` as a plain `std::process::Command`, with the test passphrase
-/// and no other unlock source.
+/// `strata` as a plain `std::process::Command`: the test passphrase, no
+/// other unlock source, no `STRATA_REPO`, this process's cache directory.
 pub fn strata_command() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
-    c.env_remove("STRATA_REPO")
-        .env_remove("STRATA_PASSWORD_COMMAND")
-        .env_remove("STRATA_IDENTITY")
-        .env_remove("STRATA_NEW_PASSWORD")
-        .env("STRATA_PASSWORD", PASSPHRASE)
-        .env("STRATA_SCRYPT_LOG_N", "10");
+    let mut c = support::command();
+    c.env("STRATA_CACHE_DIR", test_cache_dir())
+        .env_remove("STRATA_REPO");
     c
 }
 
@@ -77,18 +73,8 @@ impl Strata {
 
     /// `strata -r REPO` with a clean environment and a timeout; add the rest.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        // a private cache for the test process, not the user's
-        c.env("STRATA_CACHE_DIR", test_cache_dir())
-            .env_remove("STRATA_REPO")
-            .env_remove("STRATA_PASSWORD_COMMAND")
-            .env_remove("STRATA_IDENTITY")
-            .env_remove("STRATA_NEW_PASSWORD")
-            .env("STRATA_PASSWORD", PASSPHRASE)
-            .env("STRATA_SCRYPT_LOG_N", "10")
-            .arg("--repo")
-            .arg(&self.repo)
-            .timeout(TIMEOUT);
+        let mut c = Command::from_std(strata_command());
+        c.arg("--repo").arg(&self.repo).timeout(TIMEOUT);
         c
     }
 
