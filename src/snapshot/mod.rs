@@ -1,7 +1,9 @@
 //! Snapshots: manifests, trees, listing and selecting (`latest`, id prefixes,
-//! host/tag/path filters).
+//! host/tag/path filters), and the retention policy of `forget`.
 
 pub mod manifest;
+pub mod retention;
+pub mod timefmt;
 pub mod tree;
 
 use crate::error::{Error, IoContext, Result};
