@@ -78,6 +78,10 @@ pub enum Error {
     /// An encrypted repository and no way to unlock it.
     #[error("{0}")]
     Locked(String),
+    /// The repository is locked by another process, or this process lost
+    /// its lock.
+    #[error("{0}")]
+    RepoLocked(String),
     /// `restore --verify` found a difference.
     #[error("verify failed: {0}")]
     Verify(String),

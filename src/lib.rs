@@ -17,6 +17,7 @@ pub mod error;
 pub mod id;
 pub mod index;
 pub mod inspect;
+pub mod maint;
 pub mod object;
 pub mod pack;
 pub mod read;

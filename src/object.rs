@@ -51,6 +51,8 @@ pub enum ObjectKind {
     Key = b'K' as isize,
     /// `keys/<id>.info`: what `key list` shows.
     KeyInfo = b'I' as isize,
+    /// `gc/<id>`: condemned packs and removed manifests (format-spec/gc.md).
+    GcState = b'G' as isize,
 }
 
 /// The id field: the MAC under `crypto`, else the BLAKE3 of the body.

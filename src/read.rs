@@ -25,7 +25,7 @@ impl<'r> BlobReader<'r> {
     /// A reader over `repo` with its own index connection, which sees the
     /// index as it is now (one read transaction for the reader's lifetime).
     pub fn new(repo: &'r Repo) -> Result<Self> {
-        let index = repo.index()?;
+        let mut index = repo.index()?;
         index.begin_read_snapshot()?;
         Ok(BlobReader {
             repo,

@@ -425,7 +425,7 @@ fn cat_prints_every_file_exactly_and_raw_objects_decode() {
     assert_eq!(num(&config, "chunker/min"), 16384, "{config}");
     assert_eq!(num(&config, "chunker/avg"), 65536, "{config}");
     assert_eq!(num(&config, "chunker/max"), 262_144, "{config}");
-    assert_eq!(num(&config, "version"), 1, "{config}");
+    assert_eq!(num(&config, "version"), 2, "{config}");
 
     // --raw snapshot: its tree id, by full id and by prefix
     for spec in [id.as_str(), &id[..10]] {

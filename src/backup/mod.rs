@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::id::SnapshotId;
 use crate::read::BlobReader;
 use crate::repo::Repo;
+use crate::repo::gcstate::{self, Since};
 use crate::repo::lock::Lock;
 use crate::snapshot::tree::{Entry, EntryKind, Tree, valid_name};
 use crate::snapshot::{self, Snapshot, Summary};
@@ -53,6 +54,8 @@ pub struct SnapshotOptions {
     pub parent: Option<String>,
     /// Read every file even if unchanged.
     pub force_rehash: bool,
+    /// Record this time (Unix ns) instead of now (`--time`).
+    pub time: Option<i64>,
 }
 
 /// Live counters, readable while a snapshot runs (progress display).
@@ -104,7 +107,7 @@ pub struct SnapshotReport {
     pub warnings: Vec<String>,
 }
 
-fn build_globs(pats: &[String]) -> Result<(GlobSet, GlobSet)> {
+pub(crate) fn build_globs(pats: &[String]) -> Result<(GlobSet, GlobSet)> {
     let mut by_path = GlobSetBuilder::new();
     let mut by_name = GlobSetBuilder::new();
     for p in pats {
@@ -119,13 +122,6 @@ fn build_globs(pats: &[String]) -> Result<(GlobSet, GlobSet)> {
     Ok((by_path.build().map_err(err)?, by_name.build().map_err(err)?))
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// The last component of a source path, as its root-tree name.
 fn root_name(p: &Path) -> Vec<u8> {
     match p.file_name() {
@@ -134,25 +130,38 @@ fn root_name(p: &Path) -> Vec<u8> {
     }
 }
 
-/// Run a snapshot. Per-file problems become warnings in the report; errors
-/// of the repository or of a source command abort with nothing saved.
-pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<SnapshotReport> {
+/// Run a snapshot under `lock` (shared). Per-file problems become warnings
+/// in the report; errors of the repository or of a source command abort
+/// with nothing saved.
+pub fn run(
+    repo: &Repo,
+    opts: &SnapshotOptions,
+    counters: &Counters,
+    lock: &Lock,
+) -> Result<SnapshotReport> {
     let start = std::time::Instant::now();
-    let time_unix_ns = now_ns();
+    let time_unix_ns = opts.time.unwrap_or_else(crate::repo::now_ns);
     if opts.paths.is_empty() && opts.stdin.is_none() {
         return Err(Error::Invalid(
             "nothing to back up: give a PATH or `-`".into(),
         ));
     }
-    let _lock = Lock::shared(repo)?;
+    gcstate::grace_from_env()?; // a bad STRATA_GC_GRACE fails before any work
     repo.clean_tmp()?;
     // Packs complete on disk but not yet indexed (a killed run) are indexed
-    // now, so this snapshot reuses them (format-spec/index.md).
-    let (_, bad) = repo.index()?.reconcile(repo)?;
-    let mut warnings: Vec<String> = bad
-        .into_iter()
-        .map(|w| format!("skipping unreadable pack: {w}"))
-        .collect();
+    // now, so this snapshot reuses them; packs gone are dropped, and the gc
+    // state is read: dedup skips condemned packs (format-spec/gc.md).
+    let read_state = Since::now();
+    let rec = repo.index()?.reconcile(repo)?;
+    let mut warnings = rec.warnings;
+    if let Some(first) = rec.missing.first() {
+        warnings.push(format!(
+            "{} pack(s) the index knows are missing from the repository (first: {}); \
+             their blobs are stored again when a file that has them is read",
+            rec.missing.len(),
+            first.to_hex()
+        ));
+    }
 
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
     let mut sources: Vec<(PathBuf, Vec<u8>)> = Vec::new();
@@ -241,6 +250,10 @@ pub fn run(repo: &Repo, opts: &SnapshotOptions, counters: &Counters) -> Result<S
     };
     // INV-2/INV-3: every pack sealed, durable and indexed before the manifest.
     saver.finish()?;
+    // format-spec/gc.md: publish only while the lock holds and within the
+    // grace period since the gc state was read.
+    lock.check()?;
+    gcstate::check_publish(&read_state)?;
     warnings.extend(walker.warnings.into_inner().unwrap_or_default());
     let g = |a: &AtomicU64| a.load(Relaxed);
     let summary = Summary {
@@ -306,7 +319,7 @@ fn build_root(
 }
 
 fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) -> Result<Entry> {
-    let now = now_ns();
+    let now = crate::repo::now_ns();
     let mut e = Entry {
         mode: 0o600,
         uid: rustix::process::getuid().as_raw(),

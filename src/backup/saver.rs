@@ -1,7 +1,10 @@
 //! The blob saver: dedup against the index and this session, compress, append
 //! to the open data or tree pack, and hand full packs to a sealing thread that
 //! makes them durable (INV-1) and only then indexes them (INV-2). Memory is
-//! bounded: one open pack buffer per kind and at most two packs in flight.
+//! bounded: one open pack buffer per kind, and at most `SEAL_QUEUE` sealed
+//! packs waiting for fsync (as file handles, their bytes already written).
+//! Dedup sees live packs only: condemned packs' blobs are written again
+//! (format-spec/gc.md).
 
 use crate::blob::{self, BlobKind};
 use crate::error::{Error, Result};
@@ -9,6 +12,7 @@ use crate::id::BlobId;
 use crate::index::Index;
 use crate::pack::writer::PackWriter;
 use crate::repo::Repo;
+use crate::snapshot::tree::{self, Tree};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -67,7 +71,7 @@ impl<'r> BlobSaver<'r> {
                 Ok(())
             })
             .map_err(|e| Error::Invalid(format!("cannot start sealing thread: {e}")))?;
-        let lookup = repo.index()?;
+        let mut lookup = repo.index()?;
         lookup.begin_read_snapshot()?;
         Ok(BlobSaver {
             repo,
@@ -96,6 +100,35 @@ impl<'r> BlobSaver<'r> {
         let id = self.repo.blob_id(kind, raw);
         self.save_with_id(kind, id, raw)?;
         Ok(id)
+    }
+
+    /// Store a directory listing: one tree blob, or for a large directory
+    /// its content-defined parts and an index of them (objects.md "Parts").
+    pub fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
+        let ranges = tree::part_ranges(&tree.entries, |n| self.repo.blob_id(BlobKind::Tree, n));
+        if ranges.len() <= 1 {
+            return self.save_leaf(tree);
+        }
+        let mut index = Tree::default();
+        for (a, b) in ranges {
+            let part = Tree {
+                entries: tree.entries[a..b].to_vec(),
+                parts: Vec::new(),
+            };
+            index.parts.push(self.save_leaf(&part)?);
+        }
+        self.save_leaf(&index)
+    }
+
+    fn save_leaf(&self, tree: &Tree) -> Result<BlobId> {
+        let bytes = tree.encode()?;
+        if bytes.len() > blob::MAX_RAW {
+            return Err(Error::Invalid(format!(
+                "directory part with {} entries is too large for one tree blob",
+                tree.entries.len()
+            )));
+        }
+        self.save(BlobKind::Tree, &bytes)
     }
 
     /// Like [`save`](Self::save) with a precomputed id; returns true if added.

@@ -7,10 +7,10 @@ use super::source::{self, SourceError};
 use super::{Counters, SnapshotOptions};
 use crate::blob::BlobKind;
 use crate::chunker::Chunker;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::BlobId;
 use crate::read::BlobReader;
-use crate::snapshot::tree::{self, Entry, EntryKind, Extent, Tree};
+use crate::snapshot::tree::{Entry, EntryKind, Extent, Tree};
 use globset::GlobSet;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -258,33 +258,8 @@ impl Walker<'_> {
         Ok(Some(e))
     }
 
-    /// Store a directory listing: one tree blob, or for a large directory
-    /// its content-defined parts and an index of them (objects.md "Parts").
+    /// Store a directory listing (saver.rs `save_tree`).
     pub fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
-        let repo = self.saver.repo();
-        let ranges = tree::part_ranges(&tree.entries, |n| repo.blob_id(BlobKind::Tree, n));
-        if ranges.len() <= 1 {
-            return self.save_leaf(tree);
-        }
-        let mut index = Tree::default();
-        for (a, b) in ranges {
-            let part = Tree {
-                entries: tree.entries[a..b].to_vec(),
-                parts: Vec::new(),
-            };
-            index.parts.push(self.save_leaf(&part)?);
-        }
-        self.save_leaf(&index)
-    }
-
-    fn save_leaf(&self, tree: &Tree) -> Result<BlobId> {
-        let bytes = tree.encode()?;
-        if bytes.len() > crate::blob::MAX_RAW {
-            return Err(Error::Invalid(format!(
-                "directory part with {} entries is too large for one tree blob",
-                tree.entries.len()
-            )));
-        }
-        self.saver.save(BlobKind::Tree, &bytes)
+        self.saver.save_tree(tree)
     }
 }

@@ -21,6 +21,14 @@ pub struct Cli {
     /// Unlock with an age identity file or ssh private key instead of a passphrase.
     #[arg(long, value_name = "FILE", env = "STRATA_IDENTITY", global = true)]
     pub identity: Option<PathBuf>,
+    /// Wait up to DURATION (e.g. `5m`) for another process's conflicting
+    /// lock instead of failing.
+    #[arg(long, value_name = "DURATION", global = true, value_parser = duration)]
+    pub retry_lock: Option<std::time::Duration>,
+    /// Take no lock (read-only commands only: restore, ls, cat, find, diff,
+    /// stats, mount).
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -49,6 +57,16 @@ pub enum Command {
     Stats(StatsArgs),
     /// Mount the repository read-only (FUSE) at MOUNTPOINT.
     Mount(MountArgs),
+    /// Remove snapshots by policy (`--keep-*`) or by id.
+    Forget(ForgetArgs),
+    /// Delete or repack what no snapshot needs (two-phase: see --grace).
+    Gc(GcArgs),
+    /// Change the tags of snapshots.
+    Tag(TagArgs),
+    /// Write new snapshots without the files matching --exclude.
+    Rewrite(RewriteArgs),
+    /// Remove stale locks (or all locks with --remove-all).
+    Unlock(UnlockArgs),
     /// Manage the keys that unlock an encrypted repository.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -215,6 +233,10 @@ pub struct SnapshotArgs {
     /// Run this shell command and back up its standard output as one file.
     #[arg(long, value_name = "COMMAND")]
     pub stdin_from_command: Option<String>,
+    /// Record TIME as the snapshot's time: RFC 3339, or `YYYY-MM-DD HH:MM:SS`
+    /// in the local time zone (`TZ`). For imports and tests.
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -398,4 +420,157 @@ pub struct MountArgs {
     /// background; unmount with `fusermount3 -u MOUNTPOINT` or `umount`).
     #[arg(long)]
     pub foreground: bool,
+}
+
+fn duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 5m, 2h)"))
+}
+
+fn count(s: &str) -> std::result::Result<crate::snapshot::retention::Count, String> {
+    crate::snapshot::retention::parse_count(s)
+}
+
+fn span(s: &str) -> std::result::Result<crate::snapshot::retention::Span, String> {
+    crate::snapshot::retention::parse_span(s)
+}
+
+/// `strata forget`
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove (id prefixes), instead of a policy.
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots (`unlimited` for all).
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub keep_last: Option<crate::snapshot::retention::Count>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub keep_hourly: Option<crate::snapshot::retention::Count>,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub keep_daily: Option<crate::snapshot::retention::Count>,
+    /// Keep the newest snapshot of each of the last N weeks (Monday to Sunday).
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub keep_weekly: Option<crate::snapshot::retention::Count>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub keep_monthly: Option<crate::snapshot::retention::Count>,
+    /// Keep the newest snapshot of each of the last N years.
+    #[arg(long, value_name = "N", value_parser = count)]
+    pub keep_yearly: Option<crate::snapshot::retention::Count>,
+    /// Keep every snapshot within DURATION (e.g. `24h`, `30d`, `1y6m`) of the newest.
+    #[arg(long, value_name = "DURATION", value_parser = span)]
+    pub keep_within: Option<crate::snapshot::retention::Span>,
+    /// Keep hourly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION", value_parser = span)]
+    pub keep_within_hourly: Option<crate::snapshot::retention::Span>,
+    /// Keep daily snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION", value_parser = span)]
+    pub keep_within_daily: Option<crate::snapshot::retention::Span>,
+    /// Keep weekly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION", value_parser = span)]
+    pub keep_within_weekly: Option<crate::snapshot::retention::Span>,
+    /// Keep monthly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION", value_parser = span)]
+    pub keep_within_monthly: Option<crate::snapshot::retention::Span>,
+    /// Keep yearly snapshots within DURATION of the newest.
+    #[arg(long, value_name = "DURATION", value_parser = span)]
+    pub keep_within_yearly: Option<crate::snapshot::retention::Span>,
+    /// Keep snapshots that have all of these comma-separated tags (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAGS")]
+    pub keep_tags: Vec<String>,
+    /// Which snapshots take part.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Group snapshots by these fields before applying the policy: any of
+    /// host, paths, tags, comma-separated; empty for one group.
+    #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
+    pub group_by: String,
+    /// Allow a policy to remove every snapshot of a group.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Show what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run `gc` afterwards.
+    #[arg(long)]
+    pub gc: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata gc`
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Show what would be condemned, repacked and deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Unused space to tolerate, as restic: a percentage of the repository
+    /// (`5%`), a size (`100M`) or `unlimited`.
+    #[arg(long, value_name = "LIMIT", default_value = "5%")]
+    pub max_unused: String,
+    /// Rewrite at most SIZE of packs (e.g. `2G`); `0` frees what it can
+    /// without writing packs (for a full disk).
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
+    /// How long a pack stays condemned before deletion (default 23h, or
+    /// STRATA_GC_GRACE). `0` deletes at once: safe only if no backup can be
+    /// running (see README "Retention and gc").
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub grace: Option<std::time::Duration>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata tag`
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Snapshots (id prefixes or `latest`).
+    #[arg(required = true)]
+    pub snapshots: Vec<String>,
+    /// Add this tag (repeatable).
+    #[arg(long = "add", value_name = "TAG")]
+    pub add: Vec<String>,
+    /// Remove this tag (repeatable).
+    #[arg(long = "remove", value_name = "TAG")]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (repeatable; `--set ''` clears them).
+    #[arg(long = "set", value_name = "TAG")]
+    pub set: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata rewrite`
+#[derive(Args, Debug)]
+pub struct RewriteArgs {
+    /// Snapshots (id prefixes or `latest`); all (that pass the filter) if none.
+    pub snapshots: Vec<String>,
+    /// Drop paths matching GLOB (repeatable): without `/` a name anywhere,
+    /// with `/` a path from the snapshot root.
+    #[arg(long = "exclude", value_name = "GLOB", required = true)]
+    pub excludes: Vec<String>,
+    /// Remove the original snapshots (a later `gc` deletes their data).
+    #[arg(long)]
+    pub forget: bool,
+    /// Show what would be dropped; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Which snapshots, when none are named.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata unlock`
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones (make sure no strata process
+    /// uses the repository).
+    #[arg(long)]
+    pub remove_all: bool,
 }

@@ -3,8 +3,11 @@
 //! engine never imports clap. Exit codes are documented in README.md.
 
 mod args;
+mod forget;
+mod gc;
 mod inspect;
 mod key;
+mod locks;
 mod mount;
 mod output;
 mod progress;
@@ -13,6 +16,7 @@ mod snapshot;
 mod snapshots;
 mod unlock;
 
+use crate::repo::lock::{Lock, LockKind};
 pub use args::Cli;
 use args::Command;
 use clap::{CommandFactory, Parser};
@@ -32,6 +36,8 @@ pub mod exit {
     pub const SOURCE_FAILED: i32 = 4;
     /// The repository does not exist or is not a repository.
     pub const NO_REPO: i32 = 10;
+    /// The repository is locked by another process (or our lock was lost).
+    pub const REPO_LOCKED: i32 = 11;
     /// Wrong passphrase or key, or no way to ask for one.
     pub const LOCKED: i32 = 12;
 }
@@ -42,6 +48,7 @@ fn exit_code(e: &crate::Error) -> i32 {
         E::NoRepository(_) | E::NotARepository { .. } => exit::NO_REPO,
         E::SourceCommand { .. } => exit::SOURCE_FAILED,
         E::WrongKey(_) | E::Locked(_) => exit::LOCKED,
+        E::RepoLocked(_) => exit::REPO_LOCKED,
         _ => exit::ERROR,
     }
 }
@@ -168,22 +175,107 @@ fn init(cli: &Cli, a: &args::InitArgs) -> crate::Result<i32> {
     Ok(exit::OK)
 }
 
+/// Take a lock of `kind` as the global options say (`--retry-lock`,
+/// `--no-lock`; format-spec/repository.md "Locks").
+fn lock(cli: &Cli, repo: &crate::Repo, kind: LockKind) -> crate::Result<Lock> {
+    if cli.no_lock {
+        return Ok(Lock::none());
+    }
+    Lock::acquire(repo, kind, cli.retry_lock.unwrap_or_default())
+}
+
+/// `--no-lock` is refused for commands that write.
+fn writes(cli: &Cli, what: &str) -> crate::Result<()> {
+    if cli.no_lock {
+        return Err(crate::Error::Invalid(format!(
+            "--no-lock is for read-only commands; `{what}` changes the repository"
+        )));
+    }
+    Ok(())
+}
+
+/// Open the repository and take a lock for a command.
+fn open_locked(cli: &Cli, kind: LockKind, what: &str) -> crate::Result<(crate::Repo, Lock)> {
+    if kind == LockKind::Exclusive || what == "snapshot" {
+        writes(cli, what)?;
+    }
+    let repo = open(cli)?;
+    let l = lock(cli, &repo, kind)?;
+    Ok((repo, l))
+}
+
 fn run(cli: Cli) -> crate::Result<i32> {
+    use LockKind::{Exclusive, Shared};
     match &cli.command {
         Command::Init(a) => init(&cli, a),
-        Command::Snapshot(a) => snapshot::run(&open(&cli)?, a),
+        Command::Snapshot(a) => {
+            let (repo, l) = open_locked(&cli, Shared, "snapshot")?;
+            snapshot::run(&repo, a, &l)
+        }
         Command::Snapshots(a) => snapshots::run(&open(&cli)?, a),
-        Command::Restore(a) => restore::run(&open(&cli)?, a),
-        Command::Ls(a) => inspect::ls(&open(&cli)?, a),
-        Command::Cat(a) => inspect::cat(&open(&cli)?, a),
-        Command::Find(a) => inspect::find(&open(&cli)?, a),
-        Command::Diff(a) => inspect::diff(&open(&cli)?, a),
-        Command::Stats(a) => inspect::stats(&open(&cli)?, a),
+        Command::Restore(a) => {
+            let (repo, _l) = open_locked(&cli, Shared, "restore")?;
+            restore::run(&repo, a)
+        }
+        Command::Ls(a) => {
+            let (repo, _l) = open_locked(&cli, Shared, "ls")?;
+            inspect::ls(&repo, a)
+        }
+        Command::Cat(a) => {
+            let (repo, _l) = open_locked(&cli, Shared, "cat")?;
+            inspect::cat(&repo, a)
+        }
+        Command::Find(a) => {
+            let (repo, _l) = open_locked(&cli, Shared, "find")?;
+            inspect::find(&repo, a)
+        }
+        Command::Diff(a) => {
+            let (repo, _l) = open_locked(&cli, Shared, "diff")?;
+            inspect::diff(&repo, a)
+        }
+        Command::Stats(a) => {
+            let (repo, _l) = open_locked(&cli, Shared, "stats")?;
+            inspect::stats(&repo, a)
+        }
         Command::Mount(a) => {
             let (repo, used) = open_repo(&cli)?;
-            mount::run(repo, used, a)
+            // The detached parent only starts the child, which locks.
+            let _l = if a.foreground {
+                Some(lock(&cli, &repo, Shared)?)
+            } else {
+                None
+            };
+            mount::run(repo, used, a, &cli)
         }
-        Command::Key(k) => key::run(&cli, &open(&cli)?, k),
+        Command::Forget(a) => {
+            let (repo, l) = open_locked(&cli, Exclusive, "forget")?;
+            forget::run(&repo, a, &l)
+        }
+        Command::Gc(a) => {
+            let (repo, l) = open_locked(&cli, Exclusive, "gc")?;
+            gc::run(&repo, a, &l)
+        }
+        Command::Tag(a) => {
+            let (repo, l) = open_locked(&cli, Exclusive, "tag")?;
+            forget::tag(&repo, a, &l)
+        }
+        Command::Rewrite(a) => {
+            let (repo, l) = open_locked(&cli, Exclusive, "rewrite")?;
+            forget::rewrite(&repo, a, &l)
+        }
+        Command::Unlock(a) => locks::run(&open(&cli)?, a),
+        Command::Key(k) => {
+            let exclusive = !matches!(
+                k,
+                args::KeyCommand::List { .. } | args::KeyCommand::ExportIdentity
+            );
+            let (repo, _l) = if exclusive {
+                open_locked(&cli, Exclusive, "key")?
+            } else {
+                (open(&cli)?, Lock::none())
+            };
+            key::run(&cli, &repo, k)
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut out = Vec::new();

@@ -22,7 +22,7 @@ fn mounted(mp: &Path) -> bool {
 
 /// `repo` is already open (a bad repository or key is reported here, not by
 /// a detached child); `used` is what unlocked it, handed to the child.
-pub fn run(repo: Repo, used: Option<Used>, a: &MountArgs) -> Result<i32> {
+pub fn run(repo: Repo, used: Option<Used>, a: &MountArgs, cli: &super::Cli) -> Result<i32> {
     let mp = std::path::absolute(&a.mountpoint).at(&a.mountpoint)?;
     if !mp.is_dir() {
         return Err(Error::Invalid(format!(
@@ -39,6 +39,13 @@ pub fn run(repo: Repo, used: Option<Used>, a: &MountArgs) -> Result<i32> {
         let exe = std::env::current_exe().at(Path::new("strata"))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--repo").arg(repo.root());
+        if cli.no_lock {
+            cmd.arg("--no-lock");
+        }
+        if let Some(d) = cli.retry_lock {
+            cmd.arg("--retry-lock")
+                .arg(humantime::format_duration(d).to_string());
+        }
         // The child unlocks with what unlocked us: an identity file by
         // path, a passphrase through a pipe (never argv or the environment).
         let pass = match &used {

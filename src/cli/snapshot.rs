@@ -37,10 +37,17 @@ fn options(a: &SnapshotArgs) -> Result<SnapshotOptions> {
         one_file_system: a.one_file_system,
         parent: a.parent.clone(),
         force_rehash: a.force_rehash,
+        time: match &a.time {
+            Some(t) => Some(
+                crate::snapshot::retention::parse_time(t, &jiff::tz::TimeZone::system())
+                    .map_err(|e| Error::Invalid(format!("--time {t:?}: {e}")))?,
+            ),
+            None => None,
+        },
     })
 }
 
-pub fn run(repo: &Repo, a: &SnapshotArgs) -> Result<i32> {
+pub fn run(repo: &Repo, a: &SnapshotArgs, lock: &crate::repo::lock::Lock) -> Result<i32> {
     let opts = options(a)?;
     let counters = Arc::new(Counters::default());
     // On a terminal, estimate the total in the background for an ETA.
@@ -77,7 +84,7 @@ pub fn run(repo: &Repo, a: &SnapshotArgs) -> Result<i32> {
             )
         }),
     );
-    let r = backup::run(repo, &opts, &counters);
+    let r = backup::run(repo, &opts, &counters, lock);
     drop(ticker);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = scan {

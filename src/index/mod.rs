@@ -1,18 +1,24 @@
-//! `index.sqlite` (format-spec/index.md): blob id -> pack location. A cache:
-//! `reconcile` indexes packs that are on disk but not yet in the index, and a
-//! schema-version mismatch rebuilds it from the packs.
+//! `index.sqlite` (format-spec/index.md): blob id -> pack locations. A cache:
+//! `reconcile` brings it up to date with the packs on disk and the gc state,
+//! and a schema-version mismatch rebuilds it from the packs. A blob may be
+//! stored in several packs; reads prefer a live pack, dedup uses live packs
+//! only (format-spec/gc.md "Index").
+
+mod reconcile;
 
 use crate::blob::{BlobKind, Compression};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
-use crate::pack::reader::{self, BlobLocation};
+use crate::pack::reader::BlobLocation;
 use crate::pack::writer::SealedPack;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+pub use reconcile::{Reconciled, list_pack_files};
+
 /// Schema version (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS packs (
@@ -20,23 +26,71 @@ CREATE TABLE IF NOT EXISTS packs (
   name       BLOB NOT NULL UNIQUE,
   kind       INTEGER NOT NULL,
   size       INTEGER NOT NULL,
-  blob_count INTEGER NOT NULL
+  blob_count INTEGER NOT NULL,
+  condemned  INTEGER,
+  missing    INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS blobs (
-  id          BLOB PRIMARY KEY,
+  id          BLOB NOT NULL,
   pack        INTEGER NOT NULL REFERENCES packs(id),
   offset      INTEGER NOT NULL,
   stored_len  INTEGER NOT NULL,
   raw_len     INTEGER NOT NULL,
   kind        INTEGER NOT NULL,
-  compression INTEGER NOT NULL
+  compression INTEGER NOT NULL,
+  PRIMARY KEY (id, pack)
 ) WITHOUT ROWID;
 ";
+
+/// One row of `packs`.
+#[derive(Clone, Debug)]
+pub struct PackRow {
+    /// Local row id (never stored elsewhere).
+    pub rowid: i64,
+    /// The pack.
+    pub id: PackId,
+    /// Data or tree pack.
+    pub kind: BlobKind,
+    /// File length.
+    pub size: u64,
+    /// Trailer entries.
+    pub blob_count: u64,
+    /// Condemned since (Unix ns), `None` if live.
+    pub condemned: Option<i64>,
+    /// The file is gone without a record of gc deleting it.
+    pub missing: bool,
+}
+
+/// One row of `blobs`, with the pack's row id.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobRow {
+    /// The blob.
+    pub id: BlobId,
+    /// `packs.id` of its pack.
+    pub pack: i64,
+    /// Plaintext offset in the pack.
+    pub offset: u64,
+    /// Stored length.
+    pub stored_len: u32,
+    /// Raw length.
+    pub raw_len: u32,
+    /// Kind.
+    pub kind: BlobKind,
+    /// Compression.
+    pub compression: Compression,
+}
 
 /// A connection to the index.
 #[derive(Debug)]
 pub struct Index {
     conn: Connection,
+    /// Row ids of condemned and missing packs (not for dedup), as of the
+    /// last [`Index::refresh_condemned`].
+    condemned: HashSet<i64>,
+}
+
+fn bad(what: &str, id: &BlobId) -> Error {
+    Error::corrupt("index.sqlite", format!("{what} of blob {}", id.short()))
 }
 
 impl Index {
@@ -56,7 +110,28 @@ impl Index {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             conn.execute_batch("COMMIT")?;
         }
-        Ok(Index { conn })
+        let mut idx = Index {
+            conn,
+            condemned: HashSet::new(),
+        };
+        idx.refresh_condemned()?;
+        Ok(idx)
+    }
+
+    /// The underlying connection (gc attaches its mark database to it).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Reload which packs are condemned or missing (dedup ignores them).
+    pub fn refresh_condemned(&mut self) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM packs WHERE condemned IS NOT NULL OR missing != 0")?;
+        self.condemned = st
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(())
     }
 
     /// Record a sealed pack and its blobs in one transaction. Call only after
@@ -104,27 +179,38 @@ impl Index {
     /// Lookups then see one consistent state and skip SQLite's per-statement
     /// lock round trips (two `fcntl` calls each). Rows committed later by
     /// other connections are not seen: callers must tolerate that (dedup
-    /// does: a blob stored twice costs space, never correctness).
-    pub fn begin_read_snapshot(&self) -> Result<()> {
+    /// does: a blob stored twice costs space; a pack deleted meanwhile was
+    /// condemned for a grace period first, format-spec/gc.md).
+    pub fn begin_read_snapshot(&mut self) -> Result<()> {
         self.conn.execute_batch("BEGIN DEFERRED")?;
         self.conn
             .query_row("SELECT count(*) FROM packs", [], |_| Ok(()))?;
-        Ok(())
+        self.refresh_condemned()
     }
 
-    /// Is `id` in the index?
+    /// Is `id` stored in a live (not condemned, not missing) pack? Dedup
+    /// asks this.
     pub fn contains(&self, id: &BlobId) -> Result<bool> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
-        Ok(st.exists(params![&id.0[..]])?)
+            .prepare_cached("SELECT pack FROM blobs WHERE id = ?1")?;
+        let mut rows = st.query(params![&id.0[..]])?;
+        while let Some(r) = rows.next()? {
+            if !self.condemned.contains(&r.get::<_, i64>(0)?) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    /// Where `id` is stored, with its kind.
+    /// Where `id` is stored, with its kind: a live pack if there is one,
+    /// else a condemned one, else a missing one (whose read then reports
+    /// the missing pack).
     pub fn lookup(&self, id: &BlobId) -> Result<Option<(BlobLocation, BlobKind)>> {
         let mut st = self.conn.prepare_cached(
             "SELECT p.name, b.offset, b.stored_len, b.raw_len, b.compression, b.kind
-             FROM blobs b JOIN packs p ON p.id = b.pack WHERE b.id = ?1",
+             FROM blobs b JOIN packs p ON p.id = b.pack WHERE b.id = ?1
+             ORDER BY p.missing, (p.condemned IS NOT NULL), p.id DESC LIMIT 1",
         )?;
         let row = st
             .query_row(params![&id.0[..]], |r| {
@@ -141,120 +227,203 @@ impl Index {
         let Some((name, offset, stored, raw, comp, kind)) = row else {
             return Ok(None);
         };
-        let bad =
-            |what: &str| Error::corrupt("index.sqlite", format!("{what} of blob {}", id.short()));
-        let pack: [u8; 32] = name.try_into().map_err(|_| bad("pack name"))?;
+        let pack: [u8; 32] = name.try_into().map_err(|_| bad("pack name", id))?;
         let loc = BlobLocation {
             pack: PackId(pack),
-            offset: u64::try_from(offset).map_err(|_| bad("offset"))?,
-            stored_len: u32::try_from(stored).map_err(|_| bad("stored length"))?,
-            raw_len: u32::try_from(raw).map_err(|_| bad("raw length"))?,
-            compression: u8::try_from(comp)
-                .ok()
-                .and_then(Compression::from_u8)
-                .ok_or_else(|| bad("compression"))?,
+            offset: u64::try_from(offset).map_err(|_| bad("offset", id))?,
+            stored_len: u32::try_from(stored).map_err(|_| bad("stored length", id))?,
+            raw_len: u32::try_from(raw).map_err(|_| bad("raw length", id))?,
+            compression: decode_compression(comp).ok_or_else(|| bad("compression", id))?,
         };
-        let kind = u8::try_from(kind)
-            .ok()
-            .and_then(BlobKind::from_u8)
-            .ok_or_else(|| bad("kind"))?;
+        let kind = decode_kind(kind).ok_or_else(|| bad("kind", id))?;
         Ok(Some((loc, kind)))
     }
 
     /// Call `f` with every blob's id, stored and raw length and pack, in one
-    /// scan (for whole-repository statistics; far cheaper than a lookup per
-    /// blob).
+    /// scan, each blob once (its live copy if any), for whole-repository
+    /// statistics: far cheaper than a lookup per blob.
     pub fn for_each_blob(&self, f: &mut dyn FnMut(BlobId, u32, u32, PackId)) -> Result<()> {
         let mut st = self.conn.prepare(
-            "SELECT b.id, b.stored_len, b.raw_len, p.name FROM blobs b JOIN packs p ON p.id = b.pack",
+            "SELECT b.id, b.stored_len, b.raw_len, p.name,
+                    p.condemned IS NOT NULL OR p.missing != 0
+             FROM blobs b JOIN packs p ON p.id = b.pack ORDER BY b.id",
         )?;
         let mut rows = st.query([])?;
+        // Rows come grouped by id; emit one per id, preferring a live pack.
+        let mut pending: Option<(BlobId, u32, u32, PackId, bool)> = None;
         while let Some(r) = rows.next()? {
-            let (id, stored, raw, pack): (Vec<u8>, i64, i64, Vec<u8>) =
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            if let (Ok(id), Ok(pack)) = (<[u8; 32]>::try_from(id), <[u8; 32]>::try_from(pack)) {
-                f(BlobId(id), stored as u32, raw as u32, PackId(pack));
+            let (id, stored, raw, pack, condemned): (Vec<u8>, i64, i64, Vec<u8>, bool) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let (Ok(id), Ok(pack)) = (<[u8; 32]>::try_from(id), <[u8; 32]>::try_from(pack)) else {
+                continue;
+            };
+            let row = (
+                BlobId(id),
+                stored as u32,
+                raw as u32,
+                PackId(pack),
+                condemned,
+            );
+            match &mut pending {
+                Some(p) if p.0 == row.0 => {
+                    if p.4 && !condemned {
+                        *p = row;
+                    }
+                }
+                _ => {
+                    if let Some((i, s, w, p, _)) = pending.replace(row) {
+                        f(i, s, w, p);
+                    }
+                }
             }
+        }
+        if let Some((i, s, w, p, _)) = pending {
+            f(i, s, w, p);
         }
         Ok(())
     }
 
-    /// All pack ids in the index.
-    pub fn pack_ids(&self) -> Result<HashSet<PackId>> {
-        let mut st = self.conn.prepare("SELECT name FROM packs")?;
-        let mut out = HashSet::new();
-        for name in st.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            if let Ok(a) = <[u8; 32]>::try_from(name?) {
-                out.insert(PackId(a));
-            }
+    /// Every pack row.
+    pub fn packs(&self) -> Result<Vec<PackRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, name, kind, size, blob_count, condemned, missing FROM packs")?;
+        let mut out = Vec::new();
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let name: Vec<u8> = r.get(1)?;
+            let Ok(name) = <[u8; 32]>::try_from(name) else {
+                return Err(Error::corrupt("index.sqlite", "pack name is not 32 bytes"));
+            };
+            let kind = decode_kind(r.get(2)?)
+                .ok_or_else(|| Error::corrupt("index.sqlite", "pack kind"))?;
+            out.push(PackRow {
+                rowid: r.get(0)?,
+                id: PackId(name),
+                kind,
+                size: r.get::<_, i64>(3)?.max(0) as u64,
+                blob_count: r.get::<_, i64>(4)?.max(0) as u64,
+                condemned: r.get(5)?,
+                missing: r.get::<_, i64>(6)? != 0,
+            });
         }
         Ok(out)
     }
 
-    /// Index every pack under `packs/` that the index does not list yet
-    /// (format-spec/index.md "Rebuild from packs"). A pack whose trailer does
-    /// not verify is reported in the returned warnings and skipped.
-    pub fn reconcile(&mut self, repo: &crate::Repo) -> Result<(usize, Vec<String>)> {
-        let known = self.pack_ids()?;
-        let mut added = 0;
-        let mut warnings = Vec::new();
-        let packs = repo.root().join("packs");
-        for path in list_pack_files(&packs)? {
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(PackId::from_hex)
-            else {
-                continue;
-            };
-            if known.contains(&id) {
-                continue;
-            }
-            let object = format!("pack {id}");
-            let read = repo
-                .open_pack(&id)
-                .and_then(|f| reader::read_trailer(&f, &object))
-                .and_then(|(_, entries)| {
-                    let size = std::fs::metadata(&path)
-                        .map_err(|e| crate::Error::Io {
-                            path: path.clone(),
-                            source: e,
-                        })?
-                        .len();
-                    Ok((size, entries))
-                });
-            match read {
-                Ok((size, entries)) => {
-                    let kind = entries.first().map(|e| e.kind).unwrap_or(BlobKind::Data);
-                    self.add_pack(&SealedPack {
-                        id,
-                        kind,
-                        size,
-                        entries,
-                    })?;
-                    added += 1;
-                }
-                Err(e) => warnings.push(e.to_string()),
+    /// All pack ids in the index.
+    pub fn pack_ids(&self) -> Result<HashSet<PackId>> {
+        Ok(self.packs()?.into_iter().map(|p| p.id).collect())
+    }
+
+    /// The blobs of the pack with row id `pack`, in offset order.
+    pub fn blobs_of(&self, pack: i64) -> Result<Vec<BlobRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, offset, stored_len, raw_len, kind, compression FROM blobs
+             WHERE pack = ?1 ORDER BY offset",
+        )?;
+        let mut out = Vec::new();
+        let mut rows = st.query(params![pack])?;
+        while let Some(r) = rows.next()? {
+            out.push(blob_row(r, pack)?);
+        }
+        Ok(out)
+    }
+
+    /// Drop packs (and their blob rows) from the index, in one transaction
+    /// (GC-3: before the pack files are deleted).
+    pub fn remove_packs(&mut self, packs: &[PackId]) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS gone(id INTEGER PRIMARY KEY); DELETE FROM gone;",
+        )?;
+        {
+            let mut ins =
+                tx.prepare("INSERT OR IGNORE INTO gone(id) SELECT id FROM packs WHERE name = ?1")?;
+            for p in packs {
+                ins.execute(params![&p.0[..]])?;
             }
         }
-        Ok((added, warnings))
+        tx.execute_batch(
+            "DELETE FROM blobs WHERE pack IN (SELECT id FROM gone);
+             DELETE FROM packs WHERE id IN (SELECT id FROM gone);
+             DELETE FROM gone;",
+        )?;
+        tx.commit()?;
+        self.refresh_condemned()
+    }
+
+    /// Make `packs.condemned` equal `condemned` (pack -> since), in one
+    /// transaction.
+    pub fn set_condemned(
+        &mut self,
+        condemned: &std::collections::BTreeMap<PackId, i64>,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE packs SET condemned = NULL WHERE condemned IS NOT NULL",
+            [],
+        )?;
+        {
+            let mut st = tx.prepare("UPDATE packs SET condemned = ?2 WHERE name = ?1")?;
+            for (p, since) in condemned {
+                st.execute(params![&p.0[..], since])?;
+            }
+        }
+        tx.commit()?;
+        self.refresh_condemned()
+    }
+
+    /// Set which packs are missing (their files gone without a gc record).
+    pub fn set_missing(&mut self, missing: &[PackId]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute("UPDATE packs SET missing = 0 WHERE missing != 0", [])?;
+        {
+            let mut st = tx.prepare("UPDATE packs SET missing = 1 WHERE name = ?1")?;
+            for p in missing {
+                st.execute(params![&p.0[..]])?;
+            }
+        }
+        tx.commit()?;
+        self.refresh_condemned()
+    }
+
+    /// Row id of every pack by pack id.
+    pub fn pack_rowids(&self) -> Result<HashMap<PackId, i64>> {
+        Ok(self.packs()?.into_iter().map(|p| (p.id, p.rowid)).collect())
     }
 }
 
-/// Every file `packs/xx/<name>`.
-pub fn list_pack_files(packs: &Path) -> Result<Vec<std::path::PathBuf>> {
-    use crate::error::IoContext;
-    let mut out = Vec::new();
-    for d in std::fs::read_dir(packs).at(packs)? {
-        let d = d.at(packs)?;
-        if !d.file_type().at(&d.path())?.is_dir() {
-            continue;
-        }
-        let dp = d.path();
-        for f in std::fs::read_dir(&dp).at(&dp)? {
-            out.push(f.at(&dp)?.path());
-        }
-    }
-    out.sort();
-    Ok(out)
+/// Decode a `blobs` row selected as (id, offset, stored_len, raw_len, kind, compression).
+pub fn blob_row(r: &rusqlite::Row<'_>, pack: i64) -> Result<BlobRow> {
+    let id: Vec<u8> = r.get(0)?;
+    let id = BlobId(
+        <[u8; 32]>::try_from(id)
+            .map_err(|_| Error::corrupt("index.sqlite", "blob id is not 32 bytes"))?,
+    );
+    Ok(BlobRow {
+        id,
+        pack,
+        offset: u64::try_from(r.get::<_, i64>(1)?).map_err(|_| bad("offset", &id))?,
+        stored_len: u32::try_from(r.get::<_, i64>(2)?).map_err(|_| bad("stored length", &id))?,
+        raw_len: u32::try_from(r.get::<_, i64>(3)?).map_err(|_| bad("raw length", &id))?,
+        kind: decode_kind(r.get(4)?).ok_or_else(|| bad("kind", &id))?,
+        compression: decode_compression(r.get(5)?).ok_or_else(|| bad("compression", &id))?,
+    })
+}
+
+fn decode_kind(v: i64) -> Option<BlobKind> {
+    u8::try_from(v).ok().and_then(BlobKind::from_u8)
+}
+
+fn decode_compression(v: i64) -> Option<Compression> {
+    u8::try_from(v).ok().and_then(Compression::from_u8)
 }

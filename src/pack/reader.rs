@@ -70,3 +70,45 @@ pub fn read_blob(
     file.read_exact_at(&mut buf, loc.offset)?;
     decode_blob(&buf, id, loc, verify)
 }
+
+/// Split items stored in one pack, sorted by offset, into runs close enough
+/// to read with one `pread`: a gap of at most 256 KiB, at most 32 MiB a run.
+/// `span` gives an item's (offset, stored length).
+pub fn runs<T>(items: &[T], span: impl Fn(&T) -> (u64, u32)) -> Vec<&[T]> {
+    const GAP: u64 = 256 << 10;
+    const MAX_RUN: u64 = 32 << 20;
+    let end = |t: &T| {
+        let (o, l) = span(t);
+        o + u64::from(l)
+    };
+    let mut out = Vec::new();
+    let mut s = 0;
+    for i in 1..=items.len() {
+        let split = i == items.len() || {
+            let prev_end = end(&items[i - 1]);
+            span(&items[i]).0 > prev_end + GAP || prev_end - span(&items[s]).0 > MAX_RUN
+        };
+        if split {
+            out.push(&items[s..i]);
+            s = i;
+        }
+    }
+    out
+}
+
+/// Read one run of blobs (from [`runs`]) with a single read; returns the
+/// bytes and the offset they start at.
+pub fn read_run<T>(
+    file: &PackFile,
+    run: &[T],
+    span: impl Fn(&T) -> (u64, u32),
+) -> Result<(Vec<u8>, u64)> {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return Ok((Vec::new(), 0));
+    };
+    let start = span(first).0;
+    let (lo, ll) = span(last);
+    let mut buf = vec![0u8; (lo + u64::from(ll) - start) as usize];
+    file.read_exact_at(&mut buf, start)?;
+    Ok((buf, start))
+}

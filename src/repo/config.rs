@@ -32,6 +32,9 @@ pub const DEFAULT_COMPRESSION: i32 = 3;
 pub const PACK_SIZE_MIN: u64 = 1 << 20;
 /// Largest pack target size.
 pub const PACK_SIZE_MAX: u64 = 1 << 30;
+/// The repository format this code writes: 2 adds gc state files, which
+/// writers must honour (format-spec/gc.md), so strata 0.1 must refuse it.
+pub const REPO_VERSION: u32 = 2;
 /// Default pack target size.
 pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
 
@@ -50,7 +53,8 @@ impl Default for ChunkerParams {
 /// The decoded `config` file.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Config {
-    /// Format version, 1.
+    /// Repository format version: 1, or 2 once it may hold gc state
+    /// (format-spec/README.md "Version log").
     pub version: u32,
     /// Random repository id.
     #[serde(serialize_with = "ser_hex")]
@@ -91,7 +95,7 @@ impl Config {
 
     /// Check values a decoder accepted but the engine cannot use.
     pub fn validate(&self, object: &str) -> Result<()> {
-        if self.version != u32::from(object::FORMAT_VERSION) {
+        if !(1..=REPO_VERSION).contains(&self.version) {
             return Err(Error::corrupt(
                 object,
                 format!("unsupported repository version {}", self.version),

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod fsutil;
+pub mod gcstate;
 pub mod known;
 pub mod lock;
 
@@ -91,7 +92,7 @@ impl Repo {
             }
         }
         let config = Config {
-            version: u32::from(crate::object::FORMAT_VERSION),
+            version: config::REPO_VERSION,
             repo_id: fsutil::random_bytes()?,
             chunker: opts.chunker.clone().unwrap_or_default(),
             compression_level: opts
@@ -105,7 +106,7 @@ impl Repo {
             Some(_) => Some(Arc::new(Crypto::generate()?)),
             None => None,
         };
-        for d in SUBDIRS {
+        for d in SUBDIRS.iter().chain(&["gc"]) {
             let p = path.join(d);
             fs::create_dir_all(&p).at(&p)?;
         }
@@ -233,20 +234,49 @@ impl Repo {
     /// never referenced (format-spec/repository.md "Temp files"). Younger
     /// ones may belong to a running process and are kept.
     pub fn clean_tmp(&self) -> Result<usize> {
+        self.clean_tmp_older(std::time::Duration::from_secs(24 * 3600))
+    }
+
+    /// Delete files in `tmp/` not modified for `age` (gc, under the
+    /// exclusive lock, uses the smaller of an hour and its grace period:
+    /// a process that wrongly runs beside it loses a temp file, which fails
+    /// that process, never data).
+    pub fn clean_tmp_older(&self, age: std::time::Duration) -> Result<usize> {
         let dir = self.tmp_dir();
-        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        let cutoff = std::time::SystemTime::now() - age;
         let mut n = 0;
         for e in fs::read_dir(&dir).at(&dir)? {
             let e = e.at(&dir)?;
             let old = e
                 .metadata()
                 .and_then(|m| m.modified())
-                .is_ok_and(|t| t < cutoff);
+                .is_ok_and(|t| t <= cutoff);
             if old && fs::remove_file(e.path()).is_ok() {
                 n += 1;
             }
         }
         Ok(n)
+    }
+
+    /// Delete pack files (GC-4: only after they left the index), then fsync
+    /// their directories. A pack already gone is fine.
+    pub fn remove_packs(&self, packs: &[PackId]) -> Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for id in packs {
+            let p = self.pack_path(id);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at(&p),
+            }
+            if let Some(d) = p.parent() {
+                dirs.insert(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            fsutil::sync_dir(&d)?;
+        }
+        Ok(())
     }
 
     /// Path of a pack file.
@@ -316,6 +346,49 @@ impl Repo {
         }
     }
 
+    /// Make sure the repository is format 2 before gc state is written: a
+    /// format-1 config is replaced by one saying 2 (temp, fsync, rename:
+    /// INV-1), so that strata 0.1, which ignores gc state, refuses it.
+    /// The config is the only file ever replaced, and only this way.
+    pub fn require_gc_format(&self) -> Result<()> {
+        if self.config.version >= config::REPO_VERSION {
+            return Ok(());
+        }
+        let cfg_path = self.root.join("config");
+        let current = fs::read(&cfg_path).at(&cfg_path)?;
+        let (on_disk, _): (Config, _) = self.open_file(ObjectKind::Config, &current, "config")?;
+        if on_disk.version >= config::REPO_VERSION {
+            return Ok(()); // upgraded meanwhile
+        }
+        let upgraded = Config {
+            version: config::REPO_VERSION,
+            ..on_disk
+        };
+        let (bytes, _) = self.seal_file(ObjectKind::Config, &upgraded)?;
+        fsutil::write_atomic(&self.tmp_dir(), &cfg_path, &bytes)?;
+        eprintln!(
+            "strata: upgraded the repository to format {} (strata 0.1 can no longer write to it)",
+            config::REPO_VERSION
+        );
+        Ok(())
+    }
+
+    /// The plaintext of free-form bytes written by [`Repo::seal_bytes`], at
+    /// most `limit` bytes; `object` names the file in errors.
+    pub fn open_bytes(&self, bytes: &[u8], object: &str, limit: usize) -> Result<Vec<u8>> {
+        match &self.crypto {
+            Some(c) => Ok(c.decrypt(bytes, object, limit)?.to_vec()),
+            None if agefile::is_age(bytes) => Err(Error::corrupt(
+                object,
+                "an age-encrypted file in an unencrypted repository",
+            )),
+            None if bytes.len() > limit => {
+                Err(Error::corrupt(object, format!("larger than {limit} bytes")))
+            }
+            None => Ok(bytes.to_vec()),
+        }
+    }
+
     /// Open a pack for reading by plaintext offset.
     pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
         PackFile::open(
@@ -324,6 +397,14 @@ impl Repo {
             self.crypto.as_ref(),
         )
     }
+}
+
+/// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// This machine's host name.

@@ -345,13 +345,9 @@ pub fn run(
         .par_iter()
         .try_for_each(|(pack, blobs)| -> Result<()> {
             let pf = repo.open_pack(pack)?;
-            for run in runs(blobs) {
-                let (start, end) = (
-                    run[0].loc.offset,
-                    run[run.len() - 1].loc.offset + u64::from(run[run.len() - 1].loc.stored_len),
-                );
-                let mut buf = vec![0u8; (end - start) as usize];
-                pf.read_exact_at(&mut buf, start)?;
+            let span = |u: &plan::BlobUse| (u.loc.offset, u.loc.stored_len);
+            for run in reader::runs(blobs, span) {
+                let (buf, start) = reader::read_run(&pf, run, span)?;
                 for u in run {
                     let s = (u.loc.offset - start) as usize;
                     let raw = reader::decode_blob(
@@ -502,25 +498,6 @@ fn mknod(path: &Path, ft: rustix::fs::FileType, e: &Entry, dev: u64) -> std::io:
         dev,
     )?;
     Ok(())
-}
-
-/// Split a pack's blobs into runs close enough to read in one `pread`.
-fn runs(blobs: &[plan::BlobUse]) -> Vec<&[plan::BlobUse]> {
-    const GAP: u64 = 256 << 10;
-    const MAX_RUN: u64 = 32 << 20;
-    let mut out = Vec::new();
-    let mut s = 0;
-    for i in 1..=blobs.len() {
-        let split = i == blobs.len() || {
-            let prev_end = blobs[i - 1].loc.offset + u64::from(blobs[i - 1].loc.stored_len);
-            blobs[i].loc.offset > prev_end + GAP || prev_end - blobs[s].loc.offset > MAX_RUN
-        };
-        if split {
-            out.push(&blobs[s..i]);
-            s = i;
-        }
-    }
-    out
 }
 
 /// Write `data` at `off` of the file's data stream, mapped through sparse extents.

@@ -47,6 +47,21 @@ pub fn ids(repo: &Repo) -> Result<Vec<SnapshotId>> {
     Ok(out)
 }
 
+/// Delete manifests, then fsync `snapshots/` (the caller has recorded them
+/// as forgotten first, GC-6). A manifest already gone is fine.
+pub fn remove(repo: &Repo, ids: &[SnapshotId]) -> Result<()> {
+    let dir = repo.root().join("snapshots");
+    for id in ids {
+        let p = dir.join(id.to_hex());
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at(&p),
+        }
+    }
+    crate::repo::fsutil::sync_dir(&dir)
+}
+
 /// Snapshots with their ids.
 pub type Listed = Vec<(SnapshotId, Snapshot)>;
 
@@ -60,6 +75,8 @@ pub fn list(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
     for id in ids(repo)? {
         match Snapshot::load(repo, &id) {
             Ok(s) => out.push((id, s)),
+            // removed (forget, tag) between listing and reading
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => bad.push(e),
         }
     }

@@ -1,0 +1,301 @@
+//! `strata forget`, `tag` and `rewrite`: the commands that remove or replace
+//! manifests. Options become engine options here; output per group.
+
+use super::args::{ForgetArgs, RewriteArgs, TagArgs};
+use super::{exit, output};
+use crate::error::{Error, Result};
+use crate::id::SnapshotId;
+use crate::maint::forget::{self, ForgetOptions, Group, GroupBy, Verdict};
+use crate::maint::rewrite::{self, RewriteOptions};
+use crate::maint::tag::{self, TagChange};
+use crate::repo::Repo;
+use crate::repo::lock::Lock;
+use crate::snapshot::retention::{Count, Policy, parse_tag_list};
+use crate::snapshot::{self, Snapshot};
+use jiff::tz::TimeZone;
+use serde_json::json;
+
+fn policy(a: &ForgetArgs) -> Policy {
+    let c = |v: Option<Count>| v.unwrap_or(Count::Off);
+    Policy {
+        last: c(a.keep_last),
+        hourly: c(a.keep_hourly),
+        daily: c(a.keep_daily),
+        weekly: c(a.keep_weekly),
+        monthly: c(a.keep_monthly),
+        yearly: c(a.keep_yearly),
+        within: a.keep_within,
+        within_hourly: a.keep_within_hourly,
+        within_daily: a.keep_within_daily,
+        within_weekly: a.keep_within_weekly,
+        within_monthly: a.keep_within_monthly,
+        within_yearly: a.keep_within_yearly,
+        keep_tags: a.keep_tags.iter().map(|t| parse_tag_list(t)).collect(),
+    }
+}
+
+/// Snapshot time in the local zone, as `forget` buckets it.
+fn local_time(s: &Snapshot, tz: &TimeZone) -> String {
+    match jiff::Timestamp::from_nanosecond(i128::from(s.time_unix_ns)) {
+        Ok(t) => t
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %:z")
+            .to_string(),
+        Err(_) => s.time_string(),
+    }
+}
+
+/// Resolve snapshot specs (id prefixes or `latest`) to manifests.
+fn resolve_all(repo: &Repo, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
+    for spec in specs {
+        let mut skipped = Vec::new();
+        let (id, s) = snapshot::resolve(repo, spec, &Default::default(), &mut skipped)?;
+        for w in skipped {
+            eprintln!("strata: warning: {w}");
+        }
+        if !out.iter().any(|(i, _)| *i == id) {
+            out.push((id, s));
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
+    let policy = policy(a);
+    let tz = TimeZone::system();
+    if !a.snapshots.is_empty() {
+        if !policy.is_empty() {
+            return Err(Error::Invalid(
+                "give snapshot ids or a --keep-* policy, not both".into(),
+            ));
+        }
+        let targets = resolve_all(repo, &a.snapshots)?;
+        return by_id(repo, a, lock, &targets, &tz);
+    }
+    if policy.is_empty() {
+        return Err(Error::Invalid(
+            "no policy: give --keep-* options (or snapshot ids to remove)".into(),
+        ));
+    }
+    let opts = ForgetOptions {
+        policy,
+        filter: a.filter.to_filter(),
+        group_by: GroupBy::parse(&a.group_by).map_err(Error::Invalid)?,
+        allow_empty: a.allow_empty,
+    };
+    let groups = forget::plan(repo, &opts, crate::repo::now_ns(), &tz)?;
+    for g in &groups {
+        for v in g.keep.iter().filter(|v| v.future) {
+            eprintln!(
+                "strata: warning: snapshot {} is dated in the future ({}); kept",
+                v.id.short(),
+                local_time(&v.snapshot, &tz)
+            );
+        }
+    }
+    let victims: Vec<_> = groups
+        .iter()
+        .flat_map(|g| &g.remove)
+        .map(|v| (v.id, Some(v.snapshot.tree)))
+        .collect();
+    if a.json {
+        output::line(&groups_json(&groups, &tz, a.dry_run).to_string())?;
+    } else {
+        for g in &groups {
+            print_group(g, &tz, a.dry_run)?;
+        }
+    }
+    if !a.dry_run {
+        forget::remove(repo, lock, &victims)?;
+    }
+    if !a.json {
+        output::line(&format!(
+            "{} {} snapshots{}",
+            if a.dry_run { "would remove" } else { "removed" },
+            victims.len(),
+            if victims.is_empty() || a.dry_run {
+                String::new()
+            } else {
+                "; their data is freed by `strata gc`".into()
+            }
+        ))?;
+    }
+    after(repo, a, lock)
+}
+
+/// `forget ID...`: remove exactly these.
+fn by_id(
+    repo: &Repo,
+    a: &ForgetArgs,
+    lock: &Lock,
+    targets: &[(SnapshotId, Snapshot)],
+    tz: &TimeZone,
+) -> Result<i32> {
+    let victims: Vec<_> = targets.iter().map(|(id, s)| (*id, Some(s.tree))).collect();
+    if !a.dry_run {
+        forget::remove(repo, lock, &victims)?;
+    }
+    if a.json {
+        let v: Vec<_> = targets
+            .iter()
+            .map(|(id, s)| json!({"id": id.to_hex(), "time": s.time_string()}))
+            .collect();
+        output::line(&json!({"dry_run": a.dry_run, "remove": v}).to_string())?;
+    } else {
+        for (id, s) in targets {
+            output::line(&format!(
+                "{} {}  {}",
+                if a.dry_run { "would remove" } else { "removed" },
+                id.short(),
+                local_time(s, tz)
+            ))?;
+        }
+    }
+    after(repo, a, lock)
+}
+
+/// `--gc`: collect garbage after forgetting.
+fn after(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
+    if a.gc && !a.dry_run {
+        return super::gc::run_default(repo, lock, a.json);
+    }
+    Ok(exit::OK)
+}
+
+fn print_group(g: &Group, tz: &TimeZone, dry_run: bool) -> Result<()> {
+    output::line(&format!("group: {}", g.key))?;
+    output::line(&format!("keep {} snapshots:", g.keep.len()))?;
+    for v in &g.keep {
+        output::line(&format!(
+            "  {}  {}  {}",
+            v.id.short(),
+            local_time(&v.snapshot, tz),
+            v.reasons.join(", ")
+        ))?;
+    }
+    if !g.remove.is_empty() {
+        output::line(&format!(
+            "{} {} snapshots:",
+            if dry_run { "would remove" } else { "remove" },
+            g.remove.len()
+        ))?;
+        for v in &g.remove {
+            output::line(&format!(
+                "  {}  {}",
+                v.id.short(),
+                local_time(&v.snapshot, tz)
+            ))?;
+        }
+    }
+    output::line("")
+}
+
+fn verdict_json(v: &Verdict, tz: &TimeZone) -> serde_json::Value {
+    json!({
+        "id": v.id.to_hex(),
+        "time": v.snapshot.time_string(),
+        "local_time": local_time(&v.snapshot, tz),
+        "host": v.snapshot.host,
+        "tags": v.snapshot.tags,
+        "reasons": v.reasons,
+        "future": v.future,
+    })
+}
+
+fn groups_json(groups: &[Group], tz: &TimeZone, dry_run: bool) -> serde_json::Value {
+    let g: Vec<_> = groups
+        .iter()
+        .map(|g| {
+            json!({
+                "group": g.key,
+                "keep": g.keep.iter().map(|v| verdict_json(v, tz)).collect::<Vec<_>>(),
+                "remove": g.remove.iter().map(|v| verdict_json(v, tz)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"dry_run": dry_run, "groups": g})
+}
+
+pub fn tag(repo: &Repo, a: &TagArgs, lock: &Lock) -> Result<i32> {
+    if a.add.is_empty() && a.remove.is_empty() && a.set.is_empty() {
+        return Err(Error::Invalid("give --add, --remove or --set".into()));
+    }
+    let change = TagChange {
+        set: (!a.set.is_empty()).then(|| a.set.iter().filter(|t| !t.is_empty()).cloned().collect()),
+        remove: a.remove.clone(),
+        add: a.add.clone(),
+    };
+    let targets = resolve_all(repo, &a.snapshots)?;
+    let done = tag::tag(repo, lock, &targets, &change)?;
+    if a.json {
+        output::line(&serde_json::to_string(&done).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        return Ok(exit::OK);
+    }
+    for r in &done {
+        match r.new {
+            Some(n) => output::line(&format!(
+                "{} -> {}  tags [{}]",
+                r.old.short(),
+                n.short(),
+                r.tags.join(", ")
+            ))?,
+            None => output::line(&format!(
+                "{} unchanged  tags [{}]",
+                r.old.short(),
+                r.tags.join(", ")
+            ))?,
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn rewrite(repo: &Repo, a: &RewriteArgs, lock: &Lock) -> Result<i32> {
+    let targets = if a.snapshots.is_empty() {
+        let f = a.filter.to_filter();
+        super::readable_snapshots(repo)?
+            .into_iter()
+            .filter(|(_, s)| f.matches(s))
+            .collect()
+    } else {
+        resolve_all(repo, &a.snapshots)?
+    };
+    let opts = RewriteOptions {
+        excludes: a.excludes.clone(),
+        forget: a.forget,
+        dry_run: a.dry_run,
+    };
+    let done = rewrite::rewrite(repo, lock, &targets, &opts)?;
+    if a.json {
+        let v = json!({"dry_run": a.dry_run, "snapshots": done});
+        output::line(&v.to_string())?;
+        return Ok(exit::OK);
+    }
+    for r in &done {
+        if r.paths.is_empty() {
+            output::line(&format!("{} unchanged", r.old.short()))?;
+            continue;
+        }
+        let d = r.dropped;
+        output::line(&format!(
+            "{} {}: {} {} files, {} dirs, {} other ({})",
+            r.old.short(),
+            match r.new {
+                Some(n) => format!("-> {}", n.short()),
+                None => "(dry run)".into(),
+            },
+            if a.dry_run { "would drop" } else { "dropped" },
+            d.files,
+            d.dirs,
+            d.other,
+            output::size(d.bytes)
+        ))?;
+        for p in &r.paths {
+            output::line(&format!("  - {p}"))?;
+        }
+    }
+    if a.forget && !a.dry_run {
+        output::line("originals removed; their data is freed by `strata gc`")?;
+    }
+    Ok(exit::OK)
+}

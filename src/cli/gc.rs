@@ -1,0 +1,120 @@
+//! `strata gc`: options, the report as text or JSON.
+
+use super::args::GcArgs;
+use super::{exit, output, progress};
+use crate::error::{Error, Result};
+use crate::maint::gc::{self, GcOptions, GcReport, Packs};
+use crate::maint::plan::{MaxUnused, parse_size};
+use crate::repo::Repo;
+use crate::repo::gcstate;
+use crate::repo::lock::Lock;
+use std::sync::Arc;
+
+fn options(a: &GcArgs) -> Result<GcOptions> {
+    Ok(GcOptions {
+        dry_run: a.dry_run,
+        max_unused: MaxUnused::parse(&a.max_unused)
+            .map_err(|e| Error::Invalid(format!("--max-unused: {e}")))?,
+        max_repack: match &a.max_repack {
+            Some(s) => {
+                Some(parse_size(s).map_err(|e| Error::Invalid(format!("--max-repack: {e}")))?)
+            }
+            None => None,
+        },
+        grace: match a.grace {
+            Some(g) => g,
+            None => gcstate::grace_from_env()?,
+        },
+    })
+}
+
+pub fn run(repo: &Repo, a: &GcArgs, lock: &Lock) -> Result<i32> {
+    execute(repo, &options(a)?, lock, a.json)
+}
+
+/// gc with the default options (`forget --gc`).
+pub fn run_default(repo: &Repo, lock: &Lock, json: bool) -> Result<i32> {
+    let opts = GcOptions {
+        grace: gcstate::grace_from_env()?,
+        ..GcOptions::default()
+    };
+    execute(repo, &opts, lock, json)
+}
+
+fn execute(repo: &Repo, opts: &GcOptions, lock: &Lock, json: bool) -> Result<i32> {
+    let p = Arc::new(gc::Progress::default());
+    let pc = p.clone();
+    let ticker = progress::start(
+        "gc: marking",
+        Arc::new(move || (0, progress::get(&pc.trees), 0)),
+    );
+    let r = gc::run(repo, opts, lock, &p);
+    drop(ticker);
+    let r = r?;
+    for w in &r.warnings {
+        eprintln!("strata: warning: {w}");
+    }
+    if json {
+        output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
+    } else {
+        print(&r)?;
+    }
+    Ok(if r.warnings.is_empty() {
+        exit::OK
+    } else {
+        exit::WARNINGS
+    })
+}
+
+fn packs(p: &Packs) -> String {
+    format!("{} packs ({})", p.packs, output::size(p.bytes))
+}
+
+fn print(r: &GcReport) -> Result<()> {
+    let would = |done: &'static str, dry: &'static str| if r.dry_run { dry } else { done };
+    output::line(&format!(
+        "{} snapshots{}, {} trees, {} blobs in use ({}); repository: {}",
+        r.snapshots,
+        if r.forgotten_roots > 0 {
+            format!(" and {} removed within the grace period", r.forgotten_roots)
+        } else {
+            String::new()
+        },
+        r.trees,
+        r.reachable_blobs,
+        output::size(r.reachable_bytes),
+        packs(&r.total)
+    ))?;
+    output::line(&format!(
+        "{} {} unused, {} {} partly used{}",
+        would("condemned", "would condemn"),
+        packs(&r.condemned),
+        would("repacked", "would repack"),
+        packs(&r.repacked),
+        if r.dry_run {
+            String::new()
+        } else {
+            format!(" into {}", packs(&r.written))
+        }
+    ))?;
+    output::line(&format!(
+        "{} {} (space freed now); {} still condemned; {} recovered; {} partly used kept",
+        would("deleted", "would delete"),
+        packs(&r.deleted),
+        packs(&r.still_condemned),
+        packs(&r.recovered),
+        packs(&r.kept_partial),
+    ))?;
+    if r.pending_free > 0 {
+        output::line(&format!(
+            "{} condemned: freed by a gc {} from now or later (grace period)",
+            output::size(r.pending_free),
+            humantime::format_duration(std::time::Duration::from_secs(r.grace_secs))
+        ))?;
+    }
+    output::line(&format!(
+        "gc {} in {:.2}s",
+        would("done", "planned"),
+        r.seconds
+    ))
+}
