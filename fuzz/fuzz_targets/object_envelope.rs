@@ -1,5 +1,5 @@
-//! Any bytes as a `config`, snapshot or key-info file (format-spec/objects.md,
-//! keys.md), or as an age file (what an encrypted repository reads), and the
+//! Any bytes as a `config`, snapshot, key-info or gc state file
+//! (format-spec/objects.md, keys.md, gc.md), or as an age file (what an encrypted repository reads), and the
 //! same bytes as an envelope *body* behind a valid header and id, so the
 //! bincode decoder and the config checks are reached, not only the checksum.
 #![no_main]
@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use strata::crypto::keys::KeyInfo;
 use strata::object::{self, ObjectKind};
 use strata::repo::config::Config;
+use strata::repo::gcstate::GcState;
 use strata::snapshot::Snapshot;
 
 fn reseal(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -40,6 +41,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let env = reseal(b'I', data);
     let _ = object::open::<KeyInfo>(ObjectKind::KeyInfo, &env, "fuzz", None);
+    let env = reseal(b'G', data);
+    if let Ok((st, _)) = object::open::<GcState>(ObjectKind::GcState, &env, "fuzz", None) {
+        // what is accepted re-encodes and re-opens to the same value
+        let again = object::seal(ObjectKind::GcState, &st, None).expect("encode").0;
+        let back = object::open::<GcState>(ObjectKind::GcState, &again, "fuzz", None);
+        assert_eq!(back.ok().map(|(v, _)| v), Some(st));
+    }
     let mut age_file = strata::crypto::agefile::AGE_MAGIC.to_vec();
     age_file.extend_from_slice(data);
     let identity = age::x25519::Identity::generate();

@@ -72,11 +72,12 @@ fn packs(p: &Packs) -> String {
 
 fn print(r: &GcReport) -> Result<()> {
     let would = |done: &'static str, dry: &'static str| if r.dry_run { dry } else { done };
+    let instant = r.grace_secs == 0;
     output::line(&format!(
         "{} snapshots{}, {} trees, {} blobs in use ({}); repository: {}",
         r.snapshots,
         if r.forgotten_roots > 0 {
-            format!(" and {} removed within the grace period", r.forgotten_roots)
+            format!(" (+{} removed within the grace period)", r.forgotten_roots)
         } else {
             String::new()
         },
@@ -86,32 +87,46 @@ fn print(r: &GcReport) -> Result<()> {
         packs(&r.total)
     ))?;
     output::line(&format!(
-        "{} {} unused, {} {} partly used{}",
-        would("condemned", "would condemn"),
+        "unused: {} {}",
         packs(&r.condemned),
-        would("repacked", "would repack"),
+        if instant {
+            would("deleted", "to delete")
+        } else {
+            would("condemned", "to condemn")
+        }
+    ))?;
+    output::line(&format!(
+        "partly used: {} {}{}; {} kept (within --max-unused)",
         packs(&r.repacked),
+        would("repacked", "to repack"),
         if r.dry_run {
             String::new()
         } else {
             format!(" into {}", packs(&r.written))
-        }
-    ))?;
-    output::line(&format!(
-        "{} {} (space freed now); {} still condemned; {} recovered; {} partly used kept",
-        would("deleted", "would delete"),
-        packs(&r.deleted),
-        packs(&r.still_condemned),
-        packs(&r.recovered),
+        },
         packs(&r.kept_partial),
     ))?;
-    if r.pending_free > 0 {
+    if r.still_condemned.packs + r.recovered.packs > 0 || !instant {
         output::line(&format!(
-            "{} condemned: freed by a gc {} from now or later (grace period)",
-            output::size(r.pending_free),
-            humantime::format_duration(std::time::Duration::from_secs(r.grace_secs))
+            "condemned earlier: {} still in their grace period, {} recovered (a snapshot needs them)",
+            packs(&r.still_condemned),
+            packs(&r.recovered),
         ))?;
     }
+    output::line(&format!(
+        "{}: {}{}",
+        would("freed now", "would free now"),
+        packs(&r.deleted),
+        if r.pending_free > 0 {
+            format!(
+                "; {} condemned, freed by a gc {} from now or later",
+                output::size(r.pending_free),
+                humantime::format_duration(std::time::Duration::from_secs(r.grace_secs))
+            )
+        } else {
+            String::new()
+        }
+    ))?;
     output::line(&format!(
         "gc {} in {:.2}s",
         would("done", "planned"),
