@@ -146,7 +146,7 @@ fn directory_that_is_not_a_repository() {
         assert!(line.contains("plain"), "{line}");
     }
     // nothing was added to the directory
-    assert_eq!(support::files_below(&dir), vec![PathBuf::from("notes.txt")]);
+    assert_eq!(support::list_tree(&dir), ["notes.txt"]);
 }
 
 #[test]
@@ -527,7 +527,7 @@ fn init_on_an_existing_repository_refuses_and_changes_nothing() {
     let o = strata(&dir, &["init"]);
     let line = one_line_error(&o, "init in a non-empty directory");
     assert!(line.contains("not empty"), "{line}");
-    assert_eq!(support::files_below(&dir), vec![PathBuf::from("keep.txt")]);
+    assert_eq!(support::list_tree(&dir), ["keep.txt"]);
     let file = f.target("file");
     std::fs::write(&file, b"x").unwrap();
     let o = strata(&file, &["init"]);
