@@ -105,9 +105,9 @@ impl Repo {
             Some(_) => Some(Arc::new(Crypto::generate()?)),
             None => None,
         };
+        // INV-1: every directory created is fsynced in its parent.
         for d in SUBDIRS {
-            let p = path.join(d);
-            fs::create_dir_all(&p).at(&p)?;
+            fsutil::create_dir_durable(&path.join(d))?;
         }
         Index::open(&path.join("index.sqlite"))?;
         let key_id = match (&opts.key, &crypto) {
@@ -120,11 +120,6 @@ impl Repo {
         fsutil::write_atomic(&path.join("tmp"), &path.join("config"), &bytes)?;
         if let Some(c) = &repo.crypto {
             known::remember(path, &repo.config.repo_id, &c.recipient().to_string());
-        }
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                fsutil::sync_dir(parent)?;
-            }
         }
         Ok(repo)
     }
