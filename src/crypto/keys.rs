@@ -168,7 +168,7 @@ pub fn add(
         username: std::env::var("USER").unwrap_or_default(),
     };
     let (info_plain, _) = object::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
-    fsutil::write_atomic(&tmp, &info_path(root, &id), &crypto.encrypt(&info_plain)?)?;
+    write_key_file(&tmp, &info_path(root, &id), &crypto.encrypt(&info_plain)?)?;
     let body = KeyBody {
         repo_id: *repo_id,
         identity: crypto.identity_string().to_string(),
@@ -177,8 +177,20 @@ pub fn add(
     };
     let plain = Zeroizing::new(object::seal(ObjectKind::Key, &body, None)?.0);
     let bytes = agefile::encrypt(&[recipient.as_ref() as &dyn age::Recipient], &plain)?;
-    fsutil::write_atomic(&tmp, &key_path(root, &id), &bytes)?;
+    write_key_file(&tmp, &key_path(root, &id), &bytes)?;
     Ok(id)
+}
+
+/// Publish a new key or info file, create-only (INV-5): its name holds 16
+/// random bytes, so a file already there is not ours and is never replaced.
+fn write_key_file(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    match fsutil::write_new(tmp, dest, bytes)? {
+        fsutil::Published::Created => Ok(()),
+        fsutil::Published::Existed => Err(Error::Invalid(format!(
+            "{}: already exists; not replaced",
+            dest.display()
+        ))),
+    }
 }
 
 /// Every key's info, in id order; a missing or unreadable info file gives

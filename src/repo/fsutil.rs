@@ -1,5 +1,7 @@
-//! Durable file writes: temp name, fsync, rename, fsync directory, and
+//! Durable file writes: temp name, fsync, publish, fsync directory, and
 //! every directory created on the way fsynced in its parent (INV-1).
+//! Publishing is create-only ([`commit_new`], [`write_new`]) for every
+//! file that is never replaced (INV-5): packs, snapshots, keys, config.
 
 use crate::error::{IoContext, Result};
 use std::fs::{self, File, OpenOptions};
@@ -81,9 +83,10 @@ pub fn create_temp(tmp_dir: &Path, suffix: &str) -> Result<(File, PathBuf)> {
     Ok((f, p))
 }
 
-/// fsync `file` (at `tmp`), rename it to `dest`, fsync `dest`'s directory
-/// (INV-1); a missing directory of `dest` is created durably
-/// ([`create_dir_durable`]).
+/// fsync `file` (at `tmp`), rename it to `dest` (replacing a file of that
+/// name), fsync `dest`'s directory (INV-1); a missing directory of `dest` is
+/// created durably ([`create_dir_durable`]). Files that are never replaced
+/// use [`commit_new`].
 pub fn commit_temp(file: File, tmp: &Path, dest: &Path) -> Result<()> {
     file.sync_all().at(tmp)?;
     drop(file);
@@ -98,7 +101,75 @@ pub fn commit_temp(file: File, tmp: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write `bytes` to `dest` atomically and durably (INV-1).
+/// What a create-only publish ([`commit_new`], [`write_new`]) found under
+/// the final name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// The new file is now under the final name.
+    Created,
+    /// A file already had the name: it was left as it is and the new one
+    /// dropped (INV-5: for packs and snapshots, same name = same content).
+    Existed,
+}
+
+/// Give the complete file `tmp` the name `dest` unless something already
+/// has it: `link(2)`, which never replaces, then the temp name is removed;
+/// where the file system has no hard links, `renameat2` with
+/// `RENAME_NOREPLACE`. Atomic either way: no check-then-rename race.
+fn publish_new(tmp: &Path, dest: &Path) -> std::io::Result<Published> {
+    let published = match fs::hard_link(tmp, dest) {
+        Ok(()) => Published::Created,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Published::Existed,
+        Err(link_err) => {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
+                Ok(()) => return Ok(Published::Created),
+                Err(rustix::io::Errno::EXIST) => Published::Existed,
+                Err(_) => return Err(link_err),
+            }
+        }
+    };
+    // A temp file left behind is harmless (repository.md "Temp files").
+    let _ = fs::remove_file(tmp);
+    Ok(published)
+}
+
+/// The create-only [`commit_temp`] (INV-1, INV-5): fsync `file` (at `tmp`),
+/// publish it as `dest` only if no file has that name, fsync `dest`'s
+/// directory (also when the name was taken: its writer may not have synced
+/// it yet). The temp file is gone afterwards. A missing directory of `dest`
+/// is created durably ([`create_dir_durable`]).
+pub fn commit_new(file: File, tmp: &Path, dest: &Path) -> Result<Published> {
+    file.sync_all().at(tmp)?;
+    drop(file);
+    let dir = parent_dir(dest);
+    if let Some(dir) = dir {
+        create_dir_durable(dir)?;
+    }
+    let published = publish_new(tmp, dest).at(dest)?;
+    if let Some(dir) = dir {
+        sync_dir(dir)?;
+    }
+    Ok(published)
+}
+
+/// Write `bytes` durably under `dest` unless a file already has that name
+/// ([`commit_new`]); for every file of the repository that is never
+/// replaced.
+pub fn write_new(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<Published> {
+    let (mut f, tmp) = create_temp(tmp_dir, ".tmp")?;
+    let r = f
+        .write_all(bytes)
+        .at(&tmp)
+        .and_then(|_| commit_new(f, &tmp, dest));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Write `bytes` to `dest` atomically and durably (INV-1), replacing a file
+/// of that name: only for files that may be replaced (lock files).
 pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     let (mut f, tmp) = create_temp(tmp_dir, ".tmp")?;
     let r = f
@@ -178,5 +249,33 @@ mod tests {
         );
         assert!(create_dir_durable(&deep).unwrap().is_empty());
         assert!(take_synced().is_empty());
+    }
+
+    /// INV-5: the create-only publish never replaces a file, even one with
+    /// other bytes, removes its temp file either way, and syncs the
+    /// directory in both cases.
+    #[test]
+    fn write_new_never_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp_dir = d.path().join("tmp");
+        fs::create_dir(&tmp_dir).unwrap();
+        let dest = d.path().join("snapshots").join("s1");
+        assert_eq!(
+            write_new(&tmp_dir, &dest, b"first").unwrap(),
+            Published::Created
+        );
+        take_synced();
+        assert_eq!(
+            write_new(&tmp_dir, &dest, b"second").unwrap(),
+            Published::Existed
+        );
+        assert_eq!(fs::read(&dest).unwrap(), b"first");
+        assert_eq!(take_synced(), vec![d.path().join("snapshots")]);
+        assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
+        // a failed publish (no such directory, cannot be created) removes
+        // its temp file too
+        fs::write(d.path().join("file"), b"").unwrap();
+        assert!(write_new(&tmp_dir, &d.path().join("file/x"), b"x").is_err());
+        assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
     }
 }

@@ -115,9 +115,18 @@ impl Repo {
             _ => None,
         };
         let repo = Repo::assemble(path, config, crypto, key_id)?;
-        // The config is written last: its presence makes the directory a repository.
+        // The config is written last: its presence makes the directory a
+        // repository. Create-only: a concurrent `init` that got there first
+        // keeps its repository.
         let (bytes, _) = repo.seal_file(ObjectKind::Config, &repo.config)?;
-        fsutil::write_atomic(&path.join("tmp"), &path.join("config"), &bytes)?;
+        if fsutil::write_new(&path.join("tmp"), &path.join("config"), &bytes)?
+            == fsutil::Published::Existed
+        {
+            return Err(Error::Invalid(format!(
+                "{}: a repository already exists here",
+                path.display()
+            )));
+        }
         if let Some(c) = &repo.crypto {
             known::remember(path, &repo.config.repo_id, &c.recipient().to_string());
         }
