@@ -547,6 +547,99 @@ fn keys_add_list_remove_passwd_and_recipients() {
     assert_eq!(key_list(repo, "third pass").len(), before);
 }
 
+/// Write `keys/<id>.info` anew, validly MACed and encrypted with the
+/// repository secret (read by hand), saying the key is of `kind`.
+fn plant_key_info(repo: &Path, id: &str, kind: &str) {
+    use age::secrecy::ExposeSecret;
+    let secret = Secret::read(repo);
+    let crypto = strata::crypto::Crypto::from_secret(
+        secret.identity.to_string().expose_secret(),
+        &secret.id_key,
+        secret.seed,
+        "test",
+    )
+    .unwrap();
+    let info = strata::crypto::keys::KeyInfo {
+        id: id.to_string(),
+        label: "planted".into(),
+        kind: kind.into(),
+        recipient: String::new(),
+        created_unix_ns: 1,
+        host: "h".into(),
+        username: "u".into(),
+    };
+    let (plain, _) =
+        strata::object::seal(strata::object::ObjectKind::KeyInfo, &info, Some(&crypto)).unwrap();
+    let path = repo.join("keys").join(format!("{id}.info"));
+    std::fs::write(path, crypto.encrypt(&plain).unwrap()).unwrap();
+}
+
+/// keys.md "Key commands": `key passwd` goes by the key's info file. It
+/// refuses a key whose info is unreadable (it used to go ahead and give
+/// the new key the label "(info unreadable: …)") or says the key is not a
+/// passphrase key (it used to look only at the key file's age header), and
+/// then changes nothing.
+#[test]
+fn key_passwd_refuses_unreadable_info_and_non_passphrase_info() {
+    let e = Enc::new();
+    let repo = &e.repo;
+    let id = key_list(repo, PASSPHRASE)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let info = repo.join("keys").join(format!("{id}.info"));
+    let good = std::fs::read(&info).unwrap();
+    let passwd = || {
+        with_env(
+            repo,
+            Some(PASSPHRASE),
+            &[("STRATA_NEW_PASSWORD", OsStr::new("new pass"))],
+            &["key", "passwd"],
+        )
+    };
+    let unchanged = |what: &str, before: &std::collections::BTreeMap<PathBuf, Vec<u8>>| {
+        assert!(
+            &support::contents(&repo.join("keys")) == before,
+            "{what}: keys/ changed"
+        );
+        ok(with_pass(repo, Some(PASSPHRASE), &["snapshots"]), what);
+        let o = with_pass(repo, Some("new pass"), &["snapshots"]);
+        one_line_error(&o, &format!("{what}: the new passphrase opens nothing"));
+    };
+
+    // unreadable: damaged, then missing
+    let len = good.len();
+    flip(&info, len - 3);
+    let before = support::contents(&repo.join("keys"));
+    let line = one_line_error(&passwd(), "passwd, damaged info");
+    assert!(line.contains(&format!("keys/{id}.info")), "{line}");
+    assert!(line.contains("unreadable"), "{line}");
+    unchanged("damaged info", &before);
+    std::fs::remove_file(&info).unwrap();
+    let before = support::contents(&repo.join("keys"));
+    let line = one_line_error(&passwd(), "passwd, missing info");
+    assert!(line.contains(&format!("keys/{id}.info")), "{line}");
+    unchanged("missing info", &before);
+
+    // readable, but says the key is an age key
+    plant_key_info(repo, &id, "age");
+    let listed = key_list(repo, PASSPHRASE);
+    assert_eq!(listed[0]["kind"], "age", "the planted info is read");
+    let before = support::contents(&repo.join("keys"));
+    let line = one_line_error(&passwd(), "passwd, info says age");
+    assert!(line.contains("not a passphrase key"), "{line}");
+    assert!(line.contains(&format!("keys/{id}.info")), "{line}");
+    unchanged("info says age", &before);
+
+    // with its real info back, passwd works and keeps the label
+    std::fs::write(&info, &good).unwrap();
+    ok(passwd(), "passwd with good info");
+    let listed = key_list(repo, "new pass");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["label"], "initial key");
+    assert_eq!(listed[0]["kind"], "passphrase");
+}
+
 #[test]
 fn forged_manifests_planted_blobs_and_swapped_packs_are_rejected() {
     let e = Enc::new();
