@@ -236,6 +236,7 @@ fn failing_stdin_command_saves_nothing() {
     let data = fx.path("src/data");
     make_files(&data, 2);
     fx.strata.snapshot(&[&data]);
+    let packs = support::pack_files(fx.strata.repo());
     for cmd in [
         "printf abc; exit 3",
         "head -c 3000000 /dev/urandom; exit 1",
@@ -252,6 +253,13 @@ fn failing_stdin_command_saves_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(cmd), "stderr names the command: {err}");
         assert_eq!(snapshot_count(&fx), 1, "no snapshot saved for `{cmd}`");
+        // nor any pack: what was read stayed below the pack size, and the
+        // open pack is dropped, not sealed
+        assert_eq!(
+            support::pack_files(fx.strata.repo()),
+            packs,
+            "packs saved for `{cmd}`"
+        );
         assert_eq!(
             fs::read_dir(fx.strata.repo().join("tmp")).unwrap().count(),
             0,
