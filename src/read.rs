@@ -35,6 +35,16 @@ impl<'r> BlobReader<'r> {
         })
     }
 
+    /// The reader of every command that reads blobs (format-spec/index.md):
+    /// first index the packs on disk that the index does not list (a killed
+    /// backup, a deleted `index.sqlite`), so that every blob in a pack can
+    /// be read, then [`BlobReader::new`]. Also returns the warnings
+    /// (unreadable packs and gc state files), for the caller to report.
+    pub fn reconciled(repo: &'r Repo) -> Result<(Self, Vec<String>)> {
+        let rec = repo.index()?.reconcile(repo)?;
+        Ok((Self::new(repo)?, rec.warnings))
+    }
+
     /// The repository.
     pub fn repo(&self) -> &'r Repo {
         self.repo

@@ -3,13 +3,13 @@
 //! never a crash or SIGBUS, and a snapshot that still restores and verifies).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Fixture, random_bytes, write_file};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use support::{Fixture, random_bytes, write_file};
 
 #[test]
 fn completions_and_man_page_come_from_the_clap_definitions() {
@@ -95,7 +95,7 @@ fn file_rewritten_during_snapshot_warns_and_stays_valid() {
         // Whatever was read is stored consistently: restore --verify passes.
         let target = fx.path(format!("out{attempt}"));
         let r = fx.strata.restore("latest", &target, &["--verify"]);
-        assert_eq!(common::num(&r, "report/verified"), 2, "{r}");
+        assert_eq!(support::num(&r, "report/verified"), 2, "{r}");
         assert_eq!(
             std::fs::read(target.join("data/small.txt")).unwrap(),
             b"small\n"
@@ -115,14 +115,13 @@ fn failed_restore_over_existing_files_keeps_them() {
     fx.strata.snapshot(&[&src]);
     let target = fx.path("restored");
     fx.strata.restore("latest", &target, &[] as &[&str]);
-    let packs_before = common::list_tree(&fx.strata.repo().join("packs"));
+    let packs_before = support::pack_files(fx.strata.repo());
 
     write_file(&src.join("doc.txt"), &random_bytes(3, 3 << 20));
     fx.strata.snapshot(&[&src]);
     // Corrupt the new data pack(s): one byte in the middle of each.
-    for rel in common::list_tree(&fx.strata.repo().join("packs")) {
-        let p = fx.strata.repo().join("packs").join(&rel);
-        if packs_before.contains(&rel) || !p.is_file() || p.metadata().unwrap().len() < 1 << 20 {
+    for p in support::pack_files(fx.strata.repo()) {
+        if packs_before.contains(&p) || p.metadata().unwrap().len() < 1 << 20 {
             continue;
         }
         let mut b = std::fs::read(&p).unwrap();
@@ -149,7 +148,7 @@ fn failed_restore_over_existing_files_keeps_them() {
         std::fs::read(target.join("data/doc.txt")).unwrap(),
         b"old content\n"
     );
-    let left: Vec<String> = common::list_tree(&target)
+    let left: Vec<String> = support::list_tree(&target)
         .into_iter()
         .filter(|p| p.contains(".strata-restore"))
         .collect();
@@ -164,14 +163,14 @@ fn repository_inside_a_source_is_skipped() {
     let src = fx.path("home");
     write_file(&src.join("notes.txt"), b"notes\n");
     let repo = src.join("backup-repo");
-    let strata = common::Strata::new(&repo);
+    let strata = support::Strata::new(&repo);
     strata.init(&[]);
     let v = strata.snapshot(&[&src]);
-    assert_eq!(common::num(&v, "summary/warnings"), 0, "{v}");
+    assert_eq!(support::num(&v, "summary/warnings"), 0, "{v}");
     let out = fx.path("out");
     strata.restore("latest", &out, &[] as &[&str]);
     assert_eq!(
-        common::list_tree(&out.join("home")),
+        support::list_tree(&out.join("home")),
         vec!["notes.txt".to_string()]
     );
     let o = strata.cmd().arg("snapshot").arg(&repo).output().unwrap();
@@ -251,7 +250,7 @@ fn concurrent_snapshots_both_succeed() {
     let children: Vec<_> = [&a, &b]
         .iter()
         .map(|dir| {
-            common::strata_command()
+            support::strata_command()
                 .arg("--repo")
                 .arg(fx.strata.repo())
                 .args(["snapshot", "--json"])
@@ -277,7 +276,7 @@ fn concurrent_snapshots_both_succeed() {
             .arg(&out)
             .assert()
             .success();
-        common::assert_same_tree(dir, &out.join(name));
+        support::assert_same_tree(dir, &out.join(name));
     }
     assert_eq!(fx.strata.snapshots().len(), 2);
 }
@@ -323,28 +322,24 @@ fn tree_cache_serves_and_verifies_trees() {
     };
     let listing = ls(true);
     assert!(listing.contains("/data/a/b.txt"), "{listing}");
-    let cached = common::list_tree(&cache)
+    let cached = support::list_tree(&cache)
         .into_iter()
         .filter(|p| p.len() > 64)
         .count();
     assert!(cached >= 3, "root, data and a trees cached: {cached}");
     // Move every pack away: the listing comes from the cache alone.
-    let packs = fx.strata.repo().join("packs");
     let aside = fx.path("aside");
     std::fs::create_dir_all(&aside).unwrap();
     let mut moved = Vec::new();
-    for rel in common::list_tree(&packs) {
-        let p = packs.join(&rel);
-        if p.is_file() {
-            let to = aside.join(rel.replace('/', "_"));
-            std::fs::rename(&p, &to).unwrap();
-            moved.push((p, to));
-        }
+    for p in support::pack_files(fx.strata.repo()) {
+        let to = aside.join(p.file_name().unwrap());
+        std::fs::rename(&p, &to).unwrap();
+        moved.push((p, to));
     }
     assert!(!moved.is_empty());
     assert_eq!(ls(true), listing);
     // Damage every cache entry: they are ignored, and without packs ls fails.
-    for rel in common::list_tree(&cache) {
+    for rel in support::list_tree(&cache) {
         let p = cache.join(&rel);
         if p.is_file() {
             std::fs::write(&p, b"garbage").unwrap();

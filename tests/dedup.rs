@@ -2,10 +2,10 @@
 //! cost (almost) nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Fixture, disk_usage, num, random_bytes, stored_blobs, write_file};
 use std::path::Path;
+use support::{Fixture, disk_usage, num, random_bytes, stored_blobs, write_file};
 
 /// A tree of ~12 MiB: incompressible files of many sizes (some over the
 /// 1 MiB maximum chunk), compressible text, and nested directories.
@@ -200,5 +200,5 @@ fn large_directory_change_rewrites_few_tree_parts() {
     );
     let out = fx.path("out");
     fx.strata.restore("latest", &out, &[] as &[&str]);
-    common::assert_same_tree(&src, &out.join("big"));
+    support::assert_same_tree(&src, &out.join("big"));
 }

@@ -2,17 +2,17 @@
 //! problem sources, exclusion, and the options of `restore`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{
-    Compare, Fixture, assert_same_tree, assert_same_tree_with, is_root, list_tree, num,
-    random_bytes, set_mtime, write_file,
-};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::{
+    Compare, Fixture, assert_same_tree, assert_same_tree_with, is_root, list_tree, num,
+    random_bytes, set_mtime, write_file,
+};
 
 const NO_ARGS: &[&str] = &[];
 
@@ -131,7 +131,7 @@ fn parent_is_the_latest_snapshot_of_the_same_host_and_paths() {
         .get_output()
         .stdout
         .clone();
-    let e = common::parse_json(&out);
+    let e = support::parse_json(&out);
     assert_eq!(e["parent"].as_str(), Some(id(&a).as_str()), "{e}");
     let mut slash = data.clone().into_os_string();
     slash.push("/");
@@ -201,7 +201,7 @@ fn stdin_is_stored_as_one_file() {
         .get_output()
         .stdout
         .clone();
-    let s = common::parse_json(&out);
+    let s = support::parse_json(&out);
     assert_eq!(num(&s, "summary/files_new"), 1);
     assert_eq!(num(&s, "summary/total_bytes"), dump.len() as u64);
     assert_eq!(fx.strata.snapshots()[0]["paths"], serde_json::json!(["-"]));
@@ -236,6 +236,7 @@ fn failing_stdin_command_saves_nothing() {
     let data = fx.path("src/data");
     make_files(&data, 2);
     fx.strata.snapshot(&[&data]);
+    let packs = support::pack_files(fx.strata.repo());
     for cmd in [
         "printf abc; exit 3",
         "head -c 3000000 /dev/urandom; exit 1",
@@ -252,6 +253,13 @@ fn failing_stdin_command_saves_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(cmd), "stderr names the command: {err}");
         assert_eq!(snapshot_count(&fx), 1, "no snapshot saved for `{cmd}`");
+        // nor any pack: what was read stayed below the pack size, and the
+        // open pack is dropped, not sealed
+        assert_eq!(
+            support::pack_files(fx.strata.repo()),
+            packs,
+            "packs saved for `{cmd}`"
+        );
         assert_eq!(
             fs::read_dir(fx.strata.repo().join("tmp")).unwrap().count(),
             0,
@@ -306,8 +314,8 @@ fn fifos_are_stored_never_opened() {
     let fx = Fixture::new();
     let data = fx.path("src/data");
     make_files(&data, 2);
-    common::mkfifo(&data.join("pipe"), 0o644);
-    common::mkfifo(&data.join("locked-pipe"), 0o000);
+    support::mkfifo(&data.join("pipe"), 0o644);
+    support::mkfifo(&data.join("locked-pipe"), 0o000);
     // no writer: opening either would block until the timeout
     let out = fx
         .strata
@@ -320,7 +328,7 @@ fn fifos_are_stored_never_opened() {
         .get_output()
         .stdout
         .clone();
-    let s = common::parse_json(&out);
+    let s = support::parse_json(&out);
     assert_eq!(num(&s, "summary/other"), 2, "{s}");
     assert_eq!(num(&s, "summary/files_new"), 2);
     let t = fx.path("t");
@@ -563,7 +571,7 @@ fn restore_overwrite_replaces_instead_of_writing_through() {
     let t = fx.path("t");
     let outside = fx.path("outside.txt");
     let outside2 = fx.path("outside2.txt");
-    let xattrs = common::user_xattrs_supported(fx.dir());
+    let xattrs = support::user_xattrs_supported(fx.dir());
     for mode in ["always", "if-changed"] {
         fx.strata.restore("latest", &t, NO_ARGS);
         fs::write(&outside, "OUTSIDE, 23 bytes long!").unwrap();

@@ -3,9 +3,8 @@
 //! (a walk of the source, the original bytes, `diff -rq`, plain arithmetic).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Fixture, Strata, list_tree, num, random_bytes, set_mtime, write_file};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -13,6 +12,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use support::{Fixture, Rng, Strata, list_tree, num, random_bytes, set_mtime, write_file};
 
 // ---------------------------------------------------------------- helpers
 
@@ -40,10 +40,11 @@ fn one_line_error(s: &Strata, args: &[&str]) -> String {
     let o = s.cmd().args(args).assert().code(1);
     let o = o.get_output();
     assert!(o.stdout.is_empty(), "{args:?}: stdout {:?}", o.stdout);
-    let err = String::from_utf8(o.stderr.clone()).unwrap();
-    assert_eq!(err.lines().count(), 1, "{args:?}: stderr {err:?}");
-    assert!(err.starts_with("strata: "), "{args:?}: stderr {err:?}");
-    err.trim_end().to_string()
+    assert!(
+        std::str::from_utf8(&o.stderr).is_ok(),
+        "{args:?}: stderr not UTF-8"
+    );
+    support::one_line_error(o, &format!("{args:?}"))
 }
 
 /// Every line of a `--json` output, parsed.
@@ -65,27 +66,6 @@ fn snap(st: &Strata, paths: &[&Path]) -> String {
     let v = st.snapshot(paths);
     assert_eq!(num(&v, "summary/warnings"), 0, "{v}");
     s(&v, "id").to_string()
-}
-
-/// A small deterministic PRNG (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo)
-    }
 }
 
 /// Create a sparse file of `len` bytes holding `regions` (offset, length)
@@ -124,7 +104,7 @@ fn raw_entry(st: &Strata, id: &str, name: &str) -> Value {
 /// Spawn `strata ARGS` with piped stdout, read `n` bytes, close the pipe;
 /// assert the bytes, exit code 0 and an empty stderr.
 fn closed_pipe_is_quiet(st: &Strata, args: &[&str], want_prefix: &[u8]) {
-    let mut child = common::strata_command()
+    let mut child = support::strata_command()
         .env_remove("STRATA_REPO")
         .arg("--repo")
         .arg(st.repo())
@@ -346,7 +326,7 @@ fn cat_prints_every_file_exactly_and_raw_objects_decode() {
     );
     put("zeros.bin", vec![0u8; 1_500_000]);
     // a seeded random tree of files of various sizes
-    let mut rng = Rng(0x1a2b_3c4d);
+    let mut rng = Rng::new(0x1a2b_3c4d);
     let mut dirs = vec![String::new()];
     for i in 0..24 {
         if rng.below(4) == 0 {
@@ -362,7 +342,7 @@ fn cat_prints_every_file_exactly_and_raw_objects_decode() {
         };
         put(
             &format!("{dir}f{i}.dat"),
-            random_bytes(rng.next(), len as usize),
+            random_bytes(rng.next_u64(), len as usize),
         );
     }
     // sparse files: holes between, before and after data; all holes; a
@@ -489,25 +469,22 @@ fn cat_prints_every_file_exactly_and_raw_objects_decode() {
     // root tree and all of big.bin's chunks
     let mut in_packs: BTreeMap<String, (String, u64)> = BTreeMap::new();
     let mut pack_files = 0;
-    for fan in fs::read_dir(st.repo().join("packs")).unwrap() {
-        for p in fs::read_dir(fan.unwrap().path()).unwrap() {
-            let p = p.unwrap().path();
-            let pid = p.file_name().unwrap().to_str().unwrap().to_string();
-            let v: Value = serde_json::from_str(&out(st, &["cat", "--raw", "pack", &pid])).unwrap();
-            assert_eq!(s(&v, "id"), pid);
-            assert_eq!(num(&v, "size"), fs::metadata(&p).unwrap().len(), "{v}");
-            let blobs = v["blobs"].as_array().unwrap();
-            assert!(!blobs.is_empty(), "{v}");
-            for b in blobs {
-                assert_eq!(s(b, "id").len(), 64, "{b}");
-                assert!(["data", "tree"].contains(&s(b, "kind")), "{b}");
-                in_packs.insert(
-                    s(b, "id").to_string(),
-                    (s(b, "kind").to_string(), num(b, "raw_len")),
-                );
-            }
-            pack_files += 1;
+    for p in support::pack_files(st.repo()) {
+        let pid = p.file_name().unwrap().to_str().unwrap().to_string();
+        let v: Value = serde_json::from_str(&out(st, &["cat", "--raw", "pack", &pid])).unwrap();
+        assert_eq!(s(&v, "id"), pid);
+        assert_eq!(num(&v, "size"), fs::metadata(&p).unwrap().len(), "{v}");
+        let blobs = v["blobs"].as_array().unwrap();
+        assert!(!blobs.is_empty(), "{v}");
+        for b in blobs {
+            assert_eq!(s(b, "id").len(), 64, "{b}");
+            assert!(["data", "tree"].contains(&s(b, "kind")), "{b}");
+            in_packs.insert(
+                s(b, "id").to_string(),
+                (s(b, "kind").to_string(), num(b, "raw_len")),
+            );
         }
+        pack_files += 1;
     }
     assert!(pack_files >= 2, "expected data and tree packs");
     assert_eq!(in_packs[&root_tree].0, "tree");
@@ -868,7 +845,7 @@ fn stats_count_two_snapshots_of_one_tree() {
     let fx = Fixture::new();
     let st = &fx.strata;
     let src = fx.path("src/data");
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     let mut total = 0u64;
     let mut n_files = 0u64;
     for i in 0..12 {
@@ -918,7 +895,7 @@ fn stats_count_two_snapshots_of_one_tree() {
         assert_eq!(num(&both, k), num(&one, k), "{k}: {one} vs {both}");
     }
     // every data blob in the packs is referenced, once
-    let (stored_data, _) = common::stored_blobs(st.repo());
+    let (stored_data, _) = support::stored_blobs(st.repo());
     assert_eq!(num(&one, "data_blobs"), stored_data, "{one}");
     let ratio = |v: &Value| v["dedup_ratio"].as_f64().unwrap();
     assert!((ratio(&one) - 1.0).abs() < 0.1, "{one}");
@@ -935,6 +912,102 @@ fn stats_count_two_snapshots_of_one_tree() {
     assert!(text.contains("dedup ratio 2.0"), "{text}");
     let text = out(st, &["stats", "--mode", "raw-data", &id1[..8]]);
     assert!(text.contains("dedup ratio 1.0"), "{text}");
+}
+
+// ---------------------------------------------------------------- the index is a cache
+
+/// format-spec/index.md: every command that reads blobs first reconciles
+/// the index with the packs. With `index.sqlite` (and its `-wal`, `-shm`)
+/// deleted before each command, and no tree cache, `ls`, `find`, `cat`
+/// (plain and `--raw tree|blob`), `diff` and `stats` print exactly what
+/// they printed with the index, and quietly. (They used to fail with a
+/// missing blob, or count nothing.)
+#[test]
+fn inspect_commands_work_after_the_index_is_deleted() {
+    let fx = Fixture::new();
+    let st = &fx.strata;
+    let src = fx.path("src/data");
+    write_file(&src.join("a.txt"), b"alpha\n");
+    write_file(&src.join("sub/b.bin"), &random_bytes(9, 300_000));
+    write_file(&src.join("sub/keep.txt"), b"kept");
+    let v1 = st.snapshot(&[&src]);
+    let (id1, tree1) = (s(&v1, "id").to_string(), s(&v1, "tree").to_string());
+    write_file(&src.join("a.txt"), b"alpha, changed\n");
+    write_file(&src.join("sub/c.txt"), b"new");
+    let id2 = snap(st, &[&src]);
+    // a data blob: the one chunk of sub/keep.txt in the first snapshot
+    let data1 = s(&raw_entry(st, &tree1, "data"), "subtree").to_string();
+    let sub1 = s(&raw_entry(st, &data1, "sub"), "subtree").to_string();
+    let chunk = raw_entry(st, &sub1, "keep.txt")["content"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let a_old = format!("{id1}:/data/a.txt");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["ls", "-r", "--json", &id1],
+        vec!["ls", "-l", "-r", "latest"],
+        vec!["find", "*.txt"],
+        vec!["find", "/data/sub/*", "--json"],
+        vec!["cat", "latest:/data/sub/b.bin"],
+        vec!["cat", &a_old],
+        vec!["cat", "--raw", "tree", &tree1],
+        vec!["cat", "--raw", "blob", &chunk],
+        vec!["diff", &id1, &id2, "--json"],
+        vec!["diff", &id2, &id1],
+        vec!["stats", "--json"],
+        vec!["stats", "--mode", "raw-data", &id1],
+    ];
+    // no local tree cache: every tree read goes through the index
+    let run = |args: &[&str]| {
+        st.cmd()
+            .env("STRATA_CACHE_DIR", "")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let want: Vec<Vec<u8>> = commands
+        .iter()
+        .map(|args| {
+            let o = run(args);
+            assert!(o.status.success(), "{args:?} with the index: {o:?}");
+            o.stdout
+        })
+        .collect();
+    // the reference outputs are right, as far as the source tells
+    let ls = String::from_utf8(want[0].clone()).unwrap();
+    assert_eq!(ls.lines().count(), 5, "{ls}");
+    assert_eq!(want[4], fs::read(src.join("sub/b.bin")).unwrap());
+    assert_eq!(want[5], b"alpha\n");
+    assert_eq!(want[7], b"kept");
+    assert!(String::from_utf8_lossy(&want[8]).contains("/data/sub/c.txt"));
+
+    for (args, want) in commands.iter().zip(&want) {
+        for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+            let p = st.repo().join(f);
+            if p.exists() {
+                fs::remove_file(&p).unwrap();
+            }
+        }
+        let o = run(args);
+        assert!(
+            o.status.success(),
+            "{args:?} without the index: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.stdout == *want,
+            "{args:?} without the index printed:\n{}\nwith it:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(want)
+        );
+        assert!(
+            o.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(st.repo().join("index.sqlite").exists(), "{args:?}");
+    }
 }
 
 // ---------------------------------------------------------------- bugs

@@ -7,13 +7,13 @@
 //! set, in which case it prints that it was skipped: it never pretends to pass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Fixture, random_bytes, write_file};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Fixture, random_bytes, write_file};
 
 fn mounted(mp: &Path) -> bool {
     let (m, p) = (
@@ -95,7 +95,7 @@ fn mounted_snapshots_equal_the_source() {
 
     let mp = fx.path("mnt");
     std::fs::create_dir_all(&mp).unwrap();
-    let mut child = common::strata_command()
+    let mut child = support::strata_command()
         .arg("--repo")
         .arg(fx.strata.repo())
         .args(["mount", "--foreground"])

@@ -2,15 +2,15 @@
 //! records, and compare the copy with the original exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Fixture, assert_same_tree, is_root, num, random_bytes, set_mtime};
 use proptest::prelude::*;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use support::{Fixture, assert_same_tree, is_root, num, random_bytes, set_mtime};
 
 /// One node of a generated tree.
 #[derive(Clone, Debug)]
@@ -192,12 +192,12 @@ fn build(root: &Path, specs: &[Spec], xattrs: bool) -> Built {
                     continue;
                 }
             }
-            Kind::Fifo => common::mkfifo(&path, 0o644),
+            Kind::Fifo => support::mkfifo(&path, 0o644),
             Kind::Device { block } => {
                 if as_root {
-                    common::mknod_dev(&path, *block, if *block { 7 } else { 1 }, 3);
+                    support::mknod_dev(&path, *block, if *block { 7 } else { 1 }, 3);
                 } else {
-                    common::mkfifo(&path, 0o644);
+                    support::mkfifo(&path, 0o644);
                 }
             }
         }
@@ -255,7 +255,7 @@ fn roundtrip(fx: &Fixture, restore_args: &[&str]) -> serde_json::Value {
 }
 
 fn xattrs_supported(fx: &Fixture) -> bool {
-    let ok = common::user_xattrs_supported(fx.dir());
+    let ok = support::user_xattrs_supported(fx.dir());
     if !ok {
         println!(
             "note: {} does not support user.* xattrs; not testing them",
@@ -387,7 +387,7 @@ fn restore_over_previous_restore_is_exact() {
     if !is_root() {
         // A non-root owner cannot create files in the read-only
         // directories of the first restore; strata does not chmod them.
-        common::make_writable(&fx.path("restored"));
+        support::make_writable(&fx.path("restored"));
     }
     roundtrip(&fx, &["--overwrite", "always"]);
 }
@@ -410,7 +410,7 @@ fn sockets_are_skipped_quietly() {
         "{report}"
     );
     assert_eq!(
-        common::list_tree(&target),
+        support::list_tree(&target),
         ["data/", "data/s/", "data/s/file"]
     );
 }

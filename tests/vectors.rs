@@ -16,7 +16,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::{Node, strata, strata_ok};
+use support::{Compare, Manifest, Node, strata, strata_ok};
 
 /// The checked-in vector repository.
 fn vec_repo() -> PathBuf {
@@ -95,6 +95,18 @@ fn expected(snapshot: usize) -> BTreeMap<String, Want> {
     m
 }
 
+/// [`expected`] as a manifest of the restore target (root `.` a directory).
+fn want_manifest(want: BTreeMap<String, Want>) -> Manifest {
+    support::manifest_of(want.into_iter().map(|(p, w)| {
+        let node = match w {
+            Want::Dir => Node::Dir,
+            Want::Link(t) => Node::Symlink(t),
+            Want::File(b) => Node::File(b.len() as u64, *blake3::hash(&b).as_bytes()),
+        };
+        (p, node)
+    }))
+}
+
 fn write_source(dir: &Path, snapshot: usize) {
     for (path, want) in expected(snapshot) {
         let p = dir.parent().unwrap().join(&path);
@@ -136,17 +148,16 @@ fn generate_vectors(out: &Path, init: &[&str], snapshots: &[usize]) {
         strata_ok(&repo, &["snapshot", SOURCE_DIR]);
     }
     let _ = std::fs::remove_dir_all(out);
-    for rel in support::files_below(&repo) {
-        let r = rel.to_string_lossy();
-        if r.starts_with("index.sqlite") || r.starts_with("locks") || r.starts_with("tmp") {
+    for rel in support::list_files(&repo) {
+        if rel.starts_with("index.sqlite") || rel.starts_with("locks") || rel.starts_with("tmp") {
             continue;
         }
         let dest = out.join(&rel);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(repo.join(&rel), dest).unwrap();
     }
-    for f in support::files_below(out) {
-        println!("{}", f.display());
+    for f in support::list_files(out) {
+        println!("{f}");
     }
     std::fs::remove_dir_all(base).unwrap();
 }
@@ -502,8 +513,7 @@ fn hand_blobs() -> BTreeMap<[u8; 32], (u8, Vec<u8>)> {
 
 #[test]
 fn vector_repository_has_the_documented_files() {
-    let files = support::files_below(&vec_repo());
-    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let names = support::list_files(&vec_repo());
     assert!(names.contains(&"config".to_string()), "{names:?}");
     assert_eq!(support::snapshot_ids(&vec_repo()).len(), 2, "{names:?}");
     assert!(
@@ -795,7 +805,7 @@ fn binary_restores_vectors_without_an_index() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     // copy the checked-in files; git keeps no empty directories
-    for rel in support::files_below(&vec_repo()) {
+    for rel in support::list_files(&vec_repo()) {
         let dest = repo.join(&rel);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(vec_repo().join(&rel), dest).unwrap();
@@ -823,19 +833,12 @@ fn binary_restores_vectors_without_an_index() {
                 "--verify",
             ],
         );
-        let got = support::manifest(&target);
-        let mut want = support::Manifest::new();
-        for (p, w) in expected(i + 1) {
-            want.insert(
-                p,
-                match w {
-                    Want::Dir => Node::Dir,
-                    Want::Link(t) => Node::Symlink(t),
-                    Want::File(b) => Node::File(b.len() as u64, *blake3::hash(&b).as_bytes()),
-                },
-            );
-        }
-        support::assert_same(&want, &got, &format!("vector snapshot {}", i + 1));
+        support::assert_matches_manifest(
+            &want_manifest(expected(i + 1)),
+            &target,
+            &Compare::contents_only(),
+            &format!("vector snapshot {}", i + 1),
+        );
     }
     // the index was rebuilt from the packs (format-spec/index.md)
     assert!(repo.join("index.sqlite").exists());
@@ -898,10 +901,7 @@ fn encrypted_vectors_decode_by_hand() {
     // the key file opens with the passphrase (support::Secret parses it by hand)
     let secret = support::Secret::read(&repo);
     let keys = hand_keys(&secret);
-    let names: Vec<String> = support::files_below(&repo)
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let names = support::list_files(&repo);
     let readme = std::fs::read_to_string(repo.parent().unwrap().join("README.md")).unwrap();
     for n in &names {
         assert!(readme.contains(n.as_str()), "README.md does not list {n}");
@@ -972,7 +972,7 @@ fn encrypted_vectors_decode_by_hand() {
 fn binary_restores_encrypted_vectors() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    for rel in support::files_below(&enc_repo()) {
+    for rel in support::list_files(&enc_repo()) {
         let dest = repo.join(&rel);
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(enc_repo().join(&rel), dest).unwrap();
@@ -991,19 +991,12 @@ fn binary_restores_encrypted_vectors() {
             "--verify",
         ],
     );
-    let got = support::manifest(&target);
-    let mut want = support::Manifest::new();
-    for (path, w) in expected(1) {
-        want.insert(
-            path,
-            match w {
-                Want::Dir => Node::Dir,
-                Want::File(b) => Node::File(b.len() as u64, *blake3::hash(&b).as_bytes()),
-                Want::Link(t) => Node::Symlink(t),
-            },
-        );
-    }
-    support::assert_same(&want, &got, "encrypted vectors");
+    support::assert_matches_manifest(
+        &want_manifest(expected(1)),
+        &target,
+        &Compare::contents_only(),
+        "encrypted vectors",
+    );
     let o = strata(&repo, &["--password-file", "/dev/null", "snapshots"]);
     assert!(!o.status.success());
 }

@@ -1,4 +1,6 @@
-//! `ls`, `cat`, `find`, `diff`, `stats`: read-only views of snapshots.
+//! `ls`, `cat`, `find`, `diff`, `stats`: read-only views of snapshots. Each
+//! reads blobs through [`super::blob_reader`], which first reconciles the
+//! index with the packs (format-spec/index.md).
 
 use super::args::{CatArgs, DiffArgs, FilterArgs, FindArgs, LsArgs, StatsArgs, StatsMode};
 use super::{exit, output};
@@ -154,7 +156,7 @@ fn ls_line(out: &mut dyn Write, path: &Path, e: &Entry, a: &LsArgs) -> Result<()
 pub fn ls(repo: &Repo, a: &LsArgs) -> Result<i32> {
     let (spec, path) = split_target(&a.target);
     let (_, snap) = resolve(repo, spec, &a.filter)?;
-    let reader = BlobReader::new(repo)?;
+    let reader = super::blob_reader(repo)?;
     let found = inspect::locate(&reader, &snap, path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -191,7 +193,7 @@ pub fn cat(repo: &Repo, a: &CatArgs) -> Result<i32> {
         )));
     };
     let (_, snap) = resolve(repo, spec, &a.filter)?;
-    let reader = BlobReader::new(repo)?;
+    let reader = super::blob_reader(repo)?;
     let found = inspect::locate(&reader, &snap, path)?;
     let e = match &found.entry {
         Some(e) if e.kind() == EntryKind::File => e,
@@ -271,7 +273,7 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
         }
         "tree" => {
             let id = BlobId(parse_id("tree", a.id.as_ref())?);
-            let reader = BlobReader::new(repo)?;
+            let reader = super::blob_reader(repo)?;
             tree_json(&Tree::decode(
                 &reader.read_kind(&id, Some(crate::blob::BlobKind::Tree))?,
                 &id,
@@ -279,7 +281,7 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
         }
         "blob" => {
             let id = BlobId(parse_id("blob", a.id.as_ref())?);
-            let reader = BlobReader::new(repo)?;
+            let reader = super::blob_reader(repo)?;
             output::bytes(&reader.read(&id)?)?;
             return Ok(exit::OK);
         }
@@ -380,7 +382,7 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
         let skip = snaps.len().saturating_sub(n);
         snaps.drain(..skip);
     }
-    let reader = BlobReader::new(repo)?;
+    let reader = super::blob_reader(repo)?;
     let mut memo = HashMap::new();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -432,7 +434,7 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
     let none = FilterArgs::default();
     let (ia, sa) = resolve(repo, &a.a, &none)?;
     let (ib, sb) = resolve(repo, &a.b, &none)?;
-    let reader = BlobReader::new(repo)?;
+    let reader = super::blob_reader(repo)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let so = Path::new("<stdout>");
@@ -514,7 +516,7 @@ pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
         }
         v
     };
-    let reader = BlobReader::new(repo)?;
+    let reader = super::blob_reader(repo)?;
     let st = inspect::stats::stats(&reader, &snaps)?;
     if a.json {
         output::line(&serde_json::to_string(&st).map_err(|e| Error::Invalid(e.to_string()))?)?;

@@ -74,17 +74,12 @@ pub fn run(cli: &Cli, repo: &Repo, cmd: &KeyCommand) -> Result<i32> {
                 .key_id()
                 .ok_or_else(|| Error::Invalid("no key unlocked the repository".into()))?
                 .to_string();
-            if !keys::is_passphrase_key(root, &old)? {
-                return Err(Error::Invalid(format!(
-                    "key {old} is not a passphrase key (it was unlocked with an identity)"
-                )));
-            }
-            let info = keys::list(root, c)?.into_iter().find(|k| k.id == old);
+            // keys.md "Key commands": the info decides (and gives the label).
+            let info = keys::passphrase_key_info(root, c, &old)?;
             let new = new_passphrase_key(cli, a)?;
-            let label = info.map(|k| k.label).unwrap_or_default();
             // The new key is durable before the old one goes: a crash in
             // between leaves both, never neither.
-            let id = keys::add(root, c, repo_id, &new, &label)?;
+            let id = keys::add(root, c, repo_id, &new, &info.label)?;
             keys::remove(root, &old)?;
             output::line(&format!(
                 "changed the passphrase: key {old} replaced by {id}"

@@ -98,6 +98,17 @@ fn readable_snapshots(repo: &crate::Repo) -> crate::Result<crate::snapshot::List
     Ok(list)
 }
 
+/// A blob reader after reconciling the index with the packs
+/// ([`crate::read::BlobReader::reconciled`]); packs skipped as unreadable are
+/// reported as warnings on stderr.
+fn blob_reader(repo: &crate::Repo) -> crate::Result<crate::read::BlobReader<'_>> {
+    let (reader, skipped) = crate::read::BlobReader::reconciled(repo)?;
+    for w in &skipped {
+        eprintln!("strata: warning: {w}");
+    }
+    Ok(reader)
+}
+
 fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
     cli.repo.clone().ok_or_else(|| {
         crate::Error::Invalid("no repository given: use --repo PATH or set STRATA_REPO".into())

@@ -7,7 +7,6 @@ use super::exit;
 use super::unlock::Used;
 use crate::error::{Error, IoContext, Result};
 use crate::mount::MountFs;
-use crate::read::BlobReader;
 use crate::repo::Repo;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -112,9 +111,9 @@ fn foreground(repo: Repo, mp: &Path) -> Result<i32> {
     // The session outlives this function's borrows: the repository lives
     // for the rest of the process.
     let repo: &'static Repo = Box::leak(Box::new(repo));
-    repo.index()?.reconcile(repo)?;
+    let reader = super::blob_reader(repo)?;
     let snaps = super::readable_snapshots(repo)?;
-    let fs = MountFs::new(BlobReader::new(repo)?, snaps);
+    let fs = MountFs::new(reader, snaps);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Error::Invalid(format!("cannot install signal handlers: {e}")))?;
     let mut cfg = fuser::Config::default();

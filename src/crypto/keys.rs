@@ -168,7 +168,7 @@ pub fn add(
         username: std::env::var("USER").unwrap_or_default(),
     };
     let (info_plain, _) = object::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
-    fsutil::write_atomic(&tmp, &info_path(root, &id), &crypto.encrypt(&info_plain)?)?;
+    write_key_file(&tmp, &info_path(root, &id), &crypto.encrypt(&info_plain)?)?;
     let body = KeyBody {
         repo_id: *repo_id,
         identity: crypto.identity_string().to_string(),
@@ -177,8 +177,34 @@ pub fn add(
     };
     let plain = Zeroizing::new(object::seal(ObjectKind::Key, &body, None)?.0);
     let bytes = agefile::encrypt(&[recipient.as_ref() as &dyn age::Recipient], &plain)?;
-    fsutil::write_atomic(&tmp, &key_path(root, &id), &bytes)?;
+    write_key_file(&tmp, &key_path(root, &id), &bytes)?;
     Ok(id)
+}
+
+/// Publish a new key or info file, create-only (INV-5): its name holds 16
+/// random bytes, so a file already there is not ours and is never replaced.
+fn write_key_file(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    match fsutil::write_new(tmp, dest, bytes)? {
+        fsutil::Published::Created => Ok(()),
+        fsutil::Published::Existed => Err(Error::Invalid(format!(
+            "{}: already exists; not replaced",
+            dest.display()
+        ))),
+    }
+}
+
+/// Read and check `keys/<id>.info`: decrypted, MAC checked, and naming
+/// this key. `Err` names the file.
+pub fn info(root: &Path, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+    let p = info_path(root, id);
+    let object = format!("keys/{id}.info");
+    let bytes = fs::read(&p).at(&p)?;
+    let plain = crypto.decrypt(&bytes, &object, MAX_KEY_FILE)?;
+    let (info, _) = object::open::<KeyInfo>(ObjectKind::KeyInfo, &plain, &object, Some(crypto))?;
+    if info.id != id {
+        return Err(Error::corrupt(object, "info belongs to another key"));
+    }
+    Ok(info)
 }
 
 /// Every key's info, in id order; a missing or unreadable info file gives
@@ -186,17 +212,8 @@ pub fn add(
 pub fn list(root: &Path, crypto: &Crypto) -> Result<Vec<KeyInfo>> {
     let mut out = Vec::new();
     for id in key_ids(root)? {
-        let p = info_path(root, &id);
-        let object = format!("keys/{id}.info");
-        let read = fs::read(&p)
-            .at(&p)
-            .and_then(|b| crypto.decrypt(&b, &object, MAX_KEY_FILE))
-            .and_then(|plain| {
-                object::open::<KeyInfo>(ObjectKind::KeyInfo, &plain, &object, Some(crypto))
-            });
-        match read {
-            Ok((info, _)) if info.id == id => out.push(info),
-            Ok(_) => out.push(unknown(&id, "info belongs to another key")),
+        match info(root, crypto, &id) {
+            Ok(info) => out.push(info),
             Err(e) => out.push(unknown(&id, &e.to_string())),
         }
     }
@@ -351,9 +368,30 @@ pub fn unlock<T>(
     }))
 }
 
-/// Whether key `id` is a passphrase key (from its age header).
-pub fn is_passphrase_key(root: &Path, id: &str) -> Result<bool> {
+/// The info of key `id` if `key passwd` may replace it (keys.md "Key
+/// commands"): its info file must be readable and say `passphrase`. As a
+/// cross-check the key file itself must be a passphrase (scrypt) age file.
+pub fn passphrase_key_info(root: &Path, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+    let info = info(root, crypto, id).map_err(|e| {
+        Error::Invalid(format!(
+            "key {id}: its info is unreadable, so its kind and label are unknown \
+             (add a new key with `strata key add`, then remove this one): {e}"
+        ))
+    })?;
+    if info.kind != "passphrase" {
+        return Err(Error::Invalid(format!(
+            "key {id} is not a passphrase key (keys/{id}.info says {:?})",
+            info.kind
+        )));
+    }
     let p = key_path(root, id);
     let bytes = fs::read(&p).at(&p)?;
-    agefile::is_scrypt(&bytes).map_err(|e| e.into_error(&format!("keys/{id}")))
+    let object = format!("keys/{id}");
+    if !agefile::is_scrypt(&bytes).map_err(|e| e.into_error(&object))? {
+        return Err(Error::corrupt(
+            object,
+            format!("not a passphrase key, but keys/{id}.info says it is"),
+        ));
+    }
+    Ok(info)
 }

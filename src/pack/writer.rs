@@ -1,5 +1,5 @@
-//! Writes one pack under `tmp/`, then seals it: trailer, fsync, rename to
-//! `packs/xx/<hash>`, fsync directory (INV-1). The caller indexes the sealed
+//! Writes one pack under `tmp/`, then seals it: trailer, fsync, create-only
+//! publish as `packs/xx/<hash>`, fsync directory (INV-1, INV-5). The caller indexes the sealed
 //! pack only after `finish` returns (INV-2). In an encrypted repository the
 //! pack is written through an age STREAM and named by the BLAKE3 of the
 //! ciphertext (keys.md "Packs").
@@ -149,14 +149,9 @@ impl PackWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .at(&self.tmp)?;
-        let dest = repo_root.join(id.rel_path());
-        if dest.exists() {
-            // INV-5: same name, same bytes; keep the existing file.
-            drop(file);
-            fs::remove_file(&self.tmp).at(&self.tmp)?;
-        } else {
-            fsutil::commit_temp(file, &self.tmp, &dest)?;
-        }
+        // INV-5: create-only; a pack already under this name has the same
+        // bytes (the name is their hash) and is kept.
+        fsutil::commit_new(file, &self.tmp, &repo_root.join(id.rel_path()))?;
         Ok(SealedPack {
             id,
             kind: self.kind,
@@ -170,5 +165,35 @@ impl PackWriter {
         let tmp = self.tmp.clone();
         drop(self.out);
         let _ = fs::remove_file(tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn seal(root: &Path) -> SealedPack {
+        let mut w = PackWriter::create(&root.join("tmp"), BlobKind::Data, None).unwrap();
+        w.add(BlobId::of(b"blob"), 4, Compression::None, b"blob")
+            .unwrap();
+        w.finish(root).unwrap()
+    }
+
+    /// INV-5: sealing a pack whose name is taken (the same bytes sealed
+    /// again) keeps the file that is there, never renames over it, and
+    /// leaves no temp file.
+    #[test]
+    fn sealing_an_existing_pack_keeps_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("tmp")).unwrap();
+        let first = seal(d.path());
+        let path = d.path().join(first.id.rel_path());
+        let ino = fs::metadata(&path).unwrap().ino();
+        let again = seal(d.path());
+        assert_eq!(again.id, first.id);
+        assert_eq!(fs::metadata(&path).unwrap().ino(), ino, "replaced");
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
     }
 }

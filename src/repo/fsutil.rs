@@ -1,4 +1,7 @@
-//! Durable file writes: temp name, fsync, rename, fsync directory (INV-1).
+//! Durable file writes: temp name, fsync, publish, fsync directory, and
+//! every directory created on the way fsynced in its parent (INV-1).
+//! Publishing is create-only ([`commit_new`], [`write_new`]) for every
+//! file that is never replaced (INV-5): packs, snapshots, keys, config.
 
 use crate::error::{IoContext, Result};
 use std::fs::{self, File, OpenOptions};
@@ -23,7 +26,50 @@ pub fn temp_path(tmp_dir: &Path, suffix: &str) -> PathBuf {
 
 /// fsync a directory so a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    tests::record_sync(dir);
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// The directory holding `p`; `.` for a bare relative name.
+fn parent_dir(p: &Path) -> Option<&Path> {
+    p.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }
+    })
+}
+
+/// Create `dir` and every missing parent, fsyncing the parent of each
+/// directory as it is created, so that the new directory entry (a new
+/// fan-out `packs/xx/`) survives a power loss like the file renamed into it
+/// (INV-1). A directory another process created meanwhile is synced in its
+/// parent too (that process may not have got there yet). Returns the
+/// directories this call created, outermost first.
+pub fn create_dir_durable(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.is_dir() {
+        missing.push(d);
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    let mut created = Vec::new();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => created.push(d.to_path_buf()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e).at(d),
+        }
+        if let Some(parent) = parent_dir(d) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(created)
 }
 
 /// Create a temp file for writing.
@@ -37,21 +83,93 @@ pub fn create_temp(tmp_dir: &Path, suffix: &str) -> Result<(File, PathBuf)> {
     Ok((f, p))
 }
 
-/// fsync `file` (at `tmp`), rename it to `dest`, fsync `dest`'s directory (INV-1).
+/// fsync `file` (at `tmp`), rename it to `dest` (replacing a file of that
+/// name), fsync `dest`'s directory (INV-1); a missing directory of `dest` is
+/// created durably ([`create_dir_durable`]). Files that are never replaced
+/// use [`commit_new`].
 pub fn commit_temp(file: File, tmp: &Path, dest: &Path) -> Result<()> {
     file.sync_all().at(tmp)?;
     drop(file);
-    if let Some(dir) = dest.parent() {
-        fs::create_dir_all(dir).at(dir)?;
+    let dir = parent_dir(dest);
+    if let Some(dir) = dir {
+        create_dir_durable(dir)?;
     }
     fs::rename(tmp, dest).at(dest)?;
-    if let Some(dir) = dest.parent() {
+    if let Some(dir) = dir {
         sync_dir(dir)?;
     }
     Ok(())
 }
 
-/// Write `bytes` to `dest` atomically and durably (INV-1).
+/// What a create-only publish ([`commit_new`], [`write_new`]) found under
+/// the final name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// The new file is now under the final name.
+    Created,
+    /// A file already had the name: it was left as it is and the new one
+    /// dropped (INV-5: for packs and snapshots, same name = same content).
+    Existed,
+}
+
+/// Give the complete file `tmp` the name `dest` unless something already
+/// has it: `link(2)`, which never replaces, then the temp name is removed;
+/// where the file system has no hard links, `renameat2` with
+/// `RENAME_NOREPLACE`. Atomic either way: no check-then-rename race.
+fn publish_new(tmp: &Path, dest: &Path) -> std::io::Result<Published> {
+    let published = match fs::hard_link(tmp, dest) {
+        Ok(()) => Published::Created,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Published::Existed,
+        Err(link_err) => {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
+                Ok(()) => return Ok(Published::Created),
+                Err(rustix::io::Errno::EXIST) => Published::Existed,
+                Err(_) => return Err(link_err),
+            }
+        }
+    };
+    // A temp file left behind is harmless (repository.md "Temp files").
+    let _ = fs::remove_file(tmp);
+    Ok(published)
+}
+
+/// The create-only [`commit_temp`] (INV-1, INV-5): fsync `file` (at `tmp`),
+/// publish it as `dest` only if no file has that name, fsync `dest`'s
+/// directory (also when the name was taken: its writer may not have synced
+/// it yet). The temp file is gone afterwards. A missing directory of `dest`
+/// is created durably ([`create_dir_durable`]).
+pub fn commit_new(file: File, tmp: &Path, dest: &Path) -> Result<Published> {
+    file.sync_all().at(tmp)?;
+    drop(file);
+    let dir = parent_dir(dest);
+    if let Some(dir) = dir {
+        create_dir_durable(dir)?;
+    }
+    let published = publish_new(tmp, dest).at(dest)?;
+    if let Some(dir) = dir {
+        sync_dir(dir)?;
+    }
+    Ok(published)
+}
+
+/// Write `bytes` durably under `dest` unless a file already has that name
+/// ([`commit_new`]); for every file of the repository that is never
+/// replaced.
+pub fn write_new(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<Published> {
+    let (mut f, tmp) = create_temp(tmp_dir, ".tmp")?;
+    let r = f
+        .write_all(bytes)
+        .at(&tmp)
+        .and_then(|_| commit_new(f, &tmp, dest));
+    if r.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Write `bytes` to `dest` atomically and durably (INV-1), replacing a file
+/// of that name: only for files that may be replaced (lock files).
 pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     let (mut f, tmp) = create_temp(tmp_dir, ".tmp")?;
     let r = f
@@ -70,4 +188,94 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     getrandom::fill(&mut r)
         .map_err(|e| crate::error::Error::Invalid(format!("no random source available: {e}")))?;
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Directories [`sync_dir`] was asked to fsync on this thread.
+        static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record_sync(dir: &Path) {
+        SYNCED.with(|s| s.borrow_mut().push(dir.to_path_buf()));
+    }
+
+    fn take_synced() -> Vec<PathBuf> {
+        SYNCED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    /// INV-1 for the first pack of a fan-out directory. What this proves:
+    /// `commit_temp` asks for an fsync of `packs/` after it creates
+    /// `packs/ab/` (so the new directory entry is as durable as the rename
+    /// inside it), and of every level it creates. What it cannot prove:
+    /// that the data reaches the disk; that needs a power cut, and the
+    /// recorder only sees which directories `sync_dir` was called on.
+    #[test]
+    fn a_new_fan_out_directory_is_synced_in_its_parent() {
+        let d = tempfile::tempdir().unwrap();
+        let (tmp_dir, packs) = (d.path().join("tmp"), d.path().join("packs"));
+        fs::create_dir(&tmp_dir).unwrap();
+        fs::create_dir(&packs).unwrap();
+        let (mut f, tmp) = create_temp(&tmp_dir, ".pack").unwrap();
+        f.write_all(b"pack").unwrap();
+        take_synced();
+        let dest = packs.join("ab").join("ab12");
+        commit_temp(f, &tmp, &dest).unwrap();
+        let synced = take_synced();
+        assert_eq!(fs::read(&dest).unwrap(), b"pack");
+        assert!(synced.contains(&packs), "packs/ not synced: {synced:?}");
+        assert!(synced.contains(&packs.join("ab")), "{synced:?}");
+
+        // every level created, outermost first; an existing one is not
+        // created again
+        let deep = d.path().join("x").join("y").join("z");
+        let created = create_dir_durable(&deep).unwrap();
+        assert_eq!(
+            created,
+            vec![d.path().join("x"), d.path().join("x/y"), deep.clone()]
+        );
+        assert_eq!(
+            take_synced(),
+            vec![
+                d.path().to_path_buf(),
+                d.path().join("x"),
+                d.path().join("x/y")
+            ]
+        );
+        assert!(create_dir_durable(&deep).unwrap().is_empty());
+        assert!(take_synced().is_empty());
+    }
+
+    /// INV-5: the create-only publish never replaces a file, even one with
+    /// other bytes, removes its temp file either way, and syncs the
+    /// directory in both cases.
+    #[test]
+    fn write_new_never_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp_dir = d.path().join("tmp");
+        fs::create_dir(&tmp_dir).unwrap();
+        let dest = d.path().join("snapshots").join("s1");
+        assert_eq!(
+            write_new(&tmp_dir, &dest, b"first").unwrap(),
+            Published::Created
+        );
+        take_synced();
+        assert_eq!(
+            write_new(&tmp_dir, &dest, b"second").unwrap(),
+            Published::Existed
+        );
+        assert_eq!(fs::read(&dest).unwrap(), b"first");
+        assert_eq!(take_synced(), vec![d.path().join("snapshots")]);
+        assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
+        // a failed publish (no such directory, cannot be created) removes
+        // its temp file too
+        fs::write(d.path().join("file"), b"").unwrap();
+        assert!(write_new(&tmp_dir, &d.path().join("file/x"), b"x").is_err());
+        assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
+    }
 }

@@ -259,8 +259,9 @@ impl GcState {
         let (bytes, id) = repo.seal_file(ObjectKind::GcState, self)?;
         let name = crate::id::to_hex(&id);
         let d = dir(repo);
-        std::fs::create_dir_all(&d).at(&d)?;
-        fsutil::write_atomic(&repo.tmp_dir(), &d.join(&name), &bytes)?;
+        fsutil::create_dir_durable(&d)?;
+        // INV-5: create-only; the name is the content's id.
+        fsutil::write_new(&repo.tmp_dir(), &d.join(&name), &bytes)?;
         Ok(name)
     }
 }

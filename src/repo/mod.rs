@@ -106,9 +106,9 @@ impl Repo {
             Some(_) => Some(Arc::new(Crypto::generate()?)),
             None => None,
         };
+        // INV-1: every directory created is fsynced in its parent.
         for d in SUBDIRS.iter().chain(&["gc"]) {
-            let p = path.join(d);
-            fs::create_dir_all(&p).at(&p)?;
+            fsutil::create_dir_durable(&path.join(d))?;
         }
         Index::open(&path.join("index.sqlite"))?;
         let key_id = match (&opts.key, &crypto) {
@@ -116,16 +116,20 @@ impl Repo {
             _ => None,
         };
         let repo = Repo::assemble(path, config, crypto, key_id)?;
-        // The config is written last: its presence makes the directory a repository.
+        // The config is written last: its presence makes the directory a
+        // repository. Create-only: a concurrent `init` that got there first
+        // keeps its repository.
         let (bytes, _) = repo.seal_file(ObjectKind::Config, &repo.config)?;
-        fsutil::write_atomic(&path.join("tmp"), &path.join("config"), &bytes)?;
+        if fsutil::write_new(&path.join("tmp"), &path.join("config"), &bytes)?
+            == fsutil::Published::Existed
+        {
+            return Err(Error::Invalid(format!(
+                "{}: a repository already exists here",
+                path.display()
+            )));
+        }
         if let Some(c) = &repo.crypto {
             known::remember(path, &repo.config.repo_id, &c.recipient().to_string());
-        }
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                fsutil::sync_dir(parent)?;
-            }
         }
         Ok(repo)
     }

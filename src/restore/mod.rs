@@ -143,8 +143,7 @@ pub fn run(
 ) -> Result<RestoreReport> {
     // The index is a cache: index any pack it does not know yet (a killed
     // backup, or a missing index.sqlite) before planning.
-    repo.index()?.reconcile(repo)?;
-    let reader = BlobReader::new(repo)?;
+    let (reader, _) = BlobReader::reconciled(repo)?;
     let root = start_point(&reader, snap, subpath)?;
     let nodes = plan::collect(
         &reader,

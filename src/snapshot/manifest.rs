@@ -82,12 +82,14 @@ impl Snapshot {
         humantime::format_rfc3339_seconds(t).to_string()
     }
 
-    /// Write this manifest (INV-1, INV-4: call only after its index rows are committed).
+    /// Write this manifest (INV-1, INV-4: call only after its index rows
+    /// are committed). Create-only (INV-5): a file already under its name
+    /// has the same content (the name is its id) and is left as it is.
     pub fn save(&self, repo: &Repo) -> Result<SnapshotId> {
         let (bytes, id) = repo.seal_file(ObjectKind::Snapshot, self)?;
         let id = SnapshotId(id);
         let dest = repo.root().join("snapshots").join(id.to_hex());
-        fsutil::write_atomic(&repo.tmp_dir(), &dest, &bytes)?;
+        fsutil::write_new(&repo.tmp_dir(), &dest, &bytes)?;
         Ok(id)
     }
 
@@ -104,5 +106,46 @@ impl Snapshot {
             ));
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::repo::InitOptions;
+    use std::os::unix::fs::MetadataExt;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            time_unix_ns: 1,
+            host: "h".into(),
+            username: "u".into(),
+            paths: vec![b"/data".to_vec()],
+            tags: Vec::new(),
+            tree: BlobId::of(b"tree"),
+            parent: None,
+            summary: Summary::default(),
+            program: "test".into(),
+        }
+    }
+
+    /// INV-5: a snapshot file already under its name (same name = same
+    /// bytes) is left as it is, never replaced, and no temp file stays
+    /// behind. Replacing it would be a rename over it: a new inode.
+    #[test]
+    fn save_never_replaces_an_existing_snapshot_file() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&d.path().join("repo"), &InitOptions::default()).unwrap();
+        let s = snapshot();
+        let id = s.save(&repo).unwrap();
+        let path = repo.root().join("snapshots").join(id.to_hex());
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(s.save(&repo).unwrap(), id);
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino, "replaced");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(std::fs::read_dir(repo.tmp_dir()).unwrap().count(), 0);
+        assert_eq!(Snapshot::load(&repo, &id).unwrap(), s);
     }
 }

@@ -1,31 +1,65 @@
-//! Small helpers shared by `tests/crash.rs`, `tests/bad_input.rs` and
-//! `tests/vectors.rs`: run the real `strata` binary, describe directory trees
-//! as manifests (path -> kind and BLAKE3 of contents), a seeded RNG.
+//! The one helper module of the integration tests (every test file says
+//! `mod support;`): the `strata` binary with the test unlock environment
+//! (plain [`command`]/[`strata`], or the [`Strata`] handle and [`Fixture`]
+//! temp dir), one seeded generator ([`Rng`], [`random_bytes`]), one
+//! directory listing ([`list_tree`]) with its views ([`list_files`],
+//! [`pack_files`], [`contents`]), one tree comparison ([`compare_trees`],
+//! over [`Manifest`]s, with [`Compare`] options), the shape of a one-line
+//! error, and the repository secret read by hand ([`Secret`]).
+//!
+//! Each test binary uses a subset of these, hence `dead_code`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+// ---------------------------------------------------------------- the binary
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_strata"))
 }
 
-/// The passphrase of test repositories (also in `tests/common`).
+/// The passphrase of test repositories.
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
+/// Longest any single `strata` invocation through [`Strata::cmd`] may take.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
 /// `strata` with the test passphrase (scrypt 2^10) and no other unlock
-/// source, and no local tree cache (every read goes to the packs).
-pub fn command() -> Command {
-    let mut c = Command::new(bin());
+/// source, no `STRATA_REPO`, and no local tree cache (every read goes to
+/// the packs).
+pub fn command() -> std::process::Command {
+    let mut c = std::process::Command::new(bin());
     c.env("STRATA_CACHE_DIR", "")
+        .env_remove("STRATA_REPO")
         .env_remove("STRATA_PASSWORD_COMMAND")
         .env_remove("STRATA_IDENTITY")
         .env_remove("STRATA_NEW_PASSWORD")
         .env("STRATA_PASSWORD", PASSPHRASE)
         .env("STRATA_SCRYPT_LOG_N", "10");
+    c
+}
+
+/// The cache directory of this test process (repositories are told apart
+/// by id and path inside it), under the system temp dir rather than the
+/// user's cache.
+pub fn test_cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("strata-test-cache-{}", std::process::id()))
+}
+
+/// [`command`] with this process's cache directory ([`test_cache_dir`]).
+pub fn strata_command() -> std::process::Command {
+    let mut c = command();
+    c.env("STRATA_CACHE_DIR", test_cache_dir());
     c
 }
 
@@ -51,175 +85,6 @@ pub fn strata_ok(repo: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).expect("utf-8 stdout")
-}
-
-/// What one path in a tree is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Node {
-    /// A regular file: its length and the BLAKE3 of its contents.
-    File(u64, [u8; 32]),
-    /// A directory.
-    Dir,
-    /// A symlink and its target bytes.
-    Symlink(Vec<u8>),
-}
-
-/// Path (relative, `/`-separated) -> node, for everything below `root`.
-pub type Manifest = BTreeMap<String, Node>;
-
-/// Describe everything below `root` (not `root` itself).
-pub fn manifest(root: &Path) -> Manifest {
-    let mut out = Manifest::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Manifest) {
-    for e in std::fs::read_dir(dir).expect("read_dir") {
-        let e = e.expect("dir entry");
-        let path = e.path();
-        let rel = path
-            .strip_prefix(root)
-            .expect("below root")
-            .to_string_lossy()
-            .into_owned();
-        let ft = e.file_type().expect("file type");
-        if ft.is_dir() {
-            out.insert(rel, Node::Dir);
-            walk(root, &path, out);
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(&path).expect("read_link");
-            out.insert(rel, Node::Symlink(t.as_os_str().as_bytes().to_vec()));
-        } else if ft.is_file() {
-            let bytes = std::fs::read(&path).expect("read file");
-            out.insert(
-                rel,
-                Node::File(bytes.len() as u64, *blake3::hash(&bytes).as_bytes()),
-            );
-        } else {
-            panic!("unexpected file type at {}", path.display());
-        }
-    }
-}
-
-/// Assert two manifests are equal, listing the first differences.
-pub fn assert_same(expected: &Manifest, got: &Manifest, what: &str) {
-    if expected == got {
-        return;
-    }
-    let mut diffs = Vec::new();
-    for (k, v) in expected {
-        match got.get(k) {
-            None => diffs.push(format!("missing {k}")),
-            Some(g) if g != v => diffs.push(format!("differs {k}: {v:?} vs {g:?}")),
-            _ => {}
-        }
-    }
-    for k in got.keys() {
-        if !expected.contains_key(k) {
-            diffs.push(format!("extra {k}"));
-        }
-    }
-    diffs.truncate(10);
-    panic!(
-        "{what}: restored tree differs from the source:\n{}",
-        diffs.join("\n")
-    );
-}
-
-/// Every file below `dir`, relative, sorted (recursively).
-pub fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if !dir.exists() {
-        return out;
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let e = e.expect("entry");
-            if e.file_type().expect("type").is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path().strip_prefix(dir).expect("below").to_path_buf());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Pack files of a repository: `packs/xx/<hex>` paths, sorted.
-pub fn pack_files(repo: &Path) -> Vec<PathBuf> {
-    files_below(&repo.join("packs"))
-        .into_iter()
-        .map(|p| repo.join("packs").join(p))
-        .collect()
-}
-
-/// Snapshot ids (file names under `snapshots/`), sorted.
-pub fn snapshot_ids(repo: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(repo.join("snapshots"))
-        .expect("snapshots dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// xorshift64* (the generator of format-spec/chunker.md), for seeded choices.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator; a zero seed is replaced (xorshift needs a non-zero state).
-    pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// `n` pseudo-random bytes (BLAKE3 XOF keyed by the next state: fast even
-    /// in debug builds, since dependencies are optimized).
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = vec![0u8; n];
-        let seed = self.next_u64().to_le_bytes();
-        let mut h = blake3::Hasher::new();
-        h.update(b"strata test data");
-        h.update(&seed);
-        h.finalize_xof().fill(&mut v);
-        v
-    }
-    /// Compressible text-like bytes.
-    pub fn text(&mut self, n: usize) -> Vec<u8> {
-        const WORDS: [&str; 12] = [
-            "alpha ", "bravo ", "charlie ", "delta ", "echo ", "foxtrot ", "golf ", "hotel ",
-            "india ", "juliet\n", "kilo ", "lima ",
-        ];
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(WORDS[self.below(WORDS.len() as u64) as usize].as_bytes());
-        }
-        v.truncate(n);
-        v
-    }
 }
 
 /// Check the shape of a failing command: non-zero exit, one line on stderr
@@ -249,16 +114,868 @@ pub fn one_line_error(o: &Output, what: &str) -> String {
     line.to_string()
 }
 
-/// Bytes of every file under `dir`, by relative path.
+/// Is this process running as root?
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+// ---------------------------------------------------------------- Strata, Fixture
+
+/// The `strata` binary bound to one repository path.
+#[derive(Clone, Debug)]
+pub struct Strata {
+    repo: PathBuf,
+}
+
+impl Strata {
+    /// A handle for the repository at `repo` (not created).
+    pub fn new(repo: impl Into<PathBuf>) -> Self {
+        Strata { repo: repo.into() }
+    }
+
+    /// The repository path.
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
+    /// `strata -r REPO` ([`strata_command`]) with a timeout; add the rest.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::from_std(strata_command());
+        c.arg("--repo").arg(&self.repo).timeout(TIMEOUT);
+        c
+    }
+
+    /// `strata init ARGS`, which must succeed.
+    pub fn init(&self, args: &[&str]) {
+        self.cmd().arg("init").args(args).assert().success();
+    }
+
+    /// `strata snapshot --json ARGS`, which must exit with `code`; its JSON.
+    pub fn snapshot_code<S: AsRef<OsStr>>(&self, args: &[S], code: i32) -> Value {
+        let out = self
+            .cmd()
+            .arg("snapshot")
+            .arg("--json")
+            .args(args)
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone();
+        parse_json(&out)
+    }
+
+    /// `strata snapshot --json ARGS`, which must succeed without warnings.
+    pub fn snapshot<S: AsRef<OsStr>>(&self, args: &[S]) -> Value {
+        self.snapshot_code(args, 0)
+    }
+
+    /// `strata snapshots --json`: every snapshot, oldest first.
+    pub fn snapshots(&self) -> Vec<Value> {
+        let out = self
+            .cmd()
+            .args(["snapshots", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        match parse_json(&out) {
+            Value::Array(v) => v,
+            v => panic!("snapshots --json printed {v}"),
+        }
+    }
+
+    /// `strata restore SPEC --target TARGET --json ARGS`, which must succeed
+    /// without warnings; its JSON.
+    pub fn restore<S: AsRef<OsStr>>(&self, spec: &str, target: &Path, args: &[S]) -> Value {
+        let out = self
+            .cmd()
+            .args(["restore", spec, "--json", "--target"])
+            .arg(target)
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        parse_json(&out)
+    }
+}
+
+/// Parse one JSON document printed by strata.
+pub fn parse_json(stdout: &[u8]) -> Value {
+    serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(stdout)
+        )
+    })
+}
+
+/// A `u64` field of a JSON object, by `/`-separated pointer (`summary/files_new`).
+pub fn num(v: &Value, pointer: &str) -> u64 {
+    v.pointer(&format!("/{pointer}"))
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no number at {pointer} in {v}"))
+}
+
+/// A temporary directory holding a repository (`repo/`) and whatever the
+/// test puts next to it. Read-only directories are made writable on drop so
+/// the directory can always be removed.
+pub struct Fixture {
+    dir: tempfile::TempDir,
+    /// The repository at `<dir>/repo`.
+    pub strata: Strata,
+}
+
+impl Fixture {
+    /// A fixture with a repository created with default options.
+    pub fn new() -> Self {
+        Self::with_init(&[])
+    }
+
+    /// A fixture with a repository created by `strata init ARGS`.
+    pub fn with_init(args: &[&str]) -> Self {
+        let f = Self::uninit();
+        f.strata.init(args);
+        f
+    }
+
+    /// A fixture whose repository is not created yet.
+    pub fn uninit() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-test-")
+            .tempdir()
+            .unwrap();
+        let strata = Strata::new(dir.path().join("repo"));
+        Fixture { dir, strata }
+    }
+
+    /// The temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<dir>/rel`.
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `<dir>/rel`, created as an empty directory (with parents).
+    pub fn mkdir(&self, rel: impl AsRef<Path>) -> PathBuf {
+        let p = self.path(rel);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        make_writable(self.dir.path());
+    }
+}
+
+// ---------------------------------------------------------------- seeded data
+
+/// xorshift64* (the generator of format-spec/chunker.md): the one seeded
+/// generator of the tests, for choices and for data.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator; a zero seed is replaced (xorshift needs a non-zero state).
+    pub fn new(seed: u64) -> Self {
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    /// Uniform in `lo..hi` (lo < hi).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// `n` pseudo-random bytes (BLAKE3 XOF keyed by the next state: fast even
+    /// in debug builds, since dependencies are optimized). The bytes of a
+    /// shorter call are a prefix of a longer one from the same state.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        let seed = self.next_u64().to_le_bytes();
+        let mut h = blake3::Hasher::new();
+        h.update(b"strata test data");
+        h.update(&seed);
+        h.finalize_xof().fill(&mut v);
+        v
+    }
+    /// Compressible text-like bytes.
+    pub fn text(&mut self, n: usize) -> Vec<u8> {
+        const WORDS: [&str; 12] = [
+            "alpha ", "bravo ", "charlie ", "delta ", "echo ", "foxtrot ", "golf ", "hotel ",
+            "india ", "juliet\n", "kilo ", "lima ",
+        ];
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(WORDS[self.below(WORDS.len() as u64) as usize].as_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+/// `len` deterministic, incompressible bytes: `Rng::new(seed).bytes(len)`.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
+}
+
+// ---------------------------------------------------------------- file system
+
+/// Give every directory below `root` (not following symlinks) owner rwx.
+pub fn make_writable(root: &Path) {
+    let Ok(md) = fs::symlink_metadata(root) else {
+        return;
+    };
+    if !md.is_dir() {
+        return;
+    }
+    let _ = fs::set_permissions(root, fs::Permissions::from_mode(md.mode() | 0o700));
+    if let Ok(rd) = fs::read_dir(root) {
+        for e in rd.flatten() {
+            make_writable(&e.path());
+        }
+    }
+}
+
+/// Write `data` to `path`, creating parent directories.
+pub fn write_file(path: &Path, data: &[u8]) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    fs::write(path, data).unwrap();
+}
+
+/// Set atime and mtime of `path` (not following a symlink).
+pub fn set_mtime(path: &Path, sec: i64, nsec: u32) {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec.into(),
+    };
+    let ts = Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(CWD, path, &ts, AtFlags::SYMLINK_NOFOLLOW)
+        .unwrap_or_else(|e| panic!("utimensat {path:?}: {e}"));
+}
+
+/// Create a fifo at `path`.
+pub fn mkfifo(path: &Path, mode: u32) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(mode),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {path:?}: {e}"));
+}
+
+/// Create a character (or block) device node (root only).
+pub fn mknod_dev(path: &Path, block: bool, major: u32, minor: u32) {
+    let ft = if block {
+        rustix::fs::FileType::BlockDevice
+    } else {
+        rustix::fs::FileType::CharacterDevice
+    };
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        ft,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap_or_else(|e| panic!("mknod {path:?}: {e}"));
+}
+
+/// Does the file system holding `dir` accept `user.*` extended attributes?
+pub fn user_xattrs_supported(dir: &Path) -> bool {
+    let p = dir.join(".strata-xattr-probe");
+    fs::write(&p, b"").unwrap();
+    let ok = xattr::set(&p, "user.strata_probe", b"1").is_ok();
+    fs::remove_file(&p).unwrap();
+    ok
+}
+
+/// Disk usage of everything below `root` in bytes, like `du -s -B1`
+/// (allocated blocks; each hard-linked inode counted once).
+pub fn disk_usage(root: &Path) -> u64 {
+    fn walk(p: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+        let Ok(md) = fs::symlink_metadata(p) else {
+            return 0; // vanished (e.g. a lock file)
+        };
+        let mut n = 0;
+        if seen.insert((md.dev(), md.ino())) {
+            n += md.blocks() * 512;
+        }
+        if md.is_dir() {
+            if let Ok(rd) = fs::read_dir(p) {
+                for e in rd.flatten() {
+                    n += walk(&e.path(), seen);
+                }
+            }
+        }
+        n
+    }
+    walk(root, &mut HashSet::new())
+}
+
+// ---------------------------------------------------------------- listings
+
+/// Every path below `root`, relative, `/`-separated (lossy UTF-8), sorted
+/// by name bytes, parents before children; directories end in `/`. `root`
+/// itself is not listed; a `root` that cannot be read panics. The one
+/// directory walk of the listings below.
+pub fn list_tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) {
+        let dir = root.join(rel);
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("read_dir {dir:?}: {e}"))
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for n in names {
+            let r = rel.join(&n);
+            let md = fs::symlink_metadata(root.join(&r)).unwrap();
+            let s = r.to_string_lossy().into_owned();
+            if md.is_dir() {
+                out.push(format!("{s}/"));
+                walk(root, &r, out);
+            } else {
+                out.push(s);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), &mut out);
+    out
+}
+
+/// [`list_tree`] without the directories: every non-directory below `root`.
+pub fn list_files(root: &Path) -> Vec<String> {
+    list_tree(root)
+        .into_iter()
+        .filter(|p| !p.ends_with('/'))
+        .collect()
+}
+
+/// Bytes of every file below `dir`, by relative path; empty if `dir` does
+/// not exist (a restore that failed before creating its target).
 pub fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    files_below(dir)
+    if !dir.exists() {
+        return BTreeMap::new();
+    }
+    list_files(dir)
         .into_iter()
         .map(|rel| {
-            let b = std::fs::read(dir.join(&rel)).unwrap_or_default();
-            (rel, b)
+            let b = fs::read(dir.join(&rel)).unwrap_or_default();
+            (PathBuf::from(rel), b)
         })
         .collect()
 }
+
+/// Pack files of a repository: `REPO/packs/xx/<hex>` paths, sorted; empty
+/// if there is no `packs/` directory.
+pub fn pack_files(repo: &Path) -> Vec<PathBuf> {
+    let packs = repo.join("packs");
+    if !packs.exists() {
+        return Vec::new();
+    }
+    list_files(&packs)
+        .into_iter()
+        .map(|p| packs.join(p))
+        .collect()
+}
+
+/// Pack names (the file names of [`pack_files`]), sorted.
+pub fn pack_names(repo: &Path) -> Vec<String> {
+    let mut v: Vec<String> = pack_files(repo)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Snapshot ids (file names under `snapshots/`), sorted.
+pub fn snapshot_ids(repo: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(repo.join("snapshots"))
+        .expect("snapshots dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Blobs physically stored in the repository's packs, `(data, tree)`,
+/// counted from the pack trailers as `strata cat --raw pack` lists them
+/// (packs are encrypted; the plaintext trailer layout is checked in
+/// tests/vectors.rs), so a blob stored twice counts twice.
+pub fn stored_blobs(repo: &Path) -> (u64, u64) {
+    let (mut data, mut tree) = (0, 0);
+    let st = Strata::new(repo);
+    for name in pack_names(repo) {
+        let out = st
+            .cmd()
+            .args(["cat", "--raw", "pack", &name])
+            .assert()
+            .success();
+        let v = parse_json(&out.get_output().stdout);
+        for b in v["blobs"].as_array().unwrap() {
+            match b["kind"].as_str().unwrap() {
+                "data" => data += 1,
+                "tree" => tree += 1,
+                k => panic!("blob kind {k} in a pack trailer"),
+            }
+        }
+    }
+    (data, tree)
+}
+
+// ---------------------------------------------------------------- tree comparison
+
+/// What one path is, with its contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A regular file: its length and the BLAKE3 of its contents.
+    File(u64, [u8; 32]),
+    /// A directory.
+    Dir,
+    /// A symlink and its target bytes.
+    Symlink(Vec<u8>),
+    /// A fifo (never opened).
+    Fifo,
+    /// A character device and its `rdev`.
+    CharDevice(u64),
+    /// A block device and its `rdev`.
+    BlockDevice(u64),
+    /// A unix socket.
+    Socket,
+}
+
+impl Node {
+    fn kind(&self) -> &'static str {
+        match self {
+            Node::File(..) => "file",
+            Node::Dir => "dir",
+            Node::Symlink(_) => "symlink",
+            Node::Fifo => "fifo",
+            Node::CharDevice(_) => "char device",
+            Node::BlockDevice(_) => "block device",
+            Node::Socket => "socket",
+        }
+    }
+}
+
+/// Everything [`compare_trees`] can check about one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Kind and contents.
+    pub node: Node,
+    /// `mode & 0o7777`.
+    pub mode: u32,
+    /// mtime (lstat), seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// uid, gid.
+    pub owner: (u32, u32),
+    /// Extended attributes, name -> value.
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Bytes allocated (`st_blocks * 512`).
+    pub allocated: u64,
+    /// `(dev, ino)` of a regular file, which makes hard-link groups; `None`
+    /// for everything else and in hand-made manifests.
+    pub inode: Option<(u64, u64)>,
+    /// Why the path could not be read or listed, if it could not.
+    pub error: Option<String>,
+}
+
+impl Entry {
+    /// An entry with only a kind and contents (metadata zero, no inode): for
+    /// manifests written by hand, compared with [`Compare::contents_only`].
+    pub fn new(node: Node) -> Entry {
+        Entry {
+            node,
+            mode: 0,
+            mtime: (0, 0),
+            owner: (0, 0),
+            xattrs: BTreeMap::new(),
+            allocated: 0,
+            inode: None,
+            error: None,
+        }
+    }
+
+    /// A file entry for `bytes` ([`Entry::new`]).
+    pub fn file(bytes: &[u8]) -> Entry {
+        Entry::new(Node::File(
+            bytes.len() as u64,
+            *blake3::hash(bytes).as_bytes(),
+        ))
+    }
+}
+
+/// A tree as [`manifest`] records it: `"."` for the root, then every path
+/// below it, relative and `/`-separated (lossy UTF-8).
+pub type Manifest = BTreeMap<String, Entry>;
+
+/// Record `root` and everything below it (symlinks not followed, fifos and
+/// devices never opened, files hashed): a description that outlives
+/// changes to the tree (tests/crash.rs records each snapshot's source).
+pub fn manifest(root: &Path) -> Manifest {
+    let mut out = Manifest::new();
+    record(root, ".".to_string(), &mut out);
+    out
+}
+
+/// A hand-made manifest: a root directory holding `nodes` (path -> node).
+pub fn manifest_of(nodes: impl IntoIterator<Item = (String, Node)>) -> Manifest {
+    let mut m = Manifest::new();
+    m.insert(".".to_string(), Entry::new(Node::Dir));
+    for (p, n) in nodes {
+        m.insert(p, Entry::new(n));
+    }
+    m
+}
+
+fn record(path: &Path, key: String, out: &mut Manifest) {
+    let md = match fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) => panic!("cannot stat {path:?}: {e}"),
+    };
+    let ft = md.file_type();
+    let mut error = None;
+    let mut children = Vec::new();
+    let node = if ft.is_file() {
+        match hash_file(path) {
+            Ok(h) => Node::File(md.size(), h),
+            Err(e) => {
+                error = Some(format!("cannot read: {e}"));
+                Node::File(md.size(), [0; 32])
+            }
+        }
+    } else if ft.is_dir() {
+        match fs::read_dir(path) {
+            Ok(rd) => children = rd.map(|e| e.unwrap().file_name()).collect(),
+            Err(e) => error = Some(format!("cannot list: {e}")),
+        }
+        Node::Dir
+    } else if ft.is_symlink() {
+        Node::Symlink(fs::read_link(path).unwrap().as_os_str().as_bytes().to_vec())
+    } else if ft.is_fifo() {
+        Node::Fifo
+    } else if ft.is_char_device() {
+        Node::CharDevice(md.rdev())
+    } else if ft.is_block_device() {
+        Node::BlockDevice(md.rdev())
+    } else if ft.is_socket() {
+        Node::Socket
+    } else {
+        panic!("unknown file type at {path:?}")
+    };
+    out.insert(
+        key.clone(),
+        Entry {
+            inode: ft.is_file().then(|| (md.dev(), md.ino())),
+            node,
+            mode: md.mode() & 0o7777,
+            mtime: (md.mtime(), md.mtime_nsec()),
+            owner: (md.uid(), md.gid()),
+            xattrs: xattr_map(path),
+            allocated: md.blocks() * 512,
+            error,
+        },
+    );
+    for n in children {
+        let name = n.to_string_lossy();
+        let k = if key == "." {
+            name.into_owned()
+        } else {
+            format!("{key}/{name}")
+        };
+        record(&path.join(&n), k, out);
+    }
+}
+
+fn hash_file(p: &Path) -> std::io::Result<[u8; 32]> {
+    let mut f = File::open(p)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(*h.finalize().as_bytes()),
+            n => {
+                h.update(&buf[..n]);
+            }
+        }
+    }
+}
+
+fn xattr_map(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(names) = xattr::list(p) else {
+        return out; // unsupported here
+    };
+    for n in names {
+        let v = xattr::get(p, &n).ok().flatten().unwrap_or_default();
+        out.insert(n.as_bytes().to_vec(), v);
+    }
+    out
+}
+
+/// What [`compare_trees`] checks besides names, kinds, contents (file
+/// bytes, symlink targets, device numbers) and read errors, which it
+/// always checks.
+#[derive(Clone, Debug)]
+pub struct Compare {
+    /// Compare the metadata of the two roots themselves (not only their contents).
+    pub root_meta: bool,
+    /// Compare `mode & 0o7777`.
+    pub mode: bool,
+    /// Compare mtimes to the nanosecond.
+    pub mtime: bool,
+    /// Compare uid/gid.
+    pub owner: bool,
+    /// Compare extended attributes.
+    pub xattrs: bool,
+    /// Compare hard-link groups.
+    pub links: bool,
+    /// Bytes a copy of a file may allocate beyond the original's allocation
+    /// (holes filled); `u64::MAX` does not check allocation.
+    pub sparse_slack: u64,
+}
+
+impl Default for Compare {
+    /// Everything.
+    fn default() -> Self {
+        Compare {
+            root_meta: true,
+            mode: true,
+            mtime: true,
+            owner: true,
+            xattrs: true,
+            links: true,
+            sparse_slack: 64 << 10,
+        }
+    }
+}
+
+impl Compare {
+    /// Names, kinds and contents only: for hand-made manifests.
+    pub fn contents_only() -> Self {
+        Compare {
+            root_meta: false,
+            mode: false,
+            mtime: false,
+            owner: false,
+            xattrs: false,
+            links: false,
+            sparse_slack: u64::MAX,
+        }
+    }
+}
+
+/// Assert that trees `a` (original) and `b` (copy) are identical in every
+/// respect [`Compare::default`] checks.
+#[track_caller]
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    assert_same_tree_with(a, b, &Compare::default());
+}
+
+/// [`assert_same_tree`] with explicit options.
+#[track_caller]
+pub fn assert_same_tree_with(a: &Path, b: &Path, opts: &Compare) {
+    let d = compare_trees(a, b, opts);
+    assert!(
+        d.is_empty(),
+        "trees differ: {a:?} vs {b:?}:\n  {}",
+        d.join("\n  ")
+    );
+}
+
+/// Assert that the tree at `got` is what `want` recorded (or says).
+#[track_caller]
+pub fn assert_matches_manifest(want: &Manifest, got: &Path, opts: &Compare, what: &str) {
+    let d = compare_manifests(want, &manifest(got), opts);
+    assert!(
+        d.is_empty(),
+        "{what}: {got:?} differs from what was recorded:\n  {}",
+        d.join("\n  ")
+    );
+}
+
+/// Differences between trees `a` (original) and `b` (copy), as readable
+/// lines (empty = identical): [`compare_manifests`] of their manifests.
+pub fn compare_trees(a: &Path, b: &Path, opts: &Compare) -> Vec<String> {
+    compare_manifests(&manifest(a), &manifest(b), opts)
+}
+
+/// The parent key of a manifest key (`None` for the root).
+fn parent_key(k: &str) -> Option<&str> {
+    match k {
+        "." => None,
+        _ => Some(k.rsplit_once('/').map_or(".", |(p, _)| p)),
+    }
+}
+
+/// Differences between `a` (original) and `b` (copy), as readable lines
+/// (empty = identical): names, kinds, file sizes and bytes, symlink
+/// targets, rdev of devices, read errors, and as `opts` says `mode &
+/// 0o7777`, mtime to the nanosecond, uid/gid, xattrs, hard-link groups and
+/// allocation (sparse files). Below a path missing on one side or of
+/// another kind nothing more is reported.
+pub fn compare_manifests(a: &Manifest, b: &Manifest, opts: &Compare) -> Vec<String> {
+    // a path is compared when its parent is a directory on both sides
+    let shown = |k: &str| match parent_key(k) {
+        None => true,
+        Some(p) => matches!(
+            (a.get(p), b.get(p)),
+            (Some(x), Some(y)) if x.node == Node::Dir && y.node == Node::Dir
+        ),
+    };
+    let mut diffs = Vec::new();
+    for (k, ea) in a {
+        if !shown(k) {
+            continue;
+        }
+        match b.get(k) {
+            None => diffs.push(format!("{k}: missing in copy")),
+            Some(eb) => compare_entry(k, ea, eb, opts, &mut diffs),
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) && shown(k) {
+            diffs.push(format!("{k}: extra in copy"));
+        }
+    }
+    if opts.links {
+        // every file must share its inode with the same set of paths
+        let groups = |m: &Manifest| -> BTreeMap<String, Vec<String>> {
+            let mut by_inode: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
+            for (k, e) in m {
+                if let Some(i) = e.inode {
+                    by_inode.entry(i).or_default().push(k.clone());
+                }
+            }
+            let mut out = BTreeMap::new();
+            for g in by_inode.into_values() {
+                for p in &g {
+                    out.insert(p.clone(), g.clone());
+                }
+            }
+            out
+        };
+        let (ga, gb) = (groups(a), groups(b));
+        for (p, g) in &ga {
+            if let Some(h) = gb.get(p) {
+                if g != h {
+                    diffs.push(format!("{p}: hard-link group {g:?} became {h:?}"));
+                }
+            }
+        }
+    }
+    diffs
+}
+
+fn compare_entry(k: &str, ea: &Entry, eb: &Entry, opts: &Compare, diffs: &mut Vec<String>) {
+    for (side, e) in [("original", ea), ("copy", eb)] {
+        if let Some(err) = &e.error {
+            diffs.push(format!("{k}: {side}: {err}"));
+        }
+    }
+    let (ka, kb) = (ea.node.kind(), eb.node.kind());
+    if ka != kb {
+        diffs.push(format!("{k}: kind {ka} became {kb}"));
+        return;
+    }
+    let mut d = |what: &str, x: String, y: String| {
+        if x != y {
+            diffs.push(format!("{k}: {what} {x} became {y}"));
+        }
+    };
+    if k != "." || opts.root_meta {
+        if opts.mode {
+            d("mode", format!("{:o}", ea.mode), format!("{:o}", eb.mode));
+        }
+        if opts.mtime {
+            d(
+                "mtime",
+                format!("{}.{:09}", ea.mtime.0, ea.mtime.1),
+                format!("{}.{:09}", eb.mtime.0, eb.mtime.1),
+            );
+        }
+        if opts.owner {
+            d(
+                "uid:gid",
+                format!("{}:{}", ea.owner.0, ea.owner.1),
+                format!("{}:{}", eb.owner.0, eb.owner.1),
+            );
+        }
+        if opts.xattrs {
+            d(
+                "xattrs",
+                format!("{:?}", ea.xattrs),
+                format!("{:?}", eb.xattrs),
+            );
+        }
+    }
+    match (&ea.node, &eb.node) {
+        (Node::File(la, ha), Node::File(lb, hb)) => {
+            d("size", la.to_string(), lb.to_string());
+            if ha != hb {
+                diffs.push(format!("{k}: contents differ"));
+            }
+            if eb.allocated > ea.allocated.saturating_add(opts.sparse_slack) {
+                diffs.push(format!(
+                    "{k}: allocates {} bytes, original {} (holes filled?)",
+                    eb.allocated, ea.allocated
+                ));
+            }
+        }
+        (Node::Symlink(x), Node::Symlink(y)) => d(
+            "target",
+            format!("{:?}", OsStr::from_bytes(x)),
+            format!("{:?}", OsStr::from_bytes(y)),
+        ),
+        (Node::CharDevice(x), Node::CharDevice(y))
+        | (Node::BlockDevice(x), Node::BlockDevice(y)) => d("rdev", x.to_string(), y.to_string()),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------- the secret
 
 /// The secret of an encrypted test repository, read the way
 /// format-spec/keys.md describes it, independently of the library: the key

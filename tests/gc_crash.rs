@@ -1,0 +1,278 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Crash safety of gc (format-spec/gc.md "Killed at any point"): 20 runs of
+//! `kill -9` at seeded random moments of a gc that repacks and deletes, on
+//! copies of one repository. After every kill the repository lists the same
+//! snapshots, every one restores byte-identical to what it captured, every
+//! file under `packs/` is a complete pack, and a rerun of gc completes and
+//! leaves the repository as small as an uninterrupted gc does.
+//!
+//! Half the runs delete at once (`STRATA_GC_GRACE=0`); the other half first
+//! let an uninterrupted gc condemn packs, wait out a 1 s grace period, then
+//! kill the gc that deletes them. Seeded: `STRATA_CRASH_SEED=N` replays
+//! another seed; `STRATA_GC_CRASH_RUNS=N` changes the count.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::Rng;
+
+fn run(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut c = support::command();
+    c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run strata")
+}
+
+fn ok(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let o = run(repo, env, args);
+    assert!(
+        o.status.success(),
+        "strata {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+type Digest = BTreeMap<String, [u8; 32]>;
+type Kept = Vec<(String, Digest)>;
+
+fn digest(root: &Path) -> Digest {
+    let mut out = BTreeMap::new();
+    for rel in support::list_files(root) {
+        out.insert(
+            rel.clone(),
+            *blake3::hash(&std::fs::read(root.join(&rel)).unwrap()).as_bytes(),
+        );
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Every pack file is complete: its name is the BLAKE3 of its bytes and its
+/// trailer parses (plaintext repository).
+fn check_packs(repo: &Path, when: &str) -> u64 {
+    let mut total = 0;
+    for p in support::pack_files(repo) {
+        let bytes = std::fs::read(&p).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().as_str(),
+            name,
+            "{when}: incomplete pack {name}"
+        );
+        strata::pack::format::parse_pack(&bytes, &name)
+            .unwrap_or_else(|e| panic!("{when}: pack {name}: {e}"));
+        total += bytes.len() as u64;
+    }
+    total
+}
+
+/// A repository of six snapshots of a changing tree, the three oldest
+/// forgotten: gc has whole packs to delete and partly used packs to repack.
+fn build(root: &Path, rng: &mut Rng) -> (PathBuf, Kept) {
+    let repo = root.join("base");
+    ok(
+        &repo,
+        &[],
+        &["init", "--no-encryption", "--pack-size-mib", "1"],
+    );
+    let src = root.join("src");
+    let mut kept = Vec::new();
+    let mut ids = Vec::new();
+    for day in 0..6 {
+        for k in 0..12 {
+            // each day rewrites a third of the files
+            if day == 0 || rng.below(3) == 0 {
+                let len = 200_000 + rng.below(600_000) as usize;
+                support::write_file(&src.join(format!("d{}/f{k}", k % 3)), &rng.bytes(len));
+            }
+        }
+        support::write_file(
+            &src.join("status.json"),
+            format!("{{\"day\":{day}}}").as_bytes(),
+        );
+        let out = ok(
+            &repo,
+            &[],
+            &[
+                "snapshot",
+                src.to_str().unwrap(),
+                "--json",
+                "--time",
+                &format!("2026-07-0{} 00:00:00", day + 1),
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = v["id"].as_str().unwrap().to_string();
+        ids.push(id.clone());
+        if day >= 3 {
+            kept.push((id, digest(&src)));
+        }
+    }
+    for id in &ids[..3] {
+        ok(&repo, &[], &["forget", id]);
+    }
+    (repo, kept)
+}
+
+fn restores(
+    repo: &Path,
+    scratch: &Path,
+    kept: &[(String, BTreeMap<String, [u8; 32]>)],
+    when: &str,
+) {
+    for (id, want) in kept {
+        let t = scratch.join("restore");
+        let _ = std::fs::remove_dir_all(&t);
+        ok(repo, &[], &["restore", id, "--target", t.to_str().unwrap()]);
+        assert_eq!(
+            &digest(&t.join("src")),
+            want,
+            "{when}: snapshot {id} restores differently"
+        );
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}
+
+#[test]
+fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
+    let seed = std::env::var("STRATA_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x6C_C0DE);
+    let runs: usize = std::env::var("STRATA_GC_CRASH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    println!("gc crash test seed {seed}, {runs} runs");
+    let mut rng = Rng::new(seed);
+    let shm = Path::new("/dev/shm");
+    let tmp = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let root = tmp.path();
+    let (base, kept) = build(root, &mut rng);
+    let now = [("STRATA_GC_GRACE", "0")];
+    let args = ["gc", "--max-unused", "0", "--json"];
+
+    // Reference: an uninterrupted gc, and how long it takes.
+    let reference = root.join("reference");
+    copy_dir(&base, &reference);
+    let t = Instant::now();
+    let r: serde_json::Value = serde_json::from_str(&ok(&reference, &now, &args)).unwrap();
+    let full = t.elapsed();
+    assert!(
+        r["repacked"]["packs"].as_u64().unwrap() > 0,
+        "the fixture repacks: {r}"
+    );
+    assert!(
+        r["deleted"]["packs"].as_u64().unwrap() > 0,
+        "the fixture deletes: {r}"
+    );
+    let reference_size = check_packs(&reference, "reference");
+    println!("uninterrupted gc: {:.2}s, {r}", full.as_secs_f64());
+    // ... and the deleting run of the two-phase case
+    let reference2 = root.join("reference2");
+    copy_dir(&base, &reference2);
+    let grace = [("STRATA_GC_GRACE", "1s")];
+    std::thread::sleep(Duration::from_millis(1050));
+    ok(&reference2, &grace, &args);
+    std::thread::sleep(Duration::from_millis(1050));
+    let t = Instant::now();
+    let r2: serde_json::Value = serde_json::from_str(&ok(&reference2, &grace, &args)).unwrap();
+    let deleting = t.elapsed();
+    assert!(r2["deleted"]["packs"].as_u64().unwrap() > 0, "the two-phase fixture deletes: {r2}");
+    println!("deleting run of the two-phase gc: {:.2}s, {r2}", deleting.as_secs_f64());
+
+    let mut outcomes = BTreeMap::new();
+    for i in 0..runs {
+        let work = root.join(format!("work{i}"));
+        copy_dir(&base, &work);
+        let two_phase = i % 2 == 1;
+        let env: Vec<(&str, &str)> = if two_phase {
+            // condemn now, delete in the run we kill
+            let grace = [("STRATA_GC_GRACE", "1s")];
+            std::thread::sleep(Duration::from_millis(1050)); // forgotten roots expire
+            ok(&work, &grace, &args);
+            std::thread::sleep(Duration::from_millis(1050));
+            grace.to_vec()
+        } else {
+            now.to_vec()
+        };
+        let delay = if two_phase { deleting } else { full }.mul_f64(1.2 * rng.unit());
+        let mut c = support::command();
+        c.arg("--repo").arg(&work).args(args).stdin(Stdio::null());
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let killed = !out.status.success();
+        let when = format!(
+            "run {i} (seed {seed}, {} kill at {delay:?})",
+            if two_phase { "two-phase" } else { "instant" }
+        );
+        if killed {
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&out.status),
+                Some(9),
+                "{when}: gc failed on its own: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let listed: serde_json::Value =
+            serde_json::from_str(&ok(&work, &[], &["snapshots", "--json"])).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), kept.len(), "{when}");
+        check_packs(&work, &when);
+        restores(&work, root, &kept, &when);
+        // The rerun finishes the job.
+        ok(&work, &env, &args);
+        if two_phase {
+            std::thread::sleep(Duration::from_millis(1050));
+            ok(&work, &env, &args);
+        }
+        let size = check_packs(&work, &format!("{when}, after the rerun"));
+        restores(&work, root, &kept, &format!("{when}, after the rerun"));
+        let again: serde_json::Value = serde_json::from_str(&ok(&work, &now, &args)).unwrap();
+        assert_eq!(
+            again["deleted"]["packs"], 0,
+            "{when}: a further gc has nothing to delete: {again}"
+        );
+        assert_eq!(
+            again["repacked"]["packs"], 0,
+            "{when}: nor to repack: {again}"
+        );
+        assert!(
+            size <= reference_size + reference_size / 20,
+            "{when}: {size} bytes after the rerun, {reference_size} after an uninterrupted gc"
+        );
+        let outcome = if killed { "killed" } else { "finished first" };
+        *outcomes.entry(outcome).or_insert(0) += 1;
+        println!("{when}: {outcome}, {size} bytes after the rerun");
+        std::fs::remove_dir_all(&work).unwrap();
+    }
+    println!("{outcomes:?}");
+    assert!(
+        outcomes.get("killed").copied().unwrap_or(0) >= runs / 2,
+        "most runs were killed mid-way"
+    );
+}
