@@ -197,8 +197,14 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
     let t = Instant::now();
     let r2: serde_json::Value = serde_json::from_str(&ok(&reference2, &grace, &args)).unwrap();
     let deleting = t.elapsed();
-    assert!(r2["deleted"]["packs"].as_u64().unwrap() > 0, "the two-phase fixture deletes: {r2}");
-    println!("deleting run of the two-phase gc: {:.2}s, {r2}", deleting.as_secs_f64());
+    assert!(
+        r2["deleted"]["packs"].as_u64().unwrap() > 0,
+        "the two-phase fixture deletes: {r2}"
+    );
+    println!(
+        "deleting run of the two-phase gc: {:.2}s, {r2}",
+        deleting.as_secs_f64()
+    );
 
     let mut outcomes = BTreeMap::new();
     for i in 0..runs {

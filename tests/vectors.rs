@@ -1000,3 +1000,109 @@ fn binary_restores_encrypted_vectors() {
     let o = strata(&repo, &["--password-file", "/dev/null", "snapshots"]);
     assert!(!o.status.success());
 }
+
+// ---------------------------------------------------------------------------
+// The gc state vector (format-spec/gc.md "Gc state files").
+
+/// The gc state written to `format-spec/vectors/gc/`: fixed values, so the
+/// file (and its name) never change.
+fn gc_state_vector() -> strata::repo::gcstate::GcState {
+    use strata::id::{BlobId, PackId, SnapshotId};
+    use strata::repo::gcstate::{Forgotten, GcState, PackTime};
+    let t = 1_764_547_200_000_000_000i64; // 2025-12-01T00:00:00Z
+    GcState {
+        time_unix_ns: t + 5,
+        host: "vectors".into(),
+        condemned: vec![
+            PackTime {
+                pack: PackId([0x11; 32]),
+                unix_ns: t,
+            },
+            PackTime {
+                pack: PackId([0x22; 32]),
+                unix_ns: t + 1,
+            },
+        ],
+        forgotten: vec![
+            Forgotten {
+                snapshot: SnapshotId([0x33; 32]),
+                tree: Some(BlobId([0x44; 32])),
+                since_unix_ns: t + 2,
+            },
+            Forgotten {
+                snapshot: SnapshotId([0x55; 32]),
+                tree: None,
+                since_unix_ns: -3,
+            },
+        ],
+        deleted: vec![PackTime {
+            pack: PackId([0x66; 32]),
+            unix_ns: t + 4,
+        }],
+    }
+}
+
+fn gc_vector_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("format-spec/vectors/gc")
+}
+
+#[test]
+#[ignore = "rewrites format-spec/vectors/gc; run by hand on a format change"]
+fn regenerate_gc_state_vector() {
+    use strata::object::{self, ObjectKind};
+    let (bytes, id) = object::seal(ObjectKind::GcState, &gc_state_vector(), None).unwrap();
+    let dir = gc_vector_dir();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(strata::id::to_hex(&id)), bytes).unwrap();
+}
+
+#[test]
+fn gc_state_vector_decodes_by_hand_and_matches_the_library() {
+    use strata::object::{self, ObjectKind};
+    use strata::repo::gcstate::GcState;
+    let files: Vec<_> = std::fs::read_dir(gc_vector_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let (id, body) = hand_envelope(&bytes, b'G');
+    assert_eq!(
+        files[0].file_name().unwrap().to_str().unwrap(),
+        strata::id::to_hex(&id),
+        "name = id"
+    );
+    // By hand, following gc.md: time, host, condemned, forgotten, deleted.
+    let mut c = Cur::new(body);
+    let t = 1_764_547_200_000_000_000i64;
+    assert_eq!(c.zigzag(), t + 5);
+    assert_eq!(c.string(), "vectors");
+    let pack_times = |c: &mut Cur| -> Vec<([u8; 32], i64)> {
+        (0..c.varint()).map(|_| (c.arr32(), c.zigzag())).collect()
+    };
+    assert_eq!(
+        pack_times(&mut c),
+        vec![([0x11; 32], t), ([0x22; 32], t + 1)]
+    );
+    let n = c.varint();
+    let forgotten: Vec<_> = (0..n).map(|_| (c.arr32(), c.opt32(), c.zigzag())).collect();
+    assert_eq!(
+        forgotten,
+        vec![
+            ([0x33; 32], Some([0x44; 32]), t + 2),
+            ([0x55; 32], None, -3)
+        ]
+    );
+    assert_eq!(pack_times(&mut c), vec![([0x66; 32], t + 4)]);
+    c.done();
+    // The library agrees, and writes the same bytes.
+    let (lib, lib_id): (GcState, _) =
+        object::open(ObjectKind::GcState, &bytes, "vector", None).unwrap();
+    assert_eq!(lib, gc_state_vector());
+    assert_eq!(lib_id, id);
+    assert_eq!(
+        object::seal(ObjectKind::GcState, &lib, None).unwrap().0,
+        bytes
+    );
+}

@@ -300,6 +300,20 @@ mod tests {
     }
 
     #[test]
+    fn hostile_counts_are_bounded_errors() {
+        // time 0, host "", then a condemned count of 10^12 (varint 253 + u64)
+        let mut body = vec![0u8, 0, 253];
+        body.extend_from_slice(&1_000_000_000_000u64.to_le_bytes());
+        let r: Result<GcState> = crate::object::decode_body(&body, "gc/x");
+        assert!(r.is_err());
+        // and a host length of 2^64-1
+        let mut body = vec![0u8, 253];
+        body.extend_from_slice(&u64::MAX.to_le_bytes());
+        let r: Result<GcState> = crate::object::decode_body(&body, "gc/x");
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn union_keeps_the_earliest_since() {
         let p = PackId([1; 32]);
         let mut st = State::default();
