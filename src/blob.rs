@@ -11,6 +11,9 @@ pub enum Compression {
     None = 0,
     /// one zstd frame
     Zstd = 1,
+    /// one zstd frame compressed with a dictionary of `dicts/`, named by
+    /// the frame header's dictionary id (format 2)
+    ZstdDict = 2,
 }
 
 impl Compression {
@@ -19,6 +22,7 @@ impl Compression {
         match b {
             0 => Some(Compression::None),
             1 => Some(Compression::Zstd),
+            2 => Some(Compression::ZstdDict),
             _ => None,
         }
     }
@@ -49,29 +53,91 @@ pub const MAX_RAW: usize = 64 << 20;
 /// Largest stored blob accepted.
 pub const MAX_STORED: usize = MAX_RAW + (64 << 10);
 
+/// A compressor per thread and (level, dictionary file).
+type Cached<T> = RefCell<Option<((i32, String), T)>>;
+
 thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static COMPRESSOR: Cached<zstd::bulk::Compressor<'static>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    static DICT_DECOMPRESSOR: Cached<zstd::bulk::Decompressor<'static>> = const { RefCell::new(None) };
 }
 
-/// Compress `raw` at `level`, or keep it raw when that does not pay.
-/// Returns `None` in the second field when the blob is to be stored raw.
-pub fn compress(raw: &[u8], level: i32) -> (Compression, Option<Vec<u8>>) {
+/// Compress `raw` at `level` (with `dict`, for a blob of at most
+/// [`crate::dict::DICT_MAX_BLOB`] bytes), or keep it raw when that does not
+/// pay. Returns `None` in the second field when the blob is to be stored
+/// raw.
+pub fn compress(
+    raw: &[u8],
+    level: i32,
+    dict: Option<&crate::dict::Dict>,
+) -> (Compression, Option<Vec<u8>>) {
     if level == 0 || raw.len() < 64 {
         return (Compression::None, None);
     }
+    let dict = dict.filter(|_| raw.len() <= crate::dict::DICT_MAX_BLOB);
+    let key = (level, dict.map(|d| d.file.clone()).unwrap_or_default());
     let out = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
-        if c.as_ref().map(|(l, _)| *l) != Some(level) {
-            *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+        if c.as_ref().map(|(k, _)| k) != Some(&key) {
+            let z = match dict {
+                Some(d) => zstd::bulk::Compressor::with_dictionary(level, &d.bytes),
+                None => zstd::bulk::Compressor::new(level),
+            };
+            *c = z.ok().map(|z| (key, z));
         }
         let (_, z) = c.as_mut()?;
         z.compress(raw).ok()
     });
+    let comp = if dict.is_some() {
+        Compression::ZstdDict
+    } else {
+        Compression::Zstd
+    };
     match out {
-        Some(v) if v.len() + raw.len() / 64 < raw.len() => (Compression::Zstd, Some(v)),
+        Some(v) if v.len() + raw.len() / 64 < raw.len() => (comp, Some(v)),
         _ => (Compression::None, None),
     }
+}
+
+/// The zstd id of the dictionary a compression-2 frame needs.
+pub fn frame_dict_id(stored: &[u8]) -> Option<u32> {
+    zstd::zstd_safe::get_dict_id_from_frame(stored).map(|n| n.get())
+}
+
+/// Decompress a compression-2 frame with `dict` to exactly `raw_len` bytes.
+pub fn decompress_with(
+    stored: &[u8],
+    dict: &crate::dict::Dict,
+    raw_len: usize,
+    object: &dyn Fn() -> String,
+) -> Result<Vec<u8>> {
+    if raw_len > MAX_RAW {
+        return Err(Error::corrupt(
+            object(),
+            format!("raw length {raw_len} too large"),
+        ));
+    }
+    let key = (0, dict.file.clone());
+    let out = DICT_DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.as_ref().map(|(k, _)| k) != Some(&key) {
+            *d = zstd::bulk::Decompressor::with_dictionary(&dict.bytes)
+                .ok()
+                .map(|z| (key, z));
+        }
+        match d.as_mut() {
+            Some((_, z)) => z.decompress(stored, raw_len),
+            None => Err(std::io::Error::other("cannot load the dictionary")),
+        }
+    });
+    let out = out.map_err(|e| Error::corrupt(object(), format!("zstd: {e}")))?;
+    if out.len() != raw_len {
+        return Err(Error::corrupt(
+            object(),
+            format!("decompressed to {} bytes, expected {raw_len}", out.len()),
+        ));
+    }
+    Ok(out)
 }
 
 /// Decode stored bytes to exactly `raw_len` bytes. `object` names the blob in errors.
@@ -88,6 +154,7 @@ pub fn decompress(
         ));
     }
     match comp {
+        Compression::ZstdDict => Err(Error::corrupt(object(), "needs a dictionary")),
         Compression::None => {
             if stored.len() != raw_len {
                 return Err(Error::corrupt(
@@ -128,7 +195,7 @@ mod tests {
     fn round_trip_and_raw_fallback() {
         let text =
             b"hello hello hello hello hello hello hello hello hello hello hello hello".repeat(20);
-        let (c, s) = compress(&text, 3);
+        let (c, s) = compress(&text, 3, None);
         assert_eq!(c, Compression::Zstd);
         let s = s.unwrap();
         assert!(s.len() < text.len());
@@ -137,7 +204,7 @@ mod tests {
         assert!(decompress(&s, c, text.len() - 1, &|| "t".into()).is_err());
         let mut noise = vec![0u8; 4096];
         blake3::Hasher::new().finalize_xof().fill(&mut noise);
-        assert_eq!(compress(&noise, 3).0, Compression::None);
+        assert_eq!(compress(&noise, 3, None).0, Compression::None);
         assert!(decompress(b"garbage", Compression::Zstd, 10, &|| "t".into()).is_err());
     }
 }

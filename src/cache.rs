@@ -1,12 +1,13 @@
-//! A local cache of directory listings (plaintext; a parted directory is
-//! cached joined, as one file), so that listing, `find`, `diff` and the
-//! parent trees of a backup do not read packs again.
+//! A local cache of directory listings (`read::Listing`: names and
+//! metadata, never the contents of inline files; a parted directory is
+//! cached joined, as one file), so that listing, `find`, `diff`, gc's mark
+//! and the parent trees of a backup do not read packs again. Each file is
+//! the BLAKE3 of the rest, then the zstd-compressed listing.
 //! It lives in the user's private cache directory: `$STRATA_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`, one subdirectory per
-//! repository id, directories 0700 and files 0600. Each file starts with the
-//! BLAKE3 of the rest and is checked when read (a damaged entry is ignored
-//! and replaced), and
-//! every failure to use the cache is silent: it is only an optimisation.
+//! repository id, directories 0700 and files 0600. A file that does not
+//! check is ignored and replaced, and every failure to use the cache is
+//! silent: it is only an optimisation (format-spec/repository.md).
 
 use crate::id::BlobId;
 use std::fs;
@@ -72,7 +73,9 @@ impl TreeCache {
     /// can be found (or `STRATA_CACHE_DIR` is empty).
     pub fn for_repo(repo_id: &[u8; 32]) -> Option<Self> {
         Some(TreeCache {
-            dir: base_dir()?.join(crate::id::to_hex(repo_id)).join("trees"),
+            // `trees2`: listings without inline contents, compressed;
+            // the uncompressed format-1 files in `trees/` are never read.
+            dir: base_dir()?.join(crate::id::to_hex(repo_id)).join("trees2"),
         })
     }
 
@@ -83,19 +86,21 @@ impl TreeCache {
 
     /// The cached bytes for tree `id`, if present and intact.
     pub fn get(&self, id: &BlobId) -> Option<Vec<u8>> {
-        let mut b = fs::read(self.path(id)).ok()?;
+        let b = fs::read(self.path(id)).ok()?;
         if b.len() < 32 || blake3::hash(&b[32..]).as_bytes() != &b[..32] {
             return None;
         }
-        b.drain(..32);
-        Some(b)
+        zstd::bulk::decompress(&b[32..], crate::object::MAX_OBJECT).ok()
     }
 
     /// Remember tree `id` (best effort, written under a temp name).
     pub fn put(&self, id: &BlobId, bytes: &[u8]) {
-        let mut b = Vec::with_capacity(32 + bytes.len());
-        b.extend_from_slice(blake3::hash(bytes).as_bytes());
-        b.extend_from_slice(bytes);
+        let Ok(z) = zstd::bulk::compress(bytes, 1) else {
+            return;
+        };
+        let mut b = Vec::with_capacity(32 + z.len());
+        b.extend_from_slice(blake3::hash(&z).as_bytes());
+        b.extend_from_slice(&z);
         write_private(&self.path(id), &b);
     }
 }

@@ -51,6 +51,8 @@ struct FileMap {
     regions: Vec<(u64, u64, u64)>,
     /// (stream offset, length, id, location) of each chunk.
     chunks: Vec<(u64, u64, BlobId, BlobLocation)>,
+    /// An inline file's bytes (then there are no chunks).
+    inline: Vec<u8>,
 }
 
 struct State {
@@ -403,6 +405,7 @@ impl MountFs {
             size: e.size,
             regions,
             chunks,
+            inline: e.inline.clone(),
         })
     }
 
@@ -411,6 +414,10 @@ impl MountFs {
         let end = (off + u64::from(size)).min(fm.size);
         if off >= end {
             return Ok(Vec::new());
+        }
+        if !fm.inline.is_empty() {
+            let (a, b) = (off as usize, (end as usize).min(fm.inline.len()));
+            return Ok(fm.inline.get(a..b).unwrap_or_default().to_vec());
         }
         let mut out = vec![0u8; (end - off) as usize];
         for &(roff, rlen, soff) in &fm.regions {

@@ -53,6 +53,8 @@ pub enum ObjectKind {
     KeyInfo = b'I' as isize,
     /// `gc/<id>`: condemned packs and removed manifests (format-spec/gc.md).
     GcState = b'G' as isize,
+    /// `dicts/<id>`: a zstd dictionary (format-spec/objects.md).
+    Dict = b'D' as isize,
 }
 
 /// The id field: the MAC under `crypto`, else the BLAKE3 of the body.

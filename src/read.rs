@@ -51,7 +51,7 @@ impl<'r> BlobReader<'r> {
     }
 
     /// Every indexed blob: id, stored length, raw length, pack (one scan).
-    pub fn for_each_blob(&self, f: &mut dyn FnMut(BlobId, u32, u32, PackId)) -> Result<()> {
+    pub fn for_each_blob(&self, f: &mut dyn FnMut(&crate::index::BlobInfo)) -> Result<()> {
         let idx = self
             .index
             .lock()
@@ -137,64 +137,172 @@ impl<'r> BlobReader<'r> {
 
     fn read_as(&self, id: &BlobId, loc: &BlobLocation, kind: BlobKind) -> Result<Vec<u8>> {
         let f = self.pack_file(&loc.pack)?;
-        reader::read_blob(&f, id, loc, &|d| self.repo.blob_id(kind, d))
+        self.repo
+            .decode_with(kind, |d| reader::read_blob(&f, id, loc, d))
     }
 
-    /// Read and decode a directory's listing, joining its parts if it is
-    /// stored in parts (objects.md "Parts").
+    /// A directory's full listing with the contents of inline files, its
+    /// parts joined (objects.md "Parts"): always read from the packs, for
+    /// the commands that need contents (restore, cat, mount, rewrite).
     pub fn tree(&self, id: &BlobId) -> Result<Tree> {
-        Ok(self.tree_and_parts(id)?.0)
+        let (entries, _) = self.read_joined(id)?;
+        Ok(Tree {
+            entries,
+            parts: Vec::new(),
+        })
     }
 
-    /// A directory's full listing and, if it is stored in parts, the ids of
-    /// its parts. Served from the local cache when present and intact;
-    /// otherwise read from the packs (parts in parallel) and cached.
-    pub fn tree_and_parts(&self, id: &BlobId) -> Result<(Tree, Vec<BlobId>)> {
+    /// [`listing`](Self::listing) as a [`Tree`]: names and metadata, no
+    /// inline contents (their size stays). For listing and finding.
+    pub fn meta_tree(&self, id: &BlobId) -> Result<Tree> {
+        Ok(Tree {
+            entries: self.listing(id)?.entries,
+            parts: Vec::new(),
+        })
+    }
+
+    /// A directory's listing without inline contents (see [`Listing`]):
+    /// served from the local cache when present and intact, otherwise read
+    /// from the packs (parts in parallel) and cached. For listing, finding,
+    /// diffing, gc's mark and a backup's parent.
+    pub fn listing(&self, id: &BlobId) -> Result<Listing> {
         let object = || format!("tree {}", id.short());
         if let Some(c) = &self.cache {
             if let Some(b) = c.get(id) {
-                let decoded: Result<(Vec<Entry>, Vec<BlobId>)> =
-                    crate::object::decode_body(&b, &object());
-                if let Ok((entries, parts)) = decoded {
-                    if check_entries(&entries, &object()).is_ok() {
-                        return Ok((
-                            Tree {
-                                entries,
-                                parts: Vec::new(),
-                            },
-                            parts,
-                        ));
+                let decoded: Result<Listing> = crate::object::decode_body(&b, &object());
+                if let Ok(l) = decoded {
+                    if l.is_consistent() && check_entries(&l.entries, &object()).is_ok() {
+                        return Ok(l);
                     }
                 }
             }
         }
-        let mut t = Tree::decode(&self.read_kind(id, Some(BlobKind::Tree))?, id)?;
-        let parts = std::mem::take(&mut t.parts);
-        if !parts.is_empty() {
-            let leaves: Vec<Tree> = parts
-                .par_iter()
-                .map(|p| Tree::decode(&self.read_kind(p, Some(BlobKind::Tree))?, p))
-                .collect::<Result<_>>()?;
-            for (part, part_id) in leaves.into_iter().zip(&parts) {
-                if !part.parts.is_empty() || part.entries.is_empty() {
-                    return Err(Error::corrupt(
-                        object(),
-                        format!("part {} is not a leaf", part_id.short()),
-                    ));
+        let (mut entries, parts) = self.read_joined(id)?;
+        let inline_digest = entries
+            .iter_mut()
+            .map(|e| {
+                if !e.is_inline() {
+                    return None;
                 }
+                let d = self.repo.blob_id(BlobKind::Data, &e.inline).0;
+                e.inline = Vec::new();
+                Some(d)
+            })
+            .collect();
+        let l = Listing {
+            entries,
+            parts,
+            inline_digest,
+        };
+        if let Some(c) = &self.cache {
+            if let Ok(b) = crate::object::encode_body(&l) {
+                c.put(id, &b);
+            }
+        }
+        Ok(l)
+    }
+
+    /// Read tree `id` from the packs, joining its parts: the entries and,
+    /// for a parted directory, each part's id and entry count.
+    fn read_joined(&self, id: &BlobId) -> Result<(Vec<Entry>, PartLens)> {
+        let object = || format!("tree {}", id.short());
+        let mut t = Tree::decode(&self.read_kind(id, Some(BlobKind::Tree))?, id)?;
+        let part_ids = std::mem::take(&mut t.parts);
+        let mut parts = Vec::with_capacity(part_ids.len());
+        if !part_ids.is_empty() {
+            let leaves: Vec<Tree> = part_ids
+                .par_iter()
+                .map(|p| self.part(p))
+                .collect::<Result<_>>()?;
+            for (part, part_id) in leaves.into_iter().zip(&part_ids) {
                 if let (Some(last), Some(first)) = (t.entries.last(), part.entries.first()) {
                     if last.name >= first.name {
                         return Err(Error::corrupt(object(), "parts not in name order"));
                     }
                 }
+                parts.push((*part_id, part.entries.len() as u32));
                 t.entries.extend(part.entries);
             }
         }
-        if let Some(c) = &self.cache {
-            if let Ok(b) = crate::object::encode_body(&(&t.entries, &parts)) {
-                c.put(id, &b);
-            }
+        Ok((t.entries, parts))
+    }
+
+    /// Read one part of a parted directory (a leaf: entries, no parts).
+    pub fn part(&self, id: &BlobId) -> Result<Tree> {
+        let t = Tree::decode(&self.read_kind(id, Some(BlobKind::Tree))?, id)?;
+        if !t.parts.is_empty() || t.entries.is_empty() {
+            return Err(Error::corrupt(
+                format!("tree {}", id.short()),
+                "a part that is not a leaf",
+            ));
         }
-        Ok((t, parts))
+        Ok(t)
+    }
+}
+
+/// Each part's id and number of entries.
+pub type PartLens = Vec<(BlobId, u32)>;
+
+/// A directory's listing as read for everything but contents: its entries
+/// (parts joined) with the contents of inline files left out
+/// (`Entry::inline` empty; their size stays), a keyed digest of each inline
+/// file's contents in their place, and for a directory stored in parts,
+/// each part's id and number of entries. This is what the local tree cache
+/// holds: names and metadata, never contents (threat-model.md).
+#[derive(Clone, Debug, Default, bincode::Encode, bincode::Decode)]
+pub struct Listing {
+    /// The entries, sorted by name; inline contents left out.
+    pub entries: Vec<Entry>,
+    /// (part id, entries in it), in order; empty when not parted.
+    pub parts: PartLens,
+    /// Per entry: the repository's data id of its inline contents (keyed
+    /// BLAKE3 in an encrypted repository), `None` if not inline.
+    pub inline_digest: Vec<Option<[u8; 32]>>,
+}
+
+impl Listing {
+    /// The part ids.
+    pub fn part_ids(&self) -> impl Iterator<Item = BlobId> + '_ {
+        self.parts.iter().map(|p| p.0)
+    }
+
+    /// The index of the entry named `name`.
+    pub fn position(&self, name: &[u8]) -> Option<usize> {
+        self.entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .ok()
+    }
+
+    /// Find an entry by name.
+    pub fn get(&self, name: &[u8]) -> Option<&Entry> {
+        self.position(name).map(|i| &self.entries[i])
+    }
+
+    /// Does entry `i` have inline contents (left out here)?
+    pub fn elided(&self, i: usize) -> bool {
+        self.inline_digest.get(i).is_some_and(|d| d.is_some())
+    }
+
+    /// The part holding entry `i`, and the entry's index in that part;
+    /// `None` for a directory not stored in parts.
+    pub fn part_of(&self, i: usize) -> Option<(BlobId, usize)> {
+        let mut start = 0;
+        for &(id, len) in &self.parts {
+            let len = len as usize;
+            if i < start + len {
+                return Some((id, i - start));
+            }
+            start += len;
+        }
+        None
+    }
+
+    /// Lengths add up (a cache file that passed its checksum but was
+    /// written by another version could still disagree).
+    fn is_consistent(&self) -> bool {
+        self.inline_digest.len() == self.entries.len()
+            && (self.parts.is_empty()
+                || self.parts.iter().map(|p| p.1 as usize).sum::<usize>() == self.entries.len())
+            && self.entries.iter().all(|e| e.inline.is_empty())
     }
 }

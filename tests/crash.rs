@@ -11,7 +11,8 @@
 //! trailer parses). Then a snapshot run to completion succeeds, restores
 //! identically, and reuses the complete packs the killed run left behind: no
 //! blob is stored twice, and the data it adds is exactly what the source needs
-//! minus what the killed run already sealed.
+//! minus what the killed run already sealed (files of at most 4 KiB are
+//! inline, in their directories' trees, and need no data blob).
 //!
 //! Everything is seeded (`STRATA_CRASH_SEED=N` to replay another seed); the
 //! seed and each kill's timing and outcome are printed (`--nocapture`).
@@ -252,9 +253,12 @@ impl Needs {
     fn missing(&mut self, src: &Path, manifest: &Manifest, have: &HashSet<[u8; 32]>) -> u64 {
         let mut need: HashMap<[u8; 32], u32> = HashMap::new();
         for (rel, entry) in manifest {
-            let Node::File(_, h) = &entry.node else {
+            let Node::File(len, h) = &entry.node else {
                 continue;
             };
+            if *len <= strata::snapshot::tree::INLINE_MAX {
+                continue; // stored inline, in its directory's tree: no data blob
+            }
             if !self.cache.contains_key(h) {
                 let bytes = std::fs::read(src.join(rel)).unwrap();
                 let mut chunks = Vec::new();

@@ -149,7 +149,7 @@ fn refooter(pack: &[u8], count: u32) -> Vec<u8> {
 }
 
 /// Feed `bytes` to every decoder; returns which ones accepted it.
-fn all_decoders(bytes: &[u8]) -> [bool; 8] {
+fn all_decoders(bytes: &[u8]) -> [bool; 9] {
     let id = BlobId::of(bytes);
     let identity = age::x25519::Identity::generate();
     [
@@ -163,6 +163,7 @@ fn all_decoders(bytes: &[u8]) -> [bool; 8] {
         strata::crypto::agefile::decrypt(bytes, &[&identity], "fuzz", 1 << 16).is_ok(),
         object::open::<strata::repo::gcstate::GcState>(ObjectKind::GcState, bytes, "fuzz", None)
             .is_ok(),
+        object::open::<strata::dict::DictFile>(ObjectKind::Dict, bytes, "fuzz", None).is_ok(),
     ]
 }
 
@@ -173,7 +174,7 @@ proptest! {
     fn random_bytes_are_rejected(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
         let ok = all_decoders(&bytes);
         // Without a valid checksum nothing with a checksum may be accepted.
-        prop_assert!(!ok[0] && !ok[1] && !ok[2] && !ok[4] && !ok[5] && !ok[6] && !ok[7], "{ok:?}");
+        prop_assert!(!ok[0] && !ok[1] && !ok[2] && !ok[4] && !ok[5] && !ok[6] && !ok[7] && !ok[8], "{ok:?}");
         // A tree blob has no checksum of its own (its id is checked by the
         // reader): short random bytes can be a valid tree encoding (`00 00`
         // is the empty tree). Whatever is accepted must be a valid tree.
@@ -184,7 +185,7 @@ proptest! {
 
     #[test]
     fn random_bytes_behind_valid_headers_are_rejected(
-        kind in prop_oneof![Just(b'C'), Just(b'S'), Just(b'P'), Just(b'I'), Just(b'K'), Just(b'G'), any::<u8>()],
+        kind in prop_oneof![Just(b'C'), Just(b'S'), Just(b'P'), Just(b'I'), Just(b'K'), Just(b'G'), Just(b'D'), any::<u8>()],
         body in prop::collection::vec(any::<u8>(), 0..2048),
     ) {
         // "STRATA", a kind, version 1, then random bytes where the id,
@@ -208,7 +209,7 @@ proptest! {
 
     #[test]
     fn random_bodies_in_sealed_envelopes_decode_only_as_their_kind(
-        kind in prop_oneof![Just(b'C'), Just(b'S'), Just(b'P'), Just(b'I'), Just(b'K'), Just(b'G'), any::<u8>()],
+        kind in prop_oneof![Just(b'C'), Just(b'S'), Just(b'P'), Just(b'I'), Just(b'K'), Just(b'G'), Just(b'D'), any::<u8>()],
         body in prop::collection::vec(any::<u8>(), 0..2048),
     ) {
         // A random body with a correct id and length: only the decoder of
@@ -222,6 +223,7 @@ proptest! {
             b'S' => Some(2),
             b'I' => Some(5),
             b'G' => Some(7),
+            b'D' => Some(8),
             _ => None,
         };
         for (i, &accepted) in ok.iter().enumerate() {

@@ -316,7 +316,12 @@ fn cat_prints_every_file_exactly_and_raw_objects_decode() {
     };
     put("empty.bin", Vec::new());
     put("one.bin", vec![0x5a]);
-    put("small.txt", b"a small file, one chunk\n".repeat(100));
+    // above the 4 KiB inline limit, below the 16 KiB minimum chunk: one chunk
+    put("small.txt", b"a small file, one chunk\n".repeat(200));
+    put(
+        "tiny.txt",
+        b"inline: stored in its directory's tree\n".to_vec(),
+    );
     let big = random_bytes(2, (2 << 20) + 654_321);
     put("big.bin", big.clone());
     let block = random_bytes(3, 700_000);
@@ -430,8 +435,16 @@ fn cat_prints_every_file_exactly_and_raw_objects_decode() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(names, want_names);
+    let tiny = raw_entry(st, &data_tree, "tiny.txt");
+    assert_eq!(
+        num(&tiny, "inline"),
+        files["tiny.txt"].len() as u64,
+        "{tiny}"
+    );
+    assert!(tiny["content"].as_array().unwrap().is_empty(), "{tiny}");
     let small = raw_entry(st, &data_tree, "small.txt");
     assert_eq!(num(&small, "size"), files["small.txt"].len() as u64);
+    assert_eq!(num(&small, "inline"), 0, "{small}");
     let small_chunks = small["content"].as_array().unwrap();
     assert_eq!(small_chunks.len(), 1, "{small}");
     let small_chunk = small_chunks[0].as_str().unwrap().to_string();
@@ -929,7 +942,8 @@ fn inspect_commands_work_after_the_index_is_deleted() {
     let src = fx.path("src/data");
     write_file(&src.join("a.txt"), b"alpha\n");
     write_file(&src.join("sub/b.bin"), &random_bytes(9, 300_000));
-    write_file(&src.join("sub/keep.txt"), b"kept");
+    // above the 4 KiB inline limit: a data blob of its own
+    write_file(&src.join("sub/keep.txt"), &b"kept\n".repeat(1000));
     let v1 = st.snapshot(&[&src]);
     let (id1, tree1) = (s(&v1, "id").to_string(), s(&v1, "tree").to_string());
     write_file(&src.join("a.txt"), b"alpha, changed\n");
@@ -979,7 +993,7 @@ fn inspect_commands_work_after_the_index_is_deleted() {
     assert_eq!(ls.lines().count(), 5, "{ls}");
     assert_eq!(want[4], fs::read(src.join("sub/b.bin")).unwrap());
     assert_eq!(want[5], b"alpha\n");
-    assert_eq!(want[7], b"kept");
+    assert_eq!(want[7], b"kept\n".repeat(1000));
     assert!(String::from_utf8_lossy(&want[8]).contains("/data/sub/c.txt"));
 
     for (args, want) in commands.iter().zip(&want) {

@@ -107,8 +107,8 @@ fn want_manifest(want: BTreeMap<String, Want>) -> Manifest {
     }))
 }
 
-fn write_source(dir: &Path, snapshot: usize) {
-    for (path, want) in expected(snapshot) {
+fn write_source(dir: &Path, want: BTreeMap<String, Want>) {
+    for (path, want) in want {
         let p = dir.parent().unwrap().join(&path);
         match want {
             Want::Dir => std::fs::create_dir_all(&p).unwrap(),
@@ -124,7 +124,12 @@ fn write_source(dir: &Path, snapshot: usize) {
 /// Make a vector repository at `out`: `strata init INIT`, then one
 /// snapshot of `write_source(n)` per `n` in `snapshots`; copies every file
 /// but the index, locks and temp files, and prints their names.
-fn generate_vectors(out: &Path, init: &[&str], snapshots: &[usize]) {
+fn generate_vectors(
+    out: &Path,
+    init: &[&str],
+    snapshots: &[usize],
+    expected: &dyn Fn(usize) -> BTreeMap<String, Want>,
+) {
     let src = Path::new(SOURCE_DIR);
     let base = src.parent().unwrap();
     let _ = std::fs::remove_dir_all(base);
@@ -144,7 +149,7 @@ fn generate_vectors(out: &Path, init: &[&str], snapshots: &[usize]) {
     args.extend_from_slice(init);
     strata_ok(&repo, &args);
     for &n in snapshots {
-        write_source(src, n);
+        write_source(src, expected(n));
         strata_ok(&repo, &["snapshot", SOURCE_DIR]);
     }
     let _ = std::fs::remove_dir_all(out);
@@ -169,6 +174,7 @@ fn regenerate_vectors() {
         &vec_repo(),
         &["--no-encryption", "--compression", "3"],
         &[1, 2],
+        &expected,
     );
 }
 
@@ -195,13 +201,39 @@ struct HandEntry {
 
 /// Decode a whole pack by hand; returns the entries and each blob's raw bytes.
 fn hand_decode_pack(bytes: &[u8]) -> Vec<(HandEntry, Vec<u8>)> {
-    hand_decode_pack_ids(bytes, &|_, raw| *blake3::hash(raw).as_bytes())
+    hand_decode_pack_ids(bytes, &|_, raw| *blake3::hash(raw).as_bytes(), &[])
 }
 
-/// [`hand_decode_pack`] with the blob id function `id(kind, raw)`.
+/// The dictionary id a zstd frame names (RFC 8878 "Frame_Header"): the
+/// descriptor's low two bits give its size (0, 1, 2 or 4 bytes); it follows
+/// the window descriptor, which is absent when Single_Segment_flag (bit 5)
+/// is set.
+fn frame_dict_id_by_hand(frame: &[u8]) -> u32 {
+    assert_eq!(&frame[..4], &[0x28, 0xB5, 0x2F, 0xFD], "zstd frame magic");
+    let fhd = frame[4];
+    let size = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let at = 5 + usize::from(fhd & 0x20 == 0);
+    let mut id = [0u8; 4];
+    id[..size].copy_from_slice(&frame[at..at + size]);
+    u32::from_le_bytes(id)
+}
+
+/// A zstd dictionary's own id (magic `37 A4 30 EC`, then the id, LE).
+fn dict_id_by_hand(dict: &[u8]) -> u32 {
+    assert_eq!(
+        &dict[..4],
+        &[0x37, 0xA4, 0x30, 0xEC],
+        "zstd dictionary magic"
+    );
+    le_u32(&dict[4..8])
+}
+
+/// [`hand_decode_pack`] with the blob id function `id(kind, raw)`, and the
+/// repository's dictionaries for compression 2.
 fn hand_decode_pack_ids(
     bytes: &[u8],
     id: &dyn Fn(u8, &[u8]) -> [u8; 32],
+    dicts: &[Vec<u8>],
 ) -> Vec<(HandEntry, Vec<u8>)> {
     let len = bytes.len();
     assert!(len >= 8 + 44, "pack shorter than header + footer");
@@ -234,13 +266,24 @@ fn hand_decode_pack_ids(
         };
         assert_eq!(&e[50..52], &[0, 0], "reserved bytes");
         assert!(entry.kind <= 1, "blob kind");
-        assert!(entry.compression <= 1, "compression");
+        assert!(entry.compression <= 2, "compression");
         assert_eq!(entry.offset, next, "blobs contiguous from offset 8");
         next = entry.offset + u64::from(entry.stored_len);
         let stored = &bytes[entry.offset as usize..next as usize];
         let raw = if entry.compression == 0 {
             assert_eq!(entry.stored_len, entry.raw_len, "raw blob lengths");
             stored.to_vec()
+        } else if entry.compression == 2 {
+            // a zstd frame naming its dictionary (objects.md "Dictionaries")
+            let want = frame_dict_id_by_hand(stored);
+            let dict = dicts
+                .iter()
+                .find(|d| dict_id_by_hand(d) == want)
+                .expect("the dictionary the frame names");
+            zstd::bulk::Decompressor::with_dictionary(dict)
+                .unwrap()
+                .decompress(stored, entry.raw_len as usize)
+                .unwrap()
         } else {
             // one zstd frame (magic 28 B5 2F FD) with the content size
             assert_eq!(&stored[..4], &[0x28, 0xB5, 0x2F, 0xFD], "zstd frame magic");
@@ -437,10 +480,16 @@ struct HandEntryT {
     target: Vec<u8>,
     subtree: Option<[u8; 32]>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    inline: Vec<u8>,
 }
 
-/// Decode a tree body by hand: (entries, parts).
-fn hand_tree(body: &[u8]) -> (Vec<HandEntryT>, Vec<[u8; 32]>) {
+/// Decode a tree blob by hand: (entries, parts). Format 2 (objects.md "Tree
+/// body") starts `FF 02` and adds `inline` to each entry.
+fn hand_tree(blob: &[u8]) -> (Vec<HandEntryT>, Vec<[u8; 32]>) {
+    let (v2, body) = match blob {
+        [0xFF, 0x02, rest @ ..] => (true, rest),
+        _ => (false, blob),
+    };
     let mut c = Cur::new(body);
     let n = c.varint();
     let mut out = Vec::new();
@@ -465,6 +514,7 @@ fn hand_tree(body: &[u8]) -> (Vec<HandEntryT>, Vec<[u8; 32]>) {
             target: c.bytes(),
             subtree: c.opt32(),
             xattrs: (0..c.varint()).map(|_| (c.bytes(), c.bytes())).collect(),
+            inline: if v2 { c.bytes() } else { Vec::new() },
         });
     }
     let parts: Vec<[u8; 32]> = (0..c.varint()).map(|_| c.arr32()).collect();
@@ -478,6 +528,10 @@ fn hand_tree(body: &[u8]) -> (Vec<HandEntryT>, Vec<[u8; 32]>) {
         assert!(!e.name.is_empty() && e.name != b"." && e.name != b"..");
         assert!(!e.name.contains(&b'/') && !e.name.contains(&0));
         assert!(e.kind <= 6);
+        if !e.inline.is_empty() {
+            assert!(e.kind == 0 && e.content.is_empty() && e.extents.is_empty());
+            assert_eq!(e.size, e.inline.len() as u64, "inline size");
+        }
     }
     (out, parts)
 }
@@ -681,7 +735,7 @@ fn hand_restore(
         match e.kind {
             0 => {
                 assert!(e.extents.is_empty(), "dense files only in the vectors");
-                let mut data = Vec::new();
+                let mut data = e.inline.clone();
                 for c in &e.content {
                     let (k, raw) = blobs.get(c).expect("data blob present");
                     assert_eq!(*k, 0, "data blob kind");
@@ -750,6 +804,7 @@ fn hand_listing(
                 .collect::<Vec<_>>()
         );
         assert_eq!(h.target, l.target);
+        assert_eq!(h.inline, l.inline);
         assert_eq!(h.subtree, l.subtree.map(|s| s.0));
         assert_eq!(
             h.xattrs,
@@ -870,7 +925,7 @@ fn enc_repo() -> PathBuf {
 #[test]
 #[ignore = "rewrites format-spec/vectors/encrypted; run by hand on a format change"]
 fn regenerate_encrypted_vectors() {
-    generate_vectors(&enc_repo(), &["--label", "vectors"], &[1]);
+    generate_vectors(&enc_repo(), &["--label", "vectors"], &[1], &expected);
 }
 
 /// The derived keys of keys.md "Derived keys", from the hand-read secret.
@@ -936,7 +991,7 @@ fn encrypted_vectors_decode_by_hand() {
             let key = if kind == 0 { &keys.data } else { &keys.tree };
             *blake3::keyed_hash(key, raw).as_bytes()
         };
-        for (e, raw) in hand_decode_pack_ids(&plain, &id) {
+        for (e, raw) in hand_decode_pack_ids(&plain, &id, &[]) {
             blobs.insert(e.id, (e.kind, raw));
         }
     }
@@ -1104,5 +1159,145 @@ fn gc_state_vector_decodes_by_hand_and_matches_the_library() {
     assert_eq!(
         object::seal(ObjectKind::GcState, &lib, None).unwrap().0,
         bytes
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The format-2 vector repository (objects.md "Inline files", "Dictionaries"):
+// 240 small JSON files (enough to train a dictionary), stored inline in
+// their trees, a 6000-byte text file in chunks compressed with the
+// dictionary, an empty file and a symlink.
+
+fn vec_repo2() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/vectors/repo2")
+}
+
+/// One event file of the format-2 vector source: ~600 bytes of JSON.
+fn event_json(i: usize) -> Vec<u8> {
+    const WORDS: [&str; 8] = [
+        "deploy", "build", "review", "merge", "status", "backup", "queue", "agent",
+    ];
+    let mut text = String::new();
+    for k in 0..(60 + i % 40) {
+        text.push_str(WORDS[(i * 7 + k * 3) % 8]);
+        text.push(' ');
+    }
+    format!("{{\n  \"id\": \"evt-{i:05}\",\n  \"type\": \"task_completed\",\n  \"description\": \"{text}\"\n}}\n")
+        .into_bytes()
+}
+
+fn expected2(_snapshot: usize) -> BTreeMap<String, Want> {
+    let mut m = BTreeMap::new();
+    m.insert("tree".into(), Want::Dir);
+    m.insert("tree/events".into(), Want::Dir);
+    for i in 0..240 {
+        m.insert(
+            format!("tree/events/{i:05}.json"),
+            Want::File(event_json(i)),
+        );
+    }
+    let mut big = lorem();
+    big.extend(lorem());
+    m.insert("tree/big.txt".into(), Want::File(big));
+    m.insert("tree/empty".into(), Want::File(Vec::new()));
+    m.insert("tree/link".into(), Want::Link(b"big.txt".to_vec()));
+    m
+}
+
+#[test]
+#[ignore = "rewrites format-spec/vectors/repo2; run by hand on a format change"]
+fn regenerate_format2_vectors() {
+    generate_vectors(
+        &vec_repo2(),
+        &["--no-encryption", "--compression", "3"],
+        &[1],
+        &expected2,
+    );
+}
+
+#[test]
+fn format2_vectors_decode_by_hand_and_restore() {
+    let repo = vec_repo2();
+    // config: version 2
+    let cfg = std::fs::read(repo.join("config")).unwrap();
+    let c = hand_config(hand_envelope(&cfg, b'C').1);
+    assert_eq!(c.version, 2);
+    // the dictionary file: envelope D; body created (zigzag), samples, dict
+    let dict_files = support::list_files(&repo.join("dicts"));
+    assert_eq!(dict_files.len(), 1, "{dict_files:?}");
+    let db = std::fs::read(repo.join("dicts").join(&dict_files[0])).unwrap();
+    let (id, body) = hand_envelope(&db, b'D');
+    assert_eq!(strata::id::to_hex(&id), dict_files[0], "name = id");
+    let mut cur = Cur::new(body);
+    let created = cur.zigzag();
+    let samples = cur.varint();
+    let dict = cur.bytes();
+    cur.done();
+    assert!(created > 0 && samples >= 200, "{created} {samples}");
+    let dict_id = dict_id_by_hand(&dict);
+    // packs by hand, with the dictionary
+    let mut blobs = BTreeMap::new();
+    let mut with_dict = 0;
+    for p in support::pack_files(&repo) {
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().as_str(),
+            p.file_name().unwrap().to_str().unwrap()
+        );
+        for (e, raw) in hand_decode_pack_ids(
+            &bytes,
+            &|_, raw| *blake3::hash(raw).as_bytes(),
+            std::slice::from_ref(&dict),
+        ) {
+            if e.compression == 2 {
+                let stored =
+                    &bytes[e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize];
+                assert_eq!(frame_dict_id_by_hand(stored), dict_id);
+                with_dict += 1;
+            }
+            blobs.insert(e.id, (e.kind, raw));
+        }
+    }
+    assert!(
+        with_dict >= 3,
+        "tree parts and big.txt's chunks use the dictionary"
+    );
+    // the snapshot, restored by hand: format-2 trees, inline files
+    let snaps = support::snapshot_ids(&repo);
+    assert_eq!(snaps.len(), 1);
+    let sb = std::fs::read(repo.join("snapshots").join(&snaps[0])).unwrap();
+    let s = hand_snapshot(hand_envelope(&sb, b'S').1);
+    let root = blobs.get(&s.tree).unwrap();
+    assert_eq!(&root.1[..2], &[0xFF, 0x02], "a format-2 tree");
+    let mut got = BTreeMap::new();
+    hand_restore(&blobs, &s.tree, "", &mut got);
+    assert_eq!(got, expected2(1));
+    // ... and with the binary, from a copy without an index
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("repo");
+    for rel in support::list_files(&repo) {
+        let dest = copy.join(&rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(repo.join(&rel), dest).unwrap();
+    }
+    for d in ["keys", "locks", "tmp"] {
+        std::fs::create_dir_all(copy.join(d)).unwrap();
+    }
+    let target = tmp.path().join("out");
+    strata_ok(
+        &copy,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    support::assert_matches_manifest(
+        &want_manifest(expected2(1)),
+        &target,
+        &Compare::contents_only(),
+        "format-2 vector snapshot",
     );
 }

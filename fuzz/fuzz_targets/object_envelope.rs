@@ -41,6 +41,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let env = reseal(b'I', data);
     let _ = object::open::<KeyInfo>(ObjectKind::KeyInfo, &env, "fuzz", None);
+    let env = reseal(b'D', data);
+    let _ = object::open::<strata::dict::DictFile>(ObjectKind::Dict, &env, "fuzz", None);
     let env = reseal(b'G', data);
     if let Ok((st, _)) = object::open::<GcState>(ObjectKind::GcState, &env, "fuzz", None) {
         // what is accepted re-encodes and re-opens to the same value

@@ -8,7 +8,7 @@ use crate::blob::BlobKind;
 use crate::chunker::Chunker;
 use crate::error::Error;
 use crate::id::BlobId;
-use crate::snapshot::tree::{Entry, EntryKind, Extent, ExtentReader, Xattr};
+use crate::snapshot::tree::{self, Entry, EntryKind, Extent, ExtentReader, Xattr};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -87,6 +87,7 @@ pub fn entry_from_meta(name: Vec<u8>, md: &Metadata) -> Entry {
         target: Vec::new(),
         subtree: None,
         xattrs: Vec::new(),
+        inline: Vec::new(),
     }
 }
 
@@ -222,6 +223,39 @@ pub fn open_source(path: &Path) -> io::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => File::open(path),
         r => r,
     }
+}
+
+/// Read a small file into `entry.inline` (format-spec/objects.md "Inline
+/// files"): one read, no chunks, no blob. A file that grew past
+/// [`tree::INLINE_LIMIT`] while being read gives `None`: chunk it instead.
+/// Returns bytes read and whether the file changed while it was read.
+pub fn save_small(
+    path: &Path,
+    md: &Metadata,
+    entry: &mut Entry,
+    progress: &AtomicU64,
+) -> Result<Option<(u64, bool)>, SourceError> {
+    let f = open_source(path)?;
+    let mut buf = Vec::with_capacity(md.size() as usize);
+    (&f).take(tree::INLINE_LIMIT as u64 + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() > tree::INLINE_LIMIT {
+        return Ok(None);
+    }
+    let after = f.metadata()?;
+    let read = buf.len() as u64;
+    progress.fetch_add(read, Relaxed);
+    let changed = read != md.size()
+        || !after.is_file()
+        || after.ino() != md.ino()
+        || after.size() != md.size()
+        || after.mtime() != md.mtime()
+        || after.mtime_nsec() != md.mtime_nsec();
+    entry.size = read;
+    entry.content.clear();
+    entry.extents.clear();
+    entry.inline = buf;
+    Ok(Some((read, changed)))
 }
 
 /// Store a regular file's content into `entry`. Returns bytes read and

@@ -9,8 +9,8 @@ use crate::blob::BlobKind;
 use crate::chunker::Chunker;
 use crate::error::Result;
 use crate::id::BlobId;
-use crate::read::BlobReader;
-use crate::snapshot::tree::{Entry, EntryKind, Extent, Tree};
+use crate::read::{BlobReader, Listing};
+use crate::snapshot::tree::{self, Entry, EntryKind, Extent, Tree};
 use globset::GlobSet;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -22,9 +22,63 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Content of a hard-linked file already read in this snapshot, keyed by
-/// (device, inode): size, mtime and its chunks.
-pub(crate) type LinkCache = HashMap<(u64, u64), (u64, i64, u32, Vec<BlobId>, Vec<Extent>)>;
+/// The parent snapshot's entry for a path, and whether its inline contents
+/// were left out of the listing it came from (read.rs `Listing`).
+#[derive(Clone, Copy)]
+pub(crate) struct Parent<'a> {
+    pub entry: &'a Entry,
+    pub elided: bool,
+}
+
+/// A stored path: its entry, and whether the entry was reused from the
+/// parent without its inline contents, which the saver then fills in from
+/// the parent's tree if it has to encode the entry again.
+pub(crate) struct Child {
+    pub entry: Entry,
+    pub elided: bool,
+}
+
+impl Child {
+    fn new(entry: Entry) -> Child {
+        Child {
+            entry,
+            elided: false,
+        }
+    }
+}
+
+/// What a file stored: its chunks (and sparse extents) or inline bytes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FileData {
+    content: Vec<BlobId>,
+    extents: Vec<Extent>,
+    inline: Vec<u8>,
+}
+
+impl FileData {
+    fn of(e: &Entry) -> FileData {
+        FileData {
+            content: e.content.clone(),
+            extents: e.extents.clone(),
+            inline: e.inline.clone(),
+        }
+    }
+    fn apply(&self, e: &mut Entry) {
+        e.content = self.content.clone();
+        e.extents = self.extents.clone();
+        e.inline = self.inline.clone();
+    }
+}
+
+/// A hard-linked file already read in this snapshot.
+pub(crate) struct Linked {
+    size: u64,
+    mtime: (i64, u32),
+    data: FileData,
+}
+
+/// Hard-linked files read in this snapshot, by (device, inode).
+pub(crate) type LinkCache = HashMap<(u64, u64), Linked>;
 
 pub(crate) struct Walker<'a> {
     pub saver: &'a BlobSaver<'a>,
@@ -56,10 +110,11 @@ impl Walker<'_> {
                     .is_match(Path::new(std::ffi::OsStr::from_bytes(name))))
     }
 
-    fn parent_tree(&self, parent: Option<&Entry>) -> Result<Option<Tree>> {
+    /// The parent snapshot's listing of this directory, with its id.
+    fn parent_listing(&self, parent: Option<&Entry>) -> Result<Option<(BlobId, Listing)>> {
         match (self.parents, parent) {
             (Some(r), Some(e)) if e.kind() == EntryKind::Dir => match e.subtree {
-                Some(id) => Ok(Some(r.tree(&id)?)),
+                Some(id) => Ok(Some((id, r.listing(&id)?))),
                 None => Ok(None),
             },
             _ => Ok(None),
@@ -72,9 +127,9 @@ impl Walker<'_> {
         path: &Path,
         name: Vec<u8>,
         md: &Metadata,
-        parent: Option<&Entry>,
+        parent: Option<Parent<'_>>,
         root_dev: u64,
-    ) -> Result<Option<Entry>> {
+    ) -> Result<Option<Child>> {
         let mut e = source::entry_from_meta(name, md);
         match source::read_xattrs(path) {
             Ok(x) => e.xattrs = x,
@@ -89,9 +144,11 @@ impl Walker<'_> {
                             .save(BlobKind::Tree, &Tree::default().encode()?)?,
                     );
                     self.counters.dirs.fetch_add(1, Relaxed);
-                    return Ok(Some(e));
+                    return Ok(Some(Child::new(e)));
                 }
-                return self.dir(path, e, parent, root_dev);
+                return Ok(self
+                    .dir(path, e, parent.map(|p| p.entry), root_dev)?
+                    .map(Child::new));
             }
             EntryKind::File => return self.file(path, e, md, parent),
             EntryKind::Symlink => match std::fs::read_link(path) {
@@ -104,7 +161,7 @@ impl Walker<'_> {
             _ => {}
         }
         self.counters.other.fetch_add(1, Relaxed);
-        Ok(Some(e))
+        Ok(Some(Child::new(e)))
     }
 
     fn file(
@@ -112,11 +169,11 @@ impl Walker<'_> {
         path: &Path,
         mut e: Entry,
         md: &Metadata,
-        parent: Option<&Entry>,
-    ) -> Result<Option<Entry>> {
+        parent: Option<Parent<'_>>,
+    ) -> Result<Option<Child>> {
         self.counters.total_bytes.fetch_add(e.size, Relaxed);
-        let parent = parent.filter(|p| p.kind() == EntryKind::File);
-        if let Some(p) = parent {
+        let parent = parent.filter(|p| p.entry.kind() == EntryKind::File);
+        if let Some(Parent { entry: p, elided }) = parent {
             if !self.opts.force_rehash
                 && p.size == e.size
                 && p.mtime_sec == e.mtime_sec
@@ -125,36 +182,41 @@ impl Walker<'_> {
                 && p.ctime_nsec == e.ctime_nsec
                 && p.inode == e.inode
             {
+                // Reused without reading; inline contents left out of the
+                // parent's listing are filled in by the saver if needed.
                 e.content = p.content.clone();
                 e.extents = p.extents.clone();
+                e.inline = p.inline.clone();
                 self.counters.files_unchanged.fetch_add(1, Relaxed);
                 self.counters.progress_files.fetch_add(1, Relaxed);
                 // processed, though not read: progress and ETA count it
                 self.counters.progress_bytes.fetch_add(e.size, Relaxed);
-                return Ok(Some(e));
+                return Ok(Some(Child { entry: e, elided }));
             }
         }
+        let parent = parent.map(|p| p.entry);
         let link_key = (md.dev(), md.ino());
         if md.nlink() > 1 {
             if let Ok(h) = self.hardlinks.lock() {
-                if let Some((size, ms, mn, c, x)) = h.get(&link_key) {
-                    if *size == e.size && *ms == e.mtime_sec && *mn == e.mtime_nsec {
-                        e.content = c.clone();
-                        e.extents = x.clone();
+                if let Some(l) = h.get(&link_key) {
+                    if l.size == e.size && l.mtime == (e.mtime_sec, e.mtime_nsec) {
+                        l.data.apply(&mut e);
                         self.count_read(parent);
-                        return Ok(Some(e));
+                        return Ok(Some(Child::new(e)));
                     }
                 }
             }
         }
-        match source::save_file(
-            path,
-            md,
-            &mut e,
-            self.chunker,
-            self.saver,
-            &self.counters.progress_bytes,
-        ) {
+        let progress = &self.counters.progress_bytes;
+        let small = if md.size() <= tree::INLINE_MAX {
+            source::save_small(path, md, &mut e, progress).transpose()
+        } else {
+            None
+        };
+        let stored = small.unwrap_or_else(|| {
+            source::save_file(path, md, &mut e, self.chunker, self.saver, progress)
+        });
+        match stored {
             Ok((read, changed)) => {
                 self.counters.bytes_read.fetch_add(read, Relaxed);
                 if changed {
@@ -165,20 +227,16 @@ impl Walker<'_> {
                 }
                 if md.nlink() > 1 {
                     if let Ok(mut h) = self.hardlinks.lock() {
-                        h.insert(
-                            link_key,
-                            (
-                                e.size,
-                                e.mtime_sec,
-                                e.mtime_nsec,
-                                e.content.clone(),
-                                e.extents.clone(),
-                            ),
-                        );
+                        let l = Linked {
+                            size: e.size,
+                            mtime: (e.mtime_sec, e.mtime_nsec),
+                            data: FileData::of(&e),
+                        };
+                        h.insert(link_key, l);
                     }
                 }
                 self.count_read(parent);
-                Ok(Some(e))
+                Ok(Some(Child::new(e)))
             }
             Err(SourceError::Source(err)) => {
                 self.warn(format!("{}: skipped: {err}", path.display()));
@@ -210,7 +268,7 @@ impl Walker<'_> {
                 return Ok(None);
             }
         }
-        let parent_tree = self.parent_tree(parent)?;
+        let parent_listing = self.parent_listing(parent)?;
         let mut names: Vec<OsString> = Vec::new();
         match std::fs::read_dir(path) {
             Ok(rd) => {
@@ -224,7 +282,7 @@ impl Walker<'_> {
             Err(err) => self.warn(format!("{}: cannot list directory: {err}", path.display())),
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let children: Vec<Result<Option<Entry>>> = names
+        let children: Vec<Result<Option<Child>>> = names
             .par_iter()
             .with_max_len(64)
             .map(|name| {
@@ -243,23 +301,105 @@ impl Walker<'_> {
                 if md.is_dir() && self.repo_dir == Some((md.dev(), md.ino())) {
                     return Ok(None); // the repository itself
                 }
-                let pe = parent_tree.as_ref().and_then(|t| t.get(nb));
+                let pe = parent_listing.as_ref().and_then(|(_, l)| {
+                    let i = l.position(nb)?;
+                    Some(Parent {
+                        entry: &l.entries[i],
+                        elided: l.elided(i),
+                    })
+                });
                 self.node(&child, nb.to_vec(), &md, pe, root_dev)
             })
             .collect();
-        let mut tree = Tree::default();
+        let mut kids = Vec::with_capacity(children.len());
         for c in children {
-            if let Some(entry) = c? {
-                tree.entries.push(entry);
+            if let Some(child) = c? {
+                kids.push(child);
             }
         }
-        e.subtree = Some(self.save_tree(&tree)?);
+        let parent = parent_listing.as_ref().map(|(id, l)| (id, l));
+        e.subtree = Some(self.save_children(kids, parent)?);
         self.counters.dirs.fetch_add(1, Relaxed);
         Ok(Some(e))
     }
 
-    /// Store a directory listing (saver.rs `save_tree`).
-    pub fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
-        self.saver.save_tree(tree)
+    /// Samples for training a dictionary (dict.rs): the contents of up to
+    /// 2000 small files (those stored inline), picked evenly from the first
+    /// 20 000 small files found in up to 400 directories, visited breadth
+    /// first from the sources. Excludes apply as in the walk, so nothing
+    /// excluded ever shapes a dictionary. Unreadable files are skipped
+    /// silently (the walk reports them).
+    pub fn sample(&self, sources: &[(std::path::PathBuf, Vec<u8>)]) -> Vec<Vec<u8>> {
+        const FILES: usize = 2000;
+        const CANDIDATES: usize = 20_000;
+        const DIRS: usize = 400;
+        let mut found = Vec::new();
+        let mut queue: std::collections::VecDeque<(std::path::PathBuf, u64)> = sources
+            .iter()
+            .filter_map(|(p, _)| {
+                let md = std::fs::symlink_metadata(p).ok()?;
+                md.is_dir().then(|| (p.clone(), md.dev()))
+            })
+            .collect();
+        let mut dirs = 0;
+        while let Some((dir, root_dev)) = queue.pop_front() {
+            if dirs >= DIRS || found.len() >= CANDIDATES {
+                break;
+            }
+            dirs += 1;
+            if self
+                .opts
+                .exclude_if_present
+                .iter()
+                .any(|m| dir.join(m).exists())
+            {
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut names: Vec<OsString> = rd.flatten().map(|d| d.file_name()).collect();
+            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            for name in names {
+                let path = dir.join(&name);
+                if found.len() >= CANDIDATES || self.excluded(&path, name.as_bytes()) {
+                    continue;
+                }
+                let Ok(md) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if md.is_dir() {
+                    let other_fs = self.opts.one_file_system && md.dev() != root_dev;
+                    if !other_fs && self.repo_dir != Some((md.dev(), md.ino())) {
+                        queue.push_back((path, root_dev));
+                    }
+                } else if md.is_file() && md.size() > 0 && md.size() <= tree::INLINE_MAX {
+                    found.push(path);
+                }
+            }
+        }
+        let step = (found.len() / FILES).max(1);
+        found
+            .iter()
+            .step_by(step)
+            .take(FILES)
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect()
+    }
+
+    /// Store a directory's children (sorted by name) as its tree, reusing
+    /// what the parent snapshot stored for it (saver.rs `save_tree_reusing`).
+    pub fn save_children(
+        &self,
+        kids: Vec<Child>,
+        parent: Option<(&BlobId, &Listing)>,
+    ) -> Result<BlobId> {
+        let elided: Vec<bool> = kids.iter().map(|c| c.elided).collect();
+        let tree = Tree {
+            entries: kids.into_iter().map(|c| c.entry).collect(),
+            parts: Vec::new(),
+        };
+        self.saver
+            .save_tree_reusing(tree, &elided, parent, self.parents)
     }
 }

@@ -238,6 +238,7 @@ fn tree_json(t: &Tree) -> Value {
         .map(|e| {
             let mut v = entry_json(Path::new(&e.name_lossy()), e);
             v["content"] = json!(e.content.iter().map(|c| c.to_hex()).collect::<Vec<_>>());
+            v["inline"] = json!(e.inline.len());
             v["subtree"] = json!(e.subtree.map(|s| s.to_hex()));
             v["inode"] = json!(e.inode);
             v["nlink"] = json!(e.nlink);
@@ -338,7 +339,7 @@ fn find_in(
             return Ok(m.clone());
         }
     }
-    let tree = reader.tree(id)?;
+    let tree = reader.meta_tree(id)?;
     let mut out = Vec::new();
     for e in &tree.entries {
         let rel = PathBuf::from(e.name_lossy());
@@ -542,6 +543,15 @@ pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
             st.compression_ratio
         ))?,
     }
+    output::line(&format!(
+        "small files: {} inline in their trees ({}); {} blobs compressed with {} dictionaries (ratio {:.2}, plain zstd {:.2})",
+        st.inline_files,
+        output::size(st.inline_bytes),
+        st.dict_blobs,
+        st.dictionaries,
+        st.dict_ratio,
+        st.zstd_ratio
+    ))?;
     Ok(exit::OK)
 }
 

@@ -80,6 +80,21 @@ pub struct BlobRow {
     pub compression: Compression,
 }
 
+/// One blob as [`Index::for_each_blob`] reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobInfo {
+    /// The blob.
+    pub id: BlobId,
+    /// Stored length.
+    pub stored_len: u32,
+    /// Raw length.
+    pub raw_len: u32,
+    /// Its pack (a live one if any).
+    pub pack: PackId,
+    /// How it is stored.
+    pub compression: Compression,
+}
+
 /// A connection to the index.
 #[derive(Debug)]
 pub struct Index {
@@ -99,6 +114,13 @@ impl Index {
     pub fn open(path: &Path) -> Result<Index> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // The bundled SQLite has STAT4, which re-prepares a statement for
+        // every new value bound to an indexed column (a full parse per
+        // lookup); the index's plans never depend on the values.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -239,46 +261,46 @@ impl Index {
         Ok(Some((loc, kind)))
     }
 
-    /// Call `f` with every blob's id, stored and raw length and pack, in one
+    /// Call `f` with every blob (id, lengths, pack, compression), in one
     /// scan, each blob once (its live copy if any), for whole-repository
     /// statistics: far cheaper than a lookup per blob.
-    pub fn for_each_blob(&self, f: &mut dyn FnMut(BlobId, u32, u32, PackId)) -> Result<()> {
+    pub fn for_each_blob(&self, f: &mut dyn FnMut(&BlobInfo)) -> Result<()> {
         let mut st = self.conn.prepare(
-            "SELECT b.id, b.stored_len, b.raw_len, p.name,
+            "SELECT b.id, b.stored_len, b.raw_len, p.name, b.compression,
                     p.condemned IS NOT NULL OR p.missing != 0
              FROM blobs b JOIN packs p ON p.id = b.pack ORDER BY b.id",
         )?;
         let mut rows = st.query([])?;
         // Rows come grouped by id; emit one per id, preferring a live pack.
-        let mut pending: Option<(BlobId, u32, u32, PackId, bool)> = None;
+        let mut pending: Option<(BlobInfo, bool)> = None;
         while let Some(r) = rows.next()? {
-            let (id, stored, raw, pack, condemned): (Vec<u8>, i64, i64, Vec<u8>, bool) =
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let (id, pack): (Vec<u8>, Vec<u8>) = (r.get(0)?, r.get(3)?);
             let (Ok(id), Ok(pack)) = (<[u8; 32]>::try_from(id), <[u8; 32]>::try_from(pack)) else {
                 continue;
             };
-            let row = (
-                BlobId(id),
-                stored as u32,
-                raw as u32,
-                PackId(pack),
-                condemned,
-            );
+            let info = BlobInfo {
+                id: BlobId(id),
+                stored_len: r.get::<_, i64>(1)? as u32,
+                raw_len: r.get::<_, i64>(2)? as u32,
+                pack: PackId(pack),
+                compression: decode_compression(r.get(4)?).unwrap_or(Compression::None),
+            };
+            let condemned: bool = r.get(5)?;
             match &mut pending {
-                Some(p) if p.0 == row.0 => {
-                    if p.4 && !condemned {
-                        *p = row;
+                Some(p) if p.0.id == info.id => {
+                    if p.1 && !condemned {
+                        *p = (info, condemned);
                     }
                 }
                 _ => {
-                    if let Some((i, s, w, p, _)) = pending.replace(row) {
-                        f(i, s, w, p);
+                    if let Some((prev, _)) = pending.replace((info, condemned)) {
+                        f(&prev);
                     }
                 }
             }
         }
-        if let Some((i, s, w, p, _)) = pending {
-            f(i, s, w, p);
+        if let Some((prev, _)) = pending {
+            f(&prev);
         }
         Ok(())
     }

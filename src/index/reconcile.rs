@@ -7,7 +7,7 @@
 
 use super::Index;
 use crate::blob::BlobKind;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::id::PackId;
 use crate::pack::reader;
 use crate::pack::writer::SealedPack;
@@ -83,6 +83,8 @@ impl Index {
                     self.add_pack(&sealed)?;
                     out.added += 1;
                 }
+                // deleted (by a gc) between listing and reading
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => out.warnings.push(format!("skipping unreadable pack: {e}")),
             }
         }

@@ -5,7 +5,8 @@ use super::walk;
 use crate::error::Result;
 use crate::id::BlobId;
 use crate::read::BlobReader;
-use crate::snapshot::tree::{Entry, EntryKind, Tree};
+use crate::read::Listing;
+use crate::snapshot::tree::{Entry, EntryKind};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -67,7 +68,7 @@ pub fn diff(
     if a == b {
         return Ok(());
     }
-    let (ta, tb) = (reader.tree(a)?, reader.tree(b)?);
+    let (ta, tb) = (reader.listing(a)?, reader.listing(b)?);
     diff_listings(reader, &ta, &tb, prefix, f)
 }
 
@@ -103,7 +104,7 @@ fn below(
     f: &mut OnChange<'_>,
 ) -> Result<()> {
     if let (EntryKind::Dir, Some(id)) = (e.kind(), e.subtree) {
-        walk(reader, &reader.tree(&id)?, path, &mut |p, x| {
+        walk(reader, &reader.meta_tree(&id)?, path, &mut |p, x| {
             let (old, new) = one_side(change, x);
             f(change, p, old, new)?;
             Ok(true)
@@ -114,8 +115,8 @@ fn below(
 
 fn diff_listings(
     reader: &BlobReader,
-    ta: &Tree,
-    tb: &Tree,
+    ta: &Listing,
+    tb: &Listing,
     prefix: &Path,
     f: &mut OnChange<'_>,
 ) -> Result<()> {
@@ -154,7 +155,10 @@ fn diff_listings(
                 }
             }
             (Some(x), Some(y)) => {
+                // inline contents are compared by their digests
+                let digest = |l: &Listing, k: usize| l.inline_digest.get(k).copied().flatten();
                 if x.content != y.content
+                    || digest(ta, i) != digest(tb, j)
                     || x.extents != y.extents
                     || x.size != y.size
                     || x.target != y.target

@@ -32,12 +32,12 @@ impl Located {
             .is_none_or(|e| e.kind() == EntryKind::Dir)
     }
 
-    /// Its listing, if it is a directory.
+    /// Its listing (names and metadata), if it is a directory.
     pub fn listing(&self, reader: &BlobReader, snap: &Snapshot) -> Result<Option<Tree>> {
         match &self.entry {
-            None => Ok(Some(reader.tree(&snap.tree)?)),
+            None => Ok(Some(reader.meta_tree(&snap.tree)?)),
             Some(e) if e.kind() == EntryKind::Dir => match e.subtree {
-                Some(id) => Ok(Some(reader.tree(&id)?)),
+                Some(id) => Ok(Some(reader.meta_tree(&id)?)),
                 None => Ok(Some(Tree::default())),
             },
             Some(_) => Ok(None),
@@ -45,19 +45,22 @@ impl Located {
     }
 }
 
-/// Find `path` (components separated by `/`; empty or `/` = the root).
+/// Find `path` (components separated by `/`; empty or `/` = the root). The
+/// entry found carries its inline contents, if any (read from the packs).
 pub fn locate(reader: &BlobReader, snap: &Snapshot, path: &str) -> Result<Located> {
     let comps: Vec<&str> = path
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
-    let mut tree = reader.tree(&snap.tree)?;
+    let mut dir = snap.tree;
+    let mut tree = reader.listing(&dir)?;
     let mut found = Located {
         path: PathBuf::from("/"),
         entry: None,
     };
     for (i, c) in comps.iter().enumerate() {
-        let e = tree.get(c.as_bytes()).cloned().ok_or_else(|| {
+        let pos = tree.position(c.as_bytes());
+        let e = pos.map(|k| tree.entries[k].clone()).ok_or_else(|| {
             Error::Invalid(format!(
                 "/{}: no such file or directory in the snapshot",
                 comps[..=i].join("/")
@@ -71,11 +74,19 @@ pub fn locate(reader: &BlobReader, snap: &Snapshot, path: &str) -> Result<Locate
                     comps[..=i].join("/")
                 )));
             }
+            dir = e.subtree.unwrap_or(BlobId([0; 32]));
             tree = match e.subtree {
-                Some(id) => reader.tree(&id)?,
-                None => Tree::default(),
+                Some(id) => reader.listing(&id)?,
+                None => crate::read::Listing::default(),
             };
         }
+        let e = match pos {
+            // the listing left the contents out: take the entry from the tree
+            Some(k) if i + 1 == comps.len() && tree.elided(k) => {
+                reader.tree(&dir)?.get(c.as_bytes()).cloned().unwrap_or(e)
+            }
+            _ => e,
+        };
         found.entry = Some(e);
     }
     Ok(found)
@@ -95,7 +106,7 @@ pub fn walk(
         let descend = f(&path, e)?;
         if descend && e.kind() == EntryKind::Dir {
             if let Some(id) = e.subtree {
-                walk(reader, &reader.tree(&id)?, &path, f)?;
+                walk(reader, &reader.meta_tree(&id)?, &path, f)?;
             }
         }
     }
@@ -110,6 +121,11 @@ pub fn cat(reader: &BlobReader, e: &Entry, out: &mut dyn Write) -> Result<()> {
         use crate::error::IoContext;
         out.write_all(b).at(stdout)
     };
+    if e.is_inline() {
+        put(out, &e.inline)?;
+        use crate::error::IoContext;
+        return out.flush().at(stdout);
+    }
     let zeros = |out: &mut dyn Write, mut n: u64| -> Result<()> {
         let z = [0u8; 64 << 10];
         while n > 0 {

@@ -1,6 +1,7 @@
 //! `stats`: logical size of snapshots and the deduplicated, compressed
 //! storage they use. Identical subtrees are counted from a memo, not re-read.
 
+use crate::blob::Compression;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::read::BlobReader;
@@ -33,6 +34,18 @@ pub struct Stats {
     pub dedup_ratio: f64,
     /// raw_size / stored_size.
     pub compression_ratio: f64,
+    /// Regular files stored inline in their trees, summed over the snapshots.
+    pub inline_files: u64,
+    /// Their bytes.
+    pub inline_bytes: u64,
+    /// Distinct blobs compressed with a dictionary.
+    pub dict_blobs: u64,
+    /// raw / stored of the blobs compressed with a dictionary.
+    pub dict_ratio: f64,
+    /// raw / stored of the blobs compressed with plain zstd.
+    pub zstd_ratio: f64,
+    /// Dictionaries in the repository.
+    pub dictionaries: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -40,6 +53,8 @@ struct Sums {
     files: u64,
     dirs: u64,
     bytes: u64,
+    inline: u64,
+    inline_bytes: u64,
 }
 
 fn tree_sums(
@@ -53,14 +68,18 @@ fn tree_sums(
         return Ok(*s);
     }
     trees.insert(*id);
-    let (t, parts) = reader.tree_and_parts(id)?;
-    trees.extend(parts);
+    let t = reader.listing(id)?;
+    trees.extend(t.part_ids());
     let mut s = Sums::default();
-    for e in &t.entries {
+    for (k, e) in t.entries.iter().enumerate() {
         match e.kind() {
             EntryKind::File => {
                 s.files += 1;
                 s.bytes += e.size;
+                if t.elided(k) {
+                    s.inline += 1;
+                    s.inline_bytes += e.size;
+                }
                 data.extend(e.content.iter().copied());
             }
             EntryKind::Dir => {
@@ -70,6 +89,8 @@ fn tree_sums(
                     s.files += c.files;
                     s.dirs += c.dirs;
                     s.bytes += c.bytes;
+                    s.inline += c.inline;
+                    s.inline_bytes += c.inline_bytes;
                 }
             }
             _ => {}
@@ -89,22 +110,48 @@ pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
         st.files += sums.files;
         st.dirs += sums.dirs;
         st.restore_size += sums.bytes;
+        st.inline_files += sums.inline;
+        st.inline_bytes += sums.inline_bytes;
     }
     // One scan of the index gives every location.
     let mut packs: HashSet<PackId> = HashSet::new();
     let (mut data_raw, mut found) = (0u64, 0usize);
-    reader.for_each_blob(&mut |id, stored, raw, pack| {
-        let is_data = data.contains(&id);
-        if is_data || trees.contains(&id) {
+    let (mut dict, mut zstd) = ((0u64, 0u64), (0u64, 0u64));
+    reader.for_each_blob(&mut |b| {
+        let is_data = data.contains(&b.id);
+        if is_data || trees.contains(&b.id) {
             found += 1;
-            st.raw_size += u64::from(raw);
-            st.stored_size += u64::from(stored);
+            let (raw, stored) = (u64::from(b.raw_len), u64::from(b.stored_len));
+            st.raw_size += raw;
+            st.stored_size += stored;
             if is_data {
-                data_raw += u64::from(raw);
+                data_raw += raw;
             }
-            packs.insert(pack);
+            let sum = match b.compression {
+                Compression::ZstdDict => Some(&mut dict),
+                Compression::Zstd => Some(&mut zstd),
+                Compression::None => None,
+            };
+            if let Some(sum) = sum {
+                sum.0 += raw;
+                sum.1 += stored;
+            }
+            if b.compression == Compression::ZstdDict {
+                st.dict_blobs += 1;
+            }
+            packs.insert(b.pack);
         }
     })?;
+    let ratio = |(raw, stored): (u64, u64)| {
+        if stored > 0 {
+            raw as f64 / stored as f64
+        } else {
+            0.0
+        }
+    };
+    st.dict_ratio = ratio(dict);
+    st.zstd_ratio = ratio(zstd);
+    st.dictionaries = reader.repo().dicts(false)?.len() as u64;
     if found < data.len() + trees.len() {
         let missing = data
             .iter()

@@ -58,6 +58,32 @@ fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Invalid(format!("{}: {e}", path.display()))
 }
 
+/// Remove mark databases of gc runs that were killed
+/// (`strata-gc-<24 hex>.sqlite*` in the temp directory, untouched for an
+/// hour). A database still in use by a
+/// long run on another repository survives: its process keeps the open
+/// file, and SQLite needs no journal for it.
+pub fn clean_stale(dir: &Path) {
+    let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name
+            .strip_prefix("strata-gc-")
+            .and_then(|r| r.split_once(".sqlite"))
+            .is_some_and(|(hex, _)| hex.len() == 24 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let stale = ours
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Create the mark database in the system's temp directory.
 fn create(dir: &Path) -> Result<(Connection, PathBuf)> {
     let r: [u8; 12] = crate::repo::fsutil::random_bytes()?;
@@ -78,6 +104,7 @@ fn create(dir: &Path) -> Result<(Connection, PathBuf)> {
 /// cannot be read stops the mark with an error naming it: gc must not
 /// decide anything on a partial view.
 pub fn mark(reader: &BlobReader, roots: &[BlobId], progress: &MarkProgress) -> Result<Marked> {
+    clean_stale(&std::env::temp_dir());
     let (mut conn, path) = create(&std::env::temp_dir())?;
     let mut marked = Marked {
         path,
@@ -170,15 +197,16 @@ fn pop_pending(conn: &Connection) -> rusqlite::Result<Vec<BlobId>> {
 
 /// A tree's parts, subdirectory trees and chunk ids.
 fn children(reader: &BlobReader, id: &BlobId) -> Result<(Vec<BlobId>, Vec<BlobId>, Vec<BlobId>)> {
-    let (tree, parts) = reader.tree_and_parts(id).map_err(|e| {
+    let listing = reader.listing(id).map_err(|e| {
         Error::Invalid(format!(
             "gc stopped: tree {} cannot be read ({e}); nothing was changed (run `strata check`)",
             id.short()
         ))
     })?;
+    let parts = listing.part_ids().collect();
     let mut subtrees = Vec::new();
     let mut content = Vec::new();
-    for e in tree.entries {
+    for e in listing.entries {
         if e.kind() == EntryKind::Dir {
             subtrees.extend(e.subtree);
         }

@@ -129,7 +129,7 @@ fn copy_pack(
                 compression: b.compression,
             };
             // Verified before copying: a damaged blob is never spread.
-            reader::decode_blob(stored, &b.id, &loc, &|d| repo.blob_id(b.kind, d))?;
+            repo.decode_with(b.kind, |d| reader::decode_blob(stored, &b.id, &loc, d))?;
             let slot = &mut open[b.kind as usize];
             if slot.is_none() {
                 *slot = Some(PackWriter::create(

@@ -78,6 +78,7 @@ pub fn rewrite(
     let saver = if opts.dry_run {
         None
     } else {
+        repo.require_format_2()?; // format-2 trees follow
         Some(BlobSaver::new(repo)?)
     };
     let ctx = Ctx {

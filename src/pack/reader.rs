@@ -7,8 +7,10 @@
 use super::format::{self, ENTRY_LEN, FOOTER_LEN, PackEntry};
 use crate::blob::{self, Compression};
 use crate::crypto::agefile::PackFile;
+use crate::dict::Dict;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
+use std::sync::Arc;
 
 /// Read and check the trailer of a pack; returns its plaintext length and
 /// entries.
@@ -44,31 +46,65 @@ pub struct BlobLocation {
     pub compression: Compression,
 }
 
+/// How a blob is checked and decoded: the id function of its kind, and the
+/// dictionaries with a given zstd id (for compression 2).
+pub struct Decode<'a> {
+    /// The blob-id function of the expected kind.
+    pub verify: &'a dyn Fn(&[u8]) -> BlobId,
+    /// The dictionaries with a zstd id.
+    pub dicts: &'a dyn Fn(u32) -> Result<Vec<Arc<Dict>>>,
+}
+
 /// Decode stored bytes of blob `id` and check the id (every read, pack.md).
-pub fn decode_blob(
-    stored: &[u8],
-    id: &BlobId,
-    loc: &BlobLocation,
-    verify: &dyn Fn(&[u8]) -> BlobId,
-) -> Result<Vec<u8>> {
+pub fn decode_blob(stored: &[u8], id: &BlobId, loc: &BlobLocation, d: &Decode) -> Result<Vec<u8>> {
     let object = || format!("blob {} in pack {}", id.short(), loc.pack.short());
+    if loc.compression == Compression::ZstdDict {
+        let dict_id = blob::frame_dict_id(stored)
+            .ok_or_else(|| Error::corrupt(object(), "a dictionary frame names no dictionary"))?;
+        let dicts = (d.dicts)(dict_id).map_err(|e| {
+            Error::corrupt(object(), format!("needs dictionary {dict_id:08x}: {e}"))
+        })?;
+        if dicts.is_empty() {
+            return Err(Error::corrupt(
+                object(),
+                format!("needs dictionary {dict_id:08x}, which is not in dicts/"),
+            ));
+        }
+        let mut last = None;
+        for dict in dicts {
+            match blob::decompress_with(stored, &dict, loc.raw_len as usize, &object) {
+                Ok(raw) if (d.verify)(&raw) == *id => return Ok(raw),
+                Ok(_) => {
+                    last = Some(Error::corrupt(
+                        object(),
+                        format!(
+                            "content does not match its id (decoded with dicts/{})",
+                            dict.file
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    last = Some(Error::corrupt(
+                        object(),
+                        format!("does not decode with dicts/{}: {e}", dict.file),
+                    ))
+                }
+            }
+        }
+        return Err(last.unwrap_or_else(|| Error::corrupt(object(), "no dictionary")));
+    }
     let raw = blob::decompress(stored, loc.compression, loc.raw_len as usize, &object)?;
-    if verify(&raw) != *id {
+    if (d.verify)(&raw) != *id {
         return Err(Error::corrupt(object(), "content does not match its id"));
     }
     Ok(raw)
 }
 
 /// Read one blob from an open pack.
-pub fn read_blob(
-    file: &PackFile,
-    id: &BlobId,
-    loc: &BlobLocation,
-    verify: &dyn Fn(&[u8]) -> BlobId,
-) -> Result<Vec<u8>> {
+pub fn read_blob(file: &PackFile, id: &BlobId, loc: &BlobLocation, d: &Decode) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; loc.stored_len as usize];
     file.read_exact_at(&mut buf, loc.offset)?;
-    decode_blob(&buf, id, loc, verify)
+    decode_blob(&buf, id, loc, d)
 }
 
 /// Split items stored in one pack, sorted by offset, into runs close enough

@@ -255,7 +255,7 @@ impl GcState {
     /// Write this state as a new `gc/<id>` file, durably and create-only
     /// (INV-1, INV-5). Returns the file name.
     pub fn save(&self, repo: &Repo) -> Result<String> {
-        repo.require_gc_format()?;
+        repo.require_format_2()?;
         let (bytes, id) = repo.seal_file(ObjectKind::GcState, self)?;
         let name = crate::id::to_hex(&id);
         let d = dir(repo);

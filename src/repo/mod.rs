@@ -46,6 +46,8 @@ pub struct Repo {
     chunker: Chunker,
     crypto: Option<Arc<Crypto>>,
     key_id: Option<String>,
+    /// The dictionaries in `dicts/`, loaded on first use.
+    dicts: std::sync::Mutex<Option<Arc<crate::dict::Dicts>>>,
 }
 
 /// Where `Repo::open` gets a credential when the repository is encrypted;
@@ -152,6 +154,7 @@ impl Repo {
             chunker,
             crypto,
             key_id,
+            dicts: std::sync::Mutex::new(None),
         })
     }
 
@@ -350,11 +353,13 @@ impl Repo {
         }
     }
 
-    /// Make sure the repository is format 2 before gc state is written: a
-    /// format-1 config is replaced by one saying 2 (temp, fsync, rename:
-    /// INV-1), so that strata 0.1, which ignores gc state, refuses it.
-    /// The config is the only file ever replaced, and only this way.
-    pub fn require_gc_format(&self) -> Result<()> {
+    /// Make sure the repository is format 2 before anything of format 2 is
+    /// written (a gc state file, a format-2 tree): a format-1 config is
+    /// replaced by one saying 2 (temp, fsync, rename: INV-1), so that
+    /// strata 0.1, which would misread format-2 trees and ignore gc state,
+    /// refuses the repository. The config is the only file ever replaced,
+    /// and only this way.
+    pub fn require_format_2(&self) -> Result<()> {
         if self.config.version >= config::REPO_VERSION {
             return Ok(());
         }
@@ -371,10 +376,54 @@ impl Repo {
         let (bytes, _) = self.seal_file(ObjectKind::Config, &upgraded)?;
         fsutil::write_atomic(&self.tmp_dir(), &cfg_path, &bytes)?;
         eprintln!(
-            "strata: upgraded the repository to format {} (strata 0.1 can no longer write to it)",
+            "strata: upgraded the repository to format {} (strata 0.1 can no longer open it)",
             config::REPO_VERSION
         );
         Ok(())
+    }
+
+    /// The repository's dictionaries (loaded once; `reload` reads
+    /// `dicts/` again, e.g. after training one).
+    pub fn dicts(&self, reload: bool) -> Result<Arc<crate::dict::Dicts>> {
+        let mut g = self
+            .dicts
+            .lock()
+            .map_err(|_| Error::Invalid("dictionary lock poisoned".into()))?;
+        if let (Some(d), false) = (g.as_ref(), reload) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(crate::dict::load(self)?);
+        *g = Some(d.clone());
+        Ok(d)
+    }
+
+    /// How blobs of `kind` are checked and decoded (pack/reader.rs): the
+    /// id function, and the dictionaries by zstd id (read again once if a
+    /// dictionary is not known yet: another process may have trained it).
+    pub fn decode_with<R>(
+        &self,
+        kind: BlobKind,
+        f: impl FnOnce(&crate::pack::reader::Decode) -> R,
+    ) -> R {
+        let verify = |d: &[u8]| self.blob_id(kind, d);
+        let dicts = |id: u32| -> Result<Vec<Arc<crate::dict::Dict>>> {
+            let d = self.dicts(false)?;
+            let found = d.with_id(id).to_vec();
+            if !found.is_empty() {
+                return Ok(found);
+            }
+            let d = self.dicts(true)?;
+            let found = d.with_id(id).to_vec();
+            match (found.is_empty(), d.unreadable.first()) {
+                // one of the files that do not decode may be the one
+                (true, Some(bad)) => Err(Error::Invalid(format!("not readable ({bad})"))),
+                _ => Ok(found),
+            }
+        };
+        f(&crate::pack::reader::Decode {
+            verify: &verify,
+            dicts: &dicts,
+        })
     }
 
     /// The plaintext of free-form bytes written by [`Repo::seal_bytes`], at

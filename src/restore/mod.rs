@@ -349,12 +349,10 @@ pub fn run(
                 let (buf, start) = reader::read_run(&pf, run, span)?;
                 for u in run {
                     let s = (u.loc.offset - start) as usize;
-                    let raw = reader::decode_blob(
-                        &buf[s..s + u.loc.stored_len as usize],
-                        &u.id,
-                        &u.loc,
-                        &|d| repo.blob_id(BlobKind::Data, d),
-                    )?;
+                    let stored = &buf[s..s + u.loc.stored_len as usize];
+                    let raw = repo.decode_with(BlobKind::Data, |d| {
+                        reader::decode_blob(stored, &u.id, &u.loc, d)
+                    })?;
                     for &(fi, off) in &u.targets {
                         write(fi, off, &raw)?;
                     }
@@ -363,13 +361,18 @@ pub fn run(
             Ok(())
         })
         .and_then(|()| {
-            // Files without data (empty, or only holes).
+            // Files without blobs: inline (their bytes are in the tree),
+            // empty, or only holes.
             (0..files.len())
                 .into_par_iter()
                 .filter(|&fi| nodes[files[fi]].entry.content.is_empty())
                 .try_for_each(|fi| -> Result<()> {
                     let (path, e) = (&write_paths[fi], &nodes[files[fi]].entry);
                     let f = create_file(path, e).at(path)?;
+                    if e.is_inline() {
+                        f.write_all_at(&e.inline, 0).at(path)?;
+                        progress.bytes_done.fetch_add(e.size, Relaxed);
+                    }
                     finish(fi, &f)
                 })
         });
@@ -482,7 +485,7 @@ fn create_file(path: &Path, e: &Entry) -> std::io::Result<File> {
         .custom_flags(O_NOFOLLOW)
         .mode(0o600)
         .open(path)?;
-    if !e.extents.is_empty() || e.content.is_empty() {
+    if (!e.extents.is_empty() || e.content.is_empty()) && !e.is_inline() {
         f.set_len(e.size)?;
     }
     Ok(f)
@@ -525,11 +528,17 @@ fn write_stream_at(f: &File, extents: &[Extent], off: u64, data: &[u8]) -> std::
     }
 }
 
-/// Re-read a restored file and compare each chunk's hash with its id.
+/// Re-read a restored file and compare each chunk's hash with its id (an
+/// inline file: its bytes).
 fn verify_file(repo: &Repo, path: &Path, e: &Entry, lens: &[u32]) -> Result<bool> {
     let f = File::open(path).at(path)?;
     if f.metadata().at(path)?.len() != e.size {
         return Ok(false);
+    }
+    if e.is_inline() {
+        let mut got = Vec::with_capacity(e.inline.len());
+        (&f).read_to_end(&mut got).at(path)?;
+        return Ok(got == e.inline);
     }
     let mut stream: Box<dyn Read> = if e.extents.is_empty() {
         Box::new(&f)

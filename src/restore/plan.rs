@@ -134,7 +134,7 @@ pub fn plan_data(reader: &BlobReader, nodes: &[Node], files: &[usize]) -> Result
             off += u64::from(uses[ui].loc.raw_len);
             lens.push(uses[ui].loc.raw_len);
         }
-        plan.bytes += off;
+        plan.bytes += off + e.inline.len() as u64;
         plan.chunk_lens.push(lens);
     }
     let mut packs: HashMap<PackId, Vec<BlobUse>> = HashMap::new();

@@ -1,5 +1,7 @@
 //! Directory trees (format-spec/objects.md "Tree body"): one blob per
-//! directory, so unchanged directories dedup to the same id.
+//! directory (or per part of a large one), so unchanged directories dedup to
+//! the same id. Format 2 trees (a `0xFF 0x02` prefix) carry the contents of
+//! small files inline; format 1 trees (no prefix) are still read.
 
 use crate::error::{Error, Result};
 use crate::id::BlobId;
@@ -145,7 +147,80 @@ pub struct Entry {
     pub subtree: Option<BlobId>,
     /// Extended attributes, sorted by name.
     pub xattrs: Vec<Xattr>,
+    /// A small file's contents, stored in the tree (format 2); empty when
+    /// the file's data is in `content` or the file is empty.
+    pub inline: Vec<u8>,
 }
+
+/// An entry of a format-1 tree: [`Entry`] without `inline`.
+#[derive(Decode)]
+struct EntryV1 {
+    name: Vec<u8>,
+    kind: u8,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_sec: i64,
+    mtime_nsec: u32,
+    ctime_sec: i64,
+    ctime_nsec: u32,
+    inode: u64,
+    device: u64,
+    nlink: u64,
+    size: u64,
+    rdev: u64,
+    content: Vec<BlobId>,
+    extents: Vec<Extent>,
+    target: Vec<u8>,
+    subtree: Option<BlobId>,
+    xattrs: Vec<Xattr>,
+}
+
+/// A format-1 tree.
+#[derive(Decode)]
+struct TreeV1 {
+    entries: Vec<EntryV1>,
+    parts: Vec<BlobId>,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry {
+            name: e.name,
+            kind: e.kind,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime_sec: e.mtime_sec,
+            mtime_nsec: e.mtime_nsec,
+            ctime_sec: e.ctime_sec,
+            ctime_nsec: e.ctime_nsec,
+            inode: e.inode,
+            device: e.device,
+            nlink: e.nlink,
+            size: e.size,
+            rdev: e.rdev,
+            content: e.content,
+            extents: e.extents,
+            target: e.target,
+            subtree: e.subtree,
+            xattrs: e.xattrs,
+            inline: Vec::new(),
+        }
+    }
+}
+
+/// The first two bytes of a format-2 tree blob. `0xFF` is no valid first
+/// byte of a format-1 tree (a bincode varint never starts with it).
+pub const TREE2_PREFIX: [u8; 2] = [0xFF, 0x02];
+
+/// Largest inline content a reader accepts (writers inline far less:
+/// [`INLINE_MAX`]).
+pub const INLINE_LIMIT: usize = 64 << 10;
+
+/// Files up to this size are stored inline by writers (format-spec/objects.md
+/// "Inline files"; chosen by measurement, README "Small files").
+pub const INLINE_MAX: u64 = 4 << 10;
 
 impl Entry {
     /// An entry of `kind` named `name`, every other field zero or empty.
@@ -170,7 +245,13 @@ impl Entry {
             target: Vec::new(),
             subtree: None,
             xattrs: Vec::new(),
+            inline: Vec::new(),
         }
+    }
+
+    /// Is the file's data stored inline (in the tree)?
+    pub fn is_inline(&self) -> bool {
+        !self.inline.is_empty()
     }
 
     /// The kind, if the byte is valid (checked by [`Tree::decode`]).
@@ -211,6 +292,19 @@ pub fn check_entries(entries: &[Entry], object: &str) -> Result<()> {
                 format!("directory {:?} without a tree", e.name_lossy()),
             ));
         }
+        if e.is_inline() {
+            let ok = kind == EntryKind::File
+                && e.content.is_empty()
+                && e.extents.is_empty()
+                && e.inline.len() <= INLINE_LIMIT
+                && e.size == e.inline.len() as u64;
+            if !ok {
+                return Err(Error::corrupt(
+                    object,
+                    format!("bad inline data of {:?}", e.name_lossy()),
+                ));
+            }
+        }
         if prev.is_some_and(|p| p >= e.name.as_slice()) {
             return Err(Error::corrupt(object, "entries not sorted or not unique"));
         }
@@ -221,33 +315,65 @@ pub fn check_entries(entries: &[Entry], object: &str) -> Result<()> {
 
 /// Directories with more entries than this are stored in parts.
 pub const SPLIT_ABOVE: usize = 128;
-/// A part ends after an entry whose name hash is 0 modulo this (when the
-/// part has at least `PART_MIN` entries), so on average parts hold this many.
-pub const PART_AVG: u32 = 16;
-/// Fewest entries in a part (but the last).
-pub const PART_MIN: usize = 4;
-/// Most entries in a part.
-pub const PART_MAX: usize = 256;
+/// ... or whose entries take more than this many bytes (about).
+pub const SPLIT_ABOVE_BYTES: usize = 32 << 10;
+/// The average size of a part (about, in encoded bytes).
+pub const PART_TARGET_BYTES: u64 = 16 << 10;
+/// A part ends at this size (about) in any case ...
+pub const PART_MAX_BYTES: usize = 64 << 10;
+/// ... or at this many entries.
+pub const PART_MAX: usize = 4096;
+
+/// About how many bytes `e` takes in an encoded tree: what parts are sized
+/// by (only writers use it, so it need not be exact). Inline contents count
+/// by the file's size, so an entry whose contents were left out of a
+/// listing (read.rs `Listing`) sizes the same.
+pub fn approx_len(e: &Entry) -> usize {
+    let data = if e.content.is_empty() && e.extents.is_empty() {
+        (e.size as usize).min(INLINE_LIMIT)
+    } else {
+        0
+    };
+    48 + e.name.len()
+        + data
+        + 32 * e.content.len()
+        + 16 * e.extents.len()
+        + e.target.len()
+        + e.xattrs
+            .iter()
+            .map(|x| 2 + x.name.len() + x.value.len())
+            .sum::<usize>()
+}
 
 /// Split a large listing into parts at content-defined boundaries: a part
-/// ends after an entry whose name hashes to 0 modulo [`PART_AVG`]. A
-/// boundary depends only on names, so adding, removing or changing entries
-/// rewrites only the parts they fall in. `name_hash` is the repository's
-/// id function (keyed in encrypted repositories). Returns `[start, end)`
-/// ranges covering `entries`; one range if the listing is small.
+/// ends after entry `e` when `u32_le(H(e.name)[0..4]) / 2^32 <
+/// approx_len(e) / PART_TARGET_BYTES`, i.e. each entry is a boundary with a
+/// probability proportional to its size, so parts average
+/// [`PART_TARGET_BYTES`]; a part also ends at [`PART_MAX_BYTES`] or
+/// [`PART_MAX`] entries. Whether an entry is a boundary depends on that entry
+/// alone (not on what precedes it), so adding, removing or changing an entry
+/// rewrites only the part it falls in (and its neighbour when it is a
+/// boundary). `name_hash` is the repository's id function (keyed in
+/// encrypted repositories). Returns `[start, end)` ranges covering
+/// `entries`; one range if the listing is small (format-spec/objects.md
+/// "Parts").
 pub fn part_ranges(entries: &[Entry], name_hash: impl Fn(&[u8]) -> BlobId) -> Vec<(usize, usize)> {
-    if entries.len() <= SPLIT_ABOVE {
+    let total: usize = entries.iter().map(approx_len).sum();
+    if entries.len() <= SPLIT_ABOVE && total <= SPLIT_ABOVE_BYTES {
         return vec![(0, entries.len())];
     }
     let mut out = Vec::new();
-    let mut start = 0;
+    let (mut start, mut bytes) = (0, 0);
     for (i, e) in entries.iter().enumerate() {
-        let len = i + 1 - start;
+        let len = approx_len(e);
+        bytes += len;
         let h = name_hash(&e.name).0;
-        let cut = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) % PART_AVG == 0;
-        if (cut && len >= PART_MIN) || len >= PART_MAX {
+        let draw = u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]]));
+        let cut = draw * PART_TARGET_BYTES < (len as u64) << 32;
+        if cut || bytes >= PART_MAX_BYTES || i + 1 - start >= PART_MAX {
             out.push((start, i + 1));
             start = i + 1;
+            bytes = 0;
         }
     }
     if start < entries.len() {
@@ -262,15 +388,34 @@ pub fn valid_name(name: &[u8]) -> bool {
 }
 
 impl Tree {
-    /// Encode for storage as a tree blob.
+    /// Encode for storage as a tree blob: format 2 (`0xFF 0x02`, then the
+    /// bincode body).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        object::encode_body(self)
+        let mut out = TREE2_PREFIX.to_vec();
+        out.extend(object::encode_body(self)?);
+        Ok(out)
     }
 
-    /// Decode and check a tree blob: valid kinds, safe names, sorted and unique.
+    /// Decode and check a tree blob of format 1 or 2: valid kinds, safe
+    /// names, sorted and unique, inline data only in small files.
     pub fn decode(bytes: &[u8], id: &BlobId) -> Result<Tree> {
         let object = format!("tree {}", id.short());
-        let t: Tree = object::decode_body(bytes, &object)?;
+        let t: Tree = match bytes {
+            [0xFF, 0x02, body @ ..] => object::decode_body(body, &object)?,
+            [0xFF, v, ..] => {
+                return Err(Error::corrupt(
+                    &object,
+                    format!("unsupported tree format {v}"),
+                ));
+            }
+            _ => {
+                let v1: TreeV1 = object::decode_body(bytes, &object)?;
+                Tree {
+                    entries: v1.entries.into_iter().map(Entry::from).collect(),
+                    parts: v1.parts,
+                }
+            }
+        };
         if !t.parts.is_empty() && !t.entries.is_empty() {
             return Err(Error::corrupt(&object, "tree has both entries and parts"));
         }
@@ -306,6 +451,77 @@ mod tests {
     fn small_listings_are_one_part() {
         let v: Vec<Entry> = (0..SPLIT_ABOVE).map(|i| entry(format!("{i:05}"))).collect();
         assert_eq!(part_ranges(&v, BlobId::of), vec![(0, SPLIT_ABOVE)]);
+        // ... unless their inline contents are large
+        let big: Vec<Entry> = (0..20)
+            .map(|i| Entry {
+                inline: vec![b'x'; 4000],
+                size: 4000,
+                ..entry(format!("{i:05}"))
+            })
+            .collect();
+        assert!(part_ranges(&big, BlobId::of).len() > 1);
+    }
+
+    #[test]
+    fn format_1_trees_still_decode_and_format_2_round_trips() {
+        // a format-1 tree: one entry, encoded without the inline field
+        let e = entry("a".into());
+        let mut v1 = vec![1u8]; // entries: 1
+        v1.extend(object::encode_body(&(&e.name, e.kind, e.mode, e.uid, e.gid)).unwrap());
+        v1.extend(
+            object::encode_body(&(e.mtime_sec, e.mtime_nsec, e.ctime_sec, e.ctime_nsec)).unwrap(),
+        );
+        v1.extend(object::encode_body(&(e.inode, e.device, e.nlink, e.size, e.rdev)).unwrap());
+        v1.extend([0u8, 0, 0, 0, 0, 0]); // content, extents, target, subtree, xattrs, parts
+        let t = Tree::decode(&v1, &BlobId::of(&v1)).unwrap();
+        assert_eq!(t.entries, vec![e.clone()]);
+        let t2 = Tree {
+            entries: vec![Entry {
+                inline: b"hello".to_vec(),
+                size: 5,
+                ..e
+            }],
+            parts: Vec::new(),
+        };
+        let b = t2.encode().unwrap();
+        assert_eq!(&b[..2], &TREE2_PREFIX);
+        assert_eq!(Tree::decode(&b, &BlobId::of(&b)).unwrap(), t2);
+        // inline data that disagrees with the size, or a future format
+        let mut bad = t2.clone();
+        bad.entries[0].size = 6;
+        let b = bad.encode().unwrap();
+        assert!(Tree::decode(&b, &BlobId::of(&b)).is_err());
+        let mut b = t2.encode().unwrap();
+        b[1] = 3;
+        assert!(Tree::decode(&b, &BlobId::of(&b)).is_err());
+        // inline data beside chunks, in a directory, or over the limit
+        for bad in [
+            Entry {
+                content: vec![BlobId([1; 32])],
+                ..t2.entries[0].clone()
+            },
+            Entry {
+                kind: EntryKind::Dir as u8,
+                subtree: Some(BlobId([2; 32])),
+                ..t2.entries[0].clone()
+            },
+            Entry {
+                inline: vec![0; INLINE_LIMIT + 1],
+                size: INLINE_LIMIT as u64 + 1,
+                ..t2.entries[0].clone()
+            },
+        ] {
+            let t = Tree {
+                entries: vec![bad],
+                parts: Vec::new(),
+            };
+            let b = t.encode().unwrap();
+            assert!(
+                Tree::decode(&b, &BlobId::of(&b)).is_err(),
+                "{:?}",
+                t.entries[0].kind
+            );
+        }
     }
 
     #[test]
@@ -318,10 +534,11 @@ mod tests {
             assert_eq!(w[0].1, w[1].0);
         }
         for &(a, b) in &r[..r.len() - 1] {
-            assert!((PART_MIN..=PART_MAX).contains(&(b - a)));
+            assert!((1..=PART_MAX).contains(&(b - a)));
         }
+        // ~60-byte entries: 16 KiB parts average ~270 entries
         let avg = v.len() / r.len();
-        assert!((8..=32).contains(&avg), "average part size {avg}");
+        assert!((150..=450).contains(&avg), "average part size {avg}");
         // Deleting one entry changes at most two parts (its own, and a
         // neighbour when the deleted entry was a boundary).
         let before = parts_of(&v);
