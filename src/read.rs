@@ -19,6 +19,8 @@ pub struct BlobReader<'r> {
     index: Mutex<Index>,
     files: Mutex<HashMap<PackId, Arc<PackFile>>>,
     cache: Option<crate::cache::TreeCache>,
+    /// Put listings read from the packs into the cache?
+    cache_puts: bool,
 }
 
 impl<'r> BlobReader<'r> {
@@ -31,8 +33,17 @@ impl<'r> BlobReader<'r> {
             repo,
             index: Mutex::new(index),
             cache: crate::cache::TreeCache::for_repo(&repo.config().repo_id),
+            cache_puts: true,
             files: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Use the cache but add nothing to it: for a walk over every tree of
+    /// the repository (gc's mark), where writing one cache file per
+    /// directory would cost more than it saves.
+    pub fn without_cache_puts(mut self) -> Self {
+        self.cache_puts = false;
+        self
     }
 
     /// The reader of every command that reads blobs (format-spec/index.md):
@@ -194,7 +205,7 @@ impl<'r> BlobReader<'r> {
             parts,
             inline_digest,
         };
-        if let Some(c) = &self.cache {
+        if let (Some(c), true) = (&self.cache, self.cache_puts) {
             if let Ok(b) = crate::object::encode_body(&l) {
                 c.put(id, &b);
             }

@@ -132,7 +132,7 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
     roots.sort();
     roots.dedup();
     // 4. Mark.
-    let reader = BlobReader::new(repo)?;
+    let reader = BlobReader::new(repo)?.without_cache_puts();
     let marked = mark::mark(&reader, &roots, progress)?;
     report.trees = marked.trees;
     index.conn().execute(
