@@ -9,13 +9,10 @@ use crate::snapshot;
 use std::sync::Arc;
 
 pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
-    let (spec, sub) = match a.snapshot.split_once(':') {
-        Some((s, p)) => (s, Some(p)),
-        None => (a.snapshot.as_str(), None),
-    };
+    let (spec, sub) = super::inspect::split_target(&a.snapshot)?;
     let f = a.filter.to_filter();
     let mut skipped = Vec::new();
-    let (id, snap) = snapshot::resolve(repo, spec, &f, &mut skipped)?;
+    let (id, snap) = snapshot::resolve(repo, &spec, &f, &mut skipped)?;
     for w in &skipped {
         eprintln!("strata: warning: {w}");
     }
@@ -44,7 +41,7 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
             )
         }),
     );
-    let r = restore::run(repo, &snap, sub, &opts, &p);
+    let r = restore::run(repo, &snap, sub.as_deref(), &opts, &p);
     drop(ticker);
     let r = r?;
     for w in &r.warnings {

@@ -10,13 +10,11 @@ pub mod plan;
 
 use crate::blob::BlobKind;
 use crate::error::{Error, IoContext, Result};
-use crate::id::BlobId;
 use crate::pack::reader;
 use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::snapshot::Snapshot;
 use crate::snapshot::tree::{Entry, EntryKind, Extent, ExtentReader, Tree};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -44,9 +42,10 @@ pub enum Overwrite {
 pub struct RestoreOptions {
     /// Target directory.
     pub target: PathBuf,
-    /// Restore only paths matching one of these (relative to the restore root).
+    /// Restore only paths matching one of these (paths::Patterns, matched
+    /// against paths as stored in the snapshot).
     pub includes: Vec<String>,
-    /// Skip paths matching one of these.
+    /// Skip paths matching one of these (as `includes`).
     pub excludes: Vec<String>,
     /// Existing files.
     pub overwrite: Overwrite,
@@ -86,49 +85,39 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
 }
 
-fn globs(pats: &[String]) -> Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for p in pats {
-        b.add(
-            Glob::new(p.trim_start_matches('/'))
-                .map_err(|e| Error::Invalid(format!("bad glob {p:?}: {e}")))?,
-        );
-    }
-    b.build()
-        .map_err(|e| Error::Invalid(format!("bad glob: {e}")))
-}
-
-/// The tree and base path that `SNAPSHOT:SUBPATH` designates.
-fn start_point(reader: &BlobReader, snap: &Snapshot, subpath: Option<&str>) -> Result<Tree> {
-    let mut tree = reader.tree(&snap.tree)?;
-    let comps: Vec<&str> = subpath
-        .unwrap_or("")
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    for (i, c) in comps.iter().enumerate() {
-        let e = tree.get(c.as_bytes()).cloned().ok_or_else(|| {
-            Error::Invalid(format!(
-                "path {:?} not found in snapshot",
-                comps[..=i].join("/")
+/// The tree that `SNAPSHOT:PATH` designates, and the stored path of the
+/// directory holding its entries: a directory's contents, or a single file
+/// or link (restored under its own name), or the whole root.
+fn start_point(
+    reader: &BlobReader,
+    snap: &Snapshot,
+    subpath: Option<&[u8]>,
+) -> Result<(Tree, PathBuf)> {
+    let found = crate::inspect::locate(reader, snap, subpath.unwrap_or(b"/"))?;
+    match found.entry {
+        None => Ok((reader.tree(&snap.tree)?, found.path)),
+        Some(e) if e.kind() == EntryKind::Dir => {
+            let tree = match e.subtree {
+                Some(id) => reader.tree(&id)?,
+                None => Tree::default(),
+            };
+            Ok((tree, found.path))
+        }
+        Some(e) => {
+            let dir = found
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            Ok((
+                Tree {
+                    entries: vec![e],
+                    parts: Vec::new(),
+                },
+                dir,
             ))
-        })?;
-        if e.kind() == EntryKind::Dir {
-            tree = reader.tree(&e.subtree.unwrap_or(BlobId([0; 32])))?;
-        } else if i + 1 == comps.len() {
-            // a single file or link: restore it under its own name
-            return Ok(Tree {
-                entries: vec![e],
-                parts: Vec::new(),
-            });
-        } else {
-            return Err(Error::Invalid(format!(
-                "{:?} is not a directory",
-                comps[..=i].join("/")
-            )));
         }
     }
-    Ok(tree)
 }
 
 const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
@@ -137,20 +126,20 @@ const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
 pub fn run(
     repo: &Repo,
     snap: &Snapshot,
-    subpath: Option<&str>,
+    subpath: Option<&[u8]>,
     opts: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreReport> {
     // The index is a cache: index any pack it does not know yet (a killed
     // backup, or a missing index.sqlite) before planning.
     let (reader, _) = BlobReader::reconciled(repo)?;
-    let root = start_point(&reader, snap, subpath)?;
+    let (root, stored) = start_point(&reader, snap, subpath)?;
     let nodes = plan::collect(
         &reader,
         &root,
-        Path::new(""),
-        &globs(&opts.includes)?,
-        &globs(&opts.excludes)?,
+        &stored,
+        &crate::paths::Patterns::new(&opts.includes)?,
+        &crate::paths::Patterns::new(&opts.excludes)?,
     )?;
     let target = &opts.target;
     // The target itself may be a symlink to a directory (the user's choice);

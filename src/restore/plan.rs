@@ -5,9 +5,9 @@
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::pack::reader::BlobLocation;
+use crate::paths::Patterns;
 use crate::read::BlobReader;
 use crate::snapshot::tree::{Entry, EntryKind, Tree};
-use globset::GlobSet;
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -23,35 +23,51 @@ pub struct Node {
     pub entry: Entry,
 }
 
-/// Nodes to restore, pre-order (a directory before its contents).
+/// Nodes to restore, pre-order (a directory before its contents): the
+/// entries of `root`, whose stored path is `stored` (patterns match stored
+/// paths, whatever part of the snapshot is restored).
 pub fn collect(
     reader: &BlobReader,
     root: &Tree,
-    base: &Path,
-    includes: &GlobSet,
-    excludes: &GlobSet,
+    stored: &Path,
+    includes: &Patterns,
+    excludes: &Patterns,
 ) -> Result<Vec<Node>> {
     let mut out = Vec::new();
-    walk(reader, root, base, includes, excludes, false, &mut out)?;
+    let at = Place {
+        rel: Path::new(""),
+        stored,
+    };
+    walk(reader, root, at, includes, excludes, false, &mut out)?;
     Ok(out)
+}
+
+/// A directory: its path below the target, and as stored.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    rel: &'a Path,
+    stored: &'a Path,
 }
 
 fn walk(
     reader: &BlobReader,
     tree: &Tree,
-    base: &Path,
-    includes: &GlobSet,
-    excludes: &GlobSet,
+    at: Place<'_>,
+    includes: &Patterns,
+    excludes: &Patterns,
     included_above: bool,
     out: &mut Vec<Node>,
 ) -> Result<bool> {
     let mut any = false;
     for e in &tree.entries {
-        let rel = base.join(std::ffi::OsStr::from_bytes(&e.name));
-        if excludes.is_match(&rel) {
+        let name = std::ffi::OsStr::from_bytes(&e.name);
+        let rel = at.rel.join(name);
+        let stored = at.stored.join(name);
+        let sb = stored.as_os_str().as_bytes();
+        if excludes.matches(sb) {
             continue;
         }
-        let inc = included_above || includes.is_empty() || includes.is_match(&rel);
+        let inc = included_above || includes.is_empty() || includes.matches(sb);
         let depth = rel.components().count();
         if e.kind() == EntryKind::Dir {
             let pos = out.len();
@@ -64,7 +80,11 @@ fn walk(
                 Some(id) => reader.tree(&id)?,
                 None => Tree::default(),
             };
-            let below = walk(reader, &sub, &rel, includes, excludes, inc, out)?;
+            let here = Place {
+                rel: &rel,
+                stored: &stored,
+            };
+            let below = walk(reader, &sub, here, includes, excludes, inc, out)?;
             if !inc && !below {
                 out.truncate(pos); // nothing included in here
             } else {
