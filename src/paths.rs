@@ -1,4 +1,4 @@
-//! Paths as a snapshot stores them (format-spec/paths.md): absolute, `/`
+//! Paths as a snapshot stores them (format-spec/objects.md "Layouts"): absolute, `/`
 //! separated byte strings, e.g. `/srv/bridge/events/1.json`. This module
 //! holds the three things every command does with them: print one
 //! ([`escape`], reversible, also in `--json`), take one back from the command
@@ -110,7 +110,7 @@ pub fn spellings(arg: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Glob patterns matched against stored paths, with restic's rules
-/// (format-spec/paths.md "Patterns"):
+/// (README "Paths, names and patterns"):
 ///
 /// - `*` and `?` and `[...]` never match `/`; `**` as a whole component
 ///   matches any number of components (zero included).

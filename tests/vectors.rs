@@ -897,6 +897,14 @@ fn binary_restores_vectors_without_an_index() {
     }
     // the index was rebuilt from the packs (format-spec/index.md)
     assert!(repo.join("index.sqlite").exists());
+    // the old (by-name) layout lists as it restores: `/tree/...`, the same
+    // entries in the same order
+    let listed = strata_ok(&repo, &["ls", "-r", "latest"]);
+    let want: Vec<String> = support::list_tree(&tmp.path().join("restore1"))
+        .iter()
+        .map(|p| format!("/{}", p.trim_end_matches('/')))
+        .collect();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), want);
     // and a restore of a subpath works too
     let target = tmp.path().join("sub");
     strata_ok(

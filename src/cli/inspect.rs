@@ -41,7 +41,7 @@ pub(super) fn split_target(t: &std::ffi::OsStr) -> Result<(String, Option<Vec<u8
     Ok((spec.to_string(), path))
 }
 
-/// A stored path as printed (format-spec/paths.md "Printing").
+/// A stored path as printed (README "Paths, names and patterns").
 pub(super) fn shown(p: &Path) -> String {
     paths::escape(p.as_os_str().as_bytes())
 }

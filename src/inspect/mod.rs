@@ -51,16 +51,16 @@ impl Located {
 /// (`paths::spellings`). The entry found carries its inline contents, if
 /// any (read from the packs).
 pub fn locate(reader: &BlobReader, snap: &Snapshot, arg: &[u8]) -> Result<Located> {
-    let mut first = None;
+    // The error names the last spelling: the decoded one, which prints as
+    // the user typed it.
+    let mut last = String::new();
     for spelling in crate::paths::spellings(arg) {
         match locate_exact(reader, snap, &spelling)? {
             Ok(found) => return Ok(found),
-            Err(msg) => {
-                first.get_or_insert(msg);
-            }
+            Err(msg) => last = msg,
         }
     }
-    Err(Error::Invalid(first.unwrap_or_default()))
+    Err(Error::Invalid(last))
 }
 
 /// [`locate`] for one spelling: `Ok(Err(message))` when it names nothing.
