@@ -291,17 +291,19 @@ fn snapshot_json(stdout: &[u8]) -> serde_json::Value {
     })
 }
 
-/// Restore `id` and compare with the state it captured.
-fn check_restore(repo: &Path, scratch: &Path, id: &str, want: &Manifest, what: &str) {
+/// Restore the source `src` (its absolute path) of snapshot `id` and
+/// compare with the state it captured.
+fn check_restore(repo: &Path, scratch: &Path, id: &str, src: &str, want: &Manifest, what: &str) {
     let target = scratch.join("restore");
     let _ = std::fs::remove_dir_all(&target);
+    let spec = format!("{}:{src}", &id[..16]);
     strata_ok(
         repo,
-        &["restore", &id[..16], "--target", target.to_str().unwrap()],
+        &["restore", &spec, "--target", target.to_str().unwrap()],
     );
     support::assert_matches_manifest(
         want,
-        &target.join("data"),
+        &target,
         &Compare::default(),
         &format!("{what}: snapshot {}", &id[..8]),
     );
@@ -470,7 +472,14 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
 
         // Every snapshot so far restores to exactly what it captured.
         for (k, (id, m)) in completed.iter().enumerate() {
-            check_restore(&repo, &scratch, id, m, &format!("{when}, snapshot #{k}"));
+            check_restore(
+                &repo,
+                &scratch,
+                id,
+                &src_arg,
+                m,
+                &format!("{when}, snapshot #{k}"),
+            );
         }
 
         // The next snapshot, run to completion.
@@ -485,7 +494,14 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
         let v = snapshot_json(&out.stdout);
         let id = v["id"].as_str().unwrap().to_string();
         let bytes_added = v["summary"]["bytes_added"].as_u64().unwrap();
-        check_restore(&repo, &scratch, &id, &state, &format!("{when}, next run"));
+        check_restore(
+            &repo,
+            &scratch,
+            &id,
+            &src_arg,
+            &state,
+            &format!("{when}, next run"),
+        );
         completed.push((id, state));
 
         let added = packs.refresh(&repo, &format!("{when}, after the next run"));

@@ -668,10 +668,11 @@ fn snapshots_decode_by_hand_and_match_the_library() {
         let (id, body) = hand_envelope(&bytes, b'S');
         assert_eq!(name, strata::id::to_hex(&id), "file name = hex(id)");
         let h = hand_snapshot(body);
-        let (lib, lib_id): (strata::snapshot::Snapshot, [u8; 32]) =
-            strata::object::open(strata::object::ObjectKind::Snapshot, &bytes, &name, None)
-                .unwrap();
+        // envelope version 1: the by-name layout of format-spec/objects.md
+        assert_eq!(bytes[7], 1, "{name}: envelope version");
+        let (lib, lib_id) = strata::snapshot::Snapshot::open(&bytes, &name, None).unwrap();
         assert_eq!(lib_id, id);
+        assert_eq!(lib.layout(), strata::snapshot::Layout::ByName);
         assert_eq!(h.time_unix_ns, lib.time_unix_ns);
         assert_eq!(h.host, lib.host);
         assert_eq!(h.username, lib.username);
