@@ -82,6 +82,7 @@ pub enum Layout {
 
 /// A version-1 manifest (no `layout`: [`Layout::ByName`]).
 #[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
 struct SnapshotV1 {
     time_unix_ns: i64,
     host: String,
@@ -161,6 +162,33 @@ impl Snapshot {
     }
 }
 
+/// Decode a manifest body of envelope version `version` (1 or 2).
+pub fn decode(version: u8, body: &[u8], object: &str) -> Result<Snapshot> {
+    if version == 1 {
+        let v: SnapshotV1 = crate::object::decode_body(body, object)?;
+        return Ok(Snapshot {
+            time_unix_ns: v.time_unix_ns,
+            host: v.host,
+            username: v.username,
+            paths: v.paths,
+            tags: v.tags,
+            tree: v.tree,
+            parent: v.parent,
+            summary: v.summary,
+            program: v.program,
+            layout: Layout::ByName as u8,
+        });
+    }
+    let s: Snapshot = crate::object::decode_body(body, object)?;
+    if s.layout > Layout::Absolute as u8 {
+        return Err(Error::corrupt(
+            object,
+            format!("unknown layout {}", s.layout),
+        ));
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -201,31 +229,35 @@ mod tests {
         assert_eq!(std::fs::read_dir(repo.tmp_dir()).unwrap().count(), 0);
         assert_eq!(Snapshot::load(&repo, &id).unwrap(), s);
     }
-}
 
-/// Decode a manifest body of envelope version `version` (1 or 2).
-pub fn decode(version: u8, body: &[u8], object: &str) -> Result<Snapshot> {
-    if version == 1 {
-        let v: SnapshotV1 = crate::object::decode_body(body, object)?;
-        return Ok(Snapshot {
-            time_unix_ns: v.time_unix_ns,
-            host: v.host,
-            username: v.username,
-            paths: v.paths,
-            tags: v.tags,
-            tree: v.tree,
-            parent: v.parent,
-            summary: v.summary,
-            program: v.program,
-            layout: Layout::ByName as u8,
-        });
+    /// objects.md "Layouts": a version 1 body is the by-name layout, a
+    /// version 2 body carries its layout, and an unknown layout is refused
+    /// (a reader must never guess where the sources are).
+    #[test]
+    fn layouts_decode_by_envelope_version_and_unknown_ones_are_refused() {
+        let s = snapshot();
+        let v1 = SnapshotV1 {
+            time_unix_ns: s.time_unix_ns,
+            host: s.host.clone(),
+            username: s.username.clone(),
+            paths: s.paths.clone(),
+            tags: s.tags.clone(),
+            tree: s.tree,
+            parent: s.parent,
+            summary: s.summary.clone(),
+            program: s.program.clone(),
+        };
+        let cfg = crate::object::bincode_config();
+        let body = bincode::encode_to_vec(&v1, cfg).unwrap();
+        assert_eq!(decode(1, &body, "v1").unwrap().layout(), Layout::ByName);
+        let body = bincode::encode_to_vec(&s, cfg).unwrap();
+        assert_eq!(decode(2, &body, "v2").unwrap(), s);
+        let odd = Snapshot { layout: 2, ..s };
+        let body = bincode::encode_to_vec(&odd, cfg).unwrap();
+        let e = decode(2, &body, "snapshots/x").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown layout 2") && e.contains("snapshots/x"),
+            "{e}"
+        );
     }
-    let s: Snapshot = crate::object::decode_body(body, object)?;
-    if s.layout > Layout::Absolute as u8 {
-        return Err(Error::corrupt(
-            object,
-            format!("unknown layout {}", s.layout),
-        ));
-    }
-    Ok(s)
 }
