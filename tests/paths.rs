@@ -3,6 +3,7 @@
 //! name, subpath restores, stdin as a top-level name, non-UTF-8 names
 //! through `ls` -> `cat` -> `restore`, and restic's glob rules through
 //! `snapshot --exclude`, `restore --include/--exclude` and `find`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
