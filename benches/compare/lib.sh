@@ -309,6 +309,7 @@ restore_rounds() {
             t="${tools[(i + r - 1) % n]}"
             [[ "${RT_VERIFY[$t]}" == "restore failed" ]] && continue
             out="$root/$t"
+            T_WALL=0; T_RSS_KB=0   # a restore that fails before its timed command records zeros
             if tool_restore "$t" "$repos/$t" "$out"; then
                 RT_TIMES[$t]+="$T_WALL "
                 ((T_RSS_KB > RT_RSS[$t])) && RT_RSS[$t]=$T_RSS_KB
