@@ -67,7 +67,7 @@ for v in N_DIRS N_FILES FILE_SIZE RESTORE_ROUNDS; do
 done
 ((N_DIRS <= 10000 && N_FILES <= 10000)) || die "N_DIRS and N_FILES are at most 10000 (4-digit names)"
 [[ "$RESTORE_VERIFY" == all || "$RESTORE_VERIFY" == first ]] || die "RESTORE_VERIFY must be all or first, got '$RESTORE_VERIFY'"
-for d in "$BENCH_DIR" "$SHM_DIR"; do case "$d" in /|""|/dev/shm|/tmp) die "refusing to wipe '$d'";; esac; done
+for d in "$BENCH_DIR" "$SHM_DIR"; do case "${d%/}" in ""|/dev/shm|/tmp|/dev|/run) die "refusing to wipe '$d'";; esac; done
 
 START=$SECONDS
 LOAD_START="$(loadavg)"

@@ -298,7 +298,7 @@ restore_rounds() {
     local repos="$1" root="$2" day="$3" dbytes="$4"; shift 4
     local tools=("$@") n=$# r i t out st
     [[ "$RESTORE_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "RESTORE_ROUNDS must be a positive integer, got '$RESTORE_ROUNDS'"
-    case "$root" in /|"") die "refusing restore root '$root'";; esac
+    case "${root%/}" in ""|/dev/shm|/tmp|/dev|/run) die "refusing to wipe restore root '$root' (give a dedicated subdirectory)";; esac
     rm -rf "$root"; mkdir -p "$root"
     local avail
     avail="$(df -B1 --output=avail "$root" | tail -n 1 | tr -d ' ')"
