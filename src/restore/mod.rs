@@ -549,25 +549,33 @@ impl<'a> Restorer<'a> {
     }
 
     /// The batch's files without blobs (inline: bytes in the tree; empty;
-    /// only holes), created and written in parallel.
+    /// only holes), created and written in parallel. Creating a file locks
+    /// its directory, so threads take different directories first (files
+    /// come in walk order, a directory's together) and share one only
+    /// when no other is left.
     fn write_small(&self, files: &[FileJob]) -> Result<()> {
-        files
-            .par_iter()
+        let small: Vec<&FileJob> = files
+            .iter()
             .filter(|f| f.entry.content.is_empty())
-            .try_for_each(|job| {
-                let (path, e) = (&job.write_path, &job.entry);
-                let done = write::create_file(path, e).at(path).and_then(|f| {
-                    if e.is_inline() {
-                        f.write_all_at(&e.inline, 0).at(path)?;
-                        self.progress.bytes_done.fetch_add(e.size, Relaxed);
-                    }
-                    self.finish(job, &f)
-                });
-                if done.is_err() {
-                    let _ = fs::remove_file(path);
-                }
-                done
-            })
+            .collect();
+        small
+            .par_chunk_by(|a, b| a.path.parent() == b.path.parent())
+            .try_for_each(|dir| dir.par_iter().try_for_each(|job| self.write_small_one(job)))
+    }
+
+    fn write_small_one(&self, job: &FileJob) -> Result<()> {
+        let (path, e) = (&job.write_path, &job.entry);
+        let done = write::create_file(path, e).at(path).and_then(|f| {
+            if e.is_inline() {
+                f.write_all_at(&e.inline, 0).at(path)?;
+                self.progress.bytes_done.fetch_add(e.size, Relaxed);
+            }
+            self.finish(job, &f)
+        });
+        if done.is_err() {
+            let _ = fs::remove_file(path);
+        }
+        done
     }
 
     /// A file is complete: metadata through its descriptor, then (over an
