@@ -27,6 +27,12 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
         },
         dry_run: a.dry_run,
         verify: a.verify,
+        delete: a.delete,
+        // small batches let tests cross batch boundaries cheaply
+        batch_files: std::env::var("STRATA_RESTORE_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     };
     let p = Arc::new(Progress::default());
     let pc = p.clone();
@@ -36,7 +42,7 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
         Arc::new(move || {
             (
                 progress::get(&pc.bytes_done),
-                progress::get(&pc.files_total),
+                progress::get(&pc.files_done),
                 progress::get(&pc.bytes_total),
             )
         }),
@@ -53,8 +59,11 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
                 .to_string(),
         )?;
     } else {
+        for p in &r.deleted_paths {
+            output::line(&format!("would delete {p}"))?;
+        }
         output::line(&format!(
-            "{} snapshot {} to {}: {} files, {} dirs, {} other, {}{}{} in {:.2}s",
+            "{} snapshot {} to {}: {} files, {} dirs, {} other, {}{}{}{} in {:.2}s",
             if a.dry_run {
                 "would restore"
             } else {
@@ -75,6 +84,11 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
                 format!(", {} verified", r.verified)
             } else {
                 String::new()
+            },
+            match (a.delete, a.dry_run) {
+                (false, _) => String::new(),
+                (true, false) => format!(", deleted {} paths", r.deleted),
+                (true, true) => format!(", would delete {} paths", r.deleted),
             },
             start.elapsed().as_secs_f64()
         ))?;
