@@ -9,7 +9,10 @@
 #                                     tools to run (default: all six; --tools overrides). `tar` is
 #                                     a full `tar -cf - -C DATA . | zstd -3` archive every day (so
 #                                     its size accumulates one full copy per day), restored with
-#                                     `zstd -d | tar -x`
+#                                     `zstd -d | tar -x`. `strata-plain` (not in the default) is
+#                                     strata with --no-encryption even when ENCRYPTED=1, so that
+#                                     one run gives both of issue 9's restore ratios:
+#                                     ENCRYPTED=1 TOOLS=strata,strata-plain,restic,tar
 #   DAYS=5                            days to age the data (day 0 creates it; one backup per day)
 #   BENCH_DIR=/tmp/strata-bench       work dir; WIPED at start (data, repos, logs, results.tsv)
 #   RESTORE_DIR=/dev/shm/strata-bench-restore
@@ -51,7 +54,7 @@ while (($#)); do
 done
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
 for t in "${TOOL_LIST[@]}"; do
-    case "$t" in strata|restic|borg|rustic|bupstash|tar) ;; *) die "unknown tool '$t' in TOOLS (strata,restic,borg,rustic,bupstash,tar)";; esac
+    case "$t" in strata|strata-plain|restic|borg|rustic|bupstash|tar) ;; *) die "unknown tool '$t' in TOOLS (strata,strata-plain,restic,borg,rustic,bupstash,tar)";; esac
 done
 [[ "$DAYS" =~ ^[1-9][0-9]*$ ]] || die "DAYS must be a positive integer, got '$DAYS'"
 [[ "$RESTORE_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "RESTORE_ROUNDS must be a positive integer, got '$RESTORE_ROUNDS'"
@@ -61,7 +64,7 @@ START=$SECONDS
 LOAD_START="$(loadavg)"
 ensure_deps "${TOOL_LIST[@]}"
 ensure_postgres
-for t in "${TOOL_LIST[@]}"; do [[ "$t" == strata ]] && build_strata; done
+for t in "${TOOL_LIST[@]}"; do [[ "$t" == strata* ]] && { build_strata; break; }; done
 reset_workdir
 results_init
 
@@ -126,6 +129,7 @@ done
 
 enc_note="unencrypted where possible (borg -e none; strata --no-encryption if offered); restic, rustic and bupstash always encrypt, tar|zstd never"
 [[ "$ENCRYPTED" == 1 ]] && enc_note="encrypted (borg -e repokey, strata default; strata unlocks with ${STRATA_UNLOCK:-passphrase}; tar|zstd is not encrypted)"
+[[ " ${TOOL_LIST[*]} " == *" strata-plain "* ]] && enc_note+="; strata-plain is strata with --no-encryption"
 if [[ " ${TOOL_LIST[*]} " == *" strata "* ]] && ! strata_has_flag encrypt; then
     enc_note+="; strata init has no encryption option (plaintext repository)"
 fi
@@ -170,6 +174,22 @@ fi
         for t in "${TOOL_LIST[@]}"; do printf ' %s |' "${GROW[$t,$day]:--}"; done; echo
     done
     echo
+    # issue 9's restore targets, from the medians: unencrypted strata within
+    # 1.1x of zstd -d | tar -x, encrypted strata at most 0.34x of restic
+    ratio() {
+        local a b
+        a="$(tmedian "${RT_TIMES[$1]:-}")"; b="$(tmedian "${RT_TIMES[$2]:-}")"
+        [[ "$a" != - && "$b" != - ]] && awk -v a="$a" -v b="$b" 'BEGIN{if (b > 0) printf "%.2f", a/b; else printf "-"}' || printf -- -
+    }
+    plain=strata; [[ "$ENCRYPTED" == 1 ]] && plain=strata-plain
+    if [[ -n "${RT_TIMES[$plain]:-}" && -n "${RT_TIMES[tar]:-}" ]]; then
+        echo "Restore, unencrypted strata ($plain) against \`zstd -d | tar -x\` (medians): $(ratio "$plain" tar)x (target: at most 1.1x)."
+        echo
+    fi
+    if [[ "$ENCRYPTED" == 1 && -n "${RT_TIMES[strata]:-}" && -n "${RT_TIMES[restic]:-}" ]]; then
+        echo "Restore, encrypted strata against restic (medians): $(ratio strata restic)x (target: at most 0.34x)."
+        echo
+    fi
     echo "Raw measurements: $RESULTS; tool output: $BENCH_DIR/logs/. Total run time: $((SECONDS - START)) s."
 } | tee "$BENCH_DIR/report.md"
 

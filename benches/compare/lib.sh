@@ -44,7 +44,7 @@ ensure_deps() {
             restic) command -v restic >/dev/null || pkgs+=(restic) ;;
             borg)   command -v borg   >/dev/null || pkgs+=(borgbackup) ;;
             tar)    command -v zstd   >/dev/null || pkgs+=(zstd) ;;
-            strata) [[ "${STRATA_UNLOCK:-passphrase}" != identity ]] || command -v age-keygen >/dev/null || pkgs+=(age) ;;
+            strata|strata-plain) [[ "${STRATA_UNLOCK:-passphrase}" != identity ]] || command -v age-keygen >/dev/null || pkgs+=(age) ;;
             bupstash)
                 # cargo install bupstash links libsodium through pkg-config
                 if ! command -v bupstash >/dev/null; then
@@ -165,10 +165,11 @@ tool_label() { case "$1" in tar) printf 'tar\\|zstd -3';; *) printf '%s' "$1";; 
 tool_init() {
     local tool="$1" repo="$2"; shift 2
     case "$tool" in
-        strata)
+        strata|strata-plain)
+            # strata-plain: always unencrypted (beside an encrypted strata in one run)
             local args=()
-            if [[ "$ENCRYPTED" != 1 ]] && strata_has_flag --no-encryption; then args+=(--no-encryption); fi
-            if [[ "$ENCRYPTED" == 1 && "${STRATA_UNLOCK:-passphrase}" == identity ]]; then
+            if [[ "$ENCRYPTED" != 1 || "$tool" == strata-plain ]] && strata_has_flag --no-encryption; then args+=(--no-encryption); fi
+            if [[ "$ENCRYPTED" == 1 && "$tool" == strata && "${STRATA_UNLOCK:-passphrase}" == identity ]]; then
                 # an age X25519 key instead of a passphrase: no scrypt per command
                 local id="$BENCH_DIR/strata-identity.txt"
                 rm -f "$id"; age-keygen -o "$id" 2>/dev/null
@@ -200,7 +201,7 @@ tool_backup() {
     local tool="$1" repo="$2" day="$3" name
     name="$(basename "$repo")-day$day"
     case "$tool" in
-        strata) timed "$name" "$STRATA" --repo "$repo" snapshot "$DATA" ;;
+        strata|strata-plain) timed "$name" "$STRATA" --repo "$repo" snapshot "$DATA" ;;
         restic) timed "$name" restic -r "$repo" backup "$DATA" ;;
         rustic) timed "$name" rustic -r "$repo" backup "$DATA" ;;
         borg)   timed "$name" borg create "$repo::day$day" "$DATA" ;;
@@ -229,7 +230,7 @@ tool_restore() {
     rm -rf "$out"; mkdir -p "$out"
     case "$tool" in
         # strata and restic store the absolute path; SNAPSHOT:PATH restores its contents
-        strata) timed "$name" "$STRATA" --repo "$repo" restore "latest:$DATA" --target "$out" ;;
+        strata|strata-plain) timed "$name" "$STRATA" --repo "$repo" restore "latest:$DATA" --target "$out" ;;
         restic)
             if restic_has_subfolder; then
                 timed "$name" restic -r "$repo" restore "latest:$DATA" --target "$out"
@@ -339,7 +340,7 @@ tmedian() {
 
 tool_version() {
     case "$1" in
-        strata)   "$STRATA" --version 2>/dev/null || echo "strata (no --version)";;
+        strata|strata-plain) "$STRATA" --version 2>/dev/null || echo "strata (no --version)";;
         restic)   restic version ;;
         rustic)   rustic --version ;;
         borg)     borg --version ;;
