@@ -26,7 +26,10 @@ echo "one more line" >> "$D/data/logs/app.log"
 "$S" snapshot "$D/data" --tag demo
 "$S" snapshots
 "$S" restore latest --target "$D/restored" --verify
-diff -r "$D/data" "$D/restored/data"
+diff -r "$D/data" "$D/restored$D/data"    # each source under its absolute path
+"$S" ls -l latest:"$D/data"
+"$S" restore latest:"$D/data/logs" --target "$D/logs-only"   # the contents of one directory
+cmp "$D/data/logs/app.log" "$D/logs-only/app.log"
 STRATA_PASSWORD="wrong" "$S" snapshots || echo "(a wrong passphrase is refused: exit $?)"
 set +x
 echo "demo: restore is identical to the source ($(du -sh "$D/data" | cut -f1) of data, repository $(du -sh "$D/repo" | cut -f1))"

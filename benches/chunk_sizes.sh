@@ -18,7 +18,7 @@
 set -euo pipefail
 
 BENCH_DIR="${BENCH_DIR:-/tmp/strata-chunk-bench}"
-# shellcheck source=compare/lib.sh
+# shellcheck source-path=SCRIPTDIR source=compare/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/compare/lib.sh"
 unset STRATA_INIT_ARGS   # the chunk flags come from CHUNK_SETTINGS here
 

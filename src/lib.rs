@@ -21,6 +21,7 @@ pub mod inspect;
 pub mod maint;
 pub mod object;
 pub mod pack;
+pub mod paths;
 pub mod read;
 pub mod repo;
 pub mod restore;

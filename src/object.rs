@@ -57,10 +57,21 @@ pub enum ObjectKind {
     Dict = b'D' as isize,
 }
 
+impl ObjectKind {
+    /// The envelope version this code writes for the kind: 2 for snapshot
+    /// manifests (objects.md "Snapshot body", `layout`), 1 for the rest.
+    pub fn version(self) -> u8 {
+        match self {
+            ObjectKind::Snapshot => 2,
+            _ => FORMAT_VERSION,
+        }
+    }
+}
+
 /// The id field: the MAC under `crypto`, else the BLAKE3 of the body.
-fn tag(kind: ObjectKind, body: &[u8], crypto: Option<&Crypto>) -> [u8; 32] {
+fn tag(kind: ObjectKind, version: u8, body: &[u8], crypto: Option<&Crypto>) -> [u8; 32] {
     match crypto {
-        Some(c) => c.mac(kind as u8, FORMAT_VERSION, body),
+        Some(c) => c.mac(kind as u8, version, body),
         None => *blake3::hash(body).as_bytes(),
     }
 }
@@ -80,11 +91,11 @@ pub fn seal<T: Encode>(
             body.len()
         )));
     }
-    let id = tag(kind, &body, crypto);
+    let id = tag(kind, kind.version(), &body, crypto);
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
     out.push(kind as u8);
-    out.push(FORMAT_VERSION);
+    out.push(kind.version());
     out.extend_from_slice(&id);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
@@ -93,13 +104,33 @@ pub fn seal<T: Encode>(
 
 /// Check an envelope of `kind` (and its MAC when `crypto` is given) and
 /// decode its body. `object` names the file in errors. Returns the value and
-/// the id.
+/// the id. Only the version this code writes for the kind is accepted; see
+/// [`open_versioned`] for kinds with older versions.
 pub fn open<T: Decode<()>>(
     kind: ObjectKind,
     bytes: &[u8],
     object: &str,
     crypto: Option<&Crypto>,
 ) -> Result<(T, [u8; 32])> {
+    let (version, body, id) = open_versioned(kind, bytes, object, crypto)?;
+    if version != kind.version() {
+        return Err(Error::corrupt(
+            object,
+            format!("unsupported format version {version}"),
+        ));
+    }
+    Ok((decode_body(body, object)?, id))
+}
+
+/// Check an envelope of `kind` of version 1 up to the one this code writes
+/// (and its MAC when `crypto` is given). Returns the version, the body and
+/// the id; the caller decodes the body of that version.
+pub fn open_versioned<'b>(
+    kind: ObjectKind,
+    bytes: &'b [u8],
+    object: &str,
+    crypto: Option<&Crypto>,
+) -> Result<(u8, &'b [u8], [u8; 32])> {
     if bytes.len() < HEADER_LEN {
         return Err(Error::corrupt(
             object,
@@ -121,10 +152,11 @@ pub fn open<T: Decode<()>>(
             ),
         ));
     }
-    if bytes[7] != FORMAT_VERSION {
+    let version = bytes[7];
+    if !(1..=kind.version()).contains(&version) {
         return Err(Error::corrupt(
             object,
-            format!("unsupported format version {}", bytes[7]),
+            format!("unsupported format version {version}"),
         ));
     }
     let mut id = [0u8; 32];
@@ -143,7 +175,7 @@ pub fn open<T: Decode<()>>(
     }
     let body = &bytes[HEADER_LEN..];
     // blake3::Hash compares in constant time.
-    if blake3::Hash::from(tag(kind, body, crypto)) != blake3::Hash::from(id) {
+    if blake3::Hash::from(tag(kind, version, body, crypto)) != blake3::Hash::from(id) {
         return Err(Error::corrupt(
             object,
             if crypto.is_some() {
@@ -153,7 +185,7 @@ pub fn open<T: Decode<()>>(
             },
         ));
     }
-    Ok((decode_body(body, object)?, id))
+    Ok((version, body, id))
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ impl<'r> BlobReader<'r> {
         Ok(idx.lookup(id)?.map(|(l, _)| l))
     }
 
-    fn pack_file(&self, pack: &PackId) -> Result<Arc<PackFile>> {
+    pub(crate) fn pack_file(&self, pack: &PackId) -> Result<Arc<PackFile>> {
         let mut files = self
             .files
             .lock()

@@ -277,9 +277,12 @@ fn restore_target_that_is_a_regular_file() {
 
 /// Every restored file is, byte for byte, either the source's byte or an
 /// unwritten zero: never bytes the source did not have.
-fn assert_no_garbage(target: &Path, src: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
+/// `src_dir` is the source's absolute path, which a whole-snapshot restore
+/// recreates below `target`.
+fn assert_no_garbage(target: &Path, src_dir: &Path, src: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
+    let stored = src_dir.strip_prefix("/").unwrap_or(src_dir);
     for (rel, got) in support::contents(target) {
-        let rel_src = rel.strip_prefix("data").unwrap_or(&rel).to_path_buf();
+        let rel_src = rel.strip_prefix(stored).unwrap_or(&rel).to_path_buf();
         let want = src
             .get(&rel_src)
             .unwrap_or_else(|| panic!("{what}: unexpected file {}", rel.display()));
@@ -331,7 +334,7 @@ fn flipped_byte_in_data_pack_is_reported_never_restored() {
                 line.contains(&e.id.short()),
                 "{what}: blob not named: {line}"
             );
-            assert_no_garbage(&target, &src, &what);
+            assert_no_garbage(&target, &f.src, &src, &what);
         }
     }
 }
@@ -368,7 +371,7 @@ fn flipped_byte_in_tree_pack_is_reported() {
             "the snapshot after the damage does not restore: {}",
             String::from_utf8_lossy(&r.stderr)
         );
-        assert!(support::contents(&target.join("data")) == support::contents(&f.src));
+        assert!(support::contents(&support::under(&target, &f.src)) == support::contents(&f.src));
     } else {
         one_line_error(&o, "snapshot over a damaged parent");
     }

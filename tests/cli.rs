@@ -97,7 +97,7 @@ fn file_rewritten_during_snapshot_warns_and_stays_valid() {
         let r = fx.strata.restore("latest", &target, &["--verify"]);
         assert_eq!(support::num(&r, "report/verified"), 2, "{r}");
         assert_eq!(
-            std::fs::read(target.join("data/small.txt")).unwrap(),
+            std::fs::read(support::under(&target, &src).join("small.txt")).unwrap(),
             b"small\n"
         );
     }
@@ -145,7 +145,7 @@ fn failed_restore_over_existing_files_keeps_them() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("corrupt"), "{stderr}");
     assert_eq!(
-        std::fs::read(target.join("data/doc.txt")).unwrap(),
+        std::fs::read(support::under(&target, &src).join("doc.txt")).unwrap(),
         b"old content\n"
     );
     let left: Vec<String> = support::list_tree(&target)
@@ -170,7 +170,7 @@ fn repository_inside_a_source_is_skipped() {
     let out = fx.path("out");
     strata.restore("latest", &out, &[] as &[&str]);
     assert_eq!(
-        support::list_tree(&out.join("home")),
+        support::list_tree(&support::under(&out, &src)),
         vec!["notes.txt".to_string()]
     );
     let o = strata.cmd().arg("snapshot").arg(&repo).output().unwrap();
@@ -220,7 +220,10 @@ fn damaged_old_manifest_does_not_block_backups() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(std::fs::read(out.join("data/a.txt")).unwrap(), b"two\n");
+    assert_eq!(
+        std::fs::read(support::under(&out, &src).join("a.txt")).unwrap(),
+        b"two\n"
+    );
 
     let o = fx.strata.cmd().arg("snapshots").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -276,7 +279,7 @@ fn concurrent_snapshots_both_succeed() {
             .arg(&out)
             .assert()
             .success();
-        support::assert_same_tree(dir, &out.join(name));
+        support::assert_same_tree(dir, &support::under(&out, dir));
     }
     assert_eq!(fx.strata.snapshots().len(), 2);
 }

@@ -291,8 +291,9 @@ fn snapshot_json(stdout: &[u8]) -> serde_json::Value {
     })
 }
 
-/// Restore `id` and compare with the state it captured.
-fn check_restore(repo: &Path, scratch: &Path, id: &str, want: &Manifest, what: &str) {
+/// Restore snapshot `id` and compare the source `src` (an absolute path,
+/// kept as such) with the state it captured.
+fn check_restore(repo: &Path, scratch: &Path, id: &str, src: &str, want: &Manifest, what: &str) {
     let target = scratch.join("restore");
     let _ = std::fs::remove_dir_all(&target);
     strata_ok(
@@ -301,7 +302,7 @@ fn check_restore(repo: &Path, scratch: &Path, id: &str, want: &Manifest, what: &
     );
     support::assert_matches_manifest(
         want,
-        &target.join("data"),
+        &support::under(&target, Path::new(src)),
         &Compare::default(),
         &format!("{what}: snapshot {}", &id[..8]),
     );
@@ -470,7 +471,14 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
 
         // Every snapshot so far restores to exactly what it captured.
         for (k, (id, m)) in completed.iter().enumerate() {
-            check_restore(&repo, &scratch, id, m, &format!("{when}, snapshot #{k}"));
+            check_restore(
+                &repo,
+                &scratch,
+                id,
+                &src_arg,
+                m,
+                &format!("{when}, snapshot #{k}"),
+            );
         }
 
         // The next snapshot, run to completion.
@@ -485,7 +493,14 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
         let v = snapshot_json(&out.stdout);
         let id = v["id"].as_str().unwrap().to_string();
         let bytes_added = v["summary"]["bytes_added"].as_u64().unwrap();
-        check_restore(&repo, &scratch, &id, &state, &format!("{when}, next run"));
+        check_restore(
+            &repo,
+            &scratch,
+            &id,
+            &src_arg,
+            &state,
+            &format!("{when}, next run"),
+        );
         completed.push((id, state));
 
         let added = packs.refresh(&repo, &format!("{when}, after the next run"));

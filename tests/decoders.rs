@@ -155,7 +155,7 @@ fn all_decoders(bytes: &[u8]) -> [bool; 9] {
     [
         parse_pack(bytes, "fuzz").is_ok(),
         object::open::<Config>(ObjectKind::Config, bytes, "fuzz", None).is_ok(),
-        object::open::<Snapshot>(ObjectKind::Snapshot, bytes, "fuzz", None).is_ok(),
+        Snapshot::open(bytes, "fuzz", None).is_ok(),
         Tree::decode(bytes, &id).is_ok(),
         Config::from_bytes(bytes, "fuzz", None).is_ok(),
         object::open::<strata::crypto::keys::KeyInfo>(ObjectKind::KeyInfo, bytes, "fuzz", None)
@@ -252,7 +252,7 @@ proptest! {
             apply(orig.clone(), &ms)
         };
         let as_config = object::open::<Config>(ObjectKind::Config, &bytes, "fuzz", None);
-        let as_snap = object::open::<Snapshot>(ObjectKind::Snapshot, &bytes, "fuzz", None);
+        let as_snap = Snapshot::open(&bytes, "fuzz", None);
         let cfg = Config::from_bytes(&bytes, "fuzz", None);
         if !fix && bytes != *orig {
             prop_assert!(as_config.is_err() && as_snap.is_err() && cfg.is_err());
@@ -337,7 +337,7 @@ fn seeds_decode_unmutated() {
     let s = seeds();
     assert!(Config::from_bytes(&s.config, "config", None).is_ok());
     for b in &s.snapshots {
-        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, b, "s", None).is_ok());
+        assert!(Snapshot::open(b, "s", None).is_ok());
     }
     for p in &s.packs {
         assert!(parse_pack(p, "p").is_ok());
@@ -373,7 +373,7 @@ fn huge_length_prefixes_are_rejected() {
         body.extend_from_slice(l);
         body.extend_from_slice(b"host");
         let snap = reseal(b'S', &body);
-        assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &snap, "s", None).is_err());
+        assert!(Snapshot::open(&snap, "s", None).is_err());
         // a config whose chunker sizes are huge varints
         let mut body = vec![1u8];
         body.extend_from_slice(&[7; 32]);
@@ -384,7 +384,7 @@ fn huge_length_prefixes_are_rejected() {
     // an envelope whose length field claims more than the limit
     let mut b = reseal(b'S', b"");
     b[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(object::open::<Snapshot>(ObjectKind::Snapshot, &b, "s", None).is_err());
+    assert!(Snapshot::open(&b, "s", None).is_err());
     // a pack footer claiming u32::MAX entries
     let s = seeds();
     let mut p = s.packs[0].clone();

@@ -85,11 +85,12 @@ fn digest(root: &Path) -> BTreeMap<String, String> {
 }
 
 /// Restore `id` into a fresh directory under `scratch` and return its digest
-/// (of the source directory's contents, one level below the root entry).
+/// (of the source directory `scratch/src`'s contents, which the snapshot
+/// keeps under its absolute path).
 fn restored(repo: &Path, scratch: &Path, id: &str) -> BTreeMap<String, String> {
     let t = scratch.join(format!("r-{id}-{}", rand_suffix()));
     ok(repo, &[], &["restore", id, "--target", t.to_str().unwrap()]);
-    let d = digest(&t.join("src"));
+    let d = digest(&support::under(&t, &scratch.join("src")));
     let _ = std::fs::remove_dir_all(&t);
     d
 }
@@ -324,7 +325,7 @@ fn a_condemned_pack_that_a_new_snapshot_needs_is_recovered() {
         &["restore", &new, "--target", t.to_str().unwrap(), "--verify"],
     );
     assert_eq!(
-        std::fs::read(t.join("src/keep.bin")).unwrap(),
+        std::fs::read(support::under(&t, &src).join("keep.bin")).unwrap(),
         std::fs::read(src.join("keep.bin")).unwrap()
     );
 }

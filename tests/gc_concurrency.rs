@@ -44,7 +44,9 @@ fn digest(root: &Path) -> Digest {
         .collect()
 }
 
-fn restore_digest(repo: &Path, scratch: &Path, id: &str) -> Result<Digest, String> {
+/// Restore `id` below `scratch` and digest the source `src` in it (the
+/// snapshot keeps it under its absolute path).
+fn restore_digest(repo: &Path, scratch: &Path, src: &Path, id: &str) -> Result<Digest, String> {
     let t = scratch.join(format!("r-{id}"));
     let _ = std::fs::remove_dir_all(&t);
     let o = run(
@@ -55,7 +57,7 @@ fn restore_digest(repo: &Path, scratch: &Path, id: &str) -> Result<Digest, Strin
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
     }
-    let d = digest(&t.join("src"));
+    let d = digest(&support::under(&t, src));
     std::fs::remove_dir_all(&t).unwrap();
     Ok(d)
 }
@@ -156,6 +158,7 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
 
     // The snapshot loop, here.
     let scratch = tmp.path().join("scratch");
+    let src_dir = tmp.path().join("src");
     let mut made: Vec<(String, Digest, bool)> = Vec::new();
     let mut failed = Vec::new();
     let mut n = 0u64;
@@ -181,7 +184,7 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
         }
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let id = v["id"].as_str().unwrap().to_string();
-        let got = restore_digest(&repo, &scratch, &id).unwrap_or_else(|e| {
+        let got = restore_digest(&repo, &scratch, &src_dir, &id).unwrap_or_else(|e| {
             panic!("snapshot {id} does not restore right after it was made: {e}")
         });
         assert_eq!(got, want, "snapshot {id} right after it was made");
@@ -206,7 +209,7 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
             assert!(listed.contains(id), "kept snapshot {id} is gone");
         }
         if listed.contains(id) {
-            let got = restore_digest(&repo, &scratch, id)
+            let got = restore_digest(&repo, &scratch, &src_dir, id)
                 .unwrap_or_else(|e| panic!("snapshot {id} does not restore at the end: {e}"));
             assert_eq!(&got, want, "snapshot {id} at the end");
             checked += 1;

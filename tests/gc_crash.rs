@@ -140,7 +140,7 @@ fn restores(
         let _ = std::fs::remove_dir_all(&t);
         ok(repo, &[], &["restore", id, "--target", t.to_str().unwrap()]);
         assert_eq!(
-            &digest(&t.join("src")),
+            &digest(&support::under(&t, &scratch.join("src"))),
             want,
             "{when}: snapshot {id} restores differently"
         );

@@ -90,7 +90,7 @@ fn unchanged_files_are_not_reread() {
     // what was reused restores exactly
     let target = fx.path("restored");
     fx.strata.restore("latest", &target, NO_ARGS);
-    assert_same_tree(&src, &target.join("data"));
+    assert_same_tree(&src, &support::under(&target, &src));
 }
 
 #[test]
@@ -204,7 +204,11 @@ fn stdin_is_stored_as_one_file() {
     let s = support::parse_json(&out);
     assert_eq!(num(&s, "summary/files_new"), 1);
     assert_eq!(num(&s, "summary/total_bytes"), dump.len() as u64);
-    assert_eq!(fx.strata.snapshots()[0]["paths"], serde_json::json!(["-"]));
+    // recorded as restic does, `/NAME`
+    assert_eq!(
+        fx.strata.snapshots()[0]["paths"],
+        serde_json::json!(["/db.sql"])
+    );
 
     let t = fx.path("t");
     fx.strata.restore("latest", &t, NO_ARGS);
@@ -227,7 +231,7 @@ fn stdin_is_stored_as_one_file() {
     let t3 = fx.path("t3");
     fx.strata.restore("latest", &t3, NO_ARGS);
     assert_eq!(fs::read(t3.join("x.sql")).unwrap(), b"select 1;");
-    assert_same_tree(&data, &t3.join("data"));
+    assert_same_tree(&data, &support::under(&t3, &data));
 }
 
 #[test]
@@ -333,7 +337,7 @@ fn fifos_are_stored_never_opened() {
     assert_eq!(num(&s, "summary/files_new"), 2);
     let t = fx.path("t");
     fx.strata.restore("latest", &t, NO_ARGS);
-    assert_same_tree(&data, &t.join("data"));
+    assert_same_tree(&data, &support::under(&t, &data));
 }
 
 #[test]
@@ -353,8 +357,8 @@ fn unreadable_file_is_skipped_with_a_warning() {
     assert!(s["warnings"][0].as_str().unwrap().contains("secret"), "{s}");
     let t = fx.path("t");
     fx.strata.restore("latest", &t, NO_ARGS);
-    assert!(!t.join("data/secret").exists());
-    assert!(t.join("data/d0/f0.bin").exists());
+    assert!(!support::under(&t, &secret).exists());
+    assert!(support::under(&t, &data).join("d0/f0.bin").exists());
 }
 
 #[test]
@@ -389,14 +393,13 @@ fn exclude_globs_and_markers() {
     let t = fx.path("t");
     fx.strata.restore("latest", &t, NO_ARGS);
     assert_eq!(
-        list_tree(&t),
+        support::list_under(&t, &data),
         [
-            "data/",
-            "data/keep.txt",
-            "data/sub/",
-            "data/sub/build/",
-            "data/sub/build/out.o",
-            "data/sub/keep.txt",
+            "keep.txt",
+            "sub/",
+            "sub/build/",
+            "sub/build/out.o",
+            "sub/keep.txt",
         ]
     );
 }
@@ -429,7 +432,8 @@ fn restore_fixture() -> (Fixture, PathBuf) {
 fn restore_subpath() {
     let (fx, data) = restore_fixture();
     let t = fx.path("t");
-    fx.strata.restore("latest:data/sub", &t, NO_ARGS);
+    let sub = format!("latest:{}/sub", data.display());
+    fx.strata.restore(&sub, &t, NO_ARGS);
     assert_eq!(list_tree(&t), ["deep/", "deep/z.txt", "x.txt", "y.log"]);
     let no_root = Compare {
         root_meta: false,
@@ -438,15 +442,17 @@ fn restore_subpath() {
     assert_same_tree_with(&data.join("sub"), &t, &no_root);
 
     let t2 = fx.path("t2");
-    fx.strata
-        .restore("latest:data/sub/deep/z.txt", &t2, NO_ARGS);
+    let z = format!("latest:{}/sub/deep/z.txt", data.display());
+    fx.strata.restore(&z, &t2, NO_ARGS);
     assert_eq!(list_tree(&t2), ["z.txt"]);
     assert_same_tree(&data.join("sub/deep/z.txt"), &t2.join("z.txt"));
 
     let out = fx
         .strata
         .cmd()
-        .args(["restore", "latest:data/nope", "--target"])
+        .arg("restore")
+        .arg(format!("latest:{}/nope", data.display()))
+        .arg("--target")
         .arg(fx.path("t3"))
         .assert()
         .code(1)
@@ -462,31 +468,29 @@ fn restore_include_and_exclude() {
     let t = fx.path("t");
     fx.strata.restore("latest", &t, &["--include", "data/sub"]);
     assert_eq!(
-        list_tree(&t),
+        support::list_under(&t, &data),
         [
-            "data/",
-            "data/sub/",
-            "data/sub/deep/",
-            "data/sub/deep/z.txt",
-            "data/sub/x.txt",
-            "data/sub/y.log",
+            "sub/",
+            "sub/deep/",
+            "sub/deep/z.txt",
+            "sub/x.txt",
+            "sub/y.log",
         ]
     );
-    assert_same_tree(&data.join("sub"), &t.join("data/sub"));
+    assert_same_tree(&data.join("sub"), &support::under(&t, &data).join("sub"));
 
     let t2 = fx.path("t2");
     fx.strata.restore("latest", &t2, &["--include", "**/*.txt"]);
     assert_eq!(
-        list_tree(&t2),
+        support::list_under(&t2, &data),
         [
-            "data/",
-            "data/other/",
-            "data/other/w.txt",
-            "data/sub/",
-            "data/sub/deep/",
-            "data/sub/deep/z.txt",
-            "data/sub/x.txt",
-            "data/top.txt",
+            "other/",
+            "other/w.txt",
+            "sub/",
+            "sub/deep/",
+            "sub/deep/z.txt",
+            "sub/x.txt",
+            "top.txt",
         ]
     );
 
@@ -497,18 +501,17 @@ fn restore_include_and_exclude() {
         &["--exclude", "**/*.log", "--exclude", "data/other"],
     );
     assert_eq!(
-        list_tree(&t3),
+        support::list_under(&t3, &data),
         [
-            "data/",
-            "data/sub/",
-            "data/sub/deep/",
-            "data/sub/deep/z.txt",
-            "data/sub/x.txt",
-            "data/top.txt",
+            "sub/",
+            "sub/deep/",
+            "sub/deep/z.txt",
+            "sub/x.txt",
+            "top.txt",
         ]
     );
     for f in ["top.txt", "sub/x.txt", "sub/deep/z.txt"] {
-        assert_same_tree(&data.join(f), &t3.join("data").join(f));
+        assert_same_tree(&data.join(f), &support::under(&t3, &data).join(f));
     }
 }
 
@@ -516,12 +519,13 @@ fn restore_include_and_exclude() {
 fn restore_overwrite_modes() {
     let (fx, data) = restore_fixture();
     let t = fx.path("t");
-    let read = |f: &str| fs::read_to_string(t.join("data").join(f)).unwrap();
+    let d = support::under(&t, &data);
+    let read = |f: &str| fs::read_to_string(d.join(f)).unwrap();
     // prepare the target: same size and mtime but other bytes (top.txt),
     // another size (a.log), untouched (sub/x.txt), missing (other/w.txt)
     let prepare = || {
         fx.strata.restore("latest", &t, NO_ARGS);
-        let top = t.join("data/top.txt");
+        let top = d.join("top.txt");
         let md = fs::metadata(&top).unwrap();
         fs::write(&top, "CONTENT OF TOP.TXT").unwrap();
         set_mtime(
@@ -529,8 +533,8 @@ fn restore_overwrite_modes() {
             std::os::unix::fs::MetadataExt::mtime(&md),
             std::os::unix::fs::MetadataExt::mtime_nsec(&md) as u32,
         );
-        fs::write(t.join("data/a.log"), "changed").unwrap();
-        fs::remove_file(t.join("data/other/w.txt")).unwrap();
+        fs::write(d.join("a.log"), "changed").unwrap();
+        fs::remove_file(d.join("other/w.txt")).unwrap();
     };
 
     prepare();
@@ -559,7 +563,7 @@ fn restore_overwrite_modes() {
     let r = fx.strata.restore("latest", &t, &["--overwrite", "always"]);
     assert_eq!(num(&r, "report/skipped"), 0, "{r}");
     assert_eq!(num(&r, "report/files"), 6, "{r}");
-    assert_same_tree(&data, &t.join("data"));
+    assert_same_tree(&data, &d);
 }
 
 /// Overwriting replaces a file; it never writes through an existing hard
@@ -576,13 +580,14 @@ fn restore_overwrite_replaces_instead_of_writing_through() {
         fx.strata.restore("latest", &t, NO_ARGS);
         fs::write(&outside, "OUTSIDE, 23 bytes long!").unwrap();
         fs::write(&outside2, "OUTSIDE 2").unwrap();
-        let top = t.join("data/top.txt");
+        let d = support::under(&t, &data);
+        let top = d.join("top.txt");
         fs::remove_file(&top).unwrap();
         fs::hard_link(&outside, &top).unwrap();
-        let y = t.join("data/sub/y.log");
+        let y = d.join("sub/y.log");
         fs::remove_file(&y).unwrap();
         std::os::unix::fs::symlink(&outside2, &y).unwrap();
-        let x = t.join("data/sub/x.txt");
+        let x = d.join("sub/x.txt");
         fs::write(&x, "changed x").unwrap();
         if xattrs {
             xattr::set(&x, "user.stale", b"1").unwrap();
@@ -594,7 +599,7 @@ fn restore_overwrite_replaces_instead_of_writing_through() {
             "--overwrite {mode} wrote through a hard link"
         );
         assert_eq!(fs::read_to_string(&outside2).unwrap(), "OUTSIDE 2");
-        assert_same_tree(&data, &t.join("data"));
+        assert_same_tree(&data, &d);
     }
 }
 
@@ -612,32 +617,36 @@ fn restore_if_changed_keeps_hard_links() {
     fx.strata.snapshot(&[&data]);
     let t = fx.path("t");
     fx.strata.restore("latest", &t, NO_ARGS);
-    assert_same_tree(&data, &t.join("data"));
-    fs::remove_file(t.join("data/b/g")).unwrap();
-    fs::remove_file(t.join("data/h")).unwrap();
+    let d = support::under(&t, &data);
+    assert_same_tree(&data, &d);
+    fs::remove_file(d.join("b/g")).unwrap();
+    fs::remove_file(d.join("h")).unwrap();
     let r = fx
         .strata
         .restore("latest", &t, &["--overwrite", "if-changed"]);
     assert_eq!(num(&r, "report/skipped"), 2, "{r}");
-    assert_same_tree(&data, &t.join("data"));
+    assert_same_tree(&data, &d);
 }
 
 #[test]
 fn restore_dry_run_writes_nothing() {
-    let (fx, _) = restore_fixture();
+    let (fx, data) = restore_fixture();
     let t = fx.path("t");
     let r = fx.strata.restore("latest", &t, &["--dry-run"]);
     assert_eq!(r["dry_run"], true);
     assert_eq!(num(&r, "report/files"), 6, "{r}");
-    assert_eq!(num(&r, "report/dirs"), 4, "{r}");
+    // data, sub, deep, other, and the directories leading to data
+    let ancestors = data.components().count() as u64 - 2;
+    assert_eq!(num(&r, "report/dirs"), 4 + ancestors, "{r}");
     assert!(!t.exists(), "dry run created the target");
 
     fs::create_dir(&t).unwrap();
-    write_file(&t.join("data/top.txt"), b"mine");
+    let top = support::under(&t, &data).join("top.txt");
+    write_file(&top, b"mine");
     let before = list_tree(&t);
     fx.strata.restore("latest", &t, &["--dry-run"]);
     assert_eq!(list_tree(&t), before);
-    assert_eq!(fs::read(t.join("data/top.txt")).unwrap(), b"mine");
+    assert_eq!(fs::read(&top).unwrap(), b"mine");
 }
 
 #[test]
@@ -673,7 +682,7 @@ fn restore_into_a_file_fails() {
     let link = fx.path("link-to-dir");
     std::os::unix::fs::symlink(&dir, &link).unwrap();
     fx.strata.restore("latest", &link, NO_ARGS);
-    assert_same_tree(&data, &dir.join("data"));
+    assert_same_tree(&data, &support::under(&dir, &data));
     assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
 }
 
@@ -695,7 +704,7 @@ fn latest_honours_host_and_tag() {
     let restored = |name: &str, args: &[&str]| -> String {
         let t = fx.path(name);
         fx.strata.restore("latest", &t, args);
-        fs::read_to_string(t.join("data/version.txt")).unwrap()
+        fs::read_to_string(support::under(&t, &file)).unwrap()
     };
     assert_eq!(restored("a", &[]), "v3");
     assert_eq!(restored("b", &["--host", "h2"]), "v2");

@@ -77,10 +77,10 @@ fn event(rng: &mut Rng, n: usize) -> Vec<u8> {
 }
 
 /// The tree entry `name` of directory `path` in snapshot `id` (cat --raw).
-fn raw_entry(repo: &Path, id: &str, path: &[&str], name: &str) -> Value {
+fn raw_entry(repo: &Path, id: &str, dir: &Path, name: &str) -> Value {
     let snapv = json(repo, false, &["cat", "--raw", "snapshot", id]);
     let mut tree = snapv["tree"].as_str().unwrap().to_string();
-    for comp in path {
+    for comp in dir.iter().skip(1).map(|c| c.to_str().unwrap()) {
         let t = json(repo, false, &["cat", "--raw", "tree", &tree]);
         let e = t["entries"]
             .as_array()
@@ -129,7 +129,7 @@ fn inline_files_round_trip_with_every_kind_of_metadata() {
         let id = snap(&repo, false, &src);
         // 1..=4096 bytes inline, more chunked
         for (name, inline) in [("f1", 1), ("f4096", 4096), ("f4097", 0), ("empty", 0)] {
-            let e = raw_entry(&repo, &id, &["src"], name);
+            let e = raw_entry(&repo, &id, &src, name);
             assert_eq!(e["inline"], inline, "{name}: {e}");
             assert_eq!(
                 e["content"].as_array().unwrap().is_empty(),
@@ -149,10 +149,12 @@ fn inline_files_round_trip_with_every_kind_of_metadata() {
                 "--verify",
             ],
         );
-        support::assert_same_tree(&src, &out.join("src"));
+        support::assert_same_tree(&src, &support::under(&out, &src));
         // cat gives the bytes of an inline file
-        let o = run(&repo, true, &["cat", &format!("{id}:/src/f4095")]);
-        assert_eq!(o.stdout, std::fs::read(src.join("f4095")).unwrap());
+        let f = src.join("f4095");
+        let o = run(&repo, true, &["cat", &format!("{id}:{}", f.display())]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.stdout, std::fs::read(&f).unwrap());
     }
 }
 
@@ -178,7 +180,7 @@ fn files_crossing_the_inline_threshold_across_snapshots() {
             &["restore", id, "--target", out.to_str().unwrap(), "--verify"],
         );
         assert_eq!(
-            &digest(&out.join("src")),
+            &digest(&support::under(&out, &src)),
             want,
             "snapshot with a {n}-byte file"
         );
@@ -231,7 +233,7 @@ fn unchanged_inline_files_survive_many_incremental_snapshots() {
                 &["restore", id, "--target", out.to_str().unwrap(), "--verify"],
             );
             assert_eq!(
-                &digest(&out.join("src")),
+                &digest(&support::under(&out, &src)),
                 want,
                 "generation {k}, cache {cache}"
             );
@@ -295,7 +297,7 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
             "--verify",
         ],
     );
-    support::assert_same_tree(&src, &out.join("src"));
+    support::assert_same_tree(&src, &support::under(&out, &src));
 
     // Without the dictionary, a restore fails naming blob and dictionary.
     let aside = fx.path("dict-aside");
@@ -360,7 +362,7 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
             "--verify",
         ],
     );
-    support::assert_same_tree(&src, &out4.join("src"));
+    support::assert_same_tree(&src, &support::under(&out4, &src));
     // stats counts inline files and dictionary blobs
     let st = json(&repo, false, &["stats", "--json"]);
     assert!(st["inline_files"].as_u64().unwrap() >= 1201, "{st}");
@@ -439,7 +441,7 @@ fn a_format_1_repository_is_upgraded_by_its_next_snapshot() {
         ],
     );
     assert_eq!(
-        std::fs::read(out.join("src/a.txt")).unwrap(),
+        std::fs::read(support::under(&out, &src).join("a.txt")).unwrap(),
         b"new snapshot, format 2"
     );
 }

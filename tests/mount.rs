@@ -106,12 +106,15 @@ fn mounted_snapshots_equal_the_source() {
         .unwrap();
     wait_for(&mp, true, &mut child);
 
+    // a snapshot shows each source under its absolute path
+    let rel = src.strip_prefix("/").unwrap();
+    let latest = mp.join("latest").join(rel);
     let check = || {
         // the whole tree, symlinks compared as links
         let out = Command::new("diff")
             .args(["-r", "--no-dereference"])
             .arg(&src)
-            .arg(mp.join("latest/data"))
+            .arg(&latest)
             .output()
             .unwrap();
         assert!(
@@ -120,17 +123,18 @@ fn mounted_snapshots_equal_the_source() {
             String::from_utf8_lossy(&out.stdout)
         );
         // cat through the mount equals strata cat
-        let via_mount = std::fs::read(mp.join("latest/data/big.bin")).unwrap();
+        let via_mount = std::fs::read(latest.join("big.bin")).unwrap();
         let via_cat = fx
             .strata
             .cmd()
-            .args(["cat", "latest:/data/big.bin"])
+            .arg("cat")
+            .arg(format!("latest:{}/big.bin", src.display()))
             .output()
             .unwrap()
             .stdout;
         assert!(via_mount == via_cat && via_mount == big);
         // random access
-        let f = std::fs::File::open(mp.join("latest/data/big.bin")).unwrap();
+        let f = std::fs::File::open(latest.join("big.bin")).unwrap();
         for off in [
             0usize,
             1,
@@ -143,7 +147,7 @@ fn mounted_snapshots_equal_the_source() {
             f.read_exact_at(&mut buf, off as u64).unwrap();
             assert_eq!(buf, big[off..off + buf.len()], "offset {off}");
         }
-        let sp = std::fs::read(mp.join("latest/data/sparse.img")).unwrap();
+        let sp = std::fs::read(latest.join("sparse.img")).unwrap();
         assert_eq!(sp, std::fs::read(&sparse).unwrap());
         // groups
         let snaps: Vec<String> = std::fs::read_dir(mp.join("snapshots"))
@@ -163,7 +167,8 @@ fn mounted_snapshots_equal_the_source() {
                         .unwrap()
                         .file_name()
                 )
-                .join("data/big.bin")
+                .join(rel)
+                .join("big.bin")
                 .is_file()
         );
         let latest = std::fs::read_link(mp.join("latest")).unwrap();

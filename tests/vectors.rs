@@ -668,10 +668,11 @@ fn snapshots_decode_by_hand_and_match_the_library() {
         let (id, body) = hand_envelope(&bytes, b'S');
         assert_eq!(name, strata::id::to_hex(&id), "file name = hex(id)");
         let h = hand_snapshot(body);
-        let (lib, lib_id): (strata::snapshot::Snapshot, [u8; 32]) =
-            strata::object::open(strata::object::ObjectKind::Snapshot, &bytes, &name, None)
-                .unwrap();
+        // envelope version 1: the by-name layout of format-spec/objects.md
+        assert_eq!(bytes[7], 1, "{name}: envelope version");
+        let (lib, lib_id) = strata::snapshot::Snapshot::open(&bytes, &name, None).unwrap();
         assert_eq!(lib_id, id);
+        assert_eq!(lib.layout(), strata::snapshot::Layout::ByName);
         assert_eq!(h.time_unix_ns, lib.time_unix_ns);
         assert_eq!(h.host, lib.host);
         assert_eq!(h.username, lib.username);
@@ -897,6 +898,14 @@ fn binary_restores_vectors_without_an_index() {
     }
     // the index was rebuilt from the packs (format-spec/index.md)
     assert!(repo.join("index.sqlite").exists());
+    // the old (by-name) layout lists as it restores: `/tree/...`, the same
+    // entries in the same order
+    let listed = strata_ok(&repo, &["ls", "-r", "latest"]);
+    let want: Vec<String> = support::list_tree(&tmp.path().join("restore1"))
+        .iter()
+        .map(|p| format!("/{}", p.trim_end_matches('/')))
+        .collect();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), want);
     // and a restore of a subpath works too
     let target = tmp.path().join("sub");
     strata_ok(

@@ -2,6 +2,7 @@
 //! snapshot. Packs are sealed and indexed before the manifest is written
 //! (INV-2, INV-3, INV-4).
 
+mod root;
 pub mod saver;
 pub mod source;
 mod walk;
@@ -13,15 +14,14 @@ use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::repo::gcstate::{self, Since};
 use crate::repo::lock::Lock;
-use crate::snapshot::tree::{Entry, EntryKind, Tree, valid_name};
+use crate::snapshot::tree::{Entry, EntryKind, valid_name};
 use crate::snapshot::{self, Snapshot, Summary};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use saver::BlobSaver;
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -108,29 +108,6 @@ pub struct SnapshotReport {
     pub warnings: Vec<String>,
 }
 
-pub(crate) fn build_globs(pats: &[String]) -> Result<(GlobSet, GlobSet)> {
-    let mut by_path = GlobSetBuilder::new();
-    let mut by_name = GlobSetBuilder::new();
-    for p in pats {
-        let g = Glob::new(p).map_err(|e| Error::Invalid(format!("bad glob {p:?}: {e}")))?;
-        if p.contains('/') {
-            by_path.add(g);
-        } else {
-            by_name.add(g);
-        }
-    }
-    let err = |e: globset::Error| Error::Invalid(format!("bad glob: {e}"));
-    Ok((by_path.build().map_err(err)?, by_name.build().map_err(err)?))
-}
-
-/// The last component of a source path, as its root-tree name.
-fn root_name(p: &Path) -> Vec<u8> {
-    match p.file_name() {
-        Some(n) => n.as_bytes().to_vec(),
-        None => b"root".to_vec(),
-    }
-}
-
 /// Run a snapshot under `lock` (shared). Per-file problems become warnings
 /// in the report; errors of the repository or of a source command abort
 /// with nothing saved.
@@ -166,16 +143,13 @@ pub fn run(
     }
 
     let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
-    let mut sources: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    for p in &opts.paths {
-        let abs =
-            std::path::absolute(p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
-        // One spelling per path (no trailing `/`), so parent detection,
-        // which compares recorded paths, finds `data/` and `data` alike.
-        let abs: PathBuf = abs.components().collect();
-        sources.push((abs.clone(), root_name(&abs)));
-    }
-    let mut names: Vec<&[u8]> = sources.iter().map(|(_, n)| n.as_slice()).collect();
+    let mut sources: Vec<PathBuf> = opts
+        .paths
+        .iter()
+        .map(|p| root::normalize(p))
+        .collect::<Result<_>>()?;
+    sources.sort();
+    sources.dedup();
     if let Some(s) = &opts.stdin {
         if !valid_name(s.name.as_bytes()) {
             return Err(Error::Invalid(format!(
@@ -183,21 +157,16 @@ pub fn run(
                 s.name
             )));
         }
-        names.push(s.name.as_bytes());
     }
-    names.sort();
-    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::Invalid(format!(
-            "two sources are both named {:?} in the snapshot root",
-            String::from_utf8_lossy(w[0])
-        )));
-    }
+    root::check(&sources, opts.stdin.as_ref().map(|s| s.name.as_str()))?;
+    // Recorded paths: each source's absolute path; a stdin source as
+    // `/NAME`, where the absolute layout puts it (restic records the same).
     let mut paths: Vec<Vec<u8>> = sources
         .iter()
-        .map(|(p, _)| p.as_os_str().as_bytes().to_vec())
+        .map(|p| p.as_os_str().as_bytes().to_vec())
         .collect();
-    if opts.stdin.is_some() {
-        paths.push(b"-".to_vec());
+    if let Some(s) = &opts.stdin {
+        paths.push(format!("/{}", s.name).into_bytes());
     }
     paths.sort();
 
@@ -221,20 +190,16 @@ pub fn run(
         }
     };
     let reader = BlobReader::new(repo)?;
-    let parent_root = match &parent {
-        Some((_, s)) => Some(reader.tree(&s.tree)?),
-        None => None,
-    };
+    let parent_root = root::ParentRoot::of(&reader, parent.as_ref().map(|(_, s)| s))?;
 
     let saver = BlobSaver::new(repo)?;
-    let (exclude_path, exclude_name) = build_globs(&opts.excludes)?;
+    let excludes = crate::paths::Patterns::new(&opts.excludes)?;
     let walker = walk::Walker {
         saver: &saver,
-        parents: parent_root.as_ref().map(|_| &reader),
+        parents: parent.as_ref().map(|_| &reader),
         chunker: repo.chunker(),
         opts,
-        exclude_path,
-        exclude_name,
+        excludes,
         counters,
         warnings: Mutex::new(Vec::new()),
         hardlinks: Mutex::new(HashMap::new()),
@@ -246,7 +211,7 @@ pub fn run(
         saver.abandon();
         return Err(e);
     }
-    let result = build_root(&walker, &sources, opts, parent_root.as_ref(), counters);
+    let result = build_root(&walker, &sources, opts, &parent_root, counters);
     let root = match result {
         Ok(r) => r,
         Err(e) => {
@@ -286,6 +251,7 @@ pub fn run(
         parent: parent.map(|(id, _)| id),
         summary,
         program: format!("strata {}", env!("CARGO_PKG_VERSION")),
+        layout: crate::snapshot::Layout::Absolute as u8,
     };
     let id = snap.save(repo)?; // INV-4
     Ok(SnapshotReport {
@@ -301,11 +267,7 @@ pub fn run(
 /// samples at least 10 % smaller (format-spec/objects.md "When to train").
 /// The dictionary file is durable before any blob compressed with it is
 /// written (INV-1, then the packs: INV-2).
-fn train_dictionary(
-    repo: &Repo,
-    walker: &walk::Walker<'_>,
-    sources: &[(PathBuf, Vec<u8>)],
-) -> Result<()> {
+fn train_dictionary(repo: &Repo, walker: &walk::Walker<'_>, sources: &[PathBuf]) -> Result<()> {
     let dicts = repo.dicts(false)?;
     let age_ns = dicts
         .newest()
@@ -348,41 +310,16 @@ fn train_dictionary(
 
 fn build_root(
     walker: &walk::Walker<'_>,
-    sources: &[(PathBuf, Vec<u8>)],
+    sources: &[PathBuf],
     opts: &SnapshotOptions,
-    parent_root: Option<&Tree>,
+    parent: &root::ParentRoot,
     counters: &Counters,
 ) -> Result<crate::id::BlobId> {
-    let mut kids = Vec::new();
-    for (path, name) in sources {
-        let md = std::fs::symlink_metadata(path)
-            .map_err(|e| Error::Invalid(format!("source {}: {e}", path.display())))?;
-        if md.is_dir() && walker.repo_dir == Some((md.dev(), md.ino())) {
-            return Err(Error::Invalid(format!(
-                "source {} is the repository itself",
-                path.display()
-            )));
-        }
-        // The root comes from a full tree (contents included): nothing
-        // reused from it is left out.
-        let pe = parent_root
-            .and_then(|t| t.get(name))
-            .map(|entry| walk::Parent {
-                entry,
-                elided: false,
-            });
-        if let Some(c) = walker.node(path, name.clone(), &md, pe, md.dev())? {
-            kids.push(c);
-        }
-    }
+    let mut extra = Vec::new();
     if let Some(s) = &opts.stdin {
-        kids.push(walk::Child {
-            entry: stdin_entry(walker, s, counters)?,
-            elided: false,
-        });
+        extra.push(walk::Child::new(stdin_entry(walker, s, counters)?));
     }
-    kids.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
-    walker.save_children(kids, None)
+    root::build(walker, sources, extra, parent)
 }
 
 fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) -> Result<Entry> {

@@ -11,7 +11,6 @@ use crate::error::Result;
 use crate::id::BlobId;
 use crate::read::{BlobReader, Listing};
 use crate::snapshot::tree::{self, Entry, EntryKind, Extent, Tree};
-use globset::GlobSet;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -39,7 +38,8 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    fn new(entry: Entry) -> Child {
+    /// A child with its contents (nothing left out).
+    pub fn new(entry: Entry) -> Child {
         Child {
             entry,
             elided: false,
@@ -85,8 +85,7 @@ pub(crate) struct Walker<'a> {
     pub parents: Option<&'a BlobReader<'a>>,
     pub chunker: &'a Chunker,
     pub opts: &'a SnapshotOptions,
-    pub exclude_path: GlobSet,
-    pub exclude_name: GlobSet,
+    pub excludes: crate::paths::Patterns,
     pub counters: &'a Counters,
     pub warnings: Mutex<Vec<String>>,
     pub hardlinks: Mutex<LinkCache>,
@@ -102,12 +101,8 @@ impl Walker<'_> {
         }
     }
 
-    fn excluded(&self, path: &Path, name: &[u8]) -> bool {
-        (!self.exclude_path.is_empty() && self.exclude_path.is_match(path))
-            || (!self.exclude_name.is_empty()
-                && self
-                    .exclude_name
-                    .is_match(Path::new(std::ffi::OsStr::from_bytes(name))))
+    fn excluded(&self, path: &Path) -> bool {
+        self.excludes.matches(path.as_os_str().as_bytes())
     }
 
     /// The parent snapshot's listing of this directory, with its id.
@@ -269,6 +264,22 @@ impl Walker<'_> {
             }
         }
         let parent_listing = self.parent_listing(parent)?;
+        let kids = self.dir_kids(path, parent_listing.as_ref(), root_dev)?;
+        let parent = parent_listing.as_ref().map(|(id, l)| (id, l));
+        e.subtree = Some(self.save_children(kids, parent)?);
+        self.counters.dirs.fetch_add(1, Relaxed);
+        Ok(Some(e))
+    }
+
+    /// The stored children of directory `path`, sorted by name, each with
+    /// its entry in `parent_listing` (the parent snapshot's listing of the
+    /// directory, with its id) for change detection.
+    pub fn dir_kids(
+        &self,
+        path: &Path,
+        parent_listing: Option<&(BlobId, Listing)>,
+        root_dev: u64,
+    ) -> Result<Vec<Child>> {
         let mut names: Vec<OsString> = Vec::new();
         match std::fs::read_dir(path) {
             Ok(rd) => {
@@ -288,7 +299,7 @@ impl Walker<'_> {
             .map(|name| {
                 let child = path.join(name);
                 let nb = name.as_bytes();
-                if self.excluded(&child, nb) {
+                if self.excluded(&child) {
                     return Ok(None);
                 }
                 let md = match std::fs::symlink_metadata(&child) {
@@ -301,7 +312,7 @@ impl Walker<'_> {
                 if md.is_dir() && self.repo_dir == Some((md.dev(), md.ino())) {
                     return Ok(None); // the repository itself
                 }
-                let pe = parent_listing.as_ref().and_then(|(_, l)| {
+                let pe = parent_listing.and_then(|(_, l)| {
                     let i = l.position(nb)?;
                     Some(Parent {
                         entry: &l.entries[i],
@@ -317,10 +328,7 @@ impl Walker<'_> {
                 kids.push(child);
             }
         }
-        let parent = parent_listing.as_ref().map(|(id, l)| (id, l));
-        e.subtree = Some(self.save_children(kids, parent)?);
-        self.counters.dirs.fetch_add(1, Relaxed);
-        Ok(Some(e))
+        Ok(kids)
     }
 
     /// Samples for training a dictionary (dict.rs): the contents of up to
@@ -329,14 +337,14 @@ impl Walker<'_> {
     /// first from the sources. Excludes apply as in the walk, so nothing
     /// excluded ever shapes a dictionary. Unreadable files are skipped
     /// silently (the walk reports them).
-    pub fn sample(&self, sources: &[(std::path::PathBuf, Vec<u8>)]) -> Vec<Vec<u8>> {
+    pub fn sample(&self, sources: &[std::path::PathBuf]) -> Vec<Vec<u8>> {
         const FILES: usize = 2000;
         const CANDIDATES: usize = 20_000;
         const DIRS: usize = 400;
         let mut found = Vec::new();
         let mut queue: std::collections::VecDeque<(std::path::PathBuf, u64)> = sources
             .iter()
-            .filter_map(|(p, _)| {
+            .filter_map(|p| {
                 let md = std::fs::symlink_metadata(p).ok()?;
                 md.is_dir().then(|| (p.clone(), md.dev()))
             })
@@ -362,7 +370,7 @@ impl Walker<'_> {
             names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             for name in names {
                 let path = dir.join(&name);
-                if found.len() >= CANDIDATES || self.excluded(&path, name.as_bytes()) {
+                if found.len() >= CANDIDATES || self.excluded(&path) {
                     continue;
                 }
                 let Ok(md) = std::fs::symlink_metadata(&path) else {

@@ -211,8 +211,7 @@ pub struct SnapshotArgs {
     /// Host name to record (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
-    /// Exclude paths matching GLOB (repeatable). A pattern without `/`
-    /// matches file names anywhere; one with `/` matches absolute paths.
+    /// Exclude paths matching GLOB (repeatable). GLOB matches paths as stored in the snapshot (`/srv/app/cache`): `*` stays within a name, `**` spans directories; a leading `/` anchors at the root, otherwise any depth.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
     /// Skip directories that contain FILE (repeatable).
@@ -299,17 +298,22 @@ pub enum OverwriteArg {
 /// `strata restore`
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Snapshot id prefix or `latest`, optionally `:SUBPATH`.
-    pub snapshot: String,
+    /// Snapshot id prefix or `latest`, optionally `:PATH` (an absolute
+    /// path in the snapshot; its contents go into the target).
+    pub snapshot: std::ffi::OsString,
     /// Directory to restore into.
     #[arg(long, short = 't')]
     pub target: PathBuf,
-    /// Restore only paths matching GLOB (relative to the restored root; repeatable).
+    /// Restore only paths matching GLOB (repeatable). GLOB matches paths as stored in the snapshot (`/srv/app/cache`): `*` stays within a name, `**` spans directories; a leading `/` anchors at the root, otherwise any depth.
     #[arg(long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,
     /// Skip paths matching GLOB (repeatable).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
+    /// Remove files and directories in the target that are not in the
+    /// snapshot (not with --include/--exclude).
+    #[arg(long)]
+    pub delete: bool,
     /// What to do with files that already exist.
     #[arg(long, value_enum, default_value = "always")]
     pub overwrite: OverwriteArg,
@@ -330,8 +334,10 @@ pub struct RestoreArgs {
 /// `strata ls`
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// Snapshot id prefix or `latest`, optionally `:PATH`.
-    pub target: String,
+    /// Snapshot id prefix or `latest`, optionally `:PATH`. Names print
+    /// with `\\` for a backslash and `\xHH` for bytes that are not UTF-8
+    /// or are control characters; such a printed name is accepted back.
+    pub target: std::ffi::OsString,
     /// Long listing: mode, owner, size, mtime, name.
     #[arg(short = 'l')]
     pub long: bool,
@@ -350,7 +356,7 @@ pub struct LsArgs {
 #[derive(Args, Debug)]
 pub struct CatArgs {
     /// `SNAPSHOT:PATH` of a file; with --raw: `config`, `snapshot`, `tree`, `blob` or `pack`.
-    pub target: String,
+    pub target: std::ffi::OsString,
     /// With --raw: the object's id (hex; a prefix for snapshots).
     pub id: Option<String>,
     /// Decode a repository object (JSON where structured; blobs as raw bytes).
@@ -364,8 +370,9 @@ pub struct CatArgs {
 /// `strata find`
 #[derive(Args, Debug)]
 pub struct FindArgs {
-    /// Glob: without `/` it matches names; with `/` whole paths (from the snapshot root, e.g. `/data/**/*.json`).
-    pub glob: String,
+    /// GLOB (one or more) matches paths as stored in the snapshot (`/srv/app/cache`): `*` stays within a name, `**` spans directories; a leading `/` anchors at the root, otherwise any depth: `*.json`, `/srv/**/events/*.json`.
+    #[arg(required = true, value_name = "GLOB")]
+    pub globs: Vec<String>,
     /// Search only this snapshot (repeatable; id prefix or `latest`).
     #[arg(long = "snapshot", value_name = "ID")]
     pub snapshots: Vec<String>,
@@ -548,8 +555,7 @@ pub struct TagArgs {
 pub struct RewriteArgs {
     /// Snapshots (id prefixes or `latest`); all (that pass the filter) if none.
     pub snapshots: Vec<String>,
-    /// Drop paths matching GLOB (repeatable): without `/` a name anywhere,
-    /// with `/` a path from the snapshot root.
+    /// Drop paths matching GLOB (repeatable). GLOB matches paths as stored in the snapshot (`/srv/app/cache`): `*` stays within a name, `**` spans directories; a leading `/` anchors at the root, otherwise any depth.
     #[arg(long = "exclude", value_name = "GLOB", required = true)]
     pub excludes: Vec<String>,
     /// Remove the original snapshots (a later `gc` deletes their data).

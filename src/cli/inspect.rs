@@ -7,15 +7,16 @@ use super::{exit, output};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::inspect::{self, diff::Change};
+use crate::paths;
 use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::snapshot::tree::{Entry, EntryKind, Tree};
 use crate::snapshot::{self, Snapshot};
-use globset::Glob;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Resolve a snapshot spec, printing warnings about skipped manifests.
 fn resolve(repo: &Repo, spec: &str, filter: &FilterArgs) -> Result<(SnapshotId, Snapshot)> {
@@ -27,9 +28,22 @@ fn resolve(repo: &Repo, spec: &str, filter: &FilterArgs) -> Result<(SnapshotId, 
     r
 }
 
-/// `SNAPSHOT[:PATH]`
-fn split_target(t: &str) -> (&str, &str) {
-    t.split_once(':').unwrap_or((t, ""))
+/// `SNAPSHOT[:PATH]`: the snapshot spec (text) and the path (bytes, maybe
+/// escaped as `ls` prints it); `None` without a `:`.
+pub(super) fn split_target(t: &std::ffi::OsStr) -> Result<(String, Option<Vec<u8>>)> {
+    let b = t.as_bytes();
+    let (spec, path) = match b.iter().position(|&c| c == b':') {
+        Some(i) => (&b[..i], Some(b[i + 1..].to_vec())),
+        None => (b, None),
+    };
+    let spec = std::str::from_utf8(spec)
+        .map_err(|_| Error::Invalid(format!("{}: not a snapshot", paths::escape(spec))))?;
+    Ok((spec.to_string(), path))
+}
+
+/// A stored path as printed (README "Paths, names and patterns").
+pub(super) fn shown(p: &Path) -> String {
+    paths::escape(p.as_os_str().as_bytes())
 }
 
 fn kind_name(k: EntryKind) -> &'static str {
@@ -110,8 +124,8 @@ fn shown_size(e: &Entry) -> u64 {
 
 fn entry_json(path: &Path, e: &Entry) -> Value {
     let mut v = json!({
-        "path": path.to_string_lossy(),
-        "name": e.name_lossy(),
+        "path": shown(path),
+        "name": paths::escape(&e.name),
         "type": kind_name(e.kind()),
         "mode": format!("{:o}", e.mode),
         "uid": e.uid,
@@ -122,7 +136,7 @@ fn entry_json(path: &Path, e: &Entry) -> Value {
         "mtime_unix_ns": e.mtime_sec.checked_mul(1_000_000_000).and_then(|n| n.checked_add(i64::from(e.mtime_nsec))),
     });
     if e.kind() == EntryKind::Symlink {
-        v["target"] = json!(String::from_utf8_lossy(&e.target));
+        v["target"] = json!(paths::escape(&e.target));
     }
     v
 }
@@ -133,10 +147,10 @@ fn ls_line(out: &mut dyn Write, path: &Path, e: &Entry, a: &LsArgs) -> Result<()
         return writeln!(out, "{}", entry_json(path, e)).at(stdout);
     }
     if !a.long {
-        return writeln!(out, "{}", path.display()).at(stdout);
+        return writeln!(out, "{}", shown(path)).at(stdout);
     }
     let link = if e.kind() == EntryKind::Symlink {
-        format!(" -> {}", String::from_utf8_lossy(&e.target))
+        format!(" -> {}", paths::escape(&e.target))
     } else {
         String::new()
     };
@@ -148,16 +162,16 @@ fn ls_line(out: &mut dyn Write, path: &Path, e: &Entry, a: &LsArgs) -> Result<()
         e.gid,
         shown_size(e),
         mtime_string(e),
-        path.display()
+        shown(path)
     )
     .at(stdout)
 }
 
 pub fn ls(repo: &Repo, a: &LsArgs) -> Result<i32> {
-    let (spec, path) = split_target(&a.target);
-    let (_, snap) = resolve(repo, spec, &a.filter)?;
+    let (spec, path) = split_target(&a.target)?;
+    let (_, snap) = resolve(repo, &spec, &a.filter)?;
     let reader = super::blob_reader(repo)?;
-    let found = inspect::locate(&reader, &snap, path)?;
+    let found = inspect::locate(&reader, &snap, path.as_deref().unwrap_or(b"/"))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match found.listing(&reader, &snap)? {
@@ -186,36 +200,36 @@ pub fn cat(repo: &Repo, a: &CatArgs) -> Result<i32> {
             "give one SNAPSHOT:PATH (an object id goes with --raw)".into(),
         ));
     }
-    let Some((spec, path)) = a.target.split_once(':') else {
+    let (spec, Some(path)) = split_target(&a.target)? else {
         return Err(Error::Invalid(format!(
-            "{:?}: give SNAPSHOT:PATH, e.g. latest:/data/file.txt",
-            a.target
+            "{}: give SNAPSHOT:PATH, e.g. latest:/srv/app/config.toml",
+            paths::escape(a.target.as_bytes())
         )));
     };
-    let (_, snap) = resolve(repo, spec, &a.filter)?;
+    let (_, snap) = resolve(repo, &spec, &a.filter)?;
     let reader = super::blob_reader(repo)?;
-    let found = inspect::locate(&reader, &snap, path)?;
+    let found = inspect::locate(&reader, &snap, &path)?;
     let e = match &found.entry {
         Some(e) if e.kind() == EntryKind::File => e,
         Some(e) if e.kind() == EntryKind::Symlink => {
             return Err(Error::Invalid(format!(
                 "{} is a symlink to {}",
-                found.path.display(),
-                String::from_utf8_lossy(&e.target)
+                shown(&found.path),
+                paths::escape(&e.target)
             )));
         }
         Some(e) if e.kind() != EntryKind::Dir => {
             return Err(Error::Invalid(format!(
                 "{} is not a regular file",
-                found.path.display()
+                shown(&found.path)
             )));
         }
         _ => {
             return Err(Error::Invalid(format!(
                 "{} is a directory; list it with `strata ls {}:{}`",
-                found.path.display(),
+                shown(&found.path),
                 spec,
-                found.path.display()
+                shown(&found.path)
             )));
         }
     };
@@ -256,7 +270,7 @@ fn tree_json(t: &Tree) -> Value {
 }
 
 fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
-    let v = match a.target.as_str() {
+    let v = match a.target.to_str().unwrap_or_default() {
         "config" => {
             serde_json::to_value(repo.config()).map_err(|e| Error::Invalid(e.to_string()))?
         }
@@ -322,18 +336,20 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
 }
 
 /// A match of `find` below some tree: path relative to that tree, and entry.
-type Matches = Vec<(PathBuf, Entry)>;
+type Matches = Vec<(Vec<u8>, Entry)>;
 
+/// The entries below tree `id` (stored at `dir`) whose own path matches.
 fn find_in(
     reader: &BlobReader,
     id: &BlobId,
-    glob: &globset::GlobMatcher,
-    by_name: bool,
-    abs_prefix: Option<&Path>,
+    pats: &paths::Patterns,
+    dir: &[u8],
     memo: &mut HashMap<BlobId, std::rc::Rc<Matches>>,
 ) -> Result<std::rc::Rc<Matches>> {
-    // Name globs give the same matches for a subtree wherever it sits, so
-    // identical subtrees (same id) are searched once across all snapshots.
+    // Name-only patterns give the same matches for a subtree wherever it
+    // sits, so identical subtrees (same id) are searched once across all
+    // snapshots.
+    let by_name = pats.names_only();
     if by_name {
         if let Some(m) = memo.get(id) {
             return Ok(m.clone());
@@ -342,19 +358,22 @@ fn find_in(
     let tree = reader.meta_tree(id)?;
     let mut out = Vec::new();
     for e in &tree.entries {
-        let rel = PathBuf::from(e.name_lossy());
-        let full = abs_prefix.map(|p| p.join(&rel));
-        let hit = if by_name {
-            glob.is_match(&rel)
-        } else {
-            full.as_ref().is_some_and(|f| glob.is_match(f))
-        };
-        if hit {
-            out.push((rel.clone(), e.clone()));
+        let mut full = dir.to_vec();
+        if full.last() != Some(&b'/') {
+            full.push(b'/');
+        }
+        full.extend_from_slice(&e.name);
+        if pats.matches_itself(&full) {
+            out.push((e.name.clone(), e.clone()));
         }
         if let (EntryKind::Dir, Some(sub)) = (e.kind(), e.subtree) {
-            let below = find_in(reader, &sub, glob, by_name, full.as_deref(), memo)?;
-            out.extend(below.iter().map(|(p, x)| (rel.join(p), x.clone())));
+            let below = find_in(reader, &sub, pats, &full, memo)?;
+            out.extend(below.iter().map(|(p, x)| {
+                let mut rel = e.name.clone();
+                rel.push(b'/');
+                rel.extend_from_slice(p);
+                (rel, x.clone())
+            }));
         }
     }
     let out = std::rc::Rc::new(out);
@@ -365,10 +384,7 @@ fn find_in(
 }
 
 pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
-    let glob = Glob::new(&a.glob)
-        .map_err(|e| Error::Invalid(format!("bad glob {:?}: {e}", a.glob)))?
-        .compile_matcher();
-    let by_name = !a.glob.contains('/');
+    let pats = paths::Patterns::new(&a.globs)?;
     let mut snaps: Vec<(SnapshotId, Snapshot)> = if a.snapshots.is_empty() {
         super::readable_snapshots(repo)?
     } else {
@@ -390,17 +406,10 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
     let so = Path::new("<stdout>");
     let mut found = 0usize;
     for (id, s) in &snaps {
-        let matches = find_in(
-            &reader,
-            &s.tree,
-            &glob,
-            by_name,
-            Some(Path::new("/")),
-            &mut memo,
-        )?;
+        let matches = find_in(&reader, &s.tree, &pats, b"/", &mut memo)?;
         for (rel, e) in matches.iter() {
             found += 1;
-            let path = Path::new("/").join(rel);
+            let path = Path::new("/").join(std::ffi::OsStr::from_bytes(rel));
             if a.json {
                 let mut v = entry_json(&path, e);
                 v["snapshot"] = json!(id.to_hex());
@@ -414,7 +423,7 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
                     s.time_string(),
                     e.size,
                     mtime_string(e),
-                    path.display()
+                    shown(&path)
                 )
                 .at(so)?;
             }
@@ -423,8 +432,8 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
     out.flush().at(so)?;
     if found == 0 && !a.json {
         eprintln!(
-            "strata: no match for {:?} in {} snapshots",
-            a.glob,
+            "strata: no match for {} in {} snapshots",
+            a.globs.join(" "),
             snaps.len()
         );
     }
@@ -465,11 +474,11 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
                 writeln!(
                     out,
                     "{}",
-                    json!({"change": c.marker().to_string(), "path": p.to_string_lossy()})
+                    json!({"change": c.marker().to_string(), "path": shown(p)})
                 )
                 .at(so)
             } else {
-                writeln!(out, "{}    {}", c.marker(), p.display()).at(so)
+                writeln!(out, "{}    {}", c.marker(), shown(p)).at(so)
             }
         },
     )?;

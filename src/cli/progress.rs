@@ -44,7 +44,8 @@ pub fn start(label: &'static str, bytes: Arc<dyn Fn() -> (u64, u64, u64) + Send 
             }
             pb.set_position(done);
             pb.set_message(format!("{label} {files} files"));
-            std::thread::sleep(Duration::from_millis(100));
+            // woken early by the drop, so a quick command does not wait
+            std::thread::park_timeout(Duration::from_millis(100));
         }
         pb.finish_and_clear();
     });
@@ -58,6 +59,7 @@ impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }

@@ -9,13 +9,10 @@ use crate::snapshot;
 use std::sync::Arc;
 
 pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
-    let (spec, sub) = match a.snapshot.split_once(':') {
-        Some((s, p)) => (s, Some(p)),
-        None => (a.snapshot.as_str(), None),
-    };
+    let (spec, sub) = super::inspect::split_target(&a.snapshot)?;
     let f = a.filter.to_filter();
     let mut skipped = Vec::new();
-    let (id, snap) = snapshot::resolve(repo, spec, &f, &mut skipped)?;
+    let (id, snap) = snapshot::resolve(repo, &spec, &f, &mut skipped)?;
     for w in &skipped {
         eprintln!("strata: warning: {w}");
     }
@@ -30,6 +27,12 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
         },
         dry_run: a.dry_run,
         verify: a.verify,
+        delete: a.delete,
+        // small batches let tests cross batch boundaries cheaply
+        batch_files: std::env::var("STRATA_RESTORE_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     };
     let p = Arc::new(Progress::default());
     let pc = p.clone();
@@ -39,12 +42,12 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
         Arc::new(move || {
             (
                 progress::get(&pc.bytes_done),
-                progress::get(&pc.files_total),
+                progress::get(&pc.files_done),
                 progress::get(&pc.bytes_total),
             )
         }),
     );
-    let r = restore::run(repo, &snap, sub, &opts, &p);
+    let r = restore::run(repo, &snap, sub.as_deref(), &opts, &p);
     drop(ticker);
     let r = r?;
     for w in &r.warnings {
@@ -56,8 +59,11 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
                 .to_string(),
         )?;
     } else {
+        for p in &r.deleted_paths {
+            output::line(&format!("would delete {p}"))?;
+        }
         output::line(&format!(
-            "{} snapshot {} to {}: {} files, {} dirs, {} other, {}{}{} in {:.2}s",
+            "{} snapshot {} to {}: {} files, {} dirs, {} other, {}{}{}{} in {:.2}s",
             if a.dry_run {
                 "would restore"
             } else {
@@ -78,6 +84,11 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
                 format!(", {} verified", r.verified)
             } else {
                 String::new()
+            },
+            match (a.delete, a.dry_run) {
+                (false, _) => String::new(),
+                (true, false) => format!(", deleted {} paths", r.deleted),
+                (true, true) => format!(", would delete {} paths", r.deleted),
             },
             start.elapsed().as_secs_f64()
         ))?;

@@ -45,13 +45,39 @@ impl Located {
     }
 }
 
-/// Find `path` (components separated by `/`; empty or `/` = the root). The
-/// entry found carries its inline contents, if any (read from the packs).
-pub fn locate(reader: &BlobReader, snap: &Snapshot, path: &str) -> Result<Located> {
-    let comps: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
+/// Find the stored path that argument `arg` names (components separated
+/// by `/`; empty or `/` = the root): the bytes as given, or else the bytes
+/// their backslash escapes stand for, as `ls` and `find` print them
+/// (`paths::spellings`). The entry found carries its inline contents, if
+/// any (read from the packs).
+pub fn locate(reader: &BlobReader, snap: &Snapshot, arg: &[u8]) -> Result<Located> {
+    // The error names the last spelling: the decoded one, which prints as
+    // the user typed it.
+    let mut last = String::new();
+    for spelling in crate::paths::spellings(arg) {
+        match locate_exact(reader, snap, &spelling)? {
+            Ok(found) => return Ok(found),
+            Err(msg) => last = msg,
+        }
+    }
+    Err(Error::Invalid(last))
+}
+
+/// [`locate`] for one spelling: `Ok(Err(message))` when it names nothing.
+fn locate_exact(
+    reader: &BlobReader,
+    snap: &Snapshot,
+    path: &[u8],
+) -> Result<std::result::Result<Located, String>> {
+    let comps = crate::paths::components(path)?;
+    let shown = |i: usize| {
+        let mut p = Vec::new();
+        for c in &comps[..=i] {
+            p.push(b'/');
+            p.extend_from_slice(c);
+        }
+        crate::paths::escape(&p)
+    };
     let mut dir = snap.tree;
     let mut tree = reader.listing(&dir)?;
     let mut found = Located {
@@ -59,20 +85,17 @@ pub fn locate(reader: &BlobReader, snap: &Snapshot, path: &str) -> Result<Locate
         entry: None,
     };
     for (i, c) in comps.iter().enumerate() {
-        let pos = tree.position(c.as_bytes());
-        let e = pos.map(|k| tree.entries[k].clone()).ok_or_else(|| {
-            Error::Invalid(format!(
-                "/{}: no such file or directory in the snapshot",
-                comps[..=i].join("/")
-            ))
-        })?;
-        found.path.push(c);
+        let pos = tree.position(c);
+        let Some(e) = pos.map(|k| tree.entries[k].clone()) else {
+            return Ok(Err(format!(
+                "{}: no such file or directory in the snapshot",
+                shown(i)
+            )));
+        };
+        found.path.push(std::ffi::OsStr::from_bytes(c));
         if i + 1 < comps.len() {
             if e.kind() != EntryKind::Dir {
-                return Err(Error::Invalid(format!(
-                    "/{}: not a directory",
-                    comps[..=i].join("/")
-                )));
+                return Ok(Err(format!("{}: not a directory", shown(i))));
             }
             dir = e.subtree.unwrap_or(BlobId([0; 32]));
             tree = match e.subtree {
@@ -83,13 +106,13 @@ pub fn locate(reader: &BlobReader, snap: &Snapshot, path: &str) -> Result<Locate
         let e = match pos {
             // the listing left the contents out: take the entry from the tree
             Some(k) if i + 1 == comps.len() && tree.elided(k) => {
-                reader.tree(&dir)?.get(c.as_bytes()).cloned().unwrap_or(e)
+                reader.tree(&dir)?.get(c).cloned().unwrap_or(e)
             }
             _ => e,
         };
         found.entry = Some(e);
     }
-    Ok(found)
+    Ok(Ok(found))
 }
 
 /// Walk `tree` in pre-order (a directory before its contents), calling `f`

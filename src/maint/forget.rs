@@ -128,9 +128,15 @@ pub struct ForgetOptions {
 }
 
 /// The source paths a snapshot is grouped and filtered by: its recorded
-/// paths, with `-` (stdin) replaced by `/NAME`, NAME being the stdin
-/// source's name in the root tree (restic records `/NAME`).
+/// paths (a stdin source recorded as `/NAME`, as restic does); in a
+/// format-1 manifest, `-` (stdin) is replaced by `/NAME`, NAME being the
+/// stdin source's name in the root tree.
 pub fn group_paths(reader: &BlobReader, s: &Snapshot) -> Result<Vec<String>> {
+    if s.layout() == crate::snapshot::Layout::Absolute {
+        let mut out = s.path_strings();
+        out.sort();
+        return Ok(out);
+    }
     let mut out: Vec<String> = s
         .paths
         .iter()

@@ -139,6 +139,14 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
         "ATTACH DATABASE ?1 AS m",
         [marked.path().to_string_lossy().as_ref()],
     )?;
+    // The mark database is scratch (deleted when gc ends, rebuilt by a
+    // rerun): no journal and no fsync for it. Pragmas are per connection
+    // and schema; those set when mark created it do not carry over to this
+    // ATTACH, and without these every row written below was a durable
+    // transaction of its own (4 fsyncs each; benches/GC_RESULTS.md).
+    index
+        .conn()
+        .execute_batch("PRAGMA m.journal_mode = OFF; PRAGMA m.synchronous = OFF;")?;
     // 5. Plan.
     let packs: HashMap<i64, PackRow> = index.packs()?.into_iter().map(|p| (p.rowid, p)).collect();
     let acc = plan::account(index.conn(), &packs)?;

@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 const TREE_BATCH: usize = 256;
 /// Data blob ids buffered before a sorted insert.
 const ID_BATCH: usize = 1 << 16;
+/// Trees decoded in parallel at a time, per core (their ids are held
+/// until inserted).
+const DECODE_AHEAD: usize = 4;
 
 /// The reachable set, in a temporary database deleted on drop.
 #[derive(Debug)]
@@ -128,30 +131,38 @@ pub fn mark(reader: &BlobReader, roots: &[BlobId], progress: &MarkProgress) -> R
         if batch.is_empty() {
             break;
         }
-        let read: Vec<(Vec<BlobId>, Vec<BlobId>, Vec<BlobId>)> = batch
-            .par_iter()
-            .map(|id| children(reader, id))
-            .collect::<Result<_>>()?;
         let tx = conn.transaction().map_err(err)?;
-        for (parts, subtrees, content) in read {
-            marked.trees += 1;
-            progress.trees.fetch_add(1, Relaxed);
-            for p in &parts {
-                // A part belongs to one index tree; counted, never queued.
-                if insert_new(&tx, p).map_err(err)? {
-                    marked.trees += 1;
+        // Decoded a few trees per core at a time, not the whole batch: a
+        // tree of big files holds thousands of chunk ids, and holding every
+        // id of 256 trees at once grew memory with the repository
+        // (benches/GC_RESULTS.md). At most DECODE_AHEAD trees' ids plus
+        // ID_BATCH buffered ids are in memory.
+        let ahead = DECODE_AHEAD * rayon::current_num_threads().max(1);
+        for group in batch.chunks(ahead) {
+            let read: Vec<(Vec<BlobId>, Vec<BlobId>, Vec<BlobId>)> = group
+                .par_iter()
+                .map(|id| children(reader, id))
+                .collect::<Result<_>>()?;
+            for (parts, subtrees, content) in read {
+                marked.trees += 1;
+                progress.trees.fetch_add(1, Relaxed);
+                for p in &parts {
+                    // A part belongs to one index tree; counted, never queued.
+                    if insert_new(&tx, p).map_err(err)? {
+                        marked.trees += 1;
+                    }
                 }
-            }
-            for s in &subtrees {
-                if insert_new(&tx, s).map_err(err)? {
-                    tx.execute("INSERT INTO pending(id) VALUES (?1)", params![&s.0[..]])
-                        .map_err(err)?;
+                for s in &subtrees {
+                    if insert_new(&tx, s).map_err(err)? {
+                        tx.execute("INSERT INTO pending(id) VALUES (?1)", params![&s.0[..]])
+                            .map_err(err)?;
+                    }
                 }
-            }
-            marked.data_refs += content.len() as u64;
-            ids.extend(content);
-            if ids.len() >= ID_BATCH {
-                flush(&tx, &mut ids).map_err(err)?;
+                marked.data_refs += content.len() as u64;
+                ids.extend(content);
+                if ids.len() >= ID_BATCH {
+                    flush(&tx, &mut ids).map_err(err)?;
+                }
             }
         }
         tx.commit().map_err(err)?;

@@ -45,11 +45,14 @@ pub fn list_copies(
            PRIMARY KEY (pack, offset)) WITHOUT ROWID;
          DELETE FROM m.copy;",
     )?;
-    let mut ins = conn.prepare(
+    // One transaction for the whole list (the rows are scratch: a killed
+    // gc leaves nothing to recover from them).
+    let tx = conn.unchecked_transaction()?;
+    let mut ins = tx.prepare(
         "INSERT OR IGNORE INTO m.copy(pack, offset, id, stored_len, raw_len, kind, compression)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for_each_reachable(conn, &mut |_, rows| {
+    for_each_reachable(&tx, &mut |_, rows| {
         if let Some((r, _)) = choose(rows, packs) {
             if repack.contains(&r.pack) {
                 ins.execute(params![
@@ -64,7 +67,10 @@ pub fn list_copies(
             }
         }
         Ok(())
-    })
+    })?;
+    drop(ins);
+    tx.commit()?;
+    Ok(())
 }
 
 /// Copy the listed blobs of each pack in `order` into new packs.

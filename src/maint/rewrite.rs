@@ -15,7 +15,6 @@ use crate::repo::gcstate::{self, Since};
 use crate::repo::lock::Lock;
 use crate::snapshot::Snapshot;
 use crate::snapshot::tree::{EntryKind, Tree};
-use globset::GlobSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -60,8 +59,7 @@ pub struct Rewritten {
 struct Ctx<'a> {
     reader: &'a BlobReader<'a>,
     saver: Option<&'a BlobSaver<'a>>,
-    by_path: GlobSet,
-    by_name: GlobSet,
+    excludes: crate::paths::Patterns,
 }
 
 /// Rewrite each snapshot under `lock` (exclusive).
@@ -73,7 +71,7 @@ pub fn rewrite(
 ) -> Result<Vec<Rewritten>> {
     let since = Since::now();
     repo.index()?.reconcile(repo)?; // dedup must skip condemned packs
-    let (by_path, by_name) = crate::backup::build_globs(&opts.excludes)?;
+    let excludes = crate::paths::Patterns::new(&opts.excludes)?;
     let reader = BlobReader::new(repo)?;
     let saver = if opts.dry_run {
         None
@@ -84,8 +82,7 @@ pub fn rewrite(
     let ctx = Ctx {
         reader: &reader,
         saver: saver.as_ref(),
-        by_path,
-        by_name,
+        excludes,
     };
     let mut out = Vec::new();
     let mut new_trees = Vec::new();
@@ -135,11 +132,6 @@ pub fn rewrite(
     Ok(out)
 }
 
-fn excluded(ctx: &Ctx, path: &Path, name: &[u8]) -> bool {
-    (!ctx.by_path.is_empty() && ctx.by_path.is_match(path))
-        || (!ctx.by_name.is_empty() && ctx.by_name.is_match(Path::new(OsStr::from_bytes(name))))
-}
-
 /// The tree `id` at `path` without the excluded entries: `Some(new id)` if
 /// anything was dropped below it (saved unless dry-run), else `None`.
 fn filter(ctx: &Ctx, id: &BlobId, path: &Path, r: &mut Rewritten) -> Result<Option<BlobId>> {
@@ -148,10 +140,10 @@ fn filter(ctx: &Ctx, id: &BlobId, path: &Path, r: &mut Rewritten) -> Result<Opti
     let mut entries = Vec::with_capacity(tree.entries.len());
     for mut e in tree.entries {
         let p: PathBuf = path.join(OsStr::from_bytes(&e.name));
-        if excluded(ctx, &p, &e.name) {
+        if ctx.excludes.matches(p.as_os_str().as_bytes()) {
             count(ctx, &e, &mut r.dropped)?;
             if r.paths.len() < 20 {
-                r.paths.push(p.to_string_lossy().into_owned());
+                r.paths.push(crate::paths::escape(p.as_os_str().as_bytes()));
             }
             changed = true;
             continue;

@@ -332,16 +332,44 @@ impl Repo {
         bytes: &[u8],
         object: &str,
     ) -> Result<(T, [u8; 32])> {
+        self.with_plaintext(bytes, object, |plain, crypto| {
+            object::open(kind, plain, object, crypto)
+        })
+    }
+
+    /// [`Repo::open_file`] for a kind with several envelope versions: `f`
+    /// gets the checked version and body and decodes it.
+    pub fn open_file_versioned<T>(
+        &self,
+        kind: ObjectKind,
+        bytes: &[u8],
+        object: &str,
+        f: impl FnOnce(u8, &[u8]) -> Result<T>,
+    ) -> Result<(T, [u8; 32])> {
+        self.with_plaintext(bytes, object, |plain, crypto| {
+            let (version, body, id) = object::open_versioned(kind, plain, object, crypto)?;
+            Ok((f(version, body)?, id))
+        })
+    }
+
+    /// Run `f` on the plaintext of a repository file (decrypted in an
+    /// encrypted repository) with the crypto that checks its MAC.
+    fn with_plaintext<T>(
+        &self,
+        bytes: &[u8],
+        object: &str,
+        f: impl FnOnce(&[u8], Option<&Crypto>) -> Result<T>,
+    ) -> Result<T> {
         match self.crypto.as_deref() {
             Some(c) => {
                 let plain = c.decrypt(bytes, object, MAX_FILE)?;
-                object::open(kind, &plain, object, Some(c))
+                f(&plain, Some(c))
             }
             None if agefile::is_age(bytes) => Err(Error::corrupt(
                 object,
                 "an age-encrypted file in an unencrypted repository",
             )),
-            None => object::open(kind, bytes, object, None),
+            None => f(bytes, None),
         }
     }
 

@@ -64,9 +64,59 @@ pub struct Snapshot {
     pub summary: Summary,
     /// Program that wrote it.
     pub program: String,
+    /// How sources sit in the root tree: [`Layout::ByName`] (manifest
+    /// version 1) or [`Layout::Absolute`] (version 2).
+    pub layout: u8,
+}
+
+/// How a snapshot's sources sit in its root tree (objects.md "Snapshot body").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Format 1: one root entry per source, named by its last component
+    /// (`/` as `root`); stdin as its `--stdin-name`.
+    ByName = 0,
+    /// Each source under its absolute path (`/srv/bridge` as `srv/bridge`,
+    /// `/` as the root itself); stdin as a top-level `--stdin-name`.
+    Absolute = 1,
+}
+
+/// A version-1 manifest (no `layout`: [`Layout::ByName`]).
+#[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
+struct SnapshotV1 {
+    time_unix_ns: i64,
+    host: String,
+    username: String,
+    paths: Vec<Vec<u8>>,
+    tags: Vec<String>,
+    tree: BlobId,
+    parent: Option<SnapshotId>,
+    summary: Summary,
+    program: String,
 }
 
 impl Snapshot {
+    /// Check and decode a manifest's plaintext (either envelope version;
+    /// its MAC under `crypto`). Returns the manifest and its id field.
+    pub fn open(
+        bytes: &[u8],
+        object: &str,
+        crypto: Option<&crate::crypto::Crypto>,
+    ) -> Result<(Snapshot, [u8; 32])> {
+        let (version, body, id) =
+            crate::object::open_versioned(ObjectKind::Snapshot, bytes, object, crypto)?;
+        Ok((decode(version, body, object)?, id))
+    }
+
+    /// The layout of its root tree.
+    pub fn layout(&self) -> Layout {
+        if self.layout == Layout::Absolute as u8 {
+            Layout::Absolute
+        } else {
+            Layout::ByName
+        }
+    }
+
     /// Paths as display strings.
     pub fn path_strings(&self) -> Vec<String> {
         self.paths
@@ -98,7 +148,10 @@ impl Snapshot {
         let path = repo.root().join("snapshots").join(id.to_hex());
         let bytes = std::fs::read(&path).at(&path)?;
         let object = format!("snapshots/{}", id.to_hex());
-        let (s, got): (Snapshot, _) = repo.open_file(ObjectKind::Snapshot, &bytes, &object)?;
+        let (s, got) =
+            repo.open_file_versioned(ObjectKind::Snapshot, &bytes, &object, |v, body| {
+                decode(v, body, &object)
+            })?;
         if got != id.0 {
             return Err(Error::corrupt(
                 object,
@@ -107,6 +160,33 @@ impl Snapshot {
         }
         Ok(s)
     }
+}
+
+/// Decode a manifest body of envelope version `version` (1 or 2).
+pub fn decode(version: u8, body: &[u8], object: &str) -> Result<Snapshot> {
+    if version == 1 {
+        let v: SnapshotV1 = crate::object::decode_body(body, object)?;
+        return Ok(Snapshot {
+            time_unix_ns: v.time_unix_ns,
+            host: v.host,
+            username: v.username,
+            paths: v.paths,
+            tags: v.tags,
+            tree: v.tree,
+            parent: v.parent,
+            summary: v.summary,
+            program: v.program,
+            layout: Layout::ByName as u8,
+        });
+    }
+    let s: Snapshot = crate::object::decode_body(body, object)?;
+    if s.layout > Layout::Absolute as u8 {
+        return Err(Error::corrupt(
+            object,
+            format!("unknown layout {}", s.layout),
+        ));
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -127,6 +207,7 @@ mod tests {
             parent: None,
             summary: Summary::default(),
             program: "test".into(),
+            layout: Layout::Absolute as u8,
         }
     }
 
@@ -147,5 +228,36 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
         assert_eq!(std::fs::read_dir(repo.tmp_dir()).unwrap().count(), 0);
         assert_eq!(Snapshot::load(&repo, &id).unwrap(), s);
+    }
+
+    /// objects.md "Layouts": a version 1 body is the by-name layout, a
+    /// version 2 body carries its layout, and an unknown layout is refused
+    /// (a reader must never guess where the sources are).
+    #[test]
+    fn layouts_decode_by_envelope_version_and_unknown_ones_are_refused() {
+        let s = snapshot();
+        let v1 = SnapshotV1 {
+            time_unix_ns: s.time_unix_ns,
+            host: s.host.clone(),
+            username: s.username.clone(),
+            paths: s.paths.clone(),
+            tags: s.tags.clone(),
+            tree: s.tree,
+            parent: s.parent,
+            summary: s.summary.clone(),
+            program: s.program.clone(),
+        };
+        let cfg = crate::object::bincode_config();
+        let body = bincode::encode_to_vec(&v1, cfg).unwrap();
+        assert_eq!(decode(1, &body, "v1").unwrap().layout(), Layout::ByName);
+        let body = bincode::encode_to_vec(&s, cfg).unwrap();
+        assert_eq!(decode(2, &body, "v2").unwrap(), s);
+        let odd = Snapshot { layout: 2, ..s };
+        let body = bincode::encode_to_vec(&odd, cfg).unwrap();
+        let e = decode(2, &body, "snapshots/x").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown layout 2") && e.contains("snapshots/x"),
+            "{e}"
+        );
     }
 }

@@ -9,7 +9,7 @@ pub mod tree;
 use crate::error::{Error, IoContext, Result};
 use crate::id::SnapshotId;
 use crate::repo::Repo;
-pub use manifest::{Snapshot, Summary};
+pub use manifest::{Layout, Snapshot, Summary};
 
 /// Filters of `snapshots` and of `latest`.
 #[derive(Clone, Debug, Default)]

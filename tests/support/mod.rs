@@ -119,6 +119,13 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Where the absolute path `abs` lands when a whole snapshot is restored
+/// into `target`: snapshots keep each source under its absolute path, so
+/// `/tmp/x/src` comes back as `TARGET/tmp/x/src`.
+pub fn under(target: &Path, abs: &Path) -> PathBuf {
+    target.join(abs.strip_prefix("/").unwrap_or(abs))
+}
+
 // ---------------------------------------------------------------- Strata, Fixture
 
 /// The `strata` binary bound to one repository path.
@@ -482,6 +489,20 @@ pub fn list_tree(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     walk(root, Path::new(""), &mut out);
     out
+}
+
+/// [`list_tree`] of `abs` as a whole-snapshot restore into `target`
+/// recreated it ([`under`]), after checking that nothing else is in
+/// `target` but the directories leading to it.
+pub fn list_under(target: &Path, abs: &Path) -> Vec<String> {
+    let rel = abs.strip_prefix("/").unwrap_or(abs);
+    let stored = format!("{}/", rel.to_string_lossy());
+    let outside: Vec<String> = list_tree(target)
+        .into_iter()
+        .filter(|p| !p.starts_with(&stored) && !stored.starts_with(p.as_str()))
+        .collect();
+    assert!(outside.is_empty(), "restored outside {stored}: {outside:?}");
+    list_tree(&under(target, abs))
 }
 
 /// [`list_tree`] without the directories: every non-directory below `root`.
