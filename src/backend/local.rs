@@ -94,7 +94,10 @@ impl LocalBackend {
     }
 
     fn is_in_tmp(&self, path: &Path) -> bool {
-        match (path.parent().map(fs::canonicalize), fs::canonicalize(&self.tmp)) {
+        match (
+            path.parent().map(fs::canonicalize),
+            fs::canonicalize(&self.tmp),
+        ) {
             (Some(Ok(a)), Ok(b)) => a == b,
             _ => false,
         }
@@ -123,9 +126,8 @@ impl Backend for LocalBackend {
                 size,
             });
         }
-        let len = usize::try_from(range.end - range.start).map_err(|_| {
-            self.io(key, io::Error::other("range does not fit in memory"))
-        })?;
+        let len = usize::try_from(range.end - range.start)
+            .map_err(|_| self.io(key, io::Error::other("range does not fit in memory")))?;
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, range.start)
             .map_err(|e| self.io(key, e))?;

@@ -226,7 +226,8 @@ impl ObjectStoreBackend {
                 key: key.to_string(),
             }),
             Err(
-                object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. },
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. },
             ) => {
                 if self.exists(key)? {
                     return Err(BackendError::AlreadyExists {
@@ -251,7 +252,11 @@ impl Backend for ObjectStoreBackend {
     fn get(&self, key: &str) -> BResult<Bytes> {
         let loc = self.location(key)?;
         self.block_on(key, async {
-            self.store.get_opts(&loc, GetOptions::default()).await?.bytes().await
+            self.store
+                .get_opts(&loc, GetOptions::default())
+                .await?
+                .bytes()
+                .await
         })?
         .map_err(|e| self.err(key, e))
     }
