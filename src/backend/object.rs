@@ -362,7 +362,9 @@ impl Backend for ObjectStoreBackend {
             self.store.list(None)
         } else {
             self.store.list(Some(&base))
-        };
+        }
+        // polled again after its end when the last batch was short
+        .fuse();
         loop {
             let batch = self.block_on(prefix, async {
                 let mut batch = Vec::new();
@@ -392,7 +394,12 @@ impl Backend for ObjectStoreBackend {
                     .map(|p| p.as_ref().to_string())
                     .collect();
                 let key = parts.join("/");
-                if check_key(&key).is_ok() {
+                // (file:// lists a file given as the prefix as itself)
+                let under = prefix.is_empty()
+                    || key
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'));
+                if under && check_key(&key).is_ok() {
                     f(Listed { key, size: m.size });
                 }
             }
