@@ -348,7 +348,7 @@ impl Backend for ObjectStoreBackend {
             .map_err(|e| self.err(key, e))
     }
 
-    /// LIST (paged by the store), [`LIST_BATCH`] objects at a time; names
+    /// LIST (paged by the store), 1000 objects at a time; names
     /// that are not valid keys (another tool's files) are skipped.
     fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
         check_prefix(prefix)?;
