@@ -82,6 +82,10 @@ pub enum Error {
     /// its lock.
     #[error("{0}")]
     RepoLocked(String),
+    /// The storage backend failed (format-spec/backend.md); names the
+    /// backend and key.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
     /// `restore --verify` found a difference.
     #[error("verify failed: {0}")]
     Verify(String),

@@ -3,7 +3,7 @@
 //! objects, packs and ids all go through `Repo`.
 
 pub mod config;
-pub mod fsutil;
+pub use crate::backend::fsutil;
 pub mod gcstate;
 pub mod known;
 pub mod lock;

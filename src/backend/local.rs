@@ -1,0 +1,260 @@
+//! [`LocalBackend`]: a repository in a local directory, key `a/b` = file
+//! `ROOT/a/b`. Writes keep today's guarantees through [`fsutil`]: staged
+//! in `ROOT/tmp/`, fsynced, published by hard link (create-only, INV-5) or
+//! rename (replace), new directories and the destination directory fsynced
+//! (INV-1). format-spec/backend.md "Local directory".
+
+use super::fsutil::{self, Published};
+use super::{BResult, Backend, BackendError, Listed, check_key, check_prefix};
+use bytes::Bytes;
+use std::fs::{self, File};
+use std::io::{self, ErrorKind};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A repository directory. The directory need not exist yet: the first
+/// write creates it and every directory on the way, durably.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+    tmp: PathBuf,
+    name: String,
+}
+
+impl LocalBackend {
+    /// The backend of directory `root`.
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        let root = root.into();
+        LocalBackend {
+            tmp: root.join("tmp"),
+            name: root.display().to_string(),
+            root,
+        }
+    }
+
+    /// The repository directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> BResult<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn io(&self, key: &str, source: io::Error) -> BackendError {
+        if source.kind() == ErrorKind::NotFound {
+            return BackendError::NotFound {
+                backend: self.name.clone(),
+                key: key.to_string(),
+            };
+        }
+        BackendError::Io {
+            backend: self.name.clone(),
+            key: key.to_string(),
+            source,
+        }
+    }
+
+    /// An error of the fsutil helpers (which name a path) as a seam error.
+    fn fs_err(&self, key: &str, e: crate::Error) -> BackendError {
+        match e {
+            crate::Error::Io { path, source } => BackendError::Io {
+                backend: self.name.clone(),
+                key: if path == self.root.join(key) {
+                    key.to_string()
+                } else {
+                    format!("{key} (at {})", path.display())
+                },
+                source,
+            },
+            other => BackendError::Io {
+                backend: self.name.clone(),
+                key: key.to_string(),
+                source: io::Error::other(other.to_string()),
+            },
+        }
+    }
+
+    fn ensure_tmp(&self, key: &str) -> BResult<()> {
+        fsutil::create_dir_durable(&self.tmp)
+            .map(|_| ())
+            .map_err(|e| self.fs_err(key, e))
+    }
+
+    fn published(&self, key: &str, p: Published) -> BResult<()> {
+        match p {
+            Published::Created => Ok(()),
+            Published::Existed => Err(BackendError::AlreadyExists {
+                backend: self.name.clone(),
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    fn is_in_tmp(&self, path: &Path) -> bool {
+        match (
+            path.parent().map(fs::canonicalize),
+            fs::canonicalize(&self.tmp),
+        ) {
+            (Some(Ok(a)), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, key: &str) -> BResult<Bytes> {
+        let p = self.path(key)?;
+        fs::read(&p).map(Bytes::from).map_err(|e| self.io(key, e))
+    }
+
+    fn get_range(&self, key: &str, range: Range<u64>) -> BResult<Bytes> {
+        let p = self.path(key)?;
+        let f = File::open(&p).map_err(|e| self.io(key, e))?;
+        let size = f.metadata().map_err(|e| self.io(key, e))?.len();
+        if range.start > range.end || range.end > size {
+            return Err(BackendError::OutOfRange {
+                backend: self.name.clone(),
+                key: key.to_string(),
+                range,
+                size,
+            });
+        }
+        let len = usize::try_from(range.end - range.start)
+            .map_err(|_| self.io(key, io::Error::other("range does not fit in memory")))?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, range.start)
+            .map_err(|e| self.io(key, e))?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn size(&self, key: &str) -> BResult<u64> {
+        let p = self.path(key)?;
+        let m = fs::metadata(&p).map_err(|e| self.io(key, e))?;
+        if !m.is_file() {
+            // object stores have no directories: `packs` is not an object
+            return Err(self.io(key, ErrorKind::NotFound.into()));
+        }
+        Ok(m.len())
+    }
+
+    /// `tmp/<random>.tmp`, fsync, `link(2)` to the final name (else
+    /// `renameat2(RENAME_NOREPLACE)`), fsync of the directory and of every
+    /// directory created (INV-1, INV-5).
+    fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()> {
+        let dest = self.path(key)?;
+        self.ensure_tmp(key)?;
+        let p = fsutil::write_new(&self.tmp, &dest, bytes).map_err(|e| self.fs_err(key, e))?;
+        self.published(key, p)
+    }
+
+    /// A file in `tmp/` ([`Backend::scratch_dir`]) is fsynced and linked
+    /// under the final name, no copy; any other file is first copied into
+    /// `tmp/` (streamed), then published the same way.
+    fn put_new_file(&self, key: &str, path: &Path) -> BResult<()> {
+        let dest = self.path(key)?;
+        self.ensure_tmp(key)?;
+        let local = |e: io::Error| BackendError::Io {
+            backend: self.name.clone(),
+            key: format!("{key} (from {})", path.display()),
+            source: e,
+        };
+        let p = if self.is_in_tmp(path) {
+            let f = File::open(path).map_err(local)?;
+            fsutil::commit_new(f, path, &dest).map_err(|e| self.fs_err(key, e))?
+        } else {
+            let mut src = File::open(path).map_err(local)?;
+            let (mut f, tmp) =
+                fsutil::create_temp(&self.tmp, ".pack").map_err(|e| self.fs_err(key, e))?;
+            let r = io::copy(&mut src, &mut f)
+                .map_err(|e| self.io(key, e))
+                .and_then(|_| fsutil::commit_new(f, &tmp, &dest).map_err(|e| self.fs_err(key, e)));
+            if r.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            let p = r?;
+            fs::remove_file(path).map_err(local)?;
+            p
+        };
+        self.published(key, p)
+    }
+
+    /// `tmp/<random>.tmp`, fsync, `rename(2)` over the final name, fsync of
+    /// the directory (INV-1).
+    fn put_replace(&self, key: &str, bytes: &[u8]) -> BResult<()> {
+        let dest = self.path(key)?;
+        self.ensure_tmp(key)?;
+        fsutil::write_atomic(&self.tmp, &dest, bytes).map_err(|e| self.fs_err(key, e))
+    }
+
+    /// A directory walk; `tmp/` and names that are not valid keys are
+    /// skipped, and so is anything that is not a regular file.
+    fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
+        check_prefix(prefix)?;
+        let mut stack = vec![prefix.to_string()];
+        while let Some(dir_key) = stack.pop() {
+            let dir = self.root.join(&dir_key);
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    continue;
+                }
+                Err(e) => return Err(self.io(&dir_key, e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(|e| self.io(&dir_key, e))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let key = if dir_key.is_empty() {
+                    name
+                } else {
+                    format!("{dir_key}/{name}")
+                };
+                if check_key(&key).is_err() {
+                    continue;
+                }
+                let ft = match entry.file_type() {
+                    Ok(ft) => ft,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(self.io(&key, e)),
+                };
+                if ft.is_dir() {
+                    stack.push(key);
+                } else if ft.is_file() {
+                    match entry.metadata() {
+                        Ok(m) => f(Listed { key, size: m.len() }),
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(self.io(&key, e)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `unlink(2)`, then fsync of the directory.
+    fn delete(&self, key: &str) -> BResult<()> {
+        let p = self.path(key)?;
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            return Err(self.io(key, ErrorKind::NotFound.into()));
+        }
+        fs::remove_file(&p).map_err(|e| self.io(key, e))?;
+        if let Some(dir) = p.parent() {
+            fsutil::sync_dir(dir).map_err(|e| self.fs_err(key, e))?;
+        }
+        Ok(())
+    }
+
+    /// `tmp/`, created (durably) if missing; `None` if it cannot be.
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        fsutil::create_dir_durable(&self.tmp).ok()?;
+        Some(self.tmp.clone())
+    }
+}

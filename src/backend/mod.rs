@@ -1,0 +1,293 @@
+//! The one I/O seam of a repository (format-spec/backend.md): the
+//! [`Backend`] trait through which every repository file is read, written,
+//! listed and deleted, its error type, and [`open`], which turns a `--repo`
+//! value into a backend. Implementations: [`LocalBackend`] (a directory,
+//! INV-1/INV-5 kept by [`fsutil`]), [`ObjectStoreBackend`] (`s3://`,
+//! `gs://`, `az://`, `file://`, `memory://`) and the test wrapper
+//! [`FaultBackend`].
+//!
+//! Not yet wired in: `Repo` and the modules below it still call `std::fs`
+//! (issue 11 routes them through here next).
+
+pub mod fault;
+pub mod fsutil;
+pub mod key;
+pub mod local;
+pub mod object;
+
+pub use fault::{Fault, FaultBackend, Op};
+pub use key::{check_key, check_prefix};
+pub use local::LocalBackend;
+pub use object::ObjectStoreBackend;
+
+use bytes::Bytes;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Errors of the seam. Every variant names the backend (its URL or
+/// directory) and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The key does not exist (get, get_range, size, delete).
+    #[error("{backend}: {key}: not found")]
+    NotFound {
+        /// The backend's URL or directory.
+        backend: String,
+        /// The key asked for.
+        key: String,
+    },
+    /// `put_new` found the key taken; what was there is unchanged.
+    #[error("{backend}: {key}: already exists")]
+    AlreadyExists {
+        /// The backend's URL or directory.
+        backend: String,
+        /// The key written.
+        key: String,
+    },
+    /// A ranged read reaching past the end of the object.
+    #[error("{backend}: {key}: range {}..{} is past the end ({size} bytes)", range.start, range.end)]
+    OutOfRange {
+        /// The backend's URL or directory.
+        backend: String,
+        /// The key read.
+        key: String,
+        /// The range asked for.
+        range: Range<u64>,
+        /// The object's size.
+        size: u64,
+    },
+    /// A key or prefix that is not a repository key (key.rs rules).
+    #[error("invalid repository key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A `--repo` value that names no backend this build can open.
+    #[error("{url}: {reason}")]
+    InvalidUrl {
+        /// The value given.
+        url: String,
+        /// Why it cannot be opened.
+        reason: String,
+    },
+    /// A local I/O error.
+    #[error("{backend}: {key}: {source}")]
+    Io {
+        /// The backend's directory.
+        backend: String,
+        /// The key (or local path) involved.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An object store error other than not-found / already-exists (after
+    /// object_store's own bounded retries).
+    #[error("{backend}: {key}: {source}")]
+    Store {
+        /// The backend's URL.
+        backend: String,
+        /// The key involved.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// A fault injected by [`FaultBackend`].
+    #[error("{backend}: {key}: injected fault ({op:?} call {call})")]
+    Injected {
+        /// The wrapped backend.
+        backend: String,
+        /// The key of the failed call (the prefix for `list`).
+        key: String,
+        /// The operation.
+        op: Op,
+        /// Which call of that operation it was, counting from 1.
+        call: u64,
+    },
+}
+
+impl BackendError {
+    /// The key does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BackendError::NotFound { .. })
+    }
+
+    /// `put_new` found the key taken.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, BackendError::AlreadyExists { .. })
+    }
+}
+
+/// Result with [`BackendError`].
+pub type BResult<T> = std::result::Result<T, BackendError>;
+
+/// One object found by [`Backend::list`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    /// Its key, e.g. `packs/ab/ab12…`.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The storage of one repository. Keys are repository-relative paths
+/// (`config`, `keys/<id>`, `packs/ab/<id>`; rules in [`key`]); every method
+/// refuses an invalid key with [`BackendError::InvalidKey`] before any I/O.
+///
+/// Methods are synchronous and may be called from many threads at once.
+/// Each one states when its effect is durable and whether it may overwrite;
+/// format-spec/backend.md says what that means per implementation and which
+/// invariant of repository.md / invariants.md it upholds.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The backend's URL or directory, as errors name it.
+    fn name(&self) -> &str;
+
+    /// The whole object. `NotFound` if absent. Reads see every write that
+    /// returned before the read began (read-after-write, also on S3).
+    fn get(&self, key: &str) -> BResult<Bytes>;
+
+    /// Bytes `range` of the object (one ranged GET on object stores).
+    /// `range.end` past the object's size is [`BackendError::OutOfRange`],
+    /// never a short read; an empty range inside the object is empty.
+    fn get_range(&self, key: &str, range: Range<u64>) -> BResult<Bytes>;
+
+    /// The object's size in bytes (a HEAD). `NotFound` if absent.
+    fn size(&self, key: &str) -> BResult<u64>;
+
+    /// Create `key` with `bytes`, **create-only**: if the key exists,
+    /// [`BackendError::AlreadyExists`] and the existing object is unchanged
+    /// (INV-5). Atomic: readers see no object or all of it. Durable when it
+    /// returns Ok (local: file and directory entries fsynced, INV-1; object
+    /// store: the PUT was acknowledged).
+    fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()>;
+
+    /// [`Backend::put_new`] of the complete local file `path`, which is
+    /// consumed: on Ok it no longer exists under `path` (also on
+    /// `AlreadyExists`); on any other error it is left for the caller. The
+    /// bytes are never held in memory twice (local: a hard link when `path`
+    /// is in [`Backend::scratch_dir`], else one streamed copy; object store:
+    /// one PUT of the file read once). For packs.
+    fn put_new_file(&self, key: &str, path: &Path) -> BResult<()>;
+
+    /// Write `key`, **replacing** any object of that name, atomically:
+    /// readers see the old or the new object, never a mix. Durable when it
+    /// returns Ok, like `put_new`. Only for files that may be replaced
+    /// (repository.md): lock files (refresh) and the config upgrade.
+    fn put_replace(&self, key: &str, bytes: &[u8]) -> BResult<()>;
+
+    /// Call `f` for every object under `prefix`, a key prefix that ends at a
+    /// `/` boundary: `""` (everything), `packs`, `packs/ab`. Objects are
+    /// delivered as they are listed (in pages on object stores), in no
+    /// particular order; `f` may call back into the backend. A missing
+    /// prefix lists nothing. A listing is a snapshot of no single instant:
+    /// objects created or deleted meanwhile may or may not appear.
+    fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()>;
+
+    /// Remove `key`. `NotFound` if absent (on object stores, by a HEAD just
+    /// before the DELETE: two racing deletes may both succeed). Durable when
+    /// it returns Ok (local: directory fsynced).
+    fn delete(&self, key: &str) -> BResult<()>;
+
+    /// A local directory in which a file meant for
+    /// [`Backend::put_new_file`] is best created (local backend: its
+    /// `tmp/`, so publishing is a link, not a copy). `None`: anywhere.
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Every object under `prefix` (see [`Backend::list`]), sorted by key.
+    fn list_all(&self, prefix: &str) -> BResult<Vec<Listed>> {
+        let mut v = Vec::new();
+        self.list(prefix, &mut |l| v.push(l))?;
+        v.sort();
+        Ok(v)
+    }
+
+    /// Whether `key` exists (a HEAD).
+    fn exists(&self, key: &str) -> BResult<bool> {
+        match self.size(key) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+macro_rules! forward_backend {
+    ($t:ty) => {
+        impl<B: Backend + ?Sized> Backend for $t {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn get(&self, key: &str) -> BResult<Bytes> {
+                (**self).get(key)
+            }
+            fn get_range(&self, key: &str, range: Range<u64>) -> BResult<Bytes> {
+                (**self).get_range(key, range)
+            }
+            fn size(&self, key: &str) -> BResult<u64> {
+                (**self).size(key)
+            }
+            fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()> {
+                (**self).put_new(key, bytes)
+            }
+            fn put_new_file(&self, key: &str, path: &Path) -> BResult<()> {
+                (**self).put_new_file(key, path)
+            }
+            fn put_replace(&self, key: &str, bytes: &[u8]) -> BResult<()> {
+                (**self).put_replace(key, bytes)
+            }
+            fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
+                (**self).list(prefix, f)
+            }
+            fn delete(&self, key: &str) -> BResult<()> {
+                (**self).delete(key)
+            }
+            fn scratch_dir(&self) -> Option<PathBuf> {
+                (**self).scratch_dir()
+            }
+        }
+    };
+}
+forward_backend!(Box<B>);
+forward_backend!(std::sync::Arc<B>);
+forward_backend!(&B);
+
+/// Open the backend a `--repo` value names: a URL with a scheme
+/// (`s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`,
+/// `file:///abs/path`, `memory://`) is an [`ObjectStoreBackend`]; anything
+/// else is a local directory ([`LocalBackend`]). Cloud credentials and
+/// endpoints come from the process environment only (`AWS_*`, `GOOGLE_*`,
+/// `AZURE_*`; [`open_with_env`]). Nothing is read or created yet.
+pub fn open(repo: &str) -> BResult<Box<dyn Backend>> {
+    open_with_env(repo, std::env::vars())
+}
+
+/// [`open`] with `env` in place of the process environment (tests pass the
+/// settings of their own S3 server this way; the code path is the same).
+pub fn open_with_env(
+    repo: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> BResult<Box<dyn Backend>> {
+    if repo.is_empty() {
+        return Err(BackendError::InvalidUrl {
+            url: repo.into(),
+            reason: "empty repository path".into(),
+        });
+    }
+    match repo.split_once("://") {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Ok(Box::new(ObjectStoreBackend::open(repo, env)?))
+        }
+        _ => Ok(Box::new(LocalBackend::new(repo))),
+    }
+}
