@@ -12,15 +12,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use support::*;
 
-/// `root` + `abs` (an absolute path): where a restore of a whole snapshot
-/// into `root` puts the source `abs`.
-fn under(root: &Path, abs: &Path) -> PathBuf {
-    root.join(abs.strip_prefix("/").unwrap())
-}
-
-fn ls(fx: &Fixture, target: impl AsRef<OsStr>, args: &[&str]) -> Vec<String> {
-    let out = fx
-        .strata
+/// `strata ls TARGET ARGS`, which must succeed: its lines.
+fn ls(st: &Strata, target: impl AsRef<OsStr>, args: &[&str]) -> Vec<String> {
+    let out = st
         .cmd()
         .arg("ls")
         .arg(target)
@@ -112,7 +106,7 @@ fn sources_keep_their_absolute_paths_and_subpaths_restore_their_contents() {
     );
 
     // ls and cat speak the same paths
-    let listing = ls(&fx, spec("latest", &a), &["-r"]);
+    let listing = ls(&fx.strata, spec("latest", &a), &["-r"]);
     let deep = a.join("deep/x.txt").to_string_lossy().into_owned();
     assert!(listing.contains(&deep), "{listing:?}");
     let cat = fx
@@ -124,7 +118,7 @@ fn sources_keep_their_absolute_paths_and_subpaths_restore_their_contents() {
         .success();
     assert_eq!(cat.get_output().stdout, b"b = 2\n");
     // the directories above a source carry their own metadata
-    let above = ls(&fx, spec("latest", a.parent().unwrap()), &["--json"]);
+    let above = ls(&fx.strata, spec("latest", a.parent().unwrap()), &["--json"]);
     assert_eq!(
         above.len(),
         1,
@@ -173,7 +167,7 @@ fn nested_sources_are_refused_and_stdin_is_a_top_level_name() {
         .assert()
         .success();
     assert_eq!(cat.get_output().stdout, b"CREATE TABLE t;\n");
-    let top = ls(&fx, "latest", &[]);
+    let top = ls(&fx.strata, "latest", &[]);
     assert!(top.contains(&"/db.sql".to_string()), "{top:?}");
     let out = fx.path("out");
     fx.strata.restore("latest", &out, &[] as &[&str]);
@@ -273,17 +267,8 @@ fn snapshot_of_slash_holds_the_roots_contents_at_the_top() {
     // From outside: the repository (inside the chroot) was skipped, and the
     // root's contents sit at the top: /etc/hosts, not /root/etc/hosts.
     let outside = Strata::new(root.join("repo"));
-    let top = outside
-        .cmd()
-        .args(["ls", "latest"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let top = String::from_utf8(top).unwrap();
-    let names: Vec<&str> = top.lines().collect();
-    assert_eq!(names, vec!["/etc", "/root", "/srv"], "{top}");
+    let top = ls(&outside, "latest", &[]);
+    assert_eq!(top, ["/etc", "/root", "/srv"]);
     let cat = outside
         .cmd()
         .args(["cat", "latest:/etc/hosts"])
@@ -317,13 +302,13 @@ fn non_utf8_names_go_through_ls_cat_and_restore() {
     fx.strata.snapshot(&[&d]);
 
     // printed escaped, one line each, never lossy
-    let printed = ls(&fx, spec("latest", &d), &[]);
+    let printed = ls(&fx.strata, spec("latest", &d), &[]);
     let base = d.to_string_lossy();
     let want_file = format!("{base}/caf\\xe9 \\\\ \\x01.txt");
     let want_dir = format!("{base}/d\\xff");
     assert_eq!(printed, vec![want_file.clone(), want_dir.clone()]);
     // --json uses the same spelling
-    let json = ls(&fx, spec("latest", &d), &["--json"]);
+    let json = ls(&fx.strata, spec("latest", &d), &["--json"]);
     let v: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
     assert_eq!(v["path"], want_file.as_str());
     assert_eq!(v["name"], "caf\\xe9 \\\\ \\x01.txt");
@@ -336,7 +321,7 @@ fn non_utf8_names_go_through_ls_cat_and_restore() {
         let cat = fx.strata.cmd().arg("cat").arg(&arg).assert().success();
         assert_eq!(cat.get_output().stdout, b"latin-1 name\n", "{arg:?}");
     }
-    let inner = ls(&fx, format!("latest:{want_dir}"), &[]);
+    let inner = ls(&fx.strata, format!("latest:{want_dir}"), &[]);
     assert_eq!(inner, vec![format!("{want_dir}/inner.txt")]);
 
     // restore of an escaped subpath, and of everything
