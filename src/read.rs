@@ -188,23 +188,8 @@ impl<'r> BlobReader<'r> {
                 }
             }
         }
-        let (mut entries, parts) = self.read_joined(id)?;
-        let inline_digest = entries
-            .iter_mut()
-            .map(|e| {
-                if !e.is_inline() {
-                    return None;
-                }
-                let d = self.repo.blob_id(BlobKind::Data, &e.inline).0;
-                e.inline = Vec::new();
-                Some(d)
-            })
-            .collect();
-        let l = Listing {
-            entries,
-            parts,
-            inline_digest,
-        };
+        let (entries, parts) = self.read_joined(id)?;
+        let l = Listing::without_contents(self.repo, entries, parts, |_| None);
         if let (Some(c), true) = (&self.cache, self.cache_puts) {
             if let Ok(b) = crate::object::encode_body(&l) {
                 c.put(id, &b);
@@ -272,6 +257,35 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// The listing of `entries`: each inline file's contents replaced by
+    /// their data id (what the cache may hold, threat-model.md); an entry
+    /// without contents keeps `known(k)` (a digest kept from an earlier
+    /// listing, or `None`).
+    pub fn without_contents(
+        repo: &Repo,
+        mut entries: Vec<Entry>,
+        parts: PartLens,
+        known: impl Fn(usize) -> Option<[u8; 32]>,
+    ) -> Listing {
+        let inline_digest = entries
+            .iter_mut()
+            .enumerate()
+            .map(|(k, e)| {
+                if !e.is_inline() {
+                    return known(k);
+                }
+                let d = repo.blob_id(BlobKind::Data, &e.inline).0;
+                e.inline = Vec::new();
+                Some(d)
+            })
+            .collect();
+        Listing {
+            entries,
+            parts,
+            inline_digest,
+        }
+    }
+
     /// The part ids.
     pub fn part_ids(&self) -> impl Iterator<Item = BlobId> + '_ {
         self.parts.iter().map(|p| p.0)

@@ -262,28 +262,14 @@ impl<'r> BlobSaver<'r> {
     fn remember(
         &self,
         id: &BlobId,
-        mut entries: Vec<Entry>,
+        entries: Vec<Entry>,
         kept: &[Option<[u8; 32]>],
         parts: Vec<(BlobId, u32)>,
     ) {
         let Some(cache) = &self.cache else { return };
-        let inline_digest = entries
-            .iter_mut()
-            .enumerate()
-            .map(|(k, e)| {
-                if !e.is_inline() {
-                    return kept.get(k).copied().flatten();
-                }
-                let d = self.repo.blob_id(BlobKind::Data, &e.inline).0;
-                e.inline = Vec::new();
-                Some(d)
-            })
-            .collect();
-        let l = Listing {
-            entries,
-            parts,
-            inline_digest,
-        };
+        let l = Listing::without_contents(self.repo, entries, parts, |k| {
+            kept.get(k).copied().flatten()
+        });
         if let Ok(b) = crate::object::encode_body(&l) {
             cache.put(id, &b);
         }
