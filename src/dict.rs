@@ -16,10 +16,14 @@ use std::sync::Arc;
 /// Largest dictionary a reader accepts.
 pub const DICT_LIMIT: usize = 1 << 20;
 /// Size of the dictionaries strata trains.
-pub const DICT_SIZE: usize = 64 << 10;
+pub const DICT_SIZE: usize = 32 << 10;
 /// Blobs up to this size are compressed with the dictionary.
 pub const DICT_MAX_BLOB: usize = 128 << 10;
-/// Fewest samples (small files) worth training on ...
+/// Most samples a dictionary is trained on ...
+pub const SAMPLES: usize = 1000;
+/// ... each at most this long (saver.rs `dictionary_samples`).
+pub const SAMPLE_SLICE: usize = 2 << 10;
+/// Fewest samples worth training on ...
 pub const MIN_SAMPLES: usize = 200;
 /// ... and fewest bytes.
 pub const MIN_SAMPLE_BYTES: usize = 128 << 10;

@@ -207,11 +207,35 @@ pub fn run(
             .ok()
             .map(|m| (m.dev(), m.ino())),
     };
-    if let Err(e) = train_dictionary(repo, &walker, &sources) {
-        saver.abandon();
-        return Err(e);
-    }
-    let result = build_root(&walker, &sources, opts, &parent_root, counters);
+    // A dictionary, when one is due, is trained beside the walk; the blobs
+    // that need it wait in the saver's bounded queue meanwhile.
+    let result = std::thread::scope(|s| {
+        let trainer = match dictionary_due(repo) {
+            Ok(false) => None,
+            Ok(true) => {
+                saver.hold_for_dictionary()?;
+                let saver = &saver;
+                let h = std::thread::Builder::new()
+                    .name("strata-dict".into())
+                    .spawn_scoped(s, move || {
+                        let trained = train_dictionary(repo, saver);
+                        // Open even after a failure, or the queue would wait forever.
+                        let stored = saver.open_gate();
+                        trained.and(stored)
+                    })
+                    .map_err(|e| Error::Invalid(format!("cannot start a thread: {e}")))?;
+                Some(h)
+            }
+            Err(e) => return Err(e),
+        };
+        let root = build_root(&walker, &sources, opts, &parent_root, counters);
+        saver.end_of_input();
+        if let Some(h) = trainer {
+            h.join()
+                .map_err(|_| Error::Invalid("dictionary training thread panicked".into()))??;
+        }
+        root
+    });
     let root = match result {
         Ok(r) => r,
         Err(e) => {
@@ -261,25 +285,31 @@ pub fn run(
     })
 }
 
+/// Whether [`train_dictionary`] has work: no dictionary yet, or the newest
+/// is older than [`dict::RETRAIN_DAYS`], and blobs are compressed at all.
+fn dictionary_due(repo: &Repo) -> Result<bool> {
+    if repo.config().compression_level == 0 {
+        return Ok(false);
+    }
+    let dicts = repo.dicts(false)?;
+    Ok(match dicts.newest() {
+        None => true,
+        Some(d) => {
+            crate::repo::now_ns().saturating_sub(d.created_unix_ns)
+                > dict::RETRAIN_DAYS * 86_400 * 1_000_000_000
+        }
+    })
+}
+
 /// Train the repository's first dictionary from samples of the sources'
 /// small files, or a new one when the newest is older than
 /// [`dict::RETRAIN_DAYS`] and a fresh one compresses a held-out half of the
 /// samples at least 10 % smaller (format-spec/objects.md "When to train").
 /// The dictionary file is durable before any blob compressed with it is
 /// written (INV-1, then the packs: INV-2).
-fn train_dictionary(repo: &Repo, walker: &walk::Walker<'_>, sources: &[PathBuf]) -> Result<()> {
+fn train_dictionary(repo: &Repo, saver: &BlobSaver<'_>) -> Result<()> {
     let dicts = repo.dicts(false)?;
-    let age_ns = dicts
-        .newest()
-        .map(|d| crate::repo::now_ns().saturating_sub(d.created_unix_ns));
-    let due = match age_ns {
-        None => true,
-        Some(a) => a > dict::RETRAIN_DAYS * 86_400 * 1_000_000_000,
-    };
-    if !due || repo.config().compression_level == 0 {
-        return Ok(());
-    }
-    let samples = walker.sample(sources);
+    let samples = saver.dictionary_samples(dict::SAMPLES, dict::SAMPLE_SLICE)?;
     let Some(newest) = dicts.newest() else {
         if let Some(d) = dict::train(&samples) {
             dict::save(repo, d, samples.len())?;

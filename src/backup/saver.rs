@@ -4,7 +4,9 @@
 //! bounded: one open pack buffer per kind, and at most `SEAL_QUEUE` sealed
 //! packs waiting for fsync (as file handles, their bytes already written).
 //! Dedup sees live packs only: condemned packs' blobs are written again
-//! (format-spec/gc.md).
+//! (format-spec/gc.md). While a dictionary is being trained, blobs that
+//! would use it wait in a bounded queue ([`DEFER_LIMIT`]) instead of
+//! holding up the walk (format-spec/objects.md "When to train").
 
 use crate::blob::{self, BlobKind};
 use crate::error::{Error, Result};
@@ -16,8 +18,30 @@ use crate::repo::Repo;
 use crate::snapshot::tree::{self, Entry, Tree};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+
+/// Bytes of small blobs that may wait for a dictionary being trained.
+/// Beyond this a saver waits for the dictionary instead of queueing.
+pub const DEFER_LIMIT: usize = 16 << 20;
+/// Queued bytes from which a dictionary is trained (or all of them, if
+/// the snapshot ends first).
+pub const TRAIN_AT: usize = 2 << 20;
+
+/// Whether small blobs are compressed now or queued for a dictionary.
+#[derive(Default)]
+enum Gate {
+    /// Compress with the repository's newest dictionary as usual.
+    #[default]
+    Open,
+    /// A dictionary is being trained: queue blobs that would use it.
+    Training {
+        queue: Vec<(BlobKind, BlobId, Vec<u8>)>,
+        bytes: usize,
+        /// No more blobs will come (the walk ended).
+        ended: bool,
+    },
+}
 
 /// Fills in inline contents that a parent listing left out, reading each
 /// needed tree of the parent once.
@@ -89,6 +113,11 @@ pub struct BlobSaver<'r> {
     open: [Mutex<Option<PackWriter>>; 2],
     to_seal: Mutex<Option<crossbeam_channel::Sender<PackWriter>>>,
     sealer: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// Queue of blobs waiting for a dictionary being trained.
+    gate: Mutex<Gate>,
+    /// Signalled when the gate opens, the queue reaches [`TRAIN_AT`] or
+    /// input ends.
+    opened: Condvar,
     /// Where the listings of saved directories go, for the next backup.
     cache: Option<crate::cache::TreeCache>,
     /// What was added.
@@ -134,6 +163,8 @@ impl<'r> BlobSaver<'r> {
             open: [Mutex::new(None), Mutex::new(None)],
             to_seal: Mutex::new(Some(tx)),
             sealer: Mutex::new(Some(sealer)),
+            gate: Mutex::new(Gate::Open),
+            opened: Condvar::new(),
             cache: crate::cache::TreeCache::for_repo(&repo.config().repo_id),
             stats: SaveStats::default(),
         })
@@ -304,6 +335,114 @@ impl<'r> BlobSaver<'r> {
         if !self.pending.lock().map_err(|_| poisoned())?.insert(id) {
             return Ok(false);
         }
+        if raw.len() <= crate::dict::DICT_MAX_BLOB && self.defer(kind, id, raw)? {
+            return Ok(true);
+        }
+        self.store(kind, id, raw)?;
+        Ok(true)
+    }
+
+    /// Queue a blob while a dictionary is trained; false: store it now
+    /// (the gate is open, or opened while this waited for queue space).
+    fn defer(&self, kind: BlobKind, id: BlobId, raw: &[u8]) -> Result<bool> {
+        let mut g = self.gate.lock().map_err(|_| poisoned())?;
+        loop {
+            match &mut *g {
+                Gate::Open => return Ok(false),
+                Gate::Training { queue, bytes, .. } if *bytes + raw.len() <= DEFER_LIMIT => {
+                    let before = *bytes;
+                    *bytes += raw.len();
+                    queue.push((kind, id, raw.to_vec()));
+                    if before < TRAIN_AT && *bytes >= TRAIN_AT {
+                        self.opened.notify_all();
+                    }
+                    return Ok(true);
+                }
+                Gate::Training { .. } => {
+                    g = self.opened.wait(g).map_err(|_| poisoned())?;
+                }
+            }
+        }
+    }
+
+    /// From now until [`open_gate`](Self::open_gate), queue the blobs that
+    /// a dictionary would compress instead of storing them.
+    pub fn hold_for_dictionary(&self) -> Result<()> {
+        let mut g = self.gate.lock().map_err(|_| poisoned())?;
+        if let Gate::Open = *g {
+            *g = Gate::Training {
+                queue: Vec::new(),
+                bytes: 0,
+                ended: false,
+            };
+        }
+        Ok(())
+    }
+
+    /// No more blobs will be saved before [`finish`](Self::finish): a
+    /// trainer waiting in [`dictionary_samples`](Self::dictionary_samples)
+    /// takes what is queued.
+    pub fn end_of_input(&self) {
+        if let Ok(mut g) = self.gate.lock() {
+            if let Gate::Training { ended, .. } = &mut *g {
+                *ended = true;
+            }
+            self.opened.notify_all();
+        }
+    }
+
+    /// Training samples from the queue, once it holds [`TRAIN_AT`] bytes or
+    /// input ended: up to `count` slices of at most `slice` bytes, evenly
+    /// spaced over the queued blobs cut into such slices (a dictionary
+    /// matters most at the start of a frame; objects.md "When to train").
+    /// These are the tree parts and small blobs the dictionary will
+    /// compress, so no second pass over the sources is needed.
+    pub fn dictionary_samples(&self, count: usize, slice: usize) -> Result<Vec<Vec<u8>>> {
+        let slice = slice.max(1);
+        let mut g = self.gate.lock().map_err(|_| poisoned())?;
+        loop {
+            match &*g {
+                Gate::Training { bytes, ended, .. } if *bytes < TRAIN_AT && !*ended => {
+                    g = self.opened.wait(g).map_err(|_| poisoned())?;
+                }
+                _ => break,
+            }
+        }
+        let Gate::Training { queue, .. } = &*g else {
+            return Ok(Vec::new());
+        };
+        let total: usize = queue.iter().map(|(_, _, r)| r.len().div_ceil(slice)).sum();
+        let step = (total / count.max(1)).max(1);
+        Ok(queue
+            .iter()
+            .flat_map(|(_, _, r)| r.chunks(slice))
+            .step_by(step)
+            .take(count)
+            .map(<[u8]>::to_vec)
+            .collect())
+    }
+
+    /// The dictionary is trained and durable (or will not be): store the
+    /// queued blobs with the repository's newest dictionary, on every core,
+    /// and let new ones through.
+    pub fn open_gate(&self) -> Result<()> {
+        let queue = {
+            let mut g = self.gate.lock().map_err(|_| poisoned())?;
+            let queue = match std::mem::take(&mut *g) {
+                Gate::Open => Vec::new(),
+                Gate::Training { queue, .. } => queue,
+            };
+            self.opened.notify_all();
+            queue
+        };
+        use rayon::prelude::*;
+        queue
+            .par_iter()
+            .try_for_each(|(kind, id, raw)| self.store(*kind, *id, raw))
+    }
+
+    /// Compress `raw` and append it to the open pack of its kind.
+    fn store(&self, kind: BlobKind, id: BlobId, raw: &[u8]) -> Result<()> {
         let dicts = self.repo.dicts(false)?;
         let (comp, compressed) = blob::compress(
             raw,
@@ -336,7 +475,7 @@ impl<'r> BlobSaver<'r> {
         if let Some(w) = full {
             self.send(w)?;
         }
-        Ok(true)
+        Ok(())
     }
 
     fn send(&self, w: PackWriter) -> Result<()> {
@@ -371,6 +510,7 @@ impl<'r> BlobSaver<'r> {
     /// Seal the open packs and wait until every pack is durable and indexed
     /// (INV-2, INV-3). Call before writing the snapshot that needs them.
     pub fn finish(&self) -> Result<()> {
+        self.open_gate()?;
         for slot in &self.open {
             let w = slot.lock().map_err(|_| poisoned())?.take();
             if let Some(w) = w {
@@ -382,6 +522,10 @@ impl<'r> BlobSaver<'r> {
 
     /// Drop open packs after a failure (their temp files are removed).
     pub fn abandon(&self) {
+        if let Ok(mut g) = self.gate.lock() {
+            *g = Gate::Open;
+            self.opened.notify_all();
+        }
         for slot in &self.open {
             if let Ok(mut s) = slot.lock() {
                 if let Some(w) = s.take() {
