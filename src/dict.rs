@@ -7,7 +7,7 @@
 //! ranged read once the dictionaries (a few, loaded once) are known.
 //! Dictionaries are never deleted: any blob may need one.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::object::ObjectKind;
 use bincode::{Decode, Encode};
 use std::collections::HashMap;
@@ -115,27 +115,16 @@ fn check(d: DictFile, name: &str) -> Result<Dict> {
 
 /// Read every `dicts/` file (a missing directory: none).
 pub fn load(repo: &crate::Repo) -> Result<Dicts> {
-    let dir = repo.root().join("dicts");
     let mut out = Dicts::default();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).at(&dir),
-    };
-    let mut names: Vec<String> = Vec::new();
-    for e in entries {
-        let name = e.at(&dir)?.file_name();
-        if let Some(n) = name
-            .to_str()
-            .filter(|n| crate::id::parse_hex32(n).is_some())
-        {
-            names.push(n.to_string());
-        }
-    }
-    names.sort();
+    let names: Vec<String> = repo
+        .list_names("dicts")?
+        .into_iter()
+        .filter(|n| crate::id::parse_hex32(n).is_some())
+        .collect();
     for name in names {
-        let path = dir.join(&name);
-        let bytes = std::fs::read(&path).at(&path)?;
+        let Some(bytes) = repo.read_opt(&format!("dicts/{name}"))? else {
+            continue;
+        };
         match decode(repo, &bytes, &name) {
             Ok(d) => {
                 let d = Arc::new(d);
@@ -189,9 +178,7 @@ pub fn save(repo: &crate::Repo, dict: Vec<u8>, samples: usize) -> Result<String>
     };
     let (bytes, id) = repo.seal_file(ObjectKind::Dict, &body)?;
     let name = crate::id::to_hex(&id);
-    let dir = repo.root().join("dicts");
-    crate::repo::fsutil::create_dir_durable(&dir)?;
-    crate::repo::fsutil::write_new(&repo.tmp_dir(), &dir.join(&name), &bytes)?;
+    repo.write_new(&format!("dicts/{name}"), &bytes)?;
     Ok(name)
 }
 

@@ -95,6 +95,15 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A missing file: a local `NotFound`, or the backend's.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::Backend(b) => b.is_not_found(),
+            _ => false,
+        }
+    }
+
     /// A corruption error on `object`.
     pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {

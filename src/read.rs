@@ -92,7 +92,7 @@ impl<'r> BlobReader<'r> {
         }
         let f = match self.repo.open_pack(pack) {
             Ok(f) => Arc::new(f),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 return Err(Error::MissingPack {
                     pack: pack.to_hex(),
                     more: 0,

@@ -461,7 +461,8 @@ fn a_pack_holding_one_blob_twice_is_repacked_not_lost() {
         .unwrap();
     w.add(id, content.len() as u32, Compression::None, &content)
         .unwrap();
-    w.finish(&repo).unwrap();
+    w.finish(&strata::backend::LocalBackend::new(&repo))
+        .unwrap();
     let src = tmp.path().join("src");
     write(&src.join("f.bin"), &content);
     let v = json(&repo, &[], &["snapshot", src.to_str().unwrap(), "--json"]);

@@ -139,7 +139,7 @@ impl<'r> BlobSaver<'r> {
         // (page cache), so a deep queue costs file handles, not memory, and
         // keeps fsync latency off the workers' path.
         let (tx, rx) = crossbeam_channel::bounded::<PackWriter>(SEAL_QUEUE);
-        let root = repo.root().to_path_buf();
+        let store = repo.store().clone();
         let idx = index.clone();
         let sealer = std::thread::Builder::new()
             .name("strata-sealer".into())
@@ -147,7 +147,7 @@ impl<'r> BlobSaver<'r> {
                 for w in rx {
                     // INV-2: the pack is durable under its final name before
                     // any index row names it.
-                    let sealed = w.finish(&root)?;
+                    let sealed = w.finish(&*store)?;
                     idx.lock().map_err(|_| poisoned())?.add_pack(&sealed)?;
                 }
                 Ok(())

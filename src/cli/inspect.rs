@@ -304,16 +304,15 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
             let id = PackId(parse_id("pack", a.id.as_ref())?);
             let object = format!("pack {id}");
             let pack = match repo.open_pack(&id) {
-                Err(crate::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
+                Err(e) if e.is_not_found() => {
                     return Err(crate::Error::Invalid(format!("no pack {id}")));
                 }
                 r => r?,
             };
             let (plain_size, entries) = crate::pack::reader::read_trailer(&pack, &object)?;
-            let path = repo.pack_path(&id);
-            let size = std::fs::metadata(&path).at(&path)?.len();
+            let size = repo
+                .store()
+                .size(&crate::backend::key::pack(&id.to_hex()))?;
             let blobs: Vec<Value> = entries
                 .iter()
                 .map(|e| {

@@ -27,7 +27,7 @@ fn new_passphrase_key(cli: &Cli, a: &NewPassArgs) -> Result<NewKey> {
 /// Run a key subcommand on an unlocked repository.
 pub fn run(cli: &Cli, repo: &Repo, cmd: &KeyCommand) -> Result<i32> {
     let c = crypto(repo)?;
-    let root = repo.root();
+    let root = &**repo.store();
     let repo_id = &repo.config().repo_id;
     match cmd {
         KeyCommand::Add(a) => {

@@ -37,7 +37,7 @@ pub fn run(repo: Repo, used: Option<Used>, a: &MountArgs, cli: &super::Cli) -> R
     if !a.foreground {
         let exe = std::env::current_exe().at(Path::new("strata"))?;
         let mut cmd = std::process::Command::new(exe);
-        cmd.arg("--repo").arg(repo.root());
+        cmd.arg("--repo").arg(repo.name());
         if cli.no_lock {
             cmd.arg("--no-lock");
         }

@@ -1,12 +1,16 @@
 //! age files (<https://age-encryption.org/v1>): whole small files, and packs
 //! read at random offsets by seeking inside the age STREAM (keys.md "Packs").
 //! Every decryption failure is an authentication error naming the file.
+//! A pack is read from a local file, or by ranged reads through a
+//! [`Backend`] (object storage: one ranged GET per read, a 256 KiB
+//! read-ahead inside an age stream).
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
@@ -146,11 +150,99 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-type AgeReader = age::stream::StreamReader<BufReader<File>>;
+/// Where a pack's bytes are.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A local file.
+    File(PathBuf),
+    /// An object read by ranged reads.
+    Store(Arc<dyn Backend>, String),
+}
+
+impl Source {
+    fn reader(&self) -> io::Result<Box<dyn ReadSeek>> {
+        match self {
+            Source::File(p) => Ok(Box::new(File::open(p)?)),
+            Source::Store(b, key) => {
+                let size = b.size(key).map_err(io::Error::other)?;
+                Ok(Box::new(RangeReader {
+                    store: b.clone(),
+                    key: key.clone(),
+                    size,
+                    pos: 0,
+                    buf: Vec::new(),
+                    buf_at: 0,
+                }))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Store(b, key) => format!("{}/{key}", b.name()),
+        }
+    }
+}
+
+/// `Read + Seek` for the age stream reader.
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// Reads an object through ranged reads with a read-ahead buffer.
+struct RangeReader {
+    store: Arc<dyn Backend>,
+    key: String,
+    size: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
+}
+
+/// Bytes read ahead per ranged read of an encrypted pack: four age chunks.
+const READ_AHEAD: u64 = 256 << 10;
+
+impl Read for RangeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || out.is_empty() {
+            return Ok(0);
+        }
+        let end = self.buf_at + self.buf.len() as u64;
+        if self.pos < self.buf_at || self.pos >= end {
+            let want = (out.len() as u64).max(READ_AHEAD);
+            let stop = (self.pos + want).min(self.size);
+            let b = self
+                .store
+                .get_range(&self.key, self.pos..stop)
+                .map_err(io::Error::other)?;
+            self.buf = b.to_vec();
+            self.buf_at = self.pos;
+        }
+        let off = (self.pos - self.buf_at) as usize;
+        let n = out.len().min(self.buf.len() - off);
+        out[..n].copy_from_slice(&self.buf[off..off + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for RangeReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let p = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = p.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
+type AgeReader = age::stream::StreamReader<BufReader<Box<dyn ReadSeek>>>;
 
 /// Parse a pack's age header and unwrap its file key with the data identity.
-fn open_reader(file: File, crypto: &super::Crypto, object: &str) -> Result<AgeReader> {
-    let d = age::Decryptor::new_buffered(BufReader::new(file))
+fn open_reader(r: Box<dyn ReadSeek>, crypto: &super::Crypto, object: &str) -> Result<AgeReader> {
+    let d = age::Decryptor::new_buffered(BufReader::new(r))
         .map_err(|e| classify(e).into_error(object))?;
     d.decrypt(std::iter::once(crypto.identity() as &dyn age::Identity))
         .map_err(|e| classify(e).into_error(object))
@@ -160,7 +252,7 @@ fn open_reader(file: File, crypto: &super::Crypto, object: &str) -> Result<AgeRe
 /// plaintext pack, seeks inside the age STREAM for an encrypted one (one
 /// 64 KiB age chunk is decrypted per seek, never the whole pack).
 pub enum PackFile {
-    /// A plaintext pack.
+    /// A plaintext local pack.
     Plain {
         /// The file.
         file: File,
@@ -169,9 +261,20 @@ pub enum PackFile {
         /// Its name in errors, `pack <id>`.
         object: String,
     },
+    /// A plaintext pack read by ranged reads of its object.
+    Ranged {
+        /// The backend.
+        store: Arc<dyn Backend>,
+        /// The key.
+        key: String,
+        /// Its name in errors.
+        object: String,
+    },
     /// An age-encrypted pack; readers are pooled so threads can share it.
     Age {
-        /// Its path.
+        /// Where it is.
+        source: Source,
+        /// Where it is, for errors.
         path: PathBuf,
         /// Its name in errors.
         object: String,
@@ -182,24 +285,54 @@ pub enum PackFile {
     },
 }
 
+impl std::fmt::Debug for PackFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackFile({})", self.name())
+    }
+}
+
 impl PackFile {
-    /// Open the pack at `path`; `object` names it in errors.
-    pub fn open(path: &Path, object: String, crypto: Option<&Arc<super::Crypto>>) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+    /// Open the pack at `source`; `object` names it in errors.
+    pub fn open(
+        source: Source,
+        object: String,
+        crypto: Option<&Arc<super::Crypto>>,
+    ) -> Result<Self> {
+        let path = PathBuf::from(source.describe());
         let Some(crypto) = crypto else {
-            return Ok(PackFile::Plain {
-                file,
-                path: path.to_path_buf(),
-                object,
-            });
+            return match source {
+                Source::File(path) => {
+                    let file = File::open(&path).map_err(|e| Error::Io {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                    Ok(PackFile::Plain { file, path, object })
+                }
+                Source::Store(store, key) => {
+                    store.size(&key)?;
+                    Ok(PackFile::Ranged { store, key, object })
+                }
+            };
         };
-        // One reader is opened now, so a damaged header is reported here.
-        let first = open_reader(file, crypto, &object)?;
+        // One reader is opened now, so a missing file or a damaged header
+        // is reported here.
+        let r = match &source {
+            Source::File(p) => source.reader().map_err(|e| Error::Io {
+                path: p.clone(),
+                source: e,
+            })?,
+            Source::Store(b, key) => {
+                b.size(key)?;
+                source.reader().map_err(|e| Error::Io {
+                    path: path.clone(),
+                    source: e,
+                })?
+            }
+        };
+        let first = open_reader(r, crypto, &object)?;
         Ok(PackFile::Age {
-            path: path.to_path_buf(),
+            source,
+            path,
             object,
             crypto: crypto.clone(),
             pool: Mutex::new(vec![first]),
@@ -208,13 +341,16 @@ impl PackFile {
 
     fn name(&self) -> &str {
         match self {
-            PackFile::Plain { object, .. } | PackFile::Age { object, .. } => object,
+            PackFile::Plain { object, .. }
+            | PackFile::Ranged { object, .. }
+            | PackFile::Age { object, .. } => object,
         }
     }
 
-    fn path(&self) -> &Path {
+    fn path(&self) -> PathBuf {
         match self {
-            PackFile::Plain { path, .. } | PackFile::Age { path, .. } => path,
+            PackFile::Plain { path, .. } | PackFile::Age { path, .. } => path.clone(),
+            PackFile::Ranged { store, key, .. } => PathBuf::from(format!("{}/{key}", store.name())),
         }
     }
 
@@ -225,16 +361,22 @@ impl PackFile {
                 self.name(),
                 "authentication failed: payload does not authenticate",
             ),
-            _ => Error::Io {
-                path: self.path().to_path_buf(),
-                source: e,
+            _ => match e.downcast::<crate::backend::BackendError>() {
+                Ok(b) => Error::Backend(b),
+                Err(e) => Error::Io {
+                    path: self.path(),
+                    source: e,
+                },
             },
         }
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut AgeReader) -> io::Result<T>) -> Result<T> {
         let PackFile::Age {
-            path, pool, crypto, ..
+            source,
+            pool,
+            crypto,
+            ..
         } = self
         else {
             return Err(Error::Invalid("not an encrypted pack".into()));
@@ -243,7 +385,7 @@ impl PackFile {
         let mut r = match taken {
             Some(r) => r,
             None => open_reader(
-                File::open(path).map_err(|e| self.error(e))?,
+                source.reader().map_err(|e| self.error(e))?,
                 crypto,
                 self.name(),
             )?,
@@ -263,6 +405,7 @@ impl PackFile {
             PackFile::Plain { file, .. } => {
                 file.metadata().map(|m| m.len()).map_err(|e| self.error(e))
             }
+            PackFile::Ranged { store, key, .. } => Ok(store.size(key)?),
             PackFile::Age { .. } => self.with_reader(|r| r.seek(SeekFrom::End(0))),
         }
     }
@@ -277,6 +420,19 @@ impl PackFile {
         match self {
             PackFile::Plain { file, .. } => {
                 file.read_exact_at(buf, offset).map_err(|e| self.error(e))
+            }
+            PackFile::Ranged { store, key, .. } => {
+                let end = offset
+                    .checked_add(buf.len() as u64)
+                    .ok_or_else(|| Error::corrupt(self.name(), "offset past the end"))?;
+                let b = store.get_range(key, offset..end).map_err(|e| match e {
+                    crate::backend::BackendError::OutOfRange { .. } => {
+                        Error::corrupt(self.name(), "truncated")
+                    }
+                    e => e.into(),
+                })?;
+                buf.copy_from_slice(&b);
+                Ok(())
             }
             PackFile::Age { .. } => self.with_reader(|r| {
                 r.seek(SeekFrom::Start(offset))?;

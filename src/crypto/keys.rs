@@ -4,9 +4,9 @@
 //! (label, kind, creation), encrypted to the repository and MACed.
 
 use super::{Crypto, agefile};
+use crate::backend::{Backend, fsutil};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{self, ObjectKind};
-use crate::repo::fsutil;
 use age::secrecy::SecretString;
 use bincode::{Decode, Encode};
 use std::fs;
@@ -80,25 +80,24 @@ pub struct KeyInfo {
     pub username: String,
 }
 
-fn key_path(root: &Path, id: &str) -> std::path::PathBuf {
-    root.join("keys").join(id)
+fn key_path(id: &str) -> String {
+    format!("keys/{id}")
 }
 
-fn info_path(root: &Path, id: &str) -> std::path::PathBuf {
-    root.join("keys").join(format!("{id}.info"))
+fn info_path(id: &str) -> String {
+    format!("keys/{id}.info")
 }
 
 /// Ids of every key file in `keys/`, sorted.
-pub fn key_ids(root: &Path) -> Result<Vec<String>> {
-    let dir = root.join("keys");
+pub fn key_ids(store: &dyn Backend) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for e in fs::read_dir(&dir).at(&dir)? {
-        let e = e.at(&dir)?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            out.push(name);
+    store.list("keys", &mut |l| {
+        if let Some(name) = l.key.strip_prefix("keys/") {
+            if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.push(name.to_string());
+            }
         }
-    }
+    })?;
     out.sort();
     Ok(out)
 }
@@ -135,13 +134,12 @@ pub fn parse_recipient(s: &str) -> Result<(Box<dyn age::Recipient + Send>, Strin
 /// The info file is written first: a key file's presence makes the key
 /// usable, and a key without info is still listed (INV-1 for each file).
 pub fn add(
-    root: &Path,
+    store: &dyn Backend,
     crypto: &Crypto,
     repo_id: &[u8; 32],
     new: &NewKey,
     label: &str,
 ) -> Result<String> {
-    let tmp = root.join("tmp");
     let id = crate::id::to_hex(&fsutil::random_bytes::<16>()?);
     let (kind, recipient_text, recipient): (String, String, Box<dyn age::Recipient + Send>) =
         match new {
@@ -168,7 +166,7 @@ pub fn add(
         username: std::env::var("USER").unwrap_or_default(),
     };
     let (info_plain, _) = object::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
-    write_key_file(&tmp, &info_path(root, &id), &crypto.encrypt(&info_plain)?)?;
+    write_key_file(store, &info_path(&id), &crypto.encrypt(&info_plain)?)?;
     let body = KeyBody {
         repo_id: *repo_id,
         identity: crypto.identity_string().to_string(),
@@ -177,28 +175,27 @@ pub fn add(
     };
     let plain = Zeroizing::new(object::seal(ObjectKind::Key, &body, None)?.0);
     let bytes = agefile::encrypt(&[recipient.as_ref() as &dyn age::Recipient], &plain)?;
-    write_key_file(&tmp, &key_path(root, &id), &bytes)?;
+    write_key_file(store, &key_path(&id), &bytes)?;
     Ok(id)
 }
 
 /// Publish a new key or info file, create-only (INV-5): its name holds 16
 /// random bytes, so a file already there is not ours and is never replaced.
-fn write_key_file(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    match fsutil::write_new(tmp, dest, bytes)? {
-        fsutil::Published::Created => Ok(()),
-        fsutil::Published::Existed => Err(Error::Invalid(format!(
-            "{}: already exists; not replaced",
-            dest.display()
+fn write_key_file(store: &dyn Backend, key: &str, bytes: &[u8]) -> Result<()> {
+    match store.put_new(key, bytes) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_already_exists() => Err(Error::Invalid(format!(
+            "{key}: already exists; not replaced"
         ))),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Read and check `keys/<id>.info`: decrypted, MAC checked, and naming
 /// this key. `Err` names the file.
-pub fn info(root: &Path, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
-    let p = info_path(root, id);
-    let object = format!("keys/{id}.info");
-    let bytes = fs::read(&p).at(&p)?;
+pub fn info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+    let object = info_path(id);
+    let bytes = store.get(&object)?;
     let plain = crypto.decrypt(&bytes, &object, MAX_KEY_FILE)?;
     let (info, _) = object::open::<KeyInfo>(ObjectKind::KeyInfo, &plain, &object, Some(crypto))?;
     if info.id != id {
@@ -209,10 +206,10 @@ pub fn info(root: &Path, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
 
 /// Every key's info, in id order; a missing or unreadable info file gives
 /// an entry whose kind says so.
-pub fn list(root: &Path, crypto: &Crypto) -> Result<Vec<KeyInfo>> {
+pub fn list(store: &dyn Backend, crypto: &Crypto) -> Result<Vec<KeyInfo>> {
     let mut out = Vec::new();
-    for id in key_ids(root)? {
-        match info(root, crypto, &id) {
+    for id in key_ids(store)? {
+        match info(store, crypto, &id) {
             Ok(info) => out.push(info),
             Err(e) => out.push(unknown(&id, &e.to_string())),
         }
@@ -233,8 +230,8 @@ fn unknown(id: &str, why: &str) -> KeyInfo {
 }
 
 /// Resolve a key id or unique prefix.
-pub fn resolve(root: &Path, prefix: &str) -> Result<String> {
-    let ids: Vec<String> = key_ids(root)?
+pub fn resolve(store: &dyn Backend, prefix: &str) -> Result<String> {
+    let ids: Vec<String> = key_ids(store)?
         .into_iter()
         .filter(|i| i.starts_with(prefix))
         .collect();
@@ -250,8 +247,8 @@ pub fn resolve(root: &Path, prefix: &str) -> Result<String> {
 }
 
 /// Delete a key; refuses to delete the last one.
-pub fn remove(root: &Path, id: &str) -> Result<()> {
-    let ids = key_ids(root)?;
+pub fn remove(store: &dyn Backend, id: &str) -> Result<()> {
+    let ids = key_ids(store)?;
     if !ids.iter().any(|i| i == id) {
         return Err(Error::Invalid(format!("no key {id}")));
     }
@@ -260,10 +257,8 @@ pub fn remove(root: &Path, id: &str) -> Result<()> {
             "key {id} is the last key: removing it would lock the repository forever"
         )));
     }
-    let p = key_path(root, id);
-    fs::remove_file(&p).at(&p)?;
-    fsutil::sync_dir(&root.join("keys"))?;
-    let _ = fs::remove_file(info_path(root, id));
+    store.delete(&key_path(id))?;
+    let _ = store.delete(&info_path(id));
     Ok(())
 }
 
@@ -284,7 +279,7 @@ pub struct Candidate {
 /// passphrase usually costs one scrypt. `Err` names a damaged key file or a
 /// rejected candidate, else lists the key files tried.
 pub fn unlock<T>(
-    root: &Path,
+    store: &dyn Backend,
     cred: &Credential,
     accept: &mut dyn FnMut(Candidate) -> Result<T>,
 ) -> Result<T> {
@@ -299,13 +294,12 @@ pub fn unlock<T>(
     let want_scrypt = matches!(cred, Credential::Passphrase(_));
     let mut tried = Vec::new();
     let mut damaged = None;
-    for id in key_ids(root)? {
-        let p = key_path(root, &id);
-        let object = format!("keys/{id}");
-        let bytes = match fs::read(&p).at(&p) {
+    for id in key_ids(store)? {
+        let object = key_path(&id);
+        let bytes = match store.get(&object) {
             Ok(b) => b,
             Err(e) => {
-                damaged.get_or_insert(e);
+                damaged.get_or_insert(e.into());
                 continue;
             }
         };
@@ -371,8 +365,8 @@ pub fn unlock<T>(
 /// The info of key `id` if `key passwd` may replace it (keys.md "Key
 /// commands"): its info file must be readable and say `passphrase`. As a
 /// cross-check the key file itself must be a passphrase (scrypt) age file.
-pub fn passphrase_key_info(root: &Path, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
-    let info = info(root, crypto, id).map_err(|e| {
+pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+    let info = info(store, crypto, id).map_err(|e| {
         Error::Invalid(format!(
             "key {id}: its info is unreadable, so its kind and label are unknown \
              (add a new key with `strata key add`, then remove this one): {e}"
@@ -384,9 +378,8 @@ pub fn passphrase_key_info(root: &Path, crypto: &Crypto, id: &str) -> Result<Key
             info.kind
         )));
     }
-    let p = key_path(root, id);
-    let bytes = fs::read(&p).at(&p)?;
-    let object = format!("keys/{id}");
+    let object = key_path(id);
+    let bytes = store.get(&object)?;
     if !agefile::is_scrypt(&bytes).map_err(|e| e.into_error(&object))? {
         return Err(Error::corrupt(
             object,

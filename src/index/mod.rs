@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-pub use reconcile::{Reconciled, list_pack_files};
+pub use reconcile::{Reconciled, list_packs};
 
 /// Schema version (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 2;

@@ -7,14 +7,13 @@
 
 use super::Index;
 use crate::blob::BlobKind;
-use crate::error::{Error, IoContext, Result};
+use crate::error::Result;
 use crate::id::PackId;
 use crate::pack::reader;
 use crate::pack::writer::SealedPack;
 use crate::repo::Repo;
 use crate::repo::gcstate;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 
 /// What [`Index::reconcile`] did.
 #[derive(Debug, Default)]
@@ -39,16 +38,7 @@ impl Index {
         // Rows first, then files: a pack that a concurrent backup indexes
         // meanwhile is then never mistaken for a deleted one.
         let known = self.pack_ids()?;
-        let on_disk: HashMap<PackId, PathBuf> = list_pack_files(&repo.root().join("packs"))?
-            .into_iter()
-            .filter_map(|p| {
-                let id = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(PackId::from_hex)?;
-                Some((id, p))
-            })
-            .collect();
+        let on_disk: HashMap<PackId, u64> = list_packs(repo)?.into_iter().collect();
         let state = gcstate::load(repo)?;
         // Gone and recorded by gc (deleted, or condemned: a gc deleting it
         // now) is dropped; gone without a record is missing.
@@ -72,19 +62,19 @@ impl Index {
             self.set_missing(&sorted_missing)?;
         }
         out.missing = sorted_missing;
-        let mut new: Vec<(&PackId, &PathBuf)> = on_disk
+        let mut new: Vec<(&PackId, &u64)> = on_disk
             .iter()
             .filter(|(id, _)| !known.contains(id))
             .collect();
         new.sort();
-        for (id, path) in new {
-            match read_pack(repo, id, path) {
+        for (id, size) in new {
+            match read_pack(repo, id, *size) {
                 Ok(sealed) => {
                     self.add_pack(&sealed)?;
                     out.added += 1;
                 }
                 // deleted (by a gc) between listing and reading
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => out.warnings.push(format!("skipping unreadable pack: {e}")),
             }
         }
@@ -120,11 +110,10 @@ impl Index {
 }
 
 /// Read a pack's trailer as a [`SealedPack`] for the index.
-fn read_pack(repo: &Repo, id: &PackId, path: &Path) -> Result<SealedPack> {
+fn read_pack(repo: &Repo, id: &PackId, size: u64) -> Result<SealedPack> {
     let object = format!("pack {id}");
     let f = repo.open_pack(id)?;
     let (_, entries) = reader::read_trailer(&f, &object)?;
-    let size = std::fs::metadata(path).at(path)?.len();
     let kind = entries.first().map(|e| e.kind).unwrap_or(BlobKind::Data);
     Ok(SealedPack {
         id: *id,
@@ -134,19 +123,20 @@ fn read_pack(repo: &Repo, id: &PackId, path: &Path) -> Result<SealedPack> {
     })
 }
 
-/// Every file `packs/xx/<name>`.
-pub fn list_pack_files(packs: &Path) -> Result<Vec<PathBuf>> {
+/// Every pack file `packs/xx/<id>` with its size (through the backend;
+/// files not named like a pack are skipped).
+pub fn list_packs(repo: &Repo) -> Result<Vec<(PackId, u64)>> {
     let mut out = Vec::new();
-    for d in std::fs::read_dir(packs).at(packs)? {
-        let d = d.at(packs)?;
-        if !d.file_type().at(&d.path())?.is_dir() {
-            continue;
+    repo.store().list("packs", &mut |l| {
+        let mut parts = l.key.split('/');
+        if let (Some("packs"), Some(dir), Some(name), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            if let Some(id) = PackId::from_hex(name).filter(|_| name.starts_with(dir)) {
+                out.push((id, l.size));
+            }
         }
-        let dp = d.path();
-        for f in std::fs::read_dir(&dp).at(&dp)? {
-            out.push(f.at(&dp)?.path());
-        }
-    }
+    })?;
     out.sort();
     Ok(out)
 }

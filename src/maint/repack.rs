@@ -160,7 +160,7 @@ fn copy_pack(
 
 /// GC-1: the pack is durable under its final name, then indexed (INV-2).
 fn seal(repo: &Repo, index: &mut Index, w: PackWriter, out: &mut Repacked) -> Result<()> {
-    let sealed = w.finish(repo.root())?;
+    let sealed = w.finish(&**repo.store())?;
     index.add_pack(&sealed)?;
     out.packs_written += 1;
     out.bytes_written += sealed.size;

@@ -134,8 +134,10 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// Write trailer and footer, fsync, rename into `packs/` (INV-1).
-    pub fn finish(mut self, repo_root: &Path) -> Result<SealedPack> {
+    /// Write trailer and footer, then publish the file as
+    /// `packs/xx/<id>` through the backend: durable before this returns
+    /// (INV-1), create-only (INV-5).
+    pub fn finish(mut self, store: &dyn crate::backend::Backend) -> Result<SealedPack> {
         let trailer = format::encode_trailer(&self.entries);
         self.write(&trailer)?;
         let out = match self.out {
@@ -149,9 +151,19 @@ impl PackWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .at(&self.tmp)?;
+        file.sync_all().at(&self.tmp)?;
+        drop(file);
         // INV-5: create-only; a pack already under this name has the same
-        // bytes (the name is their hash) and is kept.
-        fsutil::commit_new(file, &self.tmp, &repo_root.join(id.rel_path()))?;
+        // bytes (the name is their hash) and is kept. `put_new_file`
+        // consumes the temp file on success and on `AlreadyExists`.
+        match store.put_new_file(&crate::backend::key::pack(&id.to_hex()), &self.tmp) {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => {
+                let _ = fs::remove_file(&self.tmp);
+                return Err(e.into());
+            }
+        }
         Ok(SealedPack {
             id,
             kind: self.kind,
@@ -178,7 +190,7 @@ mod tests {
         let mut w = PackWriter::create(&root.join("tmp"), BlobKind::Data, None).unwrap();
         w.add(BlobId::of(b"blob"), 4, Compression::None, b"blob")
             .unwrap();
-        w.finish(root).unwrap()
+        w.finish(&crate::backend::LocalBackend::new(root)).unwrap()
     }
 
     /// INV-5: sealing a pack whose name is taken (the same bytes sealed

@@ -4,10 +4,10 @@
 //! snapshots were removed recently (their trees stay gc roots for a grace
 //! period). Create-only; the state is the union of every readable file.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::object::ObjectKind;
-use crate::repo::{Repo, fsutil};
+use crate::repo::Repo;
 use bincode::{Decode, Encode};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -133,39 +133,19 @@ pub fn check_publish(since: &Since) -> Result<()> {
     )))
 }
 
-/// The `gc/` directory (created on first use: format-1 repositories lack it).
-fn dir(repo: &Repo) -> std::path::PathBuf {
-    repo.root().join("gc")
-}
-
 /// Read every gc state file. A missing `gc/` directory is an empty state.
 pub fn load(repo: &Repo) -> Result<State> {
-    let d = dir(repo);
     let mut st = State::default();
-    let entries = match std::fs::read_dir(&d) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(st),
-        Err(e) => return Err(e).at(&d),
-    };
-    let mut names = Vec::new();
-    for e in entries {
-        let name = e.at(&d)?.file_name();
-        if let Some(n) = name
-            .to_str()
-            .filter(|n| crate::id::parse_hex32(n).is_some())
-        {
-            names.push(n.to_string());
-        }
-    }
-    names.sort();
+    let names: Vec<String> = repo
+        .list_names("gc")?
+        .into_iter()
+        .filter(|n| crate::id::parse_hex32(n).is_some())
+        .collect();
     for name in names {
         let object = format!("gc/{name}");
-        let path = d.join(&name);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            // removed by a concurrent gc between listing and reading
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).at(&path),
+        // None: removed by a concurrent gc between listing and reading
+        let Some(bytes) = repo.read_opt(&object)? else {
+            continue;
         };
         match decode(repo, &bytes, &name, &object) {
             Ok(s) => {
@@ -258,28 +238,17 @@ impl GcState {
         repo.require_format_2()?;
         let (bytes, id) = repo.seal_file(ObjectKind::GcState, self)?;
         let name = crate::id::to_hex(&id);
-        let d = dir(repo);
-        fsutil::create_dir_durable(&d)?;
         // INV-5: create-only; the name is the content's id.
-        fsutil::write_new(&repo.tmp_dir(), &d.join(&name), &bytes)?;
+        repo.write_new(&format!("gc/{name}"), &bytes)?;
         Ok(name)
     }
 }
 
 /// Remove gc state files by name (after a newer file that supersedes them
-/// is durable: GC-5), then fsync `gc/`.
+/// is durable: GC-5), each durably.
 pub fn remove_files(repo: &Repo, names: &[String]) -> Result<()> {
-    let d = dir(repo);
     for n in names {
-        let p = d.join(n);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).at(&p),
-        }
-    }
-    if !names.is_empty() {
-        fsutil::sync_dir(&d)?;
+        repo.delete(&format!("gc/{n}"))?;
     }
     Ok(())
 }

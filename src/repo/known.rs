@@ -10,9 +10,15 @@
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-fn record_path(repo: &Path) -> Option<(PathBuf, String)> {
-    let abs = std::fs::canonicalize(repo).ok()?;
-    let key = abs.to_string_lossy().into_owned();
+/// `repo` is a backend name: a URL as given, or a directory, made absolute.
+fn record_path(repo: &str) -> Option<(PathBuf, String)> {
+    let key = match crate::repo::url_of(Path::new(repo)) {
+        Some(url) => url.to_string(),
+        None => std::fs::canonicalize(repo)
+            .ok()?
+            .to_string_lossy()
+            .into_owned(),
+    };
     let name = blake3::hash(key.as_bytes()).to_hex()[..32].to_string();
     Some((crate::cache::base_dir()?.join("known").join(name), key))
 }
@@ -25,14 +31,14 @@ fn record(path: &str, repo_id: &[u8; 32], recipient: &str) -> String {
 }
 
 /// Record `repo` as it is now (after `init`, or a first open).
-pub fn remember(repo: &Path, repo_id: &[u8; 32], recipient: &str) {
+pub fn remember(repo: &str, repo_id: &[u8; 32], recipient: &str) {
     if let Some((file, key)) = record_path(repo) {
         crate::cache::write_private(&file, record(&key, repo_id, recipient).as_bytes());
     }
 }
 
 /// Check `repo` against its record, creating the record on first use.
-pub fn check(repo: &Path, repo_id: &[u8; 32], recipient: &str) -> Result<()> {
+pub fn check(repo: &str, repo_id: &[u8; 32], recipient: &str) -> Result<()> {
     let Some((file, key)) = record_path(repo) else {
         return Ok(());
     };

@@ -7,9 +7,9 @@
 //! first line of defence: gc's two-phase delete (format-spec/gc.md) keeps
 //! data safe when they fail.
 
-use crate::error::{Error, IoContext, Result};
-use crate::repo::{Repo, fsutil};
-use std::path::{Path, PathBuf};
+use crate::backend::{Backend, fsutil};
+use crate::error::{Error, Result};
+use crate::repo::Repo;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -132,56 +132,48 @@ impl Listed {
     }
 }
 
-fn locks_dir(repo: &Repo) -> PathBuf {
-    repo.root().join("locks")
-}
-
 /// Every lock file of the repository.
 pub fn list(repo: &Repo) -> Result<Vec<Listed>> {
-    let dir = locks_dir(repo);
     let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).at(&dir)? {
-        let e = e.at(&dir)?;
-        let Some(name) = e.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
+    for name in repo.list_names("locks")? {
         if crate::id::parse_hex32(&name).is_none() {
             continue;
         }
-        let path = e.path();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err).at(&path),
+        let key = format!("locks/{name}");
+        // None: removed (released) between listing and reading
+        let Some(bytes) = repo.read_opt(&key)? else {
+            continue;
         };
-        let mtime = e.metadata().ok().and_then(|m| m.modified().ok());
-        let info = repo
-            .open_bytes(&bytes, &format!("locks/{name}"), 1 << 16)
-            .and_then(|plain| {
-                serde_json::from_slice::<LockInfo>(&plain).map_err(|err| {
-                    Error::corrupt(format!("locks/{name}"), format!("not a lock: {err}"))
-                })
-            });
+        // Only a local repository tells a file's age; an unreadable lock
+        // elsewhere is never taken for stale (`unlock --remove-all` removes it).
+        let mtime = repo
+            .is_local()
+            .then(|| {
+                std::fs::metadata(repo.root().join(&key))
+                    .ok()?
+                    .modified()
+                    .ok()
+            })
+            .flatten();
+        let info = repo.open_bytes(&bytes, &key, 1 << 16).and_then(|plain| {
+            serde_json::from_slice::<LockInfo>(&plain)
+                .map_err(|err| Error::corrupt(&key, format!("not a lock: {err}")))
+        });
         out.push(Listed { name, info, mtime });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
 /// Remove one lock file by name.
 pub fn remove(repo: &Repo, name: &str) -> Result<()> {
-    let p = locks_dir(repo).join(name);
-    match std::fs::remove_file(&p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at(&p),
-    }
+    repo.delete(&format!("locks/{name}"))?;
+    Ok(())
 }
 
 /// Writes this process's lock files (also from the refresh thread).
 #[derive(Clone, Debug)]
 struct Writer {
-    root: PathBuf,
+    store: Arc<dyn Backend>,
     crypto: Option<Arc<crate::crypto::Crypto>>,
     kind: LockKind,
 }
@@ -189,17 +181,17 @@ struct Writer {
 impl Writer {
     fn new(repo: &Repo, kind: LockKind) -> Writer {
         Writer {
-            root: repo.root().to_path_buf(),
+            store: repo.store().clone(),
             crypto: repo.crypto().cloned(),
             kind,
         }
     }
 
-    /// Write a new lock file (INV-1); returns its name and path.
-    fn write(&self) -> Result<(String, PathBuf)> {
+    /// Write a new lock file (INV-1); returns its name and key.
+    fn write(&self) -> Result<(String, String)> {
         let id: [u8; 32] = fsutil::random_bytes()?;
         let name = crate::id::to_hex(&id);
-        let path = self.root.join("locks").join(&name);
+        let key = format!("locks/{name}");
         let body = serde_json::to_vec(&LockInfo::now(self.kind))
             .map_err(|e| Error::Invalid(format!("cannot encode lock: {e}")))?;
         // Encrypted in an encrypted repository: host and pid are not the
@@ -208,16 +200,19 @@ impl Writer {
             Some(c) => c.encrypt(&body)?,
             None => body,
         };
-        fsutil::write_atomic(&self.root.join("tmp"), &path, &bytes)?;
-        Ok((name, path))
+        // a new random name each time: create-only never meets another
+        self.store.put_new(&key, &bytes)?;
+        Ok((name, key))
     }
 }
 
 /// State shared with the refresh thread.
 #[derive(Debug)]
 struct Held {
-    /// The current lock file.
-    path: Mutex<PathBuf>,
+    /// The current lock file's key (empty: no lock).
+    path: Mutex<String>,
+    /// Where it is.
+    store: Option<Arc<dyn Backend>>,
     /// Wall-clock time of the last successful write of the lock file.
     refreshed: Mutex<SystemTime>,
     /// Why a refresh failed, if one did.
@@ -289,7 +284,8 @@ impl Lock {
     pub fn none() -> Lock {
         Lock {
             held: Arc::new(Held {
-                path: Mutex::new(PathBuf::new()),
+                path: Mutex::new(String::new()),
+                store: None,
                 refreshed: Mutex::new(SystemTime::now()),
                 failed: Mutex::new(None),
                 stop: (Mutex::new(false), Condvar::new()),
@@ -299,9 +295,10 @@ impl Lock {
         }
     }
 
-    fn start(writer: Writer, path: PathBuf) -> Lock {
+    fn start(writer: Writer, path: String) -> Lock {
         let held = Arc::new(Held {
             path: Mutex::new(path),
+            store: Some(writer.store.clone()),
             refreshed: Mutex::new(SystemTime::now()),
             failed: Mutex::new(None),
             stop: (Mutex::new(false), Condvar::new()),
@@ -351,17 +348,19 @@ impl Lock {
             ));
         }
         let path = self.held.path.lock().map(|p| p.clone()).unwrap_or_default();
-        if !path.exists() {
-            return lost(format!("{} was removed by another process", display(&path)));
+        if !exists(&self.held, &path) {
+            return lost(format!("{path} was removed by another process"));
         }
         Ok(())
     }
 }
 
-fn display(p: &Path) -> String {
-    match p.file_name() {
-        Some(n) => format!("locks/{}", n.to_string_lossy()),
-        None => p.display().to_string(),
+/// Whether our lock file `key` is still there (an error reading it counts
+/// as there: the refresh that follows will tell).
+fn exists(held: &Held, key: &str) -> bool {
+    match &held.store {
+        Some(s) => s.exists(key).unwrap_or(true),
+        None => true,
     }
 }
 
@@ -388,11 +387,8 @@ fn refresh_loop(writer: &Writer, held: &Held, every: Duration) {
         }
         drop(guard);
         let old = held.path.lock().map(|p| p.clone()).unwrap_or_default();
-        if !old.exists() {
-            fail(
-                held,
-                format!("{} was removed by another process", display(&old)),
-            );
+        if !exists(held, &old) {
+            fail(held, format!("{old} was removed by another process"));
             return;
         }
         match writer.write() {
@@ -403,7 +399,7 @@ fn refresh_loop(writer: &Writer, held: &Held, every: Duration) {
                 if let Ok(mut t) = held.refreshed.lock() {
                     *t = SystemTime::now();
                 }
-                let _ = std::fs::remove_file(&old);
+                let _ = writer.store.delete(&old);
             }
             Err(e) => {
                 fail(held, format!("cannot refresh the lock: {e}"));
@@ -454,12 +450,11 @@ impl Drop for Lock {
             let _ = h.join();
         }
         let path = self.held.path.lock().map(|p| p.clone()).unwrap_or_default();
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                say(&format!(
-                    "warning: could not remove lock {}: {e}",
-                    display(&path)
-                ));
+        if let Some(store) = &self.held.store {
+            match store.delete(&path) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => say(&format!("warning: could not remove lock {path}: {e}")),
             }
         }
     }

@@ -1,6 +1,10 @@
 //! Opening and creating repositories (format-spec/repository.md), and the
 //! one place that knows whether files are encrypted (format-spec/keys.md):
-//! objects, packs and ids all go through `Repo`.
+//! objects, packs and ids all go through `Repo`. Every repository file is
+//! read and written through the repository's [`Backend`]
+//! (format-spec/backend.md); what stays local is the work directory: the
+//! repository directory itself for a local repository, else the user's
+//! cache directory for it (index, temp files).
 
 pub mod config;
 pub use crate::backend::fsutil;
@@ -8,6 +12,7 @@ pub mod gcstate;
 pub mod known;
 pub mod lock;
 
+use crate::backend::{Backend, LocalBackend};
 use crate::blob::BlobKind;
 use crate::chunker::Chunker;
 use crate::crypto::Crypto;
@@ -41,7 +46,13 @@ pub struct InitOptions {
 /// An open (and, if encrypted, unlocked) repository.
 #[derive(Debug)]
 pub struct Repo {
+    /// The work directory: the repository directory (local), or this
+    /// repository's directory in the user's cache (object storage).
     root: PathBuf,
+    /// Where the repository's files are.
+    store: Arc<dyn Backend>,
+    /// A local directory (`store` is a [`LocalBackend`] of `root`).
+    local: bool,
     config: Config,
     chunker: Chunker,
     crypto: Option<Arc<Crypto>>,
@@ -72,6 +83,10 @@ impl Repo {
     pub fn init(path: &Path, opts: &InitOptions) -> Result<Repo> {
         if let Some(NewKey::Recipient(r)) = &opts.key {
             keys::parse_recipient(r)?;
+        }
+        if let Some(url) = url_of(path) {
+            let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
+            return Repo::init_in(store, url, opts);
         }
         if path.join("config").exists() {
             return Err(Error::Invalid(format!(
@@ -104,40 +119,78 @@ impl Repo {
             encryption: u8::from(opts.key.is_some()),
         };
         config.check_options().map_err(Error::Invalid)?;
-        let crypto = match opts.key {
-            Some(_) => Some(Arc::new(Crypto::generate()?)),
-            None => None,
-        };
         // INV-1: every directory created is fsynced in its parent.
         for d in SUBDIRS.iter().chain(&["gc"]) {
             fsutil::create_dir_durable(&path.join(d))?;
         }
         Index::open(&path.join("index.sqlite"))?;
+        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+        Repo::finish_init(store, path.to_path_buf(), true, config, opts)
+    }
+
+    /// [`Repo::init`] on object storage at `url`, which must hold no config.
+    fn init_in(store: Arc<dyn Backend>, url: &str, opts: &InitOptions) -> Result<Repo> {
+        if store.exists("config")? {
+            return Err(Error::Invalid(format!(
+                "{url}: a repository already exists here"
+            )));
+        }
+        let config = Config {
+            version: config::REPO_VERSION,
+            repo_id: fsutil::random_bytes()?,
+            chunker: opts.chunker.clone().unwrap_or_default(),
+            compression_level: opts
+                .compression_level
+                .unwrap_or(config::DEFAULT_COMPRESSION),
+            pack_target_size: opts.pack_target_size.unwrap_or(config::DEFAULT_PACK_SIZE),
+            encryption: u8::from(opts.key.is_some()),
+        };
+        config.check_options().map_err(Error::Invalid)?;
+        let work = work_dir(url, &config.repo_id)?;
+        Repo::finish_init(store, work, false, config, opts)
+    }
+
+    /// Keys, then the config (last: its presence makes a repository).
+    fn finish_init(
+        store: Arc<dyn Backend>,
+        work: PathBuf,
+        local: bool,
+        config: Config,
+        opts: &InitOptions,
+    ) -> Result<Repo> {
+        let crypto = match opts.key {
+            Some(_) => Some(Arc::new(Crypto::generate()?)),
+            None => None,
+        };
         let key_id = match (&opts.key, &crypto) {
-            (Some(k), Some(c)) => Some(keys::add(path, c, &config.repo_id, k, &opts.key_label)?),
+            (Some(k), Some(c)) => Some(keys::add(&*store, c, &config.repo_id, k, &opts.key_label)?),
             _ => None,
         };
-        let repo = Repo::assemble(path, config, crypto, key_id)?;
+        let repo = Repo::assemble(work, store, local, config, crypto, key_id)?;
         // The config is written last: its presence makes the directory a
         // repository. Create-only: a concurrent `init` that got there first
         // keeps its repository.
         let (bytes, _) = repo.seal_file(ObjectKind::Config, &repo.config)?;
-        if fsutil::write_new(&path.join("tmp"), &path.join("config"), &bytes)?
-            == fsutil::Published::Existed
-        {
+        if !repo.write_new("config", &bytes)? {
             return Err(Error::Invalid(format!(
                 "{}: a repository already exists here",
-                path.display()
+                repo.store.name()
             )));
         }
         if let Some(c) = &repo.crypto {
-            known::remember(path, &repo.config.repo_id, &c.recipient().to_string());
+            known::remember(
+                repo.store.name(),
+                &repo.config.repo_id,
+                &c.recipient().to_string(),
+            );
         }
         Ok(repo)
     }
 
     fn assemble(
-        path: &Path,
+        path: PathBuf,
+        store: Arc<dyn Backend>,
+        local: bool,
         config: Config,
         crypto: Option<Arc<Crypto>>,
         key_id: Option<String>,
@@ -149,7 +202,9 @@ impl Repo {
         }
         let chunker = Chunker::new(&params).map_err(|e| Error::corrupt("config", e))?;
         Ok(Repo {
-            root: path.to_path_buf(),
+            root: path,
+            store,
+            local,
             config,
             chunker,
             crypto,
@@ -168,6 +223,20 @@ impl Repo {
     /// `creds` if it is encrypted: the first key file that opens with the
     /// credential and whose secret authenticates the config wins.
     pub fn open_with(path: &Path, creds: CredentialSource) -> Result<Repo> {
+        if let Some(url) = url_of(path) {
+            let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
+            let bytes = match store.get("config") {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::NotARepository {
+                        path: path.to_path_buf(),
+                        reason: "no config file".into(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            return Repo::open_in(store, None, &bytes, creds);
+        }
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
         }
@@ -197,15 +266,37 @@ impl Repo {
                 });
             }
         }
-        if !agefile::is_age(&bytes) {
-            let config = Config::from_bytes(&bytes, "config", None)?;
-            return Repo::assemble(path, config, None, None);
+        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+        Repo::open_in(store, Some(path), &bytes, creds)
+    }
+
+    /// Open the repository in `store` whose config file holds `bytes`;
+    /// `local` is its directory if it is one.
+    fn open_in(
+        store: Arc<dyn Backend>,
+        local: Option<&Path>,
+        bytes: &[u8],
+        creds: CredentialSource,
+    ) -> Result<Repo> {
+        let name = store.name().to_string();
+        // The work directory of a repository on object storage needs its id,
+        // which an encrypted config only gives after unlocking.
+        let work = |id: &[u8; 32]| -> Result<PathBuf> {
+            match local {
+                Some(p) => Ok(p.to_path_buf()),
+                None => work_dir(&name, id),
+            }
+        };
+        if !agefile::is_age(bytes) {
+            let config = Config::from_bytes(bytes, "config", None)?;
+            let w = work(&config.repo_id)?;
+            return Repo::assemble(w, store, local.is_some(), config, None, None);
         }
         let cred = creds()?;
-        let repo = keys::unlock(path, &cred, &mut |cand| {
+        let repo = keys::unlock(&*store.clone(), &cred, &mut |cand| {
             let crypto = Arc::new(cand.crypto);
             let config = crypto
-                .decrypt(&bytes, "config", MAX_FILE)
+                .decrypt(bytes, "config", MAX_FILE)
                 .and_then(|plain| Config::from_bytes(&plain, "config", Some(&crypto)))?;
             if config.repo_id != cand.repo_id {
                 return Err(Error::corrupt(
@@ -213,17 +304,86 @@ impl Repo {
                     "the key belongs to another repository",
                 ));
             }
-            Repo::assemble(path, config, Some(crypto), Some(cand.id))
+            let w = work(&config.repo_id)?;
+            Repo::assemble(
+                w,
+                store.clone(),
+                local.is_some(),
+                config,
+                Some(crypto),
+                Some(cand.id),
+            )
         })?;
         if let Some(c) = &repo.crypto {
-            known::check(path, &repo.config.repo_id, &c.recipient().to_string())?;
+            known::check(&name, &repo.config.repo_id, &c.recipient().to_string())?;
         }
         Ok(repo)
     }
 
-    /// The repository directory.
+    /// The work directory: the repository directory of a local
+    /// repository, else this repository's directory in the user's cache.
+    /// Holds the index and temp files; repository files are reached
+    /// through [`Repo::store`] only.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+    /// The backend holding the repository's files.
+    pub fn store(&self) -> &Arc<dyn Backend> {
+        &self.store
+    }
+    /// Whether the repository is a local directory (its files are under
+    /// [`Repo::root`]).
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+    /// The repository as the user named it (directory or URL).
+    pub fn name(&self) -> &str {
+        self.store.name()
+    }
+
+    /// Read a whole repository file.
+    pub fn read(&self, key: &str) -> Result<bytes::Bytes> {
+        Ok(self.store.get(key)?)
+    }
+
+    /// Read a repository file, `None` if it does not exist.
+    pub fn read_opt(&self, key: &str) -> Result<Option<bytes::Bytes>> {
+        match self.store.get(key) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publish a repository file, create-only (INV-1, INV-5); false if a
+    /// file of that name already exists (it is left as it is).
+    pub fn write_new(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        match self.store.put_new(key, bytes) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_already_exists() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Delete a repository file (durable on return); false if it was gone.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        match self.store.delete(key) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The names (last key segment) of the files under `prefix`, sorted.
+    pub fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut v = Vec::new();
+        self.store.list(prefix, &mut |l| {
+            if let Some(n) = l.key.rsplit('/').next() {
+                v.push(n.to_string());
+            }
+        })?;
+        v.sort();
+        Ok(v)
     }
     /// The decoded config.
     pub fn config(&self) -> &Config {
@@ -233,9 +393,12 @@ impl Repo {
     pub fn chunker(&self) -> &Chunker {
         &self.chunker
     }
-    /// Directory for temp files (INV-1).
+    /// Directory for temp files (INV-1): the repository's `tmp/`, or for
+    /// object storage `tmp/` of the work directory.
     pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.store
+            .scratch_dir()
+            .unwrap_or_else(|| self.root.join("tmp"))
     }
     /// Delete files in `tmp/` older than a day: leftovers of killed runs,
     /// never referenced (format-spec/repository.md "Temp files"). Younger
@@ -265,23 +428,11 @@ impl Repo {
         Ok(n)
     }
 
-    /// Delete pack files (GC-4: only after they left the index), then fsync
-    /// their directories. A pack already gone is fine.
+    /// Delete pack files (GC-4: only after they left the index); each is
+    /// durable when this returns. A pack already gone is fine.
     pub fn remove_packs(&self, packs: &[PackId]) -> Result<()> {
-        let mut dirs = std::collections::BTreeSet::new();
         for id in packs {
-            let p = self.pack_path(id);
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).at(&p),
-            }
-            if let Some(d) = p.parent() {
-                dirs.insert(d.to_path_buf());
-            }
-        }
-        for d in dirs {
-            fsutil::sync_dir(&d)?;
+            self.delete(&crate::backend::key::pack(&id.to_hex()))?;
         }
         Ok(())
     }
@@ -391,8 +542,7 @@ impl Repo {
         if self.config.version >= config::REPO_VERSION {
             return Ok(());
         }
-        let cfg_path = self.root.join("config");
-        let current = fs::read(&cfg_path).at(&cfg_path)?;
+        let current = self.read("config")?;
         let (on_disk, _): (Config, _) = self.open_file(ObjectKind::Config, &current, "config")?;
         if on_disk.version >= config::REPO_VERSION {
             return Ok(()); // upgraded meanwhile
@@ -402,7 +552,7 @@ impl Repo {
             ..on_disk
         };
         let (bytes, _) = self.seal_file(ObjectKind::Config, &upgraded)?;
-        fsutil::write_atomic(&self.tmp_dir(), &cfg_path, &bytes)?;
+        self.store.put_replace("config", &bytes)?;
         eprintln!(
             "strata: upgraded the repository to format {} (strata 0.1 can no longer open it)",
             config::REPO_VERSION
@@ -472,12 +622,43 @@ impl Repo {
 
     /// Open a pack for reading by plaintext offset.
     pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
-        PackFile::open(
-            &self.pack_path(id),
-            format!("pack {id}"),
-            self.crypto.as_ref(),
-        )
+        let source = if self.local {
+            agefile::Source::File(self.pack_path(id))
+        } else {
+            agefile::Source::Store(self.store.clone(), crate::backend::key::pack(&id.to_hex()))
+        };
+        PackFile::open(source, format!("pack {id}"), self.crypto.as_ref())
     }
+}
+
+/// The backend URL `path` names, if it is one (`s3://…`, `file://…`,
+/// `memory://`); anything else is a local directory (backend::open's rule).
+pub fn url_of(path: &Path) -> Option<&str> {
+    let s = path.to_str()?;
+    let (scheme, _) = s.split_once("://")?;
+    (!scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+    .then_some(s)
+}
+
+/// The work directory of the repository `id` on object storage: its
+/// directory in the user's cache (index, temp files).
+fn work_dir(url: &str, id: &[u8; 32]) -> Result<PathBuf> {
+    let base = crate::cache::base_dir().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{url}: a repository on object storage needs a cache directory \
+             (set STRATA_CACHE_DIR or HOME)"
+        ))
+    })?;
+    let dir = base.join(crate::id::to_hex(id));
+    let tmp = dir.join("tmp");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .create(&tmp)
+        .at(&tmp)?;
+    Ok(dir)
 }
 
 /// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).

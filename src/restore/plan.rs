@@ -207,10 +207,24 @@ pub fn check_packs(sel: &Selection<'_>, start: &Start, stored: &Path) -> Result<
     };
     walk(sel, start, stored, &mut c)?;
     let repo = sel.reader.repo();
+    // Local: a stat per pack; object storage: one listing, not a HEAD each.
+    let listed: Option<std::collections::HashSet<PackId>> = if repo.is_local() {
+        None
+    } else {
+        Some(
+            crate::index::list_packs(repo)?
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect(),
+        )
+    };
     let mut missing: Vec<(PackId, Vec<PathBuf>)> = c
         .packs
         .into_iter()
-        .filter(|(p, _)| !repo.pack_path(p).exists())
+        .filter(|(p, _)| match &listed {
+            None => !repo.pack_path(p).exists(),
+            Some(l) => !l.contains(p),
+        })
         .collect();
     missing.sort_by_key(|(p, _)| *p);
     if let Some((first, names)) = missing.first() {

@@ -1,10 +1,10 @@
 //! Snapshot manifests (format-spec/objects.md "Snapshot body"), one file per
 //! snapshot under `snapshots/<id>`, written last (INV-4).
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
 use crate::object::ObjectKind;
-use crate::repo::{Repo, fsutil};
+use crate::repo::Repo;
 use bincode::{Decode, Encode};
 
 /// Counters recorded with a snapshot.
@@ -138,16 +138,14 @@ impl Snapshot {
     pub fn save(&self, repo: &Repo) -> Result<SnapshotId> {
         let (bytes, id) = repo.seal_file(ObjectKind::Snapshot, self)?;
         let id = SnapshotId(id);
-        let dest = repo.root().join("snapshots").join(id.to_hex());
-        fsutil::write_new(&repo.tmp_dir(), &dest, &bytes)?;
+        repo.write_new(&format!("snapshots/{}", id.to_hex()), &bytes)?;
         Ok(id)
     }
 
     /// Read `snapshots/<id>` and check it.
     pub fn load(repo: &Repo, id: &SnapshotId) -> Result<Snapshot> {
-        let path = repo.root().join("snapshots").join(id.to_hex());
-        let bytes = std::fs::read(&path).at(&path)?;
         let object = format!("snapshots/{}", id.to_hex());
+        let bytes = repo.read(&object)?;
         let (s, got) =
             repo.open_file_versioned(ObjectKind::Snapshot, &bytes, &object, |v, body| {
                 decode(v, body, &object)

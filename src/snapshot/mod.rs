@@ -6,7 +6,7 @@ pub mod retention;
 pub mod timefmt;
 pub mod tree;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::id::SnapshotId;
 use crate::repo::Repo;
 pub use manifest::{Layout, Snapshot, Summary};
@@ -36,30 +36,20 @@ impl Filter {
 
 /// Every snapshot id in the repository.
 pub fn ids(repo: &Repo) -> Result<Vec<SnapshotId>> {
-    let dir = repo.root().join("snapshots");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).at(&dir)? {
-        let e = e.at(&dir)?;
-        if let Some(id) = e.file_name().to_str().and_then(SnapshotId::from_hex) {
-            out.push(id);
-        }
-    }
-    Ok(out)
+    Ok(repo
+        .list_names("snapshots")?
+        .iter()
+        .filter_map(|n| SnapshotId::from_hex(n))
+        .collect())
 }
 
 /// Delete manifests, then fsync `snapshots/` (the caller has recorded them
 /// as forgotten first, GC-6). A manifest already gone is fine.
 pub fn remove(repo: &Repo, ids: &[SnapshotId]) -> Result<()> {
-    let dir = repo.root().join("snapshots");
     for id in ids {
-        let p = dir.join(id.to_hex());
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).at(&p),
-        }
+        repo.delete(&format!("snapshots/{}", id.to_hex()))?;
     }
-    crate::repo::fsutil::sync_dir(&dir)
+    Ok(())
 }
 
 /// Snapshots with their ids.
@@ -76,7 +66,7 @@ pub fn list(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
         match Snapshot::load(repo, &id) {
             Ok(s) => out.push((id, s)),
             // removed (forget, tag) between listing and reading
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => bad.push(e),
         }
     }
