@@ -560,3 +560,50 @@ fn a_corrupt_source_pack_is_reported_and_not_copied() {
         "a manifest was copied"
     );
 }
+
+/// Library level: a mirror made before the source's format 1 -> 2 upgrade
+/// holds the format-1 config; the next sync replaces it (the one replace
+/// allowed) and goes on. The same id with other settings is refused.
+#[test]
+fn a_format_1_mirror_gets_the_upgraded_config() {
+    use strata::object::{self, ObjectKind};
+    use strata::repo::config::Config;
+    let (fx, _src) = repo_with_snapshot(false);
+    let src = LocalBackend::new(fx.strata.repo());
+    let dst = backend::open("memory://").unwrap();
+    let run = |dst: &dyn Backend| {
+        sync::run(
+            &src,
+            dst,
+            &SyncOptions::default(),
+            &mut strata::repo::no_credentials,
+            &sync::Progress::default(),
+        )
+    };
+    let first = run(&*dst).unwrap();
+    assert_eq!(first.errors, 0, "{first:?}");
+    let ours = src.get("config").unwrap();
+    let config = Config::from_bytes(&ours, "config", None).unwrap();
+    assert_eq!(config.version, 2);
+
+    let v1 = Config {
+        version: 1,
+        ..config.clone()
+    };
+    let (old, _) = object::seal(ObjectKind::Config, &v1, None).unwrap();
+    dst.put_replace("config", &old).unwrap();
+    let r = run(&*dst).unwrap();
+    assert!(r.config_upgraded, "{r:?}");
+    assert_eq!((r.errors, r.copied.objects), (0, 1), "{r:?}");
+    assert_eq!(dst.get("config").unwrap(), ours);
+
+    let other = Config {
+        compression_level: config.compression_level + 1,
+        ..config
+    };
+    let (odd, _) = object::seal(ObjectKind::Config, &other, None).unwrap();
+    dst.put_replace("config", &odd).unwrap();
+    let e = run(&*dst).unwrap_err().to_string();
+    assert!(e.contains("other settings"), "{e}");
+    assert_eq!(dst.get("config").unwrap(), odd, "replaced");
+}
