@@ -27,6 +27,7 @@ pub mod read;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use id::{BlobId, PackId, SnapshotId};

@@ -6,10 +6,8 @@
 //! `STRATA_REQUIRE_S3_TESTS=1` (set by `.ci/run`) makes that a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
 use strata::backend::{self, Backend, BackendError, FaultBackend, Listed, key};
 
 fn hex(seed: u8) -> String {
@@ -241,110 +239,13 @@ fn open_parses_repo_values() {
 
 // ------------------------------------------------------------------ S3
 
-/// A moto S3 server on 127.0.0.1, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Start moto (`moto_server`, else `python3 -m moto.server`); `Err` says
-/// why it could not be.
-fn start_moto() -> Result<Moto, String> {
-    let mut why = Vec::new();
-    let tries: [&[&str]; 2] = [&["moto_server"], &["python3", "-m", "moto.server"]];
-    for cmd in tries {
-        let port = free_port();
-        let child = Command::new(cmd[0])
-            .args(&cmd[1..])
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut moto = match child {
-            Ok(child) => Moto { child, port },
-            Err(e) => {
-                why.push(format!("{}: {e}", cmd.join(" ")));
-                continue;
-            }
-        };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                why.push(format!("{}: exited ({status})", cmd.join(" ")));
-                break;
-            }
-            if http(port, "GET", "/").is_ok() {
-                return Ok(moto);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        why.push(format!("{}: not answering on port {port}", cmd.join(" ")));
-    }
-    Err(why.join("; "))
-}
-
-/// One plain HTTP/1.1 request (moto does not check signatures); the status.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad HTTP response: {resp:.80}")))
-}
-
-fn s3_env(port: u16) -> Vec<(String, String)> {
-    [
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
 #[test]
 fn s3_against_moto() {
-    let moto = match start_moto() {
-        Ok(m) => m,
-        Err(why) => {
-            if std::env::var("STRATA_REQUIRE_S3_TESTS").is_ok_and(|v| v == "1") {
-                panic!("STRATA_REQUIRE_S3_TESTS=1 but moto cannot be started: {why}");
-            }
-            eprintln!(
-                "SKIPPED s3_against_moto: cannot start moto ({why}); pip install 'moto[server]'"
-            );
-            return;
-        }
+    let Some(moto) = support::moto_or_skip("s3_against_moto") else {
+        return;
     };
-    let status = http(moto.port, "PUT", "/strata-test").unwrap();
-    assert_eq!(status, 200, "creating the bucket");
-    let env = s3_env(moto.port);
+    moto.create_bucket("strata-test");
+    let env = moto.env();
 
     // under a prefix, and a second repository beside it stays apart
     let b = backend::open_with_env("s3://strata-test/repos/one", env.clone()).unwrap();

@@ -67,6 +67,8 @@ pub enum Command {
     Rewrite(RewriteArgs),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(UnlockArgs),
+    /// Make DEST a mirror of the repository (offsite copies, disaster recovery).
+    Sync(super::sync::SyncArgs),
     /// Manage the keys that unlock an encrypted repository.
     #[command(subcommand)]
     Key(KeyCommand),

@@ -14,6 +14,7 @@ mod progress;
 mod restore;
 mod snapshot;
 mod snapshots;
+mod sync;
 mod unlock;
 
 use crate::repo::lock::{Lock, LockKind};
@@ -275,6 +276,8 @@ fn run(cli: Cli) -> crate::Result<i32> {
             forget::rewrite(&repo, a, &l)
         }
         Command::Unlock(a) => locks::run(&open(&cli)?, a),
+        // no lock, no unlock unless needed: sync copies bytes (sync.md)
+        Command::Sync(a) => sync::run(&cli, a),
         Command::Key(k) => {
             let exclusive = !matches!(
                 k,

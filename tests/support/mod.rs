@@ -5,7 +5,8 @@
 //! directory listing ([`list_tree`]) with its views ([`list_files`],
 //! [`pack_files`], [`contents`]), one tree comparison ([`compare_trees`],
 //! over [`Manifest`]s, with [`Compare`] options), the shape of a one-line
-//! error, and the repository secret read by hand ([`Secret`]).
+//! error, the repository secret read by hand ([`Secret`]), and a real S3
+//! server on 127.0.0.1 ([`Moto`], [`moto_or_skip`]).
 //!
 //! Each test binary uses a subset of these, hence `dead_code`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -1080,4 +1081,124 @@ fn varint(b: &[u8]) -> (u64, usize) {
         253 => (u64::from_le_bytes(b[1..9].try_into().unwrap()), 9),
         x => panic!("varint tag {x}"),
     }
+}
+
+// ---------------------------------------------------------------- S3 (moto)
+
+/// A moto S3 server on 127.0.0.1 (PyPI `moto[server]`), killed on drop.
+/// The S3 tests speak S3 over HTTP to it through the code users run.
+pub struct Moto {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start moto (`moto_server`, else `python3 -m moto.server`); `Err` says
+/// why it could not be.
+pub fn start_moto() -> Result<Moto, String> {
+    let mut why = Vec::new();
+    let tries: [&[&str]; 2] = [&["moto_server"], &["python3", "-m", "moto.server"]];
+    for cmd in tries {
+        let port = free_port();
+        let child = std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut moto = match child {
+            Ok(child) => Moto { child, port },
+            Err(e) => {
+                why.push(format!("{}: {e}", cmd.join(" ")));
+                continue;
+            }
+        };
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                why.push(format!("{}: exited ({status})", cmd.join(" ")));
+                break;
+            }
+            if http(port, "GET", "/").is_ok() {
+                return Ok(moto);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        why.push(format!("{}: not answering on port {port}", cmd.join(" ")));
+    }
+    Err(why.join("; "))
+}
+
+/// [`start_moto`], or `None` after printing why `test` is skipped; a
+/// failure instead when `STRATA_REQUIRE_S3_TESTS=1` (as in `.ci/run`).
+pub fn moto_or_skip(test: &str) -> Option<Moto> {
+    match start_moto() {
+        Ok(m) => Some(m),
+        Err(why) => {
+            if std::env::var("STRATA_REQUIRE_S3_TESTS").is_ok_and(|v| v == "1") {
+                panic!("STRATA_REQUIRE_S3_TESTS=1 but moto cannot be started: {why}");
+            }
+            eprintln!("SKIPPED {test}: cannot start moto ({why}); pip install 'moto[server]'");
+            None
+        }
+    }
+}
+
+impl Moto {
+    /// The environment that points object_store (and so `strata`) at this
+    /// server: the variables users set for their own S3.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Create bucket `name` (moto does not check signatures).
+    pub fn create_bucket(&self, name: &str) {
+        let status = http(self.port, "PUT", &format!("/{name}")).unwrap();
+        assert_eq!(status, 200, "creating bucket {name}");
+    }
+}
+
+/// One plain HTTP/1.1 request to 127.0.0.1:`port`; the status.
+pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad HTTP response: {resp:.80}")))
 }

@@ -1,0 +1,229 @@
+//! `strata sync DEST [--from SRC]`: options become [`SyncOptions`], both
+//! ends are opened with `backend::open`, and the report is printed as text
+//! or JSON (format-spec/sync.md).
+
+use super::{exit, output, progress, unlock};
+use crate::backend;
+use crate::error::{Error, Result};
+use crate::maint::plan::parse_size;
+use crate::sync::{self, SyncOptions, SyncReport};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// `strata sync`
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Where the mirror goes: a directory, `file:///path`, `s3://bucket/prefix`,
+    /// `gs://…`, `az://…` (credentials from the environment: AWS_*, GOOGLE_*,
+    /// AZURE_*). Empty or the same repository; anything else is refused.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+    /// Copy from this repository instead of --repo / STRATA_REPO (e.g.
+    /// `--from s3://bucket/prefix /srv/repo` rebuilds a local repository).
+    #[arg(long, value_name = "SRC")]
+    pub from: Option<String>,
+    /// List what would be copied and deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then remove what the source no longer holds (manifests before
+    /// packs); refused if that would remove a snapshot newer than the
+    /// newest at the source. Unlocks an encrypted source to read times.
+    #[arg(long)]
+    pub delete: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Uploads in flight.
+    #[arg(long, value_name = "N", default_value_t = sync::DEFAULT_JOBS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// Cap the upload bandwidth at RATE bytes per second (`10M`, `500k`).
+    #[arg(long, value_name = "RATE")]
+    pub limit_upload: Option<String>,
+}
+
+fn options(a: &SyncArgs) -> Result<SyncOptions> {
+    let limit_upload = match &a.limit_upload {
+        None => None,
+        Some(s) => {
+            let rate = s.trim().strip_suffix("/s").unwrap_or(s.trim());
+            match parse_size(rate) {
+                Ok(0) => {
+                    return Err(Error::Invalid(
+                        "--limit-upload: 0 would never finish".into(),
+                    ));
+                }
+                Ok(n) => Some(n),
+                Err(e) => return Err(Error::Invalid(format!("--limit-upload: {e}"))),
+            }
+        }
+    };
+    Ok(SyncOptions {
+        dry_run: a.dry_run,
+        delete: a.delete,
+        jobs: a.jobs as usize,
+        limit_upload,
+    })
+}
+
+/// The source: `--from`, else the repository of `--repo` / STRATA_REPO.
+fn source(cli: &super::Cli, a: &SyncArgs) -> Result<String> {
+    if let Some(s) = &a.from {
+        return Ok(s.clone());
+    }
+    let p = super::repo_path(cli)?;
+    p.to_str().map(str::to_string).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: a repository path must be UTF-8 for sync",
+            p.display()
+        ))
+    })
+}
+
+/// The directory a `--repo`-style value names when it is local (a plain
+/// path or `file://`), as `backend::open` decides.
+fn local_dir(url: &str) -> Option<PathBuf> {
+    match url.split_once("://") {
+        None => Some(PathBuf::from(url)),
+        Some(("file", _)) => url::Url::parse(url).ok()?.to_file_path().ok(),
+        Some(_) => None,
+    }
+}
+
+/// `Repo::open` still reads a local repository as directories and expects
+/// its empty ones too, which a mirror made of objects lacks (an
+/// unencrypted repository has no key files, a fresh one no lock).
+/// Create them where the destination is a local repository now. Goes when
+/// `Repo` opens through the backend.
+fn local_layout(dest: &str) -> Result<()> {
+    let Some(dir) = local_dir(dest) else {
+        return Ok(());
+    };
+    if !dir.join("config").is_file() {
+        return Ok(());
+    }
+    for d in ["packs", "snapshots", "keys", "locks", "tmp", "gc"] {
+        crate::repo::fsutil::create_dir_durable(&dir.join(d))?;
+    }
+    Ok(())
+}
+
+/// Refuse to sync a repository onto itself.
+fn same_place(src: &str, dst: &str) -> bool {
+    if src.trim_end_matches('/') == dst.trim_end_matches('/') {
+        return true;
+    }
+    match (local_dir(src), local_dir(dst)) {
+        (Some(a), Some(b)) => match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+pub fn run(cli: &super::Cli, a: &SyncArgs) -> Result<i32> {
+    let opts = options(a)?;
+    let from = source(cli, a)?;
+    if same_place(&from, &a.dest) {
+        return Err(Error::Invalid(format!(
+            "{}: source and destination are the same",
+            a.dest
+        )));
+    }
+    let src = backend::open(&from)?;
+    let dst = backend::open(&a.dest)?;
+    let p = Arc::new(sync::Progress::default());
+    let pc = p.clone();
+    let ticker = progress::start(
+        "sync",
+        Arc::new(move || {
+            (
+                progress::get(&pc.bytes),
+                progress::get(&pc.files),
+                progress::get(&pc.total),
+            )
+        }),
+    );
+    let sources = super::sources(cli);
+    let r = sync::run(
+        &*src,
+        &*dst,
+        &opts,
+        &mut || Ok(unlock::credential(&sources)?.0),
+        &p,
+    );
+    drop(ticker);
+    let r = r?;
+    if !opts.dry_run {
+        local_layout(&a.dest)?;
+    }
+    if a.json {
+        output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
+    } else {
+        print(&r)?;
+    }
+    for e in &r.failures {
+        eprintln!("strata: {e}");
+    }
+    Ok(match r.failures.first() {
+        None => exit::OK,
+        Some(e) => super::exit_code(e),
+    })
+}
+
+fn tally(t: &sync::Tally) -> String {
+    format!("{} files ({})", t.objects, output::size(t.bytes))
+}
+
+fn print(r: &SyncReport) -> Result<()> {
+    for p in &r.planned {
+        output::line(&format!(
+            "would {} {} ({})",
+            p.action,
+            p.key,
+            output::size(p.bytes)
+        ))?;
+    }
+    let rate = if r.seconds > 0.0 && !r.dry_run && r.copied.bytes > 0 {
+        format!(
+            ", {}/s",
+            output::size((r.copied.bytes as f64 / r.seconds) as u64)
+        )
+    } else {
+        String::new()
+    };
+    output::line(&format!(
+        "{} {} -> {}{}",
+        if r.dry_run { "would sync" } else { "synced" },
+        r.source,
+        r.destination,
+        if r.new_mirror { " (new mirror)" } else { "" }
+    ))?;
+    output::line(&format!(
+        "{}: {}; already there: {}; {}: {}{}",
+        if r.dry_run { "would copy" } else { "copied" },
+        tally(&r.copied),
+        tally(&r.skipped),
+        if r.dry_run { "would delete" } else { "deleted" },
+        tally(&r.deleted),
+        if r.config_upgraded {
+            "; config upgraded to format 2"
+        } else {
+            ""
+        }
+    ))?;
+    if let Some(phase) = r.stopped_before {
+        output::line(&format!(
+            "stopped before {phase}: {} error{}",
+            r.errors,
+            if r.errors == 1 { "" } else { "s" }
+        ))?;
+    }
+    output::line(&format!(
+        "sync {} in {:.2}s{rate}",
+        if r.dry_run { "planned" } else { "done" },
+        r.seconds
+    ))
+}

@@ -1,0 +1,281 @@
+//! Is the destination the same repository as the source, and what sync may
+//! decode (format-spec/sync.md "Safety"). Copying needs no key: files are
+//! copied as bytes. Two decisions need more than bytes, and only they
+//! unlock an encrypted source (with the usual credential: passphrase or
+//! identity), only when they arise:
+//!
+//! - the destination's `config` differs from the source's byte for byte
+//!   (equal bytes are the same repository; the only legitimate difference
+//!   is the format 1 -> 2 upgrade of repository.md): both configs are
+//!   decoded and their repository ids compared;
+//! - `--delete` would remove manifests: their times are read to refuse a
+//!   source that was rolled back or emptied.
+//!
+//! Unlocking reads the source's key files through its backend. `keys::unlock`
+//! still reads a directory, so the key files (age ciphertext, exactly as
+//! stored) are put in a private temporary directory for it, removed at
+//! once; when keys go through the `Backend` seam this becomes one call.
+
+use crate::backend::{Backend, key};
+use crate::crypto::keys::{self, Credential};
+use crate::crypto::{Crypto, agefile};
+use crate::error::{Error, IoContext, Result};
+use crate::object;
+use crate::repo::CredentialSource;
+use crate::repo::config::Config;
+use crate::snapshot::Snapshot;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest config or manifest decoded (objects.md limits).
+const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
+
+/// What to do with the destination's `config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ConfigAction {
+    /// The destination is empty: a new mirror, the config is copied first.
+    New,
+    /// The same repository (same bytes, or same id and not older).
+    Same,
+    /// The same repository in format 1 where the source is format 2: the
+    /// config is replaced (the one replace repository.md allows) before
+    /// anything of format 2 is copied.
+    Upgrade,
+}
+
+/// The source's config and, once needed, its unlocked secret.
+pub(super) struct SourceKeys<'a, 'c> {
+    src: &'a dyn Backend,
+    /// The source's `config`, as stored.
+    pub config: Bytes,
+    creds: CredentialSource<'c>,
+    /// `None` until needed; then `Some(None)` for an unencrypted source.
+    crypto: Option<Option<Arc<Crypto>>>,
+}
+
+impl<'a, 'c> SourceKeys<'a, 'c> {
+    /// Read the source's config; a source without one is no repository.
+    pub fn read(src: &'a dyn Backend, creds: CredentialSource<'c>) -> Result<Self> {
+        let config = match src.get(key::CONFIG) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::Invalid(format!(
+                    "{}: not a strata repository (no config): nothing to sync from",
+                    src.name()
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(SourceKeys {
+            src,
+            config,
+            creds,
+            crypto: None,
+        })
+    }
+
+    fn encrypted(&self) -> bool {
+        agefile::is_age(&self.config)
+    }
+
+    /// The source's secret (`None` for an unencrypted repository),
+    /// unlocked on first use.
+    pub fn crypto(&mut self) -> Result<Option<Arc<Crypto>>> {
+        if let Some(c) = &self.crypto {
+            return Ok(c.clone());
+        }
+        let c = if self.encrypted() {
+            let cred = (self.creds)()?;
+            Some(unlock(self.src, &self.config, &cred)?)
+        } else {
+            None
+        };
+        self.crypto = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Decode a config (the source's, or one claiming to be of the same
+    /// repository) under the source's secret. `object` names it.
+    fn decode_config(&mut self, bytes: &[u8], object: &str) -> Result<Config> {
+        match self.crypto()? {
+            Some(c) => {
+                let plain = c.decrypt(bytes, object, MAX_FILE)?;
+                Config::from_bytes(&plain, object, Some(&c))
+            }
+            None => Config::from_bytes(bytes, object, None),
+        }
+    }
+}
+
+/// Check that `dst` is empty or holds the source's repository.
+pub(super) fn check(keys: &mut SourceKeys, dst: &dyn Backend) -> Result<ConfigAction> {
+    let theirs = match dst.get(key::CONFIG) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return check_empty(dst).map(|_| ConfigAction::New),
+        Err(e) => return Err(e.into()),
+    };
+    if theirs == keys.config {
+        return Ok(ConfigAction::Same);
+    }
+    let src_name = keys.src.name().to_string();
+    let another = |why: String| {
+        Error::Invalid(format!(
+            "{}: holds another repository than {src_name} ({why}): refusing to sync into it",
+            dst.name()
+        ))
+    };
+    if agefile::is_age(&theirs) != keys.encrypted() {
+        return Err(another("one is encrypted, the other is not".to_string()));
+    }
+    // same bytes or not, only the ids tell: an encrypted source is unlocked
+    keys.crypto().map_err(|e| match e {
+        Error::Locked(why) => Error::Locked(format!(
+            "{}: its config differs from {src_name}'s; to tell whether it holds the same \
+             repository sync must unlock the source: {why}",
+            dst.name()
+        )),
+        e => e,
+    })?;
+    let ours = keys.decode_config(&keys.config.clone(), &format!("{src_name}: config"))?;
+    let dst_object = format!("{}: config", dst.name());
+    let theirs = keys
+        .decode_config(&theirs, &dst_object)
+        .map_err(|e| another(format!("its config does not open as the source's: {e}")))?;
+    if theirs.repo_id != ours.repo_id {
+        return Err(another(format!(
+            "repository id {}…, the source's is {}…",
+            &crate::id::to_hex(&theirs.repo_id)[..8],
+            &crate::id::to_hex(&ours.repo_id)[..8]
+        )));
+    }
+    let same_but_version = Config {
+        version: ours.version,
+        ..theirs.clone()
+    };
+    if same_but_version != ours {
+        return Err(Error::corrupt(
+            dst_object,
+            "same repository id as the source, but other settings: not replaced",
+        ));
+    }
+    Ok(if ours.version > theirs.version {
+        ConfigAction::Upgrade
+    } else {
+        ConfigAction::Same
+    })
+}
+
+/// A destination without `config` must hold nothing yet: sync makes a new
+/// mirror only where it cannot mix with other files.
+fn check_empty(dst: &dyn Backend) -> Result<()> {
+    let mut first: Option<String> = None;
+    dst.list("", &mut |l| {
+        if first.is_none() {
+            first = Some(l.key);
+        }
+    })?;
+    match first {
+        None => Ok(()),
+        Some(k) => Err(Error::Invalid(format!(
+            "{}: not empty and not a strata repository (holds {k} but no config): refusing to sync into it",
+            dst.name()
+        ))),
+    }
+}
+
+/// The time of snapshot manifest `key` (`snapshots/<id>`) from `bytes`,
+/// checked as every reader checks it (MAC under `crypto`, id = name).
+pub(super) fn snapshot_time(
+    bytes: &[u8],
+    key: &str,
+    object: &str,
+    crypto: Option<&Crypto>,
+) -> Result<i64> {
+    let (snap, id) = match crypto {
+        Some(c) => {
+            let plain = c.decrypt(bytes, object, MAX_FILE)?;
+            Snapshot::open(&plain, object, Some(c))?
+        }
+        None if agefile::is_age(bytes) => {
+            return Err(Error::corrupt(
+                object,
+                "an age-encrypted file in an unencrypted repository",
+            ));
+        }
+        None => Snapshot::open(bytes, object, None)?,
+    };
+    if key.strip_prefix("snapshots/") != Some(crate::id::to_hex(&id).as_str()) {
+        return Err(Error::corrupt(
+            object,
+            "content does not match the file name",
+        ));
+    }
+    Ok(snap.time_unix_ns)
+}
+
+/// Unlock the source: the first key file that opens with `cred` and whose
+/// secret authenticates `config` (as `Repo::open_with` decides).
+fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Crypto>> {
+    let dir = KeyDir::new()?;
+    for l in src.list_all("keys")? {
+        let Some(id) = l.key.strip_prefix("keys/") else {
+            continue;
+        };
+        if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let bytes = src.get(&l.key)?;
+            let p = dir.keys().join(id);
+            std::fs::write(&p, &bytes).at(&p)?;
+        }
+    }
+    let object = format!("{}: config", src.name());
+    keys::unlock(dir.root(), cred, &mut |cand| {
+        let crypto = Arc::new(cand.crypto);
+        let plain = crypto.decrypt(config, &object, MAX_FILE)?;
+        let c = Config::from_bytes(&plain, &object, Some(&crypto))?;
+        if c.repo_id != cand.repo_id {
+            return Err(Error::corrupt(
+                format!("{}: keys/{}", src.name(), cand.id),
+                "the key belongs to another repository",
+            ));
+        }
+        Ok(crypto)
+    })
+}
+
+/// A private (0700) temporary directory with a `keys/` inside, removed on
+/// drop.
+struct KeyDir(PathBuf);
+
+impl KeyDir {
+    fn new() -> Result<KeyDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let name = format!(
+            "strata-sync-keys-{}",
+            crate::id::to_hex(&crate::repo::fsutil::random_bytes::<12>()?)
+        );
+        let root = std::env::temp_dir().join(name);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&root)
+            .at(&root)?;
+        let d = KeyDir(root);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(d.keys())
+            .at(&d.keys())?;
+        Ok(d)
+    }
+    fn root(&self) -> &Path {
+        &self.0
+    }
+    fn keys(&self) -> PathBuf {
+        self.0.join("keys")
+    }
+}
+
+impl Drop for KeyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
