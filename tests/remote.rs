@@ -5,6 +5,8 @@
 //! ls, forget, gc, the index rebuilt from the packs in an empty cache, and
 //! two processes snapshotting into one repository at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;

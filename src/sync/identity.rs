@@ -19,13 +19,12 @@
 use crate::backend::{Backend, key};
 use crate::crypto::keys::{self, Credential};
 use crate::crypto::{Crypto, agefile};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::object;
 use crate::repo::CredentialSource;
 use crate::repo::config::Config;
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Largest config or manifest decoded (objects.md limits).
@@ -217,19 +216,8 @@ pub(super) fn snapshot_time(
 /// Unlock the source: the first key file that opens with `cred` and whose
 /// secret authenticates `config` (as `Repo::open_with` decides).
 fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Crypto>> {
-    let dir = KeyDir::new()?;
-    for l in src.list_all("keys")? {
-        let Some(id) = l.key.strip_prefix("keys/") else {
-            continue;
-        };
-        if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let bytes = src.get(&l.key)?;
-            let p = dir.keys().join(id);
-            std::fs::write(&p, &bytes).at(&p)?;
-        }
-    }
     let object = format!("{}: config", src.name());
-    keys::unlock(dir.root(), cred, &mut |cand| {
+    keys::unlock(src, cred, &mut |cand| {
         let crypto = Arc::new(cand.crypto);
         let plain = crypto.decrypt(config, &object, MAX_FILE)?;
         let c = Config::from_bytes(&plain, &object, Some(&crypto))?;
@@ -241,41 +229,4 @@ fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Cry
         }
         Ok(crypto)
     })
-}
-
-/// A private (0700) temporary directory with a `keys/` inside, removed on
-/// drop.
-struct KeyDir(PathBuf);
-
-impl KeyDir {
-    fn new() -> Result<KeyDir> {
-        use std::os::unix::fs::DirBuilderExt;
-        let name = format!(
-            "strata-sync-keys-{}",
-            crate::id::to_hex(&crate::repo::fsutil::random_bytes::<12>()?)
-        );
-        let root = std::env::temp_dir().join(name);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&root)
-            .at(&root)?;
-        let d = KeyDir(root);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(d.keys())
-            .at(&d.keys())?;
-        Ok(d)
-    }
-    fn root(&self) -> &Path {
-        &self.0
-    }
-    fn keys(&self) -> PathBuf {
-        self.0.join("keys")
-    }
-}
-
-impl Drop for KeyDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
