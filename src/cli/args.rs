@@ -70,6 +70,9 @@ pub enum Command {
     /// Manage the keys that unlock an encrypted repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Run the backup policy of strata.toml once: due sources, forget, gc,
+    /// sync, check.
+    Run(RunArgs),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -568,6 +571,29 @@ pub struct RewriteArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which strata.toml (`--config`, else STRATA_CONFIG, else ./strata.toml,
+/// else ~/.config/strata/strata.toml).
+#[derive(Args, Debug)]
+pub struct ConfigArg {
+    /// The policy file.
+    #[arg(long, value_name = "FILE", env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `strata run`
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run these sources now, due or not (default: every source that is due).
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the summary as JSON (the webhook's body).
     #[arg(long)]
     pub json: bool,
 }

@@ -12,6 +12,7 @@ mod mount;
 mod output;
 mod progress;
 mod restore;
+mod run;
 mod snapshot;
 mod snapshots;
 mod unlock;
@@ -32,7 +33,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Snapshot saved, but some files were skipped or changed while read.
     pub const WARNINGS: i32 = 3;
-    /// The `--stdin-from-command` command failed; no snapshot saved.
+    /// The `--stdin-from-command` command failed; no snapshot saved. For
+    /// `run`: a source failed (the others were saved).
     pub const SOURCE_FAILED: i32 = 4;
     /// The repository does not exist or is not a repository.
     pub const NO_REPO: i32 = 10;
@@ -119,14 +121,41 @@ fn sources(cli: &Cli) -> unlock::Sources {
     unlock::Sources {
         password_file: cli.password_file.clone(),
         identity: cli.identity.clone(),
+        config: Default::default(),
     }
 }
 
 /// Open the repository, unlocking it if it is encrypted; also returns what
 /// unlocked it.
 fn open_repo(cli: &Cli) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
-    let path = repo_path(cli)?;
-    let src = sources(cli);
+    open_repo_with(cli, None)
+}
+
+/// [`open_repo`], with strata.toml's `repository` and unlocking keys used
+/// where the command line and the environment give none.
+fn open_repo_with(
+    cli: &Cli,
+    cfg: Option<&crate::policy::Config>,
+) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
+    let path = match (&cli.repo, cfg.and_then(|c| c.repository.clone())) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p,
+        (None, None) => {
+            return Err(crate::Error::Invalid(format!(
+                "no repository given: use --repo PATH, STRATA_REPO{}",
+                cfg.map(|c| format!(" or `repository` in {}", c.path.display()))
+                    .unwrap_or_default()
+            )));
+        }
+    };
+    let mut src = sources(cli);
+    if let Some(c) = cfg {
+        src.config = unlock::ConfigUnlock {
+            password_file: c.password_file.clone(),
+            password_command: c.password_command.clone(),
+            identity: c.identity.clone(),
+        };
+    }
     let mut used = None;
     let repo = crate::Repo::open_with(&path, &mut || {
         let (cred, u) = unlock::credential(&src)?;
@@ -228,6 +257,7 @@ fn run(cli: Cli) -> crate::Result<i32> {
             let (repo, _l) = open_locked(&cli, Shared, "restore")?;
             restore::run(&repo, a)
         }
+        Command::Run(a) => run::run(&cli, a),
         Command::Ls(a) => {
             let (repo, _l) = open_locked(&cli, Shared, "ls")?;
             inspect::ls(&repo, a)

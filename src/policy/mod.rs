@@ -6,8 +6,13 @@
 //!   is documented in README "Backup policy: strata.toml").
 //! - [`state`]: what the last runs did, kept per repository in the local
 //!   cache directory (written under a temp name, then renamed).
+//! - [`sqlite`]: a consistent copy of a live SQLite database through
+//!   SQLite's online backup API.
+//! - [`webhook`]: the run summary, POSTed as JSON.
 
 pub mod config;
+pub mod sqlite;
 pub mod state;
+pub mod webhook;
 
 pub use config::{Config, Source, SourceKind};
