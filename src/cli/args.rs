@@ -73,6 +73,9 @@ pub enum Command {
     /// Run the backup policy of strata.toml once: due sources, forget, gc,
     /// sync, check.
     Run(RunArgs),
+    /// Report whether the backups of strata.toml are healthy (for cron and
+    /// monitoring).
+    Status(StatusArgs),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -272,6 +275,7 @@ impl FilterArgs {
                     _ => p.clone(),
                 })
                 .collect(),
+            skip_tags: Vec::new(),
         }
     }
 }
@@ -596,6 +600,29 @@ pub struct RunArgs {
     /// Print the summary as JSON (the webhook's body).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `strata status`
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Fail (exit 5) when a source's latest snapshot is older than DURATION
+    /// (default: `[status] max_age` of the config).
+    #[arg(long, value_name = "DURATION", value_parser = policy_duration)]
+    pub max_age: Option<std::time::Duration>,
+    /// Print JSON (README "strata status --json").
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the figures in the Prometheus text format to FILE
+    /// (atomically), for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+}
+
+fn policy_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    crate::policy::config::parse_duration(s)
 }
 
 /// `strata unlock`

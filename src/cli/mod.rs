@@ -15,6 +15,7 @@ mod restore;
 mod run;
 mod snapshot;
 mod snapshots;
+mod status;
 mod unlock;
 
 use crate::repo::lock::{Lock, LockKind};
@@ -36,6 +37,9 @@ pub mod exit {
     /// The `--stdin-from-command` command failed; no snapshot saved. For
     /// `run`: a source failed (the others were saved).
     pub const SOURCE_FAILED: i32 = 4;
+    /// `status`: a source is older than `--max-age` (or has no snapshot),
+    /// or the last check found errors, or the offsite copy is behind.
+    pub const UNHEALTHY: i32 = 5;
     /// The repository does not exist or is not a repository.
     pub const NO_REPO: i32 = 10;
     /// The repository is locked by another process (or our lock was lost).
@@ -258,6 +262,7 @@ fn run(cli: Cli) -> crate::Result<i32> {
             restore::run(&repo, a)
         }
         Command::Run(a) => run::run(&cli, a),
+        Command::Status(a) => status::run(&cli, a),
         Command::Ls(a) => {
             let (repo, _l) = open_locked(&cli, Shared, "ls")?;
             inspect::ls(&repo, a)
