@@ -306,11 +306,28 @@ pub enum OverwriteArg {
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// Snapshot id prefix or `latest`, optionally `:PATH` (an absolute
-    /// path in the snapshot; its contents go into the target).
+    /// path in the snapshot; its contents go into the target). `latest`
+    /// skips `pre-restore` snapshots unless `--tag pre-restore` is given.
     pub snapshot: std::ffi::OsString,
-    /// Directory to restore into.
-    #[arg(long, short = 't')]
-    pub target: PathBuf,
+    /// Directory to restore into. When the paths the restore writes already
+    /// hold something, it is first saved in a snapshot tagged `pre-restore`.
+    #[arg(long, short = 't', required_unless_present = "to_command")]
+    pub target: Option<PathBuf>,
+    /// Stream the snapshot's one file (a command, stdin or sqlite source)
+    /// into the standard input of this shell command instead, e.g. `psql app`.
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["target", "delete", "dry_run", "verify", "includes", "excludes"])]
+    pub to_command: Option<String>,
+    /// The source of strata.toml whose snapshot `latest` means (the same as
+    /// `--tag NAME`: a source's snapshots carry its name as a tag).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Do not save what the target holds in a `pre-restore` snapshot first.
+    #[arg(long)]
+    pub no_safety_snapshot: bool,
+    /// strata.toml, for the repository and unlocking when the command line
+    /// and the environment give none.
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Restore only paths matching GLOB (repeatable). GLOB matches paths as stored in the snapshot (`/srv/app/cache`): `*` stays within a name, `**` spans directories; a leading `/` anchors at the root, otherwise any depth.
     #[arg(long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,

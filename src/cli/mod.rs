@@ -257,10 +257,7 @@ fn run(cli: Cli) -> crate::Result<i32> {
             snapshot::run(&repo, a, &l)
         }
         Command::Snapshots(a) => snapshots::run(&open(&cli)?, a),
-        Command::Restore(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "restore")?;
-            restore::run(&repo, a)
-        }
+        Command::Restore(a) => restore::run(&cli, a),
         Command::Run(a) => run::run(&cli, a),
         Command::Status(a) => status::run(&cli, a),
         Command::Ls(a) => {
