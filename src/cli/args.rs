@@ -76,6 +76,8 @@ pub enum Command {
     /// Report whether the backups of strata.toml are healthy (for cron and
     /// monitoring).
     Status(StatusArgs),
+    /// Print (or install) systemd timer units or crontab lines for `strata run`.
+    Schedule(ScheduleArgs),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -636,6 +638,31 @@ pub struct StatusArgs {
     /// (atomically), for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+}
+
+/// What `schedule` prints.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// systemd service and timer units.
+    Systemd,
+    /// crontab lines.
+    Cron,
+}
+
+/// `strata schedule`
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print units or crontab lines for this scheduler.
+    #[arg(long, value_enum, value_name = "systemd|cron")]
+    pub print: ScheduleKind,
+    /// Write them (systemd: /etc/systemd/system, then `systemctl
+    /// daemon-reload` and `enable --now`; cron: /etc/cron.d/strata) and say
+    /// what was written.
+    #[arg(long)]
+    pub install: bool,
 }
 
 fn policy_duration(s: &str) -> std::result::Result<std::time::Duration, String> {

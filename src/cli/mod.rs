@@ -13,6 +13,7 @@ mod output;
 mod progress;
 mod restore;
 mod run;
+mod schedule;
 mod snapshot;
 mod snapshots;
 mod status;
@@ -260,6 +261,7 @@ fn run(cli: Cli) -> crate::Result<i32> {
         Command::Restore(a) => restore::run(&cli, a),
         Command::Run(a) => run::run(&cli, a),
         Command::Status(a) => status::run(&cli, a),
+        Command::Schedule(a) => schedule::run(a),
         Command::Ls(a) => {
             let (repo, _l) = open_locked(&cli, Shared, "ls")?;
             inspect::ls(&repo, a)
