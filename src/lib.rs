@@ -23,6 +23,7 @@ pub mod maint;
 pub mod object;
 pub mod pack;
 pub mod paths;
+pub mod policy;
 pub mod read;
 pub mod repo;
 pub mod restore;

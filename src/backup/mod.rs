@@ -32,6 +32,9 @@ pub struct StdinSource {
     pub name: String,
     /// Run this shell command and read its stdout instead of our stdin.
     pub command: Option<String>,
+    /// Read this file instead of our stdin (the temp copy of a `sqlite`
+    /// source of strata.toml); not with `command`.
+    pub file: Option<PathBuf>,
 }
 
 /// Validated options of `strata snapshot`.
@@ -377,9 +380,15 @@ fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) 
             source::SourceError::Repo(err) => err,
         })
     };
-    let (content, n) = match &s.command {
-        None => stream(&mut std::io::stdin().lock())?,
-        Some(cmd) => {
+    let (content, n) = match (&s.command, &s.file) {
+        (None, Some(path)) => {
+            let mut f = std::fs::File::open(path).map_err(|e| {
+                Error::Invalid(format!("reading {}: {}: {e}", s.name, path.display()))
+            })?;
+            stream(&mut f)?
+        }
+        (None, None) => stream(&mut std::io::stdin().lock())?,
+        (Some(cmd), _) => {
             let mut child = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(cmd)

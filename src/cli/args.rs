@@ -72,6 +72,14 @@ pub enum Command {
     /// Manage the keys that unlock an encrypted repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Run the backup policy of strata.toml once: due sources, forget, gc,
+    /// sync, check.
+    Run(RunArgs),
+    /// Report whether the backups of strata.toml are healthy (for cron and
+    /// monitoring).
+    Status(StatusArgs),
+    /// Print (or install) systemd timer units or crontab lines for `strata run`.
+    Schedule(ScheduleArgs),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -271,6 +279,7 @@ impl FilterArgs {
                     _ => p.clone(),
                 })
                 .collect(),
+            skip_tags: Vec::new(),
         }
     }
 }
@@ -301,11 +310,28 @@ pub enum OverwriteArg {
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// Snapshot id prefix or `latest`, optionally `:PATH` (an absolute
-    /// path in the snapshot; its contents go into the target).
+    /// path in the snapshot; its contents go into the target). `latest`
+    /// skips `pre-restore` snapshots unless `--tag pre-restore` is given.
     pub snapshot: std::ffi::OsString,
-    /// Directory to restore into.
-    #[arg(long, short = 't')]
-    pub target: PathBuf,
+    /// Directory to restore into. When the paths the restore writes already
+    /// hold something, it is first saved in a snapshot tagged `pre-restore`.
+    #[arg(long, short = 't', required_unless_present = "to_command")]
+    pub target: Option<PathBuf>,
+    /// Stream the snapshot's one file (a command, stdin or sqlite source)
+    /// into the standard input of this shell command instead, e.g. `psql app`.
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["target", "delete", "dry_run", "verify", "includes", "excludes"])]
+    pub to_command: Option<String>,
+    /// The source of strata.toml whose snapshot `latest` means (the same as
+    /// `--tag NAME`: a source's snapshots carry its name as a tag).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Do not save what the target holds in a `pre-restore` snapshot first.
+    #[arg(long)]
+    pub no_safety_snapshot: bool,
+    /// strata.toml, for the repository and unlocking when the command line
+    /// and the environment give none.
+    #[command(flatten)]
+    pub config: ConfigArg,
     /// Restore only paths matching GLOB (repeatable). GLOB matches paths as stored in the snapshot (`/srv/app/cache`): `*` stays within a name, `**` spans directories; a leading `/` anchors at the root, otherwise any depth.
     #[arg(long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,
@@ -572,6 +598,77 @@ pub struct RewriteArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which strata.toml (`--config`, else STRATA_CONFIG, else ./strata.toml,
+/// else ~/.config/strata/strata.toml).
+#[derive(Args, Debug)]
+pub struct ConfigArg {
+    /// The policy file.
+    #[arg(long, value_name = "FILE", env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `strata run`
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run these sources now, due or not (default: every source that is due).
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the summary as JSON (the webhook's body).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata status`
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Fail (exit 5) when a source's latest snapshot is older than DURATION
+    /// (default: `[status] max_age` of the config).
+    #[arg(long, value_name = "DURATION", value_parser = policy_duration)]
+    pub max_age: Option<std::time::Duration>,
+    /// Print JSON (README "strata status --json").
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the figures in the Prometheus text format to FILE
+    /// (atomically), for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+}
+
+/// What `schedule` prints.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// systemd service and timer units.
+    Systemd,
+    /// crontab lines.
+    Cron,
+}
+
+/// `strata schedule`
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print units or crontab lines for this scheduler.
+    #[arg(long, value_enum, value_name = "systemd|cron")]
+    pub print: ScheduleKind,
+    /// Write them (systemd: /etc/systemd/system, then `systemctl
+    /// daemon-reload` and `enable --now`; cron: /etc/cron.d/strata) and say
+    /// what was written.
+    #[arg(long)]
+    pub install: bool,
+}
+
+fn policy_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    crate::policy::config::parse_duration(s)
 }
 
 /// `strata unlock`

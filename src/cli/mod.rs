@@ -12,8 +12,11 @@ mod mount;
 mod output;
 mod progress;
 mod restore;
+mod run;
+mod schedule;
 mod snapshot;
 mod snapshots;
+mod status;
 mod sync;
 mod unlock;
 
@@ -33,8 +36,12 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Snapshot saved, but some files were skipped or changed while read.
     pub const WARNINGS: i32 = 3;
-    /// The `--stdin-from-command` command failed; no snapshot saved.
+    /// The `--stdin-from-command` command failed; no snapshot saved. For
+    /// `run`: a source failed (the others were saved).
     pub const SOURCE_FAILED: i32 = 4;
+    /// `status`: a source is older than `--max-age` (or has no snapshot),
+    /// or the last check found errors, or the offsite copy is behind.
+    pub const UNHEALTHY: i32 = 5;
     /// The repository does not exist or is not a repository.
     pub const NO_REPO: i32 = 10;
     /// The repository is locked by another process (or our lock was lost).
@@ -120,14 +127,41 @@ fn sources(cli: &Cli) -> unlock::Sources {
     unlock::Sources {
         password_file: cli.password_file.clone(),
         identity: cli.identity.clone(),
+        config: Default::default(),
     }
 }
 
 /// Open the repository, unlocking it if it is encrypted; also returns what
 /// unlocked it.
 fn open_repo(cli: &Cli) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
-    let path = repo_path(cli)?;
-    let src = sources(cli);
+    open_repo_with(cli, None)
+}
+
+/// [`open_repo`], with strata.toml's `repository` and unlocking keys used
+/// where the command line and the environment give none.
+fn open_repo_with(
+    cli: &Cli,
+    cfg: Option<&crate::policy::Config>,
+) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
+    let path = match (&cli.repo, cfg.and_then(|c| c.repository.clone())) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p,
+        (None, None) => {
+            return Err(crate::Error::Invalid(format!(
+                "no repository given: use --repo PATH, STRATA_REPO{}",
+                cfg.map(|c| format!(" or `repository` in {}", c.path.display()))
+                    .unwrap_or_default()
+            )));
+        }
+    };
+    let mut src = sources(cli);
+    if let Some(c) = cfg {
+        src.config = unlock::ConfigUnlock {
+            password_file: c.password_file.clone(),
+            password_command: c.password_command.clone(),
+            identity: c.identity.clone(),
+        };
+    }
     let mut used = None;
     let repo = crate::Repo::open_with(&path, &mut || {
         let (cred, u) = unlock::credential(&src)?;
@@ -225,10 +259,10 @@ fn run(cli: Cli) -> crate::Result<i32> {
             snapshot::run(&repo, a, &l)
         }
         Command::Snapshots(a) => snapshots::run(&open(&cli)?, a),
-        Command::Restore(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "restore")?;
-            restore::run(&repo, a)
-        }
+        Command::Restore(a) => restore::run(&cli, a),
+        Command::Run(a) => run::run(&cli, a),
+        Command::Status(a) => status::run(&cli, a),
+        Command::Schedule(a) => schedule::run(a),
         Command::Ls(a) => {
             let (repo, _l) = open_locked(&cli, Shared, "ls")?;
             inspect::ls(&repo, a)

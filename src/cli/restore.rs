@@ -1,23 +1,59 @@
-//! `strata restore`: resolve `SNAPSHOT[:SUBPATH]`, restore, summarize.
+//! `strata restore`: resolve `SNAPSHOT[:SUBPATH]`, save what the target
+//! holds in a `pre-restore` safety snapshot, restore, summarize; or, with
+//! `--to-command`, stream a one-file snapshot (a database dump) into a
+//! command. `latest` skips `pre-restore` snapshots unless `--tag
+//! pre-restore` is given; `--source NAME` is `--tag NAME`.
 
 use super::args::{OverwriteArg, RestoreArgs};
 use super::{exit, output, progress};
-use crate::error::Result;
+use crate::backup::{self, Counters, SnapshotOptions};
+use crate::error::{Error, Result};
+use crate::id::SnapshotId;
+use crate::policy::config::PRE_RESTORE_TAG;
 use crate::repo::Repo;
+use crate::repo::lock::Lock;
 use crate::restore::{self, Overwrite, Progress, RestoreOptions};
-use crate::snapshot;
+use crate::snapshot::tree::EntryKind;
+use crate::snapshot::{self, Layout, Snapshot};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
+pub fn run(cli: &super::Cli, a: &RestoreArgs) -> Result<i32> {
+    // strata.toml, when the repository or the source comes from it.
+    let cfg = if a.config.config.is_some() || cli.repo.is_none() || a.source.is_some() {
+        match crate::policy::config::find(a.config.config.as_deref()) {
+            Ok(p) => Some(crate::policy::config::load(&p)?),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let (repo, _) = super::open_repo_with(cli, cfg.as_ref())?;
+    let lock = super::lock(cli, &repo, crate::repo::lock::LockKind::Shared)?;
     let (spec, sub) = super::inspect::split_target(&a.snapshot)?;
-    let f = a.filter.to_filter();
+    let mut f = a.filter.to_filter();
+    if let Some(s) = &a.source {
+        f.tags.push(s.clone());
+    }
+    if !f.tags.iter().any(|t| t == PRE_RESTORE_TAG) {
+        f.skip_tags.push(PRE_RESTORE_TAG.to_string());
+    }
     let mut skipped = Vec::new();
-    let (id, snap) = snapshot::resolve(repo, &spec, &f, &mut skipped)?;
+    let (id, snap) = snapshot::resolve(&repo, &spec, &f, &mut skipped)?;
     for w in &skipped {
         eprintln!("strata: warning: {w}");
     }
+    if let Some(cmd) = &a.to_command {
+        return to_command(&repo, a, id, &snap, sub.as_deref(), cmd);
+    }
+    let target = a
+        .target
+        .clone()
+        .ok_or_else(|| Error::Invalid("give --target DIR or --to-command COMMAND".into()))?;
     let opts = RestoreOptions {
-        target: a.target.clone(),
+        target: target.clone(),
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
         overwrite: match a.overwrite {
@@ -34,6 +70,12 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     };
+    opts.check()?;
+    let safety = if a.dry_run || a.no_safety_snapshot {
+        None
+    } else {
+        safety_snapshot(cli, &repo, &lock, &snap, sub.is_some(), &target)?
+    };
     let p = Arc::new(Progress::default());
     let pc = p.clone();
     let start = std::time::Instant::now();
@@ -47,18 +89,38 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
             )
         }),
     );
-    let r = restore::run(repo, &snap, sub.as_deref(), &opts, &p);
+    let r = restore::run(&repo, &snap, sub.as_deref(), &opts, &p);
     drop(ticker);
-    let r = r?;
+    let r = r.map_err(|e| match safety {
+        Some(s) => Error::Invalid(format!(
+            "{e} (what {} held was saved first in snapshot {}, tag {PRE_RESTORE_TAG})",
+            target.display(),
+            s.short()
+        )),
+        None => e,
+    })?;
+    drop(lock);
     for w in &r.warnings {
         eprintln!("strata: warning: {w}");
     }
     if a.json {
         output::line(
-            &serde_json::json!({"snapshot": id.to_hex(), "dry_run": a.dry_run, "report": r})
-                .to_string(),
+            &serde_json::json!({
+                "snapshot": id.to_hex(),
+                "dry_run": a.dry_run,
+                "safety_snapshot": safety.map(|s| s.to_hex()),
+                "report": r,
+            })
+            .to_string(),
         )?;
     } else {
+        if let Some(s) = safety {
+            output::line(&format!(
+                "saved what {} held in snapshot {} (tag {PRE_RESTORE_TAG})",
+                target.display(),
+                s.short()
+            ))?;
+        }
         for p in &r.deleted_paths {
             output::line(&format!("would delete {p}"))?;
         }
@@ -70,7 +132,7 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
                 "restored"
             },
             id.short(),
-            a.target.display(),
+            target.display(),
             r.files,
             r.dirs,
             r.other,
@@ -98,4 +160,164 @@ pub fn run(repo: &Repo, a: &RestoreArgs) -> Result<i32> {
     } else {
         exit::WARNINGS
     })
+}
+
+/// Does `p` hold anything (a non-empty directory, or any other file)?
+fn holds_something(p: &Path) -> bool {
+    match std::fs::symlink_metadata(p) {
+        Err(_) => false,
+        Ok(m) if m.is_dir() => std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some()),
+        Ok(_) => true,
+    }
+}
+
+/// Before a restore into `target`: save the paths it will write into, if
+/// they hold anything, in a snapshot tagged `pre-restore`. Those paths are
+/// `target` itself for `SNAPSHOT:PATH`, else `target` + each source path
+/// of the snapshot (so `restore latest --target /` saves `/srv/bridge`,
+/// not all of `/`). `None` when there is nothing to save.
+fn safety_snapshot(
+    cli: &super::Cli,
+    repo: &Repo,
+    lock: &Lock,
+    snap: &Snapshot,
+    subpath: bool,
+    target: &Path,
+) -> Result<Option<SnapshotId>> {
+    let target = std::path::absolute(target).map_err(|e| Error::Io {
+        path: target.to_path_buf(),
+        source: e,
+    })?;
+    let candidates: Vec<PathBuf> = if subpath || snap.layout() != Layout::Absolute {
+        vec![target.clone()]
+    } else {
+        snap.paths
+            .iter()
+            .map(|p| {
+                let rel = Path::new(OsStr::from_bytes(p));
+                target.join(rel.strip_prefix("/").unwrap_or(rel))
+            })
+            .collect()
+    };
+    let paths: Vec<PathBuf> = candidates
+        .into_iter()
+        .filter(|p| holds_something(p))
+        .collect();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    if cli.no_lock {
+        return Err(Error::Invalid(format!(
+            "{} is not empty: the pre-restore safety snapshot writes to the repository, \
+             which --no-lock does not allow (add --no-safety-snapshot to restore without it)",
+            target.display()
+        )));
+    }
+    let opts = SnapshotOptions {
+        paths,
+        tags: vec![PRE_RESTORE_TAG.to_string()],
+        ..SnapshotOptions::default()
+    };
+    let r = backup::run(repo, &opts, &Counters::default(), lock)
+        .map_err(|e| Error::Invalid(format!(
+            "the safety snapshot of {} failed, nothing was restored (--no-safety-snapshot skips it): {e}",
+            target.display()
+        )))?;
+    for w in &r.warnings {
+        eprintln!("strata: warning: safety snapshot: {w}");
+    }
+    Ok(Some(r.id))
+}
+
+/// `--to-command`: the snapshot's one file (or `:PATH`) into `cmd`'s stdin.
+fn to_command(
+    repo: &Repo,
+    a: &RestoreArgs,
+    id: SnapshotId,
+    snap: &Snapshot,
+    sub: Option<&[u8]>,
+    cmd: &str,
+) -> Result<i32> {
+    let reader = super::blob_reader(repo)?;
+    let (path, entry) = match sub {
+        Some(p) => {
+            let found = crate::inspect::locate(&reader, snap, p)?;
+            (found.path, found.entry)
+        }
+        None => {
+            let root = crate::inspect::locate(&reader, snap, b"/")?;
+            let listing = root.listing(&reader, snap)?.unwrap_or_default();
+            if listing.entries.len() != 1 {
+                return Err(Error::Invalid(format!(
+                    "snapshot {} holds {} top-level entries, not one file: give SNAPSHOT:PATH",
+                    id.short(),
+                    listing.entries.len()
+                )));
+            }
+            let name = listing.entries[0].name.clone();
+            let mut p = b"/".to_vec();
+            p.extend_from_slice(&name);
+            let found = crate::inspect::locate(&reader, snap, &p)?;
+            (found.path, found.entry)
+        }
+    };
+    let shown = super::inspect::shown(&path);
+    let e = match entry {
+        Some(e) if e.kind() == EntryKind::File => e,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "{shown} in snapshot {} is not a regular file",
+                id.short()
+            )));
+        }
+    };
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|err| Error::Invalid(format!("cannot run `{cmd}`: {err}")))?;
+    let streamed = match child.stdin.take() {
+        Some(stdin) => {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
+            crate::inspect::cat(&reader, &e, &mut w)
+            // dropping `w` closes the command's stdin
+        }
+        None => Err(Error::Invalid(format!("`{cmd}`: no stdin"))),
+    };
+    let status = child
+        .wait()
+        .map_err(|err| Error::Invalid(format!("waiting for `{cmd}`: {err}")))?;
+    if !status.success() {
+        return Err(Error::Invalid(format!(
+            "`{cmd}` failed ({status}) while restoring {shown} of snapshot {}",
+            id.short()
+        )));
+    }
+    if let Err(err) = streamed {
+        return Err(Error::Invalid(format!(
+            "streaming {shown} of snapshot {} into `{cmd}`: {err}",
+            id.short()
+        )));
+    }
+    if a.json {
+        output::line(
+            &serde_json::json!({
+                "snapshot": id.to_hex(),
+                "path": shown,
+                "command": cmd,
+                "bytes": e.size,
+            })
+            .to_string(),
+        )?;
+    } else {
+        eprintln!(
+            "strata: restored {shown} of snapshot {} into `{cmd}`: {} in {:.2}s",
+            id.short(),
+            output::size(e.size),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(exit::OK)
 }

@@ -21,6 +21,7 @@ fn options(a: &SnapshotArgs) -> Result<SnapshotOptions> {
     let stdin = (dash == 1 || a.stdin_from_command.is_some()).then(|| StdinSource {
         name: a.stdin_name.clone(),
         command: a.stdin_from_command.clone(),
+        file: None,
     });
     Ok(SnapshotOptions {
         paths: a

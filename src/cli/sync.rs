@@ -96,7 +96,7 @@ fn local_dir(url: &str) -> Option<PathBuf> {
 /// unencrypted repository has no key files, a fresh one no lock).
 /// Create them where the destination is a local repository now. Goes when
 /// `Repo` opens through the backend.
-fn local_layout(dest: &str) -> Result<()> {
+pub(super) fn local_layout(dest: &str) -> Result<()> {
     let Some(dir) = local_dir(dest) else {
         return Ok(());
     };

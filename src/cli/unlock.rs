@@ -1,7 +1,9 @@
 //! Where passphrases and identities come from (README "Encryption"), in
 //! order: `--password-file`, `STRATA_PASSWORD`, `STRATA_PASSWORD_COMMAND`,
-//! `--identity` / `STRATA_IDENTITY`, then a prompt on the terminal. A
-//! passphrase is never echoed, logged or written anywhere.
+//! `--identity` / `STRATA_IDENTITY`, then what strata.toml says
+//! (`password_file`, `password_command` or `identity`, for `run`, `status`
+//! and `restore --source`), then a prompt on the terminal. A passphrase is
+//! never echoed, logged or written anywhere.
 
 use crate::crypto::keys::Credential;
 use crate::error::{Error, IoContext, Result};
@@ -15,6 +17,20 @@ pub struct Sources {
     /// `--password-file`
     pub password_file: Option<PathBuf>,
     /// `--identity` / `STRATA_IDENTITY`
+    pub identity: Option<PathBuf>,
+    /// strata.toml's `password_file`, `password_command` and `identity`,
+    /// used when none of the above is set.
+    pub config: ConfigUnlock,
+}
+
+/// The unlocking keys of strata.toml.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigUnlock {
+    /// `password_file`
+    pub password_file: Option<PathBuf>,
+    /// `password_command`
+    pub password_command: Option<String>,
+    /// `identity`
     pub identity: Option<PathBuf>,
 }
 
@@ -50,23 +66,20 @@ fn read_password_file(path: &Path) -> Result<SecretString> {
     )
 }
 
-fn password_command(cmd: &str) -> Result<SecretString> {
+fn password_command(cmd: &str, what: &str) -> Result<SecretString> {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| Error::Invalid(format!("STRATA_PASSWORD_COMMAND: cannot run: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("{what}: cannot run: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Invalid(format!(
-            "STRATA_PASSWORD_COMMAND failed ({})",
-            out.status
-        )));
+        return Err(Error::Invalid(format!("{what} failed ({})", out.status)));
     }
     let s = String::from_utf8(out.stdout)
-        .map_err(|_| Error::Invalid("STRATA_PASSWORD_COMMAND printed non-UTF-8".into()))?;
-    first_line(s, "STRATA_PASSWORD_COMMAND")
+        .map_err(|_| Error::Invalid(format!("{what} printed non-UTF-8")))?;
+    first_line(s, what)
 }
 
 fn can_prompt() -> bool {
@@ -94,7 +107,18 @@ fn passphrase_from_sources(src: &Sources) -> Result<Option<SecretString>> {
         return Ok(Some(SecretString::from(p)));
     }
     if let Some(c) = env_nonempty("STRATA_PASSWORD_COMMAND") {
-        return password_command(&c).map(Some);
+        return password_command(&c, "STRATA_PASSWORD_COMMAND").map(Some);
+    }
+    // strata.toml, unless an identity is given on the command line or in
+    // the environment (that is more explicit than the file).
+    if src.identity.is_some() || env_nonempty("STRATA_IDENTITY").is_some() {
+        return Ok(None);
+    }
+    if let Some(f) = &src.config.password_file {
+        return read_password_file(f).map(Some);
+    }
+    if let Some(c) = &src.config.password_command {
+        return password_command(c, "strata.toml password_command").map(Some);
     }
     Ok(None)
 }
@@ -111,7 +135,8 @@ pub fn credential(src: &Sources) -> Result<(Credential, Used)> {
     let identity = src
         .identity
         .clone()
-        .or_else(|| env_nonempty("STRATA_IDENTITY").map(PathBuf::from));
+        .or_else(|| env_nonempty("STRATA_IDENTITY").map(PathBuf::from))
+        .or_else(|| src.config.identity.clone());
     if let Some(path) = identity {
         return Ok((
             Credential::Identities(load_identities(&path)?),

@@ -85,6 +85,20 @@ pub struct RestoreOptions {
     pub batch_files: usize,
 }
 
+impl RestoreOptions {
+    /// Reject combinations that make no sense, before anything is read or
+    /// written (the CLI calls it before the `pre-restore` safety snapshot).
+    pub fn check(&self) -> Result<()> {
+        if self.delete && !(self.includes.is_empty() && self.excludes.is_empty()) {
+            return Err(Error::Invalid(
+                "--delete cannot be combined with --include/--exclude (it would remove what they leave out)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Live counters for progress.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -154,12 +168,7 @@ pub fn run(
     opts: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreReport> {
-    if opts.delete && !(opts.includes.is_empty() && opts.excludes.is_empty()) {
-        return Err(Error::Invalid(
-            "--delete cannot be combined with --include/--exclude (it would remove what they leave out)"
-                .into(),
-        ));
-    }
+    opts.check()?;
     // The index is a cache: index any pack it does not know yet (a killed
     // backup, or a missing index.sqlite) before planning.
     let (reader, _) = BlobReader::reconciled(repo)?;

@@ -20,6 +20,9 @@ pub struct Filter {
     pub tags: Vec<String>,
     /// Snapshots whose paths include all of these.
     pub paths: Vec<String>,
+    /// Snapshots carrying none of these tags (`restore latest` skips
+    /// `pre-restore` safety snapshots).
+    pub skip_tags: Vec<String>,
 }
 
 impl Filter {
@@ -27,6 +30,7 @@ impl Filter {
     pub fn matches(&self, s: &Snapshot) -> bool {
         self.host.as_ref().is_none_or(|h| &s.host == h)
             && self.tags.iter().all(|t| s.tags.contains(t))
+            && !self.skip_tags.iter().any(|t| s.tags.contains(t))
             && self
                 .paths
                 .iter()

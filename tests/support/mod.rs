@@ -1100,7 +1100,90 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
+// ---------------------------------------------------------------- external services
+
+/// Whether a test that needs an outside service (PostgreSQL, redis-server)
+/// may run: `Ok(())` when it is available; otherwise a skip message is
+/// printed and `false` returned, unless `require_env` is `1` (set by
+/// `.ci/run` once it has installed the service), which makes it a failure.
+pub fn service_or_skip(test: &str, require_env: &str, available: Result<(), String>) -> bool {
+    match available {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var(require_env).is_ok_and(|v| v == "1") {
+                panic!("{require_env}=1 but {test} cannot run: {why}");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+/// Is `program` on `PATH`?
+pub fn on_path(program: &str) -> Result<(), String> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    if found {
+        Ok(())
+    } else {
+        Err(format!("`{program}` is not installed"))
+    }
+}
+
+/// The body of the first fenced code block of language `lang` (```lang)
+/// in `text` after the line `heading`.
+pub fn fenced_block(text: &str, heading: &str, lang: &str) -> String {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in the text"));
+    let rest = &text[start..];
+    let open = format!("```{lang}\n");
+    let b = rest
+        .find(&open)
+        .unwrap_or_else(|| panic!("no ```{lang} block after {heading:?}"))
+        + open.len();
+    let e = rest[b..].find("\n```").expect("closing fence") + b;
+    rest[b..e + 1].to_string()
+}
+
+/// A one-shot HTTP server on 127.0.0.1: the port, and a thread that
+/// accepts one request, answers `200 OK`, and returns the request's
+/// first line and body.
+pub fn http_receiver() -> (u16, std::thread::JoinHandle<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        r.read_line(&mut first).unwrap();
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h == "\r\n" || h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).unwrap();
+        let mut s = s;
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        (first.trim_end().to_string(), body)
+    });
+    (port, h)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

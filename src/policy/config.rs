@@ -1,0 +1,800 @@
+//! `strata.toml`: where it is found, its keys, and their validation. Every
+//! key is checked on load: an unknown key, a wrong type or a bad value is
+//! one error line naming the file, the line and the key
+//! (`strata.toml:12: retention.keep_daly: unknown field ...`). The file
+//! never holds a passphrase: only how to get one (`password_command`,
+//! `password_file`, `identity`).
+
+use crate::error::{Error, Result};
+use crate::snapshot::retention::{Count, Policy, Span, parse_count, parse_span};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The tag of the safety snapshot `restore` takes of a non-empty target.
+pub const PRE_RESTORE_TAG: &str = "pre-restore";
+
+// ---------------------------------------------------------------- raw file
+
+/// `strata.toml` as written (before validation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    repository: Option<String>,
+    host: Option<String>,
+    password_command: Option<String>,
+    password_file: Option<PathBuf>,
+    identity: Option<PathBuf>,
+    offsite: Option<String>,
+    webhook: Option<String>,
+    #[serde(default)]
+    sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    gc: RawGc,
+    verification: Option<RawVerification>,
+    #[serde(default)]
+    cadence: RawCadence,
+    #[serde(default)]
+    status: RawStatus,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(default)]
+    paths: Vec<PathBuf>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    exclude_if_present: Vec<String>,
+    #[serde(default)]
+    one_file_system: bool,
+    command: Option<String>,
+    sqlite: Option<PathBuf>,
+    name: Option<String>,
+    every: Option<Every>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_last: Option<KeepCount>,
+    keep_hourly: Option<KeepCount>,
+    keep_daily: Option<KeepCount>,
+    keep_weekly: Option<KeepCount>,
+    keep_monthly: Option<KeepCount>,
+    keep_yearly: Option<KeepCount>,
+    keep_within: Option<KeepSpan>,
+    keep_within_hourly: Option<KeepSpan>,
+    keep_within_daily: Option<KeepSpan>,
+    keep_within_weekly: Option<KeepSpan>,
+    keep_within_monthly: Option<KeepSpan>,
+    keep_within_yearly: Option<KeepSpan>,
+    #[serde(default)]
+    keep_tags: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGc {
+    min_forgotten: Option<u32>,
+    max_unused: Option<String>,
+    max_repack: Option<String>,
+    grace: Option<Every>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerification {
+    read_data_subset: Option<String>,
+    max_age: Option<Every>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCadence {
+    forget: Option<Every>,
+    gc: Option<Every>,
+    sync: Option<Every>,
+    check: Option<Every>,
+    daily_at: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    max_age: Option<Every>,
+    max_offsite_behind: Option<u64>,
+}
+
+/// A `"5m"` / `"1d"` duration (humantime: s, m, h, d, w; `5m` is minutes).
+#[derive(Clone, Copy, Debug)]
+struct Every(Duration);
+
+impl<'de> Deserialize<'de> for Every {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Every)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration as the config and `--max-age` write it: `0s`, `30s`, `5m`,
+/// `2h`, `1d`, `1w` (humantime).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. \"5m\", \"2h\", \"1d\")"))
+}
+
+/// A retention count: a non-negative integer or `"unlimited"`.
+#[derive(Clone, Copy, Debug)]
+struct KeepCount(Count);
+
+impl<'de> Deserialize<'de> for KeepCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = KeepCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-negative integer or \"unlimited\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<KeepCount, E> {
+                parse_count(&v.to_string())
+                    .map(KeepCount)
+                    .map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<KeepCount, E> {
+                parse_count(&v.to_string())
+                    .map(KeepCount)
+                    .map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<KeepCount, E> {
+                parse_count(v).map(KeepCount).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `keep_within*` span (`"24h"`, `"30d"`, `"1y6m"`).
+#[derive(Clone, Copy, Debug)]
+struct KeepSpan(Span);
+
+impl<'de> Deserialize<'de> for KeepSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_span(&s)
+            .map(KeepSpan)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------- validated
+
+/// What a source reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Files and directories.
+    Paths {
+        /// Absolute paths.
+        paths: Vec<PathBuf>,
+        /// Exclude globs (as `snapshot --exclude`).
+        exclude: Vec<String>,
+        /// `snapshot --exclude-if-present`.
+        exclude_if_present: Vec<String>,
+        /// `snapshot --one-file-system`.
+        one_file_system: bool,
+    },
+    /// A shell command's standard output, stored as one file.
+    Command {
+        /// The command (run with `sh -c`).
+        command: String,
+        /// The file name in the snapshot.
+        file: String,
+    },
+    /// A consistent copy of a live SQLite database (online backup API).
+    Sqlite {
+        /// The database file.
+        db: PathBuf,
+        /// The file name in the snapshot.
+        file: String,
+    },
+}
+
+/// One `[sources.NAME]` table.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The table's name: the snapshots' tag.
+    pub name: String,
+    /// What it reads.
+    pub kind: SourceKind,
+    /// How often `strata run` takes it; `None`: every run.
+    pub every: Option<Duration>,
+}
+
+/// `[gc]`.
+#[derive(Clone, Debug)]
+pub struct GcPolicy {
+    /// Run gc once this many snapshots were forgotten since the last gc.
+    pub min_forgotten: u32,
+    /// `gc --max-unused`.
+    pub max_unused: crate::maint::plan::MaxUnused,
+    /// `gc --max-repack`, bytes.
+    pub max_repack: Option<u64>,
+    /// `gc --grace` (default: STRATA_GC_GRACE or 23 h).
+    pub grace: Option<Duration>,
+}
+
+/// `[verification]`.
+#[derive(Clone, Debug)]
+pub struct Verification {
+    /// `check --read-data-subset` per run (`"5%"`, `"1/7"`, `"500M"`).
+    pub read_data_subset: Option<String>,
+    /// `status` fails when the last successful check is older.
+    pub max_age: Option<Duration>,
+}
+
+/// `[cadence]`: how often each step after the snapshots runs (`None`:
+/// every run).
+#[derive(Clone, Debug, Default)]
+pub struct Cadence {
+    /// `forget` per `[retention]`.
+    pub forget: Option<Duration>,
+    /// `gc` (also needs `gc.min_forgotten`).
+    pub gc: Option<Duration>,
+    /// Sync to `offsite`.
+    pub sync: Option<Duration>,
+    /// `check` per `[verification]`.
+    pub check: Option<Duration>,
+    /// Wall-clock time (`HH:MM`) of the daily run in `strata schedule`.
+    pub daily_at: (u8, u8),
+}
+
+/// A loaded and validated `strata.toml`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// `repository` (`--repo` and `STRATA_REPO` take precedence).
+    pub repository: Option<PathBuf>,
+    /// `host` recorded in snapshots (default: this machine's name).
+    pub host: Option<String>,
+    /// Unlocking: a command printing the passphrase.
+    pub password_command: Option<String>,
+    /// Unlocking: a file whose first line is the passphrase.
+    pub password_file: Option<PathBuf>,
+    /// Unlocking: an age identity or ssh private key file.
+    pub identity: Option<PathBuf>,
+    /// The offsite repository URL.
+    pub offsite: Option<String>,
+    /// Where `run` POSTs its JSON summary.
+    pub webhook: Option<String>,
+    /// Sources, by name.
+    pub sources: Vec<Source>,
+    /// `[retention]`, applied to each source's snapshots.
+    pub retention: Policy,
+    /// `[gc]`.
+    pub gc: GcPolicy,
+    /// `[verification]`, if any.
+    pub verification: Option<Verification>,
+    /// `[cadence]`.
+    pub cadence: Cadence,
+    /// `[status] max_age`: default of `status --max-age`.
+    pub max_age: Option<Duration>,
+    /// `[status] max_offsite_behind`: packs the offsite copy may lack.
+    pub max_offsite_behind: Option<u64>,
+}
+
+impl Config {
+    /// The source named `name`.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+// ---------------------------------------------------------------- finding
+
+/// Where the config is: `explicit` (`--config` or `STRATA_CONFIG`), else
+/// `./strata.toml`, else `$XDG_CONFIG_HOME/strata/strata.toml` (default
+/// `~/.config/strata/strata.toml`).
+pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let mut tried = vec![PathBuf::from("strata.toml")];
+    let home_cfg = match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")),
+    };
+    if let Some(d) = home_cfg {
+        tried.push(d.join("strata").join("strata.toml"));
+    }
+    for p in &tried {
+        if p.is_file() {
+            return Ok(p.clone());
+        }
+    }
+    Err(Error::Invalid(format!(
+        "no strata.toml: give --config FILE or STRATA_CONFIG (looked for {})",
+        tried
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// Find ([`find`]) and load ([`load`]) the config.
+pub fn find_and_load(explicit: Option<&Path>) -> Result<Config> {
+    load(&find(explicit)?)
+}
+
+/// Read and validate the config at `path`.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    parse(&text, &abs)
+}
+
+// ---------------------------------------------------------------- parsing
+
+/// A one-line error at `line` of the file, about `key`.
+fn at_line(path: &Path, line: usize, key: &str, msg: &str) -> Error {
+    let msg = msg.trim().replace('\n', "; ");
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    };
+    Error::Invalid(format!("{}:{line}: {key}{msg}", path.display()))
+}
+
+/// The table header (`sources.db`) in force at line `line` (1-based) and
+/// the key written on that line, if any; joined as a dotted key.
+fn key_at(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut table = String::new();
+    for l in lines.iter().take(line.saturating_sub(1)) {
+        if let Some(h) = header(l) {
+            table = h;
+        }
+    }
+    let here = lines.get(line.saturating_sub(1)).copied().unwrap_or("");
+    if let Some(h) = header(here) {
+        return h;
+    }
+    let key = here
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .unwrap_or_default();
+    match (table.is_empty(), key.is_empty()) {
+        (_, true) => table,
+        (true, false) => key,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+/// `[a.b]` / `[[a]]` on a line: `a.b` (quotes removed).
+fn header(line: &str) -> Option<String> {
+    let t = line.trim();
+    let t = t.split_once('#').map_or(t, |(a, _)| a).trim();
+    let inner = t
+        .strip_prefix("[[")
+        .and_then(|r| r.strip_suffix("]]"))
+        .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
+    Some(
+        inner
+            .split('.')
+            .map(|p| p.trim().trim_matches('"'))
+            .collect::<Vec<_>>()
+            .join("."),
+    )
+}
+
+/// The line (1-based) where `key` of table `table` is written, or the
+/// table's header line, or 1.
+fn line_of(text: &str, table: &str, key: Option<&str>) -> usize {
+    let mut current = String::new();
+    let mut header_line = None;
+    for (i, l) in text.lines().enumerate() {
+        if let Some(h) = header(l) {
+            current = h;
+            if current == table && header_line.is_none() {
+                header_line = Some(i + 1);
+            }
+            continue;
+        }
+        if current == table {
+            if let Some(k) = key {
+                let written = l
+                    .split_once('=')
+                    .map(|(a, _)| a.trim().trim_matches('"'))
+                    .unwrap_or("");
+                if written == k {
+                    return i + 1;
+                }
+            }
+        }
+    }
+    header_line.unwrap_or(1)
+}
+
+/// Parse and validate `text` (read from `path`, which names errors and
+/// anchors relative paths).
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(1);
+        at_line(path, line, &key_at(text, line), e.message())
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base = std::path::absolute(&base).unwrap_or(base);
+    let rel = |p: &Path| -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let bad = |table: &str, key: Option<&str>, msg: &str| {
+        let line = line_of(text, table, key);
+        let dotted = match (table.is_empty(), key) {
+            (true, Some(k)) => k.to_string(),
+            (false, Some(k)) => format!("{table}.{k}"),
+            (_, None) => table.to_string(),
+        };
+        at_line(path, line, &dotted, msg)
+    };
+
+    let unlock = [
+        raw.password_command.is_some(),
+        raw.password_file.is_some(),
+        raw.identity.is_some(),
+    ];
+    if unlock.iter().filter(|b| **b).count() > 1 {
+        let key = ["password_command", "password_file", "identity"]
+            .into_iter()
+            .zip(unlock)
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| k)
+            .nth(1);
+        return Err(bad(
+            "",
+            key,
+            "give one of password_command, password_file and identity",
+        ));
+    }
+    if let Some(c) = &raw.password_command {
+        if c.trim().is_empty() {
+            return Err(bad("", Some("password_command"), "empty command"));
+        }
+    }
+
+    let mut sources = Vec::new();
+    for (name, s) in &raw.sources {
+        let table = format!("sources.{name}");
+        if name.is_empty()
+            || name == PRE_RESTORE_TAG
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(bad(
+                &table,
+                None,
+                "a source name is letters, digits, `-`, `_` and `.` (it becomes the snapshots' tag), \
+                 and not `pre-restore`",
+            ));
+        }
+        let kinds = [!s.paths.is_empty(), s.command.is_some(), s.sqlite.is_some()];
+        if kinds.iter().filter(|b| **b).count() != 1 {
+            return Err(bad(
+                &table,
+                None,
+                "give exactly one of paths, command and sqlite",
+            ));
+        }
+        let file_name = |default: Option<String>| -> Result<String> {
+            let n = s.name.clone().or(default).ok_or_else(|| {
+                bad(
+                    &table,
+                    Some("command"),
+                    "a command source needs `name`, the file name in the snapshot (e.g. \"postgres.sql\")",
+                )
+            })?;
+            if !crate::snapshot::tree::valid_name(n.as_bytes()) {
+                return Err(bad(
+                    &table,
+                    Some("name"),
+                    &format!("{n:?} is not a valid file name"),
+                ));
+            }
+            Ok(n)
+        };
+        let kind = if let Some(c) = &s.command {
+            if c.trim().is_empty() {
+                return Err(bad(&table, Some("command"), "empty command"));
+            }
+            SourceKind::Command {
+                command: c.clone(),
+                file: file_name(None)?,
+            }
+        } else if let Some(db) = &s.sqlite {
+            let db = rel(db);
+            let default = db.file_name().map(|n| n.to_string_lossy().into_owned());
+            SourceKind::Sqlite {
+                file: file_name(default)?,
+                db,
+            }
+        } else {
+            if s.name.is_some() {
+                return Err(bad(
+                    &table,
+                    Some("name"),
+                    "`name` is for command and sqlite sources",
+                ));
+            }
+            SourceKind::Paths {
+                paths: s.paths.iter().map(|p| rel(p)).collect(),
+                exclude: s.exclude.clone(),
+                exclude_if_present: s.exclude_if_present.clone(),
+                one_file_system: s.one_file_system,
+            }
+        };
+        if !matches!(kind, SourceKind::Paths { .. })
+            && (!s.exclude.is_empty() || !s.exclude_if_present.is_empty() || s.one_file_system)
+        {
+            return Err(bad(
+                &table,
+                Some("exclude"),
+                "exclude, exclude_if_present and one_file_system are for paths sources",
+            ));
+        }
+        if let SourceKind::Paths { exclude, .. } = &kind {
+            crate::paths::Patterns::new(exclude)
+                .map_err(|e| bad(&table, Some("exclude"), &e.to_string()))?;
+        }
+        sources.push(Source {
+            name: name.clone(),
+            kind,
+            every: s.every.map(|e| e.0),
+        });
+    }
+
+    let r = &raw.retention;
+    let c = |v: Option<KeepCount>| v.map_or(Count::Off, |k| k.0);
+    let sp = |v: Option<KeepSpan>| v.map(|k| k.0);
+    let retention = Policy {
+        last: c(r.keep_last),
+        hourly: c(r.keep_hourly),
+        daily: c(r.keep_daily),
+        weekly: c(r.keep_weekly),
+        monthly: c(r.keep_monthly),
+        yearly: c(r.keep_yearly),
+        within: sp(r.keep_within),
+        within_hourly: sp(r.keep_within_hourly),
+        within_daily: sp(r.keep_within_daily),
+        within_weekly: sp(r.keep_within_weekly),
+        within_monthly: sp(r.keep_within_monthly),
+        within_yearly: sp(r.keep_within_yearly),
+        keep_tags: r
+            .keep_tags
+            .iter()
+            .map(|t| crate::snapshot::retention::parse_tag_list(t))
+            .collect(),
+    };
+
+    let gc = GcPolicy {
+        min_forgotten: raw.gc.min_forgotten.unwrap_or(1).max(1),
+        max_unused: match &raw.gc.max_unused {
+            Some(s) => crate::maint::plan::MaxUnused::parse(s)
+                .map_err(|e| bad("gc", Some("max_unused"), &e))?,
+            None => crate::maint::plan::MaxUnused::Percent(5.0),
+        },
+        max_repack: match &raw.gc.max_repack {
+            Some(s) => Some(
+                crate::maint::plan::parse_size(s).map_err(|e| bad("gc", Some("max_repack"), &e))?,
+            ),
+            None => None,
+        },
+        grace: raw.gc.grace.map(|e| e.0),
+    };
+
+    let verification = match &raw.verification {
+        None => None,
+        Some(v) => {
+            if let Some(s) = &v.read_data_subset {
+                check_subset(s).map_err(|e| bad("verification", Some("read_data_subset"), &e))?;
+            }
+            Some(Verification {
+                read_data_subset: v.read_data_subset.clone(),
+                max_age: v.max_age.map(|e| e.0),
+            })
+        }
+    };
+
+    let daily_at = match &raw.cadence.daily_at {
+        None => (3, 0),
+        Some(s) => parse_hhmm(s).ok_or_else(|| {
+            bad(
+                "cadence",
+                Some("daily_at"),
+                &format!("{s:?} is not a time of day HH:MM"),
+            )
+        })?,
+    };
+
+    if let Some(u) = &raw.offsite {
+        if !u.contains("://") && !u.starts_with('/') {
+            return Err(bad(
+                "",
+                Some("offsite"),
+                &format!(
+                    "{u:?} is neither a URL (e.g. \"s3://bucket/strata\") nor an absolute directory"
+                ),
+            ));
+        }
+    }
+    if let Some(u) = &raw.webhook {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(bad(
+                "",
+                Some("webhook"),
+                &format!("{u:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        repository: raw.repository.as_ref().map(|r| {
+            if r.contains("://") {
+                PathBuf::from(r)
+            } else {
+                rel(Path::new(r))
+            }
+        }),
+        host: raw.host.clone(),
+        password_command: raw.password_command.clone(),
+        password_file: raw.password_file.as_deref().map(rel),
+        identity: raw.identity.as_deref().map(rel),
+        offsite: raw.offsite.clone(),
+        webhook: raw.webhook.clone(),
+        sources,
+        retention,
+        gc,
+        verification,
+        cadence: Cadence {
+            forget: raw.cadence.forget.map(|e| e.0),
+            gc: raw.cadence.gc.map(|e| e.0),
+            sync: raw.cadence.sync.map(|e| e.0),
+            check: raw.cadence.check.map(|e| e.0),
+            daily_at,
+        },
+        max_age: raw.status.max_age.map(|e| e.0),
+        max_offsite_behind: raw.status.max_offsite_behind,
+    })
+}
+
+/// `N%` (0 < N ≤ 100), `n/m` (1 ≤ n ≤ m), or a size (`500M`): restic's
+/// `--read-data-subset` forms.
+fn check_subset(s: &str) -> std::result::Result<(), String> {
+    let bad =
+        || format!("{s:?}: expected a percentage (\"5%\"), a part (\"1/7\") or a size (\"500M\")");
+    if let Some(p) = s.strip_suffix('%') {
+        let v: f64 = p.trim().parse().map_err(|_| bad())?;
+        return if v > 0.0 && v <= 100.0 {
+            Ok(())
+        } else {
+            Err(bad())
+        };
+    }
+    if let Some((n, m)) = s.split_once('/') {
+        let (n, m): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            m.trim().parse().map_err(|_| bad())?,
+        );
+        return if n >= 1 && n <= m { Ok(()) } else { Err(bad()) };
+    }
+    crate::maint::plan::parse_size(s)
+        .map(|_| ())
+        .map_err(|_| bad())
+}
+
+fn parse_hhmm(s: &str) -> Option<(u8, u8)> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("/etc/strata.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = err("repository = \"/r\"\n\n[retention]\nkeep_daily = 3\nkeep_daly = 4\n");
+        assert!(
+            e.starts_with("/etc/strata.toml:5: retention.keep_daly: "),
+            "{e}"
+        );
+        assert!(e.contains("unknown field"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let e = err("[sources.db]\ncommand = \"pg_dump app\"\nname = \"db.sql\"\nevery = 5\n");
+        assert!(
+            e.starts_with("/etc/strata.toml:4: sources.db.every: "),
+            "{e}"
+        );
+        let e = err("[retention]\nkeep_daily = \"many\"\n");
+        assert!(
+            e.starts_with("/etc/strata.toml:2: retention.keep_daily: "),
+            "{e}"
+        );
+        let e = err("[retention]\nkeep_within = \"3 parsecs\"\n");
+        assert!(
+            e.starts_with("/etc/strata.toml:2: retention.keep_within: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_name_key_and_line() {
+        let e = err("[sources.db]\ncommand = \"pg_dump app\"\n");
+        assert!(
+            e.starts_with("/etc/strata.toml:2: sources.db.command: "),
+            "{e}"
+        );
+        let e = err("[sources.x]\npaths = [\"/a\"]\nsqlite = \"a.db\"\n");
+        assert!(e.starts_with("/etc/strata.toml:1: sources.x: "), "{e}");
+        let e = err("password_file = \"/p\"\nidentity = \"/i\"\n");
+        assert!(e.starts_with("/etc/strata.toml:2: identity: "), "{e}");
+        let e = err("[verification]\nread_data_subset = \"lots\"\n");
+        assert!(
+            e.starts_with("/etc/strata.toml:2: verification.read_data_subset: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sources_and_defaults() {
+        let c = parse(
+            "[sources.app]\nsqlite = \"app.db\"\nevery = \"5m\"\n[retention]\nkeep_daily = \"unlimited\"\n",
+            Path::new("/etc/strata/strata.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sources[0].kind,
+            SourceKind::Sqlite {
+                db: PathBuf::from("/etc/strata/app.db"),
+                file: "app.db".into()
+            }
+        );
+        assert_eq!(c.sources[0].every, Some(Duration::from_secs(300)));
+        assert_eq!(c.retention.daily, Count::Unlimited);
+        assert_eq!(c.gc.min_forgotten, 1);
+        assert_eq!(c.cadence.daily_at, (3, 0));
+    }
+}

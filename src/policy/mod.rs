@@ -1,0 +1,18 @@
+//! Backup policy in one file (`strata.toml`): what to back up, how long to
+//! keep it, where the offsite copy goes and how to verify it, run by
+//! `strata run` and reported by `strata status`.
+//!
+//! - [`config`]: finding, parsing and validating `strata.toml` (every key
+//!   is documented in README "Backup policy: strata.toml").
+//! - [`state`]: what the last runs did, kept per repository in the local
+//!   cache directory (written under a temp name, then renamed).
+//! - [`sqlite`]: a consistent copy of a live SQLite database through
+//!   SQLite's online backup API.
+//! - [`webhook`]: the run summary, POSTed as JSON.
+
+pub mod config;
+pub mod sqlite;
+pub mod state;
+pub mod webhook;
+
+pub use config::{Config, Source, SourceKind};
