@@ -10,7 +10,7 @@
 //!    (INV-4), then the destination's.
 //! 3. **Copies** in [`Kind`] order: `config`, keys, dictionaries, packs,
 //!    gc state, manifests, each phase only if every earlier one succeeded,
-//!    so a manifest never arrives before the packs it needs ([`copy`]).
+//!    so a manifest never arrives before the packs it needs (`copy.rs`).
 //!    A file already at the destination with the same size is skipped:
 //!    an interrupted sync resumes where it stopped.
 //! 4. **Deletions** (`--delete`, only after error-free copies): manifests,
