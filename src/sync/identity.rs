@@ -11,10 +11,8 @@
 //! - `--delete` would remove manifests: their times are read to refuse a
 //!   source that was rolled back or emptied.
 //!
-//! Unlocking reads the source's key files through its backend. `keys::unlock`
-//! still reads a directory, so the key files (age ciphertext, exactly as
-//! stored) are put in a private temporary directory for it, removed at
-//! once; when keys go through the `Backend` seam this becomes one call.
+//! Unlocking reads the source's key files through its backend
+//! (`keys::unlock` takes the seam).
 
 use crate::backend::{Backend, key};
 use crate::crypto::keys::{self, Credential};
