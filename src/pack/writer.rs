@@ -151,7 +151,8 @@ impl PackWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .at(&self.tmp)?;
-        file.sync_all().at(&self.tmp)?;
+        // put_new_file makes it durable (local: fsync, link, fsync of the
+        // directory; object store: the acknowledged PUT).
         drop(file);
         // INV-5: create-only; a pack already under this name has the same
         // bytes (the name is their hash) and is kept. `put_new_file`
