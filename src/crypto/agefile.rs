@@ -199,8 +199,13 @@ struct RangeReader {
     buf_at: u64,
 }
 
-/// Bytes read ahead per ranged read of an encrypted pack: four age chunks.
+/// Bytes read ahead per ranged read of a pack on object storage: four age
+/// chunks of an encrypted pack; the trees near a plaintext one.
 const READ_AHEAD: u64 = 256 << 10;
+/// Ranges a plaintext pack on object storage keeps, each of at most
+/// 2 × [`READ_AHEAD`] (larger reads are not kept): with the 64 packs a
+/// reader keeps open, at most 64 MiB.
+const RANGED_CACHE: usize = 2;
 
 impl Read for RangeReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
@@ -261,7 +266,9 @@ pub enum PackFile {
         /// Its name in errors, `pack <id>`.
         object: String,
     },
-    /// A plaintext pack read by ranged reads of its object.
+    /// A plaintext pack read by ranged reads of its object, each reading
+    /// ahead at least [`READ_AHEAD`] bytes into a small cache, so the trees
+    /// of a walk (neighbours in their pack) cost one request per block.
     Ranged {
         /// The backend.
         store: Arc<dyn Backend>,
@@ -269,6 +276,10 @@ pub enum PackFile {
         key: String,
         /// Its name in errors.
         object: String,
+        /// The object's size.
+        size: u64,
+        /// The last ranges read: (start, bytes), newest last.
+        cache: Mutex<Vec<(u64, bytes::Bytes)>>,
     },
     /// An age-encrypted pack; readers are pooled so threads can share it.
     Age {
@@ -309,8 +320,14 @@ impl PackFile {
                     Ok(PackFile::Plain { file, path, object })
                 }
                 Source::Store(store, key) => {
-                    store.size(&key)?;
-                    Ok(PackFile::Ranged { store, key, object })
+                    let size = store.size(&key)?;
+                    Ok(PackFile::Ranged {
+                        store,
+                        key,
+                        object,
+                        size,
+                        cache: Mutex::new(Vec::new()),
+                    })
                 }
             };
         };
@@ -405,7 +422,7 @@ impl PackFile {
             PackFile::Plain { file, .. } => {
                 file.metadata().map(|m| m.len()).map_err(|e| self.error(e))
             }
-            PackFile::Ranged { store, key, .. } => Ok(store.size(key)?),
+            PackFile::Ranged { size, .. } => Ok(*size),
             PackFile::Age { .. } => self.with_reader(|r| r.seek(SeekFrom::End(0))),
         }
     }
@@ -421,17 +438,46 @@ impl PackFile {
             PackFile::Plain { file, .. } => {
                 file.read_exact_at(buf, offset).map_err(|e| self.error(e))
             }
-            PackFile::Ranged { store, key, .. } => {
+            PackFile::Ranged {
+                store,
+                key,
+                size,
+                cache,
+                ..
+            } => {
                 let end = offset
                     .checked_add(buf.len() as u64)
                     .ok_or_else(|| Error::corrupt(self.name(), "offset past the end"))?;
-                let b = store.get_range(key, offset..end).map_err(|e| match e {
+                if end > *size {
+                    return Err(Error::corrupt(self.name(), "truncated"));
+                }
+                let hit = |c: &[(u64, bytes::Bytes)]| {
+                    c.iter().rev().find_map(|(start, b)| {
+                        let s = offset.checked_sub(*start)? as usize;
+                        b.get(s..s + buf.len()).map(|x| x.to_vec())
+                    })
+                };
+                if let Some(v) = cache.lock().ok().and_then(|c| hit(&c)) {
+                    buf.copy_from_slice(&v);
+                    return Ok(());
+                }
+                let stop = end.max(offset.saturating_add(READ_AHEAD)).min(*size);
+                let b = store.get_range(key, offset..stop).map_err(|e| match e {
                     crate::backend::BackendError::OutOfRange { .. } => {
                         Error::corrupt(self.name(), "truncated")
                     }
                     e => e.into(),
                 })?;
-                buf.copy_from_slice(&b);
+                let got = b
+                    .get(..buf.len())
+                    .ok_or_else(|| Error::corrupt(self.name(), "short read"))?;
+                buf.copy_from_slice(got);
+                if let (Ok(mut c), true) = (cache.lock(), b.len() as u64 <= 2 * READ_AHEAD) {
+                    if c.len() >= RANGED_CACHE {
+                        c.remove(0);
+                    }
+                    c.push((offset, b));
+                }
                 Ok(())
             }
             PackFile::Age { .. } => self.with_reader(|r| {

@@ -254,7 +254,14 @@ struct Restorer<'a> {
     /// Files that failed `--verify`.
     bad: Vec<String>,
     batch: Batch,
+    /// For a repository on object storage: a pool of [`REMOTE_READS`]
+    /// threads, so that many ranged reads are in flight at once (a local
+    /// disk is read on the cores' own pool).
+    io_pool: Option<rayon::ThreadPool>,
 }
+
+/// Pack reads in flight when restoring from object storage.
+pub const REMOTE_READS: usize = 16;
 
 impl<'a> Restorer<'a> {
     fn new(
@@ -307,6 +314,17 @@ impl<'a> Restorer<'a> {
             },
             bad: Vec::new(),
             batch: Batch::default(),
+            io_pool: if repo.is_local() {
+                None
+            } else {
+                Some(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(REMOTE_READS)
+                        .thread_name(|i| format!("strata-read-{i}"))
+                        .build()
+                        .map_err(|e| Error::Invalid(format!("cannot start read threads: {e}")))?,
+                )
+            },
         })
     }
 
@@ -522,29 +540,36 @@ impl<'a> Restorer<'a> {
             .iter()
             .flat_map(|(p, blobs)| reader::runs(blobs, span).into_iter().map(move |r| (p, r)))
             .collect();
-        let written = runs.par_iter().try_for_each(|&(pack, run)| -> Result<()> {
-            let pf = self.reader.pack_file(pack)?;
-            let (buf, start) = reader::read_run(&pf, run, span)?;
-            run.par_iter().try_for_each(|u| -> Result<()> {
-                let s = (u.loc.offset - start) as usize;
-                let stored = &buf[s..s + u.loc.stored_len as usize];
-                let raw = self.repo.decode_with(BlobKind::Data, |d| {
-                    reader::decode_blob(stored, &u.id, &u.loc, d)
-                })?;
-                for &(fi, off) in &u.targets {
-                    let (job, st) = (&files[fi], &states[fi]);
-                    let f = st.file(&job.write_path, &job.entry)?;
-                    write::write_stream_at(&f, &job.entry.extents, off, &raw).at(&job.write_path)?;
-                    self.progress
-                        .bytes_done
-                        .fetch_add(raw.len() as u64, Relaxed);
-                    if st.wrote() {
-                        self.finish(job, &f)?;
+        let read_all = || {
+            runs.par_iter().try_for_each(|&(pack, run)| -> Result<()> {
+                let pf = self.reader.pack_file(pack)?;
+                let (buf, start) = reader::read_run(&pf, run, span)?;
+                run.par_iter().try_for_each(|u| -> Result<()> {
+                    let s = (u.loc.offset - start) as usize;
+                    let stored = &buf[s..s + u.loc.stored_len as usize];
+                    let raw = self.repo.decode_with(BlobKind::Data, |d| {
+                        reader::decode_blob(stored, &u.id, &u.loc, d)
+                    })?;
+                    for &(fi, off) in &u.targets {
+                        let (job, st) = (&files[fi], &states[fi]);
+                        let f = st.file(&job.write_path, &job.entry)?;
+                        write::write_stream_at(&f, &job.entry.extents, off, &raw)
+                            .at(&job.write_path)?;
+                        self.progress
+                            .bytes_done
+                            .fetch_add(raw.len() as u64, Relaxed);
+                        if st.wrote() {
+                            self.finish(job, &f)?;
+                        }
                     }
-                }
-                Ok(())
+                    Ok(())
+                })
             })
-        });
+        };
+        let written = match &self.io_pool {
+            Some(pool) => pool.install(read_all),
+            None => read_all(),
+        };
         if written.is_err() {
             // In a fresh target partial files sit under their final names,
             // otherwise under temp names.
