@@ -113,6 +113,8 @@ pub struct ReadData {
     pub seconds: f64,
     /// Bytes read per second, in MB (10^6).
     pub mb_per_s: f64,
+    /// The packs read (hex).
+    pub packs: Vec<String>,
 }
 
 /// The result of a check.
@@ -556,6 +558,7 @@ fn read_data(
     let mut clean = Vec::with_capacity(results.len());
     for (id, out) in results {
         rd.packs_read += 1;
+        rd.packs.push(id.to_hex());
         rd.bytes += out.bytes;
         clean.push((id, out.is_clean()));
         for p in out.problems {
