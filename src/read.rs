@@ -46,6 +46,13 @@ impl<'r> BlobReader<'r> {
         self
     }
 
+    /// Read every tree from the packs, never from the local cache
+    /// (`check`: a listing must prove that the tree in the pack decodes).
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
     /// The reader of every command that reads blobs (format-spec/index.md):
     /// first index the packs on disk that the index does not list (a killed
     /// backup, a deleted `index.sqlite`), so that every blob in a pack can

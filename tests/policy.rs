@@ -327,11 +327,27 @@ fn run_unlocks_with_the_config_and_reports_hooks() {
         .unwrap_or_default()
         .to_string();
     assert!(!id.is_empty() && listed.contains(&id), "{s}\n{listed}");
-    assert_eq!(
-        step(&s, "check")["detail"],
-        "check not available in this build"
+    // check: 5% of the packs (at least one), those never verified first
+    let check = step(&s, "check");
+    assert_eq!(check["status"], "ok", "{s}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no errors; read 1 of "),
+        "{s}"
     );
     assert_eq!(step(&s, "forget")["status"], "skipped");
+    // status reads what the check recorded
+    let out = cmd(&f)
+        .env_remove("STRATA_PASSWORD")
+        .args(["status", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let v = parse_json(&out.stdout);
+    assert_eq!(v["check"]["last"]["errors"], 0, "{v}");
+    assert_eq!(v["check"]["coverage"]["verified"], 1, "{v}");
 }
 
 // ---------------------------------------------------------------- webhook
@@ -448,7 +464,7 @@ fn status_healthy_stale_json_and_prometheus() {
             .starts_with("old: latest snapshot is "),
         "{v}"
     );
-    assert_eq!(v["check"]["available"], false);
+    assert_eq!(v["check"]["available"], true);
     let text = fs::read_to_string(&prom).unwrap();
     assert!(text.contains("strata_healthy 0\n"), "{text}");
     assert!(

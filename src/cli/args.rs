@@ -67,6 +67,10 @@ pub enum Command {
     Rewrite(RewriteArgs),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(UnlockArgs),
+    /// Verify the repository: structure always, pack data with --read-data.
+    Check(CheckArgs),
+    /// Rebuild index.sqlite from the pack trailers alone.
+    RebuildIndex(RebuildIndexArgs),
     /// Make DEST a mirror of the repository (offsite copies, disaster recovery).
     Sync(super::sync::SyncArgs),
     /// Manage the keys that unlock an encrypted repository.
@@ -619,6 +623,40 @@ pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// Print the summary as JSON (the webhook's body).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata check`
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("data").args(["read_data", "read_data_subset"])))]
+pub struct CheckArgs {
+    /// Also read every pack: its hash against its name, every blob against
+    /// its id.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only some packs: `N/M` (part N of M, fixed by pack id: N = 1..M
+    /// over M runs reads every pack once), `P%` or a size (`500M`) of
+    /// packs picked at random.
+    #[arg(long, value_name = "SUBSET", value_parser = subset)]
+    pub read_data_subset: Option<crate::maint::check::Subset>,
+    /// With read-data: skip the packs this machine verified within
+    /// DURATION (e.g. `30d`).
+    #[arg(long, value_name = "DURATION", value_parser = policy_duration, requires = "data")]
+    pub max_age: Option<std::time::Duration>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn subset(s: &str) -> std::result::Result<crate::maint::check::Subset, String> {
+    crate::maint::check::Subset::parse(s)
+}
+
+/// `strata rebuild-index`
+#[derive(Args, Debug)]
+pub struct RebuildIndexArgs {
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 //! engine never imports clap. Exit codes are documented in README.md.
 
 mod args;
+mod check;
 mod forget;
 mod gc;
 mod inspect;
@@ -308,6 +309,14 @@ fn run(cli: Cli) -> crate::Result<i32> {
         Command::Rewrite(a) => {
             let (repo, l) = open_locked(&cli, Exclusive, "rewrite")?;
             forget::rewrite(&repo, a, &l)
+        }
+        Command::Check(a) => {
+            let (repo, _l) = open_locked(&cli, Shared, "check")?;
+            check::run(&repo, a)
+        }
+        Command::RebuildIndex(a) => {
+            let (repo, _l) = open_locked(&cli, Exclusive, "rebuild-index")?;
+            check::rebuild_index(&repo, a)
         }
         Command::Unlock(a) => locks::run(&open(&cli)?, a),
         // no lock, no unlock unless needed: sync copies bytes (sync.md)

@@ -233,6 +233,7 @@ pub fn run(cli: &super::Cli, a: &StatusArgs) -> Result<i32> {
         problems.extend(r.stale);
         sources.push(r.json);
     }
+    let check = check_json(&repo, &cfg, now, &mut problems)?;
     let healthy = problems.is_empty();
     let v = json!({
         "version": 1,
@@ -246,13 +247,7 @@ pub fn run(cli: &super::Cli, a: &StatusArgs) -> Result<i32> {
         "last_run": st.run.attempt_unix_ns.map(|_| last_json(&st.run)),
         "forget": st.forget.attempt_unix_ns.map(|_| last_json(&st.forget)),
         "gc": st.gc.attempt_unix_ns.map(|_| last_json(&st.gc)),
-        // The check hook of `run` (src/cli/run.rs) fills this in once
-        // `strata check` exists.
-        "check": {
-            "configured": cfg.verification.is_some(),
-            "available": false,
-            "last": Value::Null,
-        },
+        "check": check,
         "sync": {
             "configured": cfg.offsite.is_some(),
             "available": true,
@@ -336,14 +331,7 @@ fn print(v: &Value, cfg: &Config) -> Result<()> {
             output::line(&format!("  warning: {}", w.as_str().unwrap_or("")))?;
         }
     }
-    output::line(&format!(
-        "check: {}",
-        if cfg.verification.is_some() {
-            "never (check not available in this build)"
-        } else {
-            "not configured"
-        }
-    ))?;
+    output::line(&format!("check: {}", check_text(&v["check"], cfg)))?;
     output::line(&format!(
         "sync: {}",
         match &cfg.offsite {
@@ -367,6 +355,111 @@ fn print(v: &Value, cfg: &Config) -> Result<()> {
                 .join("; ")
         )),
         _ => output::line("healthy"),
+    }
+}
+
+/// The last check on this machine (maint/check/state.rs) and how much of
+/// the repository was read-data verified within `[verification] max_age`
+/// (ever, without one); adds to `problems` when the last check found
+/// errors or the last clean one is older than that age.
+fn check_json(repo: &Repo, cfg: &Config, now: i64, problems: &mut Vec<String>) -> Result<Value> {
+    use crate::maint::check::state::{self as cstate, CheckState};
+    let st = match cstate::path(&repo.config().repo_id) {
+        Some(p) => {
+            let (st, w) = CheckState::load(&p);
+            if let Some(w) = w {
+                eprintln!("strata: warning: {w}");
+            }
+            st
+        }
+        None => CheckState::default(),
+    };
+    let now_s = now / 1_000_000_000;
+    let max_age = cfg.verification.as_ref().and_then(|v| v.max_age);
+    let after = max_age.map(|a| now_s.saturating_sub(a.as_secs() as i64));
+    let verified = st.verified_map();
+    let packs: Vec<crate::index::PackRow> = repo
+        .index()?
+        .packs()?
+        .into_iter()
+        .filter(|p| p.condemned.is_none() && !p.missing)
+        .collect();
+    let covered = packs
+        .iter()
+        .filter(|p| {
+            verified
+                .get(&p.id)
+                .is_some_and(|t| after.is_none_or(|a| *t > a))
+        })
+        .count();
+    if let Some(l) = &st.last {
+        if l.errors > 0 {
+            problems.push(format!(
+                "check: the last check found {} errors ({})",
+                l.errors,
+                l.first_error.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    if let (Some(m), true) = (max_age, cfg.verification.is_some()) {
+        match st.last_clean_unix {
+            None => problems.push("check: no successful check yet".into()),
+            Some(t) if now_s.saturating_sub(t) as u64 > m.as_secs() => problems.push(format!(
+                "check: the last successful check is {} old (max age {})",
+                short_duration((now_s - t) * 1_000_000_000),
+                humantime::format_duration(m)
+            )),
+            Some(_) => {}
+        }
+    }
+    let time = |t: i64| super::run::time_string(t.saturating_mul(1_000_000_000));
+    Ok(json!({
+        "configured": cfg.verification.is_some(),
+        "available": true,
+        "last": st.last.as_ref().map(|l| json!({
+            "time": time(l.time_unix),
+            "read_data": l.read_data,
+            "errors": l.errors,
+            "first_error": l.first_error,
+            "packs_read": l.packs_read,
+            "seconds": l.seconds,
+        })),
+        "last_success": st.last_clean_unix.map(time),
+        "coverage": {
+            "packs": packs.len(),
+            "verified": covered,
+            "within_seconds": max_age.map(|m| m.as_secs()),
+            "fraction": if packs.is_empty() { 1.0 } else { covered as f64 / packs.len() as f64 },
+        },
+    }))
+}
+
+/// The check line of the text report.
+fn check_text(c: &Value, cfg: &Config) -> String {
+    let cov = &c["coverage"];
+    let coverage = format!(
+        "{} of {} packs read-data verified{}",
+        cov["verified"],
+        cov["packs"],
+        match cov["within_seconds"].as_u64() {
+            Some(s) => format!(
+                " within {}",
+                humantime::format_duration(std::time::Duration::from_secs(s))
+            ),
+            None => String::new(),
+        }
+    );
+    match c["last"].as_object() {
+        None if cfg.verification.is_none() => format!("never (not configured); {coverage}"),
+        None => format!("never; {coverage}"),
+        Some(l) => format!(
+            "last at {}{}; {coverage}",
+            l.get("time").and_then(Value::as_str).unwrap_or(""),
+            match l.get("errors").and_then(Value::as_u64) {
+                Some(0) | None => String::new(),
+                Some(n) => format!(", {n} ERRORS"),
+            }
+        ),
     }
 }
 

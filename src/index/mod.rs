@@ -1,9 +1,11 @@
 //! `index.sqlite` (format-spec/index.md): blob id -> pack locations. A cache:
-//! `reconcile` brings it up to date with the packs on disk and the gc state,
-//! and a schema-version mismatch rebuilds it from the packs. A blob may be
+//! `reconcile` brings it up to date with the packs on disk and the gc state;
+//! an index that is missing, damaged or of another schema version is never
+//! served but rebuilt from the packs (rebuild.rs, via `Repo::index`). A blob may be
 //! stored in several packs; reads prefer a live pack, dedup uses live packs
 //! only (format-spec/gc.md "Index").
 
+pub mod rebuild;
 mod reconcile;
 
 use crate::blob::{BlobKind, Compression};
@@ -109,35 +111,104 @@ fn bad(what: &str, id: &BlobId) -> Error {
 }
 
 impl Index {
-    /// Open (creating if needed) the index at `path`. A database with another
-    /// schema version is emptied, to be refilled by [`Index::reconcile`].
+    /// Open the index at `path`, which must be a healthy database of this
+    /// schema; anything else is an error (callers that can rebuild use
+    /// [`Index::open_checked`], as `Repo::index` does).
     pub fn open(path: &Path) -> Result<Index> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        // The bundled SQLite has STAT4, which re-prepares a statement for
-        // every new value bound to an indexed column (a full parse per
-        // lookup); the index's plans never depend on the values.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if v != SCHEMA_VERSION {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS blobs; DROP TABLE IF EXISTS packs;",
-            )?;
+        Index::open_checked(path)?.map_err(|why| {
+            Error::corrupt("index.sqlite", format!("{why}; run `strata rebuild-index`"))
+        })
+    }
+
+    /// Create a new, empty index at `path` (`init`, and a rebuild's temp
+    /// file); an existing file is opened as by [`Index::open`].
+    pub fn create(path: &Path) -> Result<Index> {
+        if !path.exists() {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.execute_batch(SCHEMA)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            conn.execute_batch("COMMIT")?;
+        }
+        Index::open(path)
+    }
+
+    /// Open the index at `path`; `Ok(Err(why))` when it must not be served
+    /// and is to be rebuilt from the packs (format-spec/index.md): the file
+    /// is missing or empty, is not a SQLite database or is damaged, or has
+    /// another schema version or other tables.
+    pub fn open_checked(path: &Path) -> Result<std::result::Result<Index, String>> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Err("is missing".into()));
+            }
+            Ok(m) if m.len() == 0 => return Ok(Err("is empty".into())),
+            _ => {}
+        }
+        let conn = Connection::open(path)?;
+        let setup = || -> rusqlite::Result<i64> {
+            conn.busy_timeout(std::time::Duration::from_secs(30))?;
+            // The bundled SQLite has STAT4, which re-prepares a statement
+            // for every new value bound to an indexed column (a full parse
+            // per lookup); the index's plans never depend on the values.
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+                true,
+            )?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        };
+        let version = match setup() {
+            Ok(v) => v,
+            Err(e) if is_damage(&e) => return Ok(Err(format!("is damaged ({e})"))),
+            Err(e) => return Err(e.into()),
+        };
+        if version != SCHEMA_VERSION {
+            return Ok(Err(format!(
+                "has schema version {version}, this strata uses {SCHEMA_VERSION}"
+            )));
+        }
+        // Both tables with every column: a statement over them prepares.
+        for q in [
+            "SELECT id, name, kind, size, blob_count, condemned, missing FROM packs LIMIT 1",
+            "SELECT id, pack, offset, stored_len, raw_len, kind, compression FROM blobs LIMIT 1",
+        ] {
+            let r = conn
+                .prepare(q)
+                .and_then(|mut st| st.query([])?.next().map(|_| ()));
+            match r {
+                Ok(()) => {}
+                Err(e) if is_damage(&e) => return Ok(Err(format!("is damaged ({e})"))),
+                Err(e @ rusqlite::Error::SqliteFailure(..)) => {
+                    return Ok(Err(format!("does not have the expected tables ({e})")));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let mut idx = Index {
             conn,
             condemned: HashSet::new(),
         };
-        idx.refresh_condemned()?;
-        Ok(idx)
+        match idx.refresh_condemned() {
+            Ok(()) => Ok(Ok(idx)),
+            Err(Error::Index(e)) if is_damage(&e) => Ok(Err(format!("is damaged ({e})"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Make a freshly built index durable and self-contained before it is
+    /// renamed into place (no `-wal` file beside it; rebuild.rs).
+    pub(crate) fn seal(self) -> Result<()> {
+        self.conn.pragma_update(None, "journal_mode", "DELETE")?;
+        drop(self.conn);
+        Ok(())
+    }
+
+    /// Fill a new index without an fsync per pack: the file is fsynced
+    /// once, before it replaces `index.sqlite` (rebuild.rs).
+    pub(crate) fn unsynced(&self) -> Result<()> {
+        self.conn.pragma_update(None, "synchronous", "OFF")?;
+        Ok(())
     }
 
     /// The underlying connection (gc attaches its mark database to it).
@@ -422,6 +493,15 @@ impl Index {
     pub fn pack_rowids(&self) -> Result<HashMap<PackId, i64>> {
         Ok(self.packs()?.into_iter().map(|p| (p.id, p.rowid)).collect())
     }
+}
+
+/// SQLite's verdict that a file is not a database or is damaged.
+fn is_damage(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::NotADatabase | C::DatabaseCorrupt)
+    )
 }
 
 /// Decode a `blobs` row selected as (id, offset, stored_len, raw_len, kind, compression).

@@ -28,6 +28,9 @@ pub struct Reconciled {
     pub warnings: Vec<String>,
     /// The gc state as read.
     pub state: gcstate::State,
+    /// The pack files listed (id -> size), for callers that need the one
+    /// listing this reconcile made (`check`).
+    pub listed: HashMap<PackId, u64>,
 }
 
 impl Index {
@@ -86,6 +89,7 @@ impl Index {
         );
         self.sync_condemned(&state.condemned)?;
         out.state = state;
+        out.listed = on_disk;
         Ok(out)
     }
 

@@ -5,6 +5,8 @@
 //! queued only when it is first inserted, so 100 near-identical snapshots
 //! cost about as much as one. Trees are read and decoded on all cores in
 //! batches; the ids are inserted in sorted batches (B-tree locality).
+//! gc stops at the first unreadable tree ([`mark`]); `check` goes on and
+//! lists them all ([`mark_all`]).
 
 use crate::error::{Error, Result};
 use crate::id::BlobId;
@@ -31,6 +33,9 @@ pub struct Marked {
     pub trees: u64,
     /// Data blob references seen (not distinct).
     pub data_refs: u64,
+    /// Trees that could not be read ([`mark_all`] only), with the error;
+    /// what lies below them is not marked.
+    pub unreadable: Vec<(BlobId, Error)>,
 }
 
 impl Marked {
@@ -107,12 +112,28 @@ fn create(dir: &Path) -> Result<(Connection, PathBuf)> {
 /// cannot be read stops the mark with an error naming it: gc must not
 /// decide anything on a partial view.
 pub fn mark(reader: &BlobReader, roots: &[BlobId], progress: &MarkProgress) -> Result<Marked> {
+    mark_with(reader, roots, progress, false)
+}
+
+/// [`mark`] that goes on past unreadable trees, recording each in
+/// [`Marked::unreadable`] (`check`: report every problem, not the first).
+pub fn mark_all(reader: &BlobReader, roots: &[BlobId], progress: &MarkProgress) -> Result<Marked> {
+    mark_with(reader, roots, progress, true)
+}
+
+fn mark_with(
+    reader: &BlobReader,
+    roots: &[BlobId],
+    progress: &MarkProgress,
+    keep_going: bool,
+) -> Result<Marked> {
     clean_stale(&std::env::temp_dir());
     let (mut conn, path) = create(&std::env::temp_dir())?;
     let mut marked = Marked {
         path,
         trees: 0,
         data_refs: 0,
+        unreadable: Vec::new(),
     };
     let err = |e: rusqlite::Error| Error::Invalid(format!("gc mark database: {e}"));
     {
@@ -139,10 +160,22 @@ pub fn mark(reader: &BlobReader, roots: &[BlobId], progress: &MarkProgress) -> R
         // ID_BATCH buffered ids are in memory.
         let ahead = DECODE_AHEAD * rayon::current_num_threads().max(1);
         for group in batch.chunks(ahead) {
-            let read: Vec<(Vec<BlobId>, Vec<BlobId>, Vec<BlobId>)> = group
-                .par_iter()
-                .map(|id| children(reader, id))
-                .collect::<Result<_>>()?;
+            let results: Vec<Result<Children>> =
+                group.par_iter().map(|id| children(reader, id)).collect();
+            let mut read = Vec::with_capacity(results.len());
+            for (id, r) in group.iter().zip(results) {
+                match r {
+                    Ok(c) => read.push(c),
+                    Err(e) if keep_going => marked.unreadable.push((*id, e)),
+                    Err(e) => {
+                        return Err(Error::Invalid(format!(
+                            "gc stopped: tree {} cannot be read ({e}); nothing was changed \
+                             (run `strata check`)",
+                            id.short()
+                        )));
+                    }
+                }
+            }
             for (parts, subtrees, content) in read {
                 marked.trees += 1;
                 progress.trees.fetch_add(1, Relaxed);
@@ -206,14 +239,12 @@ fn pop_pending(conn: &Connection) -> rusqlite::Result<Vec<BlobId>> {
         .collect())
 }
 
+/// What a tree points at: (parts, subdirectory trees, chunk ids).
+type Children = (Vec<BlobId>, Vec<BlobId>, Vec<BlobId>);
+
 /// A tree's parts, subdirectory trees and chunk ids.
-fn children(reader: &BlobReader, id: &BlobId) -> Result<(Vec<BlobId>, Vec<BlobId>, Vec<BlobId>)> {
-    let listing = reader.listing(id).map_err(|e| {
-        Error::Invalid(format!(
-            "gc stopped: tree {} cannot be read ({e}); nothing was changed (run `strata check`)",
-            id.short()
-        ))
-    })?;
+fn children(reader: &BlobReader, id: &BlobId) -> Result<Children> {
+    let listing = reader.listing(id)?;
     let parts = listing.part_ids().collect();
     let mut subtrees = Vec::new();
     let mut content = Vec::new();
@@ -250,6 +281,7 @@ mod tests {
             path: path.clone(),
             trees: 0,
             data_refs: 0,
+            unreadable: Vec::new(),
         };
         drop(m);
         assert!(!path.exists());

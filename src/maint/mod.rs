@@ -1,6 +1,8 @@
-//! Maintenance: retention (`forget`, `tag`, `rewrite`) and garbage
-//! collection (`gc`), following format-spec/gc.md.
+//! Maintenance: retention (`forget`, `tag`, `rewrite`), garbage
+//! collection (`gc`), following format-spec/gc.md, and `check`
+//! (format-spec/check.md).
 
+pub mod check;
 pub mod forget;
 pub mod gc;
 mod mark;

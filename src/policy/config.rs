@@ -690,28 +690,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
 }
 
 /// `N%` (0 < N ≤ 100), `n/m` (1 ≤ n ≤ m), or a size (`500M`): restic's
-/// `--read-data-subset` forms.
+/// `--read-data-subset` forms, parsed as `strata check` parses them.
 fn check_subset(s: &str) -> std::result::Result<(), String> {
-    let bad =
-        || format!("{s:?}: expected a percentage (\"5%\"), a part (\"1/7\") or a size (\"500M\")");
-    if let Some(p) = s.strip_suffix('%') {
-        let v: f64 = p.trim().parse().map_err(|_| bad())?;
-        return if v > 0.0 && v <= 100.0 {
-            Ok(())
-        } else {
-            Err(bad())
-        };
-    }
-    if let Some((n, m)) = s.split_once('/') {
-        let (n, m): (u32, u32) = (
-            n.trim().parse().map_err(|_| bad())?,
-            m.trim().parse().map_err(|_| bad())?,
-        );
-        return if n >= 1 && n <= m { Ok(()) } else { Err(bad()) };
-    }
-    crate::maint::plan::parse_size(s)
-        .map(|_| ())
-        .map_err(|_| bad())
+    crate::maint::check::Subset::parse(s).map(|_| ())
 }
 
 fn parse_hhmm(s: &str) -> Option<(u8, u8)> {

@@ -123,7 +123,7 @@ impl Repo {
         for d in SUBDIRS.iter().chain(&["gc"]) {
             fsutil::create_dir_durable(&path.join(d))?;
         }
-        Index::open(&path.join("index.sqlite"))?;
+        Index::create(&path.join("index.sqlite"))?;
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
         Repo::finish_init(store, path.to_path_buf(), true, config, opts)
     }
@@ -147,6 +147,7 @@ impl Repo {
         };
         config.check_options().map_err(Error::Invalid)?;
         let work = work_dir(url, &config.repo_id)?;
+        Index::create(&work.join("index.sqlite"))?;
         Repo::finish_init(store, work, false, config, opts)
     }
 
@@ -441,9 +442,26 @@ impl Repo {
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
         self.root.join(id.rel_path())
     }
-    /// Open a connection to the index.
+    /// Open a connection to the index. An index that is missing, damaged
+    /// or of another schema version is never served: it is rebuilt from
+    /// the pack trailers first (format-spec/index.md), with a message on
+    /// stderr.
     pub fn index(&self) -> Result<Index> {
-        Index::open(&self.root.join("index.sqlite"))
+        let path = self.root.join("index.sqlite");
+        let why = match Index::open_checked(&path)? {
+            Ok(i) => return Ok(i),
+            Err(why) => why,
+        };
+        if let Some(r) = crate::index::rebuild::rebuild(self, true)? {
+            for w in &r.warnings {
+                eprintln!("strata: warning: {w}");
+            }
+            eprintln!(
+                "strata: index.sqlite {why}: rebuilt it from the trailers of {} packs ({} blobs)",
+                r.packs, r.blobs
+            );
+        }
+        Index::open(&path)
     }
     /// The id of a blob's plaintext: plain BLAKE3, or keyed BLAKE3 with a
     /// key per blob kind in an encrypted repository (keys.md "Ids").
