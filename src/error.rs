@@ -104,6 +104,32 @@ impl Error {
         }
     }
 
+    /// The object store failed (a `Store` error after its retries,
+    /// format-spec/backend.md), here or inside a local I/O error that
+    /// carries it (the age reader of an encrypted pack reads through
+    /// `io::Read`): no verdict on the object being read.
+    pub fn is_store_failure(&self) -> bool {
+        fn in_io(e: &io::Error) -> bool {
+            match e.get_ref() {
+                Some(inner) => {
+                    if let Some(b) = inner.downcast_ref::<crate::backend::BackendError>() {
+                        matches!(b, crate::backend::BackendError::Store { .. })
+                    } else if let Some(io) = inner.downcast_ref::<io::Error>() {
+                        in_io(io)
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        }
+        match self {
+            Error::Backend(crate::backend::BackendError::Store { .. }) => true,
+            Error::Io { source, .. } => in_io(source),
+            _ => false,
+        }
+    }
+
     /// A corruption error on `object`.
     pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {

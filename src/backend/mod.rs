@@ -85,8 +85,10 @@ pub enum BackendError {
         source: std::io::Error,
     },
     /// An object store error other than not-found / already-exists (after
-    /// object_store's own bounded retries).
-    #[error("{backend}: {key}: {source}")]
+    /// the bounded retries of `object::RetryBounds`). Shown on one line: an
+    /// S3 XML error body in object_store's message is cut down to its code
+    /// and message, and line breaks become spaces.
+    #[error("{backend}: {key}: {}", object::one_line(source))]
     Store {
         /// The backend's URL.
         backend: String,

@@ -4,7 +4,11 @@
 //! object `PREFIX/a/b`. The crate is async; this backend stays sync by
 //! running each call on one private multi-threaded tokio runtime.
 //! Create-only writes use `PutMode::Create` (S3: `If-None-Match: *`).
-//! format-spec/backend.md "Object stores".
+//! Retries ([`RetryBounds`]): object_store's per request, and this
+//! backend's per call for the transport errors object_store gives up on
+//! (a response body cut off, a create-only PUT timed out or reset); a
+//! replayed create-only PUT that finds its key taken by the same bytes
+//! is the earlier try's success. format-spec/backend.md "Object stores".
 
 use super::{BResult, Backend, BackendError, Listed, check_key, check_prefix};
 use bytes::Bytes;
@@ -18,6 +22,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// How many listed objects are fetched per step of [`Backend::list`]
@@ -31,6 +36,141 @@ pub struct ObjectStoreBackend {
     store: Arc<dyn ObjectStore>,
     prefix: StorePath,
     name: String,
+    retry: RetryBounds,
+}
+
+/// How far failed requests are retried (format-spec/backend.md
+/// "Retries"). Both layers use the same bounds: object_store retries each
+/// request (5xx, 429, SlowDown, and errors before an answer arrives, with
+/// exponential backoff); this backend retries each call once more for the
+/// transport errors object_store does not retry (a body cut off or reset
+/// mid-way, the timeout or reset of a create-only PUT). No retry of either
+/// layer starts after `retry_timeout`, so a call gives up after at most
+/// about twice that plus one request timeout (`AWS_TIMEOUT`, 30 s by
+/// default, per request including its body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBounds {
+    /// Retries after the first try (`STRATA_STORE_MAX_RETRIES`, default 10).
+    pub max_retries: usize,
+    /// No retry starts later than this after the first try
+    /// (`STRATA_STORE_RETRY_TIMEOUT`, a duration such as `90s` or `3m`;
+    /// default 3 minutes).
+    pub retry_timeout: Duration,
+}
+
+impl Default for RetryBounds {
+    /// object_store's defaults: 10 retries, 3 minutes.
+    fn default() -> Self {
+        RetryBounds {
+            max_retries: 10,
+            retry_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+impl RetryBounds {
+    /// The defaults, overridden by `STRATA_STORE_MAX_RETRIES` and
+    /// `STRATA_STORE_RETRY_TIMEOUT` in `env`.
+    pub fn from_env<'a>(
+        env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<RetryBounds, String> {
+        let mut b = RetryBounds::default();
+        for (k, v) in env {
+            match k {
+                "STRATA_STORE_MAX_RETRIES" => {
+                    b.max_retries = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("{k}={v}: not a number of retries"))?;
+                }
+                "STRATA_STORE_RETRY_TIMEOUT" => {
+                    b.retry_timeout =
+                        humantime::parse_duration(v.trim()).map_err(|e| format!("{k}={v}: {e}"))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(b)
+    }
+
+    /// object_store's form of these bounds.
+    #[cfg(feature = "cloud")]
+    fn config(&self) -> object_store::RetryConfig {
+        object_store::RetryConfig {
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+            ..Default::default()
+        }
+    }
+
+    /// The pause before strata's retry number `n` (from 1): 100 ms,
+    /// doubling, at most 5 s.
+    fn backoff(n: usize) -> Duration {
+        let doublings = n.saturating_sub(1).min(6) as u32;
+        Duration::from_millis(100u64 << doublings).min(Duration::from_secs(5))
+    }
+}
+
+/// `e` as one line: object_store quotes an error answer's body, which on
+/// S3 is an XML document over several lines; it is cut down to
+/// `Code: Message`, and every run of white space becomes one space. The
+/// innermost cause is added when the message does not show it (object_store
+/// says "error sending request" for a timeout and a reset alike).
+pub(crate) fn one_line(e: &object_store::Error) -> String {
+    let mut text = e.to_string();
+    let mut root: Option<&(dyn std::error::Error + 'static)> = None;
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        root = Some(s);
+        src = s.source();
+    }
+    if let Some(r) = root.map(ToString::to_string) {
+        if !r.is_empty() && !text.contains(&r) {
+            text = format!("{text} ({r})");
+        }
+    }
+    let start = text.find("<?xml").or_else(|| text.find("<Error>"));
+    if let Some(start) = start {
+        let end = text[start..]
+            .find("</Error>")
+            .map_or(text.len(), |i| start + i + "</Error>".len());
+        let field = |name: &str| {
+            let xml = &text[start..end];
+            let open = format!("<{name}>");
+            let a = xml.find(&open)? + open.len();
+            let b = xml[a..].find(&format!("</{name}>"))? + a;
+            Some(xml[a..b].to_string())
+        };
+        let brief = match (field("Code"), field("Message")) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c,
+            _ => String::from("(an XML error document)"),
+        };
+        text.replace_range(start..end, &brief);
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `e` comes from the HTTP transport (no connection, a timeout, a
+/// connection reset, a body cut off) rather than from an answer of the
+/// store: those are worth another try of the call.
+fn is_transport(e: &object_store::Error) -> bool {
+    #[cfg(feature = "cloud")]
+    {
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = src {
+            if s.is::<object_store::client::HttpError>() {
+                return true;
+            }
+            src = s.source();
+        }
+        false
+    }
+    #[cfg(not(feature = "cloud"))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// The runtime every object store call runs on, built on first use.
@@ -87,10 +227,9 @@ impl ObjectStoreBackend {
         } else {
             ObjectStoreScheme::parse(&parsed).map_err(|e| bad(e.to_string()))?
         };
-        #[cfg(feature = "cloud")]
         let env: Vec<(String, String)> = env.into_iter().collect();
-        #[cfg(not(feature = "cloud"))]
-        drop(env.into_iter());
+        let retry = RetryBounds::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(bad)?;
         let store: Arc<dyn ObjectStore> = match (parsed.scheme(), scheme) {
             ("file", ObjectStoreScheme::Local) => Arc::new(
                 // fsync of files and of the directories they are linked or
@@ -107,7 +246,8 @@ impl ObjectStoreBackend {
                     .with_url(url)
                     // x-amz-checksum-sha256 on every PUT: the store rejects
                     // a body that arrives altered
-                    .with_checksum_algorithm(Checksum::SHA256);
+                    .with_checksum_algorithm(Checksum::SHA256)
+                    .with_retry(retry.config());
                 let b = apply_env(b, &env, "AWS_", |b, k: AmazonS3ConfigKey, v| {
                     b.with_config(k, v)
                 });
@@ -116,7 +256,9 @@ impl ObjectStoreBackend {
             #[cfg(feature = "cloud")]
             ("gs", ObjectStoreScheme::GoogleCloudStorage) => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-                let b = GoogleCloudStorageBuilder::new().with_url(url);
+                let b = GoogleCloudStorageBuilder::new()
+                    .with_url(url)
+                    .with_retry(retry.config());
                 let b = apply_env(b, &env, "GOOGLE_", |b, k: GoogleConfigKey, v| {
                     b.with_config(k, v)
                 });
@@ -125,7 +267,9 @@ impl ObjectStoreBackend {
             #[cfg(feature = "cloud")]
             ("az", ObjectStoreScheme::MicrosoftAzure) => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let b = MicrosoftAzureBuilder::new().with_url(url);
+                let b = MicrosoftAzureBuilder::new()
+                    .with_url(url)
+                    .with_retry(retry.config());
                 let b = apply_env(b, &env, "AZURE_", |b, k: AzureConfigKey, v| {
                     b.with_config(k, v)
                 });
@@ -142,7 +286,7 @@ impl ObjectStoreBackend {
                 )));
             }
         };
-        Ok(ObjectStoreBackend::new(store, path, url))
+        Ok(ObjectStoreBackend::new(store, path, url).with_retry(retry))
     }
 
     /// A backend over `store` under `prefix`, named `name` in errors.
@@ -151,7 +295,45 @@ impl ObjectStoreBackend {
             store,
             prefix,
             name: name.trim_end_matches('/').to_string(),
+            retry: RetryBounds::default(),
         }
+    }
+
+    /// The same backend retrying its calls within `retry` (the store's own
+    /// retries are set when it is built).
+    pub fn with_retry(mut self, retry: RetryBounds) -> ObjectStoreBackend {
+        self.retry = retry;
+        self
+    }
+
+    /// Run the request `f` makes, again while it fails with a transport
+    /// error, within [`RetryBounds`]; `f` gets the try number (from 1).
+    fn call<T, Fut>(
+        &self,
+        key: &str,
+        mut f: impl FnMut(usize) -> Fut,
+    ) -> BResult<Result<T, object_store::Error>>
+    where
+        Fut: Future<Output = Result<T, object_store::Error>>,
+    {
+        let start = Instant::now();
+        let mut n = 1;
+        loop {
+            match self.block_on(key, f(n))? {
+                Err(e) if self.may_retry(&e, n, start) => {
+                    std::thread::sleep(RetryBounds::backoff(n));
+                    n += 1;
+                }
+                r => return Ok(r),
+            }
+        }
+    }
+
+    /// Another try after `tries` that began at `start` and ended in `e`?
+    fn may_retry(&self, e: &object_store::Error, tries: usize, start: Instant) -> bool {
+        is_transport(e)
+            && tries <= self.retry.max_retries
+            && start.elapsed() < self.retry.retry_timeout
     }
 
     fn location(&self, key: &str) -> BResult<StorePath> {
@@ -206,38 +388,55 @@ impl ObjectStoreBackend {
         }
     }
 
-    /// One PUT of `payload` under `key`, create-only. A store that cannot
+    /// One PUT of `bytes` under `key`, create-only. A store that cannot
     /// do create-only PUTs (object_store says `NotImplemented` or
     /// `NotSupported`, e.g. S3 with `AWS_CONDITIONAL_PUT=disabled`) gets a
     /// HEAD then a plain PUT: not atomic (backend.md "Create-only").
-    fn put_create(&self, key: &str, payload: PutPayload) -> BResult<()> {
+    ///
+    /// A try that fails in transport may have been carried out, its answer
+    /// lost; the next try then finds the key taken (object_store replays
+    /// some such requests itself, inside one try). So a taken key is read
+    /// back: the same bytes are this call's success (whoever wrote them,
+    /// the caller could not tell the difference), other bytes are
+    /// `AlreadyExists`. Legitimately taken keys are rare (content-addressed
+    /// names written twice, random names never), so the read costs little.
+    fn put_create(&self, key: &str, bytes: Bytes) -> BResult<()> {
         let loc = self.location(key)?;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
+        let r = self.call(key, |_| {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            self.store
+                .put_opts(&loc, PutPayload::from(bytes.clone()), opts)
+        })?;
+        let taken = || BackendError::AlreadyExists {
+            backend: self.name.clone(),
+            key: key.to_string(),
         };
-        let r = self.block_on(key, self.store.put_opts(&loc, payload.clone(), opts))?;
         match r {
             Ok(_) => Ok(()),
-            // S3 answers a failed If-None-Match with 412 (or 409 on a race)
+            // S3 answers a failed If-None-Match with 412 (or 409 on a race);
+            // object_store may have replayed a lost PUT inside one try
             Err(object_store::Error::Precondition { .. })
-            | Err(object_store::Error::AlreadyExists { .. }) => Err(BackendError::AlreadyExists {
-                backend: self.name.clone(),
-                key: key.to_string(),
-            }),
+            | Err(object_store::Error::AlreadyExists { .. }) => match self.get(key) {
+                Ok(there) if there == bytes => Ok(()),
+                Ok(_) => Err(taken()),
+                Err(e) if e.is_not_found() => Err(taken()),
+                Err(e) => Err(e),
+            },
             Err(
                 object_store::Error::NotImplemented { .. }
                 | object_store::Error::NotSupported { .. },
             ) => {
                 if self.exists(key)? {
-                    return Err(BackendError::AlreadyExists {
-                        backend: self.name.clone(),
-                        key: key.to_string(),
-                    });
+                    return Err(taken());
                 }
-                self.block_on(key, self.store.put(&loc, payload))?
-                    .map(|_| ())
-                    .map_err(|e| self.err(key, e))
+                self.call(key, |_| {
+                    self.store.put(&loc, PutPayload::from(bytes.clone()))
+                })?
+                .map(|_| ())
+                .map_err(|e| self.err(key, e))
             }
             Err(e) => Err(self.err(key, e)),
         }
@@ -251,7 +450,7 @@ impl Backend for ObjectStoreBackend {
 
     fn get(&self, key: &str) -> BResult<Bytes> {
         let loc = self.location(key)?;
-        self.block_on(key, async {
+        self.call(key, |_| async {
             self.store
                 .get_opts(&loc, GetOptions::default())
                 .await?
@@ -283,8 +482,8 @@ impl Backend for ObjectStoreBackend {
             range: Some(GetRange::Bounded(range.clone())),
             ..Default::default()
         };
-        let r = self.block_on(key, async {
-            let res = self.store.get_opts(&loc, opts).await?;
+        let r = self.call(key, |_| async {
+            let res = self.store.get_opts(&loc, opts.clone()).await?;
             let size = res.meta.size;
             Ok::<_, object_store::Error>((size, res.bytes().await?))
         })?;
@@ -312,14 +511,14 @@ impl Backend for ObjectStoreBackend {
 
     fn size(&self, key: &str) -> BResult<u64> {
         let loc = self.location(key)?;
-        self.block_on(key, self.store.head(&loc))?
+        self.call(key, |_| self.store.head(&loc))?
             .map(|m| m.size)
             .map_err(|e| self.err(key, e))
     }
 
     /// One PUT with `PutMode::Create`; durable when it returns Ok.
     fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()> {
-        self.put_create(key, PutPayload::from(Bytes::copy_from_slice(bytes)))
+        self.put_create(key, Bytes::copy_from_slice(bytes))
     }
 
     /// The file is read once into memory and sent as one create-only PUT
@@ -332,7 +531,7 @@ impl Backend for ObjectStoreBackend {
             source: e,
         };
         let bytes = std::fs::read(path).map_err(local)?;
-        let r = self.put_create(key, PutPayload::from(bytes));
+        let r = self.put_create(key, Bytes::from(bytes));
         if r.is_ok() || r.as_ref().is_err_and(BackendError::is_already_exists) {
             std::fs::remove_file(path).map_err(local)?;
         }
@@ -342,14 +541,18 @@ impl Backend for ObjectStoreBackend {
     /// One PUT with `PutMode::Overwrite` (atomic on every store).
     fn put_replace(&self, key: &str, bytes: &[u8]) -> BResult<()> {
         let loc = self.location(key)?;
-        let payload = PutPayload::from(Bytes::copy_from_slice(bytes));
-        self.block_on(key, self.store.put(&loc, payload))?
-            .map(|_| ())
-            .map_err(|e| self.err(key, e))
+        let bytes = Bytes::copy_from_slice(bytes);
+        self.call(key, |_| {
+            self.store.put(&loc, PutPayload::from(bytes.clone()))
+        })?
+        .map(|_| ())
+        .map_err(|e| self.err(key, e))
     }
 
     /// LIST (paged by the store), 1000 objects at a time; names
-    /// that are not valid keys (another tool's files) are skipped.
+    /// that are not valid keys (another tool's files) are skipped. A
+    /// listing cut off by a transport error resumes after the last object
+    /// received ([`RetryBounds`]).
     fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
         check_prefix(prefix)?;
         let base = if prefix.is_empty() {
@@ -358,34 +561,33 @@ impl Backend for ObjectStoreBackend {
             self.join(prefix)
         };
         let strip = self.prefix.parts().count();
-        let mut stream = if base.parts().count() == 0 {
-            self.store.list(None)
-        } else {
-            self.store.list(Some(&base))
-        }
-        // polled again after its end when the last batch was short
-        .fuse();
+        // a listing cut off by a transport error resumes after the last
+        // object received: the HTTP stores list in key order
+        let open = |after: Option<&StorePath>| {
+            let base = (base.parts().count() > 0).then_some(&base);
+            match after {
+                Some(a) => self.store.list_with_offset(base, a),
+                None => self.store.list(base),
+            }
+            // polled again after its end when the last batch was short
+            .fuse()
+        };
+        let mut stream = open(None);
+        let mut last: Option<StorePath> = None;
+        let (start, mut tries) = (Instant::now(), 1);
         loop {
-            let batch = self.block_on(prefix, async {
+            let (batch, failed) = self.block_on(prefix, async {
                 let mut batch = Vec::new();
                 while batch.len() < LIST_BATCH {
                     match stream.next().await {
                         Some(Ok(m)) => batch.push(m),
-                        Some(Err(e)) => return Err(e),
+                        Some(Err(e)) => return (batch, Some(e)),
                         None => break,
                     }
                 }
-                Ok(batch)
+                (batch, None)
             })?;
-            let batch = match batch {
-                Ok(b) => b,
-                // file:// lists a missing directory as not found
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(self.err(prefix, e)),
-            };
-            if batch.is_empty() {
-                break;
-            }
+            let done = batch.is_empty() && failed.is_none();
             for m in batch {
                 let parts: Vec<String> = m
                     .location
@@ -402,6 +604,19 @@ impl Backend for ObjectStoreBackend {
                 if under && check_key(&key).is_ok() {
                     f(Listed { key, size: m.size });
                 }
+                last = Some(m.location);
+            }
+            match failed {
+                None if done => break,
+                None => {}
+                // file:// lists a missing directory as not found
+                Some(object_store::Error::NotFound { .. }) => break,
+                Some(e) if self.may_retry(&e, tries, start) => {
+                    std::thread::sleep(RetryBounds::backoff(tries));
+                    tries += 1;
+                    stream = open(last.as_ref());
+                }
+                Some(e) => return Err(self.err(prefix, e)),
             }
         }
         Ok(())
@@ -412,7 +627,48 @@ impl Backend for ObjectStoreBackend {
     fn delete(&self, key: &str) -> BResult<()> {
         let loc = self.location(key)?;
         self.size(key)?;
-        self.block_on(key, self.store.delete(&loc))?
+        self.call(key, |_| self.store.delete(&loc))?
             .map_err(|e| self.err(key, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_are_one_line_without_the_xml_document() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing GET http://h/b/k in 1s  - Server returned non-2xx \
+                     status code: 503 Service Unavailable: <?xml version=\"1.0\"?>\n<Error>\
+                     <Code>SlowDown</Code>\n<Message>Please reduce your request rate.</Message>\
+                     <RequestId>1</RequestId></Error>\n"
+                .into(),
+        };
+        assert_eq!(
+            one_line(&e),
+            "Generic S3 error: Error performing GET http://h/b/k in 1s - Server returned \
+             non-2xx status code: 503 Service Unavailable: SlowDown: Please reduce your \
+             request rate."
+        );
+    }
+
+    #[test]
+    fn retry_bounds_from_the_environment() {
+        let b = RetryBounds::from_env([
+            ("STRATA_STORE_MAX_RETRIES", "3"),
+            ("STRATA_STORE_RETRY_TIMEOUT", "20s"),
+            ("AWS_TIMEOUT", "1s"),
+        ])
+        .unwrap();
+        assert_eq!((b.max_retries, b.retry_timeout.as_secs()), (3, 20));
+        assert_eq!(RetryBounds::from_env([]).unwrap(), RetryBounds::default());
+        let e = RetryBounds::from_env([("STRATA_STORE_MAX_RETRIES", "many")]).unwrap_err();
+        assert!(e.contains("STRATA_STORE_MAX_RETRIES"), "{e}");
+        assert!(RetryBounds::from_env([("STRATA_STORE_RETRY_TIMEOUT", "soon")]).is_err());
+        assert_eq!(RetryBounds::backoff(1), Duration::from_millis(100));
+        assert_eq!(RetryBounds::backoff(3), Duration::from_millis(400));
+        assert_eq!(RetryBounds::backoff(50), Duration::from_secs(5));
     }
 }

@@ -35,7 +35,8 @@ pub struct Reconciled {
 
 impl Index {
     /// Reconcile the index with the pack files and the gc state. A pack
-    /// whose trailer does not verify is reported in the warnings and skipped.
+    /// whose trailer does not verify is reported in the warnings and
+    /// skipped; an object store error while reading one stops it.
     pub fn reconcile(&mut self, repo: &Repo) -> Result<Reconciled> {
         let mut out = Reconciled::default();
         // Rows first, then files: a pack that a concurrent backup indexes
@@ -78,6 +79,10 @@ impl Index {
                 }
                 // deleted (by a gc) between listing and reading
                 Err(e) if e.is_not_found() => {}
+                // the object store failed after its retries: no verdict on
+                // the pack, and skipping it would turn into "blob not in
+                // the index" later (or a needless re-upload)
+                Err(e) if e.is_store_failure() => return Err(e),
                 Err(e) => out.warnings.push(format!("skipping unreadable pack: {e}")),
             }
         }

@@ -6,10 +6,13 @@
 //! [`pack_files`], [`contents`]), one tree comparison ([`compare_trees`],
 //! over [`Manifest`]s, with [`Compare`] options), the shape of a one-line
 //! error, the repository secret read by hand ([`Secret`]), and a real S3
-//! server on 127.0.0.1 ([`Moto`], [`moto_or_skip`]).
+//! server on 127.0.0.1 ([`Moto`], [`moto_or_skip`]) with a fault-injecting
+//! proxy to put in front of it ([`proxy::FaultProxy`]).
 //!
 //! Each test binary uses a subset of these, hence `dead_code`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod proxy;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -1267,6 +1270,63 @@ impl Moto {
         let status = http(self.port, "PUT", &format!("/{name}")).unwrap();
         assert_eq!(status, 200, "creating bucket {name}");
     }
+
+    /// Every object of `bucket` under `prefix` (a LIST straight to moto,
+    /// page by page): key and size, in key order.
+    pub fn list(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut target = format!("/{bucket}?list-type=2&prefix={prefix}");
+            if let Some(t) = &token {
+                target.push_str("&continuation-token=");
+                target.push_str(&url_escape(t));
+            }
+            let (status, body) = proxy::direct(self.port, "GET", &target);
+            let xml = String::from_utf8(body).unwrap();
+            assert_eq!(status, 200, "LIST {target}: {xml}");
+            for c in xml.split("<Contents>").skip(1) {
+                out.push((
+                    xml_field(c, "Key").unwrap(),
+                    xml_field(c, "Size").unwrap().parse().unwrap(),
+                ));
+            }
+            token = xml_field(&xml, "NextContinuationToken");
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Object `key` of `bucket`, straight from moto.
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let (status, body) = proxy::direct(self.port, "GET", &format!("/{bucket}/{key}"));
+        assert_eq!(status, 200, "GET {bucket}/{key}");
+        body
+    }
+}
+
+/// The text of the first `<name>…</name>` in `xml`.
+fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+/// Percent-encode everything but unreserved characters (a query value).
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// One plain HTTP/1.1 request to 127.0.0.1:`port`; the status.
