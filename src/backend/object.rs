@@ -151,16 +151,19 @@ pub(crate) fn one_line(e: &object_store::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Whether `e` comes from the HTTP transport (no connection, a timeout, a
-/// connection reset, a body cut off) rather than from an answer of the
-/// store: those are worth another try of the call.
+/// Whether `e` comes from the HTTP transport (a timeout, a connection
+/// reset, a body cut off) rather than from an answer of the store: those
+/// are worth another try of the call. Not a failure to connect: object_store
+/// retries those itself, so a server that is down or a wrong endpoint is
+/// reported after its retries, not after ours on top.
 fn is_transport(e: &object_store::Error) -> bool {
     #[cfg(feature = "cloud")]
     {
+        use object_store::client::{HttpError, HttpErrorKind};
         let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(s) = src {
-            if s.is::<object_store::client::HttpError>() {
-                return true;
+            if let Some(h) = s.downcast_ref::<HttpError>() {
+                return !matches!(h.kind(), HttpErrorKind::Connect);
             }
             src = s.source();
         }
