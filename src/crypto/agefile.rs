@@ -267,7 +267,7 @@ pub enum PackFile {
         object: String,
     },
     /// A plaintext pack read by ranged reads of its object, each reading
-    /// ahead at least [`READ_AHEAD`] bytes into a small cache, so the trees
+    /// ahead at least `READ_AHEAD` (256 KiB) bytes into a small cache, so the trees
     /// of a walk (neighbours in their pack) cost one request per block.
     Ranged {
         /// The backend.
