@@ -859,3 +859,39 @@ fn schedule_prints_and_writes_nothing() {
     assert!(text.contains("*/5 * * * * "), "{text}");
     assert!(text.contains("0 3 * * * "), "{text}");
 }
+
+// ---------------------------------------------------------------- offsite
+
+#[test]
+fn status_fails_when_the_offsite_copy_lacks_packs() {
+    let f = Fixture::new();
+    let offsite = f.path("offsite");
+    let cfg = config(
+        &f,
+        &format!(
+            "offsite = \"{}\"\n[status]\nmax_offsite_behind = 0\n\
+             [sources.n]\ncommand = \"head -c 300000 /dev/urandom\"\nname = \"n.bin\"\n",
+            offsite.display()
+        ),
+    );
+    let s = run(&f, &cfg, &[], 0);
+    assert_eq!(step(&s, "sync")["status"], "ok", "{s}");
+    let status = |code: i32| {
+        let out = cmd(&f)
+            .args(["status", "--json", "--config"])
+            .arg(&cfg)
+            .assert()
+            .code(code)
+            .get_output()
+            .clone();
+        parse_json(&out.stdout)
+    };
+    let v = status(0);
+    assert_eq!(v["sync"]["behind_packs"], 0, "{v}");
+    // a pack lost at the mirror: one pack behind, more than the 0 allowed
+    let lost = support::pack_files(&offsite).into_iter().next().unwrap();
+    fs::remove_file(&lost).unwrap();
+    let v = status(5);
+    assert_eq!(v["sync"]["behind_packs"], 1, "{v}");
+    assert!(v["problems"].to_string().contains("lacks 1 packs"), "{v}");
+}

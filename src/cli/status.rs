@@ -234,6 +234,7 @@ pub fn run(cli: &super::Cli, a: &StatusArgs) -> Result<i32> {
         sources.push(r.json);
     }
     let check = check_json(&repo, &cfg, now, &mut problems)?;
+    let behind = offsite_behind(&repo, &cfg, &mut problems);
     let healthy = problems.is_empty();
     let v = json!({
         "version": 1,
@@ -253,6 +254,8 @@ pub fn run(cli: &super::Cli, a: &StatusArgs) -> Result<i32> {
             "available": true,
             "offsite": cfg.offsite,
             "last": st.sync.attempt_unix_ns.map(|_| last_json(&st.sync)),
+            "behind_packs": behind.map(|(n, _)| n),
+            "behind_bytes": behind.map(|(_, b)| b),
         },
     });
     if let Some(p) = &a.prometheus {
@@ -587,6 +590,46 @@ fn prometheus(v: &Value) -> String {
         target,
     );
     out
+}
+
+/// How many of the repository's packs (and bytes) the offsite copy lacks,
+/// by one listing of each; `None` without an offsite or when the offsite
+/// cannot be listed (which is a problem). More than `[status]
+/// max_offsite_behind` packs is a problem too.
+fn offsite_behind(repo: &Repo, cfg: &Config, problems: &mut Vec<String>) -> Option<(u64, u64)> {
+    let offsite = cfg.offsite.as_ref()?;
+    let listed = crate::backend::open(offsite)
+        .map_err(crate::Error::from)
+        .and_then(|b| {
+            let mut have = std::collections::HashSet::new();
+            b.list("packs", &mut |l| {
+                have.insert(l.key);
+            })?;
+            Ok(have)
+        });
+    let ours = crate::index::list_packs(repo);
+    let (have, ours) = match (listed, ours) {
+        (Ok(h), Ok(o)) => (h, o),
+        (Err(e), _) | (_, Err(e)) => {
+            problems.push(format!("sync: cannot compare with {offsite}: {e}"));
+            return None;
+        }
+    };
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for (id, size) in ours {
+        if !have.contains(&crate::backend::key::pack(&id.to_hex())) {
+            n += 1;
+            bytes += size;
+        }
+    }
+    if let Some(max) = cfg.max_offsite_behind {
+        if n > max {
+            problems.push(format!(
+                "sync: {offsite} lacks {n} packs ({bytes} bytes; at most {max} allowed)"
+            ));
+        }
+    }
+    Some((n, bytes))
 }
 
 #[cfg(test)]
