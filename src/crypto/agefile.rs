@@ -172,6 +172,7 @@ impl Source {
                     pos: 0,
                     buf: Vec::new(),
                     buf_at: 0,
+                    ahead: READ_AHEAD,
                 }))
             }
         }
@@ -197,7 +198,14 @@ struct RangeReader {
     pos: u64,
     buf: Vec<u8>,
     buf_at: u64,
+    /// Bytes the next ranged read asks for: [`READ_AHEAD`], doubled (up
+    /// to [`READ_AHEAD_MAX`]) while reads follow each other, so a long
+    /// run of blobs costs a few requests, not one per 256 KiB.
+    ahead: u64,
 }
+
+/// Largest read-ahead of a sequential reader.
+const READ_AHEAD_MAX: u64 = 2 << 20;
 
 /// Bytes read ahead per ranged read of a pack on object storage: four age
 /// chunks of an encrypted pack; the trees near a plaintext one.
@@ -214,7 +222,12 @@ impl Read for RangeReader {
         }
         let end = self.buf_at + self.buf.len() as u64;
         if self.pos < self.buf_at || self.pos >= end {
-            let want = (out.len() as u64).max(READ_AHEAD);
+            self.ahead = if self.pos == end && !self.buf.is_empty() {
+                (self.ahead * 2).min(READ_AHEAD_MAX)
+            } else {
+                READ_AHEAD
+            };
+            let want = (out.len() as u64).max(self.ahead);
             let stop = (self.pos + want).min(self.size);
             let b = self
                 .store
