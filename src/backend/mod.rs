@@ -6,8 +6,8 @@
 //! `gs://`, `az://`, `file://`, `memory://`) and the test wrapper
 //! [`FaultBackend`].
 //!
-//! Not yet wired in: `Repo` and the modules below it still call `std::fs`
-//! (issue 11 routes them through here next).
+//! `Repo` reaches every repository file through here (`Repo::store`); only
+//! its local work directory (index, temp files) is plain `std::fs`.
 
 pub mod fault;
 pub mod fsutil;
