@@ -630,29 +630,22 @@ fn sync_step(
             super::sync::local_layout(offsite)?;
             Ok(r)
         });
-    match outcome {
-        Ok(r) if r.errors == 0 => {
-            let msg = format!(
-                "{offsite}: {} files ({} bytes) copied, {} already there",
-                r.copied.objects, r.copied.bytes, r.skipped.objects
-            );
-            st.sync.record(now, Ok(msg.clone()));
-            (STEP, Status::Ok, msg)
-        }
-        Ok(r) => {
-            let msg = format!(
-                "{offsite}: {} errors: {}",
-                r.errors,
-                r.error_messages.first().cloned().unwrap_or_default()
-            );
-            st.sync.record(now, Err(msg.clone()));
-            (STEP, Status::Failed, msg)
-        }
-        Err(e) => {
-            let msg = format!("{offsite}: {e}");
-            st.sync.record(now, Err(msg.clone()));
-            (STEP, Status::Failed, msg)
-        }
+    let result = match outcome {
+        Ok(r) if r.errors == 0 => Ok(format!(
+            "{offsite}: {} files ({} bytes) copied, {} already there",
+            r.copied.objects, r.copied.bytes, r.skipped.objects
+        )),
+        Ok(r) => Err(format!(
+            "{offsite}: {} errors: {}",
+            r.errors,
+            r.error_messages.first().cloned().unwrap_or_default()
+        )),
+        Err(e) => Err(format!("{offsite}: {e}")),
+    };
+    st.sync.record(now, result.clone());
+    match result {
+        Ok(msg) => (STEP, Status::Ok, msg),
+        Err(msg) => (STEP, Status::Failed, msg),
     }
 }
 

@@ -108,17 +108,7 @@ impl Repo {
                 )));
             }
         }
-        let config = Config {
-            version: config::REPO_VERSION,
-            repo_id: fsutil::random_bytes()?,
-            chunker: opts.chunker.clone().unwrap_or_default(),
-            compression_level: opts
-                .compression_level
-                .unwrap_or(config::DEFAULT_COMPRESSION),
-            pack_target_size: opts.pack_target_size.unwrap_or(config::DEFAULT_PACK_SIZE),
-            encryption: u8::from(opts.key.is_some()),
-        };
-        config.check_options().map_err(Error::Invalid)?;
+        let config = new_config(opts)?;
         // INV-1: every directory created is fsynced in its parent.
         for d in SUBDIRS.iter().chain(&["gc"]) {
             fsutil::create_dir_durable(&path.join(d))?;
@@ -135,17 +125,7 @@ impl Repo {
                 "{url}: a repository already exists here"
             )));
         }
-        let config = Config {
-            version: config::REPO_VERSION,
-            repo_id: fsutil::random_bytes()?,
-            chunker: opts.chunker.clone().unwrap_or_default(),
-            compression_level: opts
-                .compression_level
-                .unwrap_or(config::DEFAULT_COMPRESSION),
-            pack_target_size: opts.pack_target_size.unwrap_or(config::DEFAULT_PACK_SIZE),
-            encryption: u8::from(opts.key.is_some()),
-        };
-        config.check_options().map_err(Error::Invalid)?;
+        let config = new_config(opts)?;
         let work = work_dir(url, &config.repo_id)?;
         Index::create(&work.join("index.sqlite"))?;
         Repo::finish_init(store, work, false, config, opts)
@@ -647,6 +627,22 @@ impl Repo {
         };
         PackFile::open(source, format!("pack {id}"), self.crypto.as_ref())
     }
+}
+
+/// The config of a new repository made with `opts` (a fresh random id).
+fn new_config(opts: &InitOptions) -> Result<Config> {
+    let config = Config {
+        version: config::REPO_VERSION,
+        repo_id: fsutil::random_bytes()?,
+        chunker: opts.chunker.clone().unwrap_or_default(),
+        compression_level: opts
+            .compression_level
+            .unwrap_or(config::DEFAULT_COMPRESSION),
+        pack_target_size: opts.pack_target_size.unwrap_or(config::DEFAULT_PACK_SIZE),
+        encryption: u8::from(opts.key.is_some()),
+    };
+    config.check_options().map_err(Error::Invalid)?;
+    Ok(config)
 }
 
 /// The backend URL `path` names, if it is one (`s3://…`, `file://…`,
