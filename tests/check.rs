@@ -191,9 +191,7 @@ fn rebuild_index_after_deleting_it_restores_identically() {
     let b = source(&f, 9);
     let sa = snapshot(&f, &a);
     let sb = snapshot(&f, &b);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = fs::remove_file(f.strata.repo().join(format!("index.sqlite{suffix}")));
-    }
+    support::delete_index(f.strata.repo());
     let out = f
         .strata
         .cmd()
@@ -221,10 +219,9 @@ fn an_index_of_random_bytes_is_rebuilt_on_the_next_command() {
     let f = Fixture::new();
     let src = source(&f, 10);
     snapshot(&f, &src);
-    let idx = f.strata.repo().join("index.sqlite");
-    for suffix in ["-wal", "-shm"] {
-        let _ = fs::remove_file(f.strata.repo().join(format!("index.sqlite{suffix}")));
-    }
+    support::delete_index(f.strata.repo());
+    let idx = support::index_path(f.strata.repo());
+    assert_ne!(idx, f.strata.repo().join("index.sqlite"), "in the cache");
     fs::write(&idx, random_bytes(11, 40_000)).unwrap();
     let o = f
         .strata
@@ -268,4 +265,83 @@ fn an_unreferenced_pack_is_listed_not_an_error() {
             .any(|p| p.as_str() == Some(name.as_str())),
         "{v}"
     );
+}
+
+/// The index is local state (format-spec/index.md "Where the index lives"):
+/// with a cache directory nothing of it is in the repository; a mirror
+/// with the same id gets an index of its own; an index that an earlier
+/// version left in the repository (made here by a command without a
+/// cache) is moved into the cache on the first open with one, and every
+/// command answers as before.
+#[test]
+fn the_index_lives_in_the_cache_and_an_old_one_is_adopted() {
+    let f = Fixture::with_init(&["--no-encryption"]);
+    let src = source(&f, 12);
+    snapshot(&f, &src);
+    let repo = f.strata.repo();
+    let idx = support::index_path(repo);
+    assert!(idx.exists() && idx.starts_with(support::test_cache_dir()));
+    for (rel, _) in contents(repo) {
+        assert!(
+            !rel.to_string_lossy().contains("sqlite"),
+            "{rel:?} in the repository"
+        );
+    }
+    let ls = |cache: bool| {
+        let mut c = if cache {
+            support::strata_command()
+        } else {
+            support::command()
+        };
+        let o = c
+            .arg("--repo")
+            .arg(repo)
+            .args(["ls", "-r", "latest"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let (want, _) = ls(true);
+    // a mirror (same id, other location) has its own index
+    let mirror = f.path("mirror");
+    f.strata.cmd().arg("sync").arg(&mirror).assert().success();
+    let o = support::strata_command()
+        .arg("--repo")
+        .arg(&mirror)
+        .args(["ls", "-r", "latest"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), want);
+    let mirror_idx = support::index_path(&mirror);
+    assert!(mirror_idx.exists() && mirror_idx != idx, "{mirror_idx:?}");
+    assert_eq!(
+        mirror_idx.parent().unwrap().parent(),
+        idx.parent().unwrap().parent()
+    );
+
+    // an earlier version's index in the repository, and none in the cache
+    support::delete_index(repo);
+    let (out, err) = ls(false);
+    assert_eq!(out, want);
+    assert!(err.contains("index.sqlite is missing: rebuilt"), "{err}");
+    assert!(repo.join("index.sqlite").exists());
+    let (out, err) = ls(true);
+    assert_eq!(out, want);
+    assert!(
+        err.starts_with("strata: moved index.sqlite out of the repository into the cache: ")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    for name in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        assert!(!repo.join(name).exists(), "{name} left in the repository");
+    }
+    assert!(support::index_path(repo).exists());
+    // adopted, not rebuilt: the next command is silent
+    let (out, err) = ls(true);
+    assert_eq!((out.as_str(), err.as_str()), (want.as_str(), ""));
+    check(&f.strata, &["--read-data"], 0);
 }

@@ -961,7 +961,8 @@ fn a_substituted_repository_is_refused_by_its_first_user() {
         std::fs::remove_dir_all(victim.join(d)).unwrap();
         std::fs::create_dir_all(victim.join(d)).unwrap();
     }
-    std::fs::remove_file(victim.join("index.sqlite")).unwrap();
+    // (the index is in the cache, keyed by the repository id)
+    assert!(!victim.join("index.sqlite").exists());
     let o = run(&victim, Some(&cache), &["snapshot", src.to_str().unwrap()]);
     let line = one_line_error(&o, "substituted repository");
     assert!(line.contains("not the repository"), "{line}");

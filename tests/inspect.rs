@@ -1094,6 +1094,7 @@ fn inspect_commands_work_after_the_index_is_deleted() {
     assert!(String::from_utf8_lossy(&want[8]).contains(&at(&src, "/data/sub/c.txt")));
 
     for (args, want) in commands.iter().zip(&want) {
+        // (without a cache the index is in the repository: index.md)
         for f in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
             let p = st.repo().join(f);
             if p.exists() {

@@ -666,3 +666,168 @@ fn sync_killed_mid_way_resumes_with_exactly_the_missing_files() {
     rig.check_bucket("mirror");
     mirror_restores(&rig, &mirror, &srcs);
 }
+
+/// The packs (key -> size) under `prefix` in the bucket.
+fn bucket_packs(rig: &Rig, prefix: &str) -> BTreeMap<String, u64> {
+    rig.moto
+        .list(&rig.bucket, &format!("{prefix}/packs"))
+        .into_iter()
+        .map(|(k, size)| {
+            (
+                k.trim_start_matches(&format!("{prefix}/")).to_string(),
+                size,
+            )
+        })
+        .collect()
+}
+
+/// The packs (key -> size) of a local repository.
+fn local_packs(repo: &Path) -> BTreeMap<String, u64> {
+    support::pack_files(repo)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(repo).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::metadata(&p).unwrap().len())
+        })
+        .collect()
+}
+
+/// Deleting under faults (issue 11 "Delete"): `forget` and `gc --grace 0`
+/// straight on `s3://`, and `gc` locally followed by `sync --delete` to an
+/// S3 mirror, each through transient faults on every method (a fifth of
+/// requests): both succeed, the mirror ends with exactly the local packs,
+/// and both check clean and restore what remains. Then a `sync --delete`
+/// whose every DELETE fails for good stops with one-line errors naming
+/// the files, removes no pack before the manifests that needed it, and the
+/// rerun completes.
+#[test]
+fn gc_and_sync_delete_under_faults_remove_exactly_what_gc_removed() {
+    let Some(mut rig) = Rig::new("s3_delete_faults", 16) else {
+        return;
+    };
+    let grace0 = ["gc", "--grace", "0", "--max-unused", "0", "--json"];
+    // straight on S3
+    let direct = rig.url("direct");
+    rig.strata(&direct, "a", &["init", "--pack-size-mib", "1"])
+        .ok("init");
+    let mut ids = Vec::new();
+    for seed in [31, 32] {
+        let src = rig.path(&format!("d{seed}"));
+        make_tree(&src, seed);
+        ids.push(id_of(
+            &rig.strata(&direct, "a", &["snapshot", "--json", src.to_str().unwrap()])
+                .json("snapshot"),
+        ));
+    }
+    let before = bucket_packs(&rig, "direct").len();
+    rig.proxy.set_all(When::Chance(0.2), &Fault::ALL);
+    rig.strata(&direct, "a", &["forget", &ids[0]])
+        .ok("forget under faults");
+    let r = rig.strata(&direct, "a", &grace0).json("gc under faults");
+    rig.proxy.heal();
+    let after = rig.check_bucket("direct");
+    assert!(
+        after < before,
+        "gc removed nothing: {before} -> {after}; {r}"
+    );
+    let v = rig
+        .strata(&direct, "fresh", &["check", "--read-data", "--json"])
+        .json("check after gc");
+    assert_eq!(v["ok"].as_bool(), Some(true), "{v}");
+    let out = rig.path("direct-out");
+    rig.strata(
+        &direct,
+        "fresh",
+        &[
+            "restore",
+            "latest",
+            "--verify",
+            "--target",
+            out.to_str().unwrap(),
+        ],
+    )
+    .ok("restore after gc");
+    assert_same_tree(&rig.path("d32"), &under(&out, &rig.path("d32")));
+
+    // locally, then mirrored with --delete
+    let (local, srcs) = local_repo(&rig, 5);
+    let l = local.to_str().unwrap();
+    let mirror = rig.url("mirror");
+    rig.strata(l, "l", &["sync", &mirror]).ok("first sync");
+    let first: Vec<String> = rig
+        .strata(l, "l", &["snapshots", "--json"])
+        .json("snapshots")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    rig.strata(l, "l", &["forget", &first[0]]).ok("forget");
+    rig.strata(l, "l", &grace0).json("local gc");
+    let want = local_packs(&local);
+    assert!(
+        want.len() < bucket_packs(&rig, "mirror").len(),
+        "gc freed no pack"
+    );
+    rig.proxy.set_all(When::Chance(0.2), &Fault::ALL);
+    let r = rig
+        .strata(l, "l", &["sync", &mirror, "--delete", "--json"])
+        .json("sync --delete under faults");
+    rig.proxy.heal();
+    assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
+    assert_eq!(bucket_packs(&rig, "mirror"), want, "the mirror's packs");
+    rig.check_bucket("mirror");
+    let v = rig
+        .strata(&mirror, "m", &["check", "--read-data", "--json"])
+        .json("check of the mirror");
+    assert_eq!(v["ok"].as_bool(), Some(true), "{v}");
+    mirror_restores(&rig, &mirror, &srcs[1..]);
+
+    // every DELETE fails for good: the manifests go first, so the failure
+    // leaves no snapshot without its packs
+    let src3 = rig.path("src23");
+    make_tree_of(&src3, 23, 3);
+    rig.strata(l, "l", &["snapshot", src3.to_str().unwrap()])
+        .ok("snapshot");
+    let last: Vec<String> = rig
+        .strata(l, "l", &["snapshots", "--json"])
+        .json("snapshots")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    rig.strata(l, "l", &["sync", &mirror])
+        .ok("sync of the new snapshot");
+    rig.strata(l, "l", &["forget", &last[0]]).ok("forget");
+    rig.strata(l, "l", &grace0).json("local gc");
+    rig.extra_env = PERSISTENT_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    rig.proxy
+        .set(Method::Delete, When::From(1), &[Fault::InternalError]);
+    rig.proxy
+        .set(Method::Other, When::From(1), &[Fault::InternalError]);
+    let o = rig.strata(l, "l", &["sync", &mirror, "--delete"]);
+    rig.proxy.heal();
+    o.within("sync --delete under persistent DELETE faults", "");
+    let stderr = String::from_utf8_lossy(&o.out.stderr).into_owned();
+    assert_eq!(o.out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for line in stderr.lines() {
+        assert!(line.starts_with("strata: "), "{line:?}");
+    }
+    // no pack went before its manifest: the mirror still restores each
+    // snapshot it lists
+    let v = rig
+        .strata(&mirror, "m2", &["check", "--json"])
+        .json("check of the mirror after failed deletes");
+    assert_eq!(v["ok"].as_bool(), Some(true), "{v}");
+    let r = rig
+        .strata(l, "l", &["sync", &mirror, "--delete", "--json"])
+        .json("rerun of sync --delete");
+    assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
+    assert_eq!(bucket_packs(&rig, "mirror"), local_packs(&local));
+    mirror_restores(&rig, &mirror, &[src3]);
+}

@@ -11,7 +11,7 @@ mod key;
 mod locks;
 mod mount;
 mod output;
-mod progress;
+pub(crate) mod progress;
 mod restore;
 mod run;
 mod schedule;

@@ -55,6 +55,40 @@ pub fn start(label: &'static str, bytes: Arc<dyn Fn() -> (u64, u64, u64) + Send 
     }
 }
 
+/// Show `done`/`total` items of a known count (`unit`: "packs") with a
+/// rate and ETA until the ticker is dropped.
+pub fn start_items(
+    label: &'static str,
+    unit: &'static str,
+    total: u64,
+    done: Arc<AtomicU64>,
+) -> Ticker {
+    let stop = Arc::new(AtomicBool::new(false));
+    if !std::io::stderr().is_terminal() {
+        return Ticker { stop, handle: None };
+    }
+    let s = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template(&format!(
+                "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_message(label);
+        while !s.load(Relaxed) {
+            pb.set_position(done.load(Relaxed));
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+        pb.finish_and_clear();
+    });
+    Ticker {
+        stop,
+        handle: Some(handle),
+    }
+}
+
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);

@@ -33,16 +33,13 @@ pub struct Rebuilt {
 /// rebuilt it meanwhile) returns `None`.
 pub fn rebuild(repo: &Repo, only_if_damaged: bool) -> Result<Option<Rebuilt>> {
     let started = std::time::Instant::now();
-    let root = repo.root();
-    let _guard = lock_dir(root)?;
-    let path = root.join("index.sqlite");
+    let dir = repo.index_dir();
+    let _guard = lock_dir(dir)?;
+    let path = repo.index_path();
     if only_if_damaged && matches!(Index::open_checked(&path), Ok(Ok(_))) {
         return Ok(None);
     }
-    let r: [u8; 12] = fsutil::random_bytes()?;
-    let tmp = repo
-        .tmp_dir()
-        .join(format!("index-{}.sqlite", crate::id::to_hex(&r)));
+    let tmp = temp_name(dir)?;
     let built = build(repo, &tmp);
     let mut out = match built {
         Ok(b) => b,
@@ -73,9 +70,70 @@ pub fn rebuild(repo: &Repo, only_if_damaged: bool) -> Result<Option<Rebuilt>> {
         remove_db(&tmp);
         return Err(e).at(&path);
     }
-    fsutil::sync_dir(root)?;
+    fsutil::sync_dir(dir)?;
     out.seconds = started.elapsed().as_secs_f64();
     Ok(Some(out))
+}
+
+/// A new temp name for an index in `dir` (the index's own directory, so
+/// that the rename stays on one file system); temp files of killed
+/// rebuilds older than a day are removed first.
+fn temp_name(dir: &Path) -> Result<PathBuf> {
+    if let Ok(rd) = fs::read_dir(dir) {
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+        for e in rd.flatten() {
+            let stale = e.file_name().to_string_lossy().starts_with("index-tmp-")
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t <= day_ago);
+            if stale {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let r: [u8; 12] = fsutil::random_bytes()?;
+    Ok(dir.join(format!("index-tmp-{}.sqlite", crate::id::to_hex(&r))))
+}
+
+/// Move the index that an earlier version kept in a local repository's
+/// directory (`old`) to its place in the cache (`new`), if `new` does not
+/// exist yet (index.md "Where the index lives"): a healthy one is copied
+/// with `VACUUM INTO` under a temp name, fsynced and renamed; then the
+/// old files are removed, so that the repository no longer shows stored
+/// lengths (threat-model.md). A damaged one is only removed (the next
+/// step rebuilds). Serialised with rebuilds by the directory's `flock`.
+pub fn adopt_legacy(old: &Path, new: &Path) -> Result<()> {
+    if new.exists() || !old.exists() {
+        return Ok(());
+    }
+    let dir = new
+        .parent()
+        .ok_or_else(|| Error::Invalid(format!("{}: no parent directory", new.display())))?;
+    let _guard = lock_dir(dir)?;
+    if new.exists() {
+        return Ok(());
+    }
+    if let Ok(Ok(idx)) = Index::open_checked(old) {
+        let tmp = temp_name(dir)?;
+        let copied = idx
+            .conn()
+            .execute("VACUUM INTO ?1", [tmp.to_string_lossy().as_ref()])
+            .map_err(Error::from)
+            .and_then(|_| fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp))
+            .and_then(|()| fs::rename(&tmp, new).at(new))
+            .and_then(|()| fsutil::sync_dir(dir));
+        drop(idx);
+        if let Err(e) = copied {
+            remove_db(&tmp);
+            return Err(e);
+        }
+        eprintln!(
+            "strata: moved index.sqlite out of the repository into the cache: {}",
+            new.display()
+        );
+    }
+    remove_db(old);
+    Ok(())
 }
 
 /// Fill a new index at `tmp` from the packs and make it durable.

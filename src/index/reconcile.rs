@@ -7,13 +7,23 @@
 
 use super::Index;
 use crate::blob::BlobKind;
+use crate::error::Error;
 use crate::error::Result;
 use crate::id::PackId;
 use crate::pack::reader;
 use crate::pack::writer::SealedPack;
 use crate::repo::Repo;
 use crate::repo::gcstate;
+use crate::restore::REMOTE_READS;
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Packs whose trailers are read at once (then indexed in order).
+const BATCH: usize = 256;
+/// From this many new packs on, indexing shows a progress bar.
+const PROGRESS_FROM: usize = 64;
 
 /// What [`Index::reconcile`] did.
 #[derive(Debug, Default)]
@@ -66,26 +76,13 @@ impl Index {
             self.set_missing(&sorted_missing)?;
         }
         out.missing = sorted_missing;
-        let mut new: Vec<(&PackId, &u64)> = on_disk
+        let mut new: Vec<(PackId, u64)> = on_disk
             .iter()
             .filter(|(id, _)| !known.contains(id))
+            .map(|(id, size)| (*id, *size))
             .collect();
         new.sort();
-        for (id, size) in new {
-            match read_pack(repo, id, *size) {
-                Ok(sealed) => {
-                    self.add_pack(&sealed)?;
-                    out.added += 1;
-                }
-                // deleted (by a gc) between listing and reading
-                Err(e) if e.is_not_found() => {}
-                // the object store failed after its retries: no verdict on
-                // the pack, and skipping it would turn into "blob not in
-                // the index" later (or a needless re-upload)
-                Err(e) if e.is_store_failure() => return Err(e),
-                Err(e) => out.warnings.push(format!("skipping unreadable pack: {e}")),
-            }
-        }
+        out.added = self.index_new(repo, &new, &mut out.warnings)?;
         out.warnings.extend(
             state
                 .unreadable
@@ -96,6 +93,69 @@ impl Index {
         out.state = state;
         out.listed = on_disk;
         Ok(out)
+    }
+
+    /// Index the packs `new` from their trailers (index.md "Rebuild from
+    /// packs"), read in parallel in batches: on every core for a local
+    /// repository, [`REMOTE_READS`] in flight on object storage; rows go
+    /// in pack order, one transaction per pack. A progress bar shows on a
+    /// terminal when there are many. Returns how many were indexed.
+    fn index_new(
+        &mut self,
+        repo: &Repo,
+        new: &[(PackId, u64)],
+        warnings: &mut Vec<String>,
+    ) -> Result<usize> {
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let _bar = (new.len() >= PROGRESS_FROM).then(|| {
+            crate::cli::progress::start_items("indexing", "packs", new.len() as u64, done.clone())
+        });
+        let pool = if repo.is_local() {
+            None
+        } else {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(REMOTE_READS)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?,
+            )
+        };
+        let read_batch = |batch: &[(PackId, u64)]| -> Vec<Result<SealedPack>> {
+            batch
+                .par_iter()
+                .map(|(id, size)| {
+                    let r = read_pack(repo, id, *size);
+                    done.fetch_add(1, Relaxed);
+                    r
+                })
+                .collect()
+        };
+        let mut added = 0;
+        for batch in new.chunks(BATCH) {
+            let read = match &pool {
+                Some(p) => p.install(|| read_batch(batch)),
+                None => read_batch(batch),
+            };
+            for r in read {
+                match r {
+                    Ok(sealed) => {
+                        self.add_pack(&sealed)?;
+                        added += 1;
+                    }
+                    // deleted (by a gc) between listing and reading
+                    Err(e) if e.is_not_found() => {}
+                    // the object store failed after its retries: no verdict
+                    // on the pack, and skipping it would turn into "blob not
+                    // in the index" later (or a needless re-upload)
+                    Err(e) if e.is_store_failure() => return Err(e),
+                    Err(e) => warnings.push(format!("skipping unreadable pack: {e}")),
+                }
+            }
+        }
+        Ok(added)
     }
 
     /// Set `packs.condemned` from the gc state, writing only if it differs.

@@ -25,6 +25,7 @@ use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
 use config::{ChunkerParams, Config};
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,6 +50,10 @@ pub struct Repo {
     /// The work directory: the repository directory (local), or this
     /// repository's directory in the user's cache (object storage).
     root: PathBuf,
+    /// The directory holding `index.sqlite` (index.md "Where the index
+    /// lives"): this repository's directory in the user's cache, or with
+    /// no cache a local repository's own directory.
+    index_dir: PathBuf,
     /// Where the repository's files are.
     store: Arc<dyn Backend>,
     /// A local directory (`store` is a [`LocalBackend`] of `root`).
@@ -113,9 +118,10 @@ impl Repo {
         for d in SUBDIRS.iter().chain(&["gc"]) {
             fsutil::create_dir_durable(&path.join(d))?;
         }
-        Index::create(&path.join("index.sqlite"))?;
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        Repo::finish_init(store, path.to_path_buf(), true, config, opts)
+        let index_dir = index_dir(Some(path), &path.to_string_lossy(), &config.repo_id)?;
+        Index::create(&index_dir.join(INDEX_FILE))?;
+        Repo::finish_init(store, path.to_path_buf(), index_dir, true, config, opts)
     }
 
     /// [`Repo::init`] on object storage at `url`, which must hold no config.
@@ -127,14 +133,16 @@ impl Repo {
         }
         let config = new_config(opts)?;
         let work = work_dir(url, &config.repo_id)?;
-        Index::create(&work.join("index.sqlite"))?;
-        Repo::finish_init(store, work, false, config, opts)
+        let index_dir = index_dir(None, url, &config.repo_id)?;
+        Index::create(&index_dir.join(INDEX_FILE))?;
+        Repo::finish_init(store, work, index_dir, false, config, opts)
     }
 
     /// Keys, then the config (last: its presence makes a repository).
     fn finish_init(
         store: Arc<dyn Backend>,
         work: PathBuf,
+        index_dir: PathBuf,
         local: bool,
         config: Config,
         opts: &InitOptions,
@@ -147,7 +155,7 @@ impl Repo {
             (Some(k), Some(c)) => Some(keys::add(&*store, c, &config.repo_id, k, &opts.key_label)?),
             _ => None,
         };
-        let repo = Repo::assemble(work, store, local, config, crypto, key_id)?;
+        let repo = Repo::assemble(work, index_dir, store, local, config, crypto, key_id)?;
         // The config is written last: its presence makes the directory a
         // repository. Create-only: a concurrent `init` that got there first
         // keeps its repository.
@@ -170,6 +178,7 @@ impl Repo {
 
     fn assemble(
         path: PathBuf,
+        index_dir: PathBuf,
         store: Arc<dyn Backend>,
         local: bool,
         config: Config,
@@ -184,6 +193,7 @@ impl Repo {
         let chunker = Chunker::new(&params).map_err(|e| Error::corrupt("config", e))?;
         Ok(Repo {
             root: path,
+            index_dir,
             store,
             local,
             config,
@@ -262,16 +272,17 @@ impl Repo {
         let name = store.name().to_string();
         // The work directory of a repository on object storage needs its id,
         // which an encrypted config only gives after unlocking.
-        let work = |id: &[u8; 32]| -> Result<PathBuf> {
-            match local {
-                Some(p) => Ok(p.to_path_buf()),
-                None => work_dir(&name, id),
-            }
+        let work = |id: &[u8; 32]| -> Result<(PathBuf, PathBuf)> {
+            let w = match local {
+                Some(p) => p.to_path_buf(),
+                None => work_dir(&name, id)?,
+            };
+            Ok((w, index_dir(local, &name, id)?))
         };
         if !agefile::is_age(bytes) {
             let config = Config::from_bytes(bytes, "config", None)?;
-            let w = work(&config.repo_id)?;
-            return Repo::assemble(w, store, local.is_some(), config, None, None);
+            let (w, i) = work(&config.repo_id)?;
+            return Repo::assemble(w, i, store, local.is_some(), config, None, None);
         }
         let cred = creds()?;
         let repo = keys::unlock(&*store.clone(), &cred, &mut |cand| {
@@ -285,9 +296,10 @@ impl Repo {
                     "the key belongs to another repository",
                 ));
             }
-            let w = work(&config.repo_id)?;
+            let (w, i) = work(&config.repo_id)?;
             Repo::assemble(
                 w,
+                i,
                 store.clone(),
                 local.is_some(),
                 config,
@@ -422,12 +434,26 @@ impl Repo {
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
         self.root.join(id.rel_path())
     }
+    /// The directory holding the index (index.md "Where the index lives").
+    pub fn index_dir(&self) -> &Path {
+        &self.index_dir
+    }
+
+    /// The index file.
+    pub fn index_path(&self) -> PathBuf {
+        self.index_dir.join(INDEX_FILE)
+    }
+
     /// Open a connection to the index. An index that is missing, damaged
     /// or of another schema version is never served: it is rebuilt from
     /// the pack trailers first (format-spec/index.md), with a message on
-    /// stderr.
+    /// stderr. A local repository's index left in its directory by an
+    /// earlier version is moved into the cache first.
     pub fn index(&self) -> Result<Index> {
-        let path = self.root.join("index.sqlite");
+        let path = self.index_path();
+        if self.local && self.index_dir != self.root {
+            crate::index::rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path)?;
+        }
         let why = match Index::open_checked(&path)? {
             Ok(i) => return Ok(i),
             Err(why) => why,
@@ -673,6 +699,64 @@ fn work_dir(url: &str, id: &[u8; 32]) -> Result<PathBuf> {
         .create(&tmp)
         .at(&tmp)?;
     Ok(dir)
+}
+
+/// The index's file name in its directory.
+pub const INDEX_FILE: &str = "index.sqlite";
+
+/// The directory of the index of the repository `id` at `local` (a
+/// directory) or `url` (index.md "Where the index lives"):
+/// `<cache>/<id hex>/index/<location key>/`, keyed by the location too, as
+/// a mirror (`sync`) has the same id and other packs. With no cache
+/// directory a local repository keeps its index in its own directory (the
+/// place of earlier versions), and so it does, with a warning, when the
+/// cache directory cannot be made.
+fn index_dir(local: Option<&Path>, url: &str, id: &[u8; 32]) -> Result<PathBuf> {
+    let location = match local {
+        Some(p) => fs::canonicalize(p).at(p)?.to_string_lossy().into_owned(),
+        None => url.to_string(),
+    };
+    let Some(base) = crate::cache::base_dir() else {
+        return match local {
+            Some(p) => Ok(p.to_path_buf()),
+            None => Err(Error::Invalid(format!(
+                "{url}: a repository on object storage needs a cache directory \
+                 (set STRATA_CACHE_DIR or HOME)"
+            ))),
+        };
+    };
+    let dir = base
+        .join(crate::id::to_hex(id))
+        .join("index")
+        .join(location_key(&location));
+    let made = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .at(&dir)
+        .and_then(|()| {
+            // which repository this index belongs to, for a human in the
+            // cache directory (and the tests)
+            let loc = dir.join("location");
+            if !loc.exists() && !crate::cache::write_private(&loc, location.as_bytes()) {
+                return Err(Error::Invalid(format!("{}: cannot write", loc.display())));
+            }
+            Ok(())
+        });
+    match (made, local) {
+        (Ok(()), _) => Ok(dir),
+        (Err(e), Some(p)) => {
+            eprintln!("strata: warning: {e}: keeping the index in the repository");
+            Ok(p.to_path_buf())
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// 16 hex digits naming a repository location (a canonical directory or a
+/// URL) in the cache: BLAKE3 of its bytes.
+pub fn location_key(location: &str) -> String {
+    blake3::hash(location.as_bytes()).to_hex()[..16].to_string()
 }
 
 /// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).

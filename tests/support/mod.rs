@@ -60,6 +60,55 @@ pub fn test_cache_dir() -> PathBuf {
     std::env::temp_dir().join(format!("strata-test-cache-{}", std::process::id()))
 }
 
+/// The index file of `repo` (format-spec/index.md "Where the index
+/// lives"): in this process's test cache ([`test_cache_dir`]) when a
+/// command with the cache made one there (found by its `location` file),
+/// else `<repo>/index.sqlite` (commands without a cache, [`command`]).
+pub fn index_path(repo: &Path) -> PathBuf {
+    let want = fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
+    let ids = fs::read_dir(test_cache_dir())
+        .into_iter()
+        .flatten()
+        .flatten();
+    for id in ids {
+        let locs = fs::read_dir(id.path().join("index"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for loc in locs {
+            if fs::read(loc.path().join("location")).ok().as_deref()
+                == Some(want.as_os_str().as_bytes())
+            {
+                return loc.path().join("index.sqlite");
+            }
+        }
+    }
+    repo.join("index.sqlite")
+}
+
+/// [`index_path`] with its `-wal` and `-shm` files.
+pub fn index_files(repo: &Path) -> [PathBuf; 3] {
+    let p = index_path(repo);
+    let with = |s: &str| {
+        let mut o = p.clone().into_os_string();
+        o.push(s);
+        PathBuf::from(o)
+    };
+    [with("-wal"), with("-shm"), p]
+}
+
+/// Delete the index of `repo` and its WAL files, which must exist.
+pub fn delete_index(repo: &Path) {
+    let [wal, shm, db] = index_files(repo);
+    assert!(db.exists(), "{} does not exist", db.display());
+    for p in [wal, shm, db] {
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{}: {e}", p.display()),
+            _ => {}
+        }
+    }
+}
+
 /// [`command`] with this process's cache directory ([`test_cache_dir`]).
 pub fn strata_command() -> std::process::Command {
     let mut c = command();
