@@ -4,7 +4,10 @@
 //! copies of one repository. After every kill the repository lists the same
 //! snapshots, every one restores byte-identical to what it captured, every
 //! file under `packs/` is a complete pack, and a rerun of gc completes and
-//! leaves the repository as small as an uninterrupted gc does.
+//! leaves the repository as small as an uninterrupted gc does. After every
+//! kill `check --read-data` also exits 0 (VERIFY of the fault battery,
+//! issue 10; tests/battery_kill.rs kills snapshot, gc and rebuild-index on
+//! a smaller repository).
 //!
 //! Half the runs delete at once (`STRATA_GC_GRACE=0`); the other half first
 //! let an uninterrupted gc condemn packs, wait out a 1 s grace period, then
@@ -250,6 +253,14 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
         assert_eq!(listed.as_array().unwrap().len(), kept.len(), "{when}");
         check_packs(&work, &when);
         restores(&work, root, &kept, &when);
+        // VERIFY (issue 10): check --read-data finds nothing wrong either
+        let o = run(&work, &[], &["check", "--read-data"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{when}: check --read-data: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         // The rerun finishes the job.
         ok(&work, &env, &args);
         if two_phase {

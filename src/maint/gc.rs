@@ -235,12 +235,15 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
         bytes: bytes(&mut delete.iter()),
     };
     report.pending_free = bytes(&mut condemned.keys());
-    // 8. Drop (GC-3), then 9. delete (GC-4).
+    // 8. The files this run read are superseded by the new state (GC-5):
+    // removed before any pack is dropped or deleted, so that a run stopped
+    // in 9–10 leaves no forgotten root whose data it deleted (`check`, and
+    // a gc with a longer grace period, would find that data missing).
     lock.check()?;
+    gcstate::remove_files(repo, &rec.state.files)?;
+    // 9. Drop (GC-3), then 10. delete (GC-4).
     index.remove_packs(&delete)?;
     repo.remove_packs(&delete)?;
-    // 10. The files this run read are superseded (GC-5).
-    gcstate::remove_files(repo, &rec.state.files)?;
     index.set_condemned(&condemned)?;
     Ok(finish(report, started))
 }

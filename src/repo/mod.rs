@@ -261,6 +261,22 @@ impl Repo {
         Repo::open_in(store, Some(path), &bytes, creds)
     }
 
+    /// Open the repository held by `store`, any [`Backend`] (the fault
+    /// battery wraps a directory in a [`crate::backend::FaultBackend`]),
+    /// with `work` as its work directory (index, temp files). Every
+    /// repository file, packs included, is then read through `store`, as
+    /// on object storage.
+    pub fn open_backend(
+        store: Arc<dyn Backend>,
+        work: &Path,
+        creds: CredentialSource,
+    ) -> Result<Repo> {
+        let bytes = store.get("config")?;
+        let mut repo = Repo::open_in(store, Some(work), &bytes, creds)?;
+        repo.local = false;
+        Ok(repo)
+    }
+
     /// Open the repository in `store` whose config file holds `bytes`;
     /// `local` is its directory if it is one.
     fn open_in(

@@ -1049,6 +1049,213 @@ fn compare_entry(k: &str, ea: &Entry, eb: &Entry, opts: &Compare, diffs: &mut Ve
     }
 }
 
+// ---------------------------------------------------------------- the fault battery
+
+/// How many iterations a fault-battery test runs (issue 10): its CI
+/// default `ci`, or `STRATA_BATTERY_ITERATIONS` when set (each test's
+/// header says what one iteration is).
+pub fn battery_iterations(ci: usize) -> usize {
+    std::env::var("STRATA_BATTERY_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ci)
+}
+
+/// The seed of a fault-battery test: `STRATA_BATTERY_SEED` when set,
+/// else `default`; printed so that a failure can be replayed.
+pub fn battery_seed(test: &str, default: u64) -> u64 {
+    let seed = std::env::var("STRATA_BATTERY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    println!("{test}: seed {seed} (replay with STRATA_BATTERY_SEED={seed})");
+    seed
+}
+
+/// Run the test `test` again in a child process with `STRATA_CACHE_DIR`
+/// empty, for tests that call the library in-process: nothing is then
+/// written to the user's cache (a test cannot set its own environment:
+/// `unsafe` is forbidden). Returns true in the child, which runs the
+/// test's body; in the parent, waits for the child, requires success and
+/// returns false.
+pub fn in_child_without_cache(test: &str) -> bool {
+    if std::env::var_os("STRATA_TEST_CHILD").is_some() {
+        return true;
+    }
+    let st = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+        .env("STRATA_TEST_CHILD", "1")
+        .env("STRATA_CACHE_DIR", "")
+        .status()
+        .unwrap();
+    assert!(st.success(), "{test} failed in its child process ({st})");
+    false
+}
+
+/// The index of a repository used through [`command`]/[`strata`] (no
+/// cache directory): `REPO/index.sqlite`. Tests that damage the index
+/// find it here only.
+pub fn index_path(repo: &Path) -> PathBuf {
+    repo.join("index.sqlite")
+}
+
+/// A snapshot and what its source held when it was taken: the source's
+/// absolute path and its [`manifest`] (every file hashed).
+#[derive(Clone, Debug)]
+pub struct Taken {
+    /// Snapshot id (hex).
+    pub id: String,
+    /// The source directory, absolute (restored at [`under`] it).
+    pub source: PathBuf,
+    /// What the source held.
+    pub manifest: Manifest,
+}
+
+/// `strata snapshot SRC` ([`command`]: no cache), which must exit 0; the
+/// snapshot and the source's state. The source must not change meanwhile.
+pub fn take(repo: &Path, src: &Path) -> Taken {
+    let out = strata_ok(repo, &["snapshot", "--json", src.to_str().unwrap()]);
+    let v = parse_json(out.as_bytes());
+    Taken {
+        id: v["id"].as_str().unwrap().to_string(),
+        source: src.to_path_buf(),
+        manifest: manifest(src),
+    }
+}
+
+/// VERIFY of the fault battery (issue 10): `strata check --read-data`
+/// exits 0, and every snapshot of `taken` restores (into a fresh
+/// directory below `scratch`, removed afterwards) to exactly the names,
+/// kinds and bytes its source held. Through [`command`] (no cache
+/// directory). `what` names the situation in failures.
+#[track_caller]
+pub fn verify(repo: &Path, taken: &[Taken], scratch: &Path, what: &str) {
+    let o = strata(repo, &["check", "--read-data", "--json"]);
+    assert!(
+        o.status.code() == Some(0),
+        "{what}: check --read-data exited {:?}:\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for t in taken {
+        let target = scratch.join(format!("verify-{}", &t.id[..12]));
+        let _ = fs::remove_dir_all(&target);
+        restore_matches(repo, t, &target, what);
+        make_writable(&target);
+        fs::remove_dir_all(&target).unwrap();
+    }
+}
+
+/// `strata restore` ([`command`]) of the snapshot `t` into `target`, which
+/// must succeed and give exactly the names, kinds and bytes its source held.
+#[track_caller]
+pub fn restore_matches(repo: &Path, t: &Taken, target: &Path, what: &str) {
+    let o = strata(
+        repo,
+        &["restore", &t.id, "--target", target.to_str().unwrap()],
+    );
+    assert!(
+        o.status.success(),
+        "{what}: restore of snapshot {} failed: {}",
+        &t.id[..12],
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_matches_manifest(
+        &t.manifest,
+        &under(target, &t.source),
+        &Compare::contents_only(),
+        &format!("{what}: snapshot {}", &t.id[..12]),
+    );
+}
+
+/// After a restore of `t` into `target` that failed: every regular file
+/// it left is one of the snapshot's files with exactly its bytes (a
+/// failed restore may leave files out, never wrong ones).
+#[track_caller]
+pub fn assert_no_wrong_bytes(t: &Taken, target: &Path, what: &str) {
+    let dir = under(target, &t.source);
+    if !dir.exists() {
+        return;
+    }
+    for (p, e) in manifest(&dir) {
+        if let Node::File(..) = e.node {
+            assert_eq!(
+                Some(&e.node),
+                t.manifest.get(&p).map(|w| &w.node),
+                "{what}: a failed restore left {p} with wrong bytes"
+            );
+        }
+    }
+}
+
+/// Options of `strata init` for a small repository whose commands write
+/// several packs even for a few MiB: 1 MiB packs, 16/64/256 KiB chunks.
+pub const SMALL_PACKS: [&str; 8] = [
+    "--pack-size-mib",
+    "1",
+    "--chunk-min",
+    "16384",
+    "--chunk-avg",
+    "65536",
+    "--chunk-max",
+    "262144",
+];
+
+/// `strata init` ([`command`]) of a repository with [`SMALL_PACKS`] and `extra`.
+pub fn init_small(repo: &Path, extra: &[&str]) {
+    let mut args = vec!["init"];
+    args.extend(SMALL_PACKS);
+    args.extend(extra);
+    strata_ok(repo, &args);
+}
+
+/// A temporary directory on tmpfs (`/dev/shm`) when there is one, else in
+/// the system temp dir: for tests that write and delete many files.
+pub fn scratch_tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap()
+}
+
+/// Copy the tree at `from` to `to` (which must not exist): directories,
+/// regular files (bytes only) and symlinks; the copy of a repository a
+/// test then damages or runs a failing command on.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let md = fs::symlink_metadata(from).unwrap();
+    if md.is_dir() {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else if md.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(from).unwrap(), to).unwrap();
+    } else if md.is_file() {
+        fs::copy(from, to).unwrap();
+    }
+}
+
+/// Every pack under a final name in an unencrypted repository is complete:
+/// its name is the BLAKE3 of its bytes and its trailer verifies. Returns
+/// how many there are.
+#[track_caller]
+pub fn assert_packs_complete(repo: &Path, what: &str) -> usize {
+    let packs = pack_files(repo);
+    for p in &packs {
+        let bytes = fs::read(p).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().as_str(),
+            name,
+            "{what}: pack {name} is not complete"
+        );
+        strata::pack::format::parse_pack(&bytes, &name)
+            .unwrap_or_else(|e| panic!("{what}: pack {name}: {e}"));
+    }
+    packs.len()
+}
+
 // ---------------------------------------------------------------- the secret
 
 /// The secret of an encrypted test repository, read the way
