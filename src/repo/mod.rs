@@ -263,7 +263,8 @@ impl Repo {
 
     /// Open the repository held by `store`, any [`Backend`] (the fault
     /// battery wraps a directory in a [`crate::backend::FaultBackend`]),
-    /// with `work` as its work directory (index, temp files). Every
+    /// with `work` as its work directory (temp files, and the index when
+    /// there is no cache directory: index.md). Every
     /// repository file, packs included, is then read through `store`, as
     /// on object storage.
     pub fn open_backend(

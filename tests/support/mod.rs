@@ -1092,13 +1092,6 @@ pub fn in_child_without_cache(test: &str) -> bool {
     false
 }
 
-/// The index of a repository used through [`command`]/[`strata`] (no
-/// cache directory): `REPO/index.sqlite`. Tests that damage the index
-/// find it here only.
-pub fn index_path(repo: &Path) -> PathBuf {
-    repo.join("index.sqlite")
-}
-
 /// A snapshot and what its source held when it was taken: the source's
 /// absolute path and its [`manifest`] (every file hashed).
 #[derive(Clone, Debug)]
