@@ -304,3 +304,92 @@ fn a_vanished_snapshot_warns_and_a_forget_from_here_does_not() {
         "{v}"
     );
 }
+
+/// `strata cat --raw KIND ID` as JSON.
+fn raw(s: &Strata, kind: &str, id: &str) -> Value {
+    let out = s
+        .cmd()
+        .args(["cat", "--raw", kind, id])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    parse_json(&out)
+}
+
+#[test]
+fn a_damaged_directory_listing_is_kept_empty_and_the_rest_restores() {
+    let f = Fixture::with_init(&["--no-encryption"]);
+    let src = source(&f, 4);
+    let snap = f.strata.snapshot(&[&src])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The tree of `src/d`: from the root, one name at a time.
+    let mut tree = f.strata.snapshots()[0]["tree"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for name in src.join("d").strip_prefix("/").unwrap().components() {
+        let name = name.as_os_str().to_str().unwrap();
+        let t = raw(&f.strata, "tree", &tree);
+        let e = t["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not in {t}"));
+        tree = e["subtree"].as_str().unwrap().to_string();
+    }
+    // Flip a byte in the middle of its stored bytes.
+    let (pack, at) = pack_files(f.strata.repo())
+        .into_iter()
+        .find_map(|p| {
+            let v = raw(&f.strata, "pack", p.file_name().unwrap().to_str().unwrap());
+            let b = v["blobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["id"].as_str() == Some(tree.as_str()))?
+                .clone();
+            Some((p, num(&b, "offset") + num(&b, "stored_len") / 2))
+        })
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[at as usize] ^= 0x10;
+    fs::write(&pack, bytes).unwrap();
+    run(&f.strata, &["check", "--read-data"], 1);
+
+    let (v, _) = run(&f.strata, &["repair", "snapshots"], 0);
+    let r = &v["snapshots"][0];
+    let d = src.join("d").to_string_lossy().into_owned();
+    let paths: Vec<&str> = r["lost"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 1, "{v}");
+    assert!(paths[0].starts_with(&format!("{d}: listing lost")), "{v}");
+    let new = r["new"].as_str().unwrap();
+    assert_ne!(new, snap);
+    let target = f.path("restored");
+    f.strata.restore(new, &target, &[] as &[&str]);
+    let got = under(&target, &src);
+    for name in ["big", "other"] {
+        assert_eq!(
+            fs::read(got.join(name)).unwrap(),
+            fs::read(src.join(name)).unwrap()
+        );
+    }
+    assert_eq!(
+        fs::read_dir(got.join("d")).unwrap().count(),
+        0,
+        "kept empty"
+    );
+    // The tree pack: its intact trees are salvaged, then it goes.
+    run(&f.strata, &["repair", "packs"], 0);
+    assert!(!pack.exists());
+    run(&f.strata, &["check", "--read-data"], 0);
+}

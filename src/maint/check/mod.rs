@@ -358,6 +358,21 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
     });
     index.conn().execute_batch("DETACH DATABASE m")?;
     reach?;
+    // A recorded tree that does not read (pinpoint) counts as recorded.
+    let recorded_missing: Vec<BlobId> = found
+        .missing
+        .iter()
+        .filter(|b| recorded_in.contains_key(b))
+        .copied()
+        .collect();
+    for b in recorded_missing {
+        found.missing.remove(&b);
+        found
+            .recorded
+            .entry(None)
+            .or_default()
+            .push((b, "recorded damaged; its pack is gone".into()));
+    }
     drop(marked);
     let mut unreferenced: Vec<PackId> = packs
         .values()
