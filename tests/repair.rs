@@ -5,7 +5,8 @@
 //! `repair packs` salvages the pack's intact blobs (still readable once it
 //! is gone); a new backup of the unchanged source heals the damage, even
 //! across an index rebuild, after which `check --read-data` is clean and
-//! both snapshots restore identically; a manifest deleted by hand makes
+//! both snapshots restore identically; a damaged directory listing is kept
+//! empty by repair and healed by a backup; a manifest deleted by hand makes
 //! `check` and `snapshots` warn, while forget and tag from here do not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -326,39 +327,7 @@ fn a_damaged_directory_listing_is_kept_empty_and_the_rest_restores() {
         .as_str()
         .unwrap()
         .to_string();
-    // The tree of `src/d`: from the root, one name at a time.
-    let mut tree = f.strata.snapshots()[0]["tree"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for name in src.join("d").strip_prefix("/").unwrap().components() {
-        let name = name.as_os_str().to_str().unwrap();
-        let t = raw(&f.strata, "tree", &tree);
-        let e = t["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"].as_str() == Some(name))
-            .unwrap_or_else(|| panic!("{name} not in {t}"));
-        tree = e["subtree"].as_str().unwrap().to_string();
-    }
-    // Flip a byte in the middle of its stored bytes.
-    let (pack, at) = pack_files(f.strata.repo())
-        .into_iter()
-        .find_map(|p| {
-            let v = raw(&f.strata, "pack", p.file_name().unwrap().to_str().unwrap());
-            let b = v["blobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|b| b["id"].as_str() == Some(tree.as_str()))?
-                .clone();
-            Some((p, num(&b, "offset") + num(&b, "stored_len") / 2))
-        })
-        .unwrap();
-    let mut bytes = fs::read(&pack).unwrap();
-    bytes[at as usize] ^= 0x10;
-    fs::write(&pack, bytes).unwrap();
+    let pack = flip_tree(&f, &src.join("d"));
     run(&f.strata, &["check", "--read-data"], 1);
 
     let (v, _) = run(&f.strata, &["repair", "snapshots"], 0);
@@ -392,4 +361,61 @@ fn a_damaged_directory_listing_is_kept_empty_and_the_rest_restores() {
     run(&f.strata, &["repair", "packs"], 0);
     assert!(!pack.exists());
     run(&f.strata, &["check", "--read-data"], 0);
+}
+
+/// Flip a byte in the middle of the stored tree of directory `dir` (an
+/// absolute source path) in the latest snapshot; the pack it is in.
+fn flip_tree(f: &Fixture, dir: &Path) -> PathBuf {
+    // The tree of `src/d`: from the root, one name at a time.
+    let mut tree = f.strata.snapshots().last().unwrap()["tree"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for name in dir.strip_prefix("/").unwrap().components() {
+        let name = name.as_os_str().to_str().unwrap();
+        let t = raw(&f.strata, "tree", &tree);
+        let e = t["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not in {t}"));
+        tree = e["subtree"].as_str().unwrap().to_string();
+    }
+    // Flip a byte in the middle of its stored bytes.
+    let (pack, at) = pack_files(f.strata.repo())
+        .into_iter()
+        .find_map(|p| {
+            let v = raw(&f.strata, "pack", p.file_name().unwrap().to_str().unwrap());
+            let b = v["blobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["id"].as_str() == Some(tree.as_str()))?
+                .clone();
+            Some((p, num(&b, "offset") + num(&b, "stored_len") / 2))
+        })
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[at as usize] ^= 0x10;
+    fs::write(&pack, bytes).unwrap();
+    pack
+}
+
+#[test]
+fn a_new_backup_heals_a_damaged_directory_listing() {
+    let f = Fixture::with_init(&["--no-encryption"]);
+    let src = source(&f, 5);
+    f.strata.snapshot(&[&src]);
+    let pack = flip_tree(&f, &src.join("d"));
+    run(&f.strata, &["check", "--read-data"], 1);
+    // `d` is unchanged, but its listing in the parent is damaged: walked
+    // without a parent, its tree stored again.
+    let v = f.strata.snapshot(&[&src]);
+    assert!(num(&v, "summary/blobs_added") >= 1, "{v}");
+    run(&f.strata, &["repair", "packs"], 0);
+    assert!(!pack.exists());
+    run(&f.strata, &["check", "--read-data"], 0);
+    let none = BTreeSet::new();
+    restores_without(&f, "latest", &src, &none, "latest");
 }
