@@ -419,3 +419,29 @@ fn a_new_backup_heals_a_damaged_directory_listing() {
     let none = BTreeSet::new();
     restores_without(&f, "latest", &src, &none, "latest");
 }
+
+/// A record of damaged blobs that does not parse never stops a backup (a
+/// warning, exit 3), and `check` says so without failing for it.
+#[test]
+fn an_unreadable_record_of_damaged_blobs_is_a_warning() {
+    let f = Fixture::with_init(&["--no-encryption"]);
+    let src = source(&f, 6);
+    let id = raw(&f.strata, "config", "")["repo_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let record = support::test_cache_dir().join(id).join("damaged.json");
+    fs::create_dir_all(record.parent().unwrap()).unwrap();
+    fs::write(&record, b"not json").unwrap();
+    let v = f.strata.snapshot_code(&[&src], 3);
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("damaged.json"),
+        "{v}"
+    );
+    let (v, _) = run(&f.strata, &["check"], 0);
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("damaged.json"),
+        "{v}"
+    );
+    assert_eq!(fs::read(&record).unwrap(), b"not json", "never overwritten");
+}

@@ -136,14 +136,18 @@ pub fn run(
     let read_state = Since::now();
     let mut index = repo.index()?;
     let rec = index.reconcile(repo)?;
+    let mut warnings = rec.warnings;
     // Healing (format-spec/check.md "Damaged blobs"): blobs found damaged
     // leave the index, so they are stored again, and a parent's entry that
     // names one not stored again since is not reused.
-    let damaged = crate::maint::repair::damaged::Damaged::load(repo)?;
+    // An unreadable record is a warning: it must not stop a backup.
+    let damaged = crate::maint::repair::damaged::Damaged::load(repo).unwrap_or_else(|e| {
+        warnings.push(format!("{e}"));
+        Default::default()
+    });
     damaged.apply(&index)?;
     let damaged = damaged.unhealed(&index)?;
     drop(index);
-    let mut warnings = rec.warnings;
     if let Some(first) = rec.missing.first() {
         warnings.push(format!(
             "{} pack(s) the index knows are missing from the repository (first: {}); \
