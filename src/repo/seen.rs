@@ -22,10 +22,10 @@ const HEADER: &str = "strata seen snapshots 1";
 
 /// The record of `repo`, if there is a cache directory.
 fn path(repo: &Repo) -> Option<PathBuf> {
+    let base = crate::cache::base_dir()?;
     let (_, name) = crate::repo::known::location(repo.name())?;
     Some(
-        crate::cache::base_dir()?
-            .join(crate::id::to_hex(&repo.config().repo_id))
+        base.join(crate::id::to_hex(&repo.config().repo_id))
             .join("seen")
             .join(name),
     )
