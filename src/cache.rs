@@ -62,6 +62,30 @@ pub fn write_private(dest: &std::path::Path, bytes: &[u8]) -> bool {
     true
 }
 
+/// Run `f` holding an advisory lock on the file `lock` (its directory
+/// created 0700, the file 0600), so that read-modify-write updates of a
+/// local record by two processes never lose one; `None` (and `f` not run)
+/// if the lock cannot be had.
+pub fn locked<T>(lock: &std::path::Path, f: impl FnOnce() -> T) -> Option<T> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(lock.parent()?)
+        .ok()?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock)
+        .ok()?;
+    // an exclusive flock, released when `file` is closed
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).ok()?;
+    let out = f();
+    drop(file);
+    Some(out)
+}
+
 /// The tree cache of one repository.
 #[derive(Debug)]
 pub struct TreeCache {

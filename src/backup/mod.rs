@@ -134,8 +134,20 @@ pub fn run(
     // now, so this snapshot reuses them; packs gone are dropped, and the gc
     // state is read: dedup skips condemned packs (format-spec/gc.md).
     let read_state = Since::now();
-    let rec = repo.index()?.reconcile(repo)?;
+    let mut index = repo.index()?;
+    let rec = index.reconcile(repo)?;
     let mut warnings = rec.warnings;
+    // Healing (format-spec/check.md "Damaged blobs"): blobs found damaged
+    // leave the index, so they are stored again, and a parent's entry that
+    // names one not stored again since is not reused.
+    // An unreadable record is a warning: it must not stop a backup.
+    let damaged = crate::maint::repair::damaged::Damaged::load(repo).unwrap_or_else(|e| {
+        warnings.push(format!("{e}"));
+        Default::default()
+    });
+    damaged.apply(&index)?;
+    let damaged = damaged.unhealed(&index)?;
+    drop(index);
     if let Some(first) = rec.missing.first() {
         warnings.push(format!(
             "{} pack(s) the index knows are missing from the repository (first: {}); \
@@ -193,7 +205,13 @@ pub fn run(
         }
     };
     let reader = BlobReader::new(repo)?;
-    let parent_root = root::ParentRoot::of(&reader, parent.as_ref().map(|(_, s)| s))?;
+    let parent_root = root::ParentRoot::of(
+        &reader,
+        parent
+            .as_ref()
+            .map(|(_, s)| s)
+            .filter(|s| !damaged.contains(&s.tree)),
+    )?;
 
     let saver = BlobSaver::new(repo)?;
     let excludes = crate::paths::Patterns::new(&opts.excludes)?;
@@ -206,6 +224,7 @@ pub fn run(
         counters,
         warnings: Mutex::new(Vec::new()),
         hardlinks: Mutex::new(HashMap::new()),
+        damaged,
         repo_dir: std::fs::metadata(repo.root())
             .ok()
             .map(|m| (m.dev(), m.ino())),

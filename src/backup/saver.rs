@@ -93,6 +93,18 @@ fn lost(e: &Entry, why: &str) -> Error {
     ))
 }
 
+/// A blob larger than the format allows.
+fn too_large(raw: &[u8]) -> Result<()> {
+    if raw.len() > blob::MAX_RAW {
+        return Err(Error::Invalid(format!(
+            "blob of {} bytes exceeds the {}-byte limit",
+            raw.len(),
+            blob::MAX_RAW
+        )));
+    }
+    Ok(())
+}
+
 /// Counters of what was added.
 #[derive(Debug, Default)]
 pub struct SaveStats {
@@ -319,13 +331,7 @@ impl<'r> BlobSaver<'r> {
 
     /// Like [`save`](Self::save) with a precomputed id; returns true if added.
     pub fn save_with_id(&self, kind: BlobKind, id: BlobId, raw: &[u8]) -> Result<bool> {
-        if raw.len() > blob::MAX_RAW {
-            return Err(Error::Invalid(format!(
-                "blob of {} bytes exceeds the {}-byte limit",
-                raw.len(),
-                blob::MAX_RAW
-            )));
-        }
+        too_large(raw)?;
         if self.pending.lock().map_err(|_| poisoned())?.contains(&id) {
             return Ok(false);
         }
@@ -337,6 +343,18 @@ impl<'r> BlobSaver<'r> {
         }
         if raw.len() <= crate::dict::DICT_MAX_BLOB && self.defer(kind, id, raw)? {
             return Ok(true);
+        }
+        self.store(kind, id, raw)?;
+        Ok(true)
+    }
+
+    /// Store a blob although the index may list it: `repair packs` copies
+    /// the intact blobs of a damaged pack, whose rows are still indexed.
+    /// Only this saver's own blobs dedup. Returns true if added.
+    pub fn save_again(&self, kind: BlobKind, id: BlobId, raw: &[u8]) -> Result<bool> {
+        too_large(raw)?;
+        if !self.pending.lock().map_err(|_| poisoned())?.insert(id) {
+            return Ok(false);
         }
         self.store(kind, id, raw)?;
         Ok(true)

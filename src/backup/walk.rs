@@ -12,7 +12,7 @@ use crate::id::BlobId;
 use crate::read::{BlobReader, Listing};
 use crate::snapshot::tree::{self, Entry, EntryKind, Extent, Tree};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -91,6 +91,9 @@ pub(crate) struct Walker<'a> {
     pub hardlinks: Mutex<LinkCache>,
     /// (device, inode) of the repository directory: never backed up into itself.
     pub repo_dir: Option<(u64, u64)>,
+    /// Blobs recorded damaged and not stored again: a parent's entry
+    /// naming one is not reused (maint/repair/damaged.rs).
+    pub damaged: HashSet<BlobId>,
 }
 
 impl Walker<'_> {
@@ -109,7 +112,15 @@ impl Walker<'_> {
     fn parent_listing(&self, parent: Option<&Entry>) -> Result<Option<(BlobId, Listing)>> {
         match (self.parents, parent) {
             (Some(r), Some(e)) if e.kind() == EntryKind::Dir => match e.subtree {
-                Some(id) => Ok(Some((id, r.listing(&id)?))),
+                Some(id) if self.damaged.contains(&id) => Ok(None),
+                Some(id) => {
+                    let l = r.listing(&id)?;
+                    // a damaged part: the directory is saved anew
+                    if l.parts.iter().any(|(p, _)| self.damaged.contains(p)) {
+                        return Ok(None);
+                    }
+                    Ok(Some((id, l)))
+                }
                 None => Ok(None),
             },
             _ => Ok(None),
@@ -176,6 +187,7 @@ impl Walker<'_> {
                 && p.ctime_sec == e.ctime_sec
                 && p.ctime_nsec == e.ctime_nsec
                 && p.inode == e.inode
+                && !p.content.iter().any(|c| self.damaged.contains(c))
             {
                 // Reused without reading; inline contents left out of the
                 // parent's listing are filled in by the saver if needed.

@@ -71,6 +71,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Rebuild index.sqlite from the pack trailers alone.
     RebuildIndex(RebuildIndexArgs),
+    /// Work around damage that `check` found: rewrite damaged snapshots,
+    /// salvage damaged packs.
+    #[command(subcommand)]
+    Repair(super::repair::RepairCommand),
     /// Make DEST a mirror of the repository (offsite copies, disaster recovery).
     Sync(super::sync::SyncArgs),
     /// Manage the keys that unlock an encrypted repository.

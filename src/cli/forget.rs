@@ -46,7 +46,7 @@ fn local_time(s: &Snapshot, tz: &TimeZone) -> String {
 }
 
 /// Resolve snapshot specs (id prefixes or `latest`) to manifests.
-fn resolve_all(repo: &Repo, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
+pub(super) fn resolve_all(repo: &Repo, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
     let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
     for spec in specs {
         let mut skipped = Vec::new();

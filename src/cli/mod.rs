@@ -12,6 +12,7 @@ mod locks;
 mod mount;
 mod output;
 pub(crate) mod progress;
+mod repair;
 mod restore;
 mod run;
 mod schedule;
@@ -317,6 +318,10 @@ fn run(cli: Cli) -> crate::Result<i32> {
         Command::RebuildIndex(a) => {
             let (repo, _l) = open_locked(&cli, Exclusive, "rebuild-index")?;
             check::rebuild_index(&repo, a)
+        }
+        Command::Repair(c) => {
+            let (repo, l) = open_locked(&cli, Exclusive, "repair")?;
+            repair::run(&repo, c, &l)
         }
         Command::Unlock(a) => locks::run(&open(&cli)?, a),
         // no lock, no unlock unless needed: sync copies bytes (sync.md)

@@ -9,6 +9,11 @@ use crate::snapshot;
 pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
     let f = a.filter.to_filter();
     let (all, bad) = snapshot::list(repo)?;
+    // Once: the vanished ones leave the record (repo/seen.rs).
+    let vanished = crate::repo::seen::observe(repo, &snapshot::ids(repo)?, true);
+    if let Some(w) = crate::repo::seen::warning(&vanished) {
+        eprintln!("strata: warning: {w}");
+    }
     let list: Vec<_> = all.into_iter().filter(|(_, s)| f.matches(s)).collect();
     if a.json {
         let v: Vec<_> = list

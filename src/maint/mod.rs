@@ -1,5 +1,5 @@
 //! Maintenance: retention (`forget`, `tag`, `rewrite`), garbage
-//! collection (`gc`), following format-spec/gc.md, and `check`
+//! collection (`gc`), following format-spec/gc.md, `check` and `repair`
 //! (format-spec/check.md).
 
 pub mod check;
@@ -8,5 +8,6 @@ pub mod gc;
 mod mark;
 pub mod plan;
 mod repack;
+pub mod repair;
 pub mod rewrite;
 pub mod tag;

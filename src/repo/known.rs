@@ -10,8 +10,9 @@
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// `repo` is a backend name: a URL as given, or a directory, made absolute.
-fn record_path(repo: &str) -> Option<(PathBuf, String)> {
+/// Where `repo` (a backend name) is: a URL as given, or a directory made
+/// absolute; and a file name for it (32 hex digits of its BLAKE3).
+pub(crate) fn location(repo: &str) -> Option<(String, String)> {
     let key = match crate::repo::url_of(Path::new(repo)) {
         Some(url) => url.to_string(),
         None => std::fs::canonicalize(repo)
@@ -20,6 +21,12 @@ fn record_path(repo: &str) -> Option<(PathBuf, String)> {
             .into_owned(),
     };
     let name = blake3::hash(key.as_bytes()).to_hex()[..32].to_string();
+    Some((key, name))
+}
+
+/// `repo` is a backend name: a URL as given, or a directory, made absolute.
+fn record_path(repo: &str) -> Option<(PathBuf, String)> {
+    let (key, name) = location(repo)?;
     Some((crate::cache::base_dir()?.join("known").join(name), key))
 }
 

@@ -11,6 +11,7 @@ pub use crate::backend::fsutil;
 pub mod gcstate;
 pub mod known;
 pub mod lock;
+pub mod seen;
 
 use crate::backend::{Backend, LocalBackend};
 use crate::blob::BlobKind;

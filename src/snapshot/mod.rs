@@ -48,8 +48,10 @@ pub fn ids(repo: &Repo) -> Result<Vec<SnapshotId>> {
 }
 
 /// Delete manifests, then fsync `snapshots/` (the caller has recorded them
-/// as forgotten first, GC-6). A manifest already gone is fine.
+/// as forgotten first, GC-6). A manifest already gone is fine. They leave
+/// this machine's record of seen snapshots first (repo/seen.rs).
 pub fn remove(repo: &Repo, ids: &[SnapshotId]) -> Result<()> {
+    crate::repo::seen::removed(repo, ids);
     for id in ids {
         repo.delete(&format!("snapshots/{}", id.to_hex()))?;
     }

@@ -23,10 +23,11 @@
 mod data;
 pub mod select;
 pub mod state;
-mod usage;
+pub(crate) mod usage;
 
 use super::mark::{self, MarkProgress};
 use super::plan;
+use super::repair::damaged;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::{Index, PackRow};
@@ -135,6 +136,9 @@ pub struct CheckReport {
     pub unreferenced_packs: Vec<String>,
     /// Notes that are not problems (state file unreadable...).
     pub warnings: Vec<String>,
+    /// Snapshots this machine saw that are gone without a removal from
+    /// here (repo/seen.rs): a warning, not a problem.
+    pub vanished_snapshots: Vec<String>,
     /// With `--read-data…`.
     pub read_data: Option<ReadData>,
     /// Wall time.
@@ -148,6 +152,13 @@ struct Found {
     /// Blobs a snapshot needs that no pack holds.
     missing: BTreeSet<BlobId>,
     other: Vec<Problem>,
+    /// Blobs found unreadable, for the record of damaged blobs.
+    record: Vec<damaged::Found>,
+    /// Reachable blobs whose only copies were recorded damaged, by pack
+    /// (`None`: gone): problems if a live snapshot uses them (a backup
+    /// never reuses them from a parent, so a forgotten root does not
+    /// count), unless read-data finds the pack intact now.
+    recorded: BTreeMap<Option<PackId>, Vec<(BlobId, String)>>,
 }
 
 impl Found {
@@ -206,6 +217,12 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
         found.other("snapshot", e);
     }
     report.snapshots = snapshots.len() as u64;
+    // Kept in the record, so every check warns until `snapshots` has.
+    let vanished = crate::repo::seen::observe(repo, &crate::snapshot::ids(repo)?, false);
+    report.vanished_snapshots = vanished.iter().map(|i| i.to_hex()).collect();
+    report
+        .warnings
+        .extend(crate::repo::seen::warning(&vanished));
     let dicts = crate::dict::load(repo)?;
     for e in &dicts.unreadable {
         found.other("dictionary", e);
@@ -219,6 +236,28 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
     }
     let listed = rec.listed;
     report.packs = listed.len() as u64;
+    // Rows of blobs recorded damaged leave the index (again, after a rebuild).
+    let recorded = match damaged::Damaged::load(repo) {
+        Ok(d) => d,
+        Err(e) => {
+            report.warnings.push(e.to_string());
+            damaged::Damaged::default()
+        }
+    };
+    recorded.apply(&index)?;
+    let mut dropped: HashSet<(BlobId, PackId)> = HashSet::new();
+    // blob -> (its pack if that still exists, why)
+    let mut recorded_in: HashMap<BlobId, Vec<(Option<PackId>, String)>> = HashMap::new();
+    for (b, p, e) in recorded.entries() {
+        let p = p.filter(|p| listed.contains_key(*p)).copied();
+        if let Some(p) = p {
+            dropped.insert((*b, p));
+        }
+        recorded_in
+            .entry(*b)
+            .or_default()
+            .push((p, format!("recorded damaged: {}", e.detail)));
+    }
     let packs: HashMap<i64, PackRow> = index.packs()?.into_iter().map(|p| (p.rowid, p)).collect();
     for p in packs.values() {
         let size = listed.get(&p.id);
@@ -240,9 +279,14 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
         }
         for b in index.blobs_of(p.rowid)? {
             found.blob(&p.id, &b.id, "in this pack");
+            if p.missing {
+                found
+                    .record
+                    .push((b.id, Some(p.id), "its pack is missing".into()));
+            }
         }
     }
-    trailers(repo, &index, &packs, &listed, &mut found)?;
+    trailers(repo, &index, &packs, &listed, &dropped, &mut found)?;
     let compressed_2: i64 = index.conn().query_row(
         "SELECT count(*) FROM blobs WHERE compression = 2",
         [],
@@ -287,9 +331,21 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
             Some((row, _)) => {
                 used.insert(row.pack);
             }
-            None if rows.is_empty() => {
-                found.missing.insert(id);
-            }
+            None if rows.is_empty() => match recorded_in.get(&id) {
+                Some(copies) => {
+                    for (p, why) in copies {
+                        found
+                            .recorded
+                            .entry(*p)
+                            .or_default()
+                            .push((id, why.clone()));
+                    }
+                }
+                None => {
+                    found.missing.insert(id);
+                    found.record.push((id, None, "in no pack".into()));
+                }
+            },
             None => {
                 for r in rows {
                     if let Some(p) = packs.get(&r.pack) {
@@ -302,6 +358,21 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
     });
     index.conn().execute_batch("DETACH DATABASE m")?;
     reach?;
+    // A recorded tree that does not read (pinpoint) counts as recorded.
+    let recorded_missing: Vec<BlobId> = found
+        .missing
+        .iter()
+        .filter(|b| recorded_in.contains_key(b))
+        .copied()
+        .collect();
+    for b in recorded_missing {
+        found.missing.remove(&b);
+        found
+            .recorded
+            .entry(None)
+            .or_default()
+            .push((b, "recorded damaged; its pack is gone".into()));
+    }
     drop(marked);
     let mut unreferenced: Vec<PackId> = packs
         .values()
@@ -350,13 +421,55 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
         });
     }
 
+    // A pack recorded damaged that read-data found intact (its hash is
+    // its name: every byte as written) was damaged in passing (restored
+    // from a copy, a bad read): its entries go and its rows come back.
+    let intact: Vec<PackId> = ok_packs
+        .iter()
+        .filter(|p| recorded.entries().any(|(_, q, _)| q == Some(*p)))
+        .copied()
+        .collect();
+    found
+        .recorded
+        .retain(|p, _| p.is_none_or(|p| !intact.contains(&p)));
+    let recorded = if intact.is_empty() {
+        recorded
+    } else {
+        damaged::forget_packs(repo, &intact)?;
+        let mut index = repo.index()?;
+        index.remove_packs(&intact)?;
+        index.reconcile(repo)?;
+        damaged::Damaged::load(repo)?
+    };
+
+    // The record of damaged blobs, for the next backup and `repair`.
+    if !found.record.is_empty() || !recorded.is_empty() {
+        let index = repo.index()?;
+        if let Err(e) = damaged::record(repo, &index, &found.record, &|p| listed.contains_key(p)) {
+            report
+                .warnings
+                .push(format!("damaged blobs not recorded: {e}"));
+        }
+    }
+
     // 5. Who uses what is damaged.
-    let damaged = found.damaged();
+    let mut damaged = found.damaged();
+    damaged.extend(found.recorded.values().flatten().map(|(b, _)| *b));
     let uses = if damaged.is_empty() {
         BTreeMap::new()
     } else {
         usage::find(&reader, &snapshots, &damaged)
     };
+    for (p, blobs) in std::mem::take(&mut found.recorded) {
+        for (b, why) in blobs.into_iter().filter(|(b, _)| uses.contains_key(b)) {
+            match &p {
+                Some(p) => found.blob(p, &b, why),
+                None => {
+                    found.missing.insert(b);
+                }
+            }
+        }
+    }
     report.problems = problems(found, &uses);
     report.seconds = started.elapsed().as_secs_f64();
 
@@ -432,6 +545,7 @@ fn trailers(
     index: &Index,
     packs: &HashMap<i64, PackRow>,
     listed: &HashMap<PackId, u64>,
+    dropped: &HashSet<(BlobId, PackId)>,
     found: &mut Found,
 ) -> Result<()> {
     let rowid: HashMap<PackId, i64> = packs.values().map(|p| (p.id, p.rowid)).collect();
@@ -459,7 +573,9 @@ fn trailers(
                         found.blob(id, &b.id, "unreadable once the index is rebuilt");
                     }
                 }
-                Ok(entries) => {
+                Ok(mut entries) => {
+                    // rows of recorded damaged blobs were dropped on purpose
+                    entries.retain(|e| !dropped.contains(&(e.id, *id)));
                     let same = entries.len() == rows.len()
                         && entries.iter().zip(&rows).all(|(e, r)| {
                             e.id == r.id
@@ -493,7 +609,12 @@ fn trailers(
 fn pinpoint(reader: &BlobReader, tree: &BlobId, e: &Error, found: &mut Found) -> Result<()> {
     let mut record = |id: &BlobId, e: &Error| -> Result<()> {
         match reader.locate(id)? {
-            Some(loc) => found.blob(&loc.pack, id, short(e)),
+            Some(loc) => {
+                found.blob(&loc.pack, id, short(e));
+                if !e.is_store_failure() {
+                    found.record.push((*id, Some(loc.pack), short(e)));
+                }
+            }
             None => {
                 found.missing.insert(*id);
             }
@@ -565,6 +686,7 @@ fn read_data(
             found.pack(&id, p);
         }
         for (b, why) in out.bad_blobs {
+            found.record.push((b, Some(id), why.clone()));
             found.blob(&id, &b, why);
         }
     }
