@@ -20,7 +20,7 @@ pub const DICT_SIZE: usize = 32 << 10;
 /// Blobs up to this size are compressed with the dictionary.
 pub const DICT_MAX_BLOB: usize = 128 << 10;
 /// Most samples a dictionary is trained on ...
-pub const SAMPLES: usize = 1000;
+pub const SAMPLES: usize = 500;
 /// ... each at most this long (saver.rs `dictionary_samples`).
 pub const SAMPLE_SLICE: usize = 2 << 10;
 /// Fewest samples worth training on ...

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 pub const DEFER_LIMIT: usize = 16 << 20;
 /// Queued bytes from which a dictionary is trained (or all of them, if
 /// the snapshot ends first).
-pub const TRAIN_AT: usize = 2 << 20;
+pub const TRAIN_AT: usize = 1 << 20;
 
 /// Whether small blobs are compressed now or queued for a dictionary.
 #[derive(Default)]
