@@ -6,15 +6,19 @@
 # Needs `cargo install cargo-fuzz`. cargo-fuzz wants nightly for its sanitizer
 # flags; on a stable toolchain RUSTC_BOOTSTRAP=1 unlocks them (set here). The
 # first build compiles every dependency with sanitizers (several minutes).
-# The corpora start from the test vectors in format-spec/vectors/repo; new
-# inputs land in fuzz/corpus/<target>/ and crashes in fuzz/artifacts/<target>/
-# (both git-ignored). Exits non-zero if any target finds a crash.
+# Each target reads the checked-in seeds in fuzz/seeds/<target>/ (hostile
+# values written by tests/decoders.rs, model sequences by tests/repo_model.rs)
+# and its local corpus fuzz/corpus/<target>/, which starts from the test
+# vectors in format-spec/vectors/repo and gains the new inputs; crashes land
+# in fuzz/artifacts/<target>/ (corpus and artifacts are git-ignored). A crash
+# fixed goes into fuzz/seeds/<target>/ with its fix. Exits non-zero if any
+# target finds a crash.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pack_trailer object_envelope tree_decode)
+[ ${#targets[@]} -gt 0 ] || targets=(pack_trailer object_envelope tree_decode index_rebuild repo_model)
 vectors=../format-spec/vectors/repo
 export RUSTC_BOOTSTRAP=1
 
@@ -23,8 +27,15 @@ u64_at() { od -An -tu8 -j "$2" -N8 "$1" | tr -d ' '; }
 u8_at() { od -An -tu1 -j "$2" -N1 "$1" | tr -d ' '; }
 
 seed() {
-    mkdir -p corpus/pack_trailer corpus/object_envelope corpus/tree_decode
+    mkdir -p corpus/pack_trailer corpus/object_envelope corpus/tree_decode \
+        corpus/index_rebuild corpus/repo_model
     cp "$vectors"/packs/*/* corpus/pack_trailer/
+    # index_rebuild: a first byte 0 = plaintext repository, 1 = encrypted
+    local v
+    for v in "$vectors"/packs/*/*; do
+        { printf '\0'; cat "$v"; } >"corpus/index_rebuild/$(basename "$v" | cut -c1-8)-0"
+        { printf '\1'; cat "$v"; } >"corpus/index_rebuild/$(basename "$v" | cut -c1-8)-1"
+    done
     cp "$vectors"/config "$vectors"/snapshots/* corpus/object_envelope/
     # tree blobs stored raw (compression 0) in the vector packs (pack.md byte map)
     local p len count i e off stored kind comp
@@ -49,7 +60,8 @@ seed
 status=0
 for t in "${targets[@]}"; do
     echo "== $t: ${secs}s"
-    if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096; then
+    mkdir -p "seeds/$t"
+    if ! cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -rss_limit_mb=4096; then
         echo "== $t: FAILED (see fuzz/artifacts/$t/)"
         status=1
     fi

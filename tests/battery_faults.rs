@@ -2,7 +2,7 @@
 //! operation, swept over N. Each command — snapshot, forget + gc, restore,
 //! check --read-data — runs in-process through the library on a
 //! `FaultBackend` wrapped around the repository directory
-//! (`Repo::open_backend`), so every repository file, packs included, goes
+//! (`Repo::open_on`), so every repository file, packs included, goes
 //! through the wrapper; the index stays a local SQLite file.
 //!
 //! The backend seam has no separate fsync or rename: `put_new`,
@@ -117,7 +117,7 @@ fn run(
     rig: &Rig,
     target: &Path,
 ) -> strata::Result<()> {
-    let r = Repo::open_backend(store, repo, &mut strata::repo::no_credentials)?;
+    let r = Repo::open_on(store, repo, &mut strata::repo::no_credentials)?;
     match cmd {
         Command::Snapshot => {
             let lock = Lock::acquire(&r, LockKind::Shared, Duration::ZERO)?;

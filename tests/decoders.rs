@@ -392,3 +392,268 @@ fn huge_length_prefixes_are_rejected() {
     p[n - 44..n - 40].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(parse_pack(&p, "p").is_err());
 }
+
+// ------------------------------------------------- hostile values (issue 10)
+
+/// `u64` as a bincode varint (objects.md "Bincode, spelled out").
+fn varint(v: u64) -> Vec<u8> {
+    match v {
+        0..=250 => vec![v as u8],
+        251..=0xffff => [&[251u8][..], &(v as u16).to_le_bytes()].concat(),
+        0x1_0000..=0xffff_ffff => [&[252u8][..], &(v as u32).to_le_bytes()].concat(),
+        _ => [&[253u8][..], &v.to_le_bytes()].concat(),
+    }
+}
+
+/// Length of the varint at the start of `b`.
+fn varint_len(b: &[u8]) -> usize {
+    match b[0] {
+        251 => 3,
+        252 => 5,
+        253 => 9,
+        254 => 17,
+        _ => 1,
+    }
+}
+
+/// Offset just past a length-prefixed byte string (String, Vec<u8>) at `at`.
+fn skip_bytes(b: &[u8], at: usize) -> usize {
+    let n = varint_len(&b[at..]);
+    let len = match n {
+        1 => u64::from(b[at]),
+        3 => u64::from(u16::from_le_bytes(b[at + 1..at + 3].try_into().unwrap())),
+        5 => u64::from(u32::from_le_bytes(b[at + 1..at + 5].try_into().unwrap())),
+        _ => u64::from_le_bytes(b[at + 1..at + 9].try_into().unwrap()),
+    };
+    at + n + len as usize
+}
+
+/// `body` with the varint at `at` replaced by `v`.
+fn with_varint(body: &[u8], at: usize, v: u64) -> Vec<u8> {
+    let n = varint_len(&body[at..]);
+    [&body[..at], &varint(v)[..], &body[at + n..]].concat()
+}
+
+/// An envelope like `orig` (same kind and version) around `body`.
+fn reseal_like(orig: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = orig[..8].to_vec();
+    out.extend_from_slice(blake3::hash(body).as_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+const MAX_LEN: u64 = u64::MAX; // a length of 2^64 - 1
+const HUGE_COUNT: u64 = 1_000_000_000_000; // a count of 10^12
+
+/// Hostile inputs made from the valid vectors: lengths of 2^64 - 1, counts
+/// of 10^12, and pack entries whose offset + length runs past the end,
+/// each with a correct checksum so that the decoder behind it is reached.
+/// (There is no deep nesting to give a decoder: no format structure is
+/// recursive; a directory names its subdirectories by id.) Each is `(fuzz
+/// target, name, bytes)`: they are also the checked-in seeds
+/// `fuzz/seeds/<target>/hostile-<name>`.
+fn hostile_inputs() -> Vec<(&'static str, String, Vec<u8>)> {
+    let s = seeds();
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/vectors");
+    let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
+    let mut env = |name: &str, b: Vec<u8>| out.push(("object_envelope", name.to_string(), b));
+
+    // snapshot manifests: host length, paths count, tags count
+    for (i, snap) in s.snapshots.iter().enumerate() {
+        let body = &snap[44..];
+        let host = varint_len(body); // after time_unix_ns
+        let user = skip_bytes(body, host);
+        let paths = skip_bytes(body, user);
+        env(
+            &format!("snapshot{i}-host-len-max"),
+            reseal_like(snap, &with_varint(body, host, MAX_LEN)),
+        );
+        env(
+            &format!("snapshot{i}-paths-count-1e12"),
+            reseal_like(snap, &with_varint(body, paths, HUGE_COUNT)),
+        );
+        let mut tags = paths + varint_len(&body[paths..]);
+        for _ in 0..body[paths] {
+            tags = skip_bytes(body, tags); // single-byte count in the vectors
+        }
+        env(
+            &format!("snapshot{i}-tags-count-1e12"),
+            reseal_like(snap, &with_varint(body, tags, HUGE_COUNT)),
+        );
+        // the envelope's own length field claims 2^32 - 1 bytes
+        let mut b = snap.clone();
+        b[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        env(&format!("snapshot{i}-envelope-len-max"), b);
+    }
+
+    // config: chunk sizes and pack size of 2^64 - 1
+    let cfg = &s.config;
+    let body = &cfg[44..];
+    let min = varint_len(body) + 32; // version, repo_id
+    env(
+        "config-chunk-min-max",
+        reseal_like(cfg, &with_varint(body, min, MAX_LEN)),
+    );
+    let mut at = min;
+    for _ in 0..3 {
+        at += varint_len(&body[at..]); // min, avg, max
+    }
+    at += 1; // normalization
+    at += varint_len(&body[at..]); // seed
+    at += varint_len(&body[at..]); // compression_level
+    env(
+        "config-pack-size-max",
+        reseal_like(cfg, &with_varint(body, at, MAX_LEN)),
+    );
+
+    // gc state: host length, condemned count
+    for e in std::fs::read_dir(vectors.join("gc")).unwrap() {
+        let g = std::fs::read(e.unwrap().path()).unwrap();
+        let body = &g[44..];
+        let host = varint_len(body);
+        let condemned = skip_bytes(body, host);
+        env(
+            "gcstate-host-len-max",
+            reseal_like(&g, &with_varint(body, host, MAX_LEN)),
+        );
+        env(
+            "gcstate-condemned-count-1e12",
+            reseal_like(&g, &with_varint(body, condemned, HUGE_COUNT)),
+        );
+    }
+
+    // dictionary: its bytes claim 2^64 - 1
+    for e in std::fs::read_dir(vectors.join("repo2/dicts")).unwrap() {
+        let d = std::fs::read(e.unwrap().path()).unwrap();
+        let body = &d[44..];
+        let len = varint_len(body);
+        let len = len + varint_len(&body[len..]); // created, samples
+        env(
+            "dict-len-max",
+            reseal_like(&d, &with_varint(body, len, MAX_LEN)),
+        );
+    }
+
+    // key info (its vectors are encrypted): an id, then a label of 2^64 - 1
+    let body = [&[1u8, b'k'][..], &varint(MAX_LEN)[..], b"label"].concat();
+    env("keyinfo-label-len-max", reseal(b'I', &body));
+
+    // trees: entry count, first name length
+    for (i, t) in s.trees.iter().enumerate().take(2) {
+        let start = if t.starts_with(&[0xff, 0x02]) { 2 } else { 0 };
+        let count = with_varint(t, start, HUGE_COUNT);
+        out.push(("tree_decode", format!("tree{i}-count-1e12"), count));
+        if t[start] > 0 {
+            let name = start + varint_len(&t[start..]);
+            let b = with_varint(t, name, MAX_LEN);
+            out.push(("tree_decode", format!("tree{i}-name-len-max"), b));
+        }
+    }
+
+    // packs: entry fields past the end, with the trailer hash fixed up
+    let pack = &s.packs[0];
+    let n = pack.len();
+    let count = u32::from_le_bytes(pack[n - 44..n - 40].try_into().unwrap()) as usize;
+    let first = n - 44 - 52 * count;
+    let entry = |field: std::ops::Range<usize>, value: &[u8], which: usize| {
+        let mut b = pack.clone();
+        let at = first + 52 * which + field.start;
+        b[at..at + field.len()].copy_from_slice(value);
+        refooter(&b, count as u32)
+    };
+    let mut packs = vec![
+        (
+            "entry-offset-max",
+            entry(32..40, &u64::MAX.to_le_bytes(), 0),
+        ),
+        (
+            "entry-stored-len-max",
+            entry(40..44, &u32::MAX.to_le_bytes(), 0),
+        ),
+        (
+            "entry-raw-len-max",
+            entry(44..48, &u32::MAX.to_le_bytes(), 0),
+        ),
+        ("last-entry-past-trailer", {
+            // stored and raw length one more (equal for a raw blob)
+            let last = count - 1;
+            let at = first + 52 * last + 40;
+            let len = |at: usize| u32::from_le_bytes(pack[at..at + 4].try_into().unwrap()) + 1;
+            let both = [len(at).to_le_bytes(), len(at + 4).to_le_bytes()].concat();
+            entry(40..48, &both, last)
+        }),
+    ];
+    let mut b = pack.clone();
+    b[n - 44..n - 40].copy_from_slice(&u32::MAX.to_le_bytes());
+    packs.push(("footer-count-max", b));
+    let mut b = pack.clone();
+    b[n - 44..n - 40].copy_from_slice(&((count + 1) as u32).to_le_bytes());
+    packs.push(("footer-count-one-more", refooter(&b, count as u32 + 1)));
+    for (name, b) in packs {
+        out.push(("pack_trailer", format!("pack-{name}"), b.clone()));
+        // index_rebuild: a first byte 0 picks the plaintext repository
+        out.push((
+            "index_rebuild",
+            format!("pack-{name}"),
+            [&[0u8][..], &b].concat(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn hostile_values_give_bounded_errors() {
+    let all = hostile_inputs();
+    assert!(all.len() >= 25, "{}", all.len());
+    for (target, name, b) in &all {
+        let bytes = if *target == "index_rebuild" {
+            &b[1..]
+        } else {
+            &b[..]
+        };
+        let started = std::time::Instant::now();
+        let mut ok = all_decoders(bytes);
+        if name == "config-pack-size-max" {
+            // a u64 field holds 2^64 - 1: the bare envelope decoder (1)
+            // takes it, the config decoder the repository uses (4) checks it
+            assert!(ok[1]);
+            ok[1] = false;
+        }
+        assert!(ok.iter().all(|&x| !x), "{name}: accepted by {ok:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        // the errors are one line and name the object
+        if *target == "pack_trailer" {
+            let e = parse_pack(bytes, "hostile").unwrap_err().to_string();
+            assert!(e.contains("hostile") && !e.contains('\n'), "{name}: {e}");
+        }
+    }
+    // the unpatched vectors behind them decode (the patches are the cause)
+    seeds_decode_unmutated();
+}
+
+/// The hostile inputs are checked in as fuzz seeds, byte for byte;
+/// `STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test decoders fuzz_seeds` writes
+/// them after a change.
+#[test]
+fn fuzz_seeds_hold_the_hostile_inputs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let write = std::env::var_os("STRATA_WRITE_FUZZ_SEEDS").is_some();
+    for (target, name, b) in hostile_inputs() {
+        let p = root.join(target).join(format!("hostile-{name}"));
+        if write {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, &b).unwrap();
+        }
+        let on_disk = std::fs::read(&p).unwrap_or_default();
+        assert!(
+            on_disk == b,
+            "{} differs from its generator: run STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test decoders fuzz_seeds",
+            p.display()
+        );
+    }
+}

@@ -35,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(cfg) = Config::from_bytes(&env, "fuzz", None) {
             // what is accepted re-encodes and re-opens
             let again = Config::from_bytes(
-                &object::seal(ObjectKind::Config, &cfg, None).expect("encode").0,
+                &object::seal(ObjectKind::Config, &cfg, None)
+                    .expect("encode")
+                    .0,
                 "fuzz",
                 None,
             );
@@ -54,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
     let env = reseal(b'G', data);
     if let Ok((st, _)) = object::open::<GcState>(ObjectKind::GcState, &env, "fuzz", None) {
         // what is accepted re-encodes and re-opens to the same value
-        let again = object::seal(ObjectKind::GcState, &st, None).expect("encode").0;
+        let again = object::seal(ObjectKind::GcState, &st, None)
+            .expect("encode")
+            .0;
         let back = object::open::<GcState>(ObjectKind::GcState, &again, "fuzz", None);
         assert_eq!(back.ok().map(|(v, _)| v), Some(st));
     }

@@ -275,6 +275,12 @@ impl Walker<'_> {
                 return Ok(None);
             }
         }
+        // its entry sits at depth (components - 1) of the absolute layout
+        let depth = path.components().count().saturating_sub(2);
+        if let Err(err) = crate::snapshot::tree::check_depth(depth, &path.display()) {
+            self.warn(format!("skipped: {err}"));
+            return Ok(None);
+        }
         let parent_listing = self.parent_listing(parent)?;
         let kids = self.dir_kids(path, parent_listing.as_ref(), root_dev)?;
         let parent = parent_listing.as_ref().map(|(id, l)| (id, l));

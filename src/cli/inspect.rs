@@ -344,6 +344,7 @@ fn find_in(
     pats: &paths::Patterns,
     dir: &[u8],
     memo: &mut HashMap<BlobId, std::rc::Rc<Matches>>,
+    depth: usize,
 ) -> Result<std::rc::Rc<Matches>> {
     // Name-only patterns give the same matches for a subtree wherever it
     // sits, so identical subtrees (same id) are searched once across all
@@ -366,7 +367,8 @@ fn find_in(
             out.push((e.name.clone(), e.clone()));
         }
         if let (EntryKind::Dir, Some(sub)) = (e.kind(), e.subtree) {
-            let below = find_in(reader, &sub, pats, &full, memo)?;
+            crate::snapshot::tree::check_depth(depth, &format!("tree {}", sub.short()))?;
+            let below = find_in(reader, &sub, pats, &full, memo, depth + 1)?;
             out.extend(below.iter().map(|(p, x)| {
                 let mut rel = e.name.clone();
                 rel.push(b'/');
@@ -405,7 +407,7 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
     let so = Path::new("<stdout>");
     let mut found = 0usize;
     for (id, s) in &snaps {
-        let matches = find_in(&reader, &s.tree, &pats, b"/", &mut memo)?;
+        let matches = find_in(&reader, &s.tree, &pats, b"/", &mut memo, 0)?;
         for (rel, e) in matches.iter() {
             found += 1;
             let path = Path::new("/").join(std::ffi::OsStr::from_bytes(rel));

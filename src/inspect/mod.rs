@@ -124,12 +124,25 @@ pub fn walk(
     prefix: &Path,
     f: &mut dyn FnMut(&Path, &Entry) -> Result<bool>,
 ) -> Result<()> {
+    walk_at(reader, tree, prefix, f, 0)
+}
+
+/// [`walk`] of a tree `depth` directories down (at most
+/// [`crate::snapshot::tree::MAX_DEPTH`]).
+fn walk_at(
+    reader: &BlobReader,
+    tree: &Tree,
+    prefix: &Path,
+    f: &mut dyn FnMut(&Path, &Entry) -> Result<bool>,
+    depth: usize,
+) -> Result<()> {
     for e in &tree.entries {
         let path = prefix.join(std::ffi::OsStr::from_bytes(&e.name));
         let descend = f(&path, e)?;
         if descend && e.kind() == EntryKind::Dir {
             if let Some(id) = e.subtree {
-                walk(reader, &reader.meta_tree(&id)?, &path, f)?;
+                crate::snapshot::tree::check_depth(depth, &format!("tree {}", id.short()))?;
+                walk_at(reader, &reader.meta_tree(&id)?, &path, f, depth + 1)?;
             }
         }
     }

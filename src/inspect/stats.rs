@@ -63,6 +63,7 @@ fn tree_sums(
     memo: &mut HashMap<BlobId, Sums>,
     data: &mut HashSet<BlobId>,
     trees: &mut HashSet<BlobId>,
+    depth: usize,
 ) -> Result<Sums> {
     if let Some(s) = memo.get(id) {
         return Ok(*s);
@@ -85,7 +86,8 @@ fn tree_sums(
             EntryKind::Dir => {
                 s.dirs += 1;
                 if let Some(sub) = e.subtree {
-                    let c = tree_sums(reader, &sub, memo, data, trees)?;
+                    crate::snapshot::tree::check_depth(depth, &format!("tree {}", sub.short()))?;
+                    let c = tree_sums(reader, &sub, memo, data, trees, depth + 1)?;
                     s.files += c.files;
                     s.dirs += c.dirs;
                     s.bytes += c.bytes;
@@ -105,7 +107,7 @@ pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
     let (mut memo, mut data, mut trees) = (HashMap::new(), HashSet::new(), HashSet::new());
     let mut st = Stats::default();
     for s in snaps {
-        let sums = tree_sums(reader, &s.tree, &mut memo, &mut data, &mut trees)?;
+        let sums = tree_sums(reader, &s.tree, &mut memo, &mut data, &mut trees, 0)?;
         st.snapshots += 1;
         st.files += sums.files;
         st.dirs += sums.dirs;

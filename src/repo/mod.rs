@@ -127,14 +127,41 @@ impl Repo {
 
     /// [`Repo::init`] on object storage at `url`, which must hold no config.
     fn init_in(store: Arc<dyn Backend>, url: &str, opts: &InitOptions) -> Result<Repo> {
+        Repo::init_work(store, url, None, opts)
+    }
+
+    /// Create a repository in `store`, which must hold no config, with
+    /// `work` as its work directory (index, temp files; created if
+    /// missing) instead of one in the user's cache: the library entry
+    /// point for a repository on a backend the caller built (tests and
+    /// fuzzing on `memory://` wrapped in a [`crate::backend::FaultBackend`]).
+    pub fn init_on(store: Arc<dyn Backend>, work: &Path, opts: &InitOptions) -> Result<Repo> {
+        if let Some(NewKey::Recipient(r)) = &opts.key {
+            keys::parse_recipient(r)?;
+        }
+        let name = store.name().to_string();
+        Repo::init_work(store, &name, Some(work), opts)
+    }
+
+    fn init_work(
+        store: Arc<dyn Backend>,
+        url: &str,
+        work: Option<&Path>,
+        opts: &InitOptions,
+    ) -> Result<Repo> {
         if store.exists("config")? {
             return Err(Error::Invalid(format!(
                 "{url}: a repository already exists here"
             )));
         }
         let config = new_config(opts)?;
-        let work = work_dir(url, &config.repo_id)?;
-        let index_dir = index_dir(None, url, &config.repo_id)?;
+        let (work, index_dir) = match work {
+            Some(w) => (given_work_dir(w)?, given_work_dir(w)?),
+            None => (
+                work_dir(url, &config.repo_id)?,
+                index_dir(None, url, &config.repo_id)?,
+            ),
+        };
         Index::create(&index_dir.join(INDEX_FILE))?;
         Repo::finish_init(store, work, index_dir, false, config, opts)
     }
@@ -227,7 +254,7 @@ impl Repo {
                 }
                 Err(e) => return Err(e.into()),
             };
-            return Repo::open_in(store, None, &bytes, creds);
+            return Repo::open_in(store, None, None, &bytes, creds);
         }
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
@@ -259,43 +286,46 @@ impl Repo {
             }
         }
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        Repo::open_in(store, Some(path), &bytes, creds)
+        Repo::open_in(store, Some(path), None, &bytes, creds)
     }
 
-    /// Open the repository held by `store`, any [`Backend`] (the fault
-    /// battery wraps a directory in a [`crate::backend::FaultBackend`]),
-    /// with `work` as its work directory (temp files, and the index when
-    /// there is no cache directory: index.md). Every
-    /// repository file, packs included, is then read through `store`, as
-    /// on object storage.
-    pub fn open_backend(
-        store: Arc<dyn Backend>,
-        work: &Path,
-        creds: CredentialSource,
-    ) -> Result<Repo> {
-        let bytes = store.get("config")?;
-        let mut repo = Repo::open_in(store, Some(work), &bytes, creds)?;
-        repo.local = false;
-        Ok(repo)
+    /// Open the repository in `store` with `work` as its work directory
+    /// (index, temp files; created if missing) instead of one in the
+    /// user's cache; see [`Repo::init_on`] and [`Repo::open_with`].
+    pub fn open_on(store: Arc<dyn Backend>, work: &Path, creds: CredentialSource) -> Result<Repo> {
+        let bytes = match store.get("config") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::NotARepository {
+                    path: PathBuf::from(store.name()),
+                    reason: "no config file".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Repo::open_in(store, None, Some(work), &bytes, creds)
     }
 
     /// Open the repository in `store` whose config file holds `bytes`;
-    /// `local` is its directory if it is one.
+    /// `local` is its directory if it is one, `given` a work directory
+    /// chosen by the caller ([`Repo::open_on`]).
     fn open_in(
         store: Arc<dyn Backend>,
         local: Option<&Path>,
+        given: Option<&Path>,
         bytes: &[u8],
         creds: CredentialSource,
     ) -> Result<Repo> {
         let name = store.name().to_string();
         // The work directory of a repository on object storage needs its id,
         // which an encrypted config only gives after unlocking.
+        // The index of a caller-chosen work directory is in it.
         let work = |id: &[u8; 32]| -> Result<(PathBuf, PathBuf)> {
-            let w = match local {
-                Some(p) => p.to_path_buf(),
-                None => work_dir(&name, id)?,
-            };
-            Ok((w, index_dir(local, &name, id)?))
+            Ok(match (local, given) {
+                (Some(p), _) => (p.to_path_buf(), index_dir(local, &name, id)?),
+                (None, Some(w)) => (given_work_dir(w)?, given_work_dir(w)?),
+                (None, None) => (work_dir(&name, id)?, index_dir(None, &name, id)?),
+            })
         };
         if !agefile::is_age(bytes) {
             let config = Config::from_bytes(bytes, "config", None)?;
@@ -775,6 +805,16 @@ fn index_dir(local: Option<&Path>, url: &str, id: &[u8; 32]) -> Result<PathBuf> 
 /// URL) in the cache: BLAKE3 of its bytes.
 pub fn location_key(location: &str) -> String {
     blake3::hash(location.as_bytes()).to_hex()[..16].to_string()
+}
+
+/// A work directory given by the caller, with its `tmp/` created.
+fn given_work_dir(dir: &Path) -> Result<PathBuf> {
+    let tmp = dir.join("tmp");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .create(&tmp)
+        .at(&tmp)?;
+    Ok(dir.to_path_buf())
 }
 
 /// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).

@@ -118,6 +118,8 @@ impl Walk<'_, '_> {
             let rel = rel.join(name);
             if e.kind() == EntryKind::Dir {
                 let sub = e.subtree.take();
+                let name = || format!("tree {}", sub.map(|s| s.short()).unwrap_or_default());
+                crate::snapshot::tree::check_depth(self.stack.len(), &name())?;
                 self.stack.push(Frame {
                     rel: rel.clone(),
                     entry: e,

@@ -218,6 +218,25 @@ pub const TREE2_PREFIX: [u8; 2] = [0xFF, 0x02];
 /// [`INLINE_MAX`]).
 pub const INLINE_LIMIT: usize = 64 << 10;
 
+/// Deepest directory nesting a walk over trees follows (format-spec/objects.md
+/// "Tree body"): a crafted snapshot can nest directories without end, and
+/// the recursive walks (ls -r, find, stats, diff, restore) stop there with
+/// an error instead of overflowing their stack, and a backup skips deeper
+/// directories with a warning, so that what it saves can be restored.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Fail if a directory at `depth` (the root's entries are at 0) is
+/// deeper than [`MAX_DEPTH`]; `path` names it.
+pub fn check_depth(depth: usize, path: &dyn std::fmt::Display) -> Result<()> {
+    if depth < MAX_DEPTH {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        format!("{path}"),
+        format!("directories nested deeper than {MAX_DEPTH} levels"),
+    ))
+}
+
 /// Files up to this size are stored inline by writers (format-spec/objects.md
 /// "Inline files"; chosen by measurement, README "Small files").
 pub const INLINE_MAX: u64 = 4 << 10;
