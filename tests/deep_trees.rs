@@ -141,3 +141,37 @@ fn a_chain_of_200_directories_restores() {
             .success()
     );
 }
+
+/// A real source nested deeper than the limit: `snapshot` skips what lies
+/// below 1024 levels with a warning (exit 3) instead of overflowing its
+/// stack, and the rest, 900 levels down included, restores.
+#[test]
+fn a_source_deeper_than_the_limit_is_skipped_below_it_and_the_rest_restores() {
+    let f = Fixture::with_init(&["--no-encryption"]);
+    let src = f.path("deep");
+    let mut p = src.clone();
+    for i in 0..1100 {
+        p.push("d");
+        if i == 899 {
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("mid"), b"at 900").unwrap();
+        }
+    }
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("bottom"), b"at 1100").unwrap();
+    let o = strata(f.strata.repo(), &["snapshot", src.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("nested deeper than 1024 levels"), "{err}");
+    let out = f.path("out");
+    let o = strata(
+        f.strata.repo(),
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut mid = out.join(src.strip_prefix("/").unwrap());
+    for _ in 0..900 {
+        mid.push("d");
+    }
+    assert_eq!(std::fs::read(mid.join("mid")).unwrap(), b"at 900");
+}

@@ -63,8 +63,29 @@ fn exit_code(e: &crate::Error) -> i32 {
     }
 }
 
+/// Stack size of the command's thread and of rayon's worker threads.
+const WORKER_STACK: usize = 64 << 20;
+
 /// Run the CLI; returns the process exit code.
 pub fn main() -> i32 {
+    // Walks of the source and of trees recurse once per directory level
+    // (at most `snapshot::tree::MAX_DEPTH`, objects.md), on this thread and
+    // on rayon's: each gets room for that (address space; pages are
+    // touched only when used).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(WORKER_STACK)
+        .build_global();
+    match std::thread::Builder::new()
+        .name("strata".into())
+        .stack_size(WORKER_STACK)
+        .spawn(run_main)
+    {
+        Ok(h) => h.join().unwrap_or(exit::ERROR),
+        Err(_) => run_main(),
+    }
+}
+
+fn run_main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
