@@ -130,6 +130,38 @@ impl Error {
         }
     }
 
+    /// The storage failed to deliver (an object store `Store` error, a
+    /// fault injected by `FaultBackend`, or a backend I/O error such as
+    /// EIO), here or inside an I/O error that carries it: no verdict on
+    /// the bytes of the object, which a later read may deliver intact.
+    /// `check` reports such a blob but does not record it as damaged
+    /// (check.md "Damaged blobs").
+    pub fn is_transport_failure(&self) -> bool {
+        use crate::backend::BackendError as B;
+        fn transport(b: &B) -> bool {
+            matches!(b, B::Store { .. } | B::Injected { .. } | B::Io { .. })
+        }
+        fn in_io(e: &io::Error) -> bool {
+            match e.get_ref() {
+                Some(inner) => {
+                    if let Some(b) = inner.downcast_ref::<B>() {
+                        transport(b)
+                    } else if let Some(io) = inner.downcast_ref::<io::Error>() {
+                        in_io(io)
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        }
+        match self {
+            Error::Backend(b) => transport(b),
+            Error::Io { source, .. } => in_io(source),
+            _ => false,
+        }
+    }
+
     /// A corruption error on `object`.
     pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {

@@ -147,10 +147,12 @@ impl Index {
                     }
                     // deleted (by a gc) between listing and reading
                     Err(e) if e.is_not_found() => {}
-                    // the object store failed after its retries: no verdict
-                    // on the pack, and skipping it would turn into "blob not
-                    // in the index" later (or a needless re-upload)
-                    Err(e) if e.is_store_failure() => return Err(e),
+                    // the storage failed to deliver (an object store after
+                    // its retries, an injected fault, a backend I/O error):
+                    // no verdict on the pack, and skipping it would turn
+                    // into "blob not in the index" later (or a needless
+                    // re-upload)
+                    Err(e) if e.is_transport_failure() => return Err(e),
                     Err(e) => warnings.push(format!("skipping unreadable pack: {e}")),
                 }
             }

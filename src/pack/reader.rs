@@ -61,8 +61,14 @@ pub fn decode_blob(stored: &[u8], id: &BlobId, loc: &BlobLocation, d: &Decode) -
     if loc.compression == Compression::ZstdDict {
         let dict_id = blob::frame_dict_id(stored)
             .ok_or_else(|| Error::corrupt(object(), "a dictionary frame names no dictionary"))?;
+        // A storage failure while loading the dictionaries stays one: it
+        // says nothing about this blob (check.md "Damaged blobs").
         let dicts = (d.dicts)(dict_id).map_err(|e| {
-            Error::corrupt(object(), format!("needs dictionary {dict_id:08x}: {e}"))
+            if e.is_transport_failure() {
+                e
+            } else {
+                Error::corrupt(object(), format!("needs dictionary {dict_id:08x}: {e}"))
+            }
         })?;
         if dicts.is_empty() {
             return Err(Error::corrupt(

@@ -31,12 +31,15 @@ pub struct PackOutcome {
     pub problems: Vec<String>,
     /// Blobs that do not read back, with why.
     pub bad_blobs: Vec<(BlobId, String)>,
+    /// Blobs the storage failed to deliver (`Error::is_transport_failure`),
+    /// with why: reported, not recorded as damaged.
+    pub unread: Vec<(BlobId, String)>,
 }
 
 impl PackOutcome {
     /// Nothing wrong.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty() && self.bad_blobs.is_empty()
+        self.problems.is_empty() && self.bad_blobs.is_empty() && self.unread.is_empty()
     }
 }
 
@@ -191,8 +194,10 @@ fn stream(repo: &Repo, r: &mut dyn Read, rows: &[BlobRow], out: &mut PackOutcome
             return i;
         }
         pos = row.offset + u64::from(row.stored_len);
-        if let Err(e) = decode(repo, &buf, row) {
-            out.bad_blobs.push((row.id, short(&e)));
+        match decode(repo, &buf, row) {
+            Err(e) if e.is_transport_failure() => out.unread.push((row.id, short(&e))),
+            Err(e) => out.bad_blobs.push((row.id, short(&e))),
+            Ok(()) => {}
         }
     }
     if let Err(e) = io::copy(r, &mut io::sink()) {
@@ -208,16 +213,22 @@ fn one_by_one(repo: &Repo, id: &PackId, rows: &[BlobRow], out: &mut PackOutcome)
         Ok(f) => f,
         Err(e) => {
             let why = short(&e);
-            out.bad_blobs
-                .extend(rows.iter().map(|r| (r.id, why.clone())));
+            let to = if e.is_transport_failure() {
+                &mut out.unread
+            } else {
+                &mut out.bad_blobs
+            };
+            to.extend(rows.iter().map(|r| (r.id, why.clone())));
             return;
         }
     };
     for row in rows {
         let loc = location(id, row);
         let r = repo.decode_with(row.kind, |d| reader::read_blob(&f, &row.id, &loc, d));
-        if let Err(e) = r {
-            out.bad_blobs.push((row.id, short(&e)));
+        match r {
+            Err(e) if e.is_transport_failure() => out.unread.push((row.id, short(&e))),
+            Err(e) => out.bad_blobs.push((row.id, short(&e))),
+            Ok(_) => {}
         }
     }
 }

@@ -231,19 +231,45 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
     // 2. Index, listing, sizes, trailers.
     let mut index = repo.index()?;
     let rec = index.reconcile(repo)?;
+    let rec_complete = rec.warnings.is_empty();
     for e in &rec.state.unreadable {
         found.other("gc state", e);
     }
     let listed = rec.listed;
     report.packs = listed.len() as u64;
     // Rows of blobs recorded damaged leave the index (again, after a rebuild).
-    let recorded = match damaged::Damaged::load(repo) {
+    let mut recorded = match damaged::Damaged::load(repo) {
         Ok(d) => d,
         Err(e) => {
             report.warnings.push(e.to_string());
             damaged::Damaged::default()
         }
     };
+    // With read-data, a recorded pack whose bytes hash to its name again
+    // (restored from a copy, a bad read) is cleared first, so that its
+    // rows are back before the trees are walked (check.md "Damaged blobs").
+    if opts.read_data.is_some() && !recorded.is_empty() {
+        let mut again: Vec<PackId> = recorded
+            .entries()
+            .filter_map(|(_, p, _)| p.copied())
+            .filter(|p| listed.contains_key(p))
+            .collect();
+        again.sort();
+        again.dedup();
+        let intact: Vec<PackId> = again
+            .into_par_iter()
+            .filter(|p| {
+                let size = listed.get(p).copied().unwrap_or(0);
+                data::verify_pack(repo, p, size, &[], Arc::new(AtomicU64::new(0))).is_clean()
+            })
+            .collect();
+        if !intact.is_empty() {
+            damaged::forget_packs(repo, &intact)?;
+            index.remove_packs(&intact)?;
+            index.reconcile(repo)?;
+            recorded = damaged::Damaged::load(repo)?;
+        }
+    }
     recorded.apply(&index)?;
     let mut dropped: HashSet<(BlobId, PackId)> = HashSet::new();
     // blob -> (its pack if that still exists, why)
@@ -258,6 +284,7 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
             .or_default()
             .push((p, format!("recorded damaged: {}", e.detail)));
     }
+    let dropped_ids: HashSet<BlobId> = recorded.entries().map(|(b, _, _)| *b).collect();
     let packs: HashMap<i64, PackRow> = index.packs()?.into_iter().map(|p| (p.rowid, p)).collect();
     for p in packs.values() {
         let size = listed.get(&p.id);
@@ -343,7 +370,12 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
                 }
                 None => {
                     found.missing.insert(id);
-                    found.record.push((id, None, "in no pack".into()));
+                    // only when every listed pack was indexed (a pack
+                    // skipped as unreadable may hold it) and no recorded
+                    // entry dropped its rows in this run
+                    if rec_complete && !dropped_ids.contains(&id) {
+                        found.record.push((id, None, "in no pack".into()));
+                    }
                 }
             },
             None => {
@@ -432,6 +464,12 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
     found
         .recorded
         .retain(|p, _| p.is_none_or(|p| !intact.contains(&p)));
+    // Nothing in a pack found intact is damaged: a tree that did not read
+    // because its rows were dropped for such a pack is not recorded again.
+    let verified_ok: HashSet<PackId> = ok_packs.iter().copied().collect();
+    found
+        .record
+        .retain(|(_, p, _)| p.is_none_or(|p| !verified_ok.contains(&p)));
     let recorded = if intact.is_empty() {
         recorded
     } else {
@@ -611,7 +649,7 @@ fn pinpoint(reader: &BlobReader, tree: &BlobId, e: &Error, found: &mut Found) ->
         match reader.locate(id)? {
             Some(loc) => {
                 found.blob(&loc.pack, id, short(e));
-                if !e.is_store_failure() {
+                if !e.is_transport_failure() {
                     found.record.push((*id, Some(loc.pack), short(e)));
                 }
             }
@@ -687,6 +725,9 @@ fn read_data(
         }
         for (b, why) in out.bad_blobs {
             found.record.push((b, Some(id), why.clone()));
+            found.blob(&id, &b, why);
+        }
+        for (b, why) in out.unread {
             found.blob(&id, &b, why);
         }
     }
