@@ -109,25 +109,7 @@ impl Error {
     /// carries it (the age reader of an encrypted pack reads through
     /// `io::Read`): no verdict on the object being read.
     pub fn is_store_failure(&self) -> bool {
-        fn in_io(e: &io::Error) -> bool {
-            match e.get_ref() {
-                Some(inner) => {
-                    if let Some(b) = inner.downcast_ref::<crate::backend::BackendError>() {
-                        matches!(b, crate::backend::BackendError::Store { .. })
-                    } else if let Some(io) = inner.downcast_ref::<io::Error>() {
-                        in_io(io)
-                    } else {
-                        false
-                    }
-                }
-                None => false,
-            }
-        }
-        match self {
-            Error::Backend(crate::backend::BackendError::Store { .. }) => true,
-            Error::Io { source, .. } => in_io(source),
-            _ => false,
-        }
+        self.backend_failure(|b| matches!(b, crate::backend::BackendError::Store { .. }))
     }
 
     /// The storage failed to deliver (an object store `Store` error, a
@@ -138,16 +120,19 @@ impl Error {
     /// (check.md "Damaged blobs").
     pub fn is_transport_failure(&self) -> bool {
         use crate::backend::BackendError as B;
-        fn transport(b: &B) -> bool {
-            matches!(b, B::Store { .. } | B::Injected { .. } | B::Io { .. })
-        }
-        fn in_io(e: &io::Error) -> bool {
+        self.backend_failure(|b| matches!(b, B::Store { .. } | B::Injected { .. } | B::Io { .. }))
+    }
+
+    /// A backend error for which `pred` holds, here or inside an I/O error
+    /// that carries it (possibly nested).
+    fn backend_failure(&self, pred: fn(&crate::backend::BackendError) -> bool) -> bool {
+        fn in_io(e: &io::Error, pred: fn(&crate::backend::BackendError) -> bool) -> bool {
             match e.get_ref() {
                 Some(inner) => {
-                    if let Some(b) = inner.downcast_ref::<B>() {
-                        transport(b)
+                    if let Some(b) = inner.downcast_ref::<crate::backend::BackendError>() {
+                        pred(b)
                     } else if let Some(io) = inner.downcast_ref::<io::Error>() {
-                        in_io(io)
+                        in_io(io, pred)
                     } else {
                         false
                     }
@@ -156,8 +141,8 @@ impl Error {
             }
         }
         match self {
-            Error::Backend(b) => transport(b),
-            Error::Io { source, .. } => in_io(source),
+            Error::Backend(b) => pred(b),
+            Error::Io { source, .. } => in_io(source, pred),
             _ => false,
         }
     }

@@ -507,11 +507,8 @@ fn local_repo(rig: &Rig, big: u64) -> (PathBuf, Vec<PathBuf>) {
 /// Restore every snapshot of `repo` (a fresh cache) and compare with the
 /// sources, in snapshot order.
 fn mirror_restores(rig: &Rig, repo: &str, srcs: &[PathBuf]) {
-    let list = rig
-        .strata(repo, "m", &["snapshots", "--json"])
-        .json("snapshots");
-    let ids: Vec<String> = list.as_array().unwrap().iter().map(id_of).collect();
-    assert_eq!(ids.len(), srcs.len(), "{list}");
+    let ids = snapshot_ids(rig, repo, "m");
+    assert_eq!(ids.len(), srcs.len(), "{ids:?}");
     let want: Vec<(String, PathBuf)> = ids.into_iter().zip(srcs.iter().cloned()).collect();
     for (n, (id, src)) in want.iter().enumerate() {
         let out = rig.path(&format!("mirror-out-{n}"));
@@ -667,6 +664,25 @@ fn sync_killed_mid_way_resumes_with_exactly_the_missing_files() {
     mirror_restores(&rig, &mirror, &srcs);
 }
 
+/// The ids of `repo`'s snapshots, oldest first (cache `cache`).
+fn snapshot_ids(rig: &Rig, repo: &str, cache: &str) -> Vec<String> {
+    rig.strata(repo, cache, &["snapshots", "--json"])
+        .json("snapshots")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+/// `check --read-data` of `repo` (cache `cache`) finds nothing wrong.
+fn check_clean(rig: &Rig, repo: &str, cache: &str, what: &str) {
+    let v = rig
+        .strata(repo, cache, &["check", "--read-data", "--json"])
+        .json(what);
+    assert_eq!(v["ok"].as_bool(), Some(true), "{what}: {v}");
+}
+
 /// The packs (key -> size) under `prefix` in the bucket.
 fn bucket_packs(rig: &Rig, prefix: &str) -> BTreeMap<String, u64> {
     rig.moto
@@ -730,10 +746,7 @@ fn gc_and_sync_delete_under_faults_remove_exactly_what_gc_removed() {
         after < before,
         "gc removed nothing: {before} -> {after}; {r}"
     );
-    let v = rig
-        .strata(&direct, "fresh", &["check", "--read-data", "--json"])
-        .json("check after gc");
-    assert_eq!(v["ok"].as_bool(), Some(true), "{v}");
+    check_clean(&rig, &direct, "fresh", "check after gc");
     let out = rig.path("direct-out");
     rig.strata(
         &direct,
@@ -754,14 +767,7 @@ fn gc_and_sync_delete_under_faults_remove_exactly_what_gc_removed() {
     let l = local.to_str().unwrap();
     let mirror = rig.url("mirror");
     rig.strata(l, "l", &["sync", &mirror]).ok("first sync");
-    let first: Vec<String> = rig
-        .strata(l, "l", &["snapshots", "--json"])
-        .json("snapshots")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let first = snapshot_ids(&rig, l, "l");
     rig.strata(l, "l", &["forget", &first[0]]).ok("forget");
     rig.strata(l, "l", &grace0).json("local gc");
     let want = local_packs(&local);
@@ -777,10 +783,7 @@ fn gc_and_sync_delete_under_faults_remove_exactly_what_gc_removed() {
     assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
     assert_eq!(bucket_packs(&rig, "mirror"), want, "the mirror's packs");
     rig.check_bucket("mirror");
-    let v = rig
-        .strata(&mirror, "m", &["check", "--read-data", "--json"])
-        .json("check of the mirror");
-    assert_eq!(v["ok"].as_bool(), Some(true), "{v}");
+    check_clean(&rig, &mirror, "m", "check of the mirror");
     mirror_restores(&rig, &mirror, &srcs[1..]);
 
     // every DELETE fails for good: the manifests go first, so the failure
@@ -789,14 +792,7 @@ fn gc_and_sync_delete_under_faults_remove_exactly_what_gc_removed() {
     make_tree_of(&src3, 23, 3);
     rig.strata(l, "l", &["snapshot", src3.to_str().unwrap()])
         .ok("snapshot");
-    let last: Vec<String> = rig
-        .strata(l, "l", &["snapshots", "--json"])
-        .json("snapshots")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect();
+    let last = snapshot_ids(&rig, l, "l");
     rig.strata(l, "l", &["sync", &mirror])
         .ok("sync of the new snapshot");
     rig.strata(l, "l", &["forget", &last[0]]).ok("forget");
