@@ -1022,6 +1022,35 @@ fn stats_count_two_snapshots_of_one_tree() {
     assert!(text.contains("dedup ratio 1.0"), "{text}");
 }
 
+/// A source of small files only: their bytes live inline in the trees, and
+/// the dedup ratio counts them (logical bytes against the distinct content),
+/// so two snapshots of it deduplicate 2:1 as data blobs would.
+#[test]
+fn stats_dedup_ratio_counts_inline_files() {
+    let fx = Fixture::new();
+    let st = &fx.strata;
+    let src = fx.path("src/small");
+    for i in 0..40 {
+        write_file(
+            &src.join(format!("e{i}.json")),
+            format!("{{\"event\": {i}, \"body\": \"{}\"}}", "x".repeat(i * 7)).as_bytes(),
+        );
+    }
+    let id1 = snap(st, &[&src]);
+    snap(st, &[&src]);
+    let stats = |args: &[&str]| -> Value {
+        let mut a = vec!["stats", "--json", "--mode", "raw-data"];
+        a.extend_from_slice(args);
+        serde_json::from_str(out(st, &a).trim_end()).unwrap()
+    };
+    let (one, both) = (stats(&[&id1]), stats(&[]));
+    assert_eq!(num(&one, "data_blobs"), 0, "all inline: {one}");
+    assert_eq!(num(&one, "inline_files"), 40, "{one}");
+    let ratio = |v: &Value| v["dedup_ratio"].as_f64().unwrap();
+    assert!((ratio(&one) - 1.0).abs() < 1e-9, "{one}");
+    assert!((ratio(&both) - 2.0).abs() < 1e-9, "{both}");
+}
+
 // ---------------------------------------------------------------- the index is a cache
 
 /// format-spec/index.md: every command that reads blobs first reconciles

@@ -350,6 +350,79 @@ fn run_unlocks_with_the_config_and_reports_hooks() {
     assert_eq!(v["check"]["coverage"]["verified"], 1, "{v}");
 }
 
+/// Every command without `--repo` takes the repository and the unlocking
+/// keys from the strata.toml it finds (STRATA_CONFIG, ./strata.toml), as
+/// `run` does; an invalid one is an error, none at all says what to give.
+#[test]
+fn commands_take_the_repository_and_keys_from_strata_toml() {
+    let f = Fixture::new();
+    let home = f.mkdir("home");
+    let dir = f.mkdir("policy");
+    fs::write(dir.join("pass"), "from the file\n").unwrap();
+    fs::write(
+        dir.join("strata.toml"),
+        "repository = \"repo\"\npassword_file = \"pass\"\n",
+    )
+    .unwrap();
+    let data = f.mkdir("data");
+    fs::write(data.join("a.txt"), "alpha").unwrap();
+    let bare = || {
+        let mut c = cmd(&f);
+        c.env_remove("STRATA_PASSWORD")
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME");
+        c
+    };
+    // ./strata.toml: init and snapshot there, with the passphrase of its file
+    bare().current_dir(&dir).arg("init").assert().success();
+    assert!(dir.join("repo/config").is_file());
+    bare()
+        .current_dir(&dir)
+        .arg("snapshot")
+        .arg(&data)
+        .assert()
+        .success();
+    // STRATA_CONFIG from elsewhere
+    let out = bare()
+        .current_dir(&home)
+        .env("STRATA_CONFIG", dir.join("strata.toml"))
+        .args(["cat", &format!("latest:{}/a.txt", data.display())])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(out.stdout, b"alpha");
+    // the file's passphrase is the repository's: another one fails
+    bare()
+        .current_dir(&home)
+        .env("STRATA_CONFIG", dir.join("strata.toml"))
+        .env("STRATA_PASSWORD", "wrong")
+        .args(["snapshots"])
+        .assert()
+        .failure();
+    // an invalid config found is an error naming its line
+    let bad = f.path("bad.toml");
+    fs::write(&bad, "repository = \"repo\"\nreposit = 1\n").unwrap();
+    let out = bare()
+        .current_dir(&home)
+        .env("STRATA_CONFIG", &bad)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.toml:2: reposit"),
+        "{err}"
+    );
+    // no config and no --repo
+    let out = bare().current_dir(&home).arg("snapshots").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no repository given"),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------- webhook
 
 #[test]
@@ -894,4 +967,13 @@ fn status_fails_when_the_offsite_copy_lacks_packs() {
     let v = status(5);
     assert_eq!(v["sync"]["behind_packs"], 1, "{v}");
     assert!(v["problems"].to_string().contains("lacks 1 packs"), "{v}");
+    // the text report says so on its sync line
+    let out = cmd(&f)
+        .args(["status", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("sync: ")).unwrap_or("");
+    assert!(line.contains("the offsite copy lacks 1 packs ("), "{text}");
 }

@@ -296,20 +296,58 @@ pub fn save_file(
     entry.content = content;
     entry.extents = extents.unwrap_or_default();
     if changed {
-        // Record what was read, consistently.
-        if entry.extents.is_empty() {
-            entry.size = read;
-        } else {
-            let mut left = read;
-            entry.extents.retain_mut(|e| {
-                let keep = left > 0;
-                e.len = e.len.min(left);
-                left -= e.len;
-                keep
-            });
-            let data_end = entry.extents.last().map(|e| e.offset + e.len).unwrap_or(0);
-            entry.size = data_end.max(entry.size.min(after.size()));
-        }
+        entry.size = keep_what_was_read(&mut entry.extents, read);
     }
     Ok((read, changed))
+}
+
+/// The size to record for a file that changed while it was read, trimming
+/// its `extents` (empty: dense) to the `read` bytes: the file ends where
+/// the data read ends. Holes between the extents were holes when they were
+/// sought; a hole after the last one may have been the end of the file at
+/// that moment (SEEK_HOLE reports EOF as a hole) while the file was being
+/// truncated and grown again, so recording the stat size there would
+/// restore zeros that were never in the file. A changed sparse file loses
+/// its trailing hole; it is reported as changed.
+fn keep_what_was_read(extents: &mut Vec<Extent>, read: u64) -> u64 {
+    if extents.is_empty() {
+        return read;
+    }
+    let mut left = read;
+    extents.retain_mut(|e| {
+        let keep = left > 0;
+        e.len = e.len.min(left);
+        left -= e.len;
+        keep
+    });
+    extents.last().map(|e| e.offset + e.len).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(offset: u64, len: u64) -> Extent {
+        Extent { offset, len }
+    }
+
+    #[test]
+    fn a_changed_file_ends_where_its_data_read_ends() {
+        // stat said 3 MiB; SEEK_HOLE found EOF at 1.5 MiB (the file was
+        // being truncated); 1.5 MiB read: never 1.5 MiB of invented zeros
+        let mut e = vec![ext(0, 3 << 19)];
+        assert_eq!(keep_what_was_read(&mut e, 3 << 19), 3 << 19);
+        assert_eq!(e, vec![ext(0, 3 << 19)]);
+        // a real hole between two data regions stays; the read stopped
+        // inside the second region, and the third is dropped
+        let mut e = vec![ext(0, 100), ext(1000, 100), ext(5000, 10)];
+        assert_eq!(keep_what_was_read(&mut e, 150), 1050);
+        assert_eq!(e, vec![ext(0, 100), ext(1000, 50)]);
+        // dense: what was read
+        assert_eq!(keep_what_was_read(&mut Vec::new(), 77), 77);
+        // nothing read
+        let mut e = vec![ext(4096, 10)];
+        assert_eq!(keep_what_was_read(&mut e, 0), 0);
+        assert!(e.is_empty());
+    }
 }

@@ -140,10 +140,43 @@ fn blob_reader(repo: &crate::Repo) -> crate::Result<crate::read::BlobReader<'_>>
     Ok(reader)
 }
 
+/// The repository: `--repo` / STRATA_REPO, else `repository` in the
+/// strata.toml that [`implicit_config`] finds.
 fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
-    cli.repo.clone().ok_or_else(|| {
-        crate::Error::Invalid("no repository given: use --repo PATH or set STRATA_REPO".into())
-    })
+    if let Some(p) = &cli.repo {
+        return Ok(p.clone());
+    }
+    repo_path_with(cli, implicit_config(cli)?.as_ref())
+}
+
+/// `--repo` / STRATA_REPO, else `repository` in `cfg`.
+fn repo_path_with(cli: &Cli, cfg: Option<&crate::policy::Config>) -> crate::Result<PathBuf> {
+    match (&cli.repo, cfg.and_then(|c| c.repository.clone())) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(p)) => Ok(p),
+        (None, None) => Err(crate::Error::Invalid(format!(
+            "no repository given: use --repo PATH, STRATA_REPO{}",
+            cfg.map(|c| format!(" or `repository` in {}", c.path.display()))
+                .unwrap_or_else(|| " or `repository` in strata.toml".into())
+        ))),
+    }
+}
+
+/// The strata.toml a command without `--repo` takes its repository and
+/// unlocking keys from, as `run` finds it: STRATA_CONFIG, else
+/// ./strata.toml, else ~/.config/strata/strata.toml. None when there is
+/// none or `--repo` was given; an error when the one found is invalid.
+fn implicit_config(cli: &Cli) -> crate::Result<Option<crate::policy::Config>> {
+    if cli.repo.is_some() {
+        return Ok(None);
+    }
+    let env = std::env::var_os("STRATA_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    match crate::policy::config::find(env.as_deref()) {
+        Ok(p) => crate::policy::config::load(&p).map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 fn sources(cli: &Cli) -> unlock::Sources {
@@ -154,29 +187,8 @@ fn sources(cli: &Cli) -> unlock::Sources {
     }
 }
 
-/// Open the repository, unlocking it if it is encrypted; also returns what
-/// unlocked it.
-fn open_repo(cli: &Cli) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
-    open_repo_with(cli, None)
-}
-
-/// [`open_repo`], with strata.toml's `repository` and unlocking keys used
-/// where the command line and the environment give none.
-fn open_repo_with(
-    cli: &Cli,
-    cfg: Option<&crate::policy::Config>,
-) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
-    let path = match (&cli.repo, cfg.and_then(|c| c.repository.clone())) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p,
-        (None, None) => {
-            return Err(crate::Error::Invalid(format!(
-                "no repository given: use --repo PATH, STRATA_REPO{}",
-                cfg.map(|c| format!(" or `repository` in {}", c.path.display()))
-                    .unwrap_or_default()
-            )));
-        }
-    };
+/// [`sources`], with strata.toml's unlocking keys after them.
+fn sources_with(cli: &Cli, cfg: Option<&crate::policy::Config>) -> unlock::Sources {
     let mut src = sources(cli);
     if let Some(c) = cfg {
         src.config = unlock::ConfigUnlock {
@@ -185,6 +197,23 @@ fn open_repo_with(
             identity: c.identity.clone(),
         };
     }
+    src
+}
+
+/// Open the repository, unlocking it if it is encrypted; also returns what
+/// unlocked it.
+fn open_repo(cli: &Cli) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
+    open_repo_with(cli, implicit_config(cli)?.as_ref())
+}
+
+/// [`open_repo`], with strata.toml's `repository` and unlocking keys used
+/// where the command line and the environment give none.
+fn open_repo_with(
+    cli: &Cli,
+    cfg: Option<&crate::policy::Config>,
+) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
+    let path = repo_path_with(cli, cfg)?;
+    let src = sources_with(cli, cfg);
     let mut used = None;
     let repo = crate::Repo::open_with(&path, &mut || {
         let (cred, u) = unlock::credential(&src)?;
@@ -200,7 +229,8 @@ fn open(cli: &Cli) -> crate::Result<crate::Repo> {
 
 fn init(cli: &Cli, a: &args::InitArgs) -> crate::Result<i32> {
     use crate::crypto::keys::NewKey;
-    let path = repo_path(cli)?;
+    let cfg = implicit_config(cli)?;
+    let path = repo_path_with(cli, cfg.as_ref())?;
     if path.join("config").exists() {
         // Before asking for a passphrase.
         return Err(crate::Error::Invalid(format!(
@@ -214,7 +244,7 @@ fn init(cli: &Cli, a: &args::InitArgs) -> crate::Result<i32> {
         Some(NewKey::Recipient(r.clone()))
     } else {
         Some(NewKey::Passphrase {
-            passphrase: unlock::new_passphrase(None, &sources(cli), true)?,
+            passphrase: unlock::new_passphrase(None, &sources_with(cli, cfg.as_ref()), true)?,
             log_n: a.scrypt_log_n,
         })
     };

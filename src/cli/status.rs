@@ -340,10 +340,21 @@ fn print(v: &Value, cfg: &Config) -> Result<()> {
         match &cfg.offsite {
             Some(o) => {
                 let last = &v["sync"]["last"];
-                match (last["success"].as_str(), last["error"].as_str()) {
+                let when = match (last["success"].as_str(), last["error"].as_str()) {
                     (_, Some(e)) => format!("to {o}: last attempt failed: {e}"),
                     (Some(t), None) => format!("to {o}: last at {t}"),
                     (None, None) => format!("never to {o}"),
+                };
+                match (
+                    v["sync"]["behind_packs"].as_u64(),
+                    v["sync"]["behind_bytes"].as_u64(),
+                ) {
+                    (Some(0), _) => format!("{when}; the offsite copy has every pack"),
+                    (Some(n), Some(b)) => format!(
+                        "{when}; the offsite copy lacks {n} packs ({})",
+                        output::size(b)
+                    ),
+                    _ => when,
                 }
             }
             None => "not configured".into(),

@@ -30,7 +30,8 @@ pub struct Stats {
     pub stored_size: u64,
     /// Packs holding them.
     pub packs: u64,
-    /// restore_size / raw data size.
+    /// restore_size / distinct file content: the raw size of the distinct
+    /// data blobs plus the bytes stored inline in the distinct trees.
     pub dedup_ratio: f64,
     /// raw_size / stored_size.
     pub compression_ratio: f64,
@@ -57,20 +58,23 @@ struct Sums {
     inline_bytes: u64,
 }
 
-fn tree_sums(
-    reader: &BlobReader,
-    id: &BlobId,
-    memo: &mut HashMap<BlobId, Sums>,
-    data: &mut HashSet<BlobId>,
-    trees: &mut HashSet<BlobId>,
-    depth: usize,
-) -> Result<Sums> {
-    if let Some(s) = memo.get(id) {
+/// What one walk over the snapshots collects besides each tree's sums.
+#[derive(Default)]
+struct Seen {
+    memo: HashMap<BlobId, Sums>,
+    data: HashSet<BlobId>,
+    trees: HashSet<BlobId>,
+    /// Bytes of files inline in the distinct trees, each tree counted once.
+    inline_bytes: u64,
+}
+
+fn tree_sums(reader: &BlobReader, id: &BlobId, seen: &mut Seen, depth: usize) -> Result<Sums> {
+    if let Some(s) = seen.memo.get(id) {
         return Ok(*s);
     }
-    trees.insert(*id);
+    seen.trees.insert(*id);
     let t = reader.listing(id)?;
-    trees.extend(t.part_ids());
+    seen.trees.extend(t.part_ids());
     let mut s = Sums::default();
     for (k, e) in t.entries.iter().enumerate() {
         match e.kind() {
@@ -80,14 +84,15 @@ fn tree_sums(
                 if t.elided(k) {
                     s.inline += 1;
                     s.inline_bytes += e.size;
+                    seen.inline_bytes += e.size;
                 }
-                data.extend(e.content.iter().copied());
+                seen.data.extend(e.content.iter().copied());
             }
             EntryKind::Dir => {
                 s.dirs += 1;
                 if let Some(sub) = e.subtree {
                     crate::snapshot::tree::check_depth(depth, &format!("tree {}", sub.short()))?;
-                    let c = tree_sums(reader, &sub, memo, data, trees, depth + 1)?;
+                    let c = tree_sums(reader, &sub, seen, depth + 1)?;
                     s.files += c.files;
                     s.dirs += c.dirs;
                     s.bytes += c.bytes;
@@ -98,16 +103,16 @@ fn tree_sums(
             _ => {}
         }
     }
-    memo.insert(*id, s);
+    seen.memo.insert(*id, s);
     Ok(s)
 }
 
 /// Count `snaps`.
 pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
-    let (mut memo, mut data, mut trees) = (HashMap::new(), HashSet::new(), HashSet::new());
+    let mut seen = Seen::default();
     let mut st = Stats::default();
     for s in snaps {
-        let sums = tree_sums(reader, &s.tree, &mut memo, &mut data, &mut trees, 0)?;
+        let sums = tree_sums(reader, &s.tree, &mut seen, 0)?;
         st.snapshots += 1;
         st.files += sums.files;
         st.dirs += sums.dirs;
@@ -115,6 +120,12 @@ pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
         st.inline_files += sums.inline;
         st.inline_bytes += sums.inline_bytes;
     }
+    let Seen {
+        data,
+        trees,
+        inline_bytes: distinct_inline,
+        ..
+    } = seen;
     // One scan of the index gives every location.
     let mut packs: HashSet<PackId> = HashSet::new();
     let (mut data_raw, mut found) = (0u64, 0usize);
@@ -167,8 +178,9 @@ pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
     st.data_blobs = data.len() as u64;
     st.tree_blobs = trees.len() as u64;
     st.packs = packs.len() as u64;
-    st.dedup_ratio = if data_raw > 0 {
-        st.restore_size as f64 / data_raw as f64
+    let content = data_raw + distinct_inline;
+    st.dedup_ratio = if content > 0 {
+        st.restore_size as f64 / content as f64
     } else {
         0.0
     };
