@@ -154,6 +154,37 @@ fn s3_repository_round_trip_encrypted() {
     round_trip(true);
 }
 
+/// `init` into a bucket that does not exist says so, in one line, and
+/// leaves nothing behind; created, the same command works.
+#[test]
+fn s3_init_into_a_missing_bucket_says_so() {
+    let Some(moto) = support::moto_or_skip("s3_init_into_a_missing_bucket_says_so") else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let init = || {
+        support::command()
+            .env("STRATA_CACHE_DIR", cache.path())
+            .envs(moto.env())
+            .args(["--repo", "s3://strata-absent/repo", "init"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = init();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s3://strata-absent/repo: cannot write there")
+            && err.contains("does the bucket (or container) exist?"),
+        "{err}"
+    );
+    moto.create_bucket("strata-absent");
+    assert!(moto.list("strata-absent", "").is_empty());
+    let o = init();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn two_processes_snapshot_into_one_s3_repository() {
     let Some(r) = Remote::new("s3_two_hosts", "strata-two") else {

@@ -229,7 +229,11 @@ impl Backend for LocalBackend {
                     stack.push(key);
                 } else if ft.is_file() {
                     match entry.metadata() {
-                        Ok(m) => f(Listed { key, size: m.len() }),
+                        Ok(m) => f(Listed {
+                            key,
+                            size: m.len(),
+                            modified: m.modified().ok(),
+                        }),
                         Err(e) if e.kind() == ErrorKind::NotFound => {}
                         Err(e) => return Err(self.io(&key, e)),
                     }

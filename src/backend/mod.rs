@@ -134,6 +134,9 @@ pub struct Listed {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was last written, as the storage tells it (a file's mtime,
+    /// an object's Last-Modified); `None` where it does not.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// The storage of one repository. Keys are repository-relative paths

@@ -605,7 +605,11 @@ impl Backend for ObjectStoreBackend {
                         .strip_prefix(prefix)
                         .is_some_and(|rest| rest.starts_with('/'));
                 if under && check_key(&key).is_ok() {
-                    f(Listed { key, size: m.size });
+                    f(Listed {
+                        key,
+                        size: m.size,
+                        modified: Some(m.last_modified.into()),
+                    });
                 }
                 last = Some(m.location);
             }

@@ -101,7 +101,7 @@ pub struct Listed {
     pub name: String,
     /// Its content, or why it could not be read.
     pub info: Result<LockInfo>,
-    /// File modification time (for unreadable locks).
+    /// When the storage says the file was written (for unreadable locks).
     pub mtime: Option<SystemTime>,
 }
 
@@ -135,7 +135,7 @@ impl Listed {
 /// Every lock file of the repository.
 pub fn list(repo: &Repo) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
-    for name in repo.list_names("locks")? {
+    for (name, listed) in repo.list_files("locks")? {
         if crate::id::parse_hex32(&name).is_none() {
             continue;
         }
@@ -144,17 +144,9 @@ pub fn list(repo: &Repo) -> Result<Vec<Listed>> {
         let Some(bytes) = repo.read_opt(&key)? else {
             continue;
         };
-        // Only a local repository tells a file's age; an unreadable lock
-        // elsewhere is never taken for stale (`unlock --remove-all` removes it).
-        let mtime = repo
-            .is_local()
-            .then(|| {
-                std::fs::metadata(repo.root().join(&key))
-                    .ok()?
-                    .modified()
-                    .ok()
-            })
-            .flatten();
+        // The storage's age of the file (mtime, Last-Modified): an
+        // unreadable lock is stale by it alone.
+        let mtime = listed.modified;
         let info = repo.open_bytes(&bytes, &key, 1 << 16).and_then(|plain| {
             serde_json::from_slice::<LockInfo>(&plain)
                 .map_err(|err| Error::corrupt(&key, format!("not a lock: {err}")))
@@ -457,5 +449,31 @@ impl Drop for Lock {
                 Err(e) => say(&format!("warning: could not remove lock {path}: {e}")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unreadable lock is stale by the age the storage gives its file
+    /// (a local mtime, an object's Last-Modified), and never without one.
+    #[test]
+    fn an_unreadable_lock_is_stale_by_its_storage_age() {
+        let unreadable = |age: Option<Duration>| Listed {
+            name: "ab".repeat(32),
+            info: Err(Error::corrupt("locks/x", "not a lock")),
+            mtime: age.and_then(|a| SystemTime::now().checked_sub(a)),
+        };
+        assert!(unreadable(None).stale_reason().is_none());
+        assert!(
+            unreadable(Some(Duration::from_secs(60)))
+                .stale_reason()
+                .is_none()
+        );
+        assert_eq!(
+            unreadable(Some(STALE_AFTER + Duration::from_secs(60))).stale_reason(),
+            Some("unreadable and old".to_string())
+        );
     }
 }

@@ -163,7 +163,15 @@ impl Repo {
             ),
         };
         Index::create(&index_dir.join(INDEX_FILE))?;
-        Repo::finish_init(store, work, index_dir, false, config, opts)
+        Repo::finish_init(store, work, index_dir, false, config, opts).map_err(|e| match e {
+            // The first write of a new repository: a missing bucket or
+            // container, which init does not create.
+            Error::Backend(b) if b.is_not_found() => Error::Invalid(format!(
+                "{url}: cannot write there ({b}): does the bucket (or container) exist? \
+                 `strata init` does not create it"
+            )),
+            e => e,
+        })
     }
 
     /// Keys, then the config (last: its presence makes a repository).
@@ -417,10 +425,18 @@ impl Repo {
 
     /// The names (last key segment) of the files under `prefix`, sorted.
     pub fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_files(prefix)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+    /// [`Self::list_names`], each with what the storage says of it.
+    pub fn list_files(&self, prefix: &str) -> Result<Vec<(String, crate::backend::Listed)>> {
         let mut v = Vec::new();
         self.store.list(prefix, &mut |l| {
             if let Some(n) = l.key.rsplit('/').next() {
-                v.push(n.to_string());
+                v.push((n.to_string(), l.clone()));
             }
         })?;
         v.sort();
