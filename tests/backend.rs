@@ -79,6 +79,17 @@ fn contract(b: &dyn Backend) {
         other => panic!("{name}: second put_new: {other:?}"),
     }
     assert_eq!(&b.get(&pack_ab).unwrap()[..], &data[..]);
+    // put_new_bytes (sync's, without a copy): the same contract
+    match b.put_new_bytes(&pack_ab, bytes::Bytes::from_static(b"other bytes")) {
+        Err(e) if e.is_already_exists() => {}
+        other => panic!("{name}: put_new_bytes over a key: {other:?}"),
+    }
+    assert_eq!(&b.get(&pack_ab).unwrap()[..], &data[..]);
+    let handed = key::pack(&hex(0xba));
+    b.put_new_bytes(&handed, bytes::Bytes::from(data.clone()))
+        .unwrap();
+    assert_eq!(&b.get(&handed).unwrap()[..], &data[..]);
+    b.delete(&handed).unwrap();
 
     // replace
     let lock = key::lock(&hex(1));

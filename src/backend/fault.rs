@@ -167,6 +167,9 @@ impl<B: Backend> Backend for FaultBackend<B> {
     fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()> {
         self.run(Op::PutNew, key, || self.inner.put_new(key, bytes))
     }
+    fn put_new_bytes(&self, key: &str, bytes: Bytes) -> BResult<()> {
+        self.run(Op::PutNew, key, || self.inner.put_new_bytes(key, bytes))
+    }
     fn put_new_file(&self, key: &str, path: &Path) -> BResult<()> {
         self.run(Op::PutNewFile, key, || self.inner.put_new_file(key, path))
     }

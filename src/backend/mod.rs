@@ -170,6 +170,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// store: the PUT was acknowledged).
     fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()>;
 
+    /// [`Backend::put_new`] of bytes the caller hands over: an object
+    /// store sends them without a copy (sync holds one copy of each file in
+    /// flight, not two).
+    fn put_new_bytes(&self, key: &str, bytes: Bytes) -> BResult<()> {
+        self.put_new(key, &bytes)
+    }
+
     /// [`Backend::put_new`] of the complete local file `path`, which is
     /// consumed: on Ok it no longer exists under `path` (also on
     /// `AlreadyExists`); on any other error it is left for the caller. The
@@ -239,6 +246,9 @@ macro_rules! forward_backend {
             }
             fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()> {
                 (**self).put_new(key, bytes)
+            }
+            fn put_new_bytes(&self, key: &str, bytes: Bytes) -> BResult<()> {
+                (**self).put_new_bytes(key, bytes)
             }
             fn put_new_file(&self, key: &str, path: &Path) -> BResult<()> {
                 (**self).put_new_file(key, path)

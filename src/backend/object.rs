@@ -524,6 +524,11 @@ impl Backend for ObjectStoreBackend {
         self.put_create(key, Bytes::copy_from_slice(bytes))
     }
 
+    /// [`Self::put_new`] without the copy.
+    fn put_new_bytes(&self, key: &str, bytes: Bytes) -> BResult<()> {
+        self.put_create(key, bytes)
+    }
+
     /// The file is read once into memory and sent as one create-only PUT
     /// (up to 5 GiB on S3; packs are far smaller), then removed.
     fn put_new_file(&self, key: &str, path: &Path) -> BResult<()> {

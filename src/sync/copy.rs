@@ -134,7 +134,7 @@ pub fn copy_one(ctx: &Ctx, item: &Item) -> Result<Done> {
     if let Some(l) = ctx.limit {
         l.take(len);
     }
-    match dst.put_new(&item.key, &bytes) {
+    match dst.put_new_bytes(&item.key, bytes) {
         Ok(()) => {}
         Err(e) if e.is_already_exists() => return existing(dst, item),
         Err(e) => return Err(e.into()),
