@@ -143,9 +143,6 @@ fn blob_reader(repo: &crate::Repo) -> crate::Result<crate::read::BlobReader<'_>>
 /// The repository: `--repo` / STRATA_REPO, else `repository` in the
 /// strata.toml that [`implicit_config`] finds.
 fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
-    if let Some(p) = &cli.repo {
-        return Ok(p.clone());
-    }
     repo_path_with(cli, implicit_config(cli)?.as_ref())
 }
 
@@ -173,7 +170,16 @@ fn implicit_config(cli: &Cli) -> crate::Result<Option<crate::policy::Config>> {
     let env = std::env::var_os("STRATA_CONFIG")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
-    match crate::policy::config::find(env.as_deref()) {
+    found_config(env.as_deref())
+}
+
+/// The strata.toml `explicit` names, else the first of ./strata.toml and
+/// ~/.config/strata/strata.toml that exists, loaded; None when there is
+/// none, an error when it is invalid.
+fn found_config(
+    explicit: Option<&std::path::Path>,
+) -> crate::Result<Option<crate::policy::Config>> {
+    match crate::policy::config::find(explicit) {
         Ok(p) => crate::policy::config::load(&p).map(Some),
         Err(_) => Ok(None),
     }

@@ -23,10 +23,7 @@ use std::sync::Arc;
 pub fn run(cli: &super::Cli, a: &RestoreArgs) -> Result<i32> {
     // strata.toml, when the repository or the source comes from it.
     let cfg = if a.config.config.is_some() || cli.repo.is_none() || a.source.is_some() {
-        match crate::policy::config::find(a.config.config.as_deref()) {
-            Ok(p) => Some(crate::policy::config::load(&p)?),
-            Err(_) => None,
-        }
+        super::found_config(a.config.config.as_deref())?
     } else {
         None
     };

@@ -435,8 +435,8 @@ impl Repo {
     pub fn list_files(&self, prefix: &str) -> Result<Vec<(String, crate::backend::Listed)>> {
         let mut v = Vec::new();
         self.store.list(prefix, &mut |l| {
-            if let Some(n) = l.key.rsplit('/').next() {
-                v.push((n.to_string(), l.clone()));
+            if let Some(n) = l.key.rsplit('/').next().map(str::to_string) {
+                v.push((n, l));
             }
         })?;
         v.sort();
