@@ -1082,13 +1082,26 @@ pub fn in_child_without_cache(test: &str) -> bool {
     if std::env::var_os("STRATA_TEST_CHILD").is_some() {
         return true;
     }
-    let st = std::process::Command::new(std::env::current_exe().unwrap())
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads", "1"])
         .env("STRATA_TEST_CHILD", "1")
         .env("STRATA_CACHE_DIR", "")
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success(), "{test} failed in its child process ({st})");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{test} failed in its child process ({})",
+        out.status
+    );
+    // a name that matches no test runs nothing and succeeds: require that
+    // exactly this one ran
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test}: the child process did not run exactly that one test"
+    );
     false
 }
 
