@@ -19,6 +19,7 @@ pub mod error;
 pub mod id;
 pub mod index;
 pub mod inspect;
+pub mod killpoint;
 pub mod maint;
 pub mod object;
 pub mod pack;
