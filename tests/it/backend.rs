@@ -4,9 +4,8 @@
 //! S3-compatible server (moto) that this test starts on 127.0.0.1. The S3
 //! case is skipped with a message when moto is not installed, unless
 //! `STRATA_REQUIRE_S3_TESTS=1` (set by `.ci/run`) makes that a failure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use strata::backend::{self, Backend, BackendError, FaultBackend, Listed, key};
 
@@ -272,11 +271,10 @@ fn open_parses_repo_values() {
 
 #[test]
 fn s3_against_moto() {
-    let Some(moto) = support::moto_or_skip("s3_against_moto") else {
+    let Some(s3) = support::S3::new("strata-test") else {
         return;
     };
-    moto.create_bucket("strata-test");
-    let env = moto.env();
+    let env = s3.env();
 
     // under a prefix, and a second repository beside it stays apart
     let b = backend::open_with_env("s3://strata-test/repos/one", env.clone()).unwrap();

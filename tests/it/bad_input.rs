@@ -1,16 +1,15 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Bad input, damaged repositories and misuse: every failure is ONE line on
 //! stderr starting with `strata: `, a non-zero exit code, no panic, the
 //! offending object named, and nothing bad written (no garbage restored,
 //! nothing in the repository overwritten).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use strata::blob::{BlobKind, Compression};
 use strata::pack::format::{PackEntry, parse_pack};
-use support::{one_line_error, strata, strata_ok};
+use support::one_line_error;
 
 /// A temp dir with a repository `repo` (small packs) and a source dir `src/data`.
 struct Fixture {
@@ -23,14 +22,14 @@ struct Fixture {
 impl Fixture {
     /// An unencrypted repository: these tests corrupt bytes at offsets of
     /// the plaintext format. Tampering with encrypted repositories is
-    /// tested in tests/encryption.rs.
+    /// tested in tests/it/encryption.rs.
     fn new(init_args: &[&str]) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let repo = root.join("repo");
         let mut args = vec!["init", "--no-encryption"];
         args.extend_from_slice(init_args);
-        strata_ok(&repo, &args);
+        support::ok(&repo, &[], &args);
         let src = root.join("src/data");
         std::fs::create_dir_all(&src).unwrap();
         Fixture {
@@ -49,8 +48,9 @@ impl Fixture {
 
     /// Take a snapshot of `src/data`; returns (id, root tree id).
     fn snapshot(&self) -> (String, String) {
-        let out = strata_ok(
+        let out = support::ok(
             &self.repo,
+            &[],
             &["snapshot", self.src.to_str().unwrap(), "--json"],
         );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -67,11 +67,11 @@ impl Fixture {
     fn restore(&self, spec: &str, target: &Path, extra: &[&str]) -> std::process::Output {
         let mut args = vec!["restore", spec, "--target", target.to_str().unwrap()];
         args.extend_from_slice(extra);
-        strata(&self.repo, &args)
+        support::run(&self.repo, &[], &args)
     }
 
     /// Every pack with its parsed trailer (parsed by the library: the format
-    /// itself is checked independently in tests/vectors.rs).
+    /// itself is checked independently in tests/it/vectors.rs).
     fn packs(&self) -> Vec<(PathBuf, Vec<PackEntry>)> {
         support::pack_files(&self.repo)
             .into_iter()
@@ -120,7 +120,7 @@ fn repository_that_does_not_exist() {
         vec!["snapshot", "/etc/hostname"],
         vec!["restore", "latest", "--target", target.to_str().unwrap()],
     ] {
-        let o = strata(&missing, &args);
+        let o = support::run(&missing, &[], &args);
         let line = one_line_error(&o, "missing repository");
         assert_eq!(o.status.code(), Some(10), "{args:?}: {line}");
         assert!(
@@ -139,7 +139,7 @@ fn directory_that_is_not_a_repository() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("notes.txt"), b"not a repo").unwrap();
     for args in [vec!["snapshots"], vec!["snapshot", "/etc/hostname"]] {
-        let o = strata(&dir, &args);
+        let o = support::run(&dir, &[], &args);
         let line = one_line_error(&o, "not a repository");
         assert_eq!(o.status.code(), Some(10), "{line}");
         assert!(line.contains("not a strata repository"), "{line}");
@@ -154,7 +154,7 @@ fn regular_file_given_as_repository() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("notes.txt");
     std::fs::write(&file, b"not a repo").unwrap();
-    let o = strata(&file, &["snapshots"]);
+    let o = support::run(&file, &[], &["snapshots"]);
     let line = one_line_error(&o, "file as repository");
     assert!(line.contains("not a strata repository"), "{line}");
     assert_eq!(o.status.code(), Some(10), "{line}");
@@ -170,7 +170,7 @@ fn truncated_config() {
     let good = std::fs::read(&cfg).unwrap();
     for len in [0, 10, 43, 44, good.len() - 1] {
         std::fs::write(&cfg, &good[..len]).unwrap();
-        let o = strata(&f.repo, &["snapshots"]);
+        let o = support::run(&f.repo, &[], &["snapshots"]);
         let line = one_line_error(&o, &format!("config truncated to {len}"));
         assert!(line.contains("config"), "{line}");
         assert!(line.contains("corrupt"), "{line}");
@@ -178,7 +178,7 @@ fn truncated_config() {
         assert_eq!(std::fs::read(&cfg).unwrap(), &good[..len]);
     }
     std::fs::write(&cfg, &good).unwrap();
-    strata_ok(&f.repo, &["snapshots"]);
+    support::ok(&f.repo, &[], &["snapshots"]);
 }
 
 #[test]
@@ -188,7 +188,7 @@ fn snapshot_file_copied_over_config() {
     let (id, _) = f.snapshot();
     let cfg = f.repo.join("config");
     std::fs::copy(f.repo.join("snapshots").join(&id), &cfg).unwrap();
-    let o = strata(&f.repo, &["snapshots"]);
+    let o = support::run(&f.repo, &[], &["snapshots"]);
     let line = one_line_error(&o, "snapshot as config");
     assert!(line.contains("config"), "{line}");
     assert!(line.contains("kind"), "kind mismatch not reported: {line}");
@@ -362,7 +362,7 @@ fn flipped_byte_in_tree_pack_is_reported() {
     // the next snapshot does not silently build on the damaged parent
     // tree: it fails (one line), or what it saved restores exactly (it did
     // not reuse the damaged blob)
-    let o = strata(&f.repo, &["snapshot", f.src.to_str().unwrap()]);
+    let o = support::run(&f.repo, &[], &["snapshot", f.src.to_str().unwrap()]);
     if o.status.success() {
         let target = f.target("after");
         let r = f.restore("latest", &target, &[]);
@@ -390,7 +390,7 @@ fn flipped_byte_in_snapshot_manifest() {
     for at in [0, 6, 7, 20, 41, 44, len / 2, len - 1] {
         let good = std::fs::read(&path).unwrap();
         flip_byte(&path, at);
-        let o = strata(&f.repo, &["snapshots"]);
+        let o = support::run(&f.repo, &[], &["snapshots"]);
         let line = one_line_error(&o, &format!("snapshot byte {at}"));
         assert!(line.contains(&format!("snapshots/{id}")), "{line}");
         assert!(line.contains("corrupt"), "{line}");
@@ -399,7 +399,7 @@ fn flipped_byte_in_snapshot_manifest() {
         assert!(!f.target("t").exists());
         std::fs::write(&path, good).unwrap();
     }
-    strata_ok(&f.repo, &["snapshots"]);
+    support::ok(&f.repo, &[], &["snapshots"]);
 }
 
 #[test]
@@ -413,7 +413,7 @@ fn swapped_snapshot_files_are_detected() {
     std::fs::rename(dir.join(&id1), dir.join("tmp-swap")).unwrap();
     std::fs::rename(dir.join(&id2), dir.join(&id1)).unwrap();
     std::fs::rename(dir.join("tmp-swap"), dir.join(&id2)).unwrap();
-    let o = strata(&f.repo, &["snapshots"]);
+    let o = support::run(&f.repo, &[], &["snapshots"]);
     let line = one_line_error(&o, "swapped snapshots");
     assert!(
         line.contains(&id1) || line.contains(&id2),
@@ -496,8 +496,9 @@ fn ambiguous_snapshot_prefix() {
     assert!(line.contains("ambiguous"), "{line}");
     assert!(!target.exists());
     // one more digit resolves it
-    strata_ok(
+    support::ok(
         &f.repo,
+        &[],
         &[
             "restore",
             &a[..=common.len()],
@@ -528,23 +529,23 @@ fn init_on_an_existing_repository_refuses_and_changes_nothing() {
         ],
         vec!["init", "--compression", "0"],
     ] {
-        let o = strata(&f.repo, &args);
+        let o = support::run(&f.repo, &[], &args);
         let line = one_line_error(&o, "init over a repository");
         assert!(line.contains("already exists"), "{line}");
         assert_eq!(support::contents(&f.repo), before, "repository changed");
     }
-    strata_ok(&f.repo, &["snapshots"]);
+    support::ok(&f.repo, &[], &["snapshots"]);
     // a non-empty directory that is not a repository, and a regular file
     let dir = f.target("busy");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("keep.txt"), b"keep").unwrap();
-    let o = strata(&dir, &["init"]);
+    let o = support::run(&dir, &[], &["init"]);
     let line = one_line_error(&o, "init in a non-empty directory");
     assert!(line.contains("not empty"), "{line}");
     assert_eq!(support::list_tree(&dir), ["keep.txt"]);
     let file = f.target("file");
     std::fs::write(&file, b"x").unwrap();
-    let o = strata(&file, &["init"]);
+    let o = support::run(&file, &[], &["init"]);
     one_line_error(&o, "init on a file");
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
@@ -577,7 +578,7 @@ fn invalid_init_parameters() {
         let repo = tmp.path().join(format!("r{i}"));
         let mut a = vec!["init"];
         a.extend_from_slice(args);
-        let o = strata(&repo, &a);
+        let o = support::run(&repo, &[], &a);
         let line = one_line_error(&o, &format!("init {args:?}"));
         assert!(line.to_lowercase().contains(word), "{args:?}: {line}");
         assert!(!repo.exists(), "{args:?}: repository directory created");
@@ -589,7 +590,7 @@ fn huge_pack_size_is_rejected_not_wrapped() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("r");
     // (2^44 + 1) << 20 wraps to 1 MiB in u64
-    let o = strata(&repo, &["init", "--pack-size-mib", "17592186044417"]);
+    let o = support::run(&repo, &[], &["init", "--pack-size-mib", "17592186044417"]);
     one_line_error(&o, "huge pack size");
     assert!(!repo.exists());
 }

@@ -20,9 +20,8 @@
 //!   damaged key cannot unlock (one line), the second key opens the
 //!   repository and VERIFY passes with it; a damaged key header is
 //!   reported by `check`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -53,7 +52,7 @@ fn base(extra: &[&str]) -> Base {
             let n = rng.range(1, 3000) as usize;
             support::write_file(&src.join(format!("d/small{i}")), &rng.text(n));
         }
-        taken.push(support::take(&repo, &src));
+        taken.push(support::take(&repo, &[], &src));
     }
     Base {
         _tmp: tmp,
@@ -73,7 +72,7 @@ impl Base {
 }
 
 fn check_code(repo: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let o = support::strata(repo, &["check", "--json"]);
+    let o = support::run(repo, &[], &["check", "--json"]);
     (
         o.status.code(),
         support::parse_json(&o.stdout),
@@ -129,8 +128,9 @@ fn missing_and_truncated_packs_are_found_and_rebuild_restores_service() {
         // its offset and checked) gives exactly the right bytes
         let victim = b.taken.iter().find(|t| hit.contains(&t.id)).unwrap();
         let target = b.root.join("t");
-        let o = support::strata(
+        let o = support::run(
             &repo,
+            &[],
             &["restore", &victim.id, "--target", target.to_str().unwrap()],
         );
         if o.status.success() {
@@ -148,7 +148,7 @@ fn missing_and_truncated_packs_are_found_and_rebuild_restores_service() {
 
         // rebuild: an index of what is intact
         // (exit 3: the truncated pack is skipped with a warning naming it)
-        let o = support::strata(&repo, &["rebuild-index"]);
+        let o = support::run(&repo, &[], &["rebuild-index"]);
         let stderr = String::from_utf8_lossy(&o.stderr);
         if keep.is_some() {
             assert_eq!(o.status.code(), Some(3), "{what}: rebuild-index: {stderr}");
@@ -170,12 +170,13 @@ fn missing_and_truncated_packs_are_found_and_rebuild_restores_service() {
         for t in &intact {
             let target = b.root.join("t");
             let _ = fs::remove_dir_all(&target);
-            support::restore_matches(&repo, t, &target, what);
+            support::restore_matches(&repo, &[], t, &target, what);
             let _ = fs::remove_dir_all(&target);
         }
         // (exit 3 while the truncated pack is there: a warning names it)
-        let o = support::strata(
+        let o = support::run(
             &repo,
+            &[],
             &[
                 "snapshot",
                 "--json",
@@ -198,7 +199,13 @@ fn missing_and_truncated_packs_are_found_and_rebuild_restores_service() {
             manifest: victim.manifest.clone(),
         };
         let target = b.root.join("t");
-        support::restore_matches(&repo, &again, &target, &format!("{what}: the new snapshot"));
+        support::restore_matches(
+            &repo,
+            &[],
+            &again,
+            &target,
+            &format!("{what}: the new snapshot"),
+        );
         let _ = fs::remove_dir_all(&target);
         // the old snapshot is whole again once its pack is back
         if p.exists() {
@@ -208,7 +215,7 @@ fn missing_and_truncated_packs_are_found_and_rebuild_restores_service() {
         fs::write(&p, &orig).unwrap();
         let mut all = b.taken.clone();
         all.push(again);
-        support::verify(&repo, &all, &b.root, &format!("{what}, pack put back"));
+        support::verify(&repo, &[], &all, &b.root, &format!("{what}, pack put back"));
         println!(
             "{what}: check exit 1 naming pack, snapshots {hit:?} and paths; rebuild-index ok; {} intact snapshots and a new one restore; VERIFY with the pack back",
             intact.len()
@@ -240,10 +247,10 @@ fn a_deleted_or_truncated_index_is_rebuilt_with_a_message() {
         if let Some(n) = keep {
             fs::write(support::index_path(&repo), &full[..n]).unwrap();
         }
-        let o = support::strata(&repo, &["snapshots"]);
+        let o = support::run(&repo, &[], &["snapshots"]);
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "{what}: {stderr}");
-        let o = support::strata(&repo, &["check", "--read-data"]);
+        let o = support::run(&repo, &[], &["check", "--read-data"]);
         let stderr2 = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(0), "{what}: {stderr2}");
         let msg = format!("{stderr}{stderr2}");
@@ -251,7 +258,7 @@ fn a_deleted_or_truncated_index_is_rebuilt_with_a_message() {
             msg.contains("index.sqlite") && msg.contains("rebuilt it from the trailers"),
             "{what}: no message: {msg}"
         );
-        support::verify(&repo, &b.taken, &b.root, what);
+        support::verify(&repo, &[], &b.taken, &b.root, what);
         println!("index {what}: {}", msg.trim());
     }
 }
@@ -264,7 +271,7 @@ fn a_deleted_wal_and_an_index_from_before_gc_are_reconciled() {
     let holder = strata::index::Index::open(&support::index_path(&b.repo)).unwrap();
     let src = b.root.join("src-wal");
     support::write_file(&src.join("f"), &support::random_bytes(9, 700_000));
-    let t = support::take(&b.repo, &src);
+    let t = support::take(&b.repo, &[], &src);
     let mut wal = support::index_path(&b.repo).into_os_string();
     wal.push("-wal");
     let wal_len = fs::metadata(PathBuf::from(&wal))
@@ -281,7 +288,7 @@ fn a_deleted_wal_and_an_index_from_before_gc_are_reconciled() {
     }
     let mut all = b.taken.clone();
     all.push(t);
-    support::verify(&repo, &all, &b.root, "-wal deleted");
+    support::verify(&repo, &[], &all, &b.root, "-wal deleted");
     println!("-wal of {wal_len} bytes deleted: reconciled, VERIFY passes");
 
     // 2. an index from before the last gc
@@ -290,7 +297,7 @@ fn a_deleted_wal_and_an_index_from_before_gc_are_reconciled() {
     let old = b.root.join("index-before-gc");
     support::copy_tree(&support::index_path(&repo), &old);
     let before = support::pack_names(&repo);
-    support::strata_ok(&repo, &["forget", &b.taken[0].id]);
+    support::ok(&repo, &[], &["forget", &b.taken[0].id]);
     let o = support::command()
         .arg("--repo")
         .arg(&repo)
@@ -311,7 +318,7 @@ fn a_deleted_wal_and_an_index_from_before_gc_are_reconciled() {
     );
     remove_index(&repo);
     fs::copy(&old, support::index_path(&repo)).unwrap();
-    support::verify(&repo, &all[1..2], &b.root, "an index from before gc");
+    support::verify(&repo, &[], &all[1..2], &b.root, "an index from before gc");
     println!(
         "index from before gc ({} packs then, {} now): reconciled, VERIFY passes",
         before.len(),
@@ -371,7 +378,7 @@ fn a_damaged_key_file_while_a_second_key_works() {
             .unwrap();
         let line = support::one_line_error(&o, what);
         assert!(line.contains(&damaged_name), "{what}: {line}");
-        let o = support::strata(&b.repo, &["check", "--read-data", "--json"]);
+        let o = support::run(&b.repo, &[], &["check", "--read-data", "--json"]);
         let v = support::parse_json(&o.stdout);
         let key_named = v["problems"].as_array().unwrap().iter().any(|p| {
             p["object"]
@@ -387,7 +394,7 @@ fn a_damaged_key_file_while_a_second_key_works() {
         for t in &b.taken {
             let target = b.root.join("t");
             let _ = fs::remove_dir_all(&target);
-            support::restore_matches(&b.repo, t, &target, what);
+            support::restore_matches(&b.repo, &[], t, &target, what);
             let _ = fs::remove_dir_all(&target);
         }
         println!(
@@ -397,5 +404,5 @@ fn a_damaged_key_file_while_a_second_key_works() {
         );
     }
     fs::write(&damaged, &orig).unwrap();
-    support::verify(&b.repo, &b.taken, &b.root, "key put back");
+    support::verify(&b.repo, &[], &b.taken, &b.root, "key put back");
 }

@@ -1,20 +1,20 @@
 //! Fault battery item 5 (issue 10): a full disk. The repository lives on a
 //! 20 MiB tmpfs that the test mounts (as root; otherwise the test is
-//! skipped with a message saying why), unmounted at the end even when the
+//! skipped through `support::skip`, a failure when
+//! `STRATA_REQUIRE_ROOT_TESTS=1`, as `./test.sh` sets it for root), unmounted at the end even when the
 //! test fails. A filler file leaves too little room for what `snapshot`,
 //! `gc` (repacking) and `restore` (target on the same tmpfs) must write.
 //! Each fails with one `strata:` line saying the device is full, publishes
 //! nothing (no new snapshot, every pack complete, the snapshots as before,
 //! no restored file with wrong bytes), and once the filler is removed
 //! VERIFY passes and the same command succeeds.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use support::{Rng, Taken};
 
 /// A tmpfs mounted for the test, unmounted on drop.
@@ -74,16 +74,7 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
     p
 }
 
-fn run(repo: &Path, args: &[&str]) -> std::process::Output {
-    support::command()
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env("STRATA_GC_GRACE", "0")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+const NOW: support::Env = &[("STRATA_GC_GRACE", "0")];
 
 /// The failure is one line saying the device is full.
 fn full_disk_error(o: &std::process::Output, what: &str) -> String {
@@ -102,7 +93,7 @@ fn a_full_disk_fails_snapshot_gc_and_restore_cleanly() {
     let fs_guard = match Tmpfs::mount(&mnt, "20m") {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("SKIPPED a_full_disk_fails_snapshot_gc_and_restore_cleanly: {why}");
+            support::skip("STRATA_REQUIRE_ROOT_TESTS", &why);
             return;
         }
     };
@@ -126,10 +117,10 @@ fn a_full_disk_fails_snapshot_gc_and_restore_cleanly() {
         for i in 0..5 {
             support::write_file(&src.join(format!("d/s{i}")), &rng.text(2000));
         }
-        taken.push(support::take(&repo, &src));
+        taken.push(support::take(&repo, &[], &src));
     }
     let scratch = tmp.path().join("scratch");
-    support::verify(&repo, &taken, &scratch, "before the disk fills");
+    support::verify(&repo, &[], &taken, &scratch, "before the disk fills");
     let mut lines = Vec::new();
 
     // 1. snapshot: 6 MB of new data, 1 MB free
@@ -137,20 +128,20 @@ fn a_full_disk_fails_snapshot_gc_and_restore_cleanly() {
     support::write_file(&big.join("huge"), &rng.bytes(6 << 20));
     let filler = fill(&mnt, 1 << 20);
     let before = support::snapshot_ids(&repo);
-    let o = run(&repo, &["snapshot", big.to_str().unwrap()]);
+    let o = support::run(&repo, NOW, &["snapshot", big.to_str().unwrap()]);
     lines.push(("snapshot", full_disk_error(&o, "snapshot on a full disk")));
     assert_eq!(support::snapshot_ids(&repo), before, "snapshot published");
     support::assert_packs_complete(&repo, "snapshot on a full disk");
     fs::remove_file(&filler).unwrap();
-    support::verify(&repo, &taken, &scratch, "after the snapshot failed");
-    taken.push(support::take(&repo, &big));
+    support::verify(&repo, &[], &taken, &scratch, "after the snapshot failed");
+    taken.push(support::take(&repo, &[], &big));
 
     // 2. gc: forget the first snapshot; repacking needs room
-    let o = run(&repo, &["forget", &taken[0].id]);
+    let o = support::run(&repo, NOW, &["forget", &taken[0].id]);
     assert!(o.status.success());
     let kept: Vec<Taken> = taken[1..].to_vec();
     let filler = fill(&mnt, 64 << 10);
-    let o = run(&repo, &["gc", "--max-unused", "0"]);
+    let o = support::run(&repo, NOW, &["gc", "--max-unused", "0"]);
     if o.status.success() {
         panic!(
             "gc with 64 KiB free succeeded: {}",
@@ -161,28 +152,29 @@ fn a_full_disk_fails_snapshot_gc_and_restore_cleanly() {
     assert_eq!(support::snapshot_ids(&repo).len(), kept.len());
     support::assert_packs_complete(&repo, "gc on a full disk");
     fs::remove_file(&filler).unwrap();
-    support::verify(&repo, &kept, &scratch, "after gc failed");
-    let o = run(&repo, &["gc", "--max-unused", "0"]);
+    support::verify(&repo, &[], &kept, &scratch, "after gc failed");
+    let o = support::run(&repo, NOW, &["gc", "--max-unused", "0"]);
     assert!(
         o.status.success(),
         "gc with room: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    support::verify(&repo, &kept, &scratch, "after gc with room");
+    support::verify(&repo, &[], &kept, &scratch, "after gc with room");
 
     // 3. restore onto the full tmpfs
     let target = mnt.join("target");
     let t = &kept[kept.len() - 1];
     let filler = fill(&mnt, 2 << 20);
-    let o = run(
+    let o = support::run(
         &repo,
+        NOW,
         &["restore", &t.id, "--target", target.to_str().unwrap()],
     );
     lines.push(("restore", full_disk_error(&o, "restore onto a full disk")));
     support::assert_no_wrong_bytes(t, &target, "restore onto a full disk");
     fs::remove_dir_all(&target).unwrap();
     fs::remove_file(&filler).unwrap();
-    support::verify(&repo, &kept, &scratch, "after the restore failed");
+    support::verify(&repo, &[], &kept, &scratch, "after the restore failed");
     for (cmd, line) in &lines {
         println!("{cmd} on a full disk: {line}");
     }

@@ -17,7 +17,8 @@
 //! counted first; N then runs from 1 to that count.
 //!
 //! After every faulty run: no panic; an error (or a check that reports
-//! problems) whenever the fault was reached and not absorbed; the error is
+//! problems) whenever the fault was reached, unless it only hit the delete
+//! of a lock file (absorbed: the lock is left for `strata unlock`); the error is
 //! one line and says which call was injected; every pack under a final name
 //! is complete; no snapshot but the one being made appears, and then only
 //! complete; a failed restore left no file with wrong bytes. Lock files a
@@ -28,9 +29,8 @@
 //! that verification.
 //!
 //! `STRATA_BATTERY_ITERATIONS` is not used: the sweep is exhaustive.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
@@ -95,7 +95,7 @@ fn rig() -> Rig {
     for k in 0..2 {
         let src = tmp.join(format!("src{k}"));
         write_tree(&src, &mut rng);
-        taken.push(support::take(&base, &src));
+        taken.push(support::take(&base, &[], &src));
     }
     let next_src = tmp.join("src-next");
     support::copy_tree(&tmp.join("src1"), &next_src);
@@ -110,7 +110,7 @@ fn rig() -> Rig {
 
 /// Run `cmd` on `repo` through `store`. A check that finds problems is an
 /// error here.
-fn run(
+fn run_in_process(
     cmd: Command,
     store: Arc<FaultBackend<LocalBackend>>,
     repo: &Path,
@@ -159,10 +159,13 @@ fn run(
             };
             let report = strata::maint::check::run(&r, &opts, &Default::default())?;
             if let Some(p) = report.problems.first() {
+                // with what check says of each damaged blob: the read error
+                let details: Vec<&str> = p.blobs.iter().map(|b| b.detail.as_str()).collect();
                 return Err(strata::Error::Invalid(format!(
-                    "check found {} problems, the first: {}",
+                    "check found {} problems, the first: {} ({})",
                     report.problems.len(),
-                    strata::maint::check::describe(p)
+                    strata::maint::check::describe(p),
+                    details.join("; ")
                 )));
             }
         }
@@ -198,8 +201,27 @@ fn no_wrong_bytes(target: &Path, taken: &[Taken], what: &str) {
     }
 }
 
+/// The faults a command may absorb (succeed despite), as documented
+/// (README "Reliability"): a lock file whose delete failed is left behind
+/// (`strata unlock` removes it); an error checking that our own lock file
+/// is still there counts as there (the lock's refresh tells otherwise;
+/// src/repo/lock.rs `exists`); and a snapshot manifest that cannot be read
+/// while a backup looks for its parent is skipped with a warning (README
+/// "A damaged manifest does not block the rest"); and a restore's read of
+/// several nearby blobs of a pack that fails is read again one blob at a
+/// time (README "Reliability", found by battery_flips), after which the
+/// restore is compared byte for byte with the source below.
+fn absorbable(cmd: Command, op: Op, key: &str) -> bool {
+    let lock = key.starts_with("locks/");
+    (lock && matches!(op, Op::Delete | Op::Size))
+        || (cmd == Command::Snapshot && op == Op::Get && key.starts_with("snapshots/"))
+        || (cmd == Command::Restore && op == Op::GetRange && key.starts_with("packs/"))
+}
+
 #[derive(Default)]
 struct Tally {
+    /// Faults absorbed where nothing documents it.
+    undocumented: Vec<String>,
     runs: u64,
     failed: u64,
     absorbed: u64,
@@ -217,7 +239,7 @@ fn sweep(rig: &Rig, cmd: Command, verified: &mut HashSet<[u8; 32]>, tally: &mut 
     let store = Arc::new(FaultBackend::new(LocalBackend::new(&work)));
     let target = rig.root.join("count-target");
     let _ = fs::remove_dir_all(&target);
-    run(cmd, store.clone(), &work, rig, &target)
+    run_in_process(cmd, store.clone(), &work, rig, &target)
         .unwrap_or_else(|e| panic!("{cmd:?} without faults: {e}"));
     let counts: BTreeMap<String, u64> = OPS
         .iter()
@@ -246,7 +268,7 @@ fn sweep(rig: &Rig, cmd: Command, verified: &mut HashSet<[u8; 32]>, tally: &mut 
                 let store = Arc::new(FaultBackend::new(LocalBackend::new(&work)));
                 store.fail(op, n, fault);
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(cmd, store.clone(), &work, rig, &target)
+                    run_in_process(cmd, store.clone(), &work, rig, &target)
                 }))
                 .unwrap_or_else(|_| panic!("{what}: panicked"));
                 let reached = store.calls(op) >= n;
@@ -256,9 +278,29 @@ fn sweep(rig: &Rig, cmd: Command, verified: &mut HashSet<[u8; 32]>, tally: &mut 
                         let msg = e.to_string();
                         assert!(!msg.contains('\n'), "{what}: error of several lines: {msg}");
                         assert!(reached, "{what}: failed without reaching the fault: {msg}");
+                        // the error names the call that failed: the op, and
+                        // for a one-off fault the very call
+                        let named = match fault {
+                            Fault::Persistent => format!("injected fault ({op:?} call "),
+                            _ => format!("injected fault ({op:?} call {n})"),
+                        };
+                        assert!(
+                            msg.contains(&named),
+                            "{what}: the error does not name the failed call ({named}…): {msg}"
+                        );
                         tally.failed += 1;
                     }
-                    Ok(()) if reached => tally.absorbed += 1,
+                    Ok(()) if reached => {
+                        // absorbed: only where documented (`absorbable`);
+                        // any other fault must fail the command
+                        let injected = store.injections();
+                        if injected.is_empty()
+                            || !injected.iter().all(|(o, key, _)| absorbable(cmd, *o, key))
+                        {
+                            tally.undocumented.push(format!("{what}: {injected:?}"));
+                        }
+                        tally.absorbed += 1;
+                    }
                     Ok(()) => tally.not_reached += 1,
                 }
                 // nothing published half-way
@@ -301,7 +343,19 @@ fn sweep(rig: &Rig, cmd: Command, verified: &mut HashSet<[u8; 32]>, tally: &mut 
                     }
                     Command::Restore => {
                         assert_eq!(after, before, "{what}");
-                        no_wrong_bytes(&target, &rig.taken, &what);
+                        if r.is_ok() {
+                            // a restore that says it succeeded restored everything
+                            for (k, t) in rig.taken.iter().enumerate() {
+                                support::assert_matches_manifest(
+                                    &t.manifest,
+                                    &support::under(&target.join(k.to_string()), &t.source),
+                                    &support::Compare::contents_only(),
+                                    &format!("{what}: restore returned OK"),
+                                );
+                            }
+                        } else {
+                            no_wrong_bytes(&target, &rig.taken, &what);
+                        }
                     }
                     Command::Check => assert_eq!(after, before, "{what}"),
                 }
@@ -312,7 +366,7 @@ fn sweep(rig: &Rig, cmd: Command, verified: &mut HashSet<[u8; 32]>, tally: &mut 
                 }
                 let fp = fingerprint(&work);
                 if verified.insert(fp) {
-                    support::verify(&work, &expect, &rig.root, &what);
+                    support::verify(&work, &[], &expect, &rig.root, &what);
                     tally.verified += 1;
                 }
             }
@@ -323,13 +377,14 @@ fn sweep(rig: &Rig, cmd: Command, verified: &mut HashSet<[u8; 32]>, tally: &mut 
 #[test]
 fn every_command_fails_cleanly_on_the_nth_failing_call_and_verify_passes() {
     if !support::in_child_without_cache(
-        "every_command_fails_cleanly_on_the_nth_failing_call_and_verify_passes",
+        "battery_faults::every_command_fails_cleanly_on_the_nth_failing_call_and_verify_passes",
+        &[],
     ) {
         return;
     }
     let started = Instant::now();
     let rig = rig();
-    support::verify(&rig.base, &rig.taken, &rig.root, "the base repository");
+    support::verify(&rig.base, &[], &rig.taken, &rig.root, "the base repository");
     let mut verified = HashSet::new();
     verified.insert(fingerprint(&rig.base));
     let mut total = Tally::default();
@@ -355,6 +410,13 @@ fn every_command_fails_cleanly_on_the_nth_failing_call_and_verify_passes() {
             t.elapsed().as_secs_f64()
         );
         assert!(tally.failed > 0, "{cmd:?}: no run failed");
+        assert!(
+            tally.undocumented.is_empty(),
+            "{cmd:?}: {} runs succeeded although the fault hit a call no documented case \
+             allows to absorb:\n{}",
+            tally.undocumented.len(),
+            tally.undocumented.join("\n")
+        );
         total.runs += tally.runs;
         total.failed += tally.failed;
         total.verified += tally.verified;

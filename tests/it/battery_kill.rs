@@ -1,6 +1,18 @@
-//! Fault battery item 1 (issue 10): `kill -9` at seeded random moments of
-//! `snapshot`, `gc` and `rebuild-index` on one small repository (a few MiB,
-//! 1 MiB packs, small chunks, so a run writes several packs), taking turns.
+//! Fault battery item 1 (issue 10): `kill -9` during `snapshot`, `gc` and
+//! `rebuild-index` on one small repository (a few MiB, 1 MiB packs, small
+//! chunks, so a run writes several packs), taking turns, on both layouts a
+//! user can have: the index in the repository without a tree cache
+//! (`STRATA_CACHE_DIR=""`), and the default, the index and the tree cache
+//! in the user's cache directory. The iterations are split between them.
+//!
+//! Two kinds of kill: aimed ones, where the command kills itself with
+//! SIGKILL right after a named step (`STRATA_KILL_AT`, debug builds:
+//! src/killpoint.rs) — after a pack's fsync, after it is published and
+//! before its index rows, after the index commit, after the manifest is
+//! published, and after each of gc's steps GC-1, GC-2, GC-5, GC-3, GC-4 —
+//! each of which must be reached and killed at least once on each layout;
+//! and seeded random moments (a fraction of how long the command last took).
+//!
 //! After every kill: every pack under a final name is complete, the
 //! snapshots listed are exactly those written (a snapshot killed after its
 //! manifest was published counts as written), and VERIFY: `check
@@ -9,22 +21,53 @@
 //! completion, and the next turn changes the source or forgets the oldest
 //! snapshot (gc then has packs to delete and repack; `STRATA_GC_GRACE=0`).
 //!
-//! 51 kills in CI (17 of each command); `STRATA_BATTERY_ITERATIONS=N` runs
-//! N. Seeded: `STRATA_BATTERY_SEED=N` replays another seed. The heavier
-//! tests/crash.rs (10 kills of backups of ~100 MB, encrypted) and
-//! tests/gc_crash.rs (20 kills of gc, instant and two-phase) cover the same
-//! ground at a larger scale.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! 52 kills in CI (26 per layout); `STRATA_BATTERY_ITERATIONS=N` runs N
+//! (split the same way). Seeded: `STRATA_BATTERY_SEED=N` replays another
+//! seed. The heavier tests/it/crash.rs (kills of backups of ~30 MB,
+//! encrypted) and tests/it/gc_crash.rs (kills of gc, instant and two-phase)
+//! cover the same ground at a larger scale, on both layouts too.
 
-mod support;
+use crate::support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::{Rng, Taken};
 
 const NOW: (&str, &str) = ("STRATA_GC_GRACE", "0");
+
+/// The crash points of a snapshot, in the order it reaches them.
+const SNAPSHOT_POINTS: [&str; 4] = [
+    "pack-fsynced",
+    "pack-published",
+    "index-committed",
+    "manifest-published",
+];
+
+/// The crash points of gc (format-spec/gc.md), in the order it reaches them.
+const GC_POINTS: [&str; 5] = ["gc-1", "gc-2", "gc-5", "gc-3", "gc-4"];
+
+/// Where the index and the tree cache live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `STRATA_CACHE_DIR=""`: the index in the repository, no tree cache.
+    Repository,
+    /// The default: the index and the tree cache in the user's cache
+    /// directory (this test process's own, [`support::cache_env`]).
+    Cache,
+}
+
+impl Layout {
+    /// The environment of every command on this layout, with `extra`.
+    pub fn env<'a>(self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut v = extra.to_vec();
+        if self == Layout::Cache {
+            v.extend_from_slice(support::cache_env());
+        }
+        v
+    }
+}
 
 fn mutate(src: &Path, rng: &mut Rng, round: usize) {
     let files = support::list_files(src);
@@ -49,55 +92,64 @@ fn mutate(src: &Path, rng: &mut Rng, round: usize) {
     }
 }
 
-fn spawn(repo: &Path, args: &[&str]) -> std::process::Child {
-    let mut c = support::command();
-    c.arg("--repo")
-        .arg(repo)
-        .args(args)
-        .env(NOW.0, NOW.1)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c.spawn().unwrap()
-}
-
-fn ok(repo: &Path, args: &[&str]) -> String {
-    let o = support::command()
+fn spawn(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Child {
+    support::command()
         .arg("--repo")
         .arg(repo)
         .args(args)
-        .env(NOW.0, NOW.1)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "strata {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 #[test]
-fn kill_9_during_snapshot_gc_and_rebuild_index_then_verify() {
+fn kill_9_with_the_index_in_the_repository() {
+    let n = support::battery_iterations(52);
+    battery(Layout::Repository, n - n / 2, 0xB477_0001);
+}
+
+#[test]
+fn kill_9_with_the_index_and_tree_cache_in_the_cache() {
+    battery(
+        Layout::Cache,
+        support::battery_iterations(52) / 2,
+        0xB477_0002,
+    );
+}
+
+/// `iterations` kills of snapshot, gc and rebuild-index in turn on
+/// `layout`: the aimed ones first for each command, then random ones.
+fn battery(layout: Layout, iterations: usize, default_seed: u64) {
     let started = Instant::now();
-    let seed = support::battery_seed("battery_kill", 0xB477_0001);
-    let iterations = support::battery_iterations(51);
+    let seed = support::battery_seed(&format!("battery_kill {layout:?}"), default_seed);
     let mut rng = Rng::new(seed);
     let tmp = support::scratch_tempdir();
     let root = tmp.path();
     let repo = root.join("repo");
-    support::init_small(&repo, &["--no-encryption"]);
+    let env = layout.env(&[NOW]);
+    let mut args = vec!["init"];
+    args.extend(support::SMALL_PACKS);
+    args.push("--no-encryption");
+    support::ok(&repo, &env, &args);
     let src = root.join("src");
     std::fs::create_dir_all(&src).unwrap();
     mutate(&src, &mut rng, 0);
     mutate(&src, &mut rng, 1);
-    let mut kept: Vec<Taken> = vec![support::take(&repo, &src)];
+    let mut kept: Vec<Taken> = vec![support::take(&repo, &env, &src)];
     let commands: [(&str, &[&str]); 3] = [
         ("snapshot", &["snapshot", "--json"]),
         ("gc", &["gc", "--max-unused", "0"]),
         ("rebuild-index", &["rebuild-index"]),
     ];
+    // the aimed kills still to land, per command; a point a run did not
+    // reach is tried again on that command's next turn
+    let mut aimed: BTreeMap<&str, VecDeque<&str>> = BTreeMap::new();
+    aimed.insert("snapshot", SNAPSHOT_POINTS.into_iter().collect());
+    aimed.insert("gc", GC_POINTS.into_iter().collect());
+    let mut killed_at: BTreeSet<&str> = BTreeSet::new();
     // how long each command took when last run to completion
     let mut took: BTreeMap<&str, Duration> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
@@ -112,21 +164,30 @@ fn kill_9_during_snapshot_gc_and_rebuild_index_then_verify() {
         }
         if name == "gc" && kept.len() > 2 {
             let old = kept.remove(0);
-            ok(&repo, &["forget", &old.id]);
+            support::ok(&repo, &env, &["forget", &old.id]);
         }
         let state = support::manifest(&src);
         let before = support::snapshot_ids(&repo);
-        let estimate = took
-            .get(name)
-            .copied()
-            .unwrap_or(Duration::from_millis(300));
-        let delay = estimate.mul_f64(1.2 * rng.unit());
-        let when = format!("kill {i} ({name}, seed {seed}, after {delay:?})");
 
-        let mut child = spawn(&repo, &args);
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
+        let point = aimed.get(name).and_then(|q| q.front().copied());
+        let (out, when) = if let Some(point) = point {
+            let mut env = env.clone();
+            env.push(("STRATA_KILL_AT", point));
+            let when = format!("kill {i} ({layout:?}, {name}, seed {seed}, at {point})");
+            let out = spawn(&repo, &env, &args).wait_with_output().unwrap();
+            (out, when)
+        } else {
+            let estimate = took
+                .get(name)
+                .copied()
+                .unwrap_or(Duration::from_millis(300));
+            let delay = estimate.mul_f64(1.2 * rng.unit());
+            let when = format!("kill {i} ({layout:?}, {name}, seed {seed}, after {delay:?})");
+            let mut child = spawn(&repo, &env, &args);
+            std::thread::sleep(delay);
+            let _ = child.kill();
+            (child.wait_with_output().unwrap(), when)
+        };
         let killed = !out.status.success();
         if killed {
             assert_eq!(
@@ -135,6 +196,16 @@ fn kill_9_during_snapshot_gc_and_rebuild_index_then_verify() {
                 "{when}: failed on its own: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+        }
+        if let Some(point) = point {
+            if killed {
+                killed_at.insert(point);
+                aimed.get_mut(name).unwrap().pop_front();
+            } else {
+                // not reached this time (e.g. nothing to repack): rotate it
+                let q = aimed.get_mut(name).unwrap();
+                q.rotate_left(1);
+            }
         }
 
         // what the kill left
@@ -145,6 +216,9 @@ fn kill_9_during_snapshot_gc_and_rebuild_index_then_verify() {
             assert!(new.len() <= 1, "{when}: {new:?}");
             if !killed {
                 assert_eq!(new.len(), 1, "{when}: finished but no snapshot");
+            }
+            if point == Some("manifest-published") && killed {
+                assert_eq!(new.len(), 1, "{when}: killed after its manifest, not there");
             }
             if let Some(id) = new.first() {
                 kept.push(Taken {
@@ -159,11 +233,11 @@ fn kill_9_during_snapshot_gc_and_rebuild_index_then_verify() {
         let mut want: Vec<String> = kept.iter().map(|t| t.id.clone()).collect();
         want.sort();
         assert_eq!(after, want, "{when}: snapshots on disk");
-        support::verify(&repo, &kept, root, &when);
+        support::verify(&repo, &env, &kept, root, &when);
 
         // the command run to completion
         let t = Instant::now();
-        let out = ok(&repo, &args);
+        let out = support::ok(&repo, &env, &args);
         took.insert(name, t.elapsed());
         if name == "snapshot" {
             let v = support::parse_json(out.as_bytes());
@@ -176,26 +250,42 @@ fn kill_9_during_snapshot_gc_and_rebuild_index_then_verify() {
                 });
             }
         }
-        let outcome = format!(
-            "{name}: {}",
-            if killed { "killed" } else { "finished first" }
-        );
+        let how = match (point, killed) {
+            (Some(p), true) => format!("killed at {p}"),
+            (Some(p), false) => format!("{p} not reached"),
+            (None, true) => "killed".to_string(),
+            (None, false) => "finished first".to_string(),
+        };
+        let outcome = format!("{name}: {how}");
         println!("{when}: {outcome}");
         *outcomes.entry(outcome).or_default() += 1;
     }
-    support::verify(&repo, &kept, root, "at the end");
+    support::verify(&repo, &env, &kept, root, "at the end");
     println!(
-        "battery_kill: {iterations} kills, {outcomes:?}, {} snapshots kept, {:.1}s",
+        "battery_kill {layout:?}: {iterations} kills, {outcomes:?}, {} snapshots kept, {:.1}s",
         kept.len(),
         started.elapsed().as_secs_f64()
     );
-    let killed: u32 = outcomes
+    if iterations >= 26 {
+        let all: BTreeSet<&str> = SNAPSHOT_POINTS.into_iter().chain(GC_POINTS).collect();
+        let missed: Vec<&&str> = all.difference(&killed_at).collect();
+        assert!(
+            missed.is_empty(),
+            "{layout:?}: never killed at {missed:?}: {outcomes:?}"
+        );
+    }
+    let random_killed: u32 = outcomes
         .iter()
-        .filter(|(k, _)| k.ends_with("killed"))
+        .filter(|(k, _)| k.ends_with(": killed"))
+        .map(|(_, v)| v)
+        .sum();
+    let random: u32 = outcomes
+        .iter()
+        .filter(|(k, _)| k.ends_with(": killed") || k.ends_with("finished first"))
         .map(|(_, v)| v)
         .sum();
     assert!(
-        killed as usize >= iterations / 2,
-        "most runs were killed mid-way: {outcomes:?}"
+        random_killed * 2 >= random,
+        "most random kills landed mid-way: {outcomes:?}"
     );
 }

@@ -5,9 +5,8 @@
 //! pack, the snapshot and the path (plain and encrypted); subsets cover
 //! every pack once; `--max-age` skips what was verified; a deleted or
 //! overwritten index is rebuilt and every snapshot restores identically.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;

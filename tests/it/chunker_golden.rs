@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The golden chunker test of format-spec/chunker.md "Golden data": 4 MiB of
 //! xorshift64* output chunked with min 16 KiB / avg 64 KiB / max 256 KiB,
 //! seed 0, normalization 1. The (length, BLAKE3) list below was generated once

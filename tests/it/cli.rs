@@ -1,9 +1,8 @@
 //! CLI behaviour not covered elsewhere: generated completions and man page,
 //! and a file rewritten while a snapshot reads it (a warning and exit 3,
 //! never a crash or SIGBUS, and a snapshot that still restores and verifies).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -1,24 +1,32 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Crash safety (format-spec/invariants.md): `kill -9` at random moments in
-//! 10 consecutive backups of a ~100 MB tree into a repository with 1 MiB packs,
-//! so kills land while packs are written, between pack seals and index
-//! commits, and around the snapshot write.
+//! Crash safety (format-spec/invariants.md): `kill -9` in 10 consecutive
+//! backups of a ~35 MB tree into an encrypted repository with 1 MiB packs,
+//! 5 with the index in the repository and 5 with the index and tree cache in
+//! the cache directory (the default layout), each in a repository of its
+//! own. On each layout two kills are aimed (`STRATA_KILL_AT`,
+//! src/killpoint.rs: after the k-th pack is published and before its index
+//! rows, and after the k-th pack's index commit, k seeded) and three land
+//! at seeded random moments (early, mid-way, late), so kills land while
+//! packs are written, between pack seals and index commits, and around the
+//! snapshot write; at least 3 of the 5 must really kill the run.
 //!
 //! After every kill: the repository opens and lists exactly the snapshots that
-//! were written; every snapshot written so far restores byte-identical to the
-//! source state it captured; no pack file ever disappears and every pack file
-//! under a final name is complete (its name is the BLAKE3 of its bytes and its
-//! trailer parses). Then a snapshot run to completion succeeds, restores
-//! identically, and reuses the complete packs the killed run left behind: no
-//! blob is stored twice, and the data it adds is exactly what the source needs
-//! minus what the killed run already sealed (files of at most 4 KiB are
-//! inline, in their directories' trees, and need no data blob).
+//! were written; `check --read-data` passes (every blob of every pack, every
+//! snapshot's trees); the snapshot the kill made, if any, and the one before
+//! restore byte-identical to the source state they captured (every snapshot
+//! does at the end); no pack file ever disappears and every pack file under a
+//! final name is complete (its name is the BLAKE3 of its bytes and its trailer
+//! parses). Then a snapshot run to completion succeeds, restores identically,
+//! and reuses the complete packs the killed run left behind: no blob is
+//! stored twice, and the data it adds is exactly what the source needs minus
+//! what the killed run already sealed (files of at most 4 KiB are inline, in
+//! their directories' trees, and need no data blob).
 //!
 //! Everything is seeded (`STRATA_CRASH_SEED=N` to replay another seed); the
 //! seed and each kill's timing and outcome are printed (`--nocapture`).
 
-mod support;
+use crate::support;
 
+use crate::battery_kill::Layout;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,12 +34,12 @@ use std::time::{Duration, Instant};
 use strata::blob::BlobKind;
 use strata::chunker::Chunker;
 use strata::repo::config::ChunkerParams;
-use support::{Compare, Manifest, Node, Rng, strata_ok};
+use support::{Compare, Env, Manifest, Node, Rng};
 
 const DEFAULT_SEED: u64 = 0x5EED_C0FF_EE00_0001;
 const ITERATIONS: usize = 10;
 const BIG_FILES: usize = 3;
-const BIG_SIZE: usize = 24 << 20;
+const BIG_SIZE: usize = 8 << 20;
 const SMALL_FILES: usize = 800;
 const SMALL_DIRS: usize = 20;
 
@@ -293,11 +301,19 @@ fn snapshot_json(stdout: &[u8]) -> serde_json::Value {
 
 /// Restore snapshot `id` and compare the source `src` (an absolute path,
 /// kept as such) with the state it captured.
-fn check_restore(repo: &Path, scratch: &Path, id: &str, src: &str, want: &Manifest, what: &str) {
+fn check_restore(
+    repo: &Path,
+    env: Env,
+    scratch: &Path,
+    (id, src): (&str, &str),
+    want: &Manifest,
+    what: &str,
+) {
     let target = scratch.join("restore");
     let _ = std::fs::remove_dir_all(&target);
-    strata_ok(
+    support::ok(
         repo,
+        env,
         &["restore", &id[..16], "--target", target.to_str().unwrap()],
     );
     support::assert_matches_manifest(
@@ -314,13 +330,36 @@ fn mib(b: u64) -> String {
 }
 
 #[test]
-fn kill_9_during_ten_backups_never_loses_or_damages_data() {
+fn kill_9_during_backups_with_the_index_in_the_repository() {
+    battery(
+        Layout::Repository,
+        ITERATIONS - ITERATIONS / 2,
+        DEFAULT_SEED,
+    );
+}
+
+#[test]
+fn kill_9_during_backups_with_the_index_and_tree_cache_in_the_cache() {
+    battery(Layout::Cache, ITERATIONS / 2, DEFAULT_SEED + 1);
+}
+
+/// How a run is killed.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// After a fraction in `lo..hi` of the estimated run time.
+    Timer(f64, f64, &'static str),
+    /// By itself, at the crash point (src/killpoint.rs), its k-th time.
+    At(&'static str),
+}
+
+fn battery(layout: Layout, iterations: usize, default_seed: u64) {
     let started = Instant::now();
     let seed = std::env::var("STRATA_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
-    println!("crash test seed {seed} (replay with STRATA_CRASH_SEED={seed})");
+        .unwrap_or(default_seed);
+    println!("crash test {layout:?}: seed {seed} (replay with STRATA_CRASH_SEED={seed})");
+    let env = layout.env(&[]);
     let mut rng = Rng::new(seed);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -356,18 +395,18 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
 
     // Calibrate: how long a full and an empty snapshot take on this machine.
     let cal = root.join("calibration");
-    strata_ok(&cal, &["init", "--pack-size-mib", "1"]);
+    support::ok(&cal, &env, &["init", "--pack-size-mib", "1"]);
     let t = Instant::now();
-    strata_ok(&cal, &["snapshot", &src_arg]);
+    support::ok(&cal, &env, &["snapshot", &src_arg]);
     let t_full = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    strata_ok(&cal, &["snapshot", &src_arg]);
+    support::ok(&cal, &env, &["snapshot", &src_arg]);
     let t_empty = t.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&cal).unwrap();
     let per_byte = (t_full - t_empty).max(0.05) / total as f64;
     println!("calibration: full snapshot {t_full:.2}s, unchanged snapshot {t_empty:.2}s");
 
-    strata_ok(&repo, &["init", "--pack-size-mib", "1"]);
+    support::ok(&repo, &env, &["init", "--pack-size-mib", "1"]);
     // The test reads the secret from the key file itself (keys.md), to
     // decrypt packs and compute the keyed chunk ids and seeded boundaries.
     let secret = support::Secret::read(&repo);
@@ -387,33 +426,60 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
     // every snapshot written so far, with the state it captured
     let mut completed: Vec<(String, Manifest)> = Vec::new();
 
-    // Kill points, stratified so that some land early, some mid-way, some
-    // late or after the run finished, in a seeded order.
-    let mut buckets: Vec<(f64, f64, &str)> = Vec::new();
-    buckets.extend([(0.0, 0.2, "early"); 3]);
-    buckets.extend([(0.2, 1.0, "mid"); 4]);
-    buckets.extend([(1.0, 3.0, "late"); 3]);
-    for i in (1..buckets.len()).rev() {
-        buckets.swap(i, rng.below(i as u64 + 1) as usize);
+    // Kills: two aimed, and random ones stratified so that some land early,
+    // some mid-way, some late or after the run finished, in a seeded order.
+    let mut kills: Vec<Kill> = vec![
+        Kill::At("pack-published"),
+        Kill::At("index-committed"),
+        Kill::Timer(0.0, 0.2, "early"),
+        Kill::Timer(0.2, 1.0, "mid"),
+        Kill::Timer(1.0, 3.0, "late"),
+    ];
+    while kills.len() < iterations {
+        kills.push(kills[kills.len() % 5]);
+    }
+    kills.truncate(iterations);
+    for i in (1..kills.len()).rev() {
+        kills.swap(i, rng.below(i as u64 + 1) as usize);
     }
     let mut outcomes: Vec<String> = Vec::new();
+    let mut really_killed = 0;
 
-    for (i, (lo, hi, bucket)) in buckets.iter().copied().enumerate().take(ITERATIONS) {
+    for (i, kill) in kills.iter().copied().enumerate() {
         let changed = if i == 0 { total } else { src.mutate(i) };
         let state = support::manifest(&src.dir);
         packs.refresh(&repo, "before the killed run");
         let have = packs.blob_ids();
         let needed = needs.missing(&src.dir, &state, &have);
         let estimate = t_empty + changed as f64 * per_byte;
-        let f = lo + (hi - lo) * rng.unit();
-        let delay = Duration::from_secs_f64(f * estimate);
         let snaps_before = support::snapshot_ids(&repo);
 
         // The run we kill.
+        let mut aim = String::new();
+        let mut run_env = env.clone();
+        let (delay, how) = match kill {
+            Kill::Timer(lo, hi, bucket) => {
+                let f = lo + (hi - lo) * rng.unit();
+                (
+                    Some(Duration::from_secs_f64(f * estimate)),
+                    format!("{bucket:5} f={f:.2}"),
+                )
+            }
+            Kill::At(point) => {
+                // the k-th pack of the run, k below the packs its new data fills
+                let packs = (changed >> 20).max(1);
+                aim = format!("{point}:{}", 1 + rng.below(packs.div_ceil(2)));
+                (None, format!("at {aim}"))
+            }
+        };
+        if !aim.is_empty() {
+            run_env.push(("STRATA_KILL_AT", &aim));
+        }
         let child = support::command()
             .arg("--repo")
             .arg(&repo)
             .args(["snapshot", &src_arg, "--json"])
+            .envs(run_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -421,16 +487,18 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
             .unwrap();
         let t0 = Instant::now();
         let mut child = child;
-        std::thread::sleep(delay);
-        let _ = child.kill(); // SIGKILL; a no-op if it already exited
-        let killed_at = t0.elapsed();
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+            let _ = child.kill(); // SIGKILL; a no-op if it already exited
+        }
         let out = child.wait_with_output().unwrap();
-        let when = format!("iteration {i} (seed {seed}, kill at {killed_at:?})");
+        let killed_at = t0.elapsed();
+        let when =
+            format!("iteration {i} ({layout:?}, seed {seed}, {how}, killed at {killed_at:?})");
         let finished_before_kill = out.status.success();
 
         // The repository opens and lists exactly the snapshots written.
-        let listed: serde_json::Value =
-            serde_json::from_str(&strata_ok(&repo, &["snapshots", "--json"])).unwrap();
+        let listed = support::json(&repo, &env, &["snapshots", "--json"]);
         let new_snaps: Vec<String> = support::snapshot_ids(&repo)
             .into_iter()
             .filter(|s| !snaps_before.contains(s))
@@ -469,13 +537,23 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
         let left = packs.refresh(&repo, &format!("{when}, after the kill"));
         let (left_data, left_tree) = packs.raw_of(&left);
 
-        // Every snapshot so far restores to exactly what it captured.
-        for (k, (id, m)) in completed.iter().enumerate() {
+        // Every blob of every pack is intact and every snapshot's trees
+        // name only blobs that are there; the snapshot the kill made, if
+        // any, and the one before it restore to exactly what they captured.
+        let o = support::run(&repo, &env, &["check", "--read-data"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{when}: check --read-data: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let from = completed.len().saturating_sub(new_snaps.len() + 1);
+        for (k, (id, m)) in completed.iter().enumerate().skip(from) {
             check_restore(
                 &repo,
+                &env,
                 &scratch,
-                id,
-                &src_arg,
+                (id, &src_arg),
                 m,
                 &format!("{when}, snapshot #{k}"),
             );
@@ -483,7 +561,7 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
 
         // The next snapshot, run to completion.
         let t = Instant::now();
-        let out = support::strata(&repo, &["snapshot", &src_arg, "--json"]);
+        let out = support::run(&repo, &env, &["snapshot", &src_arg, "--json"]);
         assert!(
             out.status.success(),
             "{when}: the snapshot after the kill failed: {}",
@@ -495,9 +573,9 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
         let bytes_added = v["summary"]["bytes_added"].as_u64().unwrap();
         check_restore(
             &repo,
+            &env,
             &scratch,
-            &id,
-            &src_arg,
+            (&id, &src_arg),
             &state,
             &format!("{when}, next run"),
         );
@@ -521,6 +599,9 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
             assert!(bytes_added < needed, "{when}: {bytes_added} >= {needed}");
         }
 
+        if !finished_before_kill {
+            really_killed += 1;
+        }
         let outcome = if finished_before_kill {
             "finished before the kill"
         } else if !new_snaps.is_empty() {
@@ -531,7 +612,7 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
             "killed mid-way"
         };
         let line = format!(
-            "#{i} {bucket:5} f={f:.2} est {estimate:.2}s kill at {:>5} ms: {outcome}; left {} packs \
+            "#{i} {how} est {estimate:.2}s killed at {:>5} ms: {outcome}; left {} packs \
              ({} data, {} tree); next run added {} of {} needed in {:.2}s",
             killed_at.as_millis(),
             left.len(),
@@ -544,13 +625,29 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
         println!("{line}");
         outcomes.push(line);
     }
+    // Every snapshot restores at the end.
+    for (k, (id, m)) in completed.iter().enumerate() {
+        check_restore(
+            &repo,
+            &env,
+            &scratch,
+            (id, &src_arg),
+            m,
+            &format!("{layout:?} at the end, snapshot #{k}"),
+        );
+    }
     println!(
-        "{} snapshots, {} packs, {:.1}s in all",
+        "{layout:?}: {} snapshots, {} packs, {really_killed} of {iterations} runs killed, {:.1}s in all",
         completed.len(),
         packs.known.len(),
         started.elapsed().as_secs_f64()
     );
-    // Sanity: the loop really ran and the repository kept growing.
-    assert_eq!(outcomes.len(), ITERATIONS);
-    assert!(completed.len() >= ITERATIONS);
+    // Sanity: the loop really ran, the repository kept growing, and most
+    // runs were really killed, not finished first.
+    assert_eq!(outcomes.len(), iterations);
+    assert!(completed.len() >= iterations);
+    assert!(
+        really_killed * 5 >= iterations * 3,
+        "only {really_killed} of {iterations} runs were killed: {outcomes:#?}"
+    );
 }

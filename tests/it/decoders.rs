@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Decoders never panic: random bytes, and valid files from
 //! `format-spec/vectors/repo` with random mutations, go into every decoder of
 //! repository bytes. Bad input must come back as `Err` (each test asserts
@@ -637,7 +636,7 @@ fn hostile_values_give_bounded_errors() {
 }
 
 /// The hostile inputs are checked in as fuzz seeds, byte for byte;
-/// `STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test decoders fuzz_seeds` writes
+/// `STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test it decoders::fuzz_seeds` writes
 /// them after a change.
 #[test]
 fn fuzz_seeds_hold_the_hostile_inputs() {
@@ -652,7 +651,7 @@ fn fuzz_seeds_hold_the_hostile_inputs() {
         let on_disk = std::fs::read(&p).unwrap_or_default();
         assert!(
             on_disk == b,
-            "{} differs from its generator: run STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test decoders fuzz_seeds",
+            "{} differs from its generator: run STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test it decoders::fuzz_seeds",
             p.display()
         );
     }

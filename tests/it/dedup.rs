@@ -1,35 +1,32 @@
 //! Deduplication: unchanged trees, repeated files and a one-byte insertion
 //! cost (almost) nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use support::{Fixture, disk_usage, num, random_bytes, stored_blobs, write_file};
 
-/// A tree of ~12 MiB: incompressible files of many sizes (some over the
-/// 1 MiB maximum chunk), compressible text, and nested directories.
-fn make_tree(root: &Path) -> u64 {
-    let mut total = 0u64;
-    for i in 0..60u64 {
-        let len = match i % 6 {
+/// A tree of ~14 MiB in nested directories: incompressible files of many
+/// sizes (empty, small, some over the 1 MiB maximum chunk), compressible
+/// text, and an empty directory; the bytes written.
+fn dedup_tree(root: &Path) -> u64 {
+    let sizes: Vec<usize> = (0..10)
+        .map(|i| match i % 5 {
             0 => 0,
-            1 => 100 + i as usize * 37,
-            2 => 40_000 + i as usize * 1000,
+            1 => 100 + i * 37,
+            2 => 40_000 + i * 1000,
             3 => 300_000,
-            4 => 1_500_000 + i as usize * 10,
-            _ => 9_000,
-        };
-        let data = if i % 6 == 5 {
-            format!("line {i}\n").repeat(len / 8).into_bytes()
-        } else {
-            random_bytes(i, len)
-        };
-        total += data.len() as u64;
-        write_file(
-            &root.join(format!("d{}/sub{}/file{i}", i % 4, i % 3)),
-            &data,
-        );
+            _ => 1_500_000 + i * 10,
+        })
+        .collect();
+    let shape = support::Shape {
+        big: &sizes,
+        small: 3,
+        small_len: 9000,
+    };
+    let mut total = 0;
+    for d in 0..4u64 {
+        total += support::make_tree(&root.join(format!("d{d}/sub{}", d % 3)), d, shape);
     }
     std::fs::create_dir_all(root.join("empty")).unwrap();
     total
@@ -47,7 +44,7 @@ fn assert_under_1pct(what: &str, added: u64, total: u64) {
 fn unchanged_tree_adds_under_one_percent() {
     let fx = Fixture::new();
     let src = fx.path("src/data");
-    let total = make_tree(&src);
+    let total = dedup_tree(&src);
     let first = fx.strata.snapshot(&[&src]);
     assert_eq!(num(&first, "summary/total_bytes"), total);
     assert!(num(&first, "summary/stored_added") > total / 2, "{first}");
@@ -80,8 +77,9 @@ fn unchanged_tree_adds_under_one_percent() {
         // an unchanged tree is the same tree: `diff` finds nothing under it
         // (the root tree itself may differ: it records the ancestors, and
         // other tests change /tmp's mtime meanwhile)
-        let diff = support::strata_ok(
+        let diff = support::ok(
             fx.strata.repo(),
+            &[],
             &[
                 "diff",
                 first["id"].as_str().unwrap(),

@@ -1,18 +1,17 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Deep nesting (issue 10 "Hostile values"): no decoder structure is
 //! recursive, but a repository can hold a chain of directories nested far
 //! deeper than any file system allows. Every command that walks trees must
 //! answer such a crafted snapshot with a bounded, one-line error (or do its
 //! job), never overflow the stack or hang.
 
-mod support;
+use crate::support;
 
 use std::os::unix::process::ExitStatusExt;
 use strata::Repo;
 use strata::backup::saver::BlobSaver;
 use strata::snapshot::Snapshot;
 use strata::snapshot::tree::{Entry, EntryKind, Tree};
-use support::{Fixture, strata};
+use support::Fixture;
 
 /// A snapshot of `/d/d/…/d/f` with `depth` directories, written through
 /// the library into the repository of `f`.
@@ -50,7 +49,7 @@ fn deep_snapshot(f: &Fixture, depth: usize) {
         tree: id,
         parent: None,
         summary: Default::default(),
-        program: "tests/deep_trees.rs".into(),
+        program: "tests/it/deep_trees.rs".into(),
         layout: 1,
     }
     .save(&repo)
@@ -61,7 +60,7 @@ fn deep_snapshot(f: &Fixture, depth: usize) {
 /// signal (a stack overflow aborts with SIGABRT or SIGSEGV).
 fn assert_bounded(f: &Fixture, args: &[&str]) -> std::process::Output {
     let started = std::time::Instant::now();
-    let o = strata(f.strata.repo(), args);
+    let o = support::run(f.strata.repo(), &[], args);
     assert!(
         o.status.signal().is_none(),
         "{args:?}: killed by signal {:?}\n{}",
@@ -159,13 +158,14 @@ fn a_source_deeper_than_the_limit_is_skipped_below_it_and_the_rest_restores() {
     }
     std::fs::create_dir_all(&p).unwrap();
     std::fs::write(p.join("bottom"), b"at 1100").unwrap();
-    let o = strata(f.strata.repo(), &["snapshot", src.to_str().unwrap()]);
+    let o = support::run(f.strata.repo(), &[], &["snapshot", src.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("nested deeper than 1024 levels"), "{err}");
     let out = f.path("out");
-    let o = strata(
+    let o = support::run(
         f.strata.repo(),
+        &[],
         &["restore", "latest", "--target", out.to_str().unwrap()],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

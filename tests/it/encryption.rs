@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Encrypted repositories (format-spec/keys.md, threat-model.md): round
 //! trips, wrong keys, tampering, forgeries, key management, interop with the
 //! stock `age` CLI, and secret chunk ids and boundaries.
@@ -6,7 +5,7 @@
 //! The `age` and `ssh-keygen` binaries are required (`.ci/run` installs
 //! them); set STRATA_ALLOW_MISSING_TOOLS=1 to skip the checks that need them.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -14,7 +13,7 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use support::{PASSPHRASE, Secret, one_line_error, strata, strata_ok};
+use support::{PASSPHRASE, Secret, one_line_error};
 
 /// A temp dir with an encrypted repository `repo` (1 MiB packs) and a
 /// source tree `src`.
@@ -30,7 +29,7 @@ impl Enc {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let repo = root.join("repo");
-        strata_ok(&repo, &["init", "--pack-size-mib", "1"]);
+        support::ok(&repo, &[], &["init", "--pack-size-mib", "1"]);
         let src = root.join("src");
         std::fs::create_dir_all(src.join("sub")).unwrap();
         let mut rng = support::Rng::new(7);
@@ -49,16 +48,18 @@ impl Enc {
 
     /// Take a snapshot; returns its JSON.
     fn snapshot(&self) -> Value {
-        let out = strata_ok(
+        let out = support::ok(
             &self.repo,
+            &[],
             &["snapshot", self.src.to_str().unwrap(), "--json"],
         );
         serde_json::from_str(&out).unwrap()
     }
 
     fn restore(&self, id: &str, target: &Path) -> Output {
-        strata(
+        support::run(
             &self.repo,
+            &[],
             &["restore", id, "--target", target.to_str().unwrap()],
         )
     }
@@ -100,8 +101,12 @@ fn tool_available(name: &str) -> bool {
     if !found {
         assert!(
             std::env::var_os("STRATA_ALLOW_MISSING_TOOLS").is_some(),
-            "`{name}` is not installed (apt-get install age openssh-client), \
-             or set STRATA_ALLOW_MISSING_TOOLS=1 to skip this check"
+            "`{name}` is not installed (apt-get install age openssh-client, or run \
+             ./test.sh), or set STRATA_ALLOW_MISSING_TOOLS=1 to skip this check"
+        );
+        support::skip(
+            "STRATA_REQUIRE_TOOLS",
+            &format!("`{name}` is not installed (STRATA_ALLOW_MISSING_TOOLS=1)"),
         );
     }
     found
@@ -128,7 +133,7 @@ fn with_env(repo: &Path, pass: Option<&str>, env: &[(&str, &OsStr)], args: &[&st
         .unwrap()
 }
 
-fn ok(o: Output, what: &str) -> String {
+fn succeeded(o: Output, what: &str) -> String {
     assert!(
         o.status.success(),
         "{what} failed: {}",
@@ -138,7 +143,7 @@ fn ok(o: Output, what: &str) -> String {
 }
 
 fn key_list(repo: &Path, pass: &str) -> Vec<Value> {
-    let out = ok(
+    let out = succeeded(
         with_pass(repo, Some(pass), &["key", "list", "--json"]),
         "key list",
     );
@@ -151,7 +156,8 @@ fn key_list(repo: &Path, pass: &str) -> Vec<Value> {
 
 /// `cat --raw pack`: blob id -> (kind, raw length).
 fn pack_blobs(repo: &Path, pack: &str) -> Vec<(String, String, u64)> {
-    let v: Value = serde_json::from_str(&strata_ok(repo, &["cat", "--raw", "pack", pack])).unwrap();
+    let v: Value =
+        serde_json::from_str(&support::ok(repo, &[], &["cat", "--raw", "pack", pack])).unwrap();
     v["blobs"]
         .as_array()
         .unwrap()
@@ -174,7 +180,7 @@ fn round_trip_is_identical_and_the_repository_holds_no_plaintext() {
     let v = e.snapshot();
     let id = v["id"].as_str().unwrap();
     let target = e.root.join("out");
-    ok(e.restore(id, &target), "restore");
+    succeeded(e.restore(id, &target), "restore");
     support::assert_same_tree(&e.src, &e.restored_src(&target));
     // Every repository file except the local index is an age file, and no
     // file holds the contents or names of the source.
@@ -262,7 +268,7 @@ fn flipped_bytes_fail_authentication_and_name_the_file() {
                 // holds and what was restored, to find which bytes no
                 // restore reads.
                 flip(&pack, at);
-                let listing = strata(&e.repo, &["cat", "--raw", "pack", &name]);
+                let listing = support::run(&e.repo, &[], &["cat", "--raw", "pack", &name]);
                 panic!(
                     "pack {name} ({len} bytes) flipped at {at}: restore succeeded\n\
                      pack: {}\nall packs: {:?}\nrestored: {:?}\nsource: {:?}",
@@ -300,7 +306,10 @@ fn flipped_bytes_fail_authentication_and_name_the_file() {
     let cfg = e.repo.join("config");
     let len = std::fs::metadata(&cfg).unwrap().len() as usize;
     flip(&cfg, len - 3);
-    let line = one_line_error(&strata(&e.repo, &["snapshots"]), "config flipped");
+    let line = one_line_error(
+        &support::run(&e.repo, &[], &["snapshots"]),
+        "config flipped",
+    );
     assert!(
         line.contains("config") && line.contains("authentication failed"),
         "{line}"
@@ -316,13 +325,13 @@ fn flipped_bytes_fail_authentication_and_name_the_file() {
     let len = std::fs::metadata(&key_path).unwrap().len() as usize;
     for at in [len - 5, 60] {
         flip(&key_path, at);
-        let line = one_line_error(&strata(&e.repo, &["snapshots"]), "key flipped");
+        let line = one_line_error(&support::run(&e.repo, &[], &["snapshots"]), "key flipped");
         assert!(line.contains(&format!("keys/{key}")), "{line}");
         flip(&key_path, at);
     }
     // Everything restored, untouched.
     let target = e.root.join("final");
-    ok(e.restore(&id, &target), "restore after undoing the flips");
+    succeeded(e.restore(&id, &target), "restore after undoing the flips");
     support::assert_same_tree(&e.src, &e.restored_src(&target));
 }
 
@@ -330,8 +339,8 @@ fn flipped_bytes_fail_authentication_and_name_the_file() {
 fn stock_age_decrypts_a_pack_and_a_manifest() {
     let e = Enc::new();
     let id = e.snapshot()["id"].as_str().unwrap().to_string();
-    let o = strata(&e.repo, &["key", "export-identity"]);
-    let exported = ok(o.clone(), "export-identity");
+    let o = support::run(&e.repo, &[], &["key", "export-identity"]);
+    let exported = succeeded(o.clone(), "export-identity");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("WARNING"),
         "warns"
@@ -388,24 +397,24 @@ fn keys_add_list_remove_passwd_and_recipients() {
         &[("STRATA_NEW_PASSWORD", OsStr::new("second pass"))],
         &["key", "add", "--label", "laptop"],
     );
-    ok(o, "key add");
+    succeeded(o, "key add");
     let list = key_list(repo, "second pass");
     assert_eq!(list.len(), 2);
     let second = list.iter().find(|k| k["label"] == "laptop").unwrap();
     assert_eq!(second["kind"], "passphrase");
     assert!(second["created_unix_ns"].as_i64().unwrap() > 0);
     assert!(!second["host"].as_str().unwrap().is_empty());
-    ok(
+    succeeded(
         with_pass(repo, Some(PASSPHRASE), &["snapshots"]),
         "first key",
     );
-    ok(
+    succeeded(
         with_pass(repo, Some("second pass"), &["snapshots"]),
         "second key",
     );
 
     // remove the first: only the second opens
-    ok(
+    succeeded(
         with_pass(
             repo,
             Some("second pass"),
@@ -415,7 +424,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
     );
     let o = with_pass(repo, Some(PASSPHRASE), &["snapshots"]);
     assert!(one_line_error(&o, "removed key").contains("wrong passphrase or key"));
-    ok(
+    succeeded(
         with_pass(repo, Some("second pass"), &["snapshots"]),
         "second key",
     );
@@ -427,7 +436,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
         .to_string();
     let o = with_pass(repo, Some("second pass"), &["key", "remove", &last]);
     assert!(one_line_error(&o, "remove last").contains("last key"));
-    ok(
+    succeeded(
         with_pass(repo, Some("second pass"), &["snapshots"]),
         "still opens",
     );
@@ -439,10 +448,10 @@ fn keys_add_list_remove_passwd_and_recipients() {
         &[("STRATA_NEW_PASSWORD", OsStr::new("third pass"))],
         &["key", "passwd"],
     );
-    ok(o, "key passwd");
+    succeeded(o, "key passwd");
     let o = with_pass(repo, Some("second pass"), &["snapshots"]);
     assert!(one_line_error(&o, "old passphrase").contains("wrong passphrase or key"));
-    ok(
+    succeeded(
         with_pass(repo, Some("third pass"), &["snapshots"]),
         "new passphrase",
     );
@@ -456,7 +465,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
     // STRATA_PASSWORD_COMMAND
     let pf = e.root.join("pass");
     std::fs::write(&pf, "third pass\n").unwrap();
-    ok(
+    succeeded(
         with_pass(
             repo,
             Some("wrong"),
@@ -470,7 +479,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
         &[("STRATA_PASSWORD_COMMAND", OsStr::new("echo 'third pass'"))],
         &["snapshots"],
     );
-    ok(o, "STRATA_PASSWORD_COMMAND");
+    succeeded(o, "STRATA_PASSWORD_COMMAND");
 
     // an age recipient key, unlocked with --identity and STRATA_IDENTITY
     let ident = age::x25519::Identity::generate();
@@ -484,7 +493,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
         .unwrap();
     }
     let recipient = ident.to_public().to_string();
-    ok(
+    succeeded(
         with_pass(
             repo,
             Some("third pass"),
@@ -492,7 +501,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
         ),
         "key add --recipient",
     );
-    ok(
+    succeeded(
         with_pass(
             repo,
             None,
@@ -506,7 +515,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
         &[("STRATA_IDENTITY", ident_file.as_os_str())],
         &["snapshots"],
     );
-    ok(o, "STRATA_IDENTITY");
+    succeeded(o, "STRATA_IDENTITY");
     let other = age::x25519::Identity::generate();
     let other_file = e.root.join("other-key.txt");
     {
@@ -537,7 +546,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
             .unwrap();
         assert!(st.success());
         let pubkey = format!("{}.pub", ssh.display());
-        ok(
+        succeeded(
             with_pass(
                 repo,
                 Some("third pass"),
@@ -545,7 +554,7 @@ fn keys_add_list_remove_passwd_and_recipients() {
             ),
             "key add ssh",
         );
-        ok(
+        succeeded(
             with_pass(
                 repo,
                 None,
@@ -625,7 +634,7 @@ fn key_passwd_refuses_unreadable_info_and_non_passphrase_info() {
             &support::contents(&repo.join("keys")) == before,
             "{what}: keys/ changed"
         );
-        ok(with_pass(repo, Some(PASSPHRASE), &["snapshots"]), what);
+        succeeded(with_pass(repo, Some(PASSPHRASE), &["snapshots"]), what);
         let o = with_pass(repo, Some("new pass"), &["snapshots"]);
         one_line_error(&o, &format!("{what}: the new passphrase opens nothing"));
     };
@@ -656,7 +665,7 @@ fn key_passwd_refuses_unreadable_info_and_non_passphrase_info() {
 
     // with its real info back, passwd works and keeps the label
     std::fs::write(&info, &good).unwrap();
-    ok(passwd(), "passwd with good info");
+    succeeded(passwd(), "passwd with good info");
     let listed = key_list(repo, "new pass");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["label"], "initial key");
@@ -694,7 +703,7 @@ fn forged_manifests_planted_blobs_and_swapped_packs_are_rejected() {
     assert!(line.contains("MAC"), "{line}");
     assert!(!e.root.join("f1").exists());
     // `snapshots` lists only the real one and warns about the forgery.
-    let o = strata(&e.repo, &["snapshots", "--json"]);
+    let o = support::run(&e.repo, &[], &["snapshots", "--json"]);
     let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert!(String::from_utf8_lossy(&o.stderr).contains(&fake_name[..16]));
@@ -734,7 +743,7 @@ fn forged_manifests_planted_blobs_and_swapped_packs_are_rejected() {
         .flat_map(|p| pack_blobs(&e.repo, &p))
         .find(|b| b.1 == "data")
         .unwrap();
-    let o = strata(&e.repo, &["cat", "--raw", "tree", &data.0]);
+    let o = support::run(&e.repo, &[], &["cat", "--raw", "tree", &data.0]);
     let line = one_line_error(&o, "data blob as tree");
     assert!(line.contains(&data.0[..8]), "{line}");
 
@@ -768,7 +777,8 @@ fn forged_manifests_planted_blobs_and_swapped_packs_are_rejected() {
 /// length of each.
 fn chunks_of(repo: &Path, v: &Value, name: &str) -> Vec<(String, u64)> {
     let tree = v["tree"].as_str().unwrap();
-    let t: Value = serde_json::from_str(&strata_ok(repo, &["cat", "--raw", "tree", tree])).unwrap();
+    let t: Value =
+        serde_json::from_str(&support::ok(repo, &[], &["cat", "--raw", "tree", tree])).unwrap();
     let entry = t["entries"]
         .as_array()
         .unwrap()
@@ -800,7 +810,7 @@ fn chunk_ids_and_boundaries_are_secret_per_repository() {
     let backup = |repo: &Path, init: &[&str]| -> Vec<(String, u64)> {
         let mut args = vec!["init"];
         args.extend_from_slice(init);
-        strata_ok(repo, &args);
+        support::ok(repo, &[], &args);
         let mut c = support::command();
         let mut child = c
             .arg("--repo")
@@ -877,17 +887,17 @@ fn a_file_with_a_trees_bytes_is_never_confused_with_the_tree() {
         let repo = tmp.path().join("repo");
         let mut args = vec!["init"];
         args.extend_from_slice(init);
-        strata_ok(&repo, &args);
+        support::ok(&repo, &[], &args);
         let a = tmp.path().join("a");
         std::fs::create_dir_all(&a).unwrap();
         std::fs::write(a.join("looks-like-a-tree"), &empty_tree).unwrap();
-        strata_ok(&repo, &["snapshot", a.to_str().unwrap()]);
+        support::ok(&repo, &[], &["snapshot", a.to_str().unwrap()]);
         let b = tmp.path().join("b");
         std::fs::create_dir_all(b.join("empty")).unwrap();
-        strata_ok(&repo, &["snapshot", b.to_str().unwrap()]);
+        support::ok(&repo, &[], &["snapshot", b.to_str().unwrap()]);
         for (spec, src) in [
             ("latest", &b),
-            (&*strata_ok(&repo, &["snapshots", "--json"]), &a),
+            (&*support::ok(&repo, &[], &["snapshots", "--json"]), &a),
         ] {
             let spec = if spec == "latest" {
                 "latest".to_string()
@@ -899,8 +909,9 @@ fn a_file_with_a_trees_bytes_is_never_confused_with_the_tree() {
                 "out-{}",
                 src.file_name().unwrap().to_string_lossy()
             ));
-            strata_ok(
+            support::ok(
                 &repo,
+                &[],
                 &["restore", &spec, "--target", target.to_str().unwrap()],
             );
             let d = support::compare_trees(
@@ -937,20 +948,20 @@ fn a_substituted_repository_is_refused_by_its_first_user() {
         with_env(repo, None, &env, args)
     };
     let victim = tmp.path().join("victim");
-    ok(
+    succeeded(
         run(&victim, Some(&cache), &["init", "--recipient", &me]),
         "init",
     );
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a"), b"mine").unwrap();
-    ok(
+    succeeded(
         run(&victim, Some(&cache), &["snapshot", src.to_str().unwrap()]),
         "snapshot",
     );
     // the attacker's repository, for the same public key
     let evil = tmp.path().join("evil");
-    ok(
+    succeeded(
         run(&evil, None, &["init", "--recipient", &me]),
         "attacker init",
     );
@@ -968,7 +979,7 @@ fn a_substituted_repository_is_refused_by_its_first_user() {
     assert!(line.contains("not the repository"), "{line}");
     // without the local record the substitution is not detectable: the
     // next snapshot would be readable by the attacker
-    ok(
+    succeeded(
         run(&victim, None, &["snapshot", src.to_str().unwrap()]),
         "no record",
     );

@@ -1,43 +1,16 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Retention and garbage collection from the command line (issue 8):
 //! forget then gc frees exactly the forgotten snapshots' unique data while
 //! every kept snapshot restores byte for byte; the two-phase delete
 //! (condemn, grace period, delete, recovery); tag and rewrite; locks; and
 //! the edge cases that broke other tools' prune.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use support::{Rng, one_line_error};
-
-/// `strata --repo REPO ARGS` with extra environment.
-fn run(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = support::command();
-    c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run strata")
-}
-
-fn ok(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
-    let o = run(repo, env, args);
-    assert!(
-        o.status.success(),
-        "strata {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8")
-}
-
-fn json(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> Value {
-    serde_json::from_str(&ok(repo, env, args)).expect("json output")
-}
 
 const NOW: &[(&str, &str)] = &[("STRATA_GC_GRACE", "0")];
 
@@ -47,12 +20,12 @@ fn init(repo: &Path, encrypted: bool) {
     } else {
         &["init", "--no-encryption"]
     };
-    ok(repo, &[], args);
+    support::ok(repo, &[], args);
 }
 
 /// Snapshot `src` at `time`; returns the id.
 fn snap(repo: &Path, src: &Path, time: &str) -> String {
-    let v = json(
+    let v = support::json(
         repo,
         &[],
         &["snapshot", src.to_str().unwrap(), "--time", time, "--json"],
@@ -60,37 +33,13 @@ fn snap(repo: &Path, src: &Path, time: &str) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
-/// Relative path -> BLAKE3 of contents ("dir" for directories).
-fn digest(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if p.is_dir() {
-                out.insert(rel, "dir".into());
-                stack.push(p);
-            } else {
-                out.insert(
-                    rel,
-                    blake3::hash(&std::fs::read(&p).unwrap())
-                        .to_hex()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// Restore `id` into a fresh directory under `scratch` and return its digest
 /// (of the source directory `scratch/src`'s contents, which the snapshot
 /// keeps under its absolute path).
-fn restored(repo: &Path, scratch: &Path, id: &str) -> BTreeMap<String, String> {
+fn restored(repo: &Path, scratch: &Path, id: &str) -> support::Digest {
     let t = scratch.join(format!("r-{id}-{}", rand_suffix()));
-    ok(repo, &[], &["restore", id, "--target", t.to_str().unwrap()]);
-    let d = digest(&support::under(&t, &scratch.join("src")));
+    support::ok(repo, &[], &["restore", id, "--target", t.to_str().unwrap()]);
+    let d = support::digest(&support::under(&t, &scratch.join("src")));
     let _ = std::fs::remove_dir_all(&t);
     d
 }
@@ -172,12 +121,12 @@ fn forget_then_gc_frees_the_forgotten_data_and_every_kept_snapshot_restores() {
         for n in 0..8 {
             days.day(n);
             let id = snap(&repo, &days.src, &format!("2026-11-{:02} 12:00:00", n + 1));
-            want.insert(id.clone(), digest(&days.src));
+            want.insert(id.clone(), support::digest(&days.src));
             ids.push(id);
         }
         let before = packs_size(&repo);
         // keep the 3 newest; days 0..=4 are forgotten
-        let v = json(&repo, &[], &["forget", "--keep-last", "3", "--json"]);
+        let v = support::json(&repo, &[], &["forget", "--keep-last", "3", "--json"]);
         let removed: Vec<&str> = v["groups"][0]["remove"]
             .as_array()
             .unwrap()
@@ -185,7 +134,7 @@ fn forget_then_gc_frees_the_forgotten_data_and_every_kept_snapshot_restores() {
             .map(|r| r["id"].as_str().unwrap())
             .collect();
         assert_eq!(removed.len(), 5);
-        let r = json(&repo, NOW, &["gc", "--json"]);
+        let r = support::json(&repo, NOW, &["gc", "--json"]);
         assert_eq!(r["snapshots"], 3);
         let after = packs_size(&repo);
         // Unique data of the forgotten snapshots: the random files of days
@@ -202,11 +151,11 @@ fn forget_then_gc_frees_the_forgotten_data_and_every_kept_snapshot_restores() {
             assert_eq!(restored(&repo, tmp.path(), id), want[id], "snapshot {id}");
         }
         for id in &ids[..5] {
-            let o = run(&repo, &[], &["restore", id, "--target", "/nonexistent-x"]);
+            let o = support::run(&repo, &[], &["restore", id, "--target", "/nonexistent-x"]);
             one_line_error(&o, "restore of a forgotten snapshot");
         }
         // A second gc finds nothing to do.
-        let r2 = json(&repo, NOW, &["gc", "--json"]);
+        let r2 = support::json(&repo, NOW, &["gc", "--json"]);
         assert_eq!(r2["deleted"]["packs"], 0, "{r2}");
         assert_eq!(r2["repacked"]["packs"], 0, "{r2}");
         assert_eq!(packs_size(&repo), after);
@@ -226,15 +175,15 @@ fn gc_condemns_first_deletes_after_the_grace_period_and_backups_skip_condemned_p
     std::fs::remove_file(src.join("big.bin")).unwrap();
     write(&src.join("small.txt"), b"hello");
     snap(&repo, &src, "2026-11-02 00:00:00");
-    ok(&repo, &[], &["forget", &first]);
+    support::ok(&repo, &[], &["forget", &first]);
     let grace = [("STRATA_GC_GRACE", "2s")];
     let n_before = pack_count(&repo);
     // Within the grace period the forgotten snapshot is still a root.
-    let r = json(&repo, &grace, &["gc", "--json"]);
+    let r = support::json(&repo, &grace, &["gc", "--json"]);
     assert_eq!(r["forgotten_roots"], 1, "{r}");
     assert_eq!(r["condemned"]["packs"], 0, "{r}");
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let r = json(&repo, &grace, &["gc", "--json"]);
+    let r = support::json(&repo, &grace, &["gc", "--json"]);
     assert_eq!(r["forgotten_roots"], 0, "{r}");
     assert_eq!(r["deleted"]["packs"], 0, "{r}");
     assert!(r["condemned"]["bytes"].as_u64().unwrap() >= 3 << 20, "{r}");
@@ -247,7 +196,7 @@ fn gc_condemns_first_deletes_after_the_grace_period_and_backups_skip_condemned_p
     assert_eq!(states.len(), 1, "one gc state file");
     // The forgotten file comes back: dedup must not use the condemned pack.
     write(&src.join("big.bin"), &big);
-    let v = json(
+    let v = support::json(
         &repo,
         &grace,
         &["snapshot", src.to_str().unwrap(), "--json"],
@@ -258,12 +207,12 @@ fn gc_condemns_first_deletes_after_the_grace_period_and_backups_skip_condemned_p
     );
     let back = v["id"].as_str().unwrap().to_string();
     // Within the grace period a second gc deletes nothing.
-    let r = json(&repo, &grace, &["gc", "--json"]);
+    let r = support::json(&repo, &grace, &["gc", "--json"]);
     assert_eq!(r["deleted"]["packs"], 0, "{r}");
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let r = json(&repo, &grace, &["gc", "--json"]);
+    let r = support::json(&repo, &grace, &["gc", "--json"]);
     assert!(r["deleted"]["bytes"].as_u64().unwrap() >= 3 << 20, "{r}");
-    assert_eq!(restored(&repo, tmp.path(), &back), digest(&src));
+    assert_eq!(restored(&repo, tmp.path(), &back), support::digest(&src));
     assert!(packs_size(&repo) < (4 << 20) + (1 << 20));
 }
 
@@ -301,10 +250,10 @@ fn a_condemned_pack_that_a_new_snapshot_needs_is_recovered() {
     let child = c.spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1000));
     let unsafe_env = [("STRATA_UNSAFE_NO_LOCKS", "1"), ("STRATA_GC_GRACE", "1s")];
-    ok(&repo, &unsafe_env, &["forget", &parent]);
+    support::ok(&repo, &unsafe_env, &["forget", &parent]);
     // once the forgotten root's grace period is over, its pack is condemned
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let r = json(&repo, &unsafe_env, &["gc", "--json"]);
+    let r = support::json(&repo, &unsafe_env, &["gc", "--json"]);
     assert!(r["condemned"]["bytes"].as_u64().unwrap() >= 2 << 20, "{r}");
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -316,10 +265,10 @@ fn a_condemned_pack_that_a_new_snapshot_needs_is_recovered() {
     let new = v["id"].as_str().unwrap().to_string();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     // Due now, but the new snapshot needs it: recovered, not deleted.
-    let r = json(&repo, &unsafe_env, &["gc", "--json"]);
+    let r = support::json(&repo, &unsafe_env, &["gc", "--json"]);
     assert!(r["recovered"]["packs"].as_u64().unwrap() >= 1, "{r}");
     let t = tmp.path().join("r");
-    ok(
+    support::ok(
         &repo,
         &[],
         &["restore", &new, "--target", t.to_str().unwrap(), "--verify"],
@@ -344,11 +293,15 @@ fn tag_pins_a_snapshot_and_rewrite_purges_a_secret() {
     write(&src.join("app/config.json"), b"{\"a\": 2}");
     let b = snap(&repo, &src, "2026-10-02 00:00:00");
     // tag: the old manifest is replaced by one with the tag
-    let v: Value =
-        serde_json::from_str(&ok(&repo, &[], &["tag", &a, "--add", "pin", "--json"])).unwrap();
+    let v: Value = serde_json::from_str(&support::ok(
+        &repo,
+        &[],
+        &["tag", &a, "--add", "pin", "--json"],
+    ))
+    .unwrap();
     let pinned = v[0]["new"].as_str().unwrap().to_string();
     assert_ne!(pinned, a);
-    let list = json(&repo, &[], &["snapshots", "--json"]);
+    let list = support::json(&repo, &[], &["snapshots", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert!(
         list.as_array()
@@ -357,7 +310,7 @@ fn tag_pins_a_snapshot_and_rewrite_purges_a_secret() {
             .any(|s| s["id"] == pinned.as_str() && s["tags"][0] == "pin")
     );
     // keep-last 1 would remove the older one, but the tag keeps it
-    let v = json(
+    let v = support::json(
         &repo,
         &[],
         &[
@@ -382,19 +335,19 @@ fn tag_pins_a_snapshot_and_rewrite_purges_a_secret() {
             .any(|p| std::fs::read(p).unwrap().windows(64).any(|w| w == needle))
     };
     assert!(in_packs(&repo), "the secret is stored before the rewrite");
-    let v = json(
+    let v = support::json(
         &repo,
         &[],
         &["rewrite", "--exclude", ".env", "--forget", "--json"],
     );
     let rewritten = v["snapshots"].as_array().unwrap();
     assert_eq!(rewritten.len(), 2);
-    json(&repo, NOW, &["gc", "--json"]);
+    support::json(&repo, NOW, &["gc", "--json"]);
     assert!(
         !in_packs(&repo),
         "the secret is gone after rewrite --forget and gc"
     );
-    let list = json(&repo, &[], &["snapshots", "--json"]);
+    let list = support::json(&repo, &[], &["snapshots", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
     let newest = list.as_array().unwrap().last().unwrap()["id"]
         .as_str()
@@ -404,7 +357,7 @@ fn tag_pins_a_snapshot_and_rewrite_purges_a_secret() {
     assert!(!d.contains_key("app/.env"));
     assert_eq!(
         d["app/config.json"],
-        blake3::hash(b"{\"a\": 2}").to_hex().to_string()
+        *blake3::hash(b"{\"a\": 2}").as_bytes()
     );
     let _ = b;
 }
@@ -425,23 +378,23 @@ fn edge_cases_zeros_empty_chunk_limits_repeated_blobs_and_an_empty_repository() 
     let a = snap(&repo, &src, "2026-09-01 00:00:00");
     write(&src.join("extra.bin"), &rng.bytes(300_000));
     let b = snap(&repo, &src, "2026-09-02 00:00:00");
-    ok(&repo, &[], &["forget", &a]);
-    json(&repo, NOW, &["gc", "--max-unused", "0", "--json"]);
-    assert_eq!(restored(&repo, tmp.path(), &b), digest(&src));
+    support::ok(&repo, &[], &["forget", &a]);
+    support::json(&repo, NOW, &["gc", "--max-unused", "0", "--json"]);
+    assert_eq!(restored(&repo, tmp.path(), &b), support::digest(&src));
     // every snapshot forgotten: everything goes, the repository stays usable
-    let o = run(&repo, &[], &["forget", "--keep-tag", "nothing-has-this"]);
+    let o = support::run(&repo, &[], &["forget", "--keep-tag", "nothing-has-this"]);
     let line = one_line_error(&o, "a policy removing a whole group");
     assert!(line.contains("--allow-empty"), "{line}");
-    ok(
+    support::ok(
         &repo,
         &[],
         &["forget", "--keep-tag", "nothing-has-this", "--allow-empty"],
     );
-    let r = json(&repo, NOW, &["gc", "--json"]);
+    let r = support::json(&repo, NOW, &["gc", "--json"]);
     assert_eq!(r["snapshots"], 0);
     assert_eq!(pack_count(&repo), 0, "{r}");
     let c = snap(&repo, &src, "2026-09-03 00:00:00");
-    assert_eq!(restored(&repo, tmp.path(), &c), digest(&src));
+    assert_eq!(restored(&repo, tmp.path(), &c), support::digest(&src));
 }
 
 /// A pack whose trailer lists the same blob twice (rustic once deleted such
@@ -465,17 +418,21 @@ fn a_pack_holding_one_blob_twice_is_repacked_not_lost() {
         .unwrap();
     let src = tmp.path().join("src");
     write(&src.join("f.bin"), &content);
-    let v = json(&repo, &[], &["snapshot", src.to_str().unwrap(), "--json"]);
+    let v = support::json(&repo, &[], &["snapshot", src.to_str().unwrap(), "--json"]);
     assert!(
         v["summary"]["bytes_added"].as_u64().unwrap() < 10_000,
         "the file was deduplicated against the crafted pack: {v}"
     );
     let s = v["id"].as_str().unwrap().to_string();
-    let r = json(&repo, NOW, &["gc", "--max-unused", "0", "--json"]);
-    assert_eq!(restored(&repo, tmp.path(), &s), digest(&src), "{r}");
-    let r = json(&repo, NOW, &["gc", "--max-unused", "0", "--json"]);
+    let r = support::json(&repo, NOW, &["gc", "--max-unused", "0", "--json"]);
+    assert_eq!(
+        restored(&repo, tmp.path(), &s),
+        support::digest(&src),
+        "{r}"
+    );
+    let r = support::json(&repo, NOW, &["gc", "--max-unused", "0", "--json"]);
     assert_eq!(r["repacked"]["packs"], 0, "stable after one repack: {r}");
-    assert_eq!(restored(&repo, tmp.path(), &s), digest(&src));
+    assert_eq!(restored(&repo, tmp.path(), &s), support::digest(&src));
 }
 
 fn lock_file(repo: &Path, host: &str, pid: u32, age_secs: u64, exclusive: bool) -> PathBuf {
@@ -516,7 +473,7 @@ fn locks_exclude_wait_go_stale_and_are_removed() {
     let s = src.to_str().unwrap();
     // A live exclusive lock of another host blocks a snapshot: exit 11.
     let l = lock_file(&repo, "elsewhere", 4242, 0, true);
-    let o = run(&repo, &[], &["snapshot", s]);
+    let o = support::run(&repo, &[], &["snapshot", s]);
     assert_eq!(o.status.code(), Some(11));
     let line = one_line_error(&o, "snapshot against an exclusive lock");
     assert!(
@@ -530,15 +487,15 @@ fn locks_exclude_wait_go_stale_and_are_removed() {
     // ...and a shared lock blocks gc, but not another snapshot.
     std::fs::remove_file(&l).unwrap();
     let l = lock_file(&repo, "elsewhere", 4243, 0, false);
-    ok(&repo, &[], &["snapshot", s]);
-    assert_eq!(run(&repo, &[], &["gc"]).status.code(), Some(11));
+    support::ok(&repo, &[], &["snapshot", s]);
+    assert_eq!(support::run(&repo, &[], &["gc"]).status.code(), Some(11));
     // --retry-lock waits until the lock goes away.
     let remover = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         std::fs::remove_file(&l).unwrap();
     });
     let t0 = std::time::Instant::now();
-    ok(&repo, &[], &["gc", "--retry-lock", "20s"]);
+    support::ok(&repo, &[], &["gc", "--retry-lock", "20s"]);
     assert!(t0.elapsed() >= std::time::Duration::from_millis(1400));
     remover.join().unwrap();
     // Stale: not refreshed for 31 minutes, or a dead process on this host.
@@ -547,7 +504,7 @@ fn locks_exclude_wait_go_stale_and_are_removed() {
     let dead_pid = dead.id();
     dead.wait().unwrap();
     let gone = lock_file(&repo, &hostname(), dead_pid, 0, true);
-    let o = run(&repo, &[], &["snapshot", s]);
+    let o = support::run(&repo, &[], &["snapshot", s]);
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -561,15 +518,15 @@ fn locks_exclude_wait_go_stale_and_are_removed() {
     assert!(!old.exists() && !gone.exists());
     // unlock keeps live locks, --remove-all removes them too.
     let live = lock_file(&repo, "elsewhere", 9, 0, false);
-    let out = ok(&repo, &[], &["unlock"]);
+    let out = support::ok(&repo, &[], &["unlock"]);
     assert!(live.exists() && out.contains("kept"), "{out}");
-    ok(&repo, &[], &["unlock", "--remove-all"]);
+    support::ok(&repo, &[], &["unlock", "--remove-all"]);
     assert!(!live.exists());
     // Read-only commands may skip the lock; writers may not.
     let l = lock_file(&repo, "elsewhere", 77, 0, true);
-    ok(&repo, &[], &["--no-lock", "ls", "latest"]);
+    support::ok(&repo, &[], &["--no-lock", "ls", "latest"]);
     one_line_error(
-        &run(&repo, &[], &["--no-lock", "snapshot", s]),
+        &support::run(&repo, &[], &["--no-lock", "snapshot", s]),
         "--no-lock snapshot",
     );
     std::fs::remove_file(l).unwrap();
@@ -592,7 +549,7 @@ fn a_snapshot_that_lost_its_lock_publishes_nothing() {
         .stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
-    ok(&repo, &[], &["unlock", "--remove-all"]);
+    support::ok(&repo, &[], &["unlock", "--remove-all"]);
     let o = child.wait_with_output().unwrap();
     assert_eq!(
         o.status.code(),
@@ -618,7 +575,7 @@ fn gc_stops_on_an_unreadable_snapshot_and_dry_run_changes_nothing() {
     let a = snap(&repo, &src, "2026-08-01 00:00:00");
     write(&src.join("a.bin"), &Rng::new(2).bytes(500_000));
     snap(&repo, &src, "2026-08-02 00:00:00");
-    ok(&repo, &[], &["forget", &a]);
+    support::ok(&repo, &[], &["forget", &a]);
     let before = packs_size(&repo);
     let listing = |r: &Path| -> Vec<String> {
         let mut v: Vec<String> = walkdir(r);
@@ -626,13 +583,13 @@ fn gc_stops_on_an_unreadable_snapshot_and_dry_run_changes_nothing() {
         v
     };
     let files_before = listing(&repo);
-    let r = json(&repo, NOW, &["gc", "--dry-run", "--json"]);
+    let r = support::json(&repo, NOW, &["gc", "--dry-run", "--json"]);
     assert!(r["deleted"]["bytes"].as_u64().unwrap() >= 400_000, "{r}");
     assert_eq!(listing(&repo), files_before, "dry run wrote nothing");
     // A damaged manifest stops gc: it might need any blob.
     let bad = repo.join("snapshots").join("ab".repeat(32));
     std::fs::write(&bad, b"garbage").unwrap();
-    let o = run(&repo, NOW, &["gc"]);
+    let o = support::run(&repo, NOW, &["gc"]);
     let line = one_line_error(&o, "gc with a damaged manifest");
     assert!(line.contains("gc stopped"), "{line}");
     assert_eq!(packs_size(&repo), before);

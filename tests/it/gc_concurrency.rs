@@ -1,6 +1,5 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Backups and gc at the same time (format-spec/gc.md "Why this is safe"):
-//! for 60 s (`STRATA_CONCURRENCY_SECS`), one process loops over `snapshot`
+//! for 30 s (`STRATA_CONCURRENCY_SECS`), one process loops over `snapshot`
 //! of a changing tree while another loops over `forget --keep-last 3` and
 //! `gc` with a 3 s grace period, so packs really are condemned, recovered
 //! and deleted during the run. The forget/gc side ignores locks
@@ -13,43 +12,20 @@
 //! changing tree brings back content of forgotten snapshots, so backups
 //! meet blobs whose only copies are in condemned packs.
 
-mod support;
+use crate::support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::Rng;
-
-type Digest = BTreeMap<String, [u8; 32]>;
-
-fn run(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
-    let mut c = support::command();
-    c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run strata")
-}
-
-fn digest(root: &Path) -> Digest {
-    support::list_files(root)
-        .into_iter()
-        .map(|rel| {
-            let h = *blake3::hash(&std::fs::read(root.join(&rel)).unwrap()).as_bytes();
-            (rel, h)
-        })
-        .collect()
-}
+use support::{Digest, Rng};
 
 /// Restore `id` below `scratch` and digest the source `src` in it (the
 /// snapshot keeps it under its absolute path).
 fn restore_digest(repo: &Path, scratch: &Path, src: &Path, id: &str) -> Result<Digest, String> {
     let t = scratch.join(format!("r-{id}"));
     let _ = std::fs::remove_dir_all(&t);
-    let o = run(
+    let o = support::run(
         repo,
         &[],
         &["restore", id, "--target", t.to_str().unwrap(), "--verify"],
@@ -57,7 +33,7 @@ fn restore_digest(repo: &Path, scratch: &Path, src: &Path, id: &str) -> Result<D
     if !o.status.success() {
         return Err(String::from_utf8_lossy(&o.stderr).into_owned());
     }
-    let d = digest(&support::under(&t, src));
+    let d = support::digest(&support::under(&t, src));
     std::fs::remove_dir_all(&t).unwrap();
     Ok(d)
 }
@@ -92,10 +68,10 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
     let secs: u64 = std::env::var("STRATA_CONCURRENCY_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(30);
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    let o = run(
+    let o = support::run(
         &repo,
         &[],
         &["init", "--no-encryption", "--pack-size-mib", "1"],
@@ -130,12 +106,12 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
             let env = [grace, ("STRATA_UNSAFE_NO_LOCKS", "1")];
             let mut rounds = 0;
             while !stop.load(Ordering::Relaxed) {
-                let f = run(
+                let f = support::run(
                     &repo,
                     &env,
                     &["forget", "--keep-last", "3", "--keep-tag", "keep"],
                 );
-                let g = run(&repo, &env, &["gc", "--json"]);
+                let g = support::run(&repo, &env, &["gc", "--json"]);
                 for o in [&f, &g] {
                     if !o.status.success() {
                         errs.lock()
@@ -164,7 +140,7 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
     let mut n = 0u64;
     while Instant::now() < deadline {
         tree.round();
-        let want = digest(&tree.dir);
+        let want = support::digest(&tree.dir);
         let keep = n % 4 == 0;
         let mut args = vec![
             "snapshot",
@@ -176,7 +152,7 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
         if keep {
             args.extend(["--tag", "keep"]);
         }
-        let o = run(&repo, &[grace], &args);
+        let o = support::run(&repo, &[grace], &args);
         n += 1;
         if !o.status.success() {
             failed.push(String::from_utf8_lossy(&o.stderr).into_owned());
@@ -196,7 +172,7 @@ fn snapshots_and_gc_concurrently_never_lose_a_snapshot() {
     // At the end: every snapshot still listed restores as it was made, and
     // every `keep` snapshot is still listed.
     let listed: serde_json::Value =
-        serde_json::from_slice(&run(&repo, &[], &["snapshots", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&support::run(&repo, &[], &["snapshots", "--json"]).stdout).unwrap();
     let listed: Vec<String> = listed
         .as_array()
         .unwrap()

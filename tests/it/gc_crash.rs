@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Crash safety of gc (format-spec/gc.md "Killed at any point"): 20 runs of
 //! `kill -9` at seeded random moments of a gc that repacks and deletes, on
 //! copies of one repository. After every kill the repository lists the same
@@ -6,54 +5,27 @@
 //! file under `packs/` is a complete pack, and a rerun of gc completes and
 //! leaves the repository as small as an uninterrupted gc does. After every
 //! kill `check --read-data` also exits 0 (VERIFY of the fault battery,
-//! issue 10; tests/battery_kill.rs kills snapshot, gc and rebuild-index on
+//! issue 10; tests/it/battery_kill.rs kills snapshot, gc and rebuild-index on
 //! a smaller repository).
 //!
 //! Half the runs delete at once (`STRATA_GC_GRACE=0`); the other half first
-//! let an uninterrupted gc condemn packs, wait out a 1 s grace period, then
-//! kill the gc that deletes them. Seeded: `STRATA_CRASH_SEED=N` replays
-//! another seed; `STRATA_GC_CRASH_RUNS=N` changes the count.
+//! let an uninterrupted gc condemn packs, wait out a 200 ms grace period,
+//! then kill the gc that deletes them. The runs are split between the two
+//! layouts (tests/it/battery_kill.rs `Layout`): the index in the
+//! repository, and the index and tree cache in the cache directory.
+//! Seeded: `STRATA_CRASH_SEED=N` replays another seed;
+//! `STRATA_GC_CRASH_RUNS=N` changes the count (split the same way).
 
-mod support;
+use crate::support;
 
+use crate::battery_kill::Layout;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::Rng;
+use support::{Digest, Rng};
 
-fn run(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
-    let mut c = support::command();
-    c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run strata")
-}
-
-fn ok(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
-    let o = run(repo, env, args);
-    assert!(
-        o.status.success(),
-        "strata {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-type Digest = BTreeMap<String, [u8; 32]>;
 type Kept = Vec<(String, Digest)>;
-
-fn digest(root: &Path) -> Digest {
-    let mut out = BTreeMap::new();
-    for rel in support::list_files(root) {
-        out.insert(
-            rel.clone(),
-            *blake3::hash(&std::fs::read(root.join(&rel)).unwrap()).as_bytes(),
-        );
-    }
-    out
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     let st = std::process::Command::new("cp")
@@ -86,11 +58,11 @@ fn check_packs(repo: &Path, when: &str) -> u64 {
 
 /// A repository of six snapshots of a changing tree, the three oldest
 /// forgotten: gc has whole packs to delete and partly used packs to repack.
-fn build(root: &Path, rng: &mut Rng) -> (PathBuf, Kept) {
+fn build(root: &Path, env: support::Env, rng: &mut Rng) -> (PathBuf, Kept) {
     let repo = root.join("base");
-    ok(
+    support::ok(
         &repo,
-        &[],
+        env,
         &["init", "--no-encryption", "--pack-size-mib", "1"],
     );
     let src = root.join("src");
@@ -108,9 +80,9 @@ fn build(root: &Path, rng: &mut Rng) -> (PathBuf, Kept) {
             &src.join("status.json"),
             format!("{{\"day\":{day}}}").as_bytes(),
         );
-        let out = ok(
+        let out = support::ok(
             &repo,
-            &[],
+            env,
             &[
                 "snapshot",
                 src.to_str().unwrap(),
@@ -123,17 +95,18 @@ fn build(root: &Path, rng: &mut Rng) -> (PathBuf, Kept) {
         let id = v["id"].as_str().unwrap().to_string();
         ids.push(id.clone());
         if day >= 3 {
-            kept.push((id, digest(&src)));
+            kept.push((id, support::digest(&src)));
         }
     }
     for id in &ids[..3] {
-        ok(&repo, &[], &["forget", id]);
+        support::ok(&repo, env, &["forget", id]);
     }
     (repo, kept)
 }
 
 fn restores(
     repo: &Path,
+    env: support::Env,
     scratch: &Path,
     kept: &[(String, BTreeMap<String, [u8; 32]>)],
     when: &str,
@@ -141,9 +114,9 @@ fn restores(
     for (id, want) in kept {
         let t = scratch.join("restore");
         let _ = std::fs::remove_dir_all(&t);
-        ok(repo, &[], &["restore", id, "--target", t.to_str().unwrap()]);
+        support::ok(repo, env, &["restore", id, "--target", t.to_str().unwrap()]);
         assert_eq!(
-            &digest(&support::under(&t, &scratch.join("src"))),
+            &support::digest(&support::under(&t, &scratch.join("src"))),
             want,
             "{when}: snapshot {id} restores differently"
         );
@@ -151,17 +124,35 @@ fn restores(
     }
 }
 
+fn runs() -> usize {
+    std::env::var("STRATA_GC_CRASH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
 #[test]
-fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
+fn kill_9_during_gc_with_the_index_in_the_repository() {
+    battery(Layout::Repository, runs() - runs() / 2);
+}
+
+#[test]
+fn kill_9_during_gc_with_the_index_and_tree_cache_in_the_cache() {
+    battery(Layout::Cache, runs() / 2);
+}
+
+/// How long the two-phase runs wait between condemning and deleting.
+const GRACE: &str = "200ms";
+const PAST_GRACE: Duration = Duration::from_millis(250);
+
+fn battery(layout: Layout, runs: usize) {
     let seed = std::env::var("STRATA_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x6C_C0DE);
-    let runs: usize = std::env::var("STRATA_GC_CRASH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    println!("gc crash test seed {seed}, {runs} runs");
+    println!("gc crash test {layout:?}: seed {seed}, {runs} runs");
+    let on = |extra: &[(&'static str, &'static str)]| layout.env(extra);
+    let plain = on(&[]);
     let mut rng = Rng::new(seed);
     let shm = Path::new("/dev/shm");
     let tmp = if shm.is_dir() {
@@ -170,15 +161,15 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
         tempfile::tempdir().unwrap()
     };
     let root = tmp.path();
-    let (base, kept) = build(root, &mut rng);
-    let now = [("STRATA_GC_GRACE", "0")];
+    let (base, kept) = build(root, &plain, &mut rng);
+    let now = on(&[("STRATA_GC_GRACE", "0")]);
     let args = ["gc", "--max-unused", "0", "--json"];
 
     // Reference: an uninterrupted gc, and how long it takes.
     let reference = root.join("reference");
     copy_dir(&base, &reference);
     let t = Instant::now();
-    let r: serde_json::Value = serde_json::from_str(&ok(&reference, &now, &args)).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&support::ok(&reference, &now, &args)).unwrap();
     let full = t.elapsed();
     assert!(
         r["repacked"]["packs"].as_u64().unwrap() > 0,
@@ -193,12 +184,13 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
     // ... and the deleting run of the two-phase case
     let reference2 = root.join("reference2");
     copy_dir(&base, &reference2);
-    let grace = [("STRATA_GC_GRACE", "1s")];
-    std::thread::sleep(Duration::from_millis(1050));
-    ok(&reference2, &grace, &args);
-    std::thread::sleep(Duration::from_millis(1050));
+    let grace = on(&[("STRATA_GC_GRACE", GRACE)]);
+    std::thread::sleep(PAST_GRACE);
+    support::ok(&reference2, &grace, &args);
+    std::thread::sleep(PAST_GRACE);
     let t = Instant::now();
-    let r2: serde_json::Value = serde_json::from_str(&ok(&reference2, &grace, &args)).unwrap();
+    let r2: serde_json::Value =
+        serde_json::from_str(&support::ok(&reference2, &grace, &args)).unwrap();
     let deleting = t.elapsed();
     assert!(
         r2["deleted"]["packs"].as_u64().unwrap() > 0,
@@ -216,28 +208,25 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
         let two_phase = i % 2 == 1;
         let env: Vec<(&str, &str)> = if two_phase {
             // condemn now, delete in the run we kill
-            let grace = [("STRATA_GC_GRACE", "1s")];
-            std::thread::sleep(Duration::from_millis(1050)); // forgotten roots expire
-            ok(&work, &grace, &args);
-            std::thread::sleep(Duration::from_millis(1050));
-            grace.to_vec()
+            std::thread::sleep(PAST_GRACE); // forgotten roots expire
+            support::ok(&work, &grace, &args);
+            std::thread::sleep(PAST_GRACE);
+            grace.clone()
         } else {
-            now.to_vec()
+            now.clone()
         };
         let delay = if two_phase { deleting } else { full }.mul_f64(1.2 * rng.unit());
         let mut c = support::command();
         c.arg("--repo").arg(&work).args(args).stdin(Stdio::null());
         c.stdout(Stdio::null()).stderr(Stdio::piped());
-        for (k, v) in &env {
-            c.env(k, v);
-        }
+        c.envs(env.iter().copied());
         let mut child = c.spawn().unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         let killed = !out.status.success();
         let when = format!(
-            "run {i} (seed {seed}, {} kill at {delay:?})",
+            "run {i} ({layout:?}, seed {seed}, {} kill at {delay:?})",
             if two_phase { "two-phase" } else { "instant" }
         );
         if killed {
@@ -249,12 +238,12 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
             );
         }
         let listed: serde_json::Value =
-            serde_json::from_str(&ok(&work, &[], &["snapshots", "--json"])).unwrap();
+            serde_json::from_str(&support::ok(&work, &plain, &["snapshots", "--json"])).unwrap();
         assert_eq!(listed.as_array().unwrap().len(), kept.len(), "{when}");
         check_packs(&work, &when);
-        restores(&work, root, &kept, &when);
+        restores(&work, &plain, root, &kept, &when);
         // VERIFY (issue 10): check --read-data finds nothing wrong either
-        let o = run(&work, &[], &["check", "--read-data"]);
+        let o = support::run(&work, &plain, &["check", "--read-data"]);
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -262,14 +251,21 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
             String::from_utf8_lossy(&o.stdout)
         );
         // The rerun finishes the job.
-        ok(&work, &env, &args);
+        support::ok(&work, &env, &args);
         if two_phase {
-            std::thread::sleep(Duration::from_millis(1050));
-            ok(&work, &env, &args);
+            std::thread::sleep(PAST_GRACE);
+            support::ok(&work, &env, &args);
         }
         let size = check_packs(&work, &format!("{when}, after the rerun"));
-        restores(&work, root, &kept, &format!("{when}, after the rerun"));
-        let again: serde_json::Value = serde_json::from_str(&ok(&work, &now, &args)).unwrap();
+        restores(
+            &work,
+            &plain,
+            root,
+            &kept,
+            &format!("{when}, after the rerun"),
+        );
+        let again: serde_json::Value =
+            serde_json::from_str(&support::ok(&work, &now, &args)).unwrap();
         assert_eq!(
             again["deleted"]["packs"], 0,
             "{when}: a further gc has nothing to delete: {again}"

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Small files stored inline in their directories' trees, and trained zstd
 //! dictionaries (format-spec/objects.md "Inline files", "Dictionaries"):
 //! round trips with every kind of metadata, encrypted and not; files that
@@ -7,60 +6,29 @@
 //! damaged dictionary named in the error; gc keeping dictionaries; and a
 //! format-1 repository upgraded by its first new snapshot.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use support::{Rng, one_line_error, write_file};
 
-/// `strata --repo REPO ARGS`, with this process's cache dir unless `cache`
-/// is false.
-fn run(repo: &Path, cache: bool, args: &[&str]) -> std::process::Output {
-    let mut c = if cache {
-        support::strata_command()
-    } else {
-        support::command()
-    };
-    c.arg("--repo")
-        .arg(repo)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata")
-}
-
-fn ok(repo: &Path, cache: bool, args: &[&str]) -> String {
-    let o = run(repo, cache, args);
-    assert!(
-        o.status.success(),
-        "strata {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn json(repo: &Path, cache: bool, args: &[&str]) -> Value {
-    serde_json::from_str(&ok(repo, cache, args)).unwrap()
+/// The environment of a command with this process's cache directory
+/// when `cache`, else none (the index in the repository, no tree cache).
+fn layout(cache: bool) -> support::Env<'static> {
+    if cache { support::cache_env() } else { &[] }
 }
 
 fn snap(repo: &Path, cache: bool, src: &Path) -> String {
-    json(repo, cache, &["snapshot", src.to_str().unwrap(), "--json"])["id"]
+    support::json(
+        repo,
+        layout(cache),
+        &["snapshot", src.to_str().unwrap(), "--json"],
+    )["id"]
         .as_str()
         .unwrap()
         .to_string()
-}
-
-fn digest(root: &Path) -> BTreeMap<String, [u8; 32]> {
-    support::list_files(root)
-        .into_iter()
-        .map(|rel| {
-            let h = *blake3::hash(&std::fs::read(root.join(&rel)).unwrap()).as_bytes();
-            (rel, h)
-        })
-        .collect()
 }
 
 /// JSON-like text of `n` bytes: what dictionaries are good at.
@@ -78,10 +46,10 @@ fn event(rng: &mut Rng, n: usize) -> Vec<u8> {
 
 /// The tree entry `name` of directory `path` in snapshot `id` (cat --raw).
 fn raw_entry(repo: &Path, id: &str, dir: &Path, name: &str) -> Value {
-    let snapv = json(repo, false, &["cat", "--raw", "snapshot", id]);
+    let snapv = support::json(repo, &[], &["cat", "--raw", "snapshot", id]);
     let mut tree = snapv["tree"].as_str().unwrap().to_string();
     for comp in dir.iter().skip(1).map(|c| c.to_str().unwrap()) {
-        let t = json(repo, false, &["cat", "--raw", "tree", &tree]);
+        let t = support::json(repo, &[], &["cat", "--raw", "tree", &tree]);
         let e = t["entries"]
             .as_array()
             .unwrap()
@@ -91,7 +59,7 @@ fn raw_entry(repo: &Path, id: &str, dir: &Path, name: &str) -> Value {
             .clone();
         tree = e["subtree"].as_str().unwrap().to_string();
     }
-    let t = json(repo, false, &["cat", "--raw", "tree", &tree]);
+    let t = support::json(repo, &[], &["cat", "--raw", "tree", &tree]);
     t["entries"]
         .as_array()
         .unwrap()
@@ -107,9 +75,9 @@ fn inline_files_round_trip_with_every_kind_of_metadata() {
         let fx = support::Fixture::uninit();
         let repo = fx.path("repo");
         if encrypted {
-            ok(&repo, false, &["init"]);
+            support::ok(&repo, &[], &["init"]);
         } else {
-            ok(&repo, false, &["init", "--no-encryption"]);
+            support::ok(&repo, &[], &["init", "--no-encryption"]);
         }
         let src = fx.path("src");
         let mut rng = Rng::new(21);
@@ -138,9 +106,9 @@ fn inline_files_round_trip_with_every_kind_of_metadata() {
             );
         }
         let out = fx.path("out");
-        ok(
+        support::ok(
             &repo,
-            false,
+            &[],
             &[
                 "restore",
                 &id,
@@ -152,7 +120,11 @@ fn inline_files_round_trip_with_every_kind_of_metadata() {
         support::assert_same_tree(&src, &support::under(&out, &src));
         // cat gives the bytes of an inline file
         let f = src.join("f4095");
-        let o = run(&repo, true, &["cat", &format!("{id}:{}", f.display())]);
+        let o = support::run(
+            &repo,
+            support::cache_env(),
+            &["cat", &format!("{id}:{}", f.display())],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(o.stdout, std::fs::read(&f).unwrap());
     }
@@ -162,7 +134,7 @@ fn inline_files_round_trip_with_every_kind_of_metadata() {
 fn files_crossing_the_inline_threshold_across_snapshots() {
     let fx = support::Fixture::uninit();
     let repo = fx.path("repo");
-    ok(&repo, true, &["init", "--no-encryption"]);
+    support::ok(&repo, support::cache_env(), &["init", "--no-encryption"]);
     let src = fx.path("src");
     let mut rng = Rng::new(5);
     let mut states = Vec::new();
@@ -170,17 +142,17 @@ fn files_crossing_the_inline_threshold_across_snapshots() {
         write_file(&src.join("grows"), &rng.bytes(n));
         write_file(&src.join("steady.txt"), b"unchanged");
         let id = snap(&repo, true, &src);
-        states.push((id, digest(&src), n));
+        states.push((id, support::digest(&src), n));
     }
     for (id, want, n) in &states {
         let out = fx.path(format!("out-{id}"));
-        ok(
+        support::ok(
             &repo,
-            true,
+            support::cache_env(),
             &["restore", id, "--target", out.to_str().unwrap(), "--verify"],
         );
         assert_eq!(
-            &digest(&support::under(&out, &src)),
+            &support::digest(&support::under(&out, &src)),
             want,
             "snapshot with a {n}-byte file"
         );
@@ -197,7 +169,7 @@ fn unchanged_inline_files_survive_many_incremental_snapshots() {
     for cache in [true, false] {
         let fx = support::Fixture::uninit();
         let repo = fx.path("repo");
-        ok(&repo, cache, &["init"]);
+        support::ok(&repo, layout(cache), &["init"]);
         let src = fx.path("src");
         let mut rng = Rng::new(77);
         for i in 0..3000 {
@@ -223,17 +195,17 @@ fn unchanged_inline_files_survive_many_incremental_snapshots() {
                 &src.join(format!("events/new-{g}.json")),
                 &event(&mut rng, 900),
             );
-            gens.push((snap(&repo, cache, &src), digest(&src)));
+            gens.push((snap(&repo, cache, &src), support::digest(&src)));
         }
         for (k, (id, want)) in gens.iter().enumerate() {
             let out = fx.path(format!("out-{k}"));
-            ok(
+            support::ok(
                 &repo,
-                cache,
+                layout(cache),
                 &["restore", id, "--target", out.to_str().unwrap(), "--verify"],
             );
             assert_eq!(
-                &digest(&support::under(&out, &src)),
+                &support::digest(&support::under(&out, &src)),
                 want,
                 "generation {k}, cache {cache}"
             );
@@ -264,7 +236,7 @@ fn compressions(repo: &Path) -> BTreeMap<u8, usize> {
 fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     let fx = support::Fixture::uninit();
     let repo = fx.path("repo");
-    ok(&repo, false, &["init", "--no-encryption"]);
+    support::ok(&repo, &[], &["init", "--no-encryption"]);
     let src = fx.path("src");
     let mut rng = Rng::new(9);
     for d in 0..4 {
@@ -286,9 +258,9 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     let id2 = snap(&repo, false, &src);
     assert_eq!(dict_files(&repo).len(), 1);
     let out = fx.path("out");
-    ok(
+    support::ok(
         &repo,
-        false,
+        &[],
         &[
             "restore",
             &id2,
@@ -302,9 +274,9 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     // Without the dictionary, a restore fails naming blob and dictionary.
     let aside = fx.path("dict-aside");
     std::fs::rename(&dicts[0], &aside).unwrap();
-    let o = run(
+    let o = support::run(
         &repo,
-        false,
+        &[],
         &[
             "restore",
             &id,
@@ -322,9 +294,9 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     let n = b.len();
     b[n / 2] ^= 0x40;
     std::fs::write(&dicts[0], &b).unwrap();
-    let o = run(
+    let o = support::run(
         &repo,
-        false,
+        &[],
         &[
             "restore",
             &id,
@@ -341,7 +313,7 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     std::fs::rename(&aside, &dicts[0]).unwrap();
 
     // gc keeps the dictionary every remaining blob needs.
-    ok(&repo, false, &["forget", &id]);
+    support::ok(&repo, &[], &["forget", &id]);
     let grace = [("STRATA_GC_GRACE", "0")];
     let mut c = support::command();
     c.arg("--repo").arg(&repo).args(["gc", "--max-unused", "0"]);
@@ -351,9 +323,9 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     assert!(c.output().unwrap().status.success());
     assert_eq!(dict_files(&repo).len(), 1, "gc never deletes a dictionary");
     let out4 = fx.path("out4");
-    ok(
+    support::ok(
         &repo,
-        false,
+        &[],
         &[
             "restore",
             &id2,
@@ -364,7 +336,7 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     );
     support::assert_same_tree(&src, &support::under(&out4, &src));
     // stats counts inline files and dictionary blobs
-    let st = json(&repo, false, &["stats", "--json"]);
+    let st = support::json(&repo, &[], &["stats", "--json"]);
     assert!(st["inline_files"].as_u64().unwrap() >= 1201, "{st}");
     assert!(st["dict_blobs"].as_u64().unwrap() > 10, "{st}");
     assert_eq!(st["dictionaries"], 1, "{st}");
@@ -387,7 +359,7 @@ fn a_format_1_repository_is_upgraded_by_its_next_snapshot() {
     for d in ["keys", "locks", "tmp"] {
         std::fs::create_dir_all(repo.join(d)).unwrap();
     }
-    let before: Value = json(&repo, false, &["snapshots", "--json"]);
+    let before: Value = support::json(&repo, &[], &["snapshots", "--json"]);
     let old: Vec<String> = before
         .as_array()
         .unwrap()
@@ -397,29 +369,29 @@ fn a_format_1_repository_is_upgraded_by_its_next_snapshot() {
     let mut restored = Vec::new();
     for id in &old {
         let out = fx.path(format!("old-{id}"));
-        ok(
+        support::ok(
             &repo,
-            false,
+            &[],
             &["restore", id, "--target", out.to_str().unwrap()],
         );
         restored.push(out);
     }
     let src = fx.path("src");
     write_file(&src.join("a.txt"), b"new snapshot, format 2");
-    let o = run(&repo, false, &["snapshot", src.to_str().unwrap()]);
+    let o = support::run(&repo, &[], &["snapshot", src.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("upgraded the repository to format 2"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let cfg = json(&repo, false, &["cat", "--raw", "config"]);
+    let cfg = support::json(&repo, &[], &["cat", "--raw", "config"]);
     assert_eq!(cfg["version"], 2);
     for (id, first) in old.iter().zip(&restored) {
         let out = fx.path(format!("again-{id}"));
-        ok(
+        support::ok(
             &repo,
-            false,
+            &[],
             &["restore", id, "--target", out.to_str().unwrap()],
         );
         let opts = support::Compare {
@@ -429,9 +401,9 @@ fn a_format_1_repository_is_upgraded_by_its_next_snapshot() {
         support::assert_same_tree_with(first, &out, &opts);
     }
     let out = fx.path("new");
-    ok(
+    support::ok(
         &repo,
-        false,
+        &[],
         &[
             "restore",
             "latest",

@@ -5,9 +5,8 @@
 //! Needs a usable /dev/fuse (root here; `.ci/run` installs fuse3). Where it
 //! is missing the test fails and says so, unless STRATA_ALLOW_NO_FUSE=1 is
 //! set, in which case it prints that it was skipped: it never pretends to pass.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
@@ -47,7 +46,10 @@ fn fuse_usable() -> bool {
         .is_ok();
     if !ok {
         if std::env::var("STRATA_ALLOW_NO_FUSE").as_deref() == Ok("1") {
-            println!("SKIPPED: /dev/fuse is not usable here (STRATA_ALLOW_NO_FUSE=1)");
+            support::skip(
+                "STRATA_REQUIRE_FUSE_TESTS",
+                "/dev/fuse is not usable here (STRATA_ALLOW_NO_FUSE=1)",
+            );
         } else {
             panic!(
                 "/dev/fuse is not usable here: the mount test cannot run (set STRATA_ALLOW_NO_FUSE=1 to skip it)"

@@ -3,9 +3,8 @@
 //! name, subpath restores, stdin as a top-level name, non-UTF-8 names
 //! through `ls` -> `cat` -> `restore`, and restic's glob rules through
 //! `snapshot --exclude`, `restore --include/--exclude` and `find`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -215,7 +214,7 @@ fn shared_libraries(bin: &Path) -> Option<Vec<PathBuf>> {
 #[test]
 fn snapshot_of_slash_holds_the_roots_contents_at_the_top() {
     if !is_root() {
-        eprintln!("skipped: chroot needs root");
+        support::skip("STRATA_REQUIRE_ROOT_TESTS", "chroot needs root");
         return;
     }
     let fx = Fixture::new();
@@ -226,7 +225,7 @@ fn snapshot_of_slash_holds_the_roots_contents_at_the_top() {
     std::os::unix::fs::symlink("../etc/hosts", root.join("srv/hosts")).unwrap();
     // the binary and its libraries, excluded from the snapshot
     let Some(libs) = shared_libraries(&bin()) else {
-        eprintln!("skipped: no ldd");
+        support::skip("STRATA_REQUIRE_ROOT_TESTS", "no ldd");
         return;
     };
     std::fs::create_dir_all(root.join("bin")).unwrap();

@@ -7,9 +7,8 @@
 //! PostgreSQL and redis-server are real: the tests skip with a message
 //! when they are not installed, unless `STRATA_REQUIRE_PG_TESTS=1` /
 //! `STRATA_REQUIRE_REDIS_TESTS=1` (set by `.ci/run`) make that a failure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;
@@ -40,7 +39,7 @@ fn config(f: &Fixture, body: &str) -> PathBuf {
 }
 
 /// `strata run --json --config CFG ARGS`, expecting `code`; its summary.
-fn run(f: &Fixture, cfg: &Path, args: &[&str], code: i32) -> Value {
+fn strata_run(f: &Fixture, cfg: &Path, args: &[&str], code: i32) -> Value {
     let out = cmd(f)
         .args(["run", "--json", "--config"])
         .arg(cfg)
@@ -211,7 +210,7 @@ fn run_takes_due_sources_forgets_and_collects() {
         ),
     );
     // A failing source does not stop the others; the exit code says so.
-    let s = run(&f, &cfg, &[], 4);
+    let s = strata_run(&f, &cfg, &[], 4);
     assert_eq!(source(&s, "data")["status"], "ok", "{s}");
     assert_eq!(source(&s, "notes")["status"], "ok", "{s}");
     assert_eq!(source(&s, "broken")["status"], "failed", "{s}");
@@ -255,9 +254,9 @@ fn run_takes_due_sources_forgets_and_collects() {
     assert!(log.contains(" forget - ok"), "{log}");
 
     // Second run: `data` is not due (every 1h), `notes` is (no `every`).
-    let s = run(&f, &cfg, &["data", "notes"], 0);
+    let s = strata_run(&f, &cfg, &["data", "notes"], 0);
     assert_eq!(source(&s, "broken")["status"], "skipped");
-    let s = run(&f, &cfg, &[], 4);
+    let s = strata_run(&f, &cfg, &[], 4);
     assert_eq!(source(&s, "data")["status"], "skipped", "{s}");
     assert_eq!(source(&s, "data")["detail"], "not due");
     assert_eq!(source(&s, "notes")["status"], "ok");
@@ -321,7 +320,7 @@ fn run_unlocks_with_the_config_and_reports_hooks() {
     assert_eq!(source(&s, "n")["status"], "ok");
     // the offsite mirror holds the snapshot, and it reads back there
     assert_eq!(step(&s, "sync")["status"], "ok", "{s}");
-    let listed = support::strata_ok(&offsite, &["snapshots", "--json"]);
+    let listed = support::ok(&offsite, &[], &["snapshots", "--json"]);
     let id = source(&s, "n")["snapshot"]
         .as_str()
         .unwrap_or_default()
@@ -434,7 +433,7 @@ fn webhook_gets_the_summary_and_a_down_one_is_a_warning() {
         &f,
         &format!("webhook = \"http://127.0.0.1:{port}/hook\"\n{body}"),
     );
-    let s = run(&f, &cfg, &[], 0);
+    let s = strata_run(&f, &cfg, &[], 0);
     let (first, got) = h.join().unwrap();
     assert_eq!(first, "POST /hook HTTP/1.1");
     let got: Value = serde_json::from_slice(&got).unwrap();
@@ -486,7 +485,7 @@ fn status_healthy_stale_json_and_prometheus() {
         "--time",
         &t.to_string(),
     ]);
-    run(&f, &cfg, &["fresh"], 0);
+    strata_run(&f, &cfg, &["fresh"], 0);
     let prom = f.path("metrics/strata.prom");
     fs::create_dir_all(prom.parent().unwrap()).unwrap();
     let out = cmd(&f)
@@ -657,8 +656,8 @@ fn sqlite_source_while_a_writer_commits() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let cfg = config(&f, "[sources.app]\nsqlite = \"app.db\"\n");
-    let s = run(&f, &cfg, &[], 0);
-    let s2_ = run(&f, &cfg, &[], 0);
+    let s = strata_run(&f, &cfg, &[], 0);
+    let s2_ = strata_run(&f, &cfg, &[], 0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     let total = committed.load(std::sync::atomic::Ordering::Relaxed);
@@ -721,7 +720,7 @@ fn pg_available() -> Result<(), String> {
 
 #[test]
 fn run_with_pg_dump_and_restore_into_a_new_database() {
-    if !support::service_or_skip("postgres", "STRATA_REQUIRE_PG_TESTS", pg_available()) {
+    if !support::service_or_skip("STRATA_REQUIRE_PG_TESTS", pg_available()) {
         return;
     }
     let nanos = std::time::SystemTime::now()
@@ -757,7 +756,7 @@ fn run_with_pg_dump_and_restore_into_a_new_database() {
             "[sources.postgres]\ncommand = \"pg_dump --no-owner {src}\"\nname = \"postgres.sql\"\nevery = \"1d\"\n"
         ),
     );
-    let s = run(&f, &cfg, &[], 0);
+    let s = strata_run(&f, &cfg, &[], 0);
     assert!(
         source(&s, "postgres")["bytes_read"].as_u64().unwrap() > 100_000,
         "{s}"
@@ -859,7 +858,7 @@ fn start_redis(dir: &Path, dbfile: &str) -> Result<(Server, u16), String> {
 #[test]
 fn redis_rdb_source_loads_into_a_fresh_server() {
     let available = support::on_path("redis-server").and_then(|_| support::on_path("redis-cli"));
-    if !support::service_or_skip("redis", "STRATA_REQUIRE_REDIS_TESTS", available) {
+    if !support::service_or_skip("STRATA_REQUIRE_REDIS_TESTS", available) {
         return;
     }
     let f = Fixture::new();
@@ -874,7 +873,7 @@ fn redis_rdb_source_loads_into_a_fresh_server() {
             "[sources.redis]\ncommand = \"redis-cli -h 127.0.0.1 -p {port} --rdb -\"\nname = \"redis.rdb\"\n"
         ),
     );
-    let s = run(&f, &cfg, &[], 0);
+    let s = strata_run(&f, &cfg, &[], 0);
     assert!(
         source(&s, "redis")["bytes_read"].as_u64().unwrap() > 1000,
         "{s}"
@@ -947,7 +946,7 @@ fn status_fails_when_the_offsite_copy_lacks_packs() {
             offsite.display()
         ),
     );
-    let s = run(&f, &cfg, &[], 0);
+    let s = strata_run(&f, &cfg, &[], 0);
     assert_eq!(step(&s, "sync")["status"], "ok", "{s}");
     let status = |code: i32| {
         let out = cmd(&f)

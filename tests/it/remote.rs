@@ -5,27 +5,24 @@
 //! ls, forget, gc, the index rebuilt from the packs in an empty cache, and
 //! two processes snapshotting into one repository at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use support::{Moto, Rng, assert_same_tree, under, write_file};
+use support::{S3, assert_same_tree, under, write_file};
 
 struct Remote {
-    moto: Moto,
+    s3: S3,
     url: String,
     cache: tempfile::TempDir,
 }
 
 impl Remote {
-    fn new(name: &str, bucket: &str) -> Option<Remote> {
-        let moto = support::moto_or_skip(name)?;
-        moto.create_bucket(bucket);
+    fn new(bucket: &str) -> Option<Remote> {
+        let s3 = support::S3::new(bucket)?;
         Some(Remote {
-            url: format!("s3://{bucket}/repos/one"),
-            moto,
+            url: s3.url("repos/one"),
+            s3,
             cache: tempfile::tempdir().unwrap(),
         })
     }
@@ -33,7 +30,7 @@ impl Remote {
     fn cmd(&self, cache: &Path) -> Command {
         let mut c = support::command();
         c.env("STRATA_CACHE_DIR", cache)
-            .envs(self.moto.env())
+            .envs(self.s3.env())
             .arg("--repo")
             .arg(&self.url)
             .stdin(Stdio::null());
@@ -62,17 +59,11 @@ impl Remote {
 }
 
 /// Small files (inline), medium ones (a blob each) and one of several chunks.
-fn make_tree(root: &Path, seed: u64) {
-    let mut rng = Rng::new(seed);
-    for i in 0..300 {
-        let n = rng.range(1, 3000) as usize;
-        write_file(&root.join(format!("events/{i:03}.json")), &rng.text(n));
-    }
-    for i in 0..5 {
-        write_file(&root.join(format!("mid/{i}")), &rng.bytes(200_000));
-    }
-    write_file(&root.join("big.bin"), &rng.bytes(5 << 20));
-}
+const REMOTE_TREE: support::Shape = support::Shape {
+    big: &[200_000, 200_000, 200_000, 200_000, 200_000, 5 << 20],
+    small: 300,
+    small_len: 1500,
+};
 
 fn snapshot_id(out: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(out).unwrap();
@@ -85,12 +76,12 @@ fn round_trip(encrypted: bool) {
     } else {
         "s3_plain"
     };
-    let Some(r) = Remote::new(name, &format!("strata-{}", name.replace('_', "-"))) else {
+    let Some(r) = Remote::new(&format!("strata-{}", name.replace('_', "-"))) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    make_tree(&src, 1);
+    support::make_tree(&src, 1, REMOTE_TREE);
     let init: &[&str] = if encrypted {
         &["init"]
     } else {
@@ -113,7 +104,7 @@ fn round_trip(encrypted: bool) {
     ]);
     assert_same_tree(&src, &under(&out, &src));
     let listing = r.ok(&["ls", "-r", &second]);
-    assert!(listing.contains("big.bin"), "{listing}");
+    assert!(listing.contains("data/f1-5.bin"), "{listing}");
 
     // An empty cache (another machine): the index is rebuilt from the
     // packs' trailers, and everything restores the same.
@@ -158,9 +149,10 @@ fn s3_repository_round_trip_encrypted() {
 /// leaves nothing behind; created, the same command works.
 #[test]
 fn s3_init_into_a_missing_bucket_says_so() {
-    let Some(moto) = support::moto_or_skip("s3_init_into_a_missing_bucket_says_so") else {
+    let Some(s3) = support::S3::new("strata-present") else {
         return;
     };
+    let moto = &s3.moto;
     let cache = tempfile::tempdir().unwrap();
     let init = || {
         support::command()
@@ -187,14 +179,14 @@ fn s3_init_into_a_missing_bucket_says_so() {
 
 #[test]
 fn two_processes_snapshot_into_one_s3_repository() {
-    let Some(r) = Remote::new("s3_two_hosts", "strata-two") else {
+    let Some(r) = Remote::new("strata-two") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     r.ok(&["init", "--no-encryption"]);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    make_tree(&a, 2);
-    make_tree(&b, 3);
+    support::make_tree(&a, 2, REMOTE_TREE);
+    support::make_tree(&b, 3, REMOTE_TREE);
     // separate caches: two machines
     let (ca, cb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let spawn = |src: &Path, cache: &Path| {

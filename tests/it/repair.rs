@@ -8,9 +8,8 @@
 //! both snapshots restore identically; a damaged directory listing is kept
 //! empty by repair and healed by a backup; a manifest deleted by hand makes
 //! `check` and `snapshots` warn, while forget and tag from here do not.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -31,7 +30,7 @@ fn source(f: &Fixture, seed: u64) -> PathBuf {
 }
 
 /// `strata ARGS --json`, which must exit with `code`; its JSON and stderr.
-fn run(s: &Strata, args: &[&str], code: i32) -> (Value, String) {
+fn json_code(s: &Strata, args: &[&str], code: i32) -> (Value, String) {
     let out = s
         .cmd()
         .args(args)
@@ -118,7 +117,7 @@ fn damaged(init: &[&str], seed: u64) -> Damaged {
         .to_string();
     let pack = data_pack(f.strata.repo());
     flip_middle(&pack);
-    let (v, _) = run(&f.strata, &["check", "--read-data"], 1);
+    let (v, _) = json_code(&f.strata, &["check", "--read-data"], 1);
     let paths = damaged_paths(&v, &pack);
     assert!(!paths.is_empty(), "{init:?}: {v}");
     Damaged {
@@ -142,11 +141,11 @@ fn repair_snapshots_keeps_the_undamaged_files_and_repair_packs_salvages_the_rest
         } = damaged(init, 1);
 
         // Dry run: lists, changes nothing.
-        let (v, _) = run(&f.strata, &["repair", "snapshots", "--dry-run"], 0);
+        let (v, _) = json_code(&f.strata, &["repair", "snapshots", "--dry-run"], 0);
         assert!(v["snapshots"][0]["new"].is_null(), "{v}");
         assert_eq!(f.strata.snapshots()[0]["id"].as_str(), Some(old.as_str()));
 
-        let (v, _) = run(&f.strata, &["repair", "snapshots"], 0);
+        let (v, _) = json_code(&f.strata, &["repair", "snapshots"], 0);
         let r = &v["snapshots"][0];
         let new = r["new"].as_str().unwrap().to_string();
         let lost: BTreeSet<String> = r["lost"]["paths"]
@@ -182,16 +181,16 @@ fn repair_snapshots_keeps_the_undamaged_files_and_repair_packs_salvages_the_rest
         );
         restores_without(&f, &new, &src, &damaged, "repaired");
         // The damaged blob is no longer needed: structure is clean.
-        run(&f.strata, &["check"], 0);
+        json_code(&f.strata, &["check"], 0);
 
         // The pack: intact blobs into new packs, then it goes.
-        let (v, _) = run(&f.strata, &["repair", "packs"], 0);
+        let (v, _) = json_code(&f.strata, &["repair", "packs"], 0);
         let p = &v["packs"][0];
         assert_eq!(p["deleted"], Value::Bool(true), "{v}");
         assert!(num(p, "salvaged") >= 1, "{v}");
         assert!(!p["damaged"].as_array().unwrap().is_empty(), "{v}");
         assert!(!pack.exists(), "the damaged pack is deleted");
-        run(&f.strata, &["check", "--read-data"], 0);
+        json_code(&f.strata, &["check", "--read-data"], 0);
         restores_without(&f, &new, &src, &damaged, "after-repair-packs");
     }
 }
@@ -220,11 +219,11 @@ fn a_new_backup_heals_damage_even_across_an_index_rebuild() {
         assert!(num(&v, "summary/blobs_added") >= 1, "{v}");
 
         // Still damaged on storage until the pack is repaired.
-        run(&f.strata, &["check", "--read-data"], 1);
-        let (v, _) = run(&f.strata, &["repair", "packs"], 0);
+        json_code(&f.strata, &["check", "--read-data"], 1);
+        let (v, _) = json_code(&f.strata, &["repair", "packs"], 0);
         assert_eq!(v["packs"][0]["deleted"], Value::Bool(true), "{v}");
         assert!(!pack.exists());
-        run(&f.strata, &["check", "--read-data"], 0);
+        json_code(&f.strata, &["check", "--read-data"], 0);
         let none = BTreeSet::new();
         restores_without(&f, "latest", &src, &none, "latest");
         // The first snapshot names the same blobs: healed too.
@@ -235,17 +234,17 @@ fn a_new_backup_heals_damage_even_across_an_index_rebuild() {
 #[test]
 fn repair_packs_keeps_a_pack_whose_damaged_blob_a_snapshot_still_needs() {
     let Damaged { f, pack, .. } = damaged(&["--no-encryption"], 3);
-    let (v, _) = run(&f.strata, &["repair", "packs"], 1);
+    let (v, _) = json_code(&f.strata, &["repair", "packs"], 1);
     let p = &v["packs"][0];
     assert_eq!(p["deleted"], Value::Bool(false), "{v}");
     assert!(p["kept"].as_str().unwrap().contains("needed"), "{v}");
     assert!(pack.exists());
     // Its intact blobs were salvaged all the same: still readable with
     // the pack gone, once the snapshot no longer needs the damaged one.
-    run(&f.strata, &["repair", "snapshots"], 0);
-    run(&f.strata, &["repair", "packs"], 0);
+    json_code(&f.strata, &["repair", "snapshots"], 0);
+    json_code(&f.strata, &["repair", "packs"], 0);
     assert!(!pack.exists());
-    run(&f.strata, &["check", "--read-data"], 0);
+    json_code(&f.strata, &["check", "--read-data"], 0);
 }
 
 #[test]
@@ -280,7 +279,7 @@ fn a_vanished_snapshot_warns_and_a_forget_from_here_does_not() {
         .args(["tag", &ids[1], "--add", "pinned"])
         .assert()
         .success();
-    let (v, e) = run(&f.strata, &["check"], 0);
+    let (v, e) = json_code(&f.strata, &["check"], 0);
     assert!(
         v["vanished_snapshots"].as_array().unwrap().is_empty(),
         "{v}"
@@ -289,17 +288,17 @@ fn a_vanished_snapshot_warns_and_a_forget_from_here_does_not() {
 
     fs::remove_file(f.strata.repo().join("snapshots").join(&ids[2])).unwrap();
     for _ in 0..2 {
-        let (v, e) = run(&f.strata, &["check"], 0);
+        let (v, e) = json_code(&f.strata, &["check"], 0);
         assert_eq!(v["vanished_snapshots"], serde_json::json!([ids[2]]), "{v}");
         assert!(e.contains("gone without a forget from here"), "{e}");
     }
     // Without a cache directory nothing is recorded or reported.
-    let o = support::strata(f.strata.repo(), &["snapshots"]);
+    let o = support::run(f.strata.repo(), &[], &["snapshots"]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"));
     // `snapshots` warns once.
     assert!(stderr(&["snapshots"]).contains(&ids[2][..8]));
     assert!(!stderr(&["snapshots"]).contains("warning"));
-    let (v, _) = run(&f.strata, &["check"], 0);
+    let (v, _) = json_code(&f.strata, &["check"], 0);
     assert!(
         v["vanished_snapshots"].as_array().unwrap().is_empty(),
         "{v}"
@@ -328,9 +327,9 @@ fn a_damaged_directory_listing_is_kept_empty_and_the_rest_restores() {
         .unwrap()
         .to_string();
     let pack = flip_tree(&f, &src.join("d"));
-    run(&f.strata, &["check", "--read-data"], 1);
+    json_code(&f.strata, &["check", "--read-data"], 1);
 
-    let (v, _) = run(&f.strata, &["repair", "snapshots"], 0);
+    let (v, _) = json_code(&f.strata, &["repair", "snapshots"], 0);
     let r = &v["snapshots"][0];
     let d = src.join("d").to_string_lossy().into_owned();
     let paths: Vec<&str> = r["lost"]["paths"]
@@ -358,9 +357,9 @@ fn a_damaged_directory_listing_is_kept_empty_and_the_rest_restores() {
         "kept empty"
     );
     // The tree pack: its intact trees are salvaged, then it goes.
-    run(&f.strata, &["repair", "packs"], 0);
+    json_code(&f.strata, &["repair", "packs"], 0);
     assert!(!pack.exists());
-    run(&f.strata, &["check", "--read-data"], 0);
+    json_code(&f.strata, &["check", "--read-data"], 0);
 }
 
 /// Flip a byte in the middle of the stored tree of directory `dir` (an
@@ -408,14 +407,14 @@ fn a_new_backup_heals_a_damaged_directory_listing() {
     let src = source(&f, 5);
     f.strata.snapshot(&[&src]);
     let pack = flip_tree(&f, &src.join("d"));
-    run(&f.strata, &["check", "--read-data"], 1);
+    json_code(&f.strata, &["check", "--read-data"], 1);
     // `d` is unchanged, but its listing in the parent is damaged: walked
     // without a parent, its tree stored again.
     let v = f.strata.snapshot(&[&src]);
     assert!(num(&v, "summary/blobs_added") >= 1, "{v}");
-    run(&f.strata, &["repair", "packs"], 0);
+    json_code(&f.strata, &["repair", "packs"], 0);
     assert!(!pack.exists());
-    run(&f.strata, &["check", "--read-data"], 0);
+    json_code(&f.strata, &["check", "--read-data"], 0);
     let none = BTreeSet::new();
     restores_without(&f, "latest", &src, &none, "latest");
 }
@@ -440,7 +439,7 @@ fn an_unreadable_record_of_damaged_blobs_is_a_warning() {
         v["warnings"][0].as_str().unwrap().contains("damaged.json"),
         "{v}"
     );
-    let (v, _) = run(&f.strata, &["check"], 0);
+    let (v, _) = json_code(&f.strata, &["check"], 0);
     assert!(
         v["warnings"][0].as_str().unwrap().contains("damaged.json"),
         "{v}"

@@ -1,45 +1,19 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The model-based repository check of `tests/model` (also the fuzz target
 //! `repo_model`) in `cargo test`: seeded random step sequences — edits,
 //! snapshot, forget, gc, restore, check, with injected backend faults — on
 //! `memory://`, each compared with the model after every step. More
-//! sequences: `STRATA_MODEL_RUNS=500 cargo test --test repo_model`.
+//! sequences: `STRATA_MODEL_RUNS=500 cargo test --test it repo_model::`.
 
-mod model;
-mod support;
+use crate::model;
+use crate::support;
 
 use support::Rng;
 
 /// The library reads the user's cache directory and the gc grace period
 /// from the environment, which a test cannot change in its own process:
-/// run the test body in a child of this test binary with
+/// each test body runs in a child of the test binary with
 /// `STRATA_CACHE_DIR=""` and `STRATA_GC_GRACE=0s` (what tests/model needs).
-fn in_child(test: &str) -> bool {
-    if std::env::var_os("STRATA_MODEL_CHILD").is_some() {
-        return false;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--include-ignored",
-        ])
-        .env("STRATA_MODEL_CHILD", "1")
-        .env("STRATA_CACHE_DIR", "")
-        .env("STRATA_GC_GRACE", "0s")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    true
-}
+const MODEL_ENV: &[(&str, &str)] = &[("STRATA_GC_GRACE", "0s")];
 
 /// The input of sequence `seed`: 8..128 random bytes.
 fn input_for(seed: u64) -> Vec<u8> {
@@ -59,7 +33,7 @@ fn run_seed(seed: u64) -> model::Summary {
 
 #[test]
 fn random_sequences_match_the_model() {
-    if in_child("random_sequences_match_the_model") {
+    if !support::in_child_without_cache("repo_model::random_sequences_match_the_model", MODEL_ENV) {
         return;
     }
     let runs: u64 = std::env::var("STRATA_MODEL_RUNS")
@@ -86,7 +60,7 @@ fn random_sequences_match_the_model() {
 
 #[test]
 fn a_sequence_replays_identically() {
-    if in_child("a_sequence_replays_identically") {
+    if !support::in_child_without_cache("repo_model::a_sequence_replays_identically", MODEL_ENV) {
         return;
     }
     // deterministic for a given input (what a fuzz crash reproducer needs)
@@ -97,7 +71,7 @@ fn a_sequence_replays_identically() {
 
 /// The first sequences are the checked-in seeds of the fuzz target
 /// (`fuzz/seeds/repo_model/`); `STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test
-/// repo_model fuzz_seeds` writes them after a change.
+/// it repo_model::fuzz_seeds` writes them after a change.
 #[test]
 fn fuzz_seeds_hold_model_sequences() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/repo_model");
@@ -111,18 +85,18 @@ fn fuzz_seeds_hold_model_sequences() {
         }
         assert!(
             std::fs::read(&p).unwrap_or_default() == b,
-            "{} differs: run STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test repo_model fuzz_seeds",
+            "{} differs: run STRATA_WRITE_FUZZ_SEEDS=1 cargo test --test it repo_model::fuzz_seeds",
             p.display()
         );
     }
 }
 
-/// `STRATA_MODEL_SEED=N cargo test --test repo_model one_seed -- --ignored`
+/// `STRATA_MODEL_SEED=N cargo test --test it repo_model::one_seed -- --ignored`
 /// (with `STRATA_MODEL_TRACE=1` to see the steps).
 #[test]
 #[ignore]
 fn one_seed() {
-    if in_child("one_seed") {
+    if !support::in_child_without_cache("repo_model::one_seed", MODEL_ENV) {
         return;
     }
     let seed = std::env::var("STRATA_MODEL_SEED").unwrap().parse().unwrap();

@@ -4,9 +4,7 @@
 //! over read-only directories, and `--delete` (dry run, never leaving the
 //! target, refused with --include).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -201,7 +199,10 @@ fn include_and_exclude_across_batches_create_only_what_they_select() {
 #[test]
 fn non_root_restores_over_read_only_directories() {
     if !is_root() {
-        eprintln!("skipped: needs root (to run the restore as nobody)");
+        support::skip(
+            "STRATA_REQUIRE_ROOT_TESTS",
+            "needs root (to run the restore as nobody)",
+        );
         return;
     }
     const NOBODY: u32 = 65534;

@@ -1,8 +1,7 @@
 //! Snapshot then restore random trees holding every kind of metadata strata
 //! records, and compare the copy with the original exactly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use proptest::prelude::*;
 use std::ffi::OsStr;

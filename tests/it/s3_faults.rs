@@ -17,9 +17,7 @@
 //!
 //! Skipped with a message without moto, unless `STRATA_REQUIRE_S3_TESTS=1`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -27,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use support::proxy::{Fault, FaultProxy, Method, When};
-use support::{Moto, assert_same_tree, one_line_error, parse_json, under, write_file};
+use support::{S3, assert_same_tree, one_line_error, parse_json, under};
 
 /// The client settings of every command here, so that a stall or a dead
 /// server costs seconds, not minutes: the request timeout and the retry
@@ -54,9 +52,8 @@ const FAIL_WITHIN: Duration = Duration::from_secs(40);
 const HANG: Duration = Duration::from_secs(90);
 
 struct Rig {
-    moto: Moto,
+    s3: S3,
     proxy: FaultProxy,
-    bucket: String,
     tmp: tempfile::TempDir,
     /// Settings over [`CLIENT_ENV`].
     extra_env: Vec<(String, String)>,
@@ -123,15 +120,12 @@ impl Run {
 
 impl Rig {
     fn new(test: &str, seed: u64) -> Option<Rig> {
-        let moto = support::moto_or_skip(test)?;
-        let bucket = test.replace('_', "-");
-        moto.create_bucket(&bucket);
-        let proxy = FaultProxy::start(moto.port, seed);
+        let s3 = support::S3::new(&test.replace('_', "-"))?;
+        let proxy = FaultProxy::start(s3.moto.port, seed);
         proxy.set_stall(STALL);
         Some(Rig {
-            moto,
+            s3,
             proxy,
-            bucket,
             tmp: tempfile::tempdir().unwrap(),
             extra_env: Vec::new(),
         })
@@ -152,12 +146,12 @@ impl Rig {
     }
 
     fn url(&self, prefix: &str) -> String {
-        format!("s3://{}/{prefix}", self.bucket)
+        self.s3.url(prefix)
     }
 
     /// The environment of a command through the proxy.
     fn env(&self) -> Vec<(String, String)> {
-        let mut env = self.proxy.env(&self.moto.env());
+        let mut env = self.proxy.env(&self.s3.env());
         env.extend(
             CLIENT_ENV
                 .iter()
@@ -200,7 +194,7 @@ impl Rig {
     /// hashes to its name, and nothing else but repository files stands
     /// there; the pack count.
     fn check_bucket(&self, prefix: &str) -> usize {
-        let objects = self.moto.list(&self.bucket, prefix);
+        let objects = self.s3.moto.list(&self.s3.bucket, prefix);
         let mut packs = 0;
         for (key, size) in &objects {
             let rel = key.strip_prefix(&format!("{prefix}/")).unwrap();
@@ -219,7 +213,7 @@ impl Rig {
                 "unexpected object {key}"
             );
             if top == "packs" {
-                let bytes = self.moto.get(&self.bucket, key);
+                let bytes = self.s3.moto.get(&self.s3.bucket, key);
                 assert_eq!(bytes.len() as u64, *size, "{key}");
                 let name = rel.rsplit('/').next().unwrap();
                 assert_eq!(
@@ -234,26 +228,6 @@ impl Rig {
     }
 }
 
-/// Five 400 kB incompressible files (several 1 MiB packs) and small text
-/// files, different for each `seed`.
-fn make_tree(dir: &Path, seed: u64) {
-    make_tree_of(dir, seed, 5);
-}
-
-/// [`make_tree`] with `big` files of 400 kB.
-fn make_tree_of(dir: &Path, seed: u64, big: u64) {
-    let mut rng = support::Rng::new(seed);
-    for i in 0..big {
-        write_file(
-            &dir.join(format!("data/f{seed}-{i}.bin")),
-            &rng.bytes(400_000),
-        );
-    }
-    for i in 0..30 {
-        write_file(&dir.join(format!("notes/n{seed}-{i}.txt")), &rng.text(2000));
-    }
-}
-
 fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
@@ -264,7 +238,7 @@ fn transient_faults_snapshot_restore_and_sync_succeed() {
         return;
     };
     let src = rig.path("src");
-    make_tree(&src, 1);
+    support::make_tree(&src, 1, support::FIVE_400K);
     let repo = rig.url("direct");
     rig.proxy.set_all(When::Chance(0.2), &Fault::ALL);
 
@@ -293,7 +267,7 @@ fn transient_faults_snapshot_restore_and_sync_succeed() {
     let local = rig.path("local");
     let local_s = local.to_str().unwrap();
     let src2 = rig.path("src2");
-    make_tree(&src2, 2);
+    support::make_tree(&src2, 2, support::FIVE_400K);
     rig.strata(local_s, "l", &["init", "--pack-size-mib", "1"])
         .ok("local init");
     rig.strata(local_s, "l", &["snapshot", src2.to_str().unwrap()])
@@ -348,7 +322,7 @@ fn each_fault_once_on_every_method_is_retried() {
     .ok("init");
     let src = rig.path("src");
     for (i, f) in Fault::ALL.into_iter().enumerate() {
-        make_tree(&src, 100 + i as u64);
+        support::make_tree(&src, 100 + i as u64, support::FIVE_400K);
         let arm = || {
             for m in Method::ALL {
                 rig.proxy.set(m, When::Nth(2), &[f]);
@@ -392,7 +366,7 @@ fn each_fault_once_on_every_method_is_retried() {
 /// faults); its id.
 fn seeded(rig: &Rig, repo: &str, src: &Path) -> String {
     rig.proxy.heal();
-    make_tree(src, 1);
+    support::make_tree(src, 1, support::FIVE_400K);
     rig.strata(repo, "a", &["init", "--pack-size-mib", "1"])
         .ok("init");
     id_of(
@@ -428,7 +402,7 @@ fn persistent_faults_fail_a_snapshot_quickly_and_leave_the_repository_intact() {
     let first_src = rig.path("first");
     let first = seeded(&rig, &repo, &first_src);
     let src = rig.path("src");
-    make_tree(&src, 2);
+    support::make_tree(&src, 2, support::FIVE_400K);
     for f in Fault::ALL {
         // the lock is taken, every pack upload fails
         rig.proxy.heal();
@@ -447,8 +421,8 @@ fn persistent_faults_fail_a_snapshot_quickly_and_leave_the_repository_intact() {
         .failed("snapshot under persistent 503 on every PUT");
     assert!(line.contains("locks/"), "{line}");
     rig.proxy.heal();
-    assert_eq!(rig.moto.list(&rig.bucket, "r/snapshots").len(), 1);
-    let locks = rig.moto.list(&rig.bucket, "r/locks");
+    assert_eq!(rig.s3.moto.list(&rig.s3.bucket, "r/snapshots").len(), 1);
+    let locks = rig.s3.moto.list(&rig.s3.bucket, "r/locks");
     assert!(
         locks.is_empty(),
         "failed snapshots left their locks: {locks:?}"
@@ -496,7 +470,12 @@ fn local_repo(rig: &Rig, big: u64) -> (PathBuf, Vec<PathBuf>) {
     let mut srcs = Vec::new();
     for seed in [21, 22] {
         let src = rig.path(&format!("src{seed}"));
-        make_tree_of(&src, seed, big);
+        let sizes = vec![400_000; big as usize];
+        let shape = support::Shape {
+            big: &sizes,
+            ..support::FIVE_400K
+        };
+        support::make_tree(&src, seed, shape);
         rig.strata(l, "l", &["snapshot", src.to_str().unwrap()])
             .ok("local snapshot");
         srcs.push(src);
@@ -560,14 +539,15 @@ fn persistent_faults_fail_a_sync(test: &str, faults: &[Fault]) {
             .sync_failed(&format!("sync under persistent {f:?}"));
         rig.proxy.heal();
         assert!(
-            rig.moto
-                .list(&rig.bucket, &format!("{prefix}/snapshots"))
+            rig.s3
+                .moto
+                .list(&rig.s3.bucket, &format!("{prefix}/snapshots"))
                 .is_empty(),
             "a manifest reached the mirror before its packs"
         );
         rig.check_bucket(&prefix);
 
-        let before = rig.moto.list(&rig.bucket, &prefix).len() as u64;
+        let before = rig.s3.moto.list(&rig.s3.bucket, &prefix).len() as u64;
         let r = rig
             .strata(l, "l", &["sync", &mirror, "--json"])
             .json("sync after the faults");
@@ -618,7 +598,7 @@ fn sync_killed_mid_way_resumes_with_exactly_the_missing_files() {
     let mut child = c.spawn().unwrap();
     let start = Instant::now();
     loop {
-        let up = rig.moto.list(&rig.bucket, "mirror/packs").len();
+        let up = rig.s3.moto.list(&rig.s3.bucket, "mirror/packs").len();
         if up >= 3 {
             break;
         }
@@ -633,7 +613,12 @@ fn sync_killed_mid_way_resumes_with_exactly_the_missing_files() {
     child.wait().unwrap();
     // an upload whose body had been sent may still land
     std::thread::sleep(Duration::from_millis(500));
-    let there: BTreeMap<String, u64> = rig.moto.list(&rig.bucket, "mirror").into_iter().collect();
+    let there: BTreeMap<String, u64> = rig
+        .s3
+        .moto
+        .list(&rig.s3.bucket, "mirror")
+        .into_iter()
+        .collect();
     let landed = there.keys().filter(|k| k.contains("/packs/")).count();
     assert!(
         landed < packs,
@@ -659,7 +644,10 @@ fn sync_killed_mid_way_resumes_with_exactly_the_missing_files() {
         Some(total - there.len() as u64),
         "{r}"
     );
-    assert_eq!(rig.moto.list(&rig.bucket, "mirror").len() as u64, total);
+    assert_eq!(
+        rig.s3.moto.list(&rig.s3.bucket, "mirror").len() as u64,
+        total
+    );
     rig.check_bucket("mirror");
     mirror_restores(&rig, &mirror, &srcs);
 }
@@ -685,8 +673,9 @@ fn check_clean(rig: &Rig, repo: &str, cache: &str, what: &str) {
 
 /// The packs (key -> size) under `prefix` in the bucket.
 fn bucket_packs(rig: &Rig, prefix: &str) -> BTreeMap<String, u64> {
-    rig.moto
-        .list(&rig.bucket, &format!("{prefix}/packs"))
+    rig.s3
+        .moto
+        .list(&rig.s3.bucket, &format!("{prefix}/packs"))
         .into_iter()
         .map(|(k, size)| {
             (
@@ -729,7 +718,7 @@ fn gc_and_sync_delete_under_faults_remove_exactly_what_gc_removed() {
     let mut ids = Vec::new();
     for seed in [31, 32] {
         let src = rig.path(&format!("d{seed}"));
-        make_tree(&src, seed);
+        support::make_tree(&src, seed, support::FIVE_400K);
         ids.push(id_of(
             &rig.strata(&direct, "a", &["snapshot", "--json", src.to_str().unwrap()])
                 .json("snapshot"),
@@ -789,7 +778,14 @@ fn gc_and_sync_delete_under_faults_remove_exactly_what_gc_removed() {
     // every DELETE fails for good: the manifests go first, so the failure
     // leaves no snapshot without its packs
     let src3 = rig.path("src23");
-    make_tree_of(&src3, 23, 3);
+    support::make_tree(
+        &src3,
+        23,
+        support::Shape {
+            big: &[400_000; 3],
+            ..support::FIVE_400K
+        },
+    );
     rig.strata(l, "l", &["snapshot", src3.to_str().unwrap()])
         .ok("snapshot");
     let last = snapshot_ids(&rig, l, "l");

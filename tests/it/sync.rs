@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `strata sync` (issue 11, format-spec/sync.md), on real repositories made
 //! by the CLI: a local mirror restores byte for byte and a second sync
 //! copies nothing; local -> S3 (a moto server on 127.0.0.1) -> an empty
@@ -9,7 +8,7 @@
 //! emptied source; `--dry-run` changes nothing; a corrupt source pack is
 //! reported and not copied.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use strata::backend::{self, Backend, Fault, FaultBackend, LocalBackend, Op};
 use strata::sync::{self, SyncOptions};
-use support::{Fixture, PASSPHRASE, num, one_line_error, parse_json, random_bytes};
+use support::{Fixture, PASSPHRASE, num, one_line_error, parse_json};
 
 /// `strata [--repo REPO] sync ARGS` with `env` and, unless `env` gives
 /// one, no passphrase: copying must not need it.
@@ -67,18 +66,11 @@ fn strata_ok(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 /// Five 400 kB incompressible files (several 1 MiB packs) and small text files.
-fn make_tree(dir: &Path, seed: u64) {
-    for i in 0..5 {
-        support::write_file(
-            &dir.join(format!("data/f{i}.bin")),
-            &random_bytes(seed * 100 + i, 400_000),
-        );
-    }
-    let mut rng = support::Rng::new(seed);
-    for i in 0..20 {
-        support::write_file(&dir.join(format!("notes/n{i}.txt")), &rng.text(300));
-    }
-}
+const SYNC_TREE: support::Shape = support::Shape {
+    small: 20,
+    small_len: 300,
+    ..support::FIVE_400K
+};
 
 /// Snapshot `src` into `repo` at `time`; the snapshot id.
 fn snapshot(repo: &Path, src: &Path, time: &str) -> String {
@@ -102,7 +94,7 @@ fn repo_with_snapshot(encrypted: bool) -> (Fixture, PathBuf) {
     }
     let fx = Fixture::with_init(&init);
     let src = fx.mkdir("src");
-    make_tree(&src, 1);
+    support::make_tree(&src, 1, SYNC_TREE);
     snapshot(fx.strata.repo(), &src, "2026-01-01 00:00:00");
     (fx, src)
 }
@@ -186,15 +178,11 @@ fn local_mirror_restores_and_a_second_sync_copies_nothing() {
 
 #[test]
 fn encrypted_repository_to_s3_and_back_into_an_empty_directory() {
-    let Some(moto) = support::moto_or_skip("encrypted_repository_to_s3_and_back") else {
+    let Some(s3) = support::S3::new("offsite") else {
         return;
     };
-    moto.create_bucket("offsite");
-    let env_owned = moto.env();
-    let env: Vec<(&str, &str)> = env_owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let env_owned = s3.env();
+    let env = support::env_refs(&env_owned);
     let (fx, src) = repo_with_snapshot(false);
     // a second, encrypted repository in the same bucket, under another prefix
     let enc = Fixture::with_init(&["--pack-size-mib", "1"]);
@@ -386,7 +374,7 @@ fn delete_removes_exactly_what_gc_removed_at_the_source() {
         .to_string();
     // new data, a second snapshot, both synced
     fs::remove_dir_all(src.join("data")).unwrap();
-    make_tree(&src, 2);
+    support::make_tree(&src, 2, SYNC_TREE);
     snapshot(repo, &src, "2026-01-02 00:00:00");
     let mirror = fx.path("mirror");
     sync_ok(Some(repo), &[mirror.to_str().unwrap()], &[]);
@@ -447,7 +435,7 @@ fn delete_refuses_a_rolled_back_or_emptied_source() {
     let fx = Fixture::with_init(&["--pack-size-mib", "1"]);
     let repo = fx.strata.repo();
     let src = fx.mkdir("src");
-    make_tree(&src, 1);
+    support::make_tree(&src, 1, SYNC_TREE);
     let old_id = snapshot(repo, &src, "2026-01-01 00:00:00");
     // the rollback image: the repository as it was after the first snapshot
     let old = fx.path("old");
@@ -458,7 +446,7 @@ fn delete_refuses_a_rolled_back_or_emptied_source() {
         .status()
         .unwrap();
     assert!(cp.success());
-    make_tree(&src, 2);
+    support::make_tree(&src, 2, SYNC_TREE);
     let new_id = snapshot(repo, &src, "2026-02-01 00:00:00");
     let mirror = fx.path("mirror");
     sync_ok(Some(repo), &[mirror.to_str().unwrap()], &[]);
@@ -520,7 +508,7 @@ fn dry_run_changes_nothing() {
 
     sync_ok(Some(repo), &[mirror.to_str().unwrap()], &[]);
     let before = repo_files(&mirror);
-    make_tree(&src, 3);
+    support::make_tree(&src, 3, SYNC_TREE);
     snapshot(repo, &src, "2026-01-05 00:00:00");
     let dry = sync_ok(Some(repo), &[mirror.to_str().unwrap(), "--dry-run"], &[]);
     let new = repo_files(repo).len() - before.len();

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Test vectors: a tiny repository written by strata and checked in under
 //! `format-spec/vectors/repo/` (see `format-spec/vectors/README.md`).
 //!
@@ -8,15 +7,15 @@
 //! the binary from a copy that has no `index.sqlite` (the index is a cache)
 //! and compared with the contents spelled out below.
 //!
-//! `cargo test --test vectors -- --ignored regenerate_vectors` rewrites the
+//! `cargo test --test it vectors::regenerate_vectors -- --ignored` rewrites the
 //! vector repository (new ids, new times): do it only on a format change, and
 //! update the README's file list.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::{Compare, Manifest, Node, strata, strata_ok};
+use support::{Compare, Manifest, Node};
 
 /// The checked-in vector repository.
 fn vec_repo() -> PathBuf {
@@ -147,10 +146,10 @@ fn generate_vectors(
         "1",
     ];
     args.extend_from_slice(init);
-    strata_ok(&repo, &args);
+    support::ok(&repo, &[], &args);
     for &n in snapshots {
         write_source(src, expected(n));
-        strata_ok(&repo, &["snapshot", SOURCE_DIR]);
+        support::ok(&repo, &[], &["snapshot", SOURCE_DIR]);
     }
     let _ = std::fs::remove_dir_all(out);
     for rel in support::list_files(&repo) {
@@ -872,15 +871,16 @@ fn binary_restores_vectors_without_an_index() {
     assert!(!repo.join("index.sqlite").exists());
 
     let list: serde_json::Value =
-        serde_json::from_str(&strata_ok(&repo, &["snapshots", "--json"])).unwrap();
+        serde_json::from_str(&support::ok(&repo, &[], &["snapshots", "--json"])).unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2);
     for (i, s) in list.iter().enumerate() {
         let id = s["id"].as_str().unwrap();
         assert_eq!(s["paths"][0], SOURCE_DIR);
         let target = tmp.path().join(format!("restore{i}"));
-        strata_ok(
+        support::ok(
             &repo,
+            &[],
             &[
                 "restore",
                 &id[..12],
@@ -900,7 +900,7 @@ fn binary_restores_vectors_without_an_index() {
     assert!(repo.join("index.sqlite").exists());
     // the old (by-name) layout lists as it restores: `/tree/...`, the same
     // entries in the same order
-    let listed = strata_ok(&repo, &["ls", "-r", "latest"]);
+    let listed = support::ok(&repo, &[], &["ls", "-r", "latest"]);
     let want: Vec<String> = support::list_tree(&tmp.path().join("restore1"))
         .iter()
         .map(|p| format!("/{}", p.trim_end_matches('/')))
@@ -908,8 +908,9 @@ fn binary_restores_vectors_without_an_index() {
     assert_eq!(listed.lines().collect::<Vec<_>>(), want);
     // and a restore of a subpath works too
     let target = tmp.path().join("sub");
-    strata_ok(
+    support::ok(
         &repo,
+        &[],
         &[
             "restore",
             "latest:tree/sub",
@@ -919,7 +920,7 @@ fn binary_restores_vectors_without_an_index() {
     );
     assert_eq!(std::fs::read(target.join("copy.txt")).unwrap(), lorem());
     // nothing failed: no stray output on a missing index
-    let o = strata(&repo, &["snapshots"]);
+    let o = support::run(&repo, &[], &["snapshots"]);
     assert!(o.status.success());
 }
 
@@ -1045,8 +1046,9 @@ fn binary_restores_encrypted_vectors() {
         std::fs::create_dir_all(repo.join(d)).unwrap();
     }
     let target = tmp.path().join("out");
-    strata_ok(
+    support::ok(
         &repo,
+        &[],
         &[
             "restore",
             "latest",
@@ -1061,7 +1063,7 @@ fn binary_restores_encrypted_vectors() {
         &Compare::contents_only(),
         "encrypted vectors",
     );
-    let o = strata(&repo, &["--password-file", "/dev/null", "snapshots"]);
+    let o = support::run(&repo, &[], &["--password-file", "/dev/null", "snapshots"]);
     assert!(!o.status.success());
 }
 
@@ -1293,8 +1295,9 @@ fn format2_vectors_decode_by_hand_and_restore() {
         std::fs::create_dir_all(copy.join(d)).unwrap();
     }
     let target = tmp.path().join("out");
-    strata_ok(
+    support::ok(
         &copy,
+        &[],
         &[
             "restore",
             "latest",
