@@ -34,9 +34,11 @@
 #   BENCH_DIR=/tmp/strata-gc-bench  work dir; WIPED at start unless REUSE=1
 #   REUSE=0                  1: keep $BENCH_DIR/pristine from an earlier run and skip the ageing
 #   PG_DB=bench_gc           PostgreSQL database used by the generator; dropped and recreated
-#   ENCRYPTED=0              0: unencrypted where the tool allows it (strata --no-encryption,
-#                            borg -e none; restic always encrypts); 1: encrypted everywhere
-#                            (strata passphrase key, borg -e repokey)
+#   ENCRYPTED=1              1: encrypted everywhere (strata passphrase key, borg -e repokey;
+#                            restic always encrypts), so that every tool does the same work;
+#                            0: unencrypted where the tool allows it (strata --no-encryption,
+#                            borg -e none), which is NOT like for like against restic
+#   STRATA_BIN               a strata binary to use instead of `cargo build --release`
 #
 # Installs restic, borgbackup, postgresql, time (apt) if missing and builds strata with
 # `cargo build --release`. Raw numbers: $BENCH_DIR/gc-results.tsv; report: $BENCH_DIR/gc-report.md
@@ -46,6 +48,7 @@ set -euo pipefail
 BENCH_DIR="${BENCH_DIR:-/tmp/strata-gc-bench}"
 DAYS="${DAYS:-60}"
 PG_DB="${PG_DB:-bench_gc}"
+ENCRYPTED="${ENCRYPTED:-1}"
 # shellcheck source-path=SCRIPTDIR source=compare/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/compare/lib.sh"
 

@@ -9,7 +9,8 @@
 BENCH_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$BENCH_LIB_DIR/../.." && pwd)"
 GEN="$REPO_ROOT/../shared/bench/gen_seedlike.py"
-STRATA="$REPO_ROOT/target/release/strata"
+# STRATA_BIN: a strata binary to use instead of building target/release/strata
+STRATA="${STRATA_BIN:-$REPO_ROOT/target/release/strata}"
 BENCH_DIR="${BENCH_DIR:-/tmp/strata-bench}"
 DAYS="${DAYS:-5}"
 PG_DB="${PG_DB:-bench}"
@@ -94,6 +95,11 @@ ensure_postgres() {
 }
 
 build_strata() {
+    if [[ -n "${STRATA_BIN:-}" ]]; then
+        [[ -x "$STRATA" ]] || die "STRATA_BIN=$STRATA is not executable"
+        log "using $STRATA (STRATA_BIN), not building"
+        return
+    fi
     log "building strata (cargo build --release)"
     (cd "$REPO_ROOT" && cargo build --release) || die "cargo build --release failed"
     [[ -x "$STRATA" ]] || die "$STRATA not found after build"
