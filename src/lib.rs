@@ -30,6 +30,7 @@ pub mod repo;
 pub mod restore;
 pub mod snapshot;
 pub mod sync;
+pub mod sys;
 
 pub use error::{Error, Result};
 pub use id::{BlobId, PackId, SnapshotId};

@@ -76,7 +76,14 @@ pub fn run(cli: &Cli, repo: &Repo, cmd: &KeyCommand) -> Result<i32> {
                 .to_string();
             // keys.md "Key commands": the info decides (and gives the label).
             let info = keys::passphrase_key_info(root, c, &old)?;
-            let new = new_passphrase_key(cli, a)?;
+            let mut new = new_passphrase_key(cli, a)?;
+            // The new key keeps the old one's work factor unless told.
+            if let NewKey::Passphrase {
+                log_n: l @ None, ..
+            } = &mut new
+            {
+                *l = Some(keys::scrypt_log_n(root, &old)?);
+            }
             // The new key is durable before the old one goes: a crash in
             // between leaves both, never neither.
             let id = keys::add(root, c, repo_id, &new, &info.label)?;

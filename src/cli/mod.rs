@@ -221,12 +221,35 @@ fn open_repo_with(
     let path = repo_path_with(cli, cfg)?;
     let src = sources_with(cli, cfg);
     let mut used = None;
-    let repo = crate::Repo::open_with(&path, &mut || {
-        let (cred, u) = unlock::credential(&src)?;
-        used = Some(u);
-        Ok(cred)
-    })?;
+    let opts = open_options(&src, cfg);
+    let repo = crate::Repo::open_with_options(
+        &path,
+        &mut || {
+            let (cred, u) = unlock::credential(&src)?;
+            used = Some(u);
+            Ok(cred)
+        },
+        &opts,
+    )?;
     Ok((repo, used))
+}
+
+/// What an open refuses (threat-model.md "Downgrade"): an unencrypted
+/// repository when a credential is given, or when strata.toml says
+/// `require_encryption = true`; `require_encryption = false` allows it.
+fn open_options(
+    src: &unlock::Sources,
+    cfg: Option<&crate::policy::Config>,
+) -> crate::repo::OpenOptions {
+    let require_encryption = match cfg.and_then(|c| c.require_encryption.map(|r| (r, c))) {
+        Some((false, _)) => None,
+        Some((true, c)) => Some(format!(
+            "{} says require_encryption = true",
+            c.path.display()
+        )),
+        None => unlock::configured(src),
+    };
+    crate::repo::OpenOptions { require_encryption }
 }
 
 fn open(cli: &Cli) -> crate::Result<crate::Repo> {

@@ -58,8 +58,7 @@ pub fn run(repo: Repo, used: Option<Used>, a: &MountArgs, cli: &super::Cli) -> R
             }
             None => None,
         };
-        cmd.env_remove("STRATA_PASSWORD")
-            .env_remove("STRATA_PASSWORD_COMMAND")
+        crate::sys::scrub(&mut cmd)
             .arg("mount")
             .arg("--foreground")
             .arg(&mp)

@@ -395,7 +395,7 @@ pub fn run(cli: &super::Cli, a: &RunArgs) -> Result<i32> {
         serde_json::to_value(&summary).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
     if let Some(url) = &cfg.webhook {
         match webhook::post(url, &json, std::time::Duration::from_secs(10)) {
-            Ok(_) => log.line("webhook", "-", Status::Ok, url, None, 0.0),
+            Ok(_) => log.line("webhook", "-", Status::Ok, &webhook::shown(url), None, 0.0),
             Err(e) => eprintln!("strata: warning: {e}"),
         }
     }
@@ -495,7 +495,10 @@ fn forget_step(
     let tz = jiff::tz::TimeZone::system();
     let mut removed = 0u64;
     let mut errors = Vec::new();
-    for s in &cfg.sources {
+    // threat-model.md "Rollback and deletion": no forget while snapshots
+    // this machine saw are gone unexplained.
+    let guard = crate::maint::vanished::guard(repo, "forget", false);
+    for s in cfg.sources.iter().filter(|_| guard.is_ok()) {
         let opts = ForgetOptions {
             policy: cfg.retention.clone(),
             filter: crate::snapshot::Filter {
@@ -518,6 +521,9 @@ fn forget_step(
             Ok(n) => removed += n,
             Err(e) => errors.push(format!("{}: {e}", s.name)),
         }
+    }
+    if let Err(e) = guard {
+        errors.push(e.to_string());
     }
     st.forgotten_since_gc += removed;
     let detail = format!("removed {removed} snapshots");
@@ -572,6 +578,7 @@ fn gc_step(
             max_unused: cfg.gc.max_unused,
             max_repack: cfg.gc.max_repack,
             grace,
+            acknowledge_missing: false,
         };
         gc::run(repo, &opts, l, &gc::Progress::default())
     });

@@ -64,6 +64,7 @@ fn options(a: &SyncArgs) -> Result<SyncOptions> {
         delete: a.delete,
         jobs: a.jobs as usize,
         limit_upload,
+        open: Default::default(),
     })
 }
 
@@ -132,6 +133,16 @@ pub fn run(cli: &super::Cli, a: &SyncArgs) -> Result<i32> {
             a.dest
         )));
     }
+    let cfg = if a.from.is_some() {
+        None
+    } else {
+        super::implicit_config(cli)?
+    };
+    let sources = super::sources_with(cli, cfg.as_ref());
+    let opts = SyncOptions {
+        open: super::open_options(&sources, cfg.as_ref()),
+        ..opts
+    };
     let src = backend::open(&from)?;
     let dst = backend::open(&a.dest)?;
     let p = Arc::new(sync::Progress::default());
@@ -146,7 +157,6 @@ pub fn run(cli: &super::Cli, a: &SyncArgs) -> Result<i32> {
             )
         }),
     );
-    let sources = super::sources(cli);
     let r = sync::run(
         &*src,
         &*dst,

@@ -67,6 +67,29 @@ pub struct Repo {
     dicts: std::sync::Mutex<Option<Arc<crate::dict::Dicts>>>,
 }
 
+/// What [`Repo::open_with_options`] refuses (threat-model.md "Downgrade").
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Refuse a repository that is not encrypted; the text says why
+    /// encryption is expected (the credential given, or the policy's
+    /// `require_encryption`), for the error.
+    pub require_encryption: Option<String>,
+}
+
+/// Refuse an unencrypted repository at `name` when `opts` requires
+/// encryption, or when this user recorded an encrypted one there.
+pub fn refuse_unencrypted(name: &str, opts: &OpenOptions) -> Result<()> {
+    if let Some(why) = &opts.require_encryption {
+        return Err(Error::Refused(format!(
+            "{name}: refusing to open: the repository is not encrypted, but {why}; a storage \
+             that swaps in a plaintext config could otherwise switch encryption off \
+             (threat-model.md \"Downgrade\"). For an unencrypted repository give no passphrase \
+             or identity (or set require_encryption = false in strata.toml)"
+        )));
+    }
+    known::check_unencrypted(name)
+}
+
 /// Where `Repo::open` gets a credential when the repository is encrypted;
 /// it is called at most once, and never for an unencrypted repository.
 pub type CredentialSource<'a> = &'a mut dyn FnMut() -> Result<Credential>;
@@ -207,6 +230,7 @@ impl Repo {
                 repo.store.name(),
                 &repo.config.repo_id,
                 &c.recipient().to_string(),
+                repo.key_id.as_deref().unwrap_or(""),
             );
         }
         Ok(repo)
@@ -250,6 +274,15 @@ impl Repo {
     /// `creds` if it is encrypted: the first key file that opens with the
     /// credential and whose secret authenticates the config wins.
     pub fn open_with(path: &Path, creds: CredentialSource) -> Result<Repo> {
+        Repo::open_with_options(path, creds, &OpenOptions::default())
+    }
+
+    /// [`Repo::open_with`], refusing what `opts` rules out.
+    pub fn open_with_options(
+        path: &Path,
+        creds: CredentialSource,
+        opts: &OpenOptions,
+    ) -> Result<Repo> {
         if let Some(url) = url_of(path) {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
             let bytes = match store.get("config") {
@@ -262,7 +295,7 @@ impl Repo {
                 }
                 Err(e) => return Err(e.into()),
             };
-            return Repo::open_in(store, None, None, &bytes, creds);
+            return Repo::open_in(store, None, None, &bytes, creds, opts);
         }
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
@@ -294,7 +327,7 @@ impl Repo {
             }
         }
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        Repo::open_in(store, Some(path), None, &bytes, creds)
+        Repo::open_in(store, Some(path), None, &bytes, creds, opts)
     }
 
     /// Open the repository in `store` with `work` as its work directory
@@ -311,7 +344,14 @@ impl Repo {
             }
             Err(e) => return Err(e.into()),
         };
-        Repo::open_in(store, None, Some(work), &bytes, creds)
+        Repo::open_in(
+            store,
+            None,
+            Some(work),
+            &bytes,
+            creds,
+            &OpenOptions::default(),
+        )
     }
 
     /// Open the repository in `store` whose config file holds `bytes`;
@@ -323,6 +363,7 @@ impl Repo {
         given: Option<&Path>,
         bytes: &[u8],
         creds: CredentialSource,
+        opts: &OpenOptions,
     ) -> Result<Repo> {
         let name = store.name().to_string();
         // The work directory of a repository on object storage needs its id,
@@ -336,12 +377,18 @@ impl Repo {
             })
         };
         if !agefile::is_age(bytes) {
+            // Downgrade (threat-model.md): whether a repository is encrypted
+            // is read from the storage, which may lie; a plaintext config is
+            // refused where encryption is expected, before anything is read
+            // or written under it.
+            refuse_unencrypted(&name, opts)?;
             let config = Config::from_bytes(bytes, "config", None)?;
             let (w, i) = work(&config.repo_id)?;
             return Repo::assemble(w, i, store, local.is_some(), config, None, None);
         }
         let cred = creds()?;
-        let repo = keys::unlock(&*store.clone(), &cred, &mut |cand| {
+        let prefer = known::last_key(&name);
+        let repo = keys::unlock(&*store.clone(), &cred, prefer.as_deref(), &mut |cand| {
             let crypto = Arc::new(cand.crypto);
             let config = crypto
                 .decrypt(bytes, "config", MAX_FILE)
@@ -364,7 +411,12 @@ impl Repo {
             )
         })?;
         if let Some(c) = &repo.crypto {
-            known::check(&name, &repo.config.repo_id, &c.recipient().to_string())?;
+            known::check(
+                &name,
+                &repo.config.repo_id,
+                &c.recipient().to_string(),
+                repo.key_id.as_deref().unwrap_or(""),
+            )?;
         }
         Ok(repo)
     }

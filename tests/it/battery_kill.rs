@@ -93,7 +93,7 @@ fn mutate(src: &Path, rng: &mut Rng, round: usize) {
 }
 
 fn spawn(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Child {
-    support::command()
+    support::unlock_for(support::command(), repo)
         .arg("--repo")
         .arg(repo)
         .args(args)

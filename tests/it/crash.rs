@@ -475,7 +475,7 @@ fn battery(layout: Layout, iterations: usize, default_seed: u64) {
         if !aim.is_empty() {
             run_env.push(("STRATA_KILL_AT", &aim));
         }
-        let child = support::command()
+        let child = support::unlock_for(support::command(), &repo)
             .arg("--repo")
             .arg(&repo)
             .args(["snapshot", &src_arg, "--json"])

@@ -216,7 +216,7 @@ fn battery(layout: Layout, runs: usize) {
             now.clone()
         };
         let delay = if two_phase { deleting } else { full }.mul_f64(1.2 * rng.unit());
-        let mut c = support::command();
+        let mut c = support::unlock_for(support::command(), &work);
         c.arg("--repo").arg(&work).args(args).stdin(Stdio::null());
         c.stdout(Stdio::null()).stderr(Stdio::piped());
         c.envs(env.iter().copied());

@@ -315,7 +315,7 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     // gc keeps the dictionary every remaining blob needs.
     support::ok(&repo, &[], &["forget", &id]);
     let grace = [("STRATA_GC_GRACE", "0")];
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), &repo);
     c.arg("--repo").arg(&repo).args(["gc", "--max-unused", "0"]);
     for (k, v) in grace {
         c.env(k, v);

@@ -32,6 +32,7 @@ mod encryption;
 mod gc;
 mod gc_concurrency;
 mod gc_crash;
+mod hostile;
 mod incremental;
 mod inline;
 mod inspect;

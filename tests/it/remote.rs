@@ -15,6 +15,9 @@ struct Remote {
     s3: S3,
     url: String,
     cache: tempfile::TempDir,
+    /// An unencrypted repository: no passphrase is given (strata refuses
+    /// to open one with a passphrase, threat-model.md "Downgrade").
+    plain: bool,
 }
 
 impl Remote {
@@ -24,11 +27,22 @@ impl Remote {
             url: s3.url("repos/one"),
             s3,
             cache: tempfile::tempdir().unwrap(),
+            plain: false,
         })
+    }
+
+    fn unencrypted(self) -> Remote {
+        Remote {
+            plain: true,
+            ..self
+        }
     }
 
     fn cmd(&self, cache: &Path) -> Command {
         let mut c = support::command();
+        if self.plain {
+            c.env_remove("STRATA_PASSWORD");
+        }
         c.env("STRATA_CACHE_DIR", cache)
             .envs(self.s3.env())
             .arg("--repo")
@@ -79,6 +93,7 @@ fn round_trip(encrypted: bool) {
     let Some(r) = Remote::new(&format!("strata-{}", name.replace('_', "-"))) else {
         return;
     };
+    let r = if encrypted { r } else { r.unencrypted() };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     support::make_tree(&src, 1, REMOTE_TREE);
@@ -182,6 +197,7 @@ fn two_processes_snapshot_into_one_s3_repository() {
     let Some(r) = Remote::new("strata-two") else {
         return;
     };
+    let r = r.unencrypted();
     let tmp = tempfile::tempdir().unwrap();
     r.ok(&["init", "--no-encryption"]);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));

@@ -218,7 +218,7 @@ pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<Chec
     }
     report.snapshots = snapshots.len() as u64;
     // Kept in the record, so every check warns until `snapshots` has.
-    let vanished = crate::repo::seen::observe(repo, &crate::snapshot::ids(repo)?, false);
+    let vanished = crate::snapshot::vanished(repo)?;
     report.vanished_snapshots = vanished.iter().map(|i| i.to_hex()).collect();
     report
         .warnings
