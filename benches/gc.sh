@@ -300,7 +300,7 @@ report() {
     echo
     echo "## gc: strata vs restic / borg"
     echo
-    echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg). Repositories: $enc. Versions: $(tool_version strata); $(tool_version restic); $(tool_version borg)."
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg). Repositories: $enc. Versions: $(for t in "${TOOL_LIST[@]:-strata}"; do printf "%s; " "$(tool_version "$t")"; done)"
     if ((${#TOOL_LIST[@]})); then
         echo
         echo "$DAYS daily backups of gen_seedlike.py --pg data (final $(human "$(du -sb "$DATA" 2>/dev/null | cut -f1 || echo 0)")), then keep the last $KEEP. Each prune ran $RUNS times on a fresh \`cp -a\` copy (page cache warm), tools interleaved. Times: median (min–max) of the whole prune; RSS: the highest of all steps and runs; sizes from \`du -sb\`."
