@@ -69,13 +69,18 @@ seed() {
 
 seed
 status=0
+# FUZZ_TARGET_DIR: where the build goes (default fuzz/target); .ci/run
+# points it outside the clone so that the next CI run on this machine
+# reuses it. 16 codegen units: cargo-fuzz's default of 1 makes the large
+# crates compile on one core.
+build_opts=(--sanitizer none --codegen-units 16 --target-dir "${FUZZ_TARGET_DIR:-target}")
 echo "== cargo fuzz build (every target, no sanitizer)"
-cargo fuzz build --sanitizer none
+cargo fuzz build "${build_opts[@]}"
 mkdir -p logs
 for t in "${targets[@]}"; do
     echo "== $t: ${secs}s"
     mkdir -p "seeds/$t"
-    if ! cargo fuzz run --sanitizer none "$t" "corpus/$t" "seeds/$t" -- \
+    if ! cargo fuzz run "${build_opts[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 >"logs/$t.log" 2>&1; then
         tail -40 "logs/$t.log"
         echo "== $t: FAILED (see fuzz/artifacts/$t/, fuzz/logs/$t.log)"
