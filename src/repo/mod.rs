@@ -20,6 +20,7 @@ use crate::crypto::Crypto;
 use crate::crypto::agefile::{self, PackFile};
 use crate::crypto::keys::{self, Credential, NewKey};
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
 use crate::object::{self, ObjectKind};
@@ -65,6 +66,8 @@ pub struct Repo {
     key_id: Option<String>,
     /// The dictionaries in `dicts/`, loaded on first use.
     dicts: std::sync::Mutex<Option<Arc<crate::dict::Dicts>>>,
+    /// Where what the repository does on its own is reported.
+    events: Arc<dyn Events>,
 }
 
 /// Where `Repo::open` gets a credential when the repository is encrypted;
@@ -87,12 +90,22 @@ impl Repo {
     /// Create a repository at `path`, which must not exist or be an empty
     /// directory (INV-6: an existing repository is never touched).
     pub fn init(path: &Path, opts: &InitOptions) -> Result<Repo> {
+        Repo::init_reporting(path, opts, crate::events::silent())
+    }
+
+    /// [`Repo::init`], reporting to `events` (which the repository keeps;
+    /// see [`Repo::events`]).
+    pub fn init_reporting(
+        path: &Path,
+        opts: &InitOptions,
+        events: Arc<dyn Events>,
+    ) -> Result<Repo> {
         if let Some(NewKey::Recipient(r)) = &opts.key {
             keys::parse_recipient(r)?;
         }
         if let Some(url) = url_of(path) {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
-            return Repo::init_in(store, url, opts);
+            return Repo::init_work(store, url, None, opts, events);
         }
         if path.join("config").exists() {
             return Err(Error::Invalid(format!(
@@ -120,14 +133,15 @@ impl Repo {
             fsutil::create_dir_durable(&path.join(d))?;
         }
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        let index_dir = index_dir(Some(path), &path.to_string_lossy(), &config.repo_id)?;
+        let index_dir = index_dir(
+            Some(path),
+            &path.to_string_lossy(),
+            &config.repo_id,
+            &*events,
+        )?;
         Index::create(&index_dir.join(INDEX_FILE))?;
-        Repo::finish_init(store, path.to_path_buf(), index_dir, true, config, opts)
-    }
-
-    /// [`Repo::init`] on object storage at `url`, which must hold no config.
-    fn init_in(store: Arc<dyn Backend>, url: &str, opts: &InitOptions) -> Result<Repo> {
-        Repo::init_work(store, url, None, opts)
+        let work = (path.to_path_buf(), index_dir);
+        Repo::finish_init(store, work, true, config, opts, events)
     }
 
     /// Create a repository in `store`, which must hold no config, with
@@ -140,7 +154,7 @@ impl Repo {
             keys::parse_recipient(r)?;
         }
         let name = store.name().to_string();
-        Repo::init_work(store, &name, Some(work), opts)
+        Repo::init_work(store, &name, Some(work), opts, crate::events::silent())
     }
 
     fn init_work(
@@ -148,6 +162,7 @@ impl Repo {
         url: &str,
         work: Option<&Path>,
         opts: &InitOptions,
+        events: Arc<dyn Events>,
     ) -> Result<Repo> {
         if store.exists("config")? {
             return Err(Error::Invalid(format!(
@@ -159,29 +174,31 @@ impl Repo {
             Some(w) => (given_work_dir(w)?, given_work_dir(w)?),
             None => (
                 work_dir(url, &config.repo_id)?,
-                index_dir(None, url, &config.repo_id)?,
+                index_dir(None, url, &config.repo_id, &*events)?,
             ),
         };
         Index::create(&index_dir.join(INDEX_FILE))?;
-        Repo::finish_init(store, work, index_dir, false, config, opts).map_err(|e| match e {
-            // The first write of a new repository: a missing bucket or
-            // container, which init does not create.
-            Error::Backend(b) if b.is_not_found() => Error::Invalid(format!(
-                "{url}: cannot write there ({b}): does the bucket (or container) exist? \
+        Repo::finish_init(store, (work, index_dir), false, config, opts, events).map_err(
+            |e| match e {
+                // The first write of a new repository: a missing bucket or
+                // container, which init does not create.
+                Error::Backend(b) if b.is_not_found() => Error::Invalid(format!(
+                    "{url}: cannot write there ({b}): does the bucket (or container) exist? \
                  `strata init` does not create it"
-            )),
-            e => e,
-        })
+                )),
+                e => e,
+            },
+        )
     }
 
     /// Keys, then the config (last: its presence makes a repository).
     fn finish_init(
         store: Arc<dyn Backend>,
-        work: PathBuf,
-        index_dir: PathBuf,
+        (work, index_dir): (PathBuf, PathBuf),
         local: bool,
         config: Config,
         opts: &InitOptions,
+        events: Arc<dyn Events>,
     ) -> Result<Repo> {
         let crypto = match opts.key {
             Some(_) => Some(Arc::new(Crypto::generate()?)),
@@ -191,7 +208,8 @@ impl Repo {
             (Some(k), Some(c)) => Some(keys::add(&*store, c, &config.repo_id, k, &opts.key_label)?),
             _ => None,
         };
-        let repo = Repo::assemble(work, index_dir, store, local, config, crypto, key_id)?;
+        let mut repo = Repo::assemble(work, index_dir, store, local, config, crypto, key_id)?;
+        repo.events = events;
         // The config is written last: its presence makes the directory a
         // repository. Create-only: a concurrent `init` that got there first
         // keeps its repository.
@@ -237,6 +255,7 @@ impl Repo {
             crypto,
             key_id,
             dicts: std::sync::Mutex::new(None),
+            events: crate::events::silent(),
         })
     }
 
@@ -250,6 +269,16 @@ impl Repo {
     /// `creds` if it is encrypted: the first key file that opens with the
     /// credential and whose secret authenticates the config wins.
     pub fn open_with(path: &Path, creds: CredentialSource) -> Result<Repo> {
+        Repo::open_reporting(path, creds, crate::events::silent())
+    }
+
+    /// [`Repo::open_with`], reporting to `events` (which the repository
+    /// keeps; see [`Repo::events`]).
+    pub fn open_reporting(
+        path: &Path,
+        creds: CredentialSource,
+        events: Arc<dyn Events>,
+    ) -> Result<Repo> {
         if let Some(url) = url_of(path) {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
             let bytes = match store.get("config") {
@@ -262,7 +291,7 @@ impl Repo {
                 }
                 Err(e) => return Err(e.into()),
             };
-            return Repo::open_in(store, None, None, &bytes, creds);
+            return Repo::open_in(store, (None, None), &bytes, creds, events);
         }
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
@@ -294,7 +323,7 @@ impl Repo {
             }
         }
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        Repo::open_in(store, Some(path), None, &bytes, creds)
+        Repo::open_in(store, (Some(path), None), &bytes, creds, events)
     }
 
     /// Open the repository in `store` with `work` as its work directory
@@ -311,7 +340,13 @@ impl Repo {
             }
             Err(e) => return Err(e.into()),
         };
-        Repo::open_in(store, None, Some(work), &bytes, creds)
+        Repo::open_in(
+            store,
+            (None, Some(work)),
+            &bytes,
+            creds,
+            crate::events::silent(),
+        )
     }
 
     /// Open the repository in `store` whose config file holds `bytes`;
@@ -319,10 +354,10 @@ impl Repo {
     /// chosen by the caller ([`Repo::open_on`]).
     fn open_in(
         store: Arc<dyn Backend>,
-        local: Option<&Path>,
-        given: Option<&Path>,
+        (local, given): (Option<&Path>, Option<&Path>),
         bytes: &[u8],
         creds: CredentialSource,
+        events: Arc<dyn Events>,
     ) -> Result<Repo> {
         let name = store.name().to_string();
         // The work directory of a repository on object storage needs its id,
@@ -330,15 +365,16 @@ impl Repo {
         // The index of a caller-chosen work directory is in it.
         let work = |id: &[u8; 32]| -> Result<(PathBuf, PathBuf)> {
             Ok(match (local, given) {
-                (Some(p), _) => (p.to_path_buf(), index_dir(local, &name, id)?),
+                (Some(p), _) => (p.to_path_buf(), index_dir(local, &name, id, &*events)?),
                 (None, Some(w)) => (given_work_dir(w)?, given_work_dir(w)?),
-                (None, None) => (work_dir(&name, id)?, index_dir(None, &name, id)?),
+                (None, None) => (work_dir(&name, id)?, index_dir(None, &name, id, &*events)?),
             })
         };
         if !agefile::is_age(bytes) {
             let config = Config::from_bytes(bytes, "config", None)?;
             let (w, i) = work(&config.repo_id)?;
-            return Repo::assemble(w, i, store, local.is_some(), config, None, None);
+            let repo = Repo::assemble(w, i, store, local.is_some(), config, None, None)?;
+            return Ok(repo.with_events(events));
         }
         let cred = creds()?;
         let repo = keys::unlock(&*store.clone(), &cred, &mut |cand| {
@@ -366,7 +402,19 @@ impl Repo {
         if let Some(c) = &repo.crypto {
             known::check(&name, &repo.config.repo_id, &c.recipient().to_string())?;
         }
-        Ok(repo)
+        Ok(repo.with_events(events))
+    }
+
+    /// Report to `events` from now on.
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Repo {
+        self.events = events;
+        self
+    }
+
+    /// Where what the repository does on its own (an index rebuilt, a
+    /// stale lock removed) and what the commands on it find is reported.
+    pub fn events(&self) -> &Arc<dyn Events> {
+        &self.events
     }
 
     /// The work directory: the repository directory of a local
@@ -516,7 +564,7 @@ impl Repo {
     pub fn index(&self) -> Result<Index> {
         let path = self.index_path();
         if self.local && self.index_dir != self.root {
-            crate::index::rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path)?;
+            crate::index::rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path, &*self.events)?;
         }
         let why = match Index::open_checked(&path)? {
             Ok(i) => return Ok(i),
@@ -524,12 +572,12 @@ impl Repo {
         };
         if let Some(r) = crate::index::rebuild::rebuild(self, true)? {
             for w in &r.warnings {
-                eprintln!("strata: warning: {w}");
+                self.events.warning(w);
             }
-            eprintln!(
-                "strata: index.sqlite {why}: rebuilt it from the trailers of {} packs ({} blobs)",
+            self.events.notice(&format!(
+                "index.sqlite {why}: rebuilt it from the trailers of {} packs ({} blobs)",
                 r.packs, r.blobs
-            );
+            ));
         }
         Index::open(&path)
     }
@@ -641,10 +689,10 @@ impl Repo {
         };
         let (bytes, _) = self.seal_file(ObjectKind::Config, &upgraded)?;
         self.store.put_replace("config", &bytes)?;
-        eprintln!(
-            "strata: upgraded the repository to format {} (strata 0.1 can no longer open it)",
+        self.events.notice(&format!(
+            "upgraded the repository to format {} (strata 0.1 can no longer open it)",
             config::REPO_VERSION
-        );
+        ));
         Ok(())
     }
 
@@ -775,7 +823,12 @@ pub const INDEX_FILE: &str = "index.sqlite";
 /// directory a local repository keeps its index in its own directory (the
 /// place of earlier versions), and so it does, with a warning, when the
 /// cache directory cannot be made.
-fn index_dir(local: Option<&Path>, url: &str, id: &[u8; 32]) -> Result<PathBuf> {
+fn index_dir(
+    local: Option<&Path>,
+    url: &str,
+    id: &[u8; 32],
+    events: &dyn Events,
+) -> Result<PathBuf> {
     let location = match local {
         Some(p) => fs::canonicalize(p).at(p)?.to_string_lossy().into_owned(),
         None => url.to_string(),
@@ -810,7 +863,7 @@ fn index_dir(local: Option<&Path>, url: &str, id: &[u8; 32]) -> Result<PathBuf> 
     match (made, local) {
         (Ok(()), _) => Ok(dir),
         (Err(e), Some(p)) => {
-            eprintln!("strata: warning: {e}: keeping the index in the repository");
+            events.warning(&format!("{e}: keeping the index in the repository"));
             Ok(p.to_path_buf())
         }
         (Err(e), None) => Err(e),
