@@ -38,3 +38,5 @@ pub use repo::{InitOptions, Repo};
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod mount;
+#[cfg(test)]
+mod tidy;

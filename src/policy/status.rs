@@ -430,3 +430,102 @@ fn retention(cx: &Ctx<'_>, name: &str, none: bool, warnings: &mut Vec<String>) -
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::retention::Bucket;
+
+    fn last() -> LastReport {
+        LastReport {
+            attempt: Some("2026-01-02T03:04:05Z".into()),
+            error: Some("boom".into()),
+            success: None,
+        }
+    }
+
+    /// `status --json` was a serde_json map, whose keys serde_json sorts:
+    /// the report's own serialization gives the same bytes only while its
+    /// fields stay declared in name order, at every level.
+    #[test]
+    fn serializes_as_the_sorted_json_map_did() {
+        let source = SourceReport {
+            dedup_ratio: Some(2.5),
+            last_run: Some(last()),
+            latest: Some(LatestReport {
+                age_seconds: 60,
+                bytes_added: 1,
+                bytes_read: 2,
+                id: "ab".into(),
+                time: "2026-01-02T03:04:05Z".into(),
+            }),
+            logical_bytes: Some(3),
+            raw_bytes: None,
+            retention: vec![RuleReport {
+                kept: 4,
+                rule: "daily".into(),
+                target: "7".into(),
+                kind: Rule::Count(Bucket::Day),
+            }],
+            snapshots: 5,
+            source: "etc".into(),
+            stale: true,
+            stored_bytes: Some(6),
+            warnings: vec!["w".into()],
+        };
+        let r = StatusReport {
+            check: CheckReport {
+                available: true,
+                configured: true,
+                coverage: Coverage {
+                    fraction: 0.5,
+                    packs: 2,
+                    verified: 1,
+                    within_seconds: Some(7),
+                },
+                last: Some(CheckRun {
+                    errors: 1,
+                    first_error: Some("e".into()),
+                    packs_read: 2,
+                    read_data: true,
+                    seconds: 1.5,
+                    time: "t".into(),
+                }),
+                last_success: None,
+            },
+            config: "/etc/strata.toml".into(),
+            forget: Some(last()),
+            gc: None,
+            healthy: false,
+            last_run: Some(last()),
+            max_age_seconds: Some(86_400),
+            problems: vec!["p".into()],
+            repository: "/srv/repo".into(),
+            sources: vec![source],
+            sync: SyncReport {
+                available: true,
+                behind_bytes: Some(8),
+                behind_packs: Some(1),
+                configured: true,
+                last: Some(last()),
+                offsite: Some("s3://b/p".into()),
+            },
+            time: "now".into(),
+            version: 1,
+        };
+        let direct = serde_json::to_string(&r).unwrap();
+        let map = serde_json::to_value(&r).unwrap().to_string();
+        assert_eq!(direct, map);
+        // keys and nesting as `status --json` has always printed them
+        for key in [
+            "\"behind_packs\":1",
+            "\"coverage\":{\"fraction\":0.5,",
+            "\"dedup_ratio\":2.5,",
+            "\"retention\":[{\"kept\":4,\"rule\":\"daily\",\"target\":\"7\"}]",
+            "\"latest\":{\"age_seconds\":60,\"bytes_added\":1,\"bytes_read\":2,",
+            "\"last_run\":{\"attempt\":\"2026-01-02T03:04:05Z\",\"error\":\"boom\",\"success\":null}",
+        ] {
+            assert!(direct.contains(key), "{key} in {direct}");
+        }
+    }
+}
