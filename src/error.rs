@@ -89,6 +89,13 @@ pub enum Error {
     /// `restore --verify` found a difference.
     #[error("verify failed: {0}")]
     Verify(String),
+    /// The storage presents something this machine must not accept: an
+    /// unencrypted repository where an encrypted one is expected
+    /// (threat-model.md "Downgrade"), or snapshots it saw that are gone
+    /// (threat-model.md "Rollback and deletion"). Names the location and
+    /// what changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result with [`Error`].

@@ -31,6 +31,7 @@ pub mod restore;
 pub mod session;
 pub mod snapshot;
 pub mod sync;
+pub mod sys;
 
 pub use error::{Error, Result};
 pub use id::{BlobId, PackId, SnapshotId};

@@ -291,7 +291,7 @@ fn a_deleted_wal_and_an_index_from_before_gc_are_reconciled() {
     support::copy_tree(&support::index_path(&repo), &old);
     let before = support::pack_names(&repo);
     support::strata_ok(&repo, &["forget", &b.taken[0].id]);
-    let o = support::command()
+    let o = support::unlock_for(support::command(), &repo)
         .arg("--repo")
         .arg(&repo)
         .args(["gc", "--max-unused", "0"])
@@ -324,7 +324,7 @@ fn a_damaged_key_file_while_a_second_key_works() {
     let b = base(&[]);
     // the repository's key is the test passphrase; add a second key and
     // make the first one the one that is damaged
-    let o = support::command()
+    let o = support::unlock_for(support::command(), &b.repo)
         .arg("--repo")
         .arg(&b.repo)
         .args(["key", "add", "--label", "second"])
@@ -361,7 +361,7 @@ fn a_damaged_key_file_while_a_second_key_works() {
         let mut bad = orig.clone();
         bad[at] ^= 0x04;
         fs::write(&damaged, &bad).unwrap();
-        let o = support::command()
+        let o = support::unlock_for(support::command(), &b.repo)
             .env("STRATA_PASSWORD", "second passphrase")
             .arg("--repo")
             .arg(&b.repo)

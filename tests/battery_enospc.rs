@@ -75,7 +75,7 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
 }
 
 fn run(repo: &Path, args: &[&str]) -> std::process::Output {
-    support::command()
+    support::unlock_for(support::command(), repo)
         .arg("--repo")
         .arg(repo)
         .args(args)

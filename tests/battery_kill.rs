@@ -50,7 +50,7 @@ fn mutate(src: &Path, rng: &mut Rng, round: usize) {
 }
 
 fn spawn(repo: &Path, args: &[&str]) -> std::process::Child {
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), repo);
     c.arg("--repo")
         .arg(repo)
         .args(args)
@@ -62,7 +62,7 @@ fn spawn(repo: &Path, args: &[&str]) -> std::process::Child {
 }
 
 fn ok(repo: &Path, args: &[&str]) -> String {
-    let o = support::command()
+    let o = support::unlock_for(support::command(), repo)
         .arg("--repo")
         .arg(repo)
         .args(args)

@@ -288,11 +288,12 @@ fn the_index_lives_in_the_cache_and_an_old_one_is_adopted() {
         );
     }
     let ls = |cache: bool| {
-        let mut c = if cache {
+        let c = if cache {
             support::strata_command()
         } else {
             support::command()
         };
+        let mut c = support::unlock_for(c, repo);
         let o = c
             .arg("--repo")
             .arg(repo)
@@ -309,7 +310,7 @@ fn the_index_lives_in_the_cache_and_an_old_one_is_adopted() {
     // a mirror (same id, other location) has its own index
     let mirror = f.path("mirror");
     f.strata.cmd().arg("sync").arg(&mirror).assert().success();
-    let o = support::strata_command()
+    let o = support::unlock_for(support::strata_command(), &mirror)
         .arg("--repo")
         .arg(&mirror)
         .args(["ls", "-r", "latest"])

@@ -253,7 +253,7 @@ fn concurrent_snapshots_both_succeed() {
     let children: Vec<_> = [&a, &b]
         .iter()
         .map(|dir| {
-            support::strata_command()
+            support::unlock_for(support::strata_command(), fx.strata.repo())
                 .arg("--repo")
                 .arg(fx.strata.repo())
                 .args(["snapshot", "--json"])

@@ -410,7 +410,7 @@ fn kill_9_during_ten_backups_never_loses_or_damages_data() {
         let snaps_before = support::snapshot_ids(&repo);
 
         // The run we kill.
-        let child = support::command()
+        let child = support::unlock_for(support::command(), &repo)
             .arg("--repo")
             .arg(&repo)
             .args(["snapshot", &src_arg, "--json"])

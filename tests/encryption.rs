@@ -801,7 +801,7 @@ fn chunk_ids_and_boundaries_are_secret_per_repository() {
         let mut args = vec!["init"];
         args.extend_from_slice(init);
         strata_ok(repo, &args);
-        let mut c = support::command();
+        let mut c = support::unlock_for(support::command(), repo);
         let mut child = c
             .arg("--repo")
             .arg(repo)

@@ -15,7 +15,7 @@ use support::{Rng, one_line_error};
 
 /// `strata --repo REPO ARGS` with extra environment.
 fn run(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), repo);
     c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
@@ -283,7 +283,7 @@ fn a_condemned_pack_that_a_new_snapshot_needs_is_recovered() {
     let parent = snap(&repo, &src, "2026-11-01 00:00:00");
     // The backup: same paths (so the parent is reused), plus a stdin
     // command that stalls for 4 s.
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), &repo);
     c.arg("--repo")
         .arg(&repo)
         .args([
@@ -582,7 +582,7 @@ fn a_snapshot_that_lost_its_lock_publishes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     init(&repo, false);
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), &repo);
     c.arg("--repo")
         .arg(&repo)
         .args(["snapshot", "--stdin-from-command", "sleep 2; echo data"])

@@ -26,7 +26,7 @@ use support::Rng;
 type Digest = BTreeMap<String, [u8; 32]>;
 
 fn run(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), repo);
     c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use support::Rng;
 
 fn run(repo: &Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), repo);
     c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);
@@ -225,7 +225,7 @@ fn kill_9_during_gc_never_loses_data_and_a_rerun_finishes() {
             now.to_vec()
         };
         let delay = if two_phase { deleting } else { full }.mul_f64(1.2 * rng.unit());
-        let mut c = support::command();
+        let mut c = support::unlock_for(support::command(), &work);
         c.arg("--repo").arg(&work).args(args).stdin(Stdio::null());
         c.stdout(Stdio::null()).stderr(Stdio::piped());
         for (k, v) in &env {

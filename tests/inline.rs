@@ -19,11 +19,12 @@ use support::{Rng, one_line_error, write_file};
 /// `strata --repo REPO ARGS`, with this process's cache dir unless `cache`
 /// is false.
 fn run(repo: &Path, cache: bool, args: &[&str]) -> std::process::Output {
-    let mut c = if cache {
+    let c = if cache {
         support::strata_command()
     } else {
         support::command()
     };
+    let mut c = support::unlock_for(c, repo);
     c.arg("--repo")
         .arg(repo)
         .args(args)
@@ -343,7 +344,7 @@ fn a_dictionary_is_trained_used_and_named_when_missing_or_damaged() {
     // gc keeps the dictionary every remaining blob needs.
     ok(&repo, false, &["forget", &id]);
     let grace = [("STRATA_GC_GRACE", "0")];
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), &repo);
     c.arg("--repo").arg(&repo).args(["gc", "--max-unused", "0"]);
     for (k, v) in grace {
         c.env(k, v);

@@ -134,7 +134,7 @@ fn subtree_of(st: &Strata, root: &str, dir: &Path) -> String {
 /// Spawn `strata ARGS` with piped stdout, read `n` bytes, close the pipe;
 /// assert the bytes, exit code 0 and an empty stderr.
 fn closed_pipe_is_quiet(st: &Strata, args: &[&str], want_prefix: &[u8]) {
-    let mut child = support::strata_command()
+    let mut child = support::unlock_for(support::strata_command(), st.repo())
         .env_remove("STRATA_REPO")
         .arg("--repo")
         .arg(st.repo())

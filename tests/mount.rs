@@ -95,7 +95,7 @@ fn mounted_snapshots_equal_the_source() {
 
     let mp = fx.path("mnt");
     std::fs::create_dir_all(&mp).unwrap();
-    let mut child = support::strata_command()
+    let mut child = support::unlock_for(support::strata_command(), fx.strata.repo())
         .arg("--repo")
         .arg(fx.strata.repo())
         .args(["mount", "--foreground"])

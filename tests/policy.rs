@@ -21,7 +21,8 @@ use support::{Fixture, PASSPHRASE, parse_json};
 /// `strata` with this fixture's own cache directory and no `--repo`: the
 /// repository comes from the config.
 fn cmd(f: &Fixture) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::from_std(support::command());
+    let mut c =
+        assert_cmd::Command::from_std(support::unlock_for(support::command(), f.strata.repo()));
     c.env("STRATA_CACHE_DIR", f.path("cache"))
         .env_remove("STRATA_CONFIG")
         .timeout(support::TIMEOUT);

@@ -17,6 +17,9 @@ struct Remote {
     moto: Moto,
     url: String,
     cache: tempfile::TempDir,
+    /// An unencrypted repository: no passphrase is given (strata refuses
+    /// to open one with a passphrase, threat-model.md "Downgrade").
+    plain: bool,
 }
 
 impl Remote {
@@ -27,11 +30,22 @@ impl Remote {
             url: format!("s3://{bucket}/repos/one"),
             moto,
             cache: tempfile::tempdir().unwrap(),
+            plain: false,
         })
+    }
+
+    fn unencrypted(self) -> Remote {
+        Remote {
+            plain: true,
+            ..self
+        }
     }
 
     fn cmd(&self, cache: &Path) -> Command {
         let mut c = support::command();
+        if self.plain {
+            c.env_remove("STRATA_PASSWORD");
+        }
         c.env("STRATA_CACHE_DIR", cache)
             .envs(self.moto.env())
             .arg("--repo")
@@ -88,6 +102,7 @@ fn round_trip(encrypted: bool) {
     let Some(r) = Remote::new(name, &format!("strata-{}", name.replace('_', "-"))) else {
         return;
     };
+    let r = if encrypted { r } else { r.unencrypted() };
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src, 1);
@@ -190,6 +205,7 @@ fn two_processes_snapshot_into_one_s3_repository() {
     let Some(r) = Remote::new("s3_two_hosts", "strata-two") else {
         return;
     };
+    let r = r.unencrypted();
     let tmp = tempfile::tempdir().unwrap();
     r.ok(&["init", "--no-encryption"]);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 fn run(repo: &Path, args: &[&str]) -> std::process::Output {
-    support::command()
+    support::unlock_for(support::command(), repo)
         .arg("--repo")
         .arg(repo)
         .args(args)

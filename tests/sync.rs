@@ -52,7 +52,7 @@ fn sync_ok(repo: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Value {
 
 /// `strata --repo REPO ARGS` (with the test passphrase), which must succeed.
 fn strata_ok(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut c = support::command();
+    let mut c = support::unlock_for(support::command(), repo);
     c.arg("--repo").arg(repo).args(args).stdin(Stdio::null());
     for (k, v) in env {
         c.env(k, v);

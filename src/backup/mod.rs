@@ -455,9 +455,7 @@ fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) 
         }
         (None, None) => stream(&mut std::io::stdin().lock())?,
         (Some(cmd), _) => {
-            let mut child = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
+            let mut child = crate::sys::shell(cmd)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .spawn()

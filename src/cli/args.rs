@@ -125,7 +125,8 @@ pub struct InitArgs {
     /// Label of the first key.
     #[arg(long)]
     pub label: Option<String>,
-    /// scrypt work factor of the passphrase key, N = 2^LOG_N (default 16: 64 MiB).
+    /// scrypt work factor of the passphrase key, N = 2^LOG_N (default 18: 256 MiB; at most 20
+    /// unless STRATA_SCRYPT_MAX_LOG_N allows more).
     #[arg(long, value_name = "LOG_N", env = "STRATA_SCRYPT_LOG_N", value_parser = clap::value_parser!(u8).range(10..=30))]
     pub scrypt_log_n: Option<u8>,
 }
@@ -159,7 +160,8 @@ pub struct NewPassArgs {
     /// Read the new passphrase from FILE (else STRATA_NEW_PASSWORD, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
-    /// scrypt work factor, N = 2^LOG_N (default 16: 64 MiB).
+    /// scrypt work factor, N = 2^LOG_N (default 18: 256 MiB, or for `key passwd` the old
+    /// key's; at most 20 unless STRATA_SCRYPT_MAX_LOG_N allows more).
     #[arg(long, value_name = "LOG_N", env = "STRATA_SCRYPT_LOG_N", value_parser = clap::value_parser!(u8).range(10..=30))]
     pub scrypt_log_n: Option<u8>,
 }
@@ -537,6 +539,10 @@ pub struct ForgetArgs {
     /// Run `gc` afterwards.
     #[arg(long)]
     pub gc: bool,
+    /// Run although snapshots this machine saw are gone with no forget
+    /// recorded (hidden or deleted by the storage?), accepting their loss.
+    #[arg(long)]
+    pub acknowledge_missing: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -561,6 +567,10 @@ pub struct GcArgs {
     /// running (see README "Retention and gc").
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub grace: Option<std::time::Duration>,
+    /// Run although snapshots this machine saw are gone with no forget
+    /// recorded (hidden or deleted by the storage?), accepting their loss.
+    #[arg(long)]
+    pub acknowledge_missing: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

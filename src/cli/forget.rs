@@ -48,13 +48,23 @@ fn local_time(s: &Snapshot, tz: &TimeZone) -> String {
 pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
     let policy = policy(a);
     let tz = TimeZone::system();
+    // threat-model.md "Rollback and deletion": refused (a dry run warns)
+    // while snapshots this machine saw are gone unexplained.
+    if a.dry_run {
+        let vanished = snapshot::vanished(repo)?;
+        if let Some(w) = crate::repo::seen::warning(&vanished) {
+            eprintln!("strata: warning: {w}");
+        }
+    } else {
+        crate::maint::vanished::guard(repo, "forget", a.acknowledge_missing)?;
+    }
     if !a.snapshots.is_empty() {
         if !policy.is_empty() {
             return Err(Error::Invalid(
                 "give snapshot ids or a --keep-* policy, not both".into(),
             ));
         }
-        let targets = snapshot::resolve_all(repo, &a.snapshots)?;
+        let targets = resolve_ids(repo, &a.snapshots)?;
         return by_id(repo, a, lock, &targets, &tz);
     }
     if policy.is_empty() {
@@ -104,22 +114,56 @@ pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
     after(repo, a, lock)
 }
 
+/// `forget ID...`: the manifests, or `None` for one that does not read
+/// (damaged, or planted by the storage: format-spec/gc.md step 2), which
+/// `forget` removes all the same, so that gc can run again.
+fn resolve_ids(repo: &Repo, specs: &[String]) -> Result<Vec<(SnapshotId, Option<Snapshot>)>> {
+    let mut out: Vec<(SnapshotId, Option<Snapshot>)> = Vec::new();
+    for spec in specs {
+        let found = if spec == "latest" {
+            snapshot::resolve_all(repo, std::slice::from_ref(spec))?
+                .into_iter()
+                .map(|(id, s)| (id, Some(s)))
+                .collect()
+        } else {
+            let id = snapshot::resolve_id(repo, spec)?;
+            match Snapshot::load(repo, &id) {
+                Ok(s) => vec![(id, Some(s))],
+                Err(e @ Error::Corrupt { .. }) => {
+                    eprintln!("strata: warning: removing an unreadable snapshot: {e}");
+                    vec![(id, None)]
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        for (id, s) in found {
+            if !out.iter().any(|(i, _)| *i == id) {
+                out.push((id, s));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `forget ID...`: remove exactly these.
 fn by_id(
     repo: &Repo,
     a: &ForgetArgs,
     lock: &Lock,
-    targets: &[(SnapshotId, Snapshot)],
+    targets: &[(SnapshotId, Option<Snapshot>)],
     tz: &TimeZone,
 ) -> Result<i32> {
-    let victims: Vec<_> = targets.iter().map(|(id, s)| (*id, Some(s.tree))).collect();
+    let victims: Vec<_> = targets
+        .iter()
+        .map(|(id, s)| (*id, s.as_ref().map(|s| s.tree)))
+        .collect();
     if !a.dry_run {
         forget::remove(repo, lock, &victims)?;
     }
     if a.json {
         let v: Vec<_> = targets
             .iter()
-            .map(|(id, s)| json!({"id": id.to_hex(), "time": s.time_string()}))
+            .map(|(id, s)| json!({"id": id.to_hex(), "time": s.as_ref().map(|s| s.time_string())}))
             .collect();
         output::line(&json!({"dry_run": a.dry_run, "remove": v}).to_string())?;
     } else {
@@ -128,7 +172,9 @@ fn by_id(
                 "{} {}  {}",
                 if a.dry_run { "would remove" } else { "removed" },
                 id.short(),
-                local_time(s, tz)
+                s.as_ref()
+                    .map(|s| local_time(s, tz))
+                    .unwrap_or_else(|| "(unreadable)".into())
             ))?;
         }
     }

@@ -25,6 +25,7 @@ fn options(a: &GcArgs) -> Result<GcOptions> {
             Some(g) => g,
             None => gcstate::grace_from_env()?,
         },
+        acknowledge_missing: a.acknowledge_missing,
     })
 }
 

@@ -237,7 +237,14 @@ fn run(cli: &Cli, ev: &Arc<dyn Events>) -> crate::Result<i32> {
         }
         Command::Unlock(a) => locks::run(&open_for(cli, Operation::Unlock, ev)?.0, a),
         // no lock, no unlock unless needed: sync copies bytes (sync.md)
-        Command::Sync(a) => sync::run(&session(cli, ConfigChoice::Implicit)?, a, ev),
+        Command::Sync(a) => {
+            // with --from, the repository and its keys come from nowhere else
+            let choice = match a.from {
+                Some(_) => ConfigChoice::Nothing,
+                None => ConfigChoice::Implicit,
+            };
+            sync::run(&session(cli, choice)?, a, ev)
+        }
         Command::Key(k) => key::run(&session(cli, ConfigChoice::Implicit)?, k, ev),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -76,8 +76,7 @@ pub fn run(
             }
             None => None,
         };
-        cmd.env_remove("STRATA_PASSWORD")
-            .env_remove("STRATA_PASSWORD_COMMAND")
+        crate::sys::scrub(&mut cmd)
             .arg("mount")
             .arg("--foreground")
             .arg(&mp)

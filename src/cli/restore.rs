@@ -36,11 +36,28 @@ pub fn run(cli: &super::Cli, a: &RestoreArgs, ev: &Arc<dyn Events>) -> Result<i3
     }
     let mut skipped = Vec::new();
     let (id, snap) = snapshot::resolve(&repo, &spec, &f, &mut skipped)?;
+    // threat-model.md "Rollback and deletion": `latest` may be older than
+    // a snapshot the storage hides; restored all the same, with exit 3.
+    if spec == "latest" {
+        let vanished = snapshot::vanished(&repo)?;
+        if let Some(w) = crate::repo::seen::warning(&vanished) {
+            skipped.push(format!(
+                "{w}; `latest` is {} of {}, and may not be the newest",
+                id.short(),
+                snap.time_string()
+            ));
+        }
+    }
     for w in &skipped {
         eprintln!("strata: warning: {w}");
     }
     if let Some(cmd) = &a.to_command {
-        return to_command(&repo, a, id, &snap, sub.as_deref(), cmd);
+        let code = to_command(&repo, a, id, &snap, sub.as_deref(), cmd)?;
+        return Ok(if skipped.is_empty() {
+            code
+        } else {
+            exit::WARNINGS
+        });
     }
     let target = a
         .target
@@ -218,9 +235,7 @@ fn to_command(
         }
     };
     let start = std::time::Instant::now();
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
+    let mut child = crate::sys::shell(cmd)
         .stdin(std::process::Stdio::piped())
         .spawn()
         .map_err(|err| Error::Invalid(format!("cannot run `{cmd}`: {err}")))?;

@@ -9,8 +9,8 @@ use crate::snapshot;
 pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
     let f = a.filter.to_filter();
     let (all, bad) = snapshot::list(repo)?;
-    // Once: the vanished ones leave the record (repo/seen.rs).
-    let vanished = crate::repo::seen::observe(repo, &snapshot::ids(repo)?, true);
+    // Reported every time until acknowledged (repo/seen.rs).
+    let vanished = snapshot::vanished(repo)?;
     if let Some(w) = crate::repo::seen::warning(&vanished) {
         eprintln!("strata: warning: {w}");
     }

@@ -65,6 +65,7 @@ fn options(a: &SyncArgs) -> Result<SyncOptions> {
         delete: a.delete,
         jobs: a.jobs as usize,
         limit_upload,
+        open: Default::default(),
     })
 }
 
@@ -91,6 +92,13 @@ pub fn run(session: &Session, a: &SyncArgs, ev: &Arc<dyn Events>) -> Result<i32>
             a.dest
         )));
     }
+    // strata.toml's keys too, unless the source is --from (the session
+    // then holds no strata.toml)
+    let sources = session.unlock_sources();
+    let opts = SyncOptions {
+        open: session.open_options(&sources),
+        ..opts
+    };
     let src = backend::open(&from)?;
     let dst = backend::open(&a.dest)?;
     let p = Arc::new(sync::Progress::default());

@@ -76,9 +76,8 @@ fn classify(e: age::DecryptError) -> DecryptFail {
         D::InvalidMac => DecryptFail::Damaged("age header MAC does not match".into()),
         D::InvalidHeader => DecryptFail::Damaged("invalid age header".into()),
         D::UnknownFormat => DecryptFail::Damaged("not an age v1 file".into()),
-        D::ExcessiveWork { required, target } => DecryptFail::Damaged(format!(
-            "scrypt work factor 2^{required} exceeds the limit 2^{} of this machine",
-            target + 4
+        D::ExcessiveWork { required, .. } => DecryptFail::Damaged(format!(
+            "scrypt work factor 2^{required} exceeds the limit (STRATA_SCRYPT_MAX_LOG_N)"
         )),
     }
 }
@@ -115,6 +114,32 @@ pub fn decrypt(
         )));
     }
     Ok(out)
+}
+
+/// The work factor (log2 N) of the scrypt stanza in an age file's header,
+/// read from its text without running scrypt; `None` when the header has
+/// no well-formed scrypt stanza. Only the first 4 KiB are looked at (a key
+/// file's header is a few hundred bytes).
+pub fn scrypt_log_n(bytes: &[u8]) -> Option<u8> {
+    let head = bytes.strip_prefix(AGE_MAGIC)?;
+    let head = &head[..head.len().min(4096)];
+    for line in head.split(|b| *b == b'\n') {
+        if line.starts_with(b"---") {
+            return None;
+        }
+        let Some(args) = line.strip_prefix(b"-> scrypt ") else {
+            continue;
+        };
+        let text = std::str::from_utf8(args).ok()?;
+        let mut parts = text.split(' ');
+        let (_salt, log_n) = (parts.next()?, parts.next()?);
+        // age requires a canonical decimal (no sign, no leading zero).
+        if parts.next().is_some() || log_n.starts_with('0') || log_n.starts_with('+') {
+            return None;
+        }
+        return log_n.parse().ok();
+    }
+    None
 }
 
 /// Parse an age file's header only: is it passphrase-encrypted?

@@ -14,10 +14,57 @@ use std::path::Path;
 use std::str::FromStr;
 use zeroize::{Zeroize, Zeroizing};
 
-/// Default scrypt work factor of passphrase keys: N = 2^16, r = 8, p = 1
-/// (64 MiB, about 0.15 s on the benchmark machine; Kopia's choice). age's
-/// own default targets one second and 256 MiB, paid on every command.
-pub const DEFAULT_SCRYPT_LOG_N: u8 = 16;
+/// Default scrypt work factor of passphrase keys: N = 2^18, r = 8, p = 1
+/// (256 MiB, about 0.5 s on the benchmark machine), age's own choice for
+/// a passphrase on a machine like it. It is paid once per command (the
+/// key that last unlocked is tried first).
+pub const DEFAULT_SCRYPT_LOG_N: u8 = 18;
+
+/// The largest scrypt work factor a key file may have, unless
+/// `STRATA_SCRYPT_MAX_LOG_N` says otherwise: N = 2^20 (1 GiB, about 2 s).
+/// age's own limit is the calibrated factor + 4 (about 16 GiB and 16 s
+/// here), which lets a planted key file stall every unlock
+/// (threat-model.md "Unlocking").
+pub const MAX_SCRYPT_LOG_N: u8 = 20;
+
+/// How many passphrase key files one unlock runs scrypt on at most: a
+/// storage that plants key files cannot make unlocking cost more than this
+/// many scrypt runs at [`MAX_SCRYPT_LOG_N`].
+pub const MAX_SCRYPT_TRIES: usize = 8;
+
+/// How many key files one unlock reads at most.
+pub const MAX_KEY_FILES: usize = 1000;
+
+/// The scrypt work factor limit: `STRATA_SCRYPT_MAX_LOG_N` (10..=30), else
+/// [`MAX_SCRYPT_LOG_N`].
+pub fn max_scrypt_log_n() -> Result<u8> {
+    match std::env::var("STRATA_SCRYPT_MAX_LOG_N") {
+        Ok(v) if !v.is_empty() => v
+            .parse::<u8>()
+            .ok()
+            .filter(|n| (10..=30).contains(n))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "STRATA_SCRYPT_MAX_LOG_N={v:?}: expected a number from 10 to 30"
+                ))
+            }),
+        _ => Ok(MAX_SCRYPT_LOG_N),
+    }
+}
+
+/// The work factor of a new passphrase key: `log_n`, else the default;
+/// refused above the limit, which would make the key refuse to open.
+pub fn new_scrypt_log_n(log_n: Option<u8>) -> Result<u8> {
+    let n = log_n.unwrap_or(DEFAULT_SCRYPT_LOG_N);
+    let max = max_scrypt_log_n()?;
+    if !(10..=max).contains(&n) {
+        return Err(Error::Invalid(format!(
+            "scrypt work factor 2^{n} is outside 2^10..=2^{max} (a higher one needs \
+             STRATA_SCRYPT_MAX_LOG_N on every machine that opens the repository)"
+        )));
+    }
+    Ok(n)
+}
 
 /// Largest key file we read (a key file is under 1 KiB).
 const MAX_KEY_FILE: usize = 64 << 10;
@@ -145,7 +192,7 @@ pub fn add(
         match new {
             NewKey::Passphrase { passphrase, log_n } => {
                 let mut r = age::scrypt::Recipient::new(passphrase.clone());
-                r.set_work_factor(log_n.unwrap_or(DEFAULT_SCRYPT_LOG_N));
+                r.set_work_factor(new_scrypt_log_n(*log_n)?);
                 ("passphrase".into(), String::new(), Box::new(r))
             }
             NewKey::Recipient(s) => {
@@ -272,82 +319,86 @@ pub struct Candidate {
     pub crypto: Crypto,
 }
 
+/// A key file that fits the credential, read, waiting to be tried.
+struct Fitting {
+    id: String,
+    bytes: bytes::Bytes,
+    /// The scrypt work factor (0 for a recipient key).
+    log_n: u8,
+}
+
+/// What one unlock has tried and met so far.
+#[derive(Default)]
+struct Attempts {
+    tried: Vec<String>,
+    scrypt_runs: usize,
+    /// The first failure other than a wrong key.
+    damaged: Option<Error>,
+}
+
 /// Try `cred` on the key files whose kind fits (passphrase keys for a
-/// passphrase, recipient keys for identities), in id order, and return the
-/// first decrypted candidate that `accept` takes (the caller checks that its
-/// secret authenticates the config). Stops at the first accepted key, so a
-/// passphrase usually costs one scrypt. `Err` names a damaged key file or a
-/// rejected candidate, else lists the key files tried.
+/// passphrase, recipient keys for identities), and return the first
+/// decrypted candidate that `accept` takes (the caller checks that its
+/// secret authenticates the config). The order (keys.md "Unlocking"):
+/// `prefer` (the key that last unlocked on this machine) first, then
+/// passphrase keys by ascending work factor, then id. A passphrase key
+/// above [`max_scrypt_log_n`] is refused without running scrypt, and at
+/// most [`MAX_SCRYPT_TRIES`] scrypt runs are made: planted key files
+/// cannot stall unlocking. `Err` names a damaged key file or a rejected
+/// candidate, else lists the key files tried.
 pub fn unlock<T>(
     store: &dyn Backend,
     cred: &Credential,
+    prefer: Option<&str>,
     accept: &mut dyn FnMut(Candidate) -> Result<T>,
 ) -> Result<T> {
-    let scrypt_identity;
+    let max_log_n = max_scrypt_log_n()?;
+    let mut scrypt_identity;
     let identities: Vec<&dyn age::Identity> = match cred {
         Credential::Passphrase(p) => {
             scrypt_identity = age::scrypt::Identity::new(p.clone());
+            scrypt_identity.set_max_work_factor(max_log_n);
             vec![&scrypt_identity]
         }
         Credential::Identities(ids) => ids.iter().map(|b| b.as_ref()).collect(),
     };
     let want_scrypt = matches!(cred, Credential::Passphrase(_));
-    let mut tried = Vec::new();
-    let mut damaged = None;
-    for id in key_ids(store)? {
-        let object = key_path(&id);
-        let bytes = match store.get(&object) {
-            Ok(b) => b,
-            Err(e) => {
-                damaged.get_or_insert(e.into());
-                continue;
-            }
-        };
-        match agefile::is_scrypt(&bytes) {
-            Ok(s) if s != want_scrypt => continue,
-            Ok(_) => {}
-            Err(e) => {
-                damaged.get_or_insert(e.into_error(&object));
-                continue;
-            }
-        }
-        tried.push(object.clone());
-        let plain = match agefile::decrypt(&bytes, &identities, &object, MAX_KEY_FILE) {
-            Ok(p) => p,
-            Err(agefile::DecryptFail::WrongKey) => continue,
-            Err(e) => {
-                damaged.get_or_insert(e.into_error(&object));
-                continue;
-            }
-        };
-        let (body, _): (KeyBody, _) = match object::open(ObjectKind::Key, &plain, &object, None) {
-            Ok(b) => b,
-            Err(e) => {
-                damaged.get_or_insert(e);
-                continue;
-            }
-        };
-        let crypto =
-            match Crypto::from_secret(&body.identity, &body.id_key, body.chunker_seed, &object) {
-                Ok(c) => c,
-                Err(e) => {
-                    damaged.get_or_insert(e);
-                    continue;
-                }
-            };
-        let cand = Candidate {
-            id,
-            repo_id: body.repo_id,
-            crypto,
-        };
-        match accept(cand) {
-            Ok(t) => return Ok(t),
-            Err(e) => {
-                damaged.get_or_insert(e);
+    let mut ids = key_ids(store)?;
+    let mut at = Attempts::default();
+    // The key that worked here before: one read, one scrypt run.
+    if let Some(pos) = prefer.and_then(|p| ids.iter().position(|i| i == p)) {
+        let id = ids.remove(pos);
+        if let Some(f) = fitting(store, id, want_scrypt, max_log_n, &mut at) {
+            if let Some(t) = try_key(&f, &identities, &mut at, accept) {
+                return Ok(t);
             }
         }
     }
-    if let Some(e) = damaged {
+    if ids.len() > MAX_KEY_FILES {
+        return Err(Error::Invalid(format!(
+            "keys/ holds {} key files, more than the {MAX_KEY_FILES} strata reads to unlock: \
+             files planted by the storage? (threat-model.md \"Unlocking\")",
+            ids.len()
+        )));
+    }
+    let mut fits: Vec<Fitting> = ids
+        .into_iter()
+        .filter_map(|id| fitting(store, id, want_scrypt, max_log_n, &mut at))
+        .collect();
+    fits.sort_by(|a, b| a.log_n.cmp(&b.log_n).then_with(|| a.id.cmp(&b.id)));
+    for f in &fits {
+        if want_scrypt && at.scrypt_runs >= MAX_SCRYPT_TRIES {
+            return Err(Error::WrongKey(format!(
+                "tried {}; stopped at {MAX_SCRYPT_TRIES} passphrase key files \
+                 (threat-model.md \"Unlocking\")",
+                at.tried.join(", ")
+            )));
+        }
+        if let Some(t) = try_key(f, &identities, &mut at, accept) {
+            return Ok(t);
+        }
+    }
+    if let Some(e) = at.damaged {
         return Err(e);
     }
     let kind = if want_scrypt {
@@ -355,11 +406,103 @@ pub fn unlock<T>(
     } else {
         "identity"
     };
-    Err(Error::WrongKey(if tried.is_empty() {
+    Err(Error::WrongKey(if at.tried.is_empty() {
         format!("the repository has no {kind} key")
     } else {
-        format!("tried {}", tried.join(", "))
+        format!("tried {}", at.tried.join(", "))
     }))
+}
+
+/// Key file `id`, read, if its kind fits the credential and its work
+/// factor is within the limit; a file that cannot be read or parsed, or
+/// whose work factor is too high, is recorded in `at` and skipped.
+fn fitting(
+    store: &dyn Backend,
+    id: String,
+    want_scrypt: bool,
+    max_log_n: u8,
+    at: &mut Attempts,
+) -> Option<Fitting> {
+    let object = key_path(&id);
+    let bytes = match store.get(&object) {
+        Ok(b) => b,
+        Err(e) => {
+            at.damaged.get_or_insert(e.into());
+            return None;
+        }
+    };
+    match agefile::is_scrypt(&bytes) {
+        Ok(s) if s != want_scrypt => return None,
+        Ok(_) => {}
+        Err(e) => {
+            at.damaged.get_or_insert(e.into_error(&object));
+            return None;
+        }
+    }
+    let log_n = if want_scrypt {
+        agefile::scrypt_log_n(&bytes).unwrap_or(u8::MAX)
+    } else {
+        0
+    };
+    if log_n > max_log_n {
+        at.damaged.get_or_insert(Error::corrupt(
+            &object,
+            format!(
+                "scrypt work factor 2^{log_n} exceeds the limit 2^{max_log_n} \
+                 (STRATA_SCRYPT_MAX_LOG_N); not tried"
+            ),
+        ));
+        return None;
+    }
+    Some(Fitting { id, bytes, log_n })
+}
+
+/// Decrypt key file `f` and offer its secret to `accept`: `Some` when
+/// accepted; else the failure is recorded in `at`.
+fn try_key<T>(
+    f: &Fitting,
+    identities: &[&dyn age::Identity],
+    at: &mut Attempts,
+    accept: &mut dyn FnMut(Candidate) -> Result<T>,
+) -> Option<T> {
+    let object = key_path(&f.id);
+    at.tried.push(object.clone());
+    if f.log_n > 0 {
+        at.scrypt_runs += 1;
+    }
+    let plain = match agefile::decrypt(&f.bytes, identities, &object, MAX_KEY_FILE) {
+        Ok(p) => p,
+        Err(agefile::DecryptFail::WrongKey) => return None,
+        Err(e) => {
+            at.damaged.get_or_insert(e.into_error(&object));
+            return None;
+        }
+    };
+    let opened =
+        object::open::<KeyBody>(ObjectKind::Key, &plain, &object, None).and_then(|(body, _)| {
+            let crypto =
+                Crypto::from_secret(&body.identity, &body.id_key, body.chunker_seed, &object)?;
+            Ok(Candidate {
+                id: f.id.clone(),
+                repo_id: body.repo_id,
+                crypto,
+            })
+        });
+    match opened.and_then(accept) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            at.damaged.get_or_insert(e);
+            None
+        }
+    }
+}
+
+/// The scrypt work factor of passphrase key `id` (`key passwd` keeps it).
+pub fn scrypt_log_n(store: &dyn Backend, id: &str) -> Result<u8> {
+    let object = key_path(id);
+    let bytes = store.get(&object)?;
+    agefile::scrypt_log_n(&bytes)
+        .ok_or_else(|| Error::corrupt(object, "no scrypt stanza in the header"))
 }
 
 /// The info of key `id` if `key passwd` may replace it (keys.md "Key
@@ -390,8 +533,8 @@ pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Re
 }
 
 /// `key passwd`: replace passphrase key `old` (the one that unlocked) by a
-/// new passphrase key with the same label, which `new_key` makes from the
-/// old key's info (asking for the passphrase only once the old key is
+/// new passphrase key with the same label and, unless `new_key` sets one,
+/// the same scrypt work factor; `new_key` makes it from the old key's info (asking for the passphrase only once the old key is
 /// known to be replaceable, [`passphrase_key_info`]). The new key is
 /// durable before the old one goes: a crash in between leaves both, never
 /// neither. Returns the new key's id.
@@ -404,7 +547,14 @@ pub fn change_passphrase(
 ) -> Result<String> {
     // keys.md "Key commands": the info decides (and gives the label).
     let info = passphrase_key_info(store, crypto, old)?;
-    let new = new_key(&info)?;
+    let mut new = new_key(&info)?;
+    // The new key keeps the old one's work factor unless told.
+    if let NewKey::Passphrase {
+        log_n: l @ None, ..
+    } = &mut new
+    {
+        *l = Some(scrypt_log_n(store, old)?);
+    }
     let id = add(store, crypto, repo_id, &new, &info.label)?;
     remove(store, old)?;
     Ok(id)

@@ -124,6 +124,22 @@ impl Index {
     /// file); an existing file is opened as by [`Index::open`].
     pub fn create(path: &Path) -> Result<Index> {
         if !path.exists() {
+            // 0600, whatever the umask: beside a local repository the index
+            // is in the storage's reach, and it names blob sizes
+            // (threat-model.md "index.sqlite"). SQLite gives its -wal and
+            // -shm files the database file's mode.
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| Error::Io {
+                        path: path.to_path_buf(),
+                        source: e,
+                    })?;
+            }
             let conn = Connection::open(path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.execute_batch(SCHEMA)?;

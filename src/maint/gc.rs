@@ -28,6 +28,9 @@ pub struct GcOptions {
     pub max_repack: Option<u64>,
     /// How long a pack stays condemned before it is deleted.
     pub grace: Duration,
+    /// Run although snapshots this machine saw are gone unexplained, and
+    /// accept their loss (maint/vanished.rs).
+    pub acknowledge_missing: bool,
 }
 
 impl Default for GcOptions {
@@ -37,6 +40,7 @@ impl Default for GcOptions {
             max_unused: MaxUnused::Percent(5.0),
             max_repack: None,
             grace: gcstate::DEFAULT_GRACE,
+            acknowledge_missing: false,
         }
     }
 }
@@ -87,6 +91,9 @@ pub struct GcReport {
     pub grace_secs: u64,
     /// `tmp/` files removed.
     pub tmp_removed: u64,
+    /// Snapshots this machine saw that were gone, accepted as lost with
+    /// `acknowledge_missing` (hex ids).
+    pub acknowledged_missing: Vec<String>,
     /// Problems that did not stop gc.
     pub warnings: Vec<String>,
     /// Wall time.
@@ -106,6 +113,12 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
         grace_secs: opts.grace.as_secs(),
         ..GcReport::default()
     };
+    // Before anything: snapshots hidden by the storage would lose their
+    // data here (threat-model.md "Rollback and deletion").
+    report.acknowledged_missing = super::vanished::guard(repo, "gc", opts.acknowledge_missing)?
+        .iter()
+        .map(|i| i.to_hex())
+        .collect();
     // 1. No other writer holds a lock: old tmp/ files are leftovers.
     if !opts.dry_run {
         let age = opts.grace.min(Duration::from_secs(3600));
@@ -256,16 +269,22 @@ fn condemn_step(
     } else {
         condemned.extend(fresh.map(|p| (p, now)));
     }
-    let forgotten: BTreeMap<_, _> = read
-        .forgotten
-        .iter()
-        .filter(|(_, (_, since))| *since > due_before)
-        .map(|(k, v)| (*k, *v))
-        .collect();
+    // Removed snapshots are kept as long as tombstones, so that another
+    // host's record of seen snapshots can tell their removal from a
+    // manifest hidden by the storage (maint/vanished.rs). Past this run's
+    // grace period only the id is kept, without the tree: this run may
+    // delete that tree's data, and a later run (or `check`) with a longer
+    // grace period must not take it for a root.
     // Tombstones: an index elsewhere drops a deleted pack instead of
     // reporting it missing. The packs to delete stay condemned in the new
     // state too, in case this run dies before deleting them.
     let keep_after = now.saturating_sub(gcstate::TOMBSTONE_DAYS * 86_400 * 1_000_000_000);
+    let forgotten: BTreeMap<_, _> = read
+        .forgotten
+        .iter()
+        .filter(|(_, (_, since))| *since > keep_after)
+        .map(|(k, &(tree, since))| (*k, (tree.filter(|_| since > due_before), since)))
+        .collect();
     let mut deleted: BTreeMap<PackId, i64> = read
         .deleted
         .iter()
@@ -296,13 +315,28 @@ fn condemn_step(
     })
 }
 
-/// The readable snapshots' root trees; an unreadable manifest stops gc.
+/// The readable snapshots' root trees; an unreadable manifest stops gc
+/// (format-spec/gc.md step 2), naming the command that removes it.
 fn snapshot_roots(repo: &Repo, report: &mut GcReport) -> Result<Vec<BlobId>> {
     let (list, bad) = snapshot::list(repo)?;
+    let named: Vec<String> = bad
+        .iter()
+        .filter_map(|e| match e {
+            Error::Corrupt { object, .. } => object.strip_prefix("snapshots/"),
+            _ => None,
+        })
+        .map(|hex| hex.chars().take(16).collect())
+        .collect();
     if let Some(e) = snapshot::first_error(bad) {
         return Err(Error::Invalid(format!(
-            "gc stopped: {e}; an unreadable snapshot may need any blob, so nothing was changed \
-             (remove the file if the snapshot is lost)"
+            "gc stopped: {e}; an unreadable snapshot may need any blob, so nothing was changed. \
+             If the snapshot is lost (or was planted by the storage), remove it with \
+             `strata forget {}`",
+            if named.is_empty() {
+                "ID".to_string()
+            } else {
+                named.join(" ")
+            }
         )));
     }
     report.snapshots = list.len() as u64;

@@ -11,3 +11,4 @@ mod repack;
 pub mod repair;
 pub mod rewrite;
 pub mod tag;
+pub mod vanished;

@@ -2,6 +2,7 @@
 //! packs durably (INV-1, INV-2), and readers for trailers and blobs.
 
 pub mod format;
+pub mod pad;
 pub mod reader;
 pub mod writer;
 

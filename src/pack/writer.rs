@@ -2,7 +2,9 @@
 //! publish as `packs/xx/<hash>`, fsync directory (INV-1, INV-5). The caller indexes the sealed
 //! pack only after `finish` returns (INV-2). In an encrypted repository the
 //! pack is written through an age STREAM and named by the BLAKE3 of the
-//! ciphertext (keys.md "Packs").
+//! ciphertext (keys.md "Packs"). An encrypted tree pack is padded to a
+//! size class (pad.rs): its last blob is held back until the seal, which
+//! appends the padding to it.
 
 use super::format::{self, PackEntry};
 use crate::blob::{BlobKind, Compression};
@@ -28,6 +30,18 @@ pub struct PackWriter {
     offset: u64,
     entries: Vec<PackEntry>,
     kind: BlobKind,
+    /// Pad to a size class (an encrypted tree pack): the last blob waits
+    /// in `pending` until the next one or the seal.
+    pad: bool,
+    pending: Option<Pending>,
+}
+
+/// A blob not written yet.
+struct Pending {
+    id: BlobId,
+    raw_len: u32,
+    comp: Compression,
+    stored: Vec<u8>,
 }
 
 impl std::fmt::Debug for PackWriter {
@@ -83,6 +97,8 @@ impl PackWriter {
             offset: 0,
             entries: Vec::new(),
             kind,
+            pad: recipient.is_some() && kind == BlobKind::Tree,
+            pending: None,
         };
         w.write(&format::HEADER)?;
         Ok(w)
@@ -106,6 +122,26 @@ impl PackWriter {
         comp: Compression,
         stored: &[u8],
     ) -> Result<()> {
+        if self.pad {
+            self.write_pending()?;
+            self.pending = Some(Pending {
+                id,
+                raw_len,
+                comp,
+                stored: stored.to_vec(),
+            });
+            return Ok(());
+        }
+        self.write_blob(id, raw_len, comp, stored)
+    }
+
+    fn write_blob(
+        &mut self,
+        id: BlobId,
+        raw_len: u32,
+        comp: Compression,
+        stored: &[u8],
+    ) -> Result<()> {
         let e = PackEntry {
             id,
             offset: self.offset,
@@ -119,25 +155,58 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Bytes written so far.
+    fn write_pending(&mut self) -> Result<()> {
+        match self.pending.take() {
+            Some(p) => self.write_blob(p.id, p.raw_len, p.comp, &p.stored),
+            None => Ok(()),
+        }
+    }
+
+    /// Pad the held-back last blob so that the whole pack (its trailer
+    /// included) reaches its size class (pad.rs). A raw blob becomes a
+    /// zstd frame first (compression 1 allows stored > raw). Left as it
+    /// is where the padding would pass the stored-length limit.
+    fn pad_pending(&mut self) -> Result<()> {
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        if p.comp == Compression::None {
+            p.stored = zstd::bulk::compress(&p.stored, 1)
+                .map_err(|e| crate::Error::Invalid(format!("zstd: {e}")))?;
+            p.comp = Compression::Zstd;
+        }
+        let trailer = (format::ENTRY_LEN * (self.entries.len() + 1) + format::FOOTER_LEN) as u64;
+        let len = self.offset + p.stored.len() as u64 + trailer;
+        let pad = super::pad::padding(len);
+        if pad > 0 && p.stored.len() as u64 + pad <= crate::blob::MAX_STORED as u64 {
+            if let Some(frame) = super::pad::skippable_frame(pad) {
+                p.stored.extend_from_slice(&frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes added so far.
     pub fn size(&self) -> u64 {
-        self.offset
+        self.offset + self.pending.as_ref().map_or(0, |p| p.stored.len() as u64)
     }
 
     /// Number of blobs.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + usize::from(self.pending.is_some())
     }
 
     /// True when no blob was added.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Write trailer and footer, then publish the file as
     /// `packs/xx/<id>` through the backend: durable before this returns
     /// (INV-1), create-only (INV-5).
     pub fn finish(mut self, store: &dyn crate::backend::Backend) -> Result<SealedPack> {
+        self.pad_pending()?;
+        self.write_pending()?;
         let trailer = format::encode_trailer(&self.entries);
         self.write(&trailer)?;
         let out = match self.out {

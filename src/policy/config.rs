@@ -26,6 +26,7 @@ struct RawConfig {
     password_command: Option<String>,
     password_file: Option<PathBuf>,
     identity: Option<PathBuf>,
+    require_encryption: Option<bool>,
     offsite: Option<String>,
     webhook: Option<String>,
     #[serde(default)]
@@ -269,6 +270,10 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Unlocking: an age identity or ssh private key file.
     pub identity: Option<PathBuf>,
+    /// `require_encryption`: refuse an unencrypted repository
+    /// (threat-model.md "Downgrade"). Unset: required whenever a credential
+    /// is given (here, on the command line or in the environment).
+    pub require_encryption: Option<bool>,
     /// The offsite repository URL.
     pub offsite: Option<String>,
     /// Where `run` POSTs its JSON summary.
@@ -491,6 +496,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         password_command: raw.password_command.clone(),
         password_file: raw.password_file.as_deref().map(|p| cx.rel(p)),
         identity: raw.identity.as_deref().map(|p| cx.rel(p)),
+        require_encryption: raw.require_encryption,
         offsite: raw.offsite.clone(),
         webhook: raw.webhook.clone(),
         sources,

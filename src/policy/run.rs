@@ -362,7 +362,11 @@ impl<'a> Runner<'a> {
             Err(e) => return self.repo.events().warning(&format!("summary: {e}")),
         };
         match webhook::post(url, &json, std::time::Duration::from_secs(10)) {
-            Ok(_) => self.log.line(("webhook", "-"), Status::Ok, url, None, 0.0),
+            Ok(_) => {
+                let shown = webhook::shown(url);
+                self.log
+                    .line(("webhook", "-"), Status::Ok, &shown, None, 0.0)
+            }
             Err(e) => self.repo.events().warning(&e.to_string()),
         }
     }

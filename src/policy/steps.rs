@@ -76,7 +76,10 @@ fn forget_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
     let tz = jiff::tz::TimeZone::system();
     let mut removed = 0u64;
     let mut errors = Vec::new();
-    for s in &cfg.sources {
+    // threat-model.md "Rollback and deletion": no forget while snapshots
+    // this machine saw are gone unexplained.
+    let guard = crate::maint::vanished::guard(&r.repo, "forget", false);
+    for s in cfg.sources.iter().filter(|_| guard.is_ok()) {
         let opts = ForgetOptions {
             policy: cfg.retention.clone(),
             filter: crate::snapshot::Filter {
@@ -92,6 +95,9 @@ fn forget_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
             Ok(n) => removed += n,
             Err(e) => errors.push(format!("{}: {e}", s.name)),
         }
+    }
+    if let Err(e) = guard {
+        errors.push(e.to_string());
     }
     r.st.forgotten_since_gc += removed;
     let detail = format!("removed {removed} snapshots");
@@ -140,6 +146,7 @@ fn gc_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
             max_unused: cfg.gc.max_unused,
             max_repack: cfg.gc.max_repack,
             grace,
+            acknowledge_missing: false,
         };
         gc::run(&r.repo, &opts, l, &gc::Progress::default())
     });

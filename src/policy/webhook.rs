@@ -3,6 +3,22 @@
 //! backup. HTTP goes through reqwest, which the `cloud` feature already
 //! builds for object storage (rustls for https), on a small tokio runtime
 //! of its own; a build without `cloud` reports the webhook as unavailable.
+//! A webhook URL often carries a secret token (in its path or query), so
+//! logs and errors name only its scheme, host and port ([`shown`]).
+
+/// What logs and errors show of a webhook URL: `scheme://host[:port]`,
+/// never its path, query or credentials, which often hold a token.
+pub fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(an invalid URL)".into(),
+    }
+}
 
 /// POST `body` (JSON) to `url`, giving up after `timeout`. `Err` is a
 /// one-line description naming the URL.
@@ -12,7 +28,8 @@ pub fn post(
     body: &serde_json::Value,
     timeout: std::time::Duration,
 ) -> Result<u16, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("webhook {url}: {e}");
+    let shown = shown(url);
+    let fail = |e: &dyn std::fmt::Display| format!("webhook {shown}: {e}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,7 +47,8 @@ pub fn post(
             .body(bytes)
             .send()
             .await
-            .map_err(|e| fail(&e))?;
+            // reqwest's message names the whole URL
+            .map_err(|e| fail(&e.without_url()))?;
         let status = resp.status();
         if status.is_success() {
             Ok(status.as_u16())
@@ -48,6 +66,7 @@ pub fn post(
     _timeout: std::time::Duration,
 ) -> Result<u16, String> {
     Err(format!(
-        "webhook {url}: not available in this build (built without the `cloud` feature)"
+        "webhook {}: not available in this build (built without the `cloud` feature)",
+        shown(url)
     ))
 }

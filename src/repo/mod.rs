@@ -70,6 +70,29 @@ pub struct Repo {
     events: Arc<dyn Events>,
 }
 
+/// What [`Repo::open_with_options`] refuses (threat-model.md "Downgrade").
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Refuse a repository that is not encrypted; the text says why
+    /// encryption is expected (the credential given, or the policy's
+    /// `require_encryption`), for the error.
+    pub require_encryption: Option<String>,
+}
+
+/// Refuse an unencrypted repository at `name` when `opts` requires
+/// encryption, or when this user recorded an encrypted one there.
+pub fn refuse_unencrypted(name: &str, opts: &OpenOptions) -> Result<()> {
+    if let Some(why) = &opts.require_encryption {
+        return Err(Error::Refused(format!(
+            "{name}: refusing to open: the repository is not encrypted, but {why}; a storage \
+             that swaps in a plaintext config could otherwise switch encryption off \
+             (threat-model.md \"Downgrade\"). For an unencrypted repository give no passphrase \
+             or identity (or set require_encryption = false in strata.toml)"
+        )));
+    }
+    known::check_unencrypted(name)
+}
+
 /// Where `Repo::open` gets a credential when the repository is encrypted;
 /// it is called at most once, and never for an unencrypted repository.
 pub type CredentialSource<'a> = &'a mut dyn FnMut() -> Result<Credential>;
@@ -225,6 +248,7 @@ impl Repo {
                 repo.store.name(),
                 &repo.config.repo_id,
                 &c.recipient().to_string(),
+                repo.key_id.as_deref().unwrap_or(""),
             );
         }
         Ok(repo)
@@ -269,14 +293,24 @@ impl Repo {
     /// `creds` if it is encrypted: the first key file that opens with the
     /// credential and whose secret authenticates the config wins.
     pub fn open_with(path: &Path, creds: CredentialSource) -> Result<Repo> {
-        Repo::open_reporting(path, creds, crate::events::silent())
+        Repo::open_with_options(path, creds, &OpenOptions::default())
     }
 
-    /// [`Repo::open_with`], reporting to `events` (which the repository
-    /// keeps; see [`Repo::events`]).
+    /// [`Repo::open_with`], refusing what `opts` rules out.
+    pub fn open_with_options(
+        path: &Path,
+        creds: CredentialSource,
+        opts: &OpenOptions,
+    ) -> Result<Repo> {
+        Repo::open_reporting(path, creds, opts, crate::events::silent())
+    }
+
+    /// [`Repo::open_with_options`], reporting to `events` (which the
+    /// repository keeps; see [`Repo::events`]).
     pub fn open_reporting(
         path: &Path,
         creds: CredentialSource,
+        opts: &OpenOptions,
         events: Arc<dyn Events>,
     ) -> Result<Repo> {
         if let Some(url) = url_of(path) {
@@ -291,7 +325,7 @@ impl Repo {
                 }
                 Err(e) => return Err(e.into()),
             };
-            return Repo::open_in(store, (None, None), &bytes, creds, events);
+            return Repo::open_in(store, (None, None), &bytes, creds, (opts, events));
         }
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
@@ -323,7 +357,7 @@ impl Repo {
             }
         }
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        Repo::open_in(store, (Some(path), None), &bytes, creds, events)
+        Repo::open_in(store, (Some(path), None), &bytes, creds, (opts, events))
     }
 
     /// Open the repository in `store` with `work` as its work directory
@@ -345,7 +379,7 @@ impl Repo {
             (None, Some(work)),
             &bytes,
             creds,
-            crate::events::silent(),
+            (&OpenOptions::default(), crate::events::silent()),
         )
     }
 
@@ -357,7 +391,7 @@ impl Repo {
         (local, given): (Option<&Path>, Option<&Path>),
         bytes: &[u8],
         creds: CredentialSource,
-        events: Arc<dyn Events>,
+        (opts, events): (&OpenOptions, Arc<dyn Events>),
     ) -> Result<Repo> {
         let name = store.name().to_string();
         // The work directory of a repository on object storage needs its id,
@@ -371,13 +405,19 @@ impl Repo {
             })
         };
         if !agefile::is_age(bytes) {
+            // Downgrade (threat-model.md): whether a repository is encrypted
+            // is read from the storage, which may lie; a plaintext config is
+            // refused where encryption is expected, before anything is read
+            // or written under it.
+            refuse_unencrypted(&name, opts)?;
             let config = Config::from_bytes(bytes, "config", None)?;
             let (w, i) = work(&config.repo_id)?;
             let repo = Repo::assemble(w, i, store, local.is_some(), config, None, None)?;
             return Ok(repo.with_events(events));
         }
         let cred = creds()?;
-        let repo = keys::unlock(&*store.clone(), &cred, &mut |cand| {
+        let prefer = known::last_key(&name);
+        let repo = keys::unlock(&*store.clone(), &cred, prefer.as_deref(), &mut |cand| {
             let crypto = Arc::new(cand.crypto);
             let config = crypto
                 .decrypt(bytes, "config", MAX_FILE)
@@ -400,7 +440,12 @@ impl Repo {
             )
         })?;
         if let Some(c) = &repo.crypto {
-            known::check(&name, &repo.config.repo_id, &c.recipient().to_string())?;
+            known::check(
+                &name,
+                &repo.config.repo_id,
+                &c.recipient().to_string(),
+                repo.key_id.as_deref().unwrap_or(""),
+            )?;
         }
         Ok(repo.with_events(events))
     }

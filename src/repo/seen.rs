@@ -8,8 +8,11 @@
 //! written under a temp name, fsynced and renamed (0600), under an
 //! advisory lock so two processes never lose each other's update.
 //! Removals from this machine (`forget`, `tag`, `rewrite`, `repair`: all go
-//! through `snapshot::remove`) leave the record first, so only snapshots
-//! that vanished otherwise are reported. With `STRATA_CACHE_DIR=` (empty)
+//! through `snapshot::remove`) leave the record first, and removals from
+//! another host are told apart by the gc state, which records every
+//! removed snapshot for 90 days (format-spec/gc.md "Gc state files"), so
+//! only snapshots that vanished otherwise are reported; `gc` and `forget`
+//! refuse to run while any are (maint/vanished.rs). With `STRATA_CACHE_DIR=` (empty)
 //! nothing is recorded. Everything here is best effort: a record that
 //! cannot be read or written never fails a command.
 
@@ -67,10 +70,11 @@ fn update(
     });
 }
 
-/// Record snapshots written by this machine.
+/// Record snapshots written by this machine (a first record holds only
+/// them; the next listing adds the rest).
 pub fn added(repo: &Repo, ids: &[SnapshotId]) {
     update(repo, |seen| {
-        let mut seen = seen?; // no record yet: the next listing makes one
+        let mut seen = seen.unwrap_or_default();
         let before = seen.len();
         seen.extend(ids.iter().copied());
         (seen.len() != before).then_some(seen)
@@ -90,26 +94,39 @@ pub fn removed(repo: &Repo, ids: &[SnapshotId]) {
 }
 
 /// Compare the snapshots listed now with the record: the ids seen before
-/// and gone now (without a removal from this machine), sorted. The new
-/// ones are recorded; with `acknowledge` the vanished ones leave the
-/// record (they are reported once), else they stay (reported again).
-/// No record yet: the listing becomes the record, and nothing vanished.
-pub fn observe(repo: &Repo, listed: &[SnapshotId], acknowledge: bool) -> Vec<SnapshotId> {
+/// and gone now, without a removal from this machine and not recorded as
+/// forgotten in the gc state (`forgotten`: another host's `forget`), sorted.
+/// The new ones are recorded, the forgotten ones leave the record, and
+/// the vanished ones stay in it: they are reported by every command that
+/// looks until [`acknowledge`] removes them (threat-model.md "Rollback and
+/// deletion"). No record yet: the listing becomes the record, and nothing
+/// vanished.
+pub fn observe(
+    repo: &Repo,
+    listed: &[SnapshotId],
+    forgotten: &BTreeSet<SnapshotId>,
+) -> Vec<SnapshotId> {
     let now: BTreeSet<SnapshotId> = listed.iter().copied().collect();
     let mut vanished = Vec::new();
     update(repo, |seen| {
         let Some(seen) = seen else {
             return Some(now);
         };
-        vanished = seen.difference(&now).copied().collect();
-        let new = if acknowledge {
-            now
-        } else {
-            seen.union(&now).copied().collect()
-        };
+        let new: BTreeSet<SnapshotId> = seen
+            .union(&now)
+            .filter(|id| now.contains(id) || !forgotten.contains(id))
+            .copied()
+            .collect();
+        vanished = new.difference(&now).copied().collect();
         (new != seen).then_some(new)
     });
     vanished
+}
+
+/// The user accepts that these snapshots are lost (`--acknowledge-missing`):
+/// they leave the record and are reported no more.
+pub fn acknowledge(repo: &Repo, ids: &[SnapshotId]) {
+    removed(repo, ids);
 }
 
 /// The warning for vanished snapshots, one line.
@@ -119,9 +136,9 @@ pub fn warning(vanished: &[SnapshotId]) -> Option<String> {
     }
     let shown: Vec<String> = vanished.iter().take(10).map(|i| i.short()).collect();
     Some(format!(
-        "{} snapshots this machine saw before are gone without a forget from here: {}{} \
-         (forgotten on another host, or deleted or rolled back by the storage; \
-         threat-model.md \"Rollback and deletion\")",
+        "{} snapshots this machine saw before are gone, and no forget recorded them: {}{} \
+         (deleted or rolled back by the storage, or forgotten on another host more than \
+         90 days ago; threat-model.md \"Rollback and deletion\")",
         vanished.len(),
         shown.join(", "),
         if vanished.len() > 10 { ", …" } else { "" }

@@ -11,8 +11,8 @@ pub mod unlock;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::policy::Config;
-use crate::repo::Repo;
 use crate::repo::lock::{Lock, LockKind};
+use crate::repo::{OpenOptions, Repo};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,8 @@ pub struct SessionOptions {
 /// Which strata.toml a session takes the repository and keys from.
 #[derive(Clone, Copy, Debug)]
 pub enum ConfigChoice<'a> {
+    /// None (`sync --from`).
+    Nothing,
     /// Only when no repository is given: `STRATA_CONFIG`, else
     /// ./strata.toml, else ~/.config/strata/strata.toml, if one exists.
     Implicit,
@@ -153,6 +155,7 @@ impl Session {
             opts.repo = env_path("STRATA_REPO");
         }
         let config = match choice {
+            ConfigChoice::Nothing => None,
             ConfigChoice::Implicit if opts.repo.is_some() => None,
             ConfigChoice::Implicit => found_config(env_path("STRATA_CONFIG").as_deref())?,
             ConfigChoice::IfFound(explicit) => found_config(explicit)?,
@@ -209,11 +212,29 @@ impl Session {
         src
     }
 
+    /// What an open with the unlock sources `src` refuses (threat-model.md
+    /// "Downgrade"): an unencrypted repository when a credential is given,
+    /// or when strata.toml says `require_encryption = true`;
+    /// `require_encryption = false` allows it.
+    pub fn open_options(&self, src: &Sources) -> OpenOptions {
+        let cfg = self.config.as_ref();
+        let require_encryption = match cfg.and_then(|c| c.require_encryption.map(|r| (r, c))) {
+            Some((false, _)) => None,
+            Some((true, c)) => Some(format!(
+                "{} says require_encryption = true",
+                c.path.display()
+            )),
+            None => unlock::configured(src),
+        };
+        OpenOptions { require_encryption }
+    }
+
     /// Open the repository, unlocking it if it is encrypted; it reports
     /// to `events`.
     pub fn open(&self, events: &Arc<dyn Events>) -> Result<Opened> {
         let path = self.repo_path()?;
         let src = self.unlock_sources();
+        let opts = self.open_options(&src);
         let mut used = None;
         let repo = Repo::open_reporting(
             &path,
@@ -222,6 +243,7 @@ impl Session {
                 used = Some(u);
                 Ok(cred)
             },
+            &opts,
             events.clone(),
         )?;
         Ok(Opened { repo, used })

@@ -69,9 +69,7 @@ fn read_password_file(path: &Path) -> Result<SecretString> {
 }
 
 fn password_command(cmd: &str, what: &str) -> Result<SecretString> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
+    let out = crate::sys::shell(cmd)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -107,6 +105,39 @@ fn passphrase_from_sources(src: &Sources) -> Result<Option<SecretString>> {
         return password_command(c, "strata.toml password_command").map(Some);
     }
     Ok(None)
+}
+
+/// The first credential that is given, named for an error, without
+/// reading it: a repository opened with one must be encrypted
+/// (threat-model.md "Downgrade").
+pub fn configured(src: &Sources) -> Option<String> {
+    let named = |what: &str| Some(format!("a credential was given ({what})"));
+    if src.password_file.is_some() {
+        return named("--password-file");
+    }
+    for var in [
+        "STRATA_PASSWORD",
+        "STRATA_PASSWORD_COMMAND",
+        "STRATA_IDENTITY",
+    ] {
+        if env_nonempty(var).is_some() {
+            return named(var);
+        }
+    }
+    if src.identity.is_some() {
+        return named("--identity");
+    }
+    let c = &src.config;
+    if c.password_file.is_some() {
+        return named("strata.toml password_file");
+    }
+    if c.password_command.is_some() {
+        return named("strata.toml password_command");
+    }
+    if c.identity.is_some() {
+        return named("strata.toml identity");
+    }
+    None
 }
 
 const NO_SOURCE: &str = "the repository is encrypted: give its passphrase with --password-file, \

@@ -58,6 +58,18 @@ pub fn remove(repo: &Repo, ids: &[SnapshotId]) -> Result<()> {
     Ok(())
 }
 
+/// Snapshots this machine saw that are gone, and that no gc state records
+/// as forgotten (repo/seen.rs; threat-model.md "Rollback and deletion"):
+/// the snapshots are listed first, then the gc state read, so a concurrent
+/// forget (which records before it deletes, GC-6) is never mistaken for a
+/// loss. The record is updated with what is listed now.
+pub fn vanished(repo: &Repo) -> Result<Vec<SnapshotId>> {
+    let listed = ids(repo)?;
+    let state = crate::repo::gcstate::load(repo)?;
+    let forgotten = state.forgotten.keys().copied().collect();
+    Ok(crate::repo::seen::observe(repo, &listed, &forgotten))
+}
+
 /// Snapshots with their ids.
 pub type Listed = Vec<(SnapshotId, Snapshot)>;
 
@@ -131,6 +143,13 @@ pub fn resolve(
                 first_error(bad).unwrap_or_else(|| Error::SnapshotNotFound("latest".into()))
             });
     }
+    let id = resolve_id(repo, spec)?;
+    Ok((id, Snapshot::load(repo, &id)?))
+}
+
+/// The one snapshot whose id starts with the hex prefix `spec`, without
+/// reading its manifest.
+pub fn resolve_id(repo: &Repo, spec: &str) -> Result<SnapshotId> {
     if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Invalid(format!(
             "{spec:?} is not a snapshot id (hex prefix) or `latest`"
@@ -142,7 +161,7 @@ pub fn resolve(
         .filter(|id| id.to_hex().starts_with(&spec_l))
         .collect();
     match found.as_slice() {
-        [id] => Ok((*id, Snapshot::load(repo, id)?)),
+        [id] => Ok(*id),
         [] => Err(Error::SnapshotNotFound(spec.into())),
         _ => Err(Error::Invalid(format!(
             "snapshot prefix {spec} is ambiguous ({} matches)",

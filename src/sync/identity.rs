@@ -53,7 +53,15 @@ pub(super) struct SourceKeys<'a, 'c> {
 
 impl<'a, 'c> SourceKeys<'a, 'c> {
     /// Read the source's config; a source without one is no repository.
-    pub fn read(src: &'a dyn Backend, creds: CredentialSource<'c>) -> Result<Self> {
+    /// An unencrypted source is refused where `open` requires encryption or
+    /// this user recorded an encrypted repository (threat-model.md
+    /// "Downgrade"): its packs would otherwise be copied offsite as
+    /// plaintext.
+    pub fn read(
+        src: &'a dyn Backend,
+        creds: CredentialSource<'c>,
+        open: &crate::repo::OpenOptions,
+    ) -> Result<Self> {
         let config = match src.get(key::CONFIG) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -64,6 +72,9 @@ impl<'a, 'c> SourceKeys<'a, 'c> {
             }
             Err(e) => return Err(e.into()),
         };
+        if !agefile::is_age(&config) {
+            crate::repo::refuse_unencrypted(src.name(), open)?;
+        }
         Ok(SourceKeys {
             src,
             config,
@@ -215,7 +226,8 @@ pub(super) fn snapshot_time(
 /// secret authenticates `config` (as `Repo::open_with` decides).
 fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Crypto>> {
     let object = format!("{}: config", src.name());
-    keys::unlock(src, cred, &mut |cand| {
+    let prefer = crate::repo::known::last_key(src.name());
+    keys::unlock(src, cred, prefer.as_deref(), &mut |cand| {
         let crypto = Arc::new(cand.crypto);
         let plain = crypto.decrypt(config, &object, MAX_FILE)?;
         let c = Config::from_bytes(&plain, &object, Some(&crypto))?;

@@ -48,6 +48,9 @@ pub struct SyncOptions {
     pub jobs: usize,
     /// Upload cap in bytes per second, shared by all workers.
     pub limit_upload: Option<u64>,
+    /// Refuse an unencrypted source (threat-model.md "Downgrade"), as
+    /// [`crate::repo::OpenOptions`] does for an open.
+    pub open: crate::repo::OpenOptions,
 }
 
 impl Default for SyncOptions {
@@ -57,6 +60,7 @@ impl Default for SyncOptions {
             delete: false,
             jobs: DEFAULT_JOBS,
             limit_upload: None,
+            open: Default::default(),
         }
     }
 }
@@ -178,7 +182,7 @@ pub fn run(
         dry_run: opts.dry_run,
         ..SyncReport::default()
     };
-    let mut keys = SourceKeys::read(src, creds)?;
+    let mut keys = SourceKeys::read(src, creds, &opts.open)?;
     let action = identity::check(&mut keys, dst)?;
     r.new_mirror = action == ConfigAction::New;
     let src_list = Listing::read(src)?;

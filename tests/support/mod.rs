@@ -53,6 +53,23 @@ pub fn command() -> std::process::Command {
     c
 }
 
+/// Give `c` the unlock sources `repo` takes: none for an existing local
+/// repository whose config is not an age file, since strata refuses to
+/// open an unencrypted repository when a passphrase is given
+/// (threat-model.md "Downgrade"); else [`command`]'s passphrase.
+pub fn unlock_for<C: std::borrow::BorrowMut<std::process::Command>>(
+    mut c: C,
+    repo: impl AsRef<Path>,
+) -> C {
+    let repo = repo.as_ref();
+    let plain =
+        fs::read(repo.join("config")).is_ok_and(|b| !b.starts_with(b"age-encryption.org/v1\n"));
+    if plain {
+        c.borrow_mut().env_remove("STRATA_PASSWORD");
+    }
+    c
+}
+
 /// The cache directory of this test process (repositories are told apart
 /// by id and path inside it), under the system temp dir rather than the
 /// user's cache.
@@ -118,7 +135,7 @@ pub fn strata_command() -> std::process::Command {
 
 /// `strata -r REPO ARGS...`, stdin closed.
 pub fn strata(repo: &Path, args: &[&str]) -> Output {
-    command()
+    unlock_for(command(), repo)
         .arg("--repo")
         .arg(repo)
         .args(args)
@@ -200,7 +217,7 @@ impl Strata {
 
     /// `strata -r REPO` ([`strata_command`]) with a timeout; add the rest.
     pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::from_std(strata_command());
+        let mut c = assert_cmd::Command::from_std(unlock_for(strata_command(), &self.repo));
         c.arg("--repo").arg(&self.repo).timeout(TIMEOUT);
         c
     }

@@ -117,7 +117,7 @@ impl Checking<'_> {
         }
         self.report.snapshots = snapshots.len() as u64;
         // Kept in the record, so every check warns until `snapshots` has.
-        let vanished = crate::repo::seen::observe(repo, &crate::snapshot::ids(repo)?, false);
+        let vanished = crate::snapshot::vanished(repo)?;
         self.report.vanished_snapshots = vanished.iter().map(|i| i.to_hex()).collect();
         self.report
             .warnings
