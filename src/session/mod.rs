@@ -171,6 +171,15 @@ impl Session {
         self.config.as_ref()
     }
 
+    /// This session with `cfg` as its strata.toml (the policy a run or a
+    /// status report reads gives the repository and keys too).
+    pub fn with_config(&self, cfg: &Config) -> Session {
+        Session {
+            opts: self.opts.clone(),
+            config: Some(cfg.clone()),
+        }
+    }
+
     /// The lock options.
     pub fn lock_options(&self) -> LockOptions {
         self.opts.lock
