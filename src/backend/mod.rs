@@ -89,7 +89,7 @@ pub enum BackendError {
     /// S3 XML error body in object_store's message is cut down to its code
     /// and message, and line breaks become spaces; an empty key (a listing
     /// of the whole repository) is left out, and a missing bucket or
-    /// missing credentials get a hint ([`object::hint`]).
+    /// missing credentials get a hint (`object::hint`).
     #[error(
         "{}{}{}",
         object::at(backend, key),
