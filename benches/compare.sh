@@ -30,6 +30,12 @@
 #   STRATA_UNLOCK=passphrase          with ENCRYPTED=1: `passphrase` (STRATA_PASSWORD, one scrypt
 #                                     2^16 per command) or `identity` (an age key made with
 #                                     age-keygen: `init --recipient`, STRATA_IDENTITY)
+#   STRATA_BASELINE=BIN               a second strata binary (e.g. an older commit's
+#                                     target/release/strata), run as the tool `strata-base` right
+#                                     after `strata` (added to TOOLS if missing), interleaved with
+#                                     it day by day and restore round by restore round, set up as
+#                                     strata is; the report adds each figure's ratio to it:
+#                                     STRATA_BASELINE=/work/wt-base/target/release/strata TOOLS=strata
 #
 # Installs restic, borgbackup, zstd, postgresql, time (apt), rustic (cargo install rustic-rs) and
 # bupstash (cargo install bupstash, after apt libsodium-dev and pkg-config) if missing, builds
@@ -48,13 +54,27 @@ while (($#)); do
     case "$1" in
         --tools) TOOLS="${2:?--tools needs a value}"; shift 2 ;;
         --tools=*) TOOLS="${1#--tools=}"; shift ;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
+if [[ -n "$STRATA_BASELINE" ]]; then
+    [[ -x "$STRATA_BASELINE" ]] || die "STRATA_BASELINE=$STRATA_BASELINE is not an executable"
+    if [[ " ${TOOL_LIST[*]} " != *" strata-base "* ]]; then
+        # right after strata, so that the two alternate
+        with=()
+        for t in "${TOOL_LIST[@]}"; do with+=("$t"); [[ "$t" == strata ]] && with+=(strata-base); done
+        [[ " ${with[*]} " == *" strata-base "* ]] || with=(strata-base "${with[@]}")
+        TOOL_LIST=("${with[@]}")
+    fi
+fi
 for t in "${TOOL_LIST[@]}"; do
-    case "$t" in strata|strata-plain|restic|borg|rustic|bupstash|tar) ;; *) die "unknown tool '$t' in TOOLS (strata,strata-plain,restic,borg,rustic,bupstash,tar)";; esac
+    case "$t" in
+        strata|strata-plain|restic|borg|rustic|bupstash|tar) ;;
+        strata-base) [[ -n "$STRATA_BASELINE" ]] || die "tool strata-base needs STRATA_BASELINE=BIN" ;;
+        *) die "unknown tool '$t' in TOOLS (strata,strata-plain,strata-base,restic,borg,rustic,bupstash,tar)";;
+    esac
 done
 [[ "$DAYS" =~ ^[1-9][0-9]*$ ]] || die "DAYS must be a positive integer, got '$DAYS'"
 [[ "$RESTORE_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "RESTORE_ROUNDS must be a positive integer, got '$RESTORE_ROUNDS'"
@@ -81,6 +101,7 @@ for t in "${TOOL_LIST[@]}"; do
     log "$t: init"
     ok=0; tool_init "$t" "$BENCH_DIR/repos/$t" || ok=$?
     INIT_CMD[$t]="${T_CMD/#$STRATA/strata}"
+    [[ -n "$STRATA_BASELINE" ]] && INIT_CMD[$t]="${INIT_CMD[$t]/#$STRATA_BASELINE/strata-base}"
     if ((ok == 0)); then
         REPO[$t]="$(repo_bytes "$BENCH_DIR/repos/$t")"
         record "$t" - init "$T_WALL" "$T_RSS_KB" "${REPO[$t]}" 0 ok
@@ -94,7 +115,10 @@ for ((day = 0; day < DAYS; day++)); do
     DATA_BYTES[day]="$(du -sb "$DATA" | cut -f1)"
     nfiles="$(find "$DATA" -type f | wc -l)"
     log "day $day: data $(human "${DATA_BYTES[day]}") in $nfiles files"
-    for t in "${TOOL_LIST[@]}"; do
+    # each day starts with the next tool, as restore rounds do, so that no tool always
+    # backs up first (cold page cache) or right after another
+    for ((i = 0; i < ${#TOOL_LIST[@]}; i++)); do
+        t="${TOOL_LIST[(i + day) % ${#TOOL_LIST[@]}]}"
         [[ "${STATUS[$t]}" == ok ]] || continue
         if tool_backup "$t" "$BENCH_DIR/repos/$t" "$day"; then
             st=ok
@@ -188,6 +212,13 @@ fi
     fi
     if [[ "$ENCRYPTED" == 1 && -n "${RT_TIMES[strata]:-}" && -n "${RT_TIMES[restic]:-}" ]]; then
         echo "Restore, encrypted strata against restic (medians): $(ratio strata restic)x (target: at most 0.34x)."
+        echo
+    fi
+    if [[ -n "${RT_TIMES[strata]:-}" && -n "${RT_TIMES[strata-base]:-}" ]]; then
+        # strata over strata-base, figure by figure (1.00 = the same; within 5% = 0.95..1.05)
+        rel() { awk -v a="$1" -v b="$2" 'BEGIN{if (a != "-" && b != "-" && b > 0) printf "%.3f", a/b; else printf "-"}'; }
+        mean_of() { ((BN[$1] > 0)) && awk -v s="${BSUM[$1]}" -v n="${BN[$1]}" 'BEGIN{printf "%.2f", s/n}' || printf -- -; }
+        echo "strata against strata-base ($STRATA_BASELINE), same run: restore median $(tmedian "${RT_TIMES[strata]}") vs $(tmedian "${RT_TIMES[strata-base]}") s ($(rel "$(tmedian "${RT_TIMES[strata]}")" "$(tmedian "${RT_TIMES[strata-base]}")")x), restore min $(tmin "${RT_TIMES[strata]}") vs $(tmin "${RT_TIMES[strata-base]}") s ($(rel "$(tmin "${RT_TIMES[strata]}")" "$(tmin "${RT_TIMES[strata-base]}")")x), backup day 0 ${B0[strata]:--} vs ${B0[strata-base]:--} s ($(rel "${B0[strata]:--}" "${B0[strata-base]:--}")x), later days mean $(mean_of strata) vs $(mean_of strata-base) s ($(rel "$(mean_of strata)" "$(mean_of strata-base)")x)."
         echo
     fi
     echo "Raw measurements: $RESULTS; tool output: $BENCH_DIR/logs/. Total run time: $((SECONDS - START)) s."

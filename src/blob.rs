@@ -17,6 +17,15 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Its name in reports (`cat --raw pack`): `none`, `zstd`, `zstd-dict`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zstd => "zstd",
+            Compression::ZstdDict => "zstd-dict",
+        }
+    }
+
     /// Decode the trailer byte.
     pub fn from_u8(b: u8) -> Option<Self> {
         match b {
@@ -38,6 +47,14 @@ pub enum BlobKind {
 }
 
 impl BlobKind {
+    /// Its name in reports: `data` or `tree`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Data => "data",
+            BlobKind::Tree => "tree",
+        }
+    }
+
     /// Decode the trailer byte.
     pub fn from_u8(b: u8) -> Option<Self> {
         match b {

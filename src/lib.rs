@@ -16,6 +16,7 @@ pub mod chunker;
 pub mod crypto;
 pub mod dict;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod index;
 pub mod inspect;
@@ -28,6 +29,7 @@ pub mod policy;
 pub mod read;
 pub mod repo;
 pub mod restore;
+pub mod session;
 pub mod snapshot;
 pub mod sync;
 pub mod sys;
@@ -35,5 +37,8 @@ pub mod sys;
 pub use error::{Error, Result};
 pub use id::{BlobId, PackId, SnapshotId};
 pub use repo::{InitOptions, Repo};
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod mount;
+#[cfg(test)]
+mod tidy;

@@ -179,12 +179,17 @@ fn file_type(k: EntryKind) -> FileType {
     }
 }
 
-fn eio(e: &crate::Error) -> Errno {
-    eprintln!("strata: mount: {e}");
-    Errno::EIO
-}
-
 impl MountFs {
+    /// An error of a request: reported (the kernel only gets EIO).
+    fn eio(&self, e: &crate::Error) -> Errno {
+        self.chunks
+            .reader
+            .repo()
+            .events()
+            .notice(&format!("mount: {e}"));
+        Errno::EIO
+    }
+
     /// A filesystem over `snaps` (oldest first).
     pub fn new(reader: BlobReader<'static>, snaps: Vec<(SnapshotId, Snapshot)>) -> Self {
         let snaps = snaps
@@ -462,7 +467,7 @@ impl Filesystem for MountFs {
         };
         let kids = match self.children(&p) {
             Ok(k) => k,
-            Err(e) => return reply.error(eio(&e)),
+            Err(e) => return reply.error(self.eio(&e)),
         };
         match kids
             .into_iter()
@@ -501,7 +506,7 @@ impl Filesystem for MountFs {
                     }
                     reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
                 }
-                Err(e) => reply.error(eio(&e)),
+                Err(e) => reply.error(self.eio(&e)),
             },
             Some(_) => reply.error(Errno::EISDIR),
             None => reply.error(Errno::ENOENT),
@@ -527,7 +532,7 @@ impl Filesystem for MountFs {
         match fm {
             Some(fm) => match self.read_file(&fm, offset, size) {
                 Ok(d) => reply.data(&d),
-                Err(e) => reply.error(eio(&e)),
+                Err(e) => reply.error(self.eio(&e)),
             },
             None => reply.error(Errno::EBADF),
         }
@@ -562,7 +567,7 @@ impl Filesystem for MountFs {
         };
         let kids = match self.children(&node) {
             Ok(k) => k,
-            Err(e) => return reply.error(eio(&e)),
+            Err(e) => return reply.error(self.eio(&e)),
         };
         let mut all: Vec<(u64, FileType, Vec<u8>)> = vec![
             (ino.into(), FileType::Directory, b".".to_vec()),

@@ -63,6 +63,16 @@ impl<'r> BlobReader<'r> {
         Ok((Self::new(repo)?, rec.warnings))
     }
 
+    /// [`BlobReader::reconciled`], with its warnings (packs skipped as
+    /// unreadable) reported to the repository's events.
+    pub fn reporting(repo: &'r Repo) -> Result<Self> {
+        let (reader, skipped) = Self::reconciled(repo)?;
+        for w in &skipped {
+            repo.events().warning(w);
+        }
+        Ok(reader)
+    }
+
     /// The repository.
     pub fn repo(&self) -> &'r Repo {
         self.repo

@@ -11,6 +11,8 @@ REPO_ROOT="$(cd "$BENCH_LIB_DIR/../.." && pwd)"
 GEN="$REPO_ROOT/../shared/bench/gen_seedlike.py"
 # STRATA_BIN: a strata binary to use instead of building target/release/strata
 STRATA="${STRATA_BIN:-$REPO_ROOT/target/release/strata}"
+# STRATA_BASELINE=BIN: a second strata build, run as the tool `strata-base`
+STRATA_BASELINE="${STRATA_BASELINE:-}"
 BENCH_DIR="${BENCH_DIR:-/tmp/strata-bench}"
 DAYS="${DAYS:-5}"
 PG_DB="${PG_DB:-bench}"
@@ -45,7 +47,7 @@ ensure_deps() {
             restic) command -v restic >/dev/null || pkgs+=(restic) ;;
             borg)   command -v borg   >/dev/null || pkgs+=(borgbackup) ;;
             tar)    command -v zstd   >/dev/null || pkgs+=(zstd) ;;
-            strata|strata-plain) [[ "${STRATA_UNLOCK:-passphrase}" != identity ]] || command -v age-keygen >/dev/null || pkgs+=(age) ;;
+            strata|strata-plain|strata-base) [[ "${STRATA_UNLOCK:-passphrase}" != identity ]] || command -v age-keygen >/dev/null || pkgs+=(age) ;;
             bupstash)
                 # cargo install bupstash links libsodium through pkg-config
                 if ! command -v bupstash >/dev/null; then
@@ -157,6 +159,10 @@ record() { local IFS=$'\t'; printf '%s\n' "$*" >>"$RESULTS"; }
 
 strata_has_flag() { "$STRATA" init --help 2>&1 | grep -q -- "$1"; }
 
+# strata_bin TOOL: the binary of strata, strata-plain (this tree's build) or strata-base
+# ($STRATA_BASELINE).
+strata_bin() { if [[ "$1" == strata-base ]]; then printf '%s' "$STRATA_BASELINE"; else printf '%s' "$STRATA"; fi; }
+
 # restic_has_subfolder: restic >= 0.15 restores `latest:/path` (the contents of /path).
 restic_has_subfolder() {
     local v
@@ -171,20 +177,22 @@ tool_label() { case "$1" in tar) printf 'tar\\|zstd -3';; *) printf '%s' "$1";; 
 tool_init() {
     local tool="$1" repo="$2"; shift 2
     case "$tool" in
-        strata|strata-plain)
-            # strata-plain: always unencrypted (beside an encrypted strata in one run)
+        strata|strata-plain|strata-base)
+            # strata-plain: always unencrypted (beside an encrypted strata in one run);
+            # strata-base: the baseline build, set up as strata is
             local args=()
             if [[ "$ENCRYPTED" != 1 || "$tool" == strata-plain ]] && strata_has_flag --no-encryption; then args+=(--no-encryption); fi
-            if [[ "$ENCRYPTED" == 1 && "$tool" == strata && "${STRATA_UNLOCK:-passphrase}" == identity ]]; then
-                # an age X25519 key instead of a passphrase: no scrypt per command
+            if [[ "$ENCRYPTED" == 1 && "$tool" != strata-plain && "${STRATA_UNLOCK:-passphrase}" == identity ]]; then
+                # an age X25519 key instead of a passphrase: no scrypt per command (one key
+                # for strata and strata-base)
                 local id="$BENCH_DIR/strata-identity.txt"
-                rm -f "$id"; age-keygen -o "$id" 2>/dev/null
+                [[ -s "$id" ]] || age-keygen -o "$id" 2>/dev/null
                 args+=(--recipient "$(age-keygen -y "$id")")
                 unset STRATA_PASSWORD; export STRATA_IDENTITY="$id"
             fi
             # shellcheck disable=SC2206
             args+=("$@" ${STRATA_INIT_ARGS:-})
-            timed "$(basename "$repo")-init" "$STRATA" --repo "$repo" init "${args[@]}" ;;
+            timed "$(basename "$repo")-init" "$(strata_bin "$tool")" --repo "$repo" init "${args[@]}" ;;
         restic) timed restic-init restic -r "$repo" init ;;
         rustic) timed rustic-init rustic -r "$repo" init ;;
         borg)
@@ -207,7 +215,7 @@ tool_backup() {
     local tool="$1" repo="$2" day="$3" name
     name="$(basename "$repo")-day$day"
     case "$tool" in
-        strata|strata-plain) timed "$name" "$STRATA" --repo "$repo" snapshot "$DATA" ;;
+        strata|strata-plain|strata-base) timed "$name" "$(strata_bin "$tool")" --repo "$repo" snapshot "$DATA" ;;
         restic) timed "$name" restic -r "$repo" backup "$DATA" ;;
         rustic) timed "$name" rustic -r "$repo" backup "$DATA" ;;
         borg)   timed "$name" borg create "$repo::day$day" "$DATA" ;;
@@ -236,7 +244,7 @@ tool_restore() {
     rm -rf "$out"; mkdir -p "$out"
     case "$tool" in
         # strata and restic store the absolute path; SNAPSHOT:PATH restores its contents
-        strata|strata-plain) timed "$name" "$STRATA" --repo "$repo" restore "latest:$DATA" --target "$out" ;;
+        strata|strata-plain|strata-base) timed "$name" "$(strata_bin "$tool")" --repo "$repo" restore "latest:$DATA" --target "$out" ;;
         restic)
             if restic_has_subfolder; then
                 timed "$name" restic -r "$repo" restore "latest:$DATA" --target "$out"
@@ -346,7 +354,7 @@ tmedian() {
 
 tool_version() {
     case "$1" in
-        strata|strata-plain) "$STRATA" --version 2>/dev/null || echo "strata (no --version)";;
+        strata|strata-plain|strata-base) "$(strata_bin "$1")" --version 2>/dev/null || echo "strata (no --version)";;
         restic)   restic version ;;
         rustic)   rustic --version ;;
         borg)     borg --version ;;

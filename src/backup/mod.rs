@@ -9,7 +9,7 @@ mod walk;
 
 use crate::dict;
 use crate::error::{Error, Result};
-use crate::id::SnapshotId;
+use crate::id::{BlobId, SnapshotId};
 use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::repo::gcstate::{self, Since};
@@ -17,7 +17,7 @@ use crate::repo::lock::Lock;
 use crate::snapshot::tree::{Entry, EntryKind, valid_name};
 use crate::snapshot::{self, Snapshot, Summary};
 use saver::BlobSaver;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -130,9 +130,84 @@ pub fn run(
     gcstate::grace_from_env()?; // a bad STRATA_GC_GRACE fails before any work
     repo.require_format_2()?; // format-2 trees follow
     repo.clean_tmp()?;
-    // Packs complete on disk but not yet indexed (a killed run) are indexed
-    // now, so this snapshot reuses them; packs gone are dropped, and the gc
-    // state is read: dedup skips condemned packs (format-spec/gc.md).
+    let Prepared {
+        read_state,
+        mut warnings,
+        damaged,
+    } = prepare(repo)?;
+    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let (sources, paths) = sources(opts)?;
+    let parent = find_parent(repo, opts, &host, &paths, &mut warnings)?;
+    let reader = BlobReader::new(repo)?;
+    let parent_root = root::ParentRoot::of(
+        &reader,
+        parent
+            .as_ref()
+            .map(|(_, s)| s)
+            .filter(|s| !damaged.contains(&s.tree)),
+    )?;
+
+    let saver = BlobSaver::new(repo)?;
+    let walker = walk::Walker {
+        saver: &saver,
+        parents: parent.as_ref().map(|_| &reader),
+        chunker: repo.chunker(),
+        opts,
+        excludes: crate::paths::Patterns::new(&opts.excludes)?,
+        counters,
+        warnings: Mutex::new(Vec::new()),
+        hardlinks: Mutex::new(HashMap::new()),
+        damaged,
+        repo_dir: std::fs::metadata(repo.root())
+            .ok()
+            .map(|m| (m.dev(), m.ino())),
+    };
+    let root = match walk_and_train(repo, &walker, &sources, &parent_root) {
+        Ok(r) => r,
+        Err(e) => {
+            saver.abandon();
+            return Err(e);
+        }
+    };
+    // INV-2/INV-3: every pack sealed, durable and indexed before the manifest.
+    saver.finish()?;
+    // format-spec/gc.md: publish only while the lock holds and within the
+    // grace period since the gc state was read.
+    lock.check()?;
+    gcstate::check_publish(&read_state)?;
+    warnings.extend(walker.warnings.into_inner().unwrap_or_default());
+    let snap = Snapshot {
+        time_unix_ns,
+        host,
+        username: std::env::var("USER").unwrap_or_default(),
+        paths,
+        tags: opts.tags.clone(),
+        tree: root,
+        parent: parent.map(|(id, _)| id),
+        summary: summary(counters, &saver, warnings.len(), start),
+        program: format!("strata {}", env!("CARGO_PKG_VERSION")),
+        layout: crate::snapshot::Layout::Absolute as u8,
+    };
+    let id = snap.save(repo)?; // INV-4
+    Ok(SnapshotReport {
+        id,
+        snapshot: snap,
+        warnings,
+    })
+}
+
+/// What a snapshot starts from: when the gc state was read, the warnings
+/// so far, and the blobs recorded damaged that were not stored again.
+struct Prepared {
+    read_state: Since,
+    warnings: Vec<String>,
+    damaged: HashSet<BlobId>,
+}
+
+/// Packs complete on disk but not yet indexed (a killed run) are indexed
+/// now, so this snapshot reuses them; packs gone are dropped, and the gc
+/// state is read: dedup skips condemned packs (format-spec/gc.md).
+fn prepare(repo: &Repo) -> Result<Prepared> {
     let read_state = Since::now();
     let mut index = repo.index()?;
     let rec = index.reconcile(repo)?;
@@ -156,8 +231,17 @@ pub fn run(
             first.to_hex()
         ));
     }
+    Ok(Prepared {
+        read_state,
+        warnings,
+        damaged,
+    })
+}
 
-    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+/// The sources (absolute, sorted, checked) and the paths recorded for
+/// them: each source's absolute path; a stdin source as `/NAME`, where
+/// the absolute layout puts it (restic records the same).
+fn sources(opts: &SnapshotOptions) -> Result<(Vec<PathBuf>, Vec<Vec<u8>>)> {
     let mut sources: Vec<PathBuf> = opts
         .paths
         .iter()
@@ -174,8 +258,6 @@ pub fn run(
         }
     }
     root::check(&sources, opts.stdin.as_ref().map(|s| s.name.as_str()))?;
-    // Recorded paths: each source's absolute path; a stdin source as
-    // `/NAME`, where the absolute layout puts it (restic records the same).
     let mut paths: Vec<Vec<u8>> = sources
         .iter()
         .map(|p| p.as_os_str().as_bytes().to_vec())
@@ -184,59 +266,47 @@ pub fn run(
         paths.push(format!("/{}", s.name).into_bytes());
     }
     paths.sort();
+    Ok((sources, paths))
+}
 
-    // Parent: explicit, or the latest snapshot of this host with the same paths.
-    let parent = match &opts.parent {
-        Some(spec) => Some(snapshot::resolve(
-            repo,
-            spec,
-            &Default::default(),
-            &mut warnings,
-        )?),
-        None => {
-            let (list, bad) = snapshot::list(repo)?;
-            warnings.extend(
-                bad.iter()
-                    .map(|e| format!("skipping unreadable snapshot: {e}")),
-            );
-            list.into_iter()
-                .rev()
-                .find(|(_, s)| s.host == host && s.paths == paths)
-        }
-    };
-    let reader = BlobReader::new(repo)?;
-    let parent_root = root::ParentRoot::of(
-        &reader,
-        parent
-            .as_ref()
-            .map(|(_, s)| s)
-            .filter(|s| !damaged.contains(&s.tree)),
-    )?;
+/// The parent: explicit, or the latest snapshot of this host with the
+/// same paths.
+fn find_parent(
+    repo: &Repo,
+    opts: &SnapshotOptions,
+    host: &str,
+    paths: &[Vec<u8>],
+    warnings: &mut Vec<String>,
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    if let Some(spec) = &opts.parent {
+        return snapshot::resolve(repo, spec, &Default::default(), warnings).map(Some);
+    }
+    let (list, bad) = snapshot::list(repo)?;
+    warnings.extend(
+        bad.iter()
+            .map(|e| format!("skipping unreadable snapshot: {e}")),
+    );
+    Ok(list
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.host == host && s.paths == paths))
+}
 
-    let saver = BlobSaver::new(repo)?;
-    let excludes = crate::paths::Patterns::new(&opts.excludes)?;
-    let walker = walk::Walker {
-        saver: &saver,
-        parents: parent.as_ref().map(|_| &reader),
-        chunker: repo.chunker(),
-        opts,
-        excludes,
-        counters,
-        warnings: Mutex::new(Vec::new()),
-        hardlinks: Mutex::new(HashMap::new()),
-        damaged,
-        repo_dir: std::fs::metadata(repo.root())
-            .ok()
-            .map(|m| (m.dev(), m.ino())),
-    };
-    // A dictionary, when one is due, is trained beside the walk; the blobs
-    // that need it wait in the saver's bounded queue meanwhile.
-    let result = std::thread::scope(|s| {
+/// Walk the sources into the root tree. A dictionary, when one is due, is
+/// trained beside the walk; the blobs that need it wait in the saver's
+/// bounded queue meanwhile.
+fn walk_and_train(
+    repo: &Repo,
+    walker: &walk::Walker<'_>,
+    sources: &[PathBuf],
+    parent_root: &root::ParentRoot,
+) -> Result<crate::id::BlobId> {
+    let saver = walker.saver;
+    std::thread::scope(|s| {
         let trainer = match dictionary_due(repo) {
             Ok(false) => None,
             Ok(true) => {
                 saver.hold_for_dictionary()?;
-                let saver = &saver;
                 let h = std::thread::Builder::new()
                     .name("strata-dict".into())
                     .spawn_scoped(s, move || {
@@ -250,30 +320,25 @@ pub fn run(
             }
             Err(e) => return Err(e),
         };
-        let root = build_root(&walker, &sources, opts, &parent_root, counters);
+        let root = build_root(walker, sources, walker.opts, parent_root, walker.counters);
         saver.end_of_input();
         if let Some(h) = trainer {
             h.join()
                 .map_err(|_| Error::Invalid("dictionary training thread panicked".into()))??;
         }
         root
-    });
-    let root = match result {
-        Ok(r) => r,
-        Err(e) => {
-            saver.abandon();
-            return Err(e);
-        }
-    };
-    // INV-2/INV-3: every pack sealed, durable and indexed before the manifest.
-    saver.finish()?;
-    // format-spec/gc.md: publish only while the lock holds and within the
-    // grace period since the gc state was read.
-    lock.check()?;
-    gcstate::check_publish(&read_state)?;
-    warnings.extend(walker.warnings.into_inner().unwrap_or_default());
+    })
+}
+
+/// The snapshot's summary from the live counters.
+fn summary(
+    counters: &Counters,
+    saver: &BlobSaver<'_>,
+    warnings: usize,
+    start: std::time::Instant,
+) -> Summary {
     let g = |a: &AtomicU64| a.load(Relaxed);
-    let summary = Summary {
+    Summary {
         files_new: g(&counters.files_new),
         files_changed: g(&counters.files_changed),
         files_unchanged: g(&counters.files_unchanged),
@@ -284,27 +349,9 @@ pub fn run(
         blobs_added: g(&saver.stats.blobs),
         bytes_added: g(&saver.stats.raw),
         stored_added: g(&saver.stats.stored),
-        warnings: warnings.len() as u64,
+        warnings: warnings as u64,
         duration_ns: start.elapsed().as_nanos() as u64,
-    };
-    let snap = Snapshot {
-        time_unix_ns,
-        host,
-        username: std::env::var("USER").unwrap_or_default(),
-        paths,
-        tags: opts.tags.clone(),
-        tree: root,
-        parent: parent.map(|(id, _)| id),
-        summary,
-        program: format!("strata {}", env!("CARGO_PKG_VERSION")),
-        layout: crate::snapshot::Layout::Absolute as u8,
-    };
-    let id = snap.save(repo)?; // INV-4
-    Ok(SnapshotReport {
-        id,
-        snapshot: snap,
-        warnings,
-    })
+    }
 }
 
 /// Whether [`train_dictionary`] has work: no dictionary yet, or the newest

@@ -45,22 +45,6 @@ fn local_time(s: &Snapshot, tz: &TimeZone) -> String {
     }
 }
 
-/// Resolve snapshot specs (id prefixes or `latest`) to manifests.
-pub(super) fn resolve_all(repo: &Repo, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
-    let mut out: Vec<(SnapshotId, Snapshot)> = Vec::new();
-    for spec in specs {
-        let mut skipped = Vec::new();
-        let (id, s) = snapshot::resolve(repo, spec, &Default::default(), &mut skipped)?;
-        for w in skipped {
-            eprintln!("strata: warning: {w}");
-        }
-        if !out.iter().any(|(i, _)| *i == id) {
-            out.push((id, s));
-        }
-    }
-    Ok(out)
-}
-
 pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
     let policy = policy(a);
     let tz = TimeZone::system();
@@ -104,11 +88,7 @@ pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
             );
         }
     }
-    let victims: Vec<_> = groups
-        .iter()
-        .flat_map(|g| &g.remove)
-        .map(|v| (v.id, Some(v.snapshot.tree)))
-        .collect();
+    let removed: usize = groups.iter().map(|g| g.remove.len()).sum();
     if a.json {
         output::line(&groups_json(&groups, &tz, a.dry_run).to_string())?;
     } else {
@@ -117,14 +97,14 @@ pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
         }
     }
     if !a.dry_run {
-        forget::remove(repo, lock, &victims)?;
+        forget::apply(repo, lock, &groups)?;
     }
     if !a.json {
         output::line(&format!(
             "{} {} snapshots{}",
             if a.dry_run { "would remove" } else { "removed" },
-            victims.len(),
-            if victims.is_empty() || a.dry_run {
+            removed,
+            if removed == 0 || a.dry_run {
                 String::new()
             } else {
                 "; their data is freed by `strata gc`".into()
@@ -141,7 +121,7 @@ fn resolve_ids(repo: &Repo, specs: &[String]) -> Result<Vec<(SnapshotId, Option<
     let mut out: Vec<(SnapshotId, Option<Snapshot>)> = Vec::new();
     for spec in specs {
         let found = if spec == "latest" {
-            resolve_all(repo, std::slice::from_ref(spec))?
+            snapshot::resolve_all(repo, std::slice::from_ref(spec))?
                 .into_iter()
                 .map(|(id, s)| (id, Some(s)))
                 .collect()
@@ -272,7 +252,7 @@ pub fn tag(repo: &Repo, a: &TagArgs, lock: &Lock) -> Result<i32> {
         remove: a.remove.clone(),
         add: a.add.clone(),
     };
-    let targets = resolve_all(repo, &a.snapshots)?;
+    let targets = snapshot::resolve_all(repo, &a.snapshots)?;
     let done = tag::tag(repo, lock, &targets, &change)?;
     if a.json {
         output::line(&serde_json::to_string(&done).map_err(|e| Error::Invalid(e.to_string()))?)?;
@@ -299,12 +279,12 @@ pub fn tag(repo: &Repo, a: &TagArgs, lock: &Lock) -> Result<i32> {
 pub fn rewrite(repo: &Repo, a: &RewriteArgs, lock: &Lock) -> Result<i32> {
     let targets = if a.snapshots.is_empty() {
         let f = a.filter.to_filter();
-        super::readable_snapshots(repo)?
+        crate::snapshot::readable(repo)?
             .into_iter()
             .filter(|(_, s)| f.matches(s))
             .collect()
     } else {
-        resolve_all(repo, &a.snapshots)?
+        snapshot::resolve_all(repo, &a.snapshots)?
     };
     let opts = RewriteOptions {
         excludes: a.excludes.clone(),

@@ -1,29 +1,27 @@
 //! `ls`, `cat`, `find`, `diff`, `stats`: read-only views of snapshots. Each
-//! reads blobs through [`super::blob_reader`], which first reconciles the
+//! reads blobs through [`crate::read::BlobReader::reporting`], which first reconciles the
 //! index with the packs (format-spec/index.md).
 
 use super::args::{CatArgs, DiffArgs, FilterArgs, FindArgs, LsArgs, StatsArgs, StatsMode};
 use super::{exit, output};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
-use crate::inspect::{self, diff::Change};
+use crate::inspect;
 use crate::paths;
-use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::snapshot::tree::{Entry, EntryKind, Tree};
 use crate::snapshot::{self, Snapshot};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Resolve a snapshot spec, printing warnings about skipped manifests.
+/// Resolve a snapshot spec, warning about skipped manifests.
 fn resolve(repo: &Repo, spec: &str, filter: &FilterArgs) -> Result<(SnapshotId, Snapshot)> {
     let mut skipped = Vec::new();
     let r = snapshot::resolve(repo, spec, &filter.to_filter(), &mut skipped);
     for w in &skipped {
-        eprintln!("strata: warning: {w}");
+        repo.events().warning(w);
     }
     r
 }
@@ -170,7 +168,7 @@ fn ls_line(out: &mut dyn Write, path: &Path, e: &Entry, a: &LsArgs) -> Result<()
 pub fn ls(repo: &Repo, a: &LsArgs) -> Result<i32> {
     let (spec, path) = split_target(&a.target)?;
     let (_, snap) = resolve(repo, &spec, &a.filter)?;
-    let reader = super::blob_reader(repo)?;
+    let reader = crate::read::BlobReader::reporting(repo)?;
     let found = inspect::locate(&reader, &snap, path.as_deref().unwrap_or(b"/"))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -207,7 +205,7 @@ pub fn cat(repo: &Repo, a: &CatArgs) -> Result<i32> {
         )));
     };
     let (_, snap) = resolve(repo, &spec, &a.filter)?;
-    let reader = super::blob_reader(repo)?;
+    let reader = crate::read::BlobReader::reporting(repo)?;
     let found = inspect::locate(&reader, &snap, &path)?;
     let e = match &found.entry {
         Some(e) if e.kind() == EntryKind::File => e,
@@ -288,7 +286,7 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
         }
         "tree" => {
             let id = BlobId(parse_id("tree", a.id.as_ref())?);
-            let reader = super::blob_reader(repo)?;
+            let reader = crate::read::BlobReader::reporting(repo)?;
             tree_json(&Tree::decode(
                 &reader.read_kind(&id, Some(crate::blob::BlobKind::Tree))?,
                 &id,
@@ -296,33 +294,14 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
         }
         "blob" => {
             let id = BlobId(parse_id("blob", a.id.as_ref())?);
-            let reader = super::blob_reader(repo)?;
+            let reader = crate::read::BlobReader::reporting(repo)?;
             output::bytes(&reader.read(&id)?)?;
             return Ok(exit::OK);
         }
         "pack" => {
             let id = PackId(parse_id("pack", a.id.as_ref())?);
-            let object = format!("pack {id}");
-            let pack = match repo.open_pack(&id) {
-                Err(e) if e.is_not_found() => {
-                    return Err(crate::Error::Invalid(format!("no pack {id}")));
-                }
-                r => r?,
-            };
-            let (plain_size, entries) = crate::pack::reader::read_trailer(&pack, &object)?;
-            let size = repo
-                .store()
-                .size(&crate::backend::key::pack(&id.to_hex()))?;
-            let blobs: Vec<Value> = entries
-                .iter()
-                .map(|e| {
-                    json!({"id": e.id.to_hex(), "kind": if e.kind == crate::blob::BlobKind::Tree { "tree" } else { "data" },
-                       "offset": e.offset, "stored_len": e.stored_len, "raw_len": e.raw_len,
-                       "compression": if e.compression == crate::blob::Compression::Zstd { "zstd" } else { "none" }})
-                })
-                .collect();
-            json!({"id": id.to_hex(), "size": size, "plaintext_size": plain_size,
-                   "encrypted": repo.crypto().is_some(), "blobs": blobs})
+            serde_json::to_value(inspect::raw::pack(repo, &id)?)
+                .map_err(|e| Error::Invalid(e.to_string()))?
         }
         other => {
             return Err(Error::Invalid(format!(
@@ -334,60 +313,10 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// A match of `find` below some tree: path relative to that tree, and entry.
-type Matches = Vec<(Vec<u8>, Entry)>;
-
-/// The entries below tree `id` (stored at `dir`) whose own path matches.
-fn find_in(
-    reader: &BlobReader,
-    id: &BlobId,
-    pats: &paths::Patterns,
-    dir: &[u8],
-    memo: &mut HashMap<BlobId, std::rc::Rc<Matches>>,
-    depth: usize,
-) -> Result<std::rc::Rc<Matches>> {
-    // Name-only patterns give the same matches for a subtree wherever it
-    // sits, so identical subtrees (same id) are searched once across all
-    // snapshots.
-    let by_name = pats.names_only();
-    if by_name {
-        if let Some(m) = memo.get(id) {
-            return Ok(m.clone());
-        }
-    }
-    let tree = reader.meta_tree(id)?;
-    let mut out = Vec::new();
-    for e in &tree.entries {
-        let mut full = dir.to_vec();
-        if full.last() != Some(&b'/') {
-            full.push(b'/');
-        }
-        full.extend_from_slice(&e.name);
-        if pats.matches_itself(&full) {
-            out.push((e.name.clone(), e.clone()));
-        }
-        if let (EntryKind::Dir, Some(sub)) = (e.kind(), e.subtree) {
-            crate::snapshot::tree::check_depth(depth, &format!("tree {}", sub.short()))?;
-            let below = find_in(reader, &sub, pats, &full, memo, depth + 1)?;
-            out.extend(below.iter().map(|(p, x)| {
-                let mut rel = e.name.clone();
-                rel.push(b'/');
-                rel.extend_from_slice(p);
-                (rel, x.clone())
-            }));
-        }
-    }
-    let out = std::rc::Rc::new(out);
-    if by_name {
-        memo.insert(*id, out.clone());
-    }
-    Ok(out)
-}
-
 pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
     let pats = paths::Patterns::new(&a.globs)?;
     let mut snaps: Vec<(SnapshotId, Snapshot)> = if a.snapshots.is_empty() {
-        super::readable_snapshots(repo)?
+        crate::snapshot::readable(repo)?
     } else {
         let mut v = Vec::new();
         for s in &a.snapshots {
@@ -400,14 +329,14 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
         let skip = snaps.len().saturating_sub(n);
         snaps.drain(..skip);
     }
-    let reader = super::blob_reader(repo)?;
-    let mut memo = HashMap::new();
+    let reader = crate::read::BlobReader::reporting(repo)?;
+    let mut memo = inspect::find::Memo::new();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let so = Path::new("<stdout>");
     let mut found = 0usize;
     for (id, s) in &snaps {
-        let matches = find_in(&reader, &s.tree, &pats, b"/", &mut memo, 0)?;
+        let matches = inspect::find::find_in(&reader, &s.tree, &pats, b"/", &mut memo, 0)?;
         for (rel, e) in matches.iter() {
             found += 1;
             let path = Path::new("/").join(std::ffi::OsStr::from_bytes(rel));
@@ -445,32 +374,18 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
     let none = FilterArgs::default();
     let (ia, sa) = resolve(repo, &a.a, &none)?;
     let (ib, sb) = resolve(repo, &a.b, &none)?;
-    let reader = super::blob_reader(repo)?;
+    let reader = crate::read::BlobReader::reporting(repo)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let so = Path::new("<stdout>");
-    let mut counts: HashMap<char, u64> = HashMap::new();
-    let (mut added_bytes, mut removed_bytes) = (0u64, 0u64);
+    let mut t = inspect::diff::Totals::default();
     inspect::diff::diff(
         &reader,
         &sa.tree,
         &sb.tree,
         Path::new("/"),
         &mut |c, p, old, new| {
-            *counts.entry(c.marker()).or_default() += 1;
-            let file_size = |e: Option<&Entry>| {
-                e.filter(|e| e.kind() == EntryKind::File)
-                    .map_or(0, |e| e.size)
-            };
-            match c {
-                Change::Added => added_bytes += file_size(new),
-                Change::Removed => removed_bytes += file_size(old),
-                Change::Modified | Change::TypeChanged => {
-                    added_bytes += file_size(new);
-                    removed_bytes += file_size(old);
-                }
-                Change::Metadata => {}
-            }
+            t.count(c, old, new);
             if a.json {
                 writeln!(
                     out,
@@ -483,14 +398,13 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
             }
         },
     )?;
-    let n = |c: char| counts.get(&c).copied().unwrap_or(0);
     if a.json {
         writeln!(
             out,
             "{}",
-            json!({"totals": {"from": ia.to_hex(), "to": ib.to_hex(), "added": n('+'), "removed": n('-'),
-                "modified": n('M'), "type_changed": n('T'), "metadata": n('m'),
-                "added_bytes": added_bytes, "removed_bytes": removed_bytes}})
+            json!({"totals": {"from": ia.to_hex(), "to": ib.to_hex(), "added": t.added, "removed": t.removed,
+                "modified": t.modified, "type_changed": t.type_changed, "metadata": t.metadata,
+                "added_bytes": t.added_bytes, "removed_bytes": t.removed_bytes}})
         )
         .at(so)?;
     } else {
@@ -499,13 +413,13 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
             "\n{} -> {}: {} added, {} removed, {} modified, {} type changed, {} metadata only; +{} -{}",
             ia.short(),
             ib.short(),
-            n('+'),
-            n('-'),
-            n('M'),
-            n('T'),
-            n('m'),
-            output::size(added_bytes),
-            output::size(removed_bytes)
+            t.added,
+            t.removed,
+            t.modified,
+            t.type_changed,
+            t.metadata,
+            output::size(t.added_bytes),
+            output::size(t.removed_bytes)
         )
         .at(so)?;
     }
@@ -515,7 +429,7 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
 
 pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
     let snaps: Vec<Snapshot> = if a.snapshots.is_empty() {
-        super::readable_snapshots(repo)?
+        crate::snapshot::readable(repo)?
             .into_iter()
             .map(|(_, s)| s)
             .collect()
@@ -527,7 +441,7 @@ pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
         }
         v
     };
-    let reader = super::blob_reader(repo)?;
+    let reader = crate::read::BlobReader::reporting(repo)?;
     let st = inspect::stats::stats(&reader, &snaps)?;
     if a.json {
         output::line(&serde_json::to_string(&st).map_err(|e| Error::Invalid(e.to_string()))?)?;

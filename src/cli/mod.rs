@@ -4,6 +4,7 @@
 
 mod args;
 mod check;
+mod events;
 mod forget;
 mod gc;
 mod inspect;
@@ -20,13 +21,15 @@ mod snapshot;
 mod snapshots;
 mod status;
 mod sync;
-mod unlock;
 
-use crate::repo::lock::{Lock, LockKind};
+use crate::events::Events;
+use crate::repo::Repo;
+use crate::repo::lock::Lock;
+use crate::session::{ConfigChoice, Operation, Session, SessionOptions};
 pub use args::Cli;
 use args::Command;
 use clap::{CommandFactory, Parser};
-use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Exit codes (README "Exit codes").
 pub mod exit {
@@ -98,7 +101,8 @@ fn run_main() -> i32 {
             return code;
         }
     };
-    match run(cli) {
+    let events: Arc<dyn Events> = Arc::new(events::Terminal);
+    match run(&cli, &events) {
         Ok(code) => code,
         Err(e) => {
             if let Some(io) = find_io(&e) {
@@ -119,147 +123,31 @@ fn find_io(e: &crate::Error) -> Option<&std::io::Error> {
     }
 }
 
-/// Every readable snapshot, oldest first; unreadable manifests are reported
-/// as warnings on stderr and skipped.
-fn readable_snapshots(repo: &crate::Repo) -> crate::Result<crate::snapshot::Listed> {
-    let (list, bad) = crate::snapshot::list(repo)?;
-    for e in &bad {
-        eprintln!("strata: warning: skipping unreadable snapshot: {e}");
-    }
-    Ok(list)
-}
-
-/// A blob reader after reconciling the index with the packs
-/// ([`crate::read::BlobReader::reconciled`]); packs skipped as unreadable are
-/// reported as warnings on stderr.
-fn blob_reader(repo: &crate::Repo) -> crate::Result<crate::read::BlobReader<'_>> {
-    let (reader, skipped) = crate::read::BlobReader::reconciled(repo)?;
-    for w in &skipped {
-        eprintln!("strata: warning: {w}");
-    }
-    Ok(reader)
-}
-
-/// The repository: `--repo` / STRATA_REPO, else `repository` in the
-/// strata.toml that [`implicit_config`] finds.
-fn repo_path(cli: &Cli) -> crate::Result<PathBuf> {
-    repo_path_with(cli, implicit_config(cli)?.as_ref())
-}
-
-/// `--repo` / STRATA_REPO, else `repository` in `cfg`.
-fn repo_path_with(cli: &Cli, cfg: Option<&crate::policy::Config>) -> crate::Result<PathBuf> {
-    match (&cli.repo, cfg.and_then(|c| c.repository.clone())) {
-        (Some(p), _) => Ok(p.clone()),
-        (None, Some(p)) => Ok(p),
-        (None, None) => Err(crate::Error::Invalid(format!(
-            "no repository given: use --repo PATH, STRATA_REPO{}",
-            cfg.map(|c| format!(" or `repository` in {}", c.path.display()))
-                .unwrap_or_else(|| " or `repository` in strata.toml".into())
-        ))),
-    }
-}
-
-/// The strata.toml a command without `--repo` takes its repository and
-/// unlocking keys from, as `run` finds it: STRATA_CONFIG, else
-/// ./strata.toml, else ~/.config/strata/strata.toml. None when there is
-/// none or `--repo` was given; an error when the one found is invalid.
-fn implicit_config(cli: &Cli) -> crate::Result<Option<crate::policy::Config>> {
-    if cli.repo.is_some() {
-        return Ok(None);
-    }
-    let env = std::env::var_os("STRATA_CONFIG")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    found_config(env.as_deref())
-}
-
-/// The strata.toml `explicit` names, else the first of ./strata.toml and
-/// ~/.config/strata/strata.toml that exists, loaded; None when there is
-/// none, an error when it is invalid.
-fn found_config(
-    explicit: Option<&std::path::Path>,
-) -> crate::Result<Option<crate::policy::Config>> {
-    match crate::policy::config::find(explicit) {
-        Ok(p) => crate::policy::config::load(&p).map(Some),
-        Err(_) => Ok(None),
-    }
-}
-
-fn sources(cli: &Cli) -> unlock::Sources {
-    unlock::Sources {
+/// The session of a command: the global options, and the strata.toml
+/// `choice` finds.
+fn session(cli: &Cli, choice: ConfigChoice<'_>) -> crate::Result<Session> {
+    let opts = SessionOptions {
+        repo: cli.repo.clone(),
         password_file: cli.password_file.clone(),
         identity: cli.identity.clone(),
-        config: Default::default(),
-    }
-}
-
-/// [`sources`], with strata.toml's unlocking keys after them.
-fn sources_with(cli: &Cli, cfg: Option<&crate::policy::Config>) -> unlock::Sources {
-    let mut src = sources(cli);
-    if let Some(c) = cfg {
-        src.config = unlock::ConfigUnlock {
-            password_file: c.password_file.clone(),
-            password_command: c.password_command.clone(),
-            identity: c.identity.clone(),
-        };
-    }
-    src
-}
-
-/// Open the repository, unlocking it if it is encrypted; also returns what
-/// unlocked it.
-fn open_repo(cli: &Cli) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
-    open_repo_with(cli, implicit_config(cli)?.as_ref())
-}
-
-/// [`open_repo`], with strata.toml's `repository` and unlocking keys used
-/// where the command line and the environment give none.
-fn open_repo_with(
-    cli: &Cli,
-    cfg: Option<&crate::policy::Config>,
-) -> crate::Result<(crate::Repo, Option<unlock::Used>)> {
-    let path = repo_path_with(cli, cfg)?;
-    let src = sources_with(cli, cfg);
-    let mut used = None;
-    let opts = open_options(&src, cfg);
-    let repo = crate::Repo::open_with_options(
-        &path,
-        &mut || {
-            let (cred, u) = unlock::credential(&src)?;
-            used = Some(u);
-            Ok(cred)
+        lock: crate::session::LockOptions {
+            no_lock: cli.no_lock,
+            retry: cli.retry_lock,
         },
-        &opts,
-    )?;
-    Ok((repo, used))
-}
-
-/// What an open refuses (threat-model.md "Downgrade"): an unencrypted
-/// repository when a credential is given, or when strata.toml says
-/// `require_encryption = true`; `require_encryption = false` allows it.
-fn open_options(
-    src: &unlock::Sources,
-    cfg: Option<&crate::policy::Config>,
-) -> crate::repo::OpenOptions {
-    let require_encryption = match cfg.and_then(|c| c.require_encryption.map(|r| (r, c))) {
-        Some((false, _)) => None,
-        Some((true, c)) => Some(format!(
-            "{} says require_encryption = true",
-            c.path.display()
-        )),
-        None => unlock::configured(src),
     };
-    crate::repo::OpenOptions { require_encryption }
+    Session::new(opts, choice)
 }
 
-fn open(cli: &Cli) -> crate::Result<crate::Repo> {
-    Ok(open_repo(cli)?.0)
+/// Open the repository (strata.toml found as without `--repo`) and take
+/// the lock `op` needs.
+fn open_for(cli: &Cli, op: Operation, ev: &Arc<dyn Events>) -> crate::Result<(Repo, Lock)> {
+    session(cli, ConfigChoice::Implicit)?.open_for(op, ev)
 }
 
-fn init(cli: &Cli, a: &args::InitArgs) -> crate::Result<i32> {
+fn init(cli: &Cli, a: &args::InitArgs, ev: &Arc<dyn Events>) -> crate::Result<i32> {
     use crate::crypto::keys::NewKey;
-    let cfg = implicit_config(cli)?;
-    let path = repo_path_with(cli, cfg.as_ref())?;
+    let session = session(cli, ConfigChoice::Implicit)?;
+    let path = session.repo_path()?;
     if path.join("config").exists() {
         // Before asking for a passphrase.
         return Err(crate::Error::Invalid(format!(
@@ -272,12 +160,13 @@ fn init(cli: &Cli, a: &args::InitArgs) -> crate::Result<i32> {
     } else if let Some(r) = &a.recipient {
         Some(NewKey::Recipient(r.clone()))
     } else {
+        let src = session.unlock_sources();
         Some(NewKey::Passphrase {
-            passphrase: unlock::new_passphrase(None, &sources_with(cli, cfg.as_ref()), true)?,
+            passphrase: crate::session::unlock::new_passphrase(None, &src, true, &**ev)?,
             log_n: a.scrypt_log_n,
         })
     };
-    let repo = crate::Repo::init(&path, &a.to_options(key)?)?;
+    let repo = crate::Repo::init_reporting(&path, &a.to_options(key)?, ev.clone())?;
     let c = repo.config();
     output::line(&format!(
         "created {} repository {} at {} (chunks {}/{}/{} bytes, zstd {}, packs {} MiB)",
@@ -303,121 +192,60 @@ fn init(cli: &Cli, a: &args::InitArgs) -> crate::Result<i32> {
     Ok(exit::OK)
 }
 
-/// Take a lock of `kind` as the global options say (`--retry-lock`,
-/// `--no-lock`; format-spec/repository.md "Locks").
-fn lock(cli: &Cli, repo: &crate::Repo, kind: LockKind) -> crate::Result<Lock> {
-    if cli.no_lock {
-        return Ok(Lock::none());
-    }
-    Lock::acquire(repo, kind, cli.retry_lock.unwrap_or_default())
-}
-
-/// `--no-lock` is refused for commands that write.
-fn writes(cli: &Cli, what: &str) -> crate::Result<()> {
-    if cli.no_lock {
-        return Err(crate::Error::Invalid(format!(
-            "--no-lock is for read-only commands; `{what}` changes the repository"
-        )));
-    }
-    Ok(())
-}
-
-/// Open the repository and take a lock for a command.
-fn open_locked(cli: &Cli, kind: LockKind, what: &str) -> crate::Result<(crate::Repo, Lock)> {
-    if kind == LockKind::Exclusive || what == "snapshot" {
-        writes(cli, what)?;
-    }
-    let repo = open(cli)?;
-    let l = lock(cli, &repo, kind)?;
-    Ok((repo, l))
-}
-
-fn run(cli: Cli) -> crate::Result<i32> {
-    use LockKind::{Exclusive, Shared};
+fn run(cli: &Cli, ev: &Arc<dyn Events>) -> crate::Result<i32> {
+    use Operation::{Maintain, Read};
     match &cli.command {
-        Command::Init(a) => init(&cli, a),
+        Command::Init(a) => init(cli, a, ev),
         Command::Snapshot(a) => {
-            let (repo, l) = open_locked(&cli, Shared, "snapshot")?;
+            let (repo, l) = open_for(cli, Operation::Snapshot, ev)?;
             snapshot::run(&repo, a, &l)
         }
-        Command::Snapshots(a) => snapshots::run(&open(&cli)?, a),
-        Command::Restore(a) => restore::run(&cli, a),
-        Command::Run(a) => run::run(&cli, a),
-        Command::Status(a) => status::run(&cli, a),
+        Command::Snapshots(a) => snapshots::run(&open_for(cli, Operation::Snapshots, ev)?.0, a),
+        Command::Restore(a) => restore::run(cli, a, ev),
+        Command::Run(a) => run::run(cli, a, ev),
+        Command::Status(a) => status::run(cli, a, ev),
         Command::Schedule(a) => schedule::run(a),
-        Command::Ls(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "ls")?;
-            inspect::ls(&repo, a)
-        }
-        Command::Cat(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "cat")?;
-            inspect::cat(&repo, a)
-        }
-        Command::Find(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "find")?;
-            inspect::find(&repo, a)
-        }
-        Command::Diff(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "diff")?;
-            inspect::diff(&repo, a)
-        }
-        Command::Stats(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "stats")?;
-            inspect::stats(&repo, a)
-        }
-        Command::Mount(a) => {
-            let (repo, used) = open_repo(&cli)?;
-            // The detached parent only starts the child, which locks.
-            let _l = if a.foreground {
-                Some(lock(&cli, &repo, Shared)?)
-            } else {
-                None
-            };
-            mount::run(repo, used, a, &cli)
-        }
+        Command::Ls(a) => inspect::ls(&open_for(cli, Read("ls"), ev)?.0, a),
+        Command::Cat(a) => inspect::cat(&open_for(cli, Read("cat"), ev)?.0, a),
+        Command::Find(a) => inspect::find(&open_for(cli, Read("find"), ev)?.0, a),
+        Command::Diff(a) => inspect::diff(&open_for(cli, Read("diff"), ev)?.0, a),
+        Command::Stats(a) => inspect::stats(&open_for(cli, Read("stats"), ev)?.0, a),
+        Command::Mount(a) => mount::run(&session(cli, ConfigChoice::Implicit)?, a, cli, ev),
         Command::Forget(a) => {
-            let (repo, l) = open_locked(&cli, Exclusive, "forget")?;
+            let (repo, l) = open_for(cli, Maintain("forget"), ev)?;
             forget::run(&repo, a, &l)
         }
         Command::Gc(a) => {
-            let (repo, l) = open_locked(&cli, Exclusive, "gc")?;
+            let (repo, l) = open_for(cli, Maintain("gc"), ev)?;
             gc::run(&repo, a, &l)
         }
         Command::Tag(a) => {
-            let (repo, l) = open_locked(&cli, Exclusive, "tag")?;
+            let (repo, l) = open_for(cli, Maintain("tag"), ev)?;
             forget::tag(&repo, a, &l)
         }
         Command::Rewrite(a) => {
-            let (repo, l) = open_locked(&cli, Exclusive, "rewrite")?;
+            let (repo, l) = open_for(cli, Maintain("rewrite"), ev)?;
             forget::rewrite(&repo, a, &l)
         }
-        Command::Check(a) => {
-            let (repo, _l) = open_locked(&cli, Shared, "check")?;
-            check::run(&repo, a)
-        }
+        Command::Check(a) => check::run(&open_for(cli, Read("check"), ev)?.0, a),
         Command::RebuildIndex(a) => {
-            let (repo, _l) = open_locked(&cli, Exclusive, "rebuild-index")?;
-            check::rebuild_index(&repo, a)
+            check::rebuild_index(&open_for(cli, Maintain("rebuild-index"), ev)?.0, a)
         }
         Command::Repair(c) => {
-            let (repo, l) = open_locked(&cli, Exclusive, "repair")?;
+            let (repo, l) = open_for(cli, Maintain("repair"), ev)?;
             repair::run(&repo, c, &l)
         }
-        Command::Unlock(a) => locks::run(&open(&cli)?, a),
+        Command::Unlock(a) => locks::run(&open_for(cli, Operation::Unlock, ev)?.0, a),
         // no lock, no unlock unless needed: sync copies bytes (sync.md)
-        Command::Sync(a) => sync::run(&cli, a),
-        Command::Key(k) => {
-            let exclusive = !matches!(
-                k,
-                args::KeyCommand::List { .. } | args::KeyCommand::ExportIdentity
-            );
-            let (repo, _l) = if exclusive {
-                open_locked(&cli, Exclusive, "key")?
-            } else {
-                (open(&cli)?, Lock::none())
+        Command::Sync(a) => {
+            // with --from, the repository and its keys come from nowhere else
+            let choice = match a.from {
+                Some(_) => ConfigChoice::Nothing,
+                None => ConfigChoice::Implicit,
             };
-            key::run(&cli, &repo, k)
+            sync::run(&session(cli, choice)?, a, ev)
         }
+        Command::Key(k) => key::run(&session(cli, ConfigChoice::Implicit)?, k, ev),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let mut out = Vec::new();

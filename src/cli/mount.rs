@@ -4,12 +4,17 @@
 
 use super::args::MountArgs;
 use super::exit;
-use super::unlock::Used;
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::mount::MountFs;
+use crate::read::BlobReader;
 use crate::repo::Repo;
+use crate::repo::lock::LockKind;
+use crate::session::Session;
+use crate::session::unlock::Used;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn mounted(mp: &Path) -> bool {
@@ -19,9 +24,22 @@ fn mounted(mp: &Path) -> bool {
     }
 }
 
-/// `repo` is already open (a bad repository or key is reported here, not by
-/// a detached child); `used` is what unlocked it, handed to the child.
-pub fn run(repo: Repo, used: Option<Used>, a: &MountArgs, cli: &super::Cli) -> Result<i32> {
+/// The repository is opened here (a bad repository or key is reported
+/// here, not by a detached child); what unlocked it is handed to the
+/// child. The detached parent only starts the child, which locks.
+pub fn run(
+    session: &Session,
+    a: &MountArgs,
+    cli: &super::Cli,
+    ev: &Arc<dyn Events>,
+) -> Result<i32> {
+    let opened = session.open(ev)?;
+    let _l = if a.foreground {
+        Some(session.lock(&opened.repo, LockKind::Shared)?)
+    } else {
+        None
+    };
+    let (repo, used) = (opened.repo, opened.used);
     let mp = std::path::absolute(&a.mountpoint).at(&a.mountpoint)?;
     if !mp.is_dir() {
         return Err(Error::Invalid(format!(
@@ -110,8 +128,8 @@ fn foreground(repo: Repo, mp: &Path) -> Result<i32> {
     // The session outlives this function's borrows: the repository lives
     // for the rest of the process.
     let repo: &'static Repo = Box::leak(Box::new(repo));
-    let reader = super::blob_reader(repo)?;
-    let snaps = super::readable_snapshots(repo)?;
+    let reader = BlobReader::reporting(repo)?;
+    let snaps = crate::snapshot::readable(repo)?;
     let fs = MountFs::new(reader, snaps);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Error::Invalid(format!("cannot install signal handlers: {e}")))?;

@@ -63,9 +63,9 @@ fn json(v: serde_json::Value) -> Result<()> {
 
 fn run_snapshots(repo: &Repo, a: &RepairSnapshotsArgs, lock: &Lock) -> Result<i32> {
     let targets = if a.snapshots.is_empty() {
-        super::readable_snapshots(repo)?
+        crate::snapshot::readable(repo)?
     } else {
-        super::forget::resolve_all(repo, &a.snapshots)?
+        crate::snapshot::resolve_all(repo, &a.snapshots)?
     };
     let done = snapshots::repair(repo, lock, &targets, a.dry_run)?;
     let failed = done.iter().any(|r| r.error.is_some());

@@ -6,29 +6,26 @@
 
 use super::args::{OverwriteArg, RestoreArgs};
 use super::{exit, output, progress};
-use crate::backup::{self, Counters, SnapshotOptions};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::id::SnapshotId;
 use crate::policy::config::PRE_RESTORE_TAG;
 use crate::repo::Repo;
-use crate::repo::lock::Lock;
 use crate::restore::{self, Overwrite, Progress, RestoreOptions};
+use crate::session::{ConfigChoice, Operation};
 use crate::snapshot::tree::EntryKind;
-use crate::snapshot::{self, Layout, Snapshot};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use crate::snapshot::{self, Snapshot};
 use std::sync::Arc;
 
-pub fn run(cli: &super::Cli, a: &RestoreArgs) -> Result<i32> {
+pub fn run(cli: &super::Cli, a: &RestoreArgs, ev: &Arc<dyn Events>) -> Result<i32> {
     // strata.toml, when the repository or the source comes from it.
-    let cfg = if a.config.config.is_some() || cli.repo.is_none() || a.source.is_some() {
-        super::found_config(a.config.config.as_deref())?
+    let choice = if a.config.config.is_some() || cli.repo.is_none() || a.source.is_some() {
+        ConfigChoice::IfFound(a.config.config.as_deref())
     } else {
-        None
+        ConfigChoice::Implicit
     };
-    let (repo, _) = super::open_repo_with(cli, cfg.as_ref())?;
-    let lock = super::lock(cli, &repo, crate::repo::lock::LockKind::Shared)?;
+    let session = super::session(cli, choice)?;
+    let (repo, lock) = session.open_for(Operation::Restore, ev)?;
     let (spec, sub) = super::inspect::split_target(&a.snapshot)?;
     let mut f = a.filter.to_filter();
     if let Some(s) = &a.source {
@@ -78,33 +75,17 @@ pub fn run(cli: &super::Cli, a: &RestoreArgs) -> Result<i32> {
         dry_run: a.dry_run,
         verify: a.verify,
         delete: a.delete,
-        // small batches let tests cross batch boundaries cheaply
-        batch_files: std::env::var("STRATA_RESTORE_BATCH")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        ..RestoreOptions::default()
     };
     opts.check()?;
     let safety = if a.dry_run || a.no_safety_snapshot {
         None
     } else {
-        safety_snapshot(cli, &repo, &lock, &snap, sub.is_some(), &target)?
+        let no_lock = session.lock_options().no_lock;
+        restore::safety_snapshot(&repo, &lock, &snap, sub.is_some(), &target, no_lock)?
     };
-    let p = Arc::new(Progress::default());
-    let pc = p.clone();
     let start = std::time::Instant::now();
-    let ticker = progress::start(
-        "restore",
-        Arc::new(move || {
-            (
-                progress::get(&pc.bytes_done),
-                progress::get(&pc.files_done),
-                progress::get(&pc.bytes_total),
-            )
-        }),
-    );
-    let r = restore::run(&repo, &snap, sub.as_deref(), &opts, &p);
-    drop(ticker);
+    let r = with_progress(&repo, &snap, sub.as_deref(), &opts);
     let r = r.map_err(|e| match safety {
         Some(s) => Error::Invalid(format!(
             "{e} (what {} held was saved first in snapshot {}, tag {PRE_RESTORE_TAG})",
@@ -117,58 +98,7 @@ pub fn run(cli: &super::Cli, a: &RestoreArgs) -> Result<i32> {
     for w in &r.warnings {
         eprintln!("strata: warning: {w}");
     }
-    if a.json {
-        output::line(
-            &serde_json::json!({
-                "snapshot": id.to_hex(),
-                "dry_run": a.dry_run,
-                "safety_snapshot": safety.map(|s| s.to_hex()),
-                "report": r,
-            })
-            .to_string(),
-        )?;
-    } else {
-        if let Some(s) = safety {
-            output::line(&format!(
-                "saved what {} held in snapshot {} (tag {PRE_RESTORE_TAG})",
-                target.display(),
-                s.short()
-            ))?;
-        }
-        for p in &r.deleted_paths {
-            output::line(&format!("would delete {p}"))?;
-        }
-        output::line(&format!(
-            "{} snapshot {} to {}: {} files, {} dirs, {} other, {}{}{}{} in {:.2}s",
-            if a.dry_run {
-                "would restore"
-            } else {
-                "restored"
-            },
-            id.short(),
-            target.display(),
-            r.files,
-            r.dirs,
-            r.other,
-            output::size(r.bytes),
-            if r.skipped > 0 {
-                format!(", {} existing skipped", r.skipped)
-            } else {
-                String::new()
-            },
-            if a.verify {
-                format!(", {} verified", r.verified)
-            } else {
-                String::new()
-            },
-            match (a.delete, a.dry_run) {
-                (false, _) => String::new(),
-                (true, false) => format!(", deleted {} paths", r.deleted),
-                (true, true) => format!(", would delete {} paths", r.deleted),
-            },
-            start.elapsed().as_secs_f64()
-        ))?;
-    }
+    print(a, id, safety, &r, start.elapsed().as_secs_f64())?;
     Ok(if r.warnings.is_empty() && skipped.is_empty() {
         exit::OK
     } else {
@@ -176,71 +106,90 @@ pub fn run(cli: &super::Cli, a: &RestoreArgs) -> Result<i32> {
     })
 }
 
-/// Does `p` hold anything (a non-empty directory, or any other file)?
-fn holds_something(p: &Path) -> bool {
-    match std::fs::symlink_metadata(p) {
-        Err(_) => false,
-        Ok(m) if m.is_dir() => std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some()),
-        Ok(_) => true,
-    }
+/// The restore, with a progress display.
+fn with_progress(
+    repo: &Repo,
+    snap: &Snapshot,
+    sub: Option<&[u8]>,
+    opts: &RestoreOptions,
+) -> Result<restore::RestoreReport> {
+    let p = Arc::new(Progress::default());
+    let pc = p.clone();
+    let ticker = progress::start(
+        "restore",
+        Arc::new(move || {
+            (
+                progress::get(&pc.bytes_done),
+                progress::get(&pc.files_done),
+                progress::get(&pc.bytes_total),
+            )
+        }),
+    );
+    let r = restore::run(repo, snap, sub, opts, &p);
+    drop(ticker);
+    r
 }
 
-/// Before a restore into `target`: save the paths it will write into, if
-/// they hold anything, in a snapshot tagged `pre-restore`. Those paths are
-/// `target` itself for `SNAPSHOT:PATH`, else `target` + each source path
-/// of the snapshot (so `restore latest --target /` saves `/srv/bridge`,
-/// not all of `/`). `None` when there is nothing to save.
-fn safety_snapshot(
-    cli: &super::Cli,
-    repo: &Repo,
-    lock: &Lock,
-    snap: &Snapshot,
-    subpath: bool,
-    target: &Path,
-) -> Result<Option<SnapshotId>> {
-    let target = std::path::absolute(target).map_err(|e| Error::Io {
-        path: target.to_path_buf(),
-        source: e,
-    })?;
-    let candidates: Vec<PathBuf> = if subpath || snap.layout() != Layout::Absolute {
-        vec![target.clone()]
-    } else {
-        snap.paths
-            .iter()
-            .map(|p| {
-                let rel = Path::new(OsStr::from_bytes(p));
-                target.join(rel.strip_prefix("/").unwrap_or(rel))
+/// The report as JSON or text.
+fn print(
+    a: &RestoreArgs,
+    id: SnapshotId,
+    safety: Option<SnapshotId>,
+    r: &restore::RestoreReport,
+    secs: f64,
+) -> Result<()> {
+    if a.json {
+        return output::line(
+            &serde_json::json!({
+                "snapshot": id.to_hex(),
+                "dry_run": a.dry_run,
+                "safety_snapshot": safety.map(|s| s.to_hex()),
+                "report": r,
             })
-            .collect()
-    };
-    let paths: Vec<PathBuf> = candidates
-        .into_iter()
-        .filter(|p| holds_something(p))
-        .collect();
-    if paths.is_empty() {
-        return Ok(None);
+            .to_string(),
+        );
     }
-    if cli.no_lock {
-        return Err(Error::Invalid(format!(
-            "{} is not empty: the pre-restore safety snapshot writes to the repository, \
-             which --no-lock does not allow (add --no-safety-snapshot to restore without it)",
-            target.display()
-        )));
+    let target = a.target.as_deref().unwrap_or(std::path::Path::new(""));
+    if let Some(s) = safety {
+        output::line(&format!(
+            "saved what {} held in snapshot {} (tag {PRE_RESTORE_TAG})",
+            target.display(),
+            s.short()
+        ))?;
     }
-    let opts = SnapshotOptions {
-        paths,
-        tags: vec![PRE_RESTORE_TAG.to_string()],
-        ..SnapshotOptions::default()
-    };
-    let r = backup::run(repo, &opts, &Counters::default(), lock)
-        .map_err(|e| Error::Invalid(format!(
-            "the safety snapshot of {} failed, nothing was restored (--no-safety-snapshot skips it): {e}",
-            target.display()
-        )))?;
-    for w in &r.warnings {
-        eprintln!("strata: warning: safety snapshot: {w}");
+    for p in &r.deleted_paths {
+        output::line(&format!("would delete {p}"))?;
     }
-    Ok(Some(r.id))
+    output::line(&format!(
+        "{} snapshot {} to {}: {} files, {} dirs, {} other, {}{}{}{} in {:.2}s",
+        if a.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        },
+        id.short(),
+        target.display(),
+        r.files,
+        r.dirs,
+        r.other,
+        output::size(r.bytes),
+        if r.skipped > 0 {
+            format!(", {} existing skipped", r.skipped)
+        } else {
+            String::new()
+        },
+        if a.verify {
+            format!(", {} verified", r.verified)
+        } else {
+            String::new()
+        },
+        match (a.delete, a.dry_run) {
+            (false, _) => String::new(),
+            (true, false) => format!(", deleted {} paths", r.deleted),
+            (true, true) => format!(", would delete {} paths", r.deleted),
+        },
+        secs
+    ))
 }
 
 /// `--to-command`: the snapshot's one file (or `:PATH`) into `cmd`'s stdin.
@@ -252,7 +201,7 @@ fn to_command(
     sub: Option<&[u8]>,
     cmd: &str,
 ) -> Result<i32> {
-    let reader = super::blob_reader(repo)?;
+    let reader = crate::read::BlobReader::reporting(repo)?;
     let (path, entry) = match sub {
         Some(p) => {
             let found = crate::inspect::locate(&reader, snap, p)?;

@@ -2,13 +2,14 @@
 //! ends are opened with `backend::open`, and the report is printed as text
 //! or JSON (format-spec/sync.md).
 
-use super::{exit, output, progress, unlock};
+use super::{exit, output, progress};
 use crate::backend;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::maint::plan::parse_size;
+use crate::session::{Session, unlock};
 use crate::sync::{self, SyncOptions, SyncReport};
 use clap::Args;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `strata sync`
@@ -69,11 +70,11 @@ fn options(a: &SyncArgs) -> Result<SyncOptions> {
 }
 
 /// The source: `--from`, else the repository of `--repo` / STRATA_REPO.
-fn source(cli: &super::Cli, a: &SyncArgs) -> Result<String> {
+fn source(session: &Session, a: &SyncArgs) -> Result<String> {
     if let Some(s) = &a.from {
         return Ok(s.clone());
     }
-    let p = super::repo_path(cli)?;
+    let p = session.repo_path()?;
     p.to_str().map(str::to_string).ok_or_else(|| {
         Error::Invalid(format!(
             "{}: a repository path must be UTF-8 for sync",
@@ -82,65 +83,20 @@ fn source(cli: &super::Cli, a: &SyncArgs) -> Result<String> {
     })
 }
 
-/// The directory a `--repo`-style value names when it is local (a plain
-/// path or `file://`), as `backend::open` decides.
-fn local_dir(url: &str) -> Option<PathBuf> {
-    match url.split_once("://") {
-        None => Some(PathBuf::from(url)),
-        Some(("file", _)) => url::Url::parse(url).ok()?.to_file_path().ok(),
-        Some(_) => None,
-    }
-}
-
-/// `Repo::open` still reads a local repository as directories and expects
-/// its empty ones too, which a mirror made of objects lacks (an
-/// unencrypted repository has no key files, a fresh one no lock).
-/// Create them where the destination is a local repository now. Goes when
-/// `Repo` opens through the backend.
-pub(super) fn local_layout(dest: &str) -> Result<()> {
-    let Some(dir) = local_dir(dest) else {
-        return Ok(());
-    };
-    if !dir.join("config").is_file() {
-        return Ok(());
-    }
-    for d in ["packs", "snapshots", "keys", "locks", "tmp", "gc"] {
-        crate::repo::fsutil::create_dir_durable(&dir.join(d))?;
-    }
-    Ok(())
-}
-
-/// Refuse to sync a repository onto itself.
-fn same_place(src: &str, dst: &str) -> bool {
-    if src.trim_end_matches('/') == dst.trim_end_matches('/') {
-        return true;
-    }
-    match (local_dir(src), local_dir(dst)) {
-        (Some(a), Some(b)) => match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-pub fn run(cli: &super::Cli, a: &SyncArgs) -> Result<i32> {
+pub fn run(session: &Session, a: &SyncArgs, ev: &Arc<dyn Events>) -> Result<i32> {
     let opts = options(a)?;
-    let from = source(cli, a)?;
-    if same_place(&from, &a.dest) {
+    let from = source(session, a)?;
+    if sync::layout::same_place(&from, &a.dest) {
         return Err(Error::Invalid(format!(
             "{}: source and destination are the same",
             a.dest
         )));
     }
-    let cfg = if a.from.is_some() {
-        None
-    } else {
-        super::implicit_config(cli)?
-    };
-    let sources = super::sources_with(cli, cfg.as_ref());
+    // strata.toml's keys too, unless the source is --from (the session
+    // then holds no strata.toml)
+    let sources = session.unlock_sources();
     let opts = SyncOptions {
-        open: super::open_options(&sources, cfg.as_ref()),
+        open: session.open_options(&sources),
         ..opts
     };
     let src = backend::open(&from)?;
@@ -157,17 +113,19 @@ pub fn run(cli: &super::Cli, a: &SyncArgs) -> Result<i32> {
             )
         }),
     );
+    // the command line's keys only, not strata.toml's
+    let sources = session.given_sources();
     let r = sync::run(
         &*src,
         &*dst,
         &opts,
-        &mut || Ok(unlock::credential(&sources)?.0),
+        &mut || Ok(unlock::credential(&sources, ev)?.0),
         &p,
     );
     drop(ticker);
     let r = r?;
     if !opts.dry_run {
-        local_layout(&a.dest)?;
+        sync::layout::local_layout(&a.dest)?;
     }
     if a.json {
         output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;

@@ -531,3 +531,31 @@ pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Re
     }
     Ok(info)
 }
+
+/// `key passwd`: replace passphrase key `old` (the one that unlocked) by a
+/// new passphrase key with the same label and, unless `new_key` sets one,
+/// the same scrypt work factor; `new_key` makes it from the old key's info (asking for the passphrase only once the old key is
+/// known to be replaceable, [`passphrase_key_info`]). The new key is
+/// durable before the old one goes: a crash in between leaves both, never
+/// neither. Returns the new key's id.
+pub fn change_passphrase(
+    store: &dyn Backend,
+    crypto: &Crypto,
+    repo_id: &[u8; 32],
+    old: &str,
+    new_key: &mut dyn FnMut(&KeyInfo) -> Result<NewKey>,
+) -> Result<String> {
+    // keys.md "Key commands": the info decides (and gives the label).
+    let info = passphrase_key_info(store, crypto, old)?;
+    let mut new = new_key(&info)?;
+    // The new key keeps the old one's work factor unless told.
+    if let NewKey::Passphrase {
+        log_n: l @ None, ..
+    } = &mut new
+    {
+        *l = Some(scrypt_log_n(store, old)?);
+    }
+    let id = add(store, crypto, repo_id, &new, &info.label)?;
+    remove(store, old)?;
+    Ok(id)
+}

@@ -102,7 +102,7 @@ fn temp_name(dir: &Path) -> Result<PathBuf> {
 /// old files are removed, so that the repository no longer shows stored
 /// lengths (threat-model.md). A damaged one is only removed (the next
 /// step rebuilds). Serialised with rebuilds by the directory's `flock`.
-pub fn adopt_legacy(old: &Path, new: &Path) -> Result<()> {
+pub fn adopt_legacy(old: &Path, new: &Path, events: &dyn crate::events::Events) -> Result<()> {
     if new.exists() || !old.exists() {
         return Ok(());
     }
@@ -127,10 +127,10 @@ pub fn adopt_legacy(old: &Path, new: &Path) -> Result<()> {
             remove_db(&tmp);
             return Err(e);
         }
-        eprintln!(
-            "strata: moved index.sqlite out of the repository into the cache: {}",
+        events.notice(&format!(
+            "moved index.sqlite out of the repository into the cache: {}",
             new.display()
-        );
+        ));
     }
     remove_db(old);
     Ok(())

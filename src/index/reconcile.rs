@@ -111,7 +111,12 @@ impl Index {
         }
         let done = Arc::new(AtomicU64::new(0));
         let _bar = (new.len() >= PROGRESS_FROM).then(|| {
-            crate::cli::progress::start_items("indexing", "packs", new.len() as u64, done.clone())
+            repo.events().progress(crate::events::Meter::Items {
+                label: "indexing",
+                unit: "packs",
+                total: new.len() as u64,
+                done: done.clone(),
+            })
         });
         let pool = if repo.is_local() {
             None

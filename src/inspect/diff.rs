@@ -178,3 +178,53 @@ fn diff_listings(
         }
     }
 }
+
+/// What `diff` counts: changes per kind, and the bytes of regular files
+/// added and removed (a modified file counts on both sides).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// `+`
+    pub added: u64,
+    /// `-`
+    pub removed: u64,
+    /// `M`
+    pub modified: u64,
+    /// `T`
+    pub type_changed: u64,
+    /// `m`
+    pub metadata: u64,
+    /// Bytes of the regular files on the new side of `+`, `M` and `T`.
+    pub added_bytes: u64,
+    /// Bytes of the regular files on the old side of `-`, `M` and `T`.
+    pub removed_bytes: u64,
+}
+
+impl Totals {
+    /// Count one change, as [`diff`] reports it.
+    pub fn count(&mut self, c: Change, old: Option<&Entry>, new: Option<&Entry>) {
+        let file_size = |e: Option<&Entry>| {
+            e.filter(|e| e.kind() == EntryKind::File)
+                .map_or(0, |e| e.size)
+        };
+        match c {
+            Change::Added => {
+                self.added += 1;
+                self.added_bytes += file_size(new);
+            }
+            Change::Removed => {
+                self.removed += 1;
+                self.removed_bytes += file_size(old);
+            }
+            Change::Modified | Change::TypeChanged => {
+                if c == Change::Modified {
+                    self.modified += 1;
+                } else {
+                    self.type_changed += 1;
+                }
+                self.added_bytes += file_size(new);
+                self.removed_bytes += file_size(old);
+            }
+            Change::Metadata => self.metadata += 1,
+        }
+    }
+}

@@ -4,6 +4,8 @@
 //! reads the data blobs of the one file asked for.
 
 pub mod diff;
+pub mod find;
+pub mod raw;
 pub mod stats;
 
 use crate::error::{Error, Result};

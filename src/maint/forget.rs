@@ -99,6 +99,8 @@ pub struct Verdict {
     pub snapshot: Snapshot,
     /// Why it is kept (empty: removed).
     pub reasons: Vec<String>,
+    /// The rule behind each reason, in the same order.
+    pub rules: Vec<retention::Rule>,
     /// Dated in the future (kept, flagged).
     pub future: bool,
 }
@@ -213,6 +215,7 @@ pub fn plan(
                 id,
                 snapshot,
                 reasons: d.reasons,
+                rules: d.rules,
                 future: d.future,
             };
             if d.keep { &mut g.keep } else { &mut g.remove }.push(v);
@@ -256,4 +259,17 @@ pub fn remove(repo: &Repo, lock: &Lock, victims: &[(SnapshotId, Option<BlobId>)]
     GcState::new(&BTreeMap::new(), &forgotten, &BTreeMap::new()).save(repo)?;
     let ids: Vec<SnapshotId> = victims.iter().map(|(id, _)| *id).collect();
     snapshot::remove(repo, &ids)
+}
+
+/// Remove every snapshot that the verdicts of `groups` ([`plan`]) remove,
+/// through [`remove`] (GC-6); returns how many. `strata forget` and the
+/// forget step of `strata run` both apply a plan this way.
+pub fn apply(repo: &Repo, lock: &Lock, groups: &[Group]) -> Result<u64> {
+    let victims: Vec<_> = groups
+        .iter()
+        .flat_map(|g| &g.remove)
+        .map(|v| (v.id, Some(v.snapshot.tree)))
+        .collect();
+    remove(repo, lock, &victims)?;
+    Ok(victims.len() as u64)
 }

@@ -178,13 +178,56 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
     if opts.dry_run {
         return Ok(finish(report, started));
     }
-    // 6. Repack (GC-1): new packs durable and indexed first.
+    let at = Times { now, due_before };
+    let repacked = repack_step(repo, &mut index, lock, &packs, &plan, &mut report)?;
+    let condemned = condemn_step(
+        repo,
+        lock,
+        (&packs, &plan, &repacked),
+        &rec.state,
+        opts,
+        at,
+        &mut report,
+    )?;
+    // 8. The files this run read are superseded by the new state (GC-5):
+    // removed before any pack is dropped or deleted, so that a run stopped
+    // in 9–10 leaves no forgotten root whose data it deleted (`check`, and
+    // a gc with a longer grace period, would find that data missing).
+    lock.check()?;
+    gcstate::remove_files(repo, &rec.state.files)?;
+    crate::killpoint::reached("gc-5");
+    // 9. Drop (GC-3), then 10. delete (GC-4).
+    index.remove_packs(&condemned.delete)?;
+    if !condemned.delete.is_empty() {
+        crate::killpoint::reached("gc-3");
+    }
+    repo.remove_packs(&condemned.delete)?;
+    index.set_condemned(&condemned.kept)?;
+    Ok(finish(report, started))
+}
+
+/// When gc started, and the condemnation time before which a pack is due.
+#[derive(Clone, Copy)]
+struct Times {
+    now: i64,
+    due_before: i64,
+}
+
+/// 6. Repack (GC-1): new packs durable and indexed first.
+fn repack_step(
+    repo: &Repo,
+    index: &mut crate::index::Index,
+    lock: &Lock,
+    packs: &HashMap<i64, PackRow>,
+    plan: &Plan,
+    report: &mut GcReport,
+) -> Result<repack::Repacked> {
     lock.check()?;
     let set: HashSet<i64> = plan.repack.iter().copied().collect();
     let mut repacked = repack::Repacked::default();
     if !set.is_empty() {
-        repack::list_copies(&index, &packs, &set)?;
-        repacked = repack::repack(repo, &mut index, &packs, &plan.repack)?;
+        repack::list_copies(index, packs, &set)?;
+        repacked = repack::repack(repo, index, packs, &plan.repack)?;
         crate::killpoint::reached("gc-1");
     }
     for (rowid, why) in &repacked.failed {
@@ -197,8 +240,26 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
         packs: repacked.packs_written,
         bytes: repacked.bytes_written,
     };
-    report.repacked = sum(&packs, &repacked.done);
-    // 7. Condemn (GC-2): the new state, durable, before anything is dropped.
+    report.repacked = sum(packs, &repacked.done);
+    Ok(repacked)
+}
+
+/// What stays condemned, and what is deleted now.
+struct Condemned {
+    kept: BTreeMap<PackId, i64>,
+    delete: Vec<PackId>,
+}
+
+/// 7. Condemn (GC-2): the new state, durable, before anything is dropped.
+fn condemn_step(
+    repo: &Repo,
+    lock: &Lock,
+    (packs, plan, repacked): (&HashMap<i64, PackRow>, &Plan, &repack::Repacked),
+    read: &gcstate::State,
+    opts: &GcOptions,
+    Times { now, due_before }: Times,
+    report: &mut GcReport,
+) -> Result<Condemned> {
     let id = |r: &i64| packs.get(r).map(|p| p.id);
     let mut condemned: BTreeMap<PackId, i64> = BTreeMap::new();
     for r in &plan.carry {
@@ -223,15 +284,13 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
     // reporting it missing. The packs to delete stay condemned in the new
     // state too, in case this run dies before deleting them.
     let keep_after = now.saturating_sub(gcstate::TOMBSTONE_DAYS * 86_400 * 1_000_000_000);
-    let forgotten: BTreeMap<_, _> = rec
-        .state
+    let forgotten: BTreeMap<_, _> = read
         .forgotten
         .iter()
         .filter(|(_, (_, since))| *since > keep_after)
         .map(|(k, &(tree, since))| (*k, (tree.filter(|_| since > due_before), since)))
         .collect();
-    let mut deleted: BTreeMap<PackId, i64> = rec
-        .state
+    let mut deleted: BTreeMap<PackId, i64> = read
         .deleted
         .iter()
         .filter(|(_, at)| **at > keep_after)
@@ -256,21 +315,10 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
         bytes: bytes(&mut delete.iter()),
     };
     report.pending_free = bytes(&mut condemned.keys());
-    // 8. The files this run read are superseded by the new state (GC-5):
-    // removed before any pack is dropped or deleted, so that a run stopped
-    // in 9–10 leaves no forgotten root whose data it deleted (`check`, and
-    // a gc with a longer grace period, would find that data missing).
-    lock.check()?;
-    gcstate::remove_files(repo, &rec.state.files)?;
-    crate::killpoint::reached("gc-5");
-    // 9. Drop (GC-3), then 10. delete (GC-4).
-    index.remove_packs(&delete)?;
-    if !delete.is_empty() {
-        crate::killpoint::reached("gc-3");
-    }
-    repo.remove_packs(&delete)?;
-    index.set_condemned(&condemned)?;
-    Ok(finish(report, started))
+    Ok(Condemned {
+        kept: condemned,
+        delete,
+    })
 }
 
 /// The readable snapshots' root trees; an unreadable manifest stops gc

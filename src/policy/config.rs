@@ -446,183 +446,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let base = std::path::absolute(&base).unwrap_or(base);
-    let rel = |p: &Path| -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        }
+    let cx = Parsing {
+        text,
+        path,
+        base: std::path::absolute(&base).unwrap_or(base),
     };
-    let bad = |table: &str, key: Option<&str>, msg: &str| {
-        let line = line_of(text, table, key);
-        let dotted = match (table.is_empty(), key) {
-            (true, Some(k)) => k.to_string(),
-            (false, Some(k)) => format!("{table}.{k}"),
-            (_, None) => table.to_string(),
-        };
-        at_line(path, line, &dotted, msg)
-    };
-
-    let unlock = [
-        raw.password_command.is_some(),
-        raw.password_file.is_some(),
-        raw.identity.is_some(),
-    ];
-    if unlock.iter().filter(|b| **b).count() > 1 {
-        let key = ["password_command", "password_file", "identity"]
-            .into_iter()
-            .zip(unlock)
-            .filter(|(_, set)| *set)
-            .map(|(k, _)| k)
-            .nth(1);
-        return Err(bad(
-            "",
-            key,
-            "give one of password_command, password_file and identity",
-        ));
-    }
-    if let Some(c) = &raw.password_command {
-        if c.trim().is_empty() {
-            return Err(bad("", Some("password_command"), "empty command"));
-        }
-    }
-
-    let mut sources = Vec::new();
-    for (name, s) in &raw.sources {
-        let table = format!("sources.{name}");
-        if name.is_empty()
-            || name == PRE_RESTORE_TAG
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(bad(
-                &table,
-                None,
-                "a source name is letters, digits, `-`, `_` and `.` (it becomes the snapshots' tag), \
-                 and not `pre-restore`",
-            ));
-        }
-        let kinds = [!s.paths.is_empty(), s.command.is_some(), s.sqlite.is_some()];
-        if kinds.iter().filter(|b| **b).count() != 1 {
-            return Err(bad(
-                &table,
-                None,
-                "give exactly one of paths, command and sqlite",
-            ));
-        }
-        let file_name = |default: Option<String>| -> Result<String> {
-            let n = s.name.clone().or(default).ok_or_else(|| {
-                bad(
-                    &table,
-                    Some("command"),
-                    "a command source needs `name`, the file name in the snapshot (e.g. \"postgres.sql\")",
-                )
-            })?;
-            if !crate::snapshot::tree::valid_name(n.as_bytes()) {
-                return Err(bad(
-                    &table,
-                    Some("name"),
-                    &format!("{n:?} is not a valid file name"),
-                ));
-            }
-            Ok(n)
-        };
-        let kind = if let Some(c) = &s.command {
-            if c.trim().is_empty() {
-                return Err(bad(&table, Some("command"), "empty command"));
-            }
-            SourceKind::Command {
-                command: c.clone(),
-                file: file_name(None)?,
-            }
-        } else if let Some(db) = &s.sqlite {
-            let db = rel(db);
-            let default = db.file_name().map(|n| n.to_string_lossy().into_owned());
-            SourceKind::Sqlite {
-                file: file_name(default)?,
-                db,
-            }
-        } else {
-            if s.name.is_some() {
-                return Err(bad(
-                    &table,
-                    Some("name"),
-                    "`name` is for command and sqlite sources",
-                ));
-            }
-            SourceKind::Paths {
-                paths: s.paths.iter().map(|p| rel(p)).collect(),
-                exclude: s.exclude.clone(),
-                exclude_if_present: s.exclude_if_present.clone(),
-                one_file_system: s.one_file_system,
-            }
-        };
-        if !matches!(kind, SourceKind::Paths { .. })
-            && (!s.exclude.is_empty() || !s.exclude_if_present.is_empty() || s.one_file_system)
-        {
-            return Err(bad(
-                &table,
-                Some("exclude"),
-                "exclude, exclude_if_present and one_file_system are for paths sources",
-            ));
-        }
-        if let SourceKind::Paths { exclude, .. } = &kind {
-            crate::paths::Patterns::new(exclude)
-                .map_err(|e| bad(&table, Some("exclude"), &e.to_string()))?;
-        }
-        sources.push(Source {
-            name: name.clone(),
-            kind,
-            every: s.every.map(|e| e.0),
-        });
-    }
-
-    let r = &raw.retention;
-    let c = |v: Option<KeepCount>| v.map_or(Count::Off, |k| k.0);
-    let sp = |v: Option<KeepSpan>| v.map(|k| k.0);
-    let retention = Policy {
-        last: c(r.keep_last),
-        hourly: c(r.keep_hourly),
-        daily: c(r.keep_daily),
-        weekly: c(r.keep_weekly),
-        monthly: c(r.keep_monthly),
-        yearly: c(r.keep_yearly),
-        within: sp(r.keep_within),
-        within_hourly: sp(r.keep_within_hourly),
-        within_daily: sp(r.keep_within_daily),
-        within_weekly: sp(r.keep_within_weekly),
-        within_monthly: sp(r.keep_within_monthly),
-        within_yearly: sp(r.keep_within_yearly),
-        keep_tags: r
-            .keep_tags
-            .iter()
-            .map(|t| crate::snapshot::retention::parse_tag_list(t))
-            .collect(),
-    };
-
-    let gc = GcPolicy {
-        min_forgotten: raw.gc.min_forgotten.unwrap_or(1).max(1),
-        max_unused: match &raw.gc.max_unused {
-            Some(s) => crate::maint::plan::MaxUnused::parse(s)
-                .map_err(|e| bad("gc", Some("max_unused"), &e))?,
-            None => crate::maint::plan::MaxUnused::Percent(5.0),
-        },
-        max_repack: match &raw.gc.max_repack {
-            Some(s) => Some(
-                crate::maint::plan::parse_size(s).map_err(|e| bad("gc", Some("max_repack"), &e))?,
-            ),
-            None => None,
-        },
-        grace: raw.gc.grace.map(|e| e.0),
-    };
-
+    cx.unlock(&raw)?;
+    let sources = raw
+        .sources
+        .iter()
+        .map(|(name, s)| cx.source(name, s))
+        .collect::<Result<Vec<_>>>()?;
+    let retention = retention(&raw.retention);
+    let gc = cx.gc(&raw.gc)?;
     let verification = match &raw.verification {
         None => None,
         Some(v) => {
             if let Some(s) = &v.read_data_subset {
-                check_subset(s).map_err(|e| bad("verification", Some("read_data_subset"), &e))?;
+                check_subset(s)
+                    .map_err(|e| cx.bad("verification", Some("read_data_subset"), &e))?;
             }
             Some(Verification {
                 read_data_subset: v.read_data_subset.clone(),
@@ -630,52 +472,30 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             })
         }
     };
-
     let daily_at = match &raw.cadence.daily_at {
         None => (3, 0),
         Some(s) => parse_hhmm(s).ok_or_else(|| {
-            bad(
+            cx.bad(
                 "cadence",
                 Some("daily_at"),
                 &format!("{s:?} is not a time of day HH:MM"),
             )
         })?,
     };
-
-    if let Some(u) = &raw.offsite {
-        if !u.contains("://") && !u.starts_with('/') {
-            return Err(bad(
-                "",
-                Some("offsite"),
-                &format!(
-                    "{u:?} is neither a URL (e.g. \"s3://bucket/strata\") nor an absolute directory"
-                ),
-            ));
-        }
-    }
-    if let Some(u) = &raw.webhook {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            return Err(bad(
-                "",
-                Some("webhook"),
-                &format!("{u:?} is not an http:// or https:// URL"),
-            ));
-        }
-    }
-
+    cx.urls(&raw)?;
     Ok(Config {
         path: path.to_path_buf(),
         repository: raw.repository.as_ref().map(|r| {
             if r.contains("://") {
                 PathBuf::from(r)
             } else {
-                rel(Path::new(r))
+                cx.rel(Path::new(r))
             }
         }),
         host: raw.host.clone(),
         password_command: raw.password_command.clone(),
-        password_file: raw.password_file.as_deref().map(rel),
-        identity: raw.identity.as_deref().map(rel),
+        password_file: raw.password_file.as_deref().map(|p| cx.rel(p)),
+        identity: raw.identity.as_deref().map(|p| cx.rel(p)),
         require_encryption: raw.require_encryption,
         offsite: raw.offsite.clone(),
         webhook: raw.webhook.clone(),
@@ -693,6 +513,230 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         max_age: raw.status.max_age.map(|e| e.0),
         max_offsite_behind: raw.status.max_offsite_behind,
     })
+}
+
+/// The text being parsed, for errors that name a key and its line, and
+/// the directory that relative paths are anchored at.
+struct Parsing<'a> {
+    text: &'a str,
+    path: &'a Path,
+    base: PathBuf,
+}
+
+impl Parsing<'_> {
+    /// `p`, relative to the config's directory unless absolute.
+    fn rel(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// An error about `key` of `table` (`""`: the top level), at its line.
+    fn bad(&self, table: &str, key: Option<&str>, msg: &str) -> Error {
+        let line = line_of(self.text, table, key);
+        let dotted = match (table.is_empty(), key) {
+            (true, Some(k)) => k.to_string(),
+            (false, Some(k)) => format!("{table}.{k}"),
+            (_, None) => table.to_string(),
+        };
+        at_line(self.path, line, &dotted, msg)
+    }
+
+    /// At most one of the unlocking keys, and no empty command.
+    fn unlock(&self, raw: &RawConfig) -> Result<()> {
+        let unlock = [
+            raw.password_command.is_some(),
+            raw.password_file.is_some(),
+            raw.identity.is_some(),
+        ];
+        if unlock.iter().filter(|b| **b).count() > 1 {
+            let key = ["password_command", "password_file", "identity"]
+                .into_iter()
+                .zip(unlock)
+                .filter(|(_, set)| *set)
+                .map(|(k, _)| k)
+                .nth(1);
+            return Err(self.bad(
+                "",
+                key,
+                "give one of password_command, password_file and identity",
+            ));
+        }
+        if let Some(c) = &raw.password_command {
+            if c.trim().is_empty() {
+                return Err(self.bad("", Some("password_command"), "empty command"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[sources.NAME]`.
+    fn source(&self, name: &str, s: &RawSource) -> Result<Source> {
+        let table = format!("sources.{name}");
+        if name.is_empty()
+            || name == PRE_RESTORE_TAG
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(self.bad(
+                &table,
+                None,
+                "a source name is letters, digits, `-`, `_` and `.` (it becomes the snapshots' tag), \
+                 and not `pre-restore`",
+            ));
+        }
+        let kinds = [!s.paths.is_empty(), s.command.is_some(), s.sqlite.is_some()];
+        if kinds.iter().filter(|b| **b).count() != 1 {
+            return Err(self.bad(
+                &table,
+                None,
+                "give exactly one of paths, command and sqlite",
+            ));
+        }
+        let kind = self.source_kind(&table, s)?;
+        if !matches!(kind, SourceKind::Paths { .. })
+            && (!s.exclude.is_empty() || !s.exclude_if_present.is_empty() || s.one_file_system)
+        {
+            return Err(self.bad(
+                &table,
+                Some("exclude"),
+                "exclude, exclude_if_present and one_file_system are for paths sources",
+            ));
+        }
+        if let SourceKind::Paths { exclude, .. } = &kind {
+            crate::paths::Patterns::new(exclude)
+                .map_err(|e| self.bad(&table, Some("exclude"), &e.to_string()))?;
+        }
+        Ok(Source {
+            name: name.to_string(),
+            kind,
+            every: s.every.map(|e| e.0),
+        })
+    }
+
+    /// What source `s` (of `table`) reads: paths, a command or a database.
+    fn source_kind(&self, table: &str, s: &RawSource) -> Result<SourceKind> {
+        let file_name = |default: Option<String>| -> Result<String> {
+            let n = s.name.clone().or(default).ok_or_else(|| {
+                self.bad(
+                    table,
+                    Some("command"),
+                    "a command source needs `name`, the file name in the snapshot (e.g. \"postgres.sql\")",
+                )
+            })?;
+            if !crate::snapshot::tree::valid_name(n.as_bytes()) {
+                return Err(self.bad(
+                    table,
+                    Some("name"),
+                    &format!("{n:?} is not a valid file name"),
+                ));
+            }
+            Ok(n)
+        };
+        if let Some(c) = &s.command {
+            if c.trim().is_empty() {
+                return Err(self.bad(table, Some("command"), "empty command"));
+            }
+            return Ok(SourceKind::Command {
+                command: c.clone(),
+                file: file_name(None)?,
+            });
+        }
+        if let Some(db) = &s.sqlite {
+            let db = self.rel(db);
+            let default = db.file_name().map(|n| n.to_string_lossy().into_owned());
+            return Ok(SourceKind::Sqlite {
+                file: file_name(default)?,
+                db,
+            });
+        }
+        if s.name.is_some() {
+            return Err(self.bad(
+                table,
+                Some("name"),
+                "`name` is for command and sqlite sources",
+            ));
+        }
+        Ok(SourceKind::Paths {
+            paths: s.paths.iter().map(|p| self.rel(p)).collect(),
+            exclude: s.exclude.clone(),
+            exclude_if_present: s.exclude_if_present.clone(),
+            one_file_system: s.one_file_system,
+        })
+    }
+
+    /// `[gc]`.
+    fn gc(&self, g: &RawGc) -> Result<GcPolicy> {
+        Ok(GcPolicy {
+            min_forgotten: g.min_forgotten.unwrap_or(1).max(1),
+            max_unused: match &g.max_unused {
+                Some(s) => crate::maint::plan::MaxUnused::parse(s)
+                    .map_err(|e| self.bad("gc", Some("max_unused"), &e))?,
+                None => crate::maint::plan::MaxUnused::Percent(5.0),
+            },
+            max_repack: match &g.max_repack {
+                Some(s) => Some(
+                    crate::maint::plan::parse_size(s)
+                        .map_err(|e| self.bad("gc", Some("max_repack"), &e))?,
+                ),
+                None => None,
+            },
+            grace: g.grace.map(|e| e.0),
+        })
+    }
+
+    /// `offsite` is a URL or an absolute directory; `webhook` is http(s).
+    fn urls(&self, raw: &RawConfig) -> Result<()> {
+        if let Some(u) = &raw.offsite {
+            if !u.contains("://") && !u.starts_with('/') {
+                return Err(self.bad(
+                    "",
+                    Some("offsite"),
+                    &format!(
+                        "{u:?} is neither a URL (e.g. \"s3://bucket/strata\") nor an absolute directory"
+                    ),
+                ));
+            }
+        }
+        if let Some(u) = &raw.webhook {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(self.bad(
+                    "",
+                    Some("webhook"),
+                    &format!("{u:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[retention]` as a policy.
+fn retention(r: &RawRetention) -> Policy {
+    let c = |v: Option<KeepCount>| v.map_or(Count::Off, |k| k.0);
+    let sp = |v: Option<KeepSpan>| v.map(|k| k.0);
+    Policy {
+        last: c(r.keep_last),
+        hourly: c(r.keep_hourly),
+        daily: c(r.keep_daily),
+        weekly: c(r.keep_weekly),
+        monthly: c(r.keep_monthly),
+        yearly: c(r.keep_yearly),
+        within: sp(r.keep_within),
+        within_hourly: sp(r.keep_within_hourly),
+        within_daily: sp(r.keep_within_daily),
+        within_weekly: sp(r.keep_within_weekly),
+        within_monthly: sp(r.keep_within_monthly),
+        within_yearly: sp(r.keep_within_yearly),
+        keep_tags: r
+            .keep_tags
+            .iter()
+            .map(|t| crate::snapshot::retention::parse_tag_list(t))
+            .collect(),
+    }
 }
 
 /// `N%` (0 < N ≤ 100), `n/m` (1 ≤ n ≤ m), or a size (`500M`): restic's

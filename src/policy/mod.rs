@@ -9,10 +9,20 @@
 //! - [`sqlite`]: a consistent copy of a live SQLite database through
 //!   SQLite's online backup API.
 //! - [`webhook`]: the run summary, POSTed as JSON.
+//! - [`run`](mod@run): one run of the policy ([`run()`], a [`RunSummary`]);
+//!   its steps after the sources are in `steps`.
+//! - [`status`](mod@status): the health report ([`status()`], a
+//!   [`StatusReport`]).
 
 pub mod config;
+pub mod run;
 pub mod sqlite;
 pub mod state;
+pub mod status;
+mod status_check;
+mod steps;
 pub mod webhook;
 
 pub use config::{Config, Source, SourceKind};
+pub use run::{RunOptions, RunSummary, run};
+pub use status::{StatusOptions, StatusReport, status};

@@ -9,8 +9,8 @@
 
 use crate::backend::{Backend, fsutil};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::repo::Repo;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -205,6 +205,8 @@ struct Held {
     path: Mutex<String>,
     /// Where it is.
     store: Option<Arc<dyn Backend>>,
+    /// Where a failure to remove it is reported.
+    events: Arc<dyn Events>,
     /// Wall-clock time of the last successful write of the lock file.
     refreshed: Mutex<SystemTime>,
     /// Why a refresh failed, if one did.
@@ -218,21 +220,6 @@ pub struct Lock {
     held: Arc<Held>,
     refresher: Option<std::thread::JoinHandle<()>>,
     disabled: bool,
-}
-
-/// Print stale-lock removals and waits on stderr (a CLI concern, but the
-/// messages must appear while a command waits).
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// Silence lock messages (tests of the library).
-pub fn set_quiet(q: bool) {
-    QUIET.store(q, Ordering::Relaxed);
-}
-
-fn say(msg: &str) {
-    if !QUIET.load(Ordering::Relaxed) {
-        eprintln!("strata: {msg}");
-    }
 }
 
 impl Lock {
@@ -252,7 +239,7 @@ impl Lock {
             let (name, path) = writer.write()?;
             let conflict = conflicts(repo, &name, kind)?;
             let Some(other) = conflict else {
-                return Ok(Lock::start(writer, path));
+                return Ok(Lock::start(writer, path, repo.events().clone()));
             };
             remove(repo, &name)?;
             let elapsed = start.elapsed();
@@ -262,7 +249,7 @@ impl Lock {
                 )));
             }
             if !waited {
-                say(&format!("waiting for {other}"));
+                repo.events().notice(&format!("waiting for {other}"));
                 waited = true;
             }
             let mut r = [0u8; 2];
@@ -278,6 +265,7 @@ impl Lock {
             held: Arc::new(Held {
                 path: Mutex::new(String::new()),
                 store: None,
+                events: crate::events::silent(),
                 refreshed: Mutex::new(SystemTime::now()),
                 failed: Mutex::new(None),
                 stop: (Mutex::new(false), Condvar::new()),
@@ -287,10 +275,11 @@ impl Lock {
         }
     }
 
-    fn start(writer: Writer, path: String) -> Lock {
+    fn start(writer: Writer, path: String, events: Arc<dyn Events>) -> Lock {
         let held = Arc::new(Held {
             path: Mutex::new(path),
             store: Some(writer.store.clone()),
+            events,
             refreshed: Mutex::new(SystemTime::now()),
             failed: Mutex::new(None),
             stop: (Mutex::new(false), Condvar::new()),
@@ -415,7 +404,8 @@ fn conflicts(repo: &Repo, own: &str, kind: LockKind) -> Result<Option<String>> {
             continue;
         }
         if let Some(why) = l.stale_reason() {
-            say(&format!("removing stale lock {} ({why})", l.describe()));
+            repo.events()
+                .notice(&format!("removing stale lock {} ({why})", l.describe()));
             remove(repo, &l.name)?;
             continue;
         }
@@ -446,7 +436,10 @@ impl Drop for Lock {
             match store.delete(&path) {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
-                Err(e) => say(&format!("warning: could not remove lock {path}: {e}")),
+                Err(e) => self
+                    .held
+                    .events
+                    .warning(&format!("could not remove lock {path}: {e}")),
             }
         }
     }

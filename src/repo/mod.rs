@@ -20,6 +20,7 @@ use crate::crypto::Crypto;
 use crate::crypto::agefile::{self, PackFile};
 use crate::crypto::keys::{self, Credential, NewKey};
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
 use crate::object::{self, ObjectKind};
@@ -65,6 +66,8 @@ pub struct Repo {
     key_id: Option<String>,
     /// The dictionaries in `dicts/`, loaded on first use.
     dicts: std::sync::Mutex<Option<Arc<crate::dict::Dicts>>>,
+    /// Where what the repository does on its own is reported.
+    events: Arc<dyn Events>,
 }
 
 /// What [`Repo::open_with_options`] refuses (threat-model.md "Downgrade").
@@ -110,12 +113,22 @@ impl Repo {
     /// Create a repository at `path`, which must not exist or be an empty
     /// directory (INV-6: an existing repository is never touched).
     pub fn init(path: &Path, opts: &InitOptions) -> Result<Repo> {
+        Repo::init_reporting(path, opts, crate::events::silent())
+    }
+
+    /// [`Repo::init`], reporting to `events` (which the repository keeps;
+    /// see [`Repo::events`]).
+    pub fn init_reporting(
+        path: &Path,
+        opts: &InitOptions,
+        events: Arc<dyn Events>,
+    ) -> Result<Repo> {
         if let Some(NewKey::Recipient(r)) = &opts.key {
             keys::parse_recipient(r)?;
         }
         if let Some(url) = url_of(path) {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
-            return Repo::init_in(store, url, opts);
+            return Repo::init_work(store, url, None, opts, events);
         }
         if path.join("config").exists() {
             return Err(Error::Invalid(format!(
@@ -143,14 +156,15 @@ impl Repo {
             fsutil::create_dir_durable(&path.join(d))?;
         }
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        let index_dir = index_dir(Some(path), &path.to_string_lossy(), &config.repo_id)?;
+        let index_dir = index_dir(
+            Some(path),
+            &path.to_string_lossy(),
+            &config.repo_id,
+            &*events,
+        )?;
         Index::create(&index_dir.join(INDEX_FILE))?;
-        Repo::finish_init(store, path.to_path_buf(), index_dir, true, config, opts)
-    }
-
-    /// [`Repo::init`] on object storage at `url`, which must hold no config.
-    fn init_in(store: Arc<dyn Backend>, url: &str, opts: &InitOptions) -> Result<Repo> {
-        Repo::init_work(store, url, None, opts)
+        let work = (path.to_path_buf(), index_dir);
+        Repo::finish_init(store, work, true, config, opts, events)
     }
 
     /// Create a repository in `store`, which must hold no config, with
@@ -163,7 +177,7 @@ impl Repo {
             keys::parse_recipient(r)?;
         }
         let name = store.name().to_string();
-        Repo::init_work(store, &name, Some(work), opts)
+        Repo::init_work(store, &name, Some(work), opts, crate::events::silent())
     }
 
     fn init_work(
@@ -171,6 +185,7 @@ impl Repo {
         url: &str,
         work: Option<&Path>,
         opts: &InitOptions,
+        events: Arc<dyn Events>,
     ) -> Result<Repo> {
         if store.exists("config")? {
             return Err(Error::Invalid(format!(
@@ -182,29 +197,31 @@ impl Repo {
             Some(w) => (given_work_dir(w)?, given_work_dir(w)?),
             None => (
                 work_dir(url, &config.repo_id)?,
-                index_dir(None, url, &config.repo_id)?,
+                index_dir(None, url, &config.repo_id, &*events)?,
             ),
         };
         Index::create(&index_dir.join(INDEX_FILE))?;
-        Repo::finish_init(store, work, index_dir, false, config, opts).map_err(|e| match e {
-            // The first write of a new repository: a missing bucket or
-            // container, which init does not create.
-            Error::Backend(b) if b.is_not_found() => Error::Invalid(format!(
-                "{url}: cannot write there ({b}): does the bucket (or container) exist? \
+        Repo::finish_init(store, (work, index_dir), false, config, opts, events).map_err(
+            |e| match e {
+                // The first write of a new repository: a missing bucket or
+                // container, which init does not create.
+                Error::Backend(b) if b.is_not_found() => Error::Invalid(format!(
+                    "{url}: cannot write there ({b}): does the bucket (or container) exist? \
                  `strata init` does not create it"
-            )),
-            e => e,
-        })
+                )),
+                e => e,
+            },
+        )
     }
 
     /// Keys, then the config (last: its presence makes a repository).
     fn finish_init(
         store: Arc<dyn Backend>,
-        work: PathBuf,
-        index_dir: PathBuf,
+        (work, index_dir): (PathBuf, PathBuf),
         local: bool,
         config: Config,
         opts: &InitOptions,
+        events: Arc<dyn Events>,
     ) -> Result<Repo> {
         let crypto = match opts.key {
             Some(_) => Some(Arc::new(Crypto::generate()?)),
@@ -214,7 +231,8 @@ impl Repo {
             (Some(k), Some(c)) => Some(keys::add(&*store, c, &config.repo_id, k, &opts.key_label)?),
             _ => None,
         };
-        let repo = Repo::assemble(work, index_dir, store, local, config, crypto, key_id)?;
+        let mut repo = Repo::assemble(work, index_dir, store, local, config, crypto, key_id)?;
+        repo.events = events;
         // The config is written last: its presence makes the directory a
         // repository. Create-only: a concurrent `init` that got there first
         // keeps its repository.
@@ -261,6 +279,7 @@ impl Repo {
             crypto,
             key_id,
             dicts: std::sync::Mutex::new(None),
+            events: crate::events::silent(),
         })
     }
 
@@ -283,6 +302,17 @@ impl Repo {
         creds: CredentialSource,
         opts: &OpenOptions,
     ) -> Result<Repo> {
+        Repo::open_reporting(path, creds, opts, crate::events::silent())
+    }
+
+    /// [`Repo::open_with_options`], reporting to `events` (which the
+    /// repository keeps; see [`Repo::events`]).
+    pub fn open_reporting(
+        path: &Path,
+        creds: CredentialSource,
+        opts: &OpenOptions,
+        events: Arc<dyn Events>,
+    ) -> Result<Repo> {
         if let Some(url) = url_of(path) {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
             let bytes = match store.get("config") {
@@ -295,7 +325,7 @@ impl Repo {
                 }
                 Err(e) => return Err(e.into()),
             };
-            return Repo::open_in(store, None, None, &bytes, creds, opts);
+            return Repo::open_in(store, (None, None), &bytes, creds, (opts, events));
         }
         if !path.exists() {
             return Err(Error::NoRepository(path.to_path_buf()));
@@ -327,7 +357,7 @@ impl Repo {
             }
         }
         let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
-        Repo::open_in(store, Some(path), None, &bytes, creds, opts)
+        Repo::open_in(store, (Some(path), None), &bytes, creds, (opts, events))
     }
 
     /// Open the repository in `store` with `work` as its work directory
@@ -346,11 +376,10 @@ impl Repo {
         };
         Repo::open_in(
             store,
-            None,
-            Some(work),
+            (None, Some(work)),
             &bytes,
             creds,
-            &OpenOptions::default(),
+            (&OpenOptions::default(), crate::events::silent()),
         )
     }
 
@@ -359,11 +388,10 @@ impl Repo {
     /// chosen by the caller ([`Repo::open_on`]).
     fn open_in(
         store: Arc<dyn Backend>,
-        local: Option<&Path>,
-        given: Option<&Path>,
+        (local, given): (Option<&Path>, Option<&Path>),
         bytes: &[u8],
         creds: CredentialSource,
-        opts: &OpenOptions,
+        (opts, events): (&OpenOptions, Arc<dyn Events>),
     ) -> Result<Repo> {
         let name = store.name().to_string();
         // The work directory of a repository on object storage needs its id,
@@ -371,9 +399,9 @@ impl Repo {
         // The index of a caller-chosen work directory is in it.
         let work = |id: &[u8; 32]| -> Result<(PathBuf, PathBuf)> {
             Ok(match (local, given) {
-                (Some(p), _) => (p.to_path_buf(), index_dir(local, &name, id)?),
+                (Some(p), _) => (p.to_path_buf(), index_dir(local, &name, id, &*events)?),
                 (None, Some(w)) => (given_work_dir(w)?, given_work_dir(w)?),
-                (None, None) => (work_dir(&name, id)?, index_dir(None, &name, id)?),
+                (None, None) => (work_dir(&name, id)?, index_dir(None, &name, id, &*events)?),
             })
         };
         if !agefile::is_age(bytes) {
@@ -384,7 +412,8 @@ impl Repo {
             refuse_unencrypted(&name, opts)?;
             let config = Config::from_bytes(bytes, "config", None)?;
             let (w, i) = work(&config.repo_id)?;
-            return Repo::assemble(w, i, store, local.is_some(), config, None, None);
+            let repo = Repo::assemble(w, i, store, local.is_some(), config, None, None)?;
+            return Ok(repo.with_events(events));
         }
         let cred = creds()?;
         let prefer = known::last_key(&name);
@@ -418,7 +447,19 @@ impl Repo {
                 repo.key_id.as_deref().unwrap_or(""),
             )?;
         }
-        Ok(repo)
+        Ok(repo.with_events(events))
+    }
+
+    /// Report to `events` from now on.
+    pub fn with_events(mut self, events: Arc<dyn Events>) -> Repo {
+        self.events = events;
+        self
+    }
+
+    /// Where what the repository does on its own (an index rebuilt, a
+    /// stale lock removed) and what the commands on it find is reported.
+    pub fn events(&self) -> &Arc<dyn Events> {
+        &self.events
     }
 
     /// The work directory: the repository directory of a local
@@ -569,7 +610,7 @@ impl Repo {
     pub fn index(&self) -> Result<Index> {
         let path = self.index_path();
         if self.local && self.index_dir != self.root {
-            crate::index::rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path)?;
+            crate::index::rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path, &*self.events)?;
         }
         let why = match Index::open_checked(&path)? {
             Ok(i) => return Ok(i),
@@ -577,12 +618,12 @@ impl Repo {
         };
         if let Some(r) = crate::index::rebuild::rebuild(self, true)? {
             for w in &r.warnings {
-                eprintln!("strata: warning: {w}");
+                self.events.warning(w);
             }
-            eprintln!(
-                "strata: index.sqlite {why}: rebuilt it from the trailers of {} packs ({} blobs)",
+            self.events.notice(&format!(
+                "index.sqlite {why}: rebuilt it from the trailers of {} packs ({} blobs)",
                 r.packs, r.blobs
-            );
+            ));
         }
         Index::open(&path)
     }
@@ -694,10 +735,10 @@ impl Repo {
         };
         let (bytes, _) = self.seal_file(ObjectKind::Config, &upgraded)?;
         self.store.put_replace("config", &bytes)?;
-        eprintln!(
-            "strata: upgraded the repository to format {} (strata 0.1 can no longer open it)",
+        self.events.notice(&format!(
+            "upgraded the repository to format {} (strata 0.1 can no longer open it)",
             config::REPO_VERSION
-        );
+        ));
         Ok(())
     }
 
@@ -828,7 +869,12 @@ pub const INDEX_FILE: &str = "index.sqlite";
 /// directory a local repository keeps its index in its own directory (the
 /// place of earlier versions), and so it does, with a warning, when the
 /// cache directory cannot be made.
-fn index_dir(local: Option<&Path>, url: &str, id: &[u8; 32]) -> Result<PathBuf> {
+fn index_dir(
+    local: Option<&Path>,
+    url: &str,
+    id: &[u8; 32],
+    events: &dyn Events,
+) -> Result<PathBuf> {
     let location = match local {
         Some(p) => fs::canonicalize(p).at(p)?.to_string_lossy().into_owned(),
         None => url.to_string(),
@@ -863,7 +909,7 @@ fn index_dir(local: Option<&Path>, url: &str, id: &[u8; 32]) -> Result<PathBuf> 
     match (made, local) {
         (Ok(()), _) => Ok(dir),
         (Err(e), Some(p)) => {
-            eprintln!("strata: warning: {e}: keeping the index in the repository");
+            events.warning(&format!("{e}: keeping the index in the repository"));
             Ok(p.to_path_buf())
         }
         (Err(e), None) => Err(e),

@@ -23,7 +23,10 @@
 mod delete;
 mod meta;
 pub mod plan;
+mod safety;
 mod write;
+
+pub use safety::safety_snapshot;
 
 use crate::blob::BlobKind;
 use crate::error::{Error, IoContext, Result};
@@ -62,7 +65,7 @@ pub enum Overwrite {
 }
 
 /// Validated options of `strata restore`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RestoreOptions {
     /// Target directory.
     pub target: PathBuf,
@@ -83,6 +86,28 @@ pub struct RestoreOptions {
     /// Files per batch; 0 = [`BATCH_FILES`] (tests set it small).
     #[doc(hidden)]
     pub batch_files: usize,
+}
+
+impl Default for RestoreOptions {
+    /// Nothing filtered, overwrite always, no dry run, verify or delete;
+    /// batches of `STRATA_RESTORE_BATCH` files when that is set (small
+    /// batches let tests cross batch boundaries cheaply), else
+    /// [`BATCH_FILES`].
+    fn default() -> Self {
+        RestoreOptions {
+            target: PathBuf::new(),
+            includes: Vec::new(),
+            excludes: Vec::new(),
+            overwrite: Overwrite::default(),
+            dry_run: false,
+            verify: false,
+            delete: false,
+            batch_files: std::env::var("STRATA_RESTORE_BATCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        }
+    }
 }
 
 impl RestoreOptions {

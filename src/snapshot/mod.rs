@@ -73,6 +73,17 @@ pub fn vanished(repo: &Repo) -> Result<Vec<SnapshotId>> {
 /// Snapshots with their ids.
 pub type Listed = Vec<(SnapshotId, Snapshot)>;
 
+/// Every readable snapshot, oldest first; unreadable manifests are
+/// reported to the repository's events as warnings and skipped.
+pub fn readable(repo: &Repo) -> Result<Listed> {
+    let (list, bad) = list(repo)?;
+    for e in &bad {
+        repo.events()
+            .warning(&format!("skipping unreadable snapshot: {e}"));
+    }
+    Ok(list)
+}
+
 /// Every readable snapshot, oldest first, and the errors of the manifests
 /// that failed their checks (each naming its file). One damaged manifest
 /// must not block listing, `latest` or the next backup: callers report the
@@ -157,4 +168,22 @@ pub fn resolve_id(repo: &Repo, spec: &str) -> Result<SnapshotId> {
             found.len()
         ))),
     }
+}
+
+/// Resolve snapshot specs (id prefixes or `latest`) to manifests, each
+/// once, in the order given; manifests skipped as unreadable on the way
+/// are reported to the repository's events as warnings.
+pub fn resolve_all(repo: &Repo, specs: &[String]) -> Result<Listed> {
+    let mut out: Listed = Vec::new();
+    for spec in specs {
+        let mut skipped = Vec::new();
+        let (id, s) = resolve(repo, spec, &Filter::default(), &mut skipped)?;
+        for w in skipped {
+            repo.events().warning(&w);
+        }
+        if !out.iter().any(|(i, _)| *i == id) {
+            out.push((id, s));
+        }
+    }
+    Ok(out)
 }

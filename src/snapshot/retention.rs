@@ -291,6 +291,24 @@ pub struct Item<'a> {
     pub tags: &'a [String],
 }
 
+/// The rule behind a keep reason: what `status` counts per rule, without
+/// reading the reason's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Dated after `now` (`future`).
+    Future,
+    /// A `--keep-tag` list (`tag a,b`).
+    Tag,
+    /// `--keep-within` (`within 24h`).
+    Within,
+    /// `--keep-last` and `--keep-hourly` ... `--keep-yearly` (`last 1/3`,
+    /// `daily 3/7`, `oldest daily`).
+    Count(Bucket),
+    /// `--keep-within-hourly` ... `--keep-within-yearly` (`daily within
+    /// 30d`, `oldest daily within 30d`).
+    CountWithin(Bucket),
+}
+
 /// The verdict on one item.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
@@ -300,15 +318,19 @@ pub struct Decision {
     /// `hourly 2/24`, `daily 3/unlimited`, `oldest daily`, `daily within 30d`,
     /// `oldest daily within 30d`, ... The CLI joins them with ", ".
     pub reasons: Vec<String>,
+    /// The rule behind each reason, in the same order.
+    pub rules: Vec<Rule>,
     /// The snapshot is dated after `now`.
     pub future: bool,
 }
 
 impl Decision {
-    fn new(reasons: Vec<String>, future: bool) -> Decision {
+    fn new(reasons: Vec<(Rule, String)>, future: bool) -> Decision {
+        let (rules, reasons): (Vec<Rule>, Vec<String>) = reasons.into_iter().unzip();
         Decision {
             keep: !reasons.is_empty(),
             reasons,
+            rules,
             future,
         }
     }
@@ -329,7 +351,7 @@ pub fn apply(
         .partition(|&i| items[i].time_unix_ns > now_unix_ns);
     let mut out = vec![Decision::default(); items.len()];
     for &i in &future {
-        let mut reasons = vec!["future".to_string()];
+        let mut reasons = vec![(Rule::Future, "future".to_string())];
         reasons.extend(tag_reasons(&policy.keep_tags, items[i].tags));
         out[i] = Decision::new(reasons, true);
     }
@@ -366,18 +388,19 @@ fn has_tags(tags: &[String], list: &[String]) -> bool {
 
 /// `tag a,b` for every `--keep-tag` list the item matches (an empty tag
 /// prints as `""`).
-fn tag_reasons(lists: &[Vec<String>], tags: &[String]) -> Vec<String> {
+fn tag_reasons(lists: &[Vec<String>], tags: &[String]) -> Vec<(Rule, String)> {
     lists
         .iter()
         .filter(|list| has_tags(tags, list))
         .map(|list| {
-            format!(
+            let text = format!(
                 "tag {}",
                 list.iter()
                     .map(|t| shown_tag(t))
                     .collect::<Vec<_>>()
                     .join(",")
-            )
+            );
+            (Rule::Tag, text)
         })
         .collect()
 }
@@ -387,19 +410,26 @@ fn shown_tag(tag: &str) -> &str {
 }
 
 /// What a rule groups snapshots by.
-#[derive(Clone, Copy, Debug)]
-enum Bucket {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
     /// Every snapshot alone (`--keep-last`).
     Each,
+    /// An hour of the wall clock.
     Hour,
+    /// A day.
     Day,
+    /// An ISO week.
     Week,
+    /// A month.
     Month,
+    /// A year.
     Year,
 }
 
 impl Bucket {
-    fn name(self) -> &'static str {
+    /// The rule's name: `last`, `hourly`, `daily`, `weekly`, `monthly`,
+    /// `yearly`.
+    pub fn name(self) -> &'static str {
         match self {
             Bucket::Each => "last",
             Bucket::Hour => "hourly",
@@ -543,25 +573,26 @@ impl<'a> Walk<'a> {
     }
 
     /// The reasons to keep `item`, the `nr`-th snapshot, newest first.
-    fn reasons(&mut self, item: &Item<'_>, nr: usize, oldest: bool) -> Vec<String> {
+    fn reasons(&mut self, item: &Item<'_>, nr: usize, oldest: bool) -> Vec<(Rule, String)> {
         let t = item.time_unix_ns;
         let at = wall(t, self.tz);
         let mut out = tag_reasons(self.keep_tags, item.tags);
         if let Some(w) = self.within.as_ref().filter(|w| w.holds(t)) {
-            out.push(format!("within {}", w.span));
+            out.push((Rule::Within, format!("within {}", w.span)));
         }
         for tally in &mut self.counts {
-            let name = tally.bucket.name();
+            let (bucket, name) = (tally.bucket, tally.bucket.name());
             out.extend(tally.offer(at, nr, oldest).map(|l| match l {
-                Label::Nth(n) => format!("{name} {n}/{}", tally.limit),
-                Label::Oldest => format!("oldest {name}"),
+                Label::Nth(n) => (Rule::Count(bucket), format!("{name} {n}/{}", tally.limit)),
+                Label::Oldest => (Rule::Count(bucket), format!("oldest {name}")),
             }));
         }
         for (w, tally) in self.windows.iter_mut().filter(|(w, _)| w.holds(t)) {
-            let name = format!("{} within {}", tally.bucket.name(), w.span);
+            let bucket = tally.bucket;
+            let name = format!("{} within {}", bucket.name(), w.span);
             out.extend(tally.offer(at, nr, oldest).map(|l| match l {
-                Label::Nth(_) => name.clone(),
-                Label::Oldest => format!("oldest {name}"),
+                Label::Nth(_) => (Rule::CountWithin(bucket), name.clone()),
+                Label::Oldest => (Rule::CountWithin(bucket), format!("oldest {name}")),
             }));
         }
         out

@@ -19,6 +19,7 @@
 
 mod copy;
 pub mod identity;
+pub mod layout;
 pub mod limit;
 pub mod plan;
 

@@ -417,3 +417,47 @@ fn a_format_1_repository_is_upgraded_by_its_next_snapshot() {
         b"new snapshot, format 2"
     );
 }
+
+/// Regression (issue 19): `cat --raw pack` named the compression of blobs
+/// stored with a dictionary (compression 2) "none". Every blob's
+/// compression must match the pack's own trailer byte.
+#[test]
+fn cat_raw_pack_names_dictionary_compression() {
+    let fx = support::Fixture::uninit();
+    let repo = fx.path("repo");
+    support::ok(&repo, &[], &["init", "--no-encryption"]);
+    let src = fx.path("src");
+    let mut rng = Rng::new(19);
+    for i in 0..600 {
+        let n = 300 + rng.below(3000) as usize;
+        write_file(&src.join(format!("{i:04}.json")), &event(&mut rng, n));
+    }
+    snap(&repo, false, &src);
+    let mut seen = BTreeMap::new();
+    for p in support::pack_files(&repo) {
+        let b = std::fs::read(&p).unwrap();
+        let want: BTreeMap<String, u8> = strata::pack::format::parse_pack(&b, "pack")
+            .unwrap()
+            .iter()
+            .map(|e| (e.id.to_hex(), e.compression as u8))
+            .collect();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let v = support::json(&repo, &[], &["cat", "--raw", "pack", &name]);
+        for blob in v["blobs"].as_array().unwrap() {
+            let id = blob["id"].as_str().unwrap();
+            let shown = blob["compression"].as_str().unwrap().to_string();
+            let expected = match want[id] {
+                0 => "none",
+                1 => "zstd",
+                2 => "zstd-dict",
+                other => panic!("compression byte {other}"),
+            };
+            assert_eq!(shown, expected, "blob {id} of pack {name}");
+            *seen.entry(shown).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        seen.get("zstd-dict").copied().unwrap_or(0) > 10,
+        "dictionary-compressed blobs listed: {seen:?}"
+    );
+}

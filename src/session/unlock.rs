@@ -2,14 +2,16 @@
 //! order: `--password-file`, `STRATA_PASSWORD`, `STRATA_PASSWORD_COMMAND`,
 //! `--identity` / `STRATA_IDENTITY`, then what strata.toml says
 //! (`password_file`, `password_command` or `identity`, for `run`, `status`
-//! and `restore --source`), then a prompt on the terminal. A passphrase is
-//! never echoed, logged or written anywhere.
+//! and `restore --source`), then a prompt, which the front end asks
+//! through [`Events::ask_secret`] (the CLI on its terminal). A passphrase
+//! is never echoed, logged or written anywhere.
 
 use crate::crypto::keys::Credential;
 use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
 use age::secrecy::{ExposeSecret, SecretString};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The global unlock options.
 #[derive(Clone, Debug, Default)]
@@ -80,22 +82,6 @@ fn password_command(cmd: &str, what: &str) -> Result<SecretString> {
     first_line(s, what)
 }
 
-fn can_prompt() -> bool {
-    (std::io::stdin().is_terminal() || std::io::stderr().is_terminal())
-        && std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .is_ok()
-}
-
-fn prompt(text: &str) -> Result<SecretString> {
-    let p = rpassword::prompt_password(text).map_err(|e| {
-        Error::Invalid(format!("cannot read the passphrase from the terminal: {e}"))
-    })?;
-    Ok(SecretString::from(p))
-}
-
 /// A passphrase from the non-interactive sources, if any is set.
 fn passphrase_from_sources(src: &Sources) -> Result<Option<SecretString>> {
     if let Some(f) = &src.password_file {
@@ -159,7 +145,7 @@ const NO_SOURCE: &str = "the repository is encrypted: give its passphrase with -
      STRATA_IDENTITY (no terminal to prompt on)";
 
 /// The credential to unlock an existing repository, and what it was.
-pub fn credential(src: &Sources) -> Result<(Credential, Used)> {
+pub fn credential(src: &Sources, events: &Arc<dyn Events>) -> Result<(Credential, Used)> {
     if let Some(p) = passphrase_from_sources(src)? {
         return Ok((Credential::Passphrase(p.clone()), Used::Passphrase(p)));
     }
@@ -170,15 +156,17 @@ pub fn credential(src: &Sources) -> Result<(Credential, Used)> {
         .or_else(|| src.config.identity.clone());
     if let Some(path) = identity {
         return Ok((
-            Credential::Identities(load_identities(&path)?),
+            Credential::Identities(load_identities(&path, events)?),
             Used::Identity(path),
         ));
     }
-    if can_prompt() {
-        let p = prompt("passphrase for the repository: ")?;
-        return Ok((Credential::Passphrase(p.clone()), Used::Passphrase(p)));
+    match events.ask_secret("passphrase for the repository: ") {
+        Some(p) => {
+            let p = p?;
+            Ok((Credential::Passphrase(p.clone()), Used::Passphrase(p)))
+        }
+        None => Err(Error::Locked(NO_SOURCE.into())),
     }
-    Err(Error::Locked(NO_SOURCE.into()))
 }
 
 /// The passphrase of a new key: `new_file`, `STRATA_NEW_PASSWORD`, or
@@ -188,6 +176,7 @@ pub fn new_passphrase(
     new_file: Option<&Path>,
     src: &Sources,
     also_unlock_sources: bool,
+    events: &dyn Events,
 ) -> Result<SecretString> {
     if let Some(f) = new_file {
         return read_password_file(f);
@@ -200,30 +189,36 @@ pub fn new_passphrase(
             return Ok(p);
         }
     }
-    if !can_prompt() {
-        return Err(Error::Locked(
+    let no_prompt = || {
+        Error::Locked(
             "a new passphrase is needed: give it with --new-password-file or STRATA_NEW_PASSWORD \
              (or, for init, --password-file / STRATA_PASSWORD; no terminal to prompt on)"
                 .into(),
-        ));
-    }
-    let a = prompt("new passphrase: ")?;
+        )
+    };
+    let a = events
+        .ask_secret("new passphrase: ")
+        .ok_or_else(no_prompt)??;
     if a.expose_secret().is_empty() {
         return Err(Error::Invalid("empty passphrase".into()));
     }
-    let b = prompt("repeat the new passphrase: ")?;
+    let b = events
+        .ask_secret("repeat the new passphrase: ")
+        .ok_or_else(no_prompt)??;
     if a.expose_secret() != b.expose_secret() {
         return Err(Error::Invalid("the passphrases do not match".into()));
     }
     Ok(a)
 }
 
+/// age's callbacks for an encrypted ssh key: its messages and its
+/// passphrase go through the events.
 #[derive(Clone)]
-struct TtyCallbacks;
+struct AskCallbacks(Arc<dyn Events>);
 
-impl age::Callbacks for TtyCallbacks {
+impl age::Callbacks for AskCallbacks {
     fn display_message(&self, message: &str) {
-        eprintln!("strata: {message}");
+        self.0.notice(message);
     }
     fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
         None
@@ -232,16 +227,16 @@ impl age::Callbacks for TtyCallbacks {
         None
     }
     fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        if !can_prompt() {
-            return None;
-        }
-        prompt(&format!("{description}: ")).ok()
+        self.0.ask_secret(&format!("{description}: "))?.ok()
     }
 }
 
 /// Identities from an age identity file or an ssh private key (an
-/// encrypted ssh key asks for its passphrase on the terminal).
-pub fn load_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
+/// encrypted ssh key asks for its passphrase through `events`).
+pub fn load_identities(
+    path: &Path,
+    events: &Arc<dyn Events>,
+) -> Result<Vec<Box<dyn age::Identity>>> {
     let text = std::fs::read(path).at(path)?;
     let bad = |why: String| Error::Invalid(format!("{}: {why}", path.display()));
     if text.windows(11).any(|w| w == b"-----BEGIN ") {
@@ -250,7 +245,9 @@ pub fn load_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
         if let age::ssh::Identity::Unsupported(k) = &id {
             return Err(bad(format!("unsupported ssh key: {k:?}")));
         }
-        return Ok(vec![Box::new(id.with_callbacks(TtyCallbacks))]);
+        return Ok(vec![Box::new(
+            id.with_callbacks(AskCallbacks(events.clone())),
+        )]);
     }
     let ids = age::IdentityFile::from_buffer(&text[..])
         .map_err(|e| bad(e.to_string()))?

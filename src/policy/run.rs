@@ -1,0 +1,577 @@
+//! One run of the policy (`strata run`), in order:
+//!
+//! 1. **Sources** that are due (or named), each into its own snapshot
+//!    tagged with the source's name, under one shared lock. A failing
+//!    source does not stop the others.
+//! 2. **forget** per `[retention]`, each source's snapshots on their own
+//!    (grouped by host and paths, as `strata forget`), when due.
+//! 3. **gc** once `gc.min_forgotten` snapshots were forgotten since the
+//!    last gc, and it is due.
+//! 4. **sync** to `offsite`, and 5. **check** per `[verification]`
+//!    (`super::steps`).
+//!
+//! [`run`] opens and unlocks the repository itself: a failure to reach or
+//! unlock it (or to start at all) is part of the [`RunSummary`], not an
+//! early return. Each step writes one log line (time, step, source,
+//! status, bytes, duration) to the events (as a notice) and to `run.log`
+//! in the cache directory; what ran and when goes to `state.json` there
+//! (`policy::state`), after each step. The summary is POSTed, as JSON, to
+//! the webhook; a failed webhook is a warning.
+
+use super::state::{self, LastRun, State};
+use super::{Config, Source, SourceKind, sqlite, steps, webhook};
+use crate::backup::{self, Counters, SnapshotOptions, StdinSource};
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::repo::Repo;
+use crate::repo::lock::{Lock, LockKind};
+use crate::session::Session;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to run besides the policy itself.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Run these sources now, due or not (empty: every source that is due).
+    pub sources: Vec<String>,
+}
+
+/// How a source or step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Done.
+    Ok,
+    /// Done, with warnings (files skipped or changed while read).
+    Warnings,
+    /// Failed.
+    Failed,
+    /// Not run: not due, not configured, or not available.
+    Skipped,
+}
+
+/// One source in the summary.
+#[derive(Debug, Serialize)]
+pub struct SourceOutcome {
+    /// The source's name.
+    pub source: String,
+    /// How it ended.
+    pub status: Status,
+    /// Why it was skipped, or the error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The new snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Raw bytes of new blobs.
+    pub bytes_added: u64,
+    /// Stored bytes of new blobs.
+    pub stored_added: u64,
+    /// Regular files in the snapshot.
+    pub files: u64,
+    /// Wall time.
+    pub duration_seconds: f64,
+    /// Per-file warnings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// One step after the sources.
+#[derive(Debug, Serialize)]
+pub struct StepOutcome {
+    /// `forget`, `gc`, `sync` or `check`.
+    pub step: &'static str,
+    /// How it ended.
+    pub status: Status,
+    /// What it did, why it was skipped, or the error.
+    pub detail: String,
+    /// Wall time.
+    pub duration_seconds: f64,
+}
+
+/// The summary printed by `run --json` and POSTed to the webhook.
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    /// Format version of this JSON (README "strata run").
+    pub version: u32,
+    /// The policy file.
+    pub config: PathBuf,
+    /// The repository.
+    pub repository: PathBuf,
+    /// This host.
+    pub host: String,
+    /// Start (RFC 3339, UTC).
+    pub started: String,
+    /// Wall time.
+    pub duration_seconds: f64,
+    /// No source and no step failed, and the run started.
+    pub ok: bool,
+    /// Every source of the config, in name order.
+    pub sources: Vec<SourceOutcome>,
+    /// forget, gc, sync, check.
+    pub steps: Vec<StepOutcome>,
+    /// Warnings about the run itself (state file, locks).
+    pub warnings: Vec<String>,
+    /// Why the run did not start (the repository not reached or not
+    /// unlocked, another run of it, a source name the config lacks);
+    /// nothing ran then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// [`RunSummary::error`] as the error itself, for an exit code.
+    #[serde(skip)]
+    pub start_error: Option<Error>,
+}
+
+impl RunSummary {
+    /// A source failed (the others were saved).
+    pub fn failed_source(&self) -> bool {
+        self.sources.iter().any(|s| s.status == Status::Failed)
+    }
+
+    /// A step failed.
+    pub fn failed_step(&self) -> bool {
+        self.steps.iter().any(|s| s.status == Status::Failed)
+    }
+
+    /// A source or step ended with warnings, or the run itself warned.
+    pub fn warned(&self) -> bool {
+        self.sources.iter().any(|s| s.status == Status::Warnings)
+            || self.steps.iter().any(|s| s.status == Status::Warnings)
+            || !self.warnings.is_empty()
+    }
+}
+
+/// Unix ns as RFC 3339 UTC, seconds.
+pub fn time_string(ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The per-step log: the events (a notice) and `run.log`.
+pub(super) struct Log {
+    dir: Option<PathBuf>,
+    events: Arc<dyn Events>,
+}
+
+impl Log {
+    pub(super) fn line(
+        &self,
+        (step, source): (&str, &str),
+        status: Status,
+        detail: &str,
+        bytes: Option<(u64, u64)>,
+        secs: f64,
+    ) {
+        let status = match status {
+            Status::Ok => "ok",
+            Status::Warnings => "warnings",
+            Status::Failed => "FAILED",
+            Status::Skipped => "skipped",
+        };
+        let bytes = bytes
+            .map(|(read, added)| format!(" bytes={read} added={added}"))
+            .unwrap_or_default();
+        let line = format!(
+            "{} {step} {source} {status}{bytes} duration={secs:.2}s{}{detail}",
+            time_string(crate::repo::now_ns()),
+            if detail.is_empty() { "" } else { " " },
+        );
+        self.events.notice(&line);
+        if let Some(d) = &self.dir {
+            state::append_log(d, &line);
+        }
+    }
+}
+
+/// A run under way: the open repository, its state and the log.
+pub(super) struct Runner<'a> {
+    pub(super) session: &'a Session,
+    pub(super) cfg: &'a Config,
+    pub(super) repo: Repo,
+    pub(super) st: State,
+    pub(super) log: Log,
+    pub(super) started: i64,
+    dir: Option<PathBuf>,
+    warnings: Vec<String>,
+    _run_lock: Option<std::fs::File>,
+}
+
+/// Run the policy `cfg` once, on the repository of `session` (with `cfg`
+/// as its strata.toml: `repository` and the unlocking keys where the
+/// session has none), reporting to `events`; the summary says what
+/// happened, including a failure to start (then nothing ran and no webhook
+/// was called).
+pub fn run(
+    session: &Session,
+    cfg: &Config,
+    opts: &RunOptions,
+    events: &Arc<dyn Events>,
+) -> RunSummary {
+    let session = session.with_config(cfg);
+    match Runner::start(&session, cfg, opts, events) {
+        Ok(r) => r.run(opts),
+        Err(e) => not_started(&session, cfg, e),
+    }
+}
+
+/// The summary of a run that could not start.
+fn not_started(session: &Session, cfg: &Config, e: Error) -> RunSummary {
+    RunSummary {
+        version: 1,
+        config: cfg.path.clone(),
+        repository: session.repo_path().unwrap_or_default(),
+        host: cfg.host.clone().unwrap_or_else(crate::repo::hostname),
+        started: time_string(crate::repo::now_ns()),
+        duration_seconds: 0.0,
+        ok: false,
+        sources: Vec::new(),
+        steps: Vec::new(),
+        warnings: Vec::new(),
+        error: Some(e.to_string()),
+        start_error: Some(e),
+    }
+}
+
+impl<'a> Runner<'a> {
+    /// Check the options, open the repository, take `run.lock` and load
+    /// the state.
+    fn start(
+        session: &'a Session,
+        cfg: &'a Config,
+        opts: &RunOptions,
+        events: &Arc<dyn Events>,
+    ) -> Result<Runner<'a>> {
+        for n in &opts.sources {
+            if cfg.source(n).is_none() {
+                return Err(Error::Invalid(format!(
+                    "{}: no source named {n:?} (sources: {})",
+                    cfg.path.display(),
+                    cfg.sources
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        session.writes("run")?;
+        let repo = session.open(events)?.repo;
+        let dir = state::dir(&repo.config().repo_id);
+        let mut warnings = Vec::new();
+        let run_lock = match &dir {
+            Some(d) => match state::run_lock(d)? {
+                Some(f) => Some(f),
+                None => {
+                    return Err(Error::RepoLocked(format!(
+                        "another `strata run` of this repository is running ({})",
+                        d.join("run.lock").display()
+                    )));
+                }
+            },
+            None => {
+                warnings.push(
+                    "no cache directory (STRATA_CACHE_DIR is empty): every source is due, \
+                     and nothing is remembered for `status`"
+                        .to_string(),
+                );
+                None
+            }
+        };
+        let st = match &dir {
+            Some(d) => {
+                let (st, w) = State::load(d);
+                warnings.extend(w);
+                st
+            }
+            None => State::default(),
+        };
+        for w in &warnings {
+            events.warning(w);
+        }
+        let log = Log {
+            dir: dir.clone(),
+            events: events.clone(),
+        };
+        Ok(Runner {
+            session,
+            cfg,
+            repo,
+            st,
+            log,
+            started: crate::repo::now_ns(),
+            dir,
+            warnings,
+            _run_lock: run_lock,
+        })
+    }
+
+    /// Save the state; a failure is a warning of the run.
+    pub(super) fn save(&mut self) {
+        if let Some(d) = &self.dir {
+            if let Err(e) = self.st.save(d) {
+                self.repo.events().warning(&e.to_string());
+                self.warnings.push(e.to_string());
+            }
+        }
+    }
+
+    /// Every phase, then the record of the run, the summary and the
+    /// webhook.
+    fn run(mut self, opts: &RunOptions) -> RunSummary {
+        let t0 = Instant::now();
+        let sources = self.sources(opts);
+        let steps = steps::run(&mut self);
+        let mut summary = RunSummary {
+            version: 1,
+            config: self.cfg.path.clone(),
+            repository: self.repo.root().to_path_buf(),
+            host: self.cfg.host.clone().unwrap_or_else(crate::repo::hostname),
+            started: time_string(self.started),
+            duration_seconds: 0.0,
+            ok: false,
+            sources,
+            steps,
+            warnings: Vec::new(),
+            error: None,
+            start_error: None,
+        };
+        summary.ok = !summary.failed_source() && !summary.failed_step();
+        self.st.run.record(
+            self.started,
+            if summary.ok {
+                Ok(String::new())
+            } else {
+                Err("a source or step failed".into())
+            },
+        );
+        self.save();
+        summary.warnings = std::mem::take(&mut self.warnings);
+        summary.duration_seconds = t0.elapsed().as_secs_f64();
+        self.post(&summary);
+        summary
+    }
+
+    /// POST the summary to the webhook, if there is one.
+    fn post(&self, summary: &RunSummary) {
+        let Some(url) = &self.cfg.webhook else {
+            return;
+        };
+        let json = match serde_json::to_value(summary) {
+            Ok(j) => j,
+            Err(e) => return self.repo.events().warning(&format!("summary: {e}")),
+        };
+        match webhook::post(url, &json, std::time::Duration::from_secs(10)) {
+            Ok(_) => {
+                let shown = webhook::shown(url);
+                self.log
+                    .line(("webhook", "-"), Status::Ok, &shown, None, 0.0)
+            }
+            Err(e) => self.repo.events().warning(&e.to_string()),
+        }
+    }
+
+    /// 1. The sources that are due (or named), under one shared lock.
+    fn sources(&mut self, opts: &RunOptions) -> Vec<SourceOutcome> {
+        let mut out = Vec::new();
+        let mut shared: Option<Lock> = None;
+        let cfg = self.cfg;
+        for s in &cfg.sources {
+            let last = self.st.sources.entry(s.name.clone()).or_default();
+            if let Some(why) = not_wanted(opts, s, last, self.started) {
+                out.push(skipped_source(s, why));
+                continue;
+            }
+            if shared.is_none() {
+                match self.session.lock(&self.repo, LockKind::Shared) {
+                    Ok(l) => shared = Some(l),
+                    Err(e) => {
+                        // No source can run; record each as failed.
+                        let msg = e.to_string();
+                        self.log
+                            .line(("snapshot", &s.name), Status::Failed, &msg, None, 0.0);
+                        last.record(crate::repo::now_ns(), Err(msg.clone()));
+                        out.push(failed_source(s, msg, 0.0));
+                        continue;
+                    }
+                }
+            }
+            let Some(lock) = shared.as_ref() else {
+                continue;
+            };
+            out.push(self.source(s, lock));
+            self.save();
+        }
+        out
+    }
+
+    /// Snapshot source `s`, log it and record it in the state.
+    fn source(&mut self, s: &Source, lock: &Lock) -> SourceOutcome {
+        let start = crate::repo::now_ns();
+        let t = Instant::now();
+        let r = snapshot_source(&self.repo, self.cfg, s, lock);
+        let secs = t.elapsed().as_secs_f64();
+        let last = self.st.sources.entry(s.name.clone()).or_default();
+        let rep = match r {
+            Ok(rep) => rep,
+            Err(e) => {
+                let msg = e.to_string();
+                self.log
+                    .line(("snapshot", &s.name), Status::Failed, &msg, None, secs);
+                last.record(start, Err(msg.clone()));
+                return failed_source(s, msg, secs);
+            }
+        };
+        let sum = &rep.snapshot.summary;
+        let status = if rep.warnings.is_empty() {
+            Status::Ok
+        } else {
+            Status::Warnings
+        };
+        for w in &rep.warnings {
+            self.repo.events().warning(&format!("{}: {w}", s.name));
+        }
+        self.log.line(
+            ("snapshot", &s.name),
+            status,
+            &format!("snapshot={}", rep.id.short()),
+            Some((sum.bytes_read, sum.bytes_added)),
+            secs,
+        );
+        last.record(start, Ok(rep.id.to_hex()));
+        SourceOutcome {
+            source: s.name.clone(),
+            status,
+            detail: None,
+            snapshot: Some(rep.id.to_hex()),
+            bytes_read: sum.bytes_read,
+            bytes_added: sum.bytes_added,
+            stored_added: sum.stored_added,
+            files: sum.files(),
+            duration_seconds: secs,
+            warnings: rep.warnings,
+        }
+    }
+}
+
+/// Why source `s` does not run now: not named (when some are), or not due.
+fn not_wanted(opts: &RunOptions, s: &Source, last: &LastRun, now: i64) -> Option<&'static str> {
+    if !opts.sources.is_empty() {
+        return (!opts.sources.contains(&s.name)).then_some("not named on the command line");
+    }
+    (!last.due(s.every, now)).then_some("not due")
+}
+
+/// Snapshot options for source `s`; a sqlite source's temp copy is
+/// returned too and must live until the snapshot is saved.
+fn source_options(cfg: &Config, s: &Source) -> Result<(SnapshotOptions, Option<sqlite::TempCopy>)> {
+    let mut opts = SnapshotOptions {
+        tags: vec![s.name.clone()],
+        host: cfg.host.clone(),
+        ..SnapshotOptions::default()
+    };
+    let mut copy = None;
+    match &s.kind {
+        SourceKind::Paths {
+            paths,
+            exclude,
+            exclude_if_present,
+            one_file_system,
+        } => {
+            opts.paths = paths.clone();
+            opts.excludes = exclude.clone();
+            opts.exclude_if_present = exclude_if_present.clone();
+            opts.one_file_system = *one_file_system;
+        }
+        SourceKind::Command { command, file } => {
+            opts.stdin = Some(StdinSource {
+                name: file.clone(),
+                command: Some(command.clone()),
+                file: None,
+            });
+        }
+        SourceKind::Sqlite { db, file } => {
+            let c = sqlite::copy(db)?;
+            opts.stdin = Some(StdinSource {
+                name: file.clone(),
+                command: None,
+                file: Some(c.path().to_path_buf()),
+            });
+            copy = Some(c);
+        }
+    }
+    Ok((opts, copy))
+}
+
+fn snapshot_source(
+    repo: &Repo,
+    cfg: &Config,
+    s: &Source,
+    lock: &Lock,
+) -> Result<backup::SnapshotReport> {
+    let (opts, _copy) = source_options(cfg, s)?;
+    backup::run(repo, &opts, &Counters::default(), lock)
+}
+
+fn skipped_source(s: &Source, why: &str) -> SourceOutcome {
+    SourceOutcome {
+        source: s.name.clone(),
+        status: Status::Skipped,
+        detail: Some(why.to_string()),
+        snapshot: None,
+        bytes_read: 0,
+        bytes_added: 0,
+        stored_added: 0,
+        files: 0,
+        duration_seconds: 0.0,
+        warnings: Vec::new(),
+    }
+}
+
+fn failed_source(s: &Source, msg: String, secs: f64) -> SourceOutcome {
+    SourceOutcome {
+        status: Status::Failed,
+        detail: Some(msg),
+        duration_seconds: secs,
+        ..skipped_source(s, "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{ConfigChoice, SessionOptions};
+
+    /// A repository that cannot be reached is in the summary (issue 19:
+    /// the alerting of a later issue needs the record), not an early
+    /// return: nothing ran, and the error keeps its kind for the exit code.
+    #[test]
+    fn a_repository_not_reached_is_part_of_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-repo");
+        let text = format!(
+            "repository = {:?}\n[sources.etc]\npaths = [\"/etc\"]\n",
+            missing.to_str().unwrap()
+        );
+        let cfg = super::super::config::parse(&text, &dir.path().join("strata.toml")).unwrap();
+        let session = Session::new(SessionOptions::default(), ConfigChoice::Nothing).unwrap();
+        let events = crate::events::silent();
+        let s = run(&session, &cfg, &RunOptions::default(), &events);
+        assert!(!s.ok);
+        assert!(s.sources.is_empty() && s.steps.is_empty());
+        assert!(
+            s.error.as_deref().unwrap_or("").contains("no-repo"),
+            "{s:?}"
+        );
+        assert!(
+            matches!(s.start_error, Some(Error::NoRepository(_))),
+            "{s:?}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["ok"], false);
+        assert!(json["error"].is_string(), "{json}");
+    }
+}

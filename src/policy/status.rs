@@ -1,0 +1,532 @@
+//! `strata status`: are the backups of strata.toml healthy? Per source:
+//! the latest snapshot and its age, what each retention rule keeps against
+//! its target, logical versus stored size, the last run; then the last
+//! check and sync. [`status`] returns a typed [`StatusReport`]; its
+//! `Serialize` is `status --json` (README "strata status --json"; fields
+//! are only added), its fields declared in name order, as the JSON has
+//! always listed them. Takes no lock: it only reads, and must not fail
+//! while gc holds the exclusive lock.
+
+use super::Config;
+use super::config::PRE_RESTORE_TAG;
+use super::run::time_string;
+use super::state::{self, LastRun, State};
+use crate::error::Result;
+use crate::id::SnapshotId;
+use crate::maint::forget::{self, ForgetOptions};
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use crate::snapshot::retention::{Policy, Rule};
+use crate::snapshot::{Filter, Snapshot};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to report against.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatusOptions {
+    /// A source whose latest snapshot is older is unhealthy (default:
+    /// `[status] max_age` of the config).
+    pub max_age: Option<Duration>,
+}
+
+/// The last run of a source or step (`policy::state::LastRun`), as times.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LastReport {
+    /// When the last attempt started (RFC 3339).
+    pub attempt: Option<String>,
+    /// Its error, if it failed.
+    pub error: Option<String>,
+    /// When the last successful one started (RFC 3339).
+    pub success: Option<String>,
+}
+
+impl LastReport {
+    fn of(l: &LastRun) -> LastReport {
+        LastReport {
+            attempt: l.attempt_unix_ns.map(time_string),
+            error: l.error.clone(),
+            success: l.success_unix_ns.map(time_string),
+        }
+    }
+
+    /// The report of `l` if it was ever attempted.
+    fn attempted(l: &LastRun) -> Option<LastReport> {
+        l.attempt_unix_ns.map(|_| LastReport::of(l))
+    }
+}
+
+/// One retention rule's kept count against its target.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleReport {
+    /// Snapshots the rule keeps now.
+    pub kept: u64,
+    /// `last`, `hourly`, ..., `within`, `daily within`...
+    pub rule: String,
+    /// Its target: a count, `unlimited`, or a span (`24h`).
+    pub target: String,
+    /// The rule, typed.
+    #[serde(skip)]
+    pub kind: Rule,
+}
+
+impl RuleReport {
+    /// A span rule (`within`, `daily within`): its target is a span, not
+    /// a count.
+    pub fn is_span(&self) -> bool {
+        matches!(self.kind, Rule::Within | Rule::CountWithin(_))
+    }
+}
+
+/// A source's latest snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LatestReport {
+    /// Its age (s).
+    pub age_seconds: i64,
+    /// Raw bytes of new blobs it added.
+    pub bytes_added: u64,
+    /// Bytes it read.
+    pub bytes_read: u64,
+    /// Its id (hex).
+    pub id: String,
+    /// Its time (RFC 3339).
+    pub time: String,
+}
+
+/// One source of the config.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceReport {
+    /// Logical bytes per distinct raw byte; `None` without snapshots.
+    pub dedup_ratio: Option<f64>,
+    /// The last run of the source.
+    pub last_run: Option<LastReport>,
+    /// The latest snapshot.
+    pub latest: Option<LatestReport>,
+    /// Logical bytes of its snapshots, summed (`None`: not known).
+    pub logical_bytes: Option<u64>,
+    /// Raw bytes of the distinct blobs of its snapshots.
+    pub raw_bytes: Option<u64>,
+    /// The retention rules that are on.
+    pub retention: Vec<RuleReport>,
+    /// Its snapshots (without `pre-restore` ones).
+    pub snapshots: usize,
+    /// Its name.
+    pub source: String,
+    /// Older than the maximum age, or no snapshot.
+    pub stale: bool,
+    /// Stored bytes of the distinct blobs of its snapshots.
+    pub stored_bytes: Option<u64>,
+    /// What could not be reported.
+    pub warnings: Vec<String>,
+}
+
+/// The last check on this machine.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckRun {
+    /// Problems found.
+    pub errors: u64,
+    /// The first one.
+    pub first_error: Option<String>,
+    /// Packs read.
+    pub packs_read: u64,
+    /// Whether it read pack data.
+    pub read_data: bool,
+    /// Wall time.
+    pub seconds: f64,
+    /// When it started (RFC 3339).
+    pub time: String,
+}
+
+/// How much of the repository was read-data verified lately.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Coverage {
+    /// `verified / packs` (1 without packs).
+    pub fraction: f64,
+    /// Packs in the index.
+    pub packs: usize,
+    /// Packs verified within `within_seconds` (ever, without one).
+    pub verified: usize,
+    /// `[verification] max_age`.
+    pub within_seconds: Option<u64>,
+}
+
+/// The check part of the report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckReport {
+    /// Always true (the state is local).
+    pub available: bool,
+    /// `[verification]` is in the config.
+    pub configured: bool,
+    /// Read-data coverage.
+    pub coverage: Coverage,
+    /// The last check.
+    pub last: Option<CheckRun>,
+    /// When the last clean check started (RFC 3339).
+    pub last_success: Option<String>,
+}
+
+/// The sync part of the report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SyncReport {
+    /// Always true.
+    pub available: bool,
+    /// Bytes of the packs the offsite copy lacks.
+    pub behind_bytes: Option<u64>,
+    /// Packs the offsite copy lacks (`None`: no offsite, or not listed).
+    pub behind_packs: Option<u64>,
+    /// `offsite` is in the config.
+    pub configured: bool,
+    /// The last sync step.
+    pub last: Option<LastReport>,
+    /// The offsite copy.
+    pub offsite: Option<String>,
+}
+
+/// What `strata status` reports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusReport {
+    /// The check.
+    pub check: CheckReport,
+    /// The policy file.
+    pub config: std::path::PathBuf,
+    /// The last forget step.
+    pub forget: Option<LastReport>,
+    /// The last gc step.
+    pub gc: Option<LastReport>,
+    /// No problem.
+    pub healthy: bool,
+    /// The last run as a whole.
+    pub last_run: Option<LastReport>,
+    /// The maximum age of a source's latest snapshot.
+    pub max_age_seconds: Option<u64>,
+    /// What makes it unhealthy, one line each.
+    pub problems: Vec<String>,
+    /// The repository.
+    pub repository: std::path::PathBuf,
+    /// Every source of the config.
+    pub sources: Vec<SourceReport>,
+    /// The offsite copy.
+    pub sync: SyncReport,
+    /// Now (RFC 3339).
+    pub time: String,
+    /// Format version of this JSON.
+    pub version: u32,
+}
+
+/// `4m`, `2h 3m`, `3d 4h`: an age to a minute.
+pub fn short_duration(ns: i64) -> String {
+    let secs = (ns.max(0) / 1_000_000_000) as u64;
+    let rounded = if secs >= 3600 { secs / 60 * 60 } else { secs };
+    humantime::format_duration(Duration::from_secs(rounded)).to_string()
+}
+
+/// The report on the repository of `session` (with `cfg` as its
+/// strata.toml) against the policy `cfg`; warnings (an unreadable state
+/// file, skipped manifests) go to `events`.
+pub fn status(
+    session: &crate::session::Session,
+    cfg: &Config,
+    opts: &StatusOptions,
+    events: &Arc<dyn crate::events::Events>,
+) -> Result<StatusReport> {
+    let repo = session.with_config(cfg).open(events)?.repo;
+    let max_age = opts.max_age.or(cfg.max_age);
+    let now = crate::repo::now_ns();
+    let (st, st_warning) = match state::dir(&repo.config().repo_id) {
+        Some(d) => State::load(&d),
+        None => (State::default(), None),
+    };
+    if let Some(w) = &st_warning {
+        events.warning(w);
+    }
+    let snaps = crate::snapshot::readable(&repo)?;
+    let reader = BlobReader::reporting(&repo)?;
+    let mut problems = Vec::new();
+    let cx = Ctx {
+        repo: &repo,
+        reader: &reader,
+        cfg,
+        snaps: &snaps,
+        max_age,
+        now,
+    };
+    let sources = cfg
+        .sources
+        .iter()
+        .map(|s| source_report(&cx, &s.name, st.sources.get(&s.name), &mut problems))
+        .collect();
+    let check = super::status_check::report(&repo, cfg, now, &mut problems)?;
+    let behind = super::status_check::offsite_behind(&repo, cfg, &mut problems);
+    Ok(StatusReport {
+        check,
+        config: cfg.path.clone(),
+        forget: LastReport::attempted(&st.forget),
+        gc: LastReport::attempted(&st.gc),
+        healthy: problems.is_empty(),
+        last_run: LastReport::attempted(&st.run),
+        max_age_seconds: max_age.map(|m| m.as_secs()),
+        problems,
+        repository: repo.root().to_path_buf(),
+        sources,
+        sync: SyncReport {
+            available: true,
+            behind_bytes: behind.map(|(_, b)| b),
+            behind_packs: behind.map(|(n, _)| n),
+            configured: cfg.offsite.is_some(),
+            last: LastReport::attempted(&st.sync),
+            offsite: cfg.offsite.clone(),
+        },
+        time: time_string(now),
+        version: 1,
+    })
+}
+
+/// What every source's report reads.
+struct Ctx<'a> {
+    repo: &'a Repo,
+    reader: &'a BlobReader<'a>,
+    cfg: &'a Config,
+    snaps: &'a [(SnapshotId, Snapshot)],
+    max_age: Option<Duration>,
+    now: i64,
+}
+
+/// The retention rules of `p` that are on, with their names and targets.
+fn rules(p: &Policy) -> Vec<(Rule, String, String)> {
+    use crate::snapshot::retention::Bucket;
+    let mut out = Vec::new();
+    if let Some(w) = p.within.filter(|s| !s.is_zero()) {
+        out.push((Rule::Within, "within".to_string(), w.to_string()));
+    }
+    for (b, c) in [
+        (Bucket::Each, p.last),
+        (Bucket::Hour, p.hourly),
+        (Bucket::Day, p.daily),
+        (Bucket::Week, p.weekly),
+        (Bucket::Month, p.monthly),
+        (Bucket::Year, p.yearly),
+    ] {
+        if !c.is_off() {
+            out.push((Rule::Count(b), b.name().to_string(), c.to_string()));
+        }
+    }
+    for (b, s) in [
+        (Bucket::Hour, p.within_hourly),
+        (Bucket::Day, p.within_daily),
+        (Bucket::Week, p.within_weekly),
+        (Bucket::Month, p.within_monthly),
+        (Bucket::Year, p.within_yearly),
+    ] {
+        if let Some(s) = s.filter(|s| !s.is_zero()) {
+            let name = format!("{} within", b.name());
+            out.push((Rule::CountWithin(b), name, s.to_string()));
+        }
+    }
+    out
+}
+
+/// Source `name`: its snapshots, staleness (a problem), retention and sizes.
+fn source_report(
+    cx: &Ctx<'_>,
+    name: &str,
+    last: Option<&LastRun>,
+    problems: &mut Vec<String>,
+) -> SourceReport {
+    let mine: Vec<&(SnapshotId, Snapshot)> = cx
+        .snaps
+        .iter()
+        .filter(|(_, s)| {
+            s.tags.iter().any(|t| t == name) && !s.tags.iter().any(|t| t == PRE_RESTORE_TAG)
+        })
+        .collect();
+    let latest = mine.last().map(|(id, s)| LatestReport {
+        age_seconds: cx.now.saturating_sub(s.time_unix_ns).max(0) / 1_000_000_000,
+        bytes_added: s.summary.bytes_added,
+        bytes_read: s.summary.bytes_read,
+        id: id.to_hex(),
+        time: s.time_string(),
+    });
+    let age_ns = mine
+        .last()
+        .map(|(_, s)| cx.now.saturating_sub(s.time_unix_ns).max(0));
+    let stale = match (cx.max_age, age_ns) {
+        (None, _) => None,
+        (Some(_), None) => Some(format!("{name}: no snapshot")),
+        (Some(m), Some(a)) if a as u128 > m.as_nanos() => Some(format!(
+            "{name}: latest snapshot is {} old (max age {})",
+            short_duration(a),
+            humantime::format_duration(m)
+        )),
+        _ => None,
+    };
+    let mut warnings = Vec::new();
+    let retention = retention(cx, name, mine.is_empty(), &mut warnings);
+    let list: Vec<Snapshot> = mine.iter().map(|(_, s)| s.clone()).collect();
+    let (logical_bytes, raw_bytes, stored_bytes, dedup_ratio) = if list.is_empty() {
+        (Some(0), Some(0), Some(0), None)
+    } else {
+        match crate::inspect::stats::stats(cx.reader, &list) {
+            Ok(st) => (
+                Some(st.restore_size),
+                Some(st.raw_size),
+                Some(st.stored_size),
+                (st.dedup_ratio > 0.0).then_some(st.dedup_ratio),
+            ),
+            Err(e) => {
+                warnings.push(format!("sizes: {e}"));
+                (None, None, None, None)
+            }
+        }
+    };
+    let report = SourceReport {
+        dedup_ratio,
+        last_run: last.map(LastReport::of),
+        latest,
+        logical_bytes,
+        raw_bytes,
+        retention,
+        snapshots: mine.len(),
+        source: name.to_string(),
+        stale: stale.is_some(),
+        stored_bytes,
+        warnings,
+    };
+    problems.extend(stale);
+    report
+}
+
+/// What each retention rule keeps now of source `name`'s snapshots.
+fn retention(cx: &Ctx<'_>, name: &str, none: bool, warnings: &mut Vec<String>) -> Vec<RuleReport> {
+    if cx.cfg.retention.is_empty() || none {
+        return Vec::new();
+    }
+    let opts = ForgetOptions {
+        policy: cx.cfg.retention.clone(),
+        filter: Filter {
+            tags: vec![name.to_string()],
+            skip_tags: vec![PRE_RESTORE_TAG.to_string()],
+            ..Default::default()
+        },
+        group_by: Default::default(),
+        allow_empty: true,
+    };
+    let groups = match forget::plan(cx.repo, &opts, cx.now, &jiff::tz::TimeZone::system()) {
+        Ok(g) => g,
+        Err(e) => {
+            warnings.push(format!("retention: {e}"));
+            return Vec::new();
+        }
+    };
+    rules(&cx.cfg.retention)
+        .into_iter()
+        .map(|(kind, rule, target)| RuleReport {
+            kept: groups
+                .iter()
+                .flat_map(|g| &g.keep)
+                .filter(|v| v.rules.contains(&kind))
+                .count() as u64,
+            rule,
+            target,
+            kind,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::retention::Bucket;
+
+    fn last() -> LastReport {
+        LastReport {
+            attempt: Some("2026-01-02T03:04:05Z".into()),
+            error: Some("boom".into()),
+            success: None,
+        }
+    }
+
+    /// `status --json` was a serde_json map, whose keys serde_json sorts:
+    /// the report's own serialization gives the same bytes only while its
+    /// fields stay declared in name order, at every level.
+    #[test]
+    fn serializes_as_the_sorted_json_map_did() {
+        let source = SourceReport {
+            dedup_ratio: Some(2.5),
+            last_run: Some(last()),
+            latest: Some(LatestReport {
+                age_seconds: 60,
+                bytes_added: 1,
+                bytes_read: 2,
+                id: "ab".into(),
+                time: "2026-01-02T03:04:05Z".into(),
+            }),
+            logical_bytes: Some(3),
+            raw_bytes: None,
+            retention: vec![RuleReport {
+                kept: 4,
+                rule: "daily".into(),
+                target: "7".into(),
+                kind: Rule::Count(Bucket::Day),
+            }],
+            snapshots: 5,
+            source: "etc".into(),
+            stale: true,
+            stored_bytes: Some(6),
+            warnings: vec!["w".into()],
+        };
+        let r = StatusReport {
+            check: CheckReport {
+                available: true,
+                configured: true,
+                coverage: Coverage {
+                    fraction: 0.5,
+                    packs: 2,
+                    verified: 1,
+                    within_seconds: Some(7),
+                },
+                last: Some(CheckRun {
+                    errors: 1,
+                    first_error: Some("e".into()),
+                    packs_read: 2,
+                    read_data: true,
+                    seconds: 1.5,
+                    time: "t".into(),
+                }),
+                last_success: None,
+            },
+            config: "/etc/strata.toml".into(),
+            forget: Some(last()),
+            gc: None,
+            healthy: false,
+            last_run: Some(last()),
+            max_age_seconds: Some(86_400),
+            problems: vec!["p".into()],
+            repository: "/srv/repo".into(),
+            sources: vec![source],
+            sync: SyncReport {
+                available: true,
+                behind_bytes: Some(8),
+                behind_packs: Some(1),
+                configured: true,
+                last: Some(last()),
+                offsite: Some("s3://b/p".into()),
+            },
+            time: "now".into(),
+            version: 1,
+        };
+        let direct = serde_json::to_string(&r).unwrap();
+        let map = serde_json::to_value(&r).unwrap().to_string();
+        assert_eq!(direct, map);
+        // keys and nesting as `status --json` has always printed them
+        for key in [
+            "\"behind_packs\":1",
+            "\"coverage\":{\"fraction\":0.5,",
+            "\"dedup_ratio\":2.5,",
+            "\"retention\":[{\"kept\":4,\"rule\":\"daily\",\"target\":\"7\"}]",
+            "\"latest\":{\"age_seconds\":60,\"bytes_added\":1,\"bytes_read\":2,",
+            "\"last_run\":{\"attempt\":\"2026-01-02T03:04:05Z\",\"error\":\"boom\",\"success\":null}",
+        ] {
+            assert!(direct.contains(key), "{key} in {direct}");
+        }
+    }
+}
