@@ -274,18 +274,17 @@ fn battery(layout: Layout, iterations: usize, default_seed: u64) {
             "{layout:?}: never killed at {missed:?}: {outcomes:?}"
         );
     }
-    let random_killed: u32 = outcomes
-        .iter()
-        .filter(|(k, _)| k.ends_with(": killed"))
-        .map(|(_, v)| v)
-        .sum();
-    let random: u32 = outcomes
-        .iter()
-        .filter(|(k, _)| k.ends_with(": killed") || k.ends_with("finished first"))
-        .map(|(_, v)| v)
-        .sum();
+    // the battery really killed: most runs, aimed kills included (as
+    // before the aimed kills), and a third of the random ones at least (how
+    // many a timer catches mid-run depends on the machine's load)
+    let count = |f: &dyn Fn(&str) -> bool| -> u32 {
+        outcomes.iter().filter(|(k, _)| f(k)).map(|(_, v)| v).sum()
+    };
+    let killed = count(&|k| k.contains(": killed"));
+    let random_killed = count(&|k| k.ends_with(": killed"));
+    let random = count(&|k| k.ends_with(": killed") || k.ends_with("finished first"));
     assert!(
-        random_killed * 2 >= random,
-        "most random kills landed mid-way: {outcomes:?}"
+        killed as usize * 2 >= iterations && random_killed * 3 >= random,
+        "most runs were killed mid-way, and a third of the random ones: {outcomes:?}"
     );
 }
