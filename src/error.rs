@@ -85,7 +85,7 @@ pub enum Error {
     /// The storage backend failed (format-spec/backend.md); names the
     /// backend and key.
     #[error(transparent)]
-    Backend(#[from] crate::backend::BackendError),
+    Backend(#[from] crate::backend::error::BackendError),
     /// `restore --verify` found a difference.
     #[error("verify failed: {0}")]
     Verify(String),
@@ -116,7 +116,7 @@ impl Error {
     /// carries it (the age reader of an encrypted pack reads through
     /// `io::Read`): no verdict on the object being read.
     pub fn is_store_failure(&self) -> bool {
-        self.backend_failure(|b| matches!(b, crate::backend::BackendError::Store { .. }))
+        self.backend_failure(|b| matches!(b, crate::backend::error::BackendError::Store { .. }))
     }
 
     /// The storage failed to deliver (an object store `Store` error, a
@@ -126,17 +126,17 @@ impl Error {
     /// `check` reports such a blob but does not record it as damaged
     /// (check.md "Damaged blobs").
     pub fn is_transport_failure(&self) -> bool {
-        use crate::backend::BackendError as B;
+        use crate::backend::error::BackendError as B;
         self.backend_failure(|b| matches!(b, B::Store { .. } | B::Injected { .. } | B::Io { .. }))
     }
 
     /// A backend error for which `pred` holds, here or inside an I/O error
     /// that carries it (possibly nested).
-    fn backend_failure(&self, pred: fn(&crate::backend::BackendError) -> bool) -> bool {
-        fn in_io(e: &io::Error, pred: fn(&crate::backend::BackendError) -> bool) -> bool {
+    fn backend_failure(&self, pred: fn(&crate::backend::error::BackendError) -> bool) -> bool {
+        fn in_io(e: &io::Error, pred: fn(&crate::backend::error::BackendError) -> bool) -> bool {
             match e.get_ref() {
                 Some(inner) => {
-                    if let Some(b) = inner.downcast_ref::<crate::backend::BackendError>() {
+                    if let Some(b) = inner.downcast_ref::<crate::backend::error::BackendError>() {
                         pred(b)
                     } else if let Some(io) = inner.downcast_ref::<io::Error>() {
                         in_io(io, pred)

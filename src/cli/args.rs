@@ -186,7 +186,7 @@ pub struct KeyAddArgs {
 
 impl InitArgs {
     /// Validated engine options.
-    pub fn to_options(&self, key: Option<crate::crypto::keys::NewKey>) -> Result<InitOptions> {
+    pub fn to_options(&self, key: Option<crate::repo::keys::NewKey>) -> Result<InitOptions> {
         let d = ChunkerParams::default();
         let chunker =
             if self.chunk_min.is_some() || self.chunk_avg.is_some() || self.chunk_max.is_some() {

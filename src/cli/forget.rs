@@ -78,7 +78,7 @@ pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
         group_by: GroupBy::parse(&a.group_by).map_err(Error::Invalid)?,
         allow_empty: a.allow_empty,
     };
-    let groups = forget::plan(repo, &opts, crate::repo::now_ns(), &tz)?;
+    let groups = forget::plan(repo, &opts, crate::sys::now_ns(), &tz)?;
     for g in &groups {
         for v in g.keep.iter().filter(|v| v.future) {
             eprintln!(

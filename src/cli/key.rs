@@ -3,10 +3,10 @@
 
 use super::args::{KeyCommand, NewPassArgs};
 use super::{exit, output};
-use crate::crypto::keys::{self, NewKey};
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::repo::Repo;
+use crate::repo::keys::{self, NewKey};
 use crate::repo::lock::Lock;
 use crate::session::{Operation, Session, unlock};
 use std::sync::Arc;

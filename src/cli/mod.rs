@@ -145,7 +145,7 @@ fn open_for(cli: &Cli, op: Operation, ev: &Arc<dyn Events>) -> crate::Result<(Re
 }
 
 fn init(cli: &Cli, a: &args::InitArgs, ev: &Arc<dyn Events>) -> crate::Result<i32> {
-    use crate::crypto::keys::NewKey;
+    use crate::repo::keys::NewKey;
     let session = session(cli, ConfigChoice::Implicit)?;
     let path = session.repo_path()?;
     if path.join("config").exists() {

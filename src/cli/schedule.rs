@@ -8,6 +8,7 @@
 
 use super::args::{ScheduleArgs, ScheduleKind};
 use super::{exit, output};
+use crate::backend::fsutil;
 use crate::error::{Error, IoContext, Result};
 use crate::policy::Config;
 use std::path::{Path, PathBuf};
@@ -189,7 +190,7 @@ pub fn run(a: &ScheduleArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     for (path, text) in &files {
-        crate::policy::state::write_atomic(path, text.as_bytes(), 0o644)?;
+        fsutil::write_atomic(path, text.as_bytes(), fsutil::Atomic::local(0o644))?;
         output::line(&format!("wrote {}", path.display()))?;
     }
     if a.print == ScheduleKind::Systemd {

@@ -7,11 +7,11 @@
 //! appends the padding to it.
 
 use super::format::{self, PackEntry};
+use crate::backend::fsutil;
 use crate::blob::{BlobKind, Compression};
 use crate::crypto::agefile::HashWriter;
 use crate::error::{IoContext, Result};
 use crate::id::{BlobId, PackId};
-use crate::repo::fsutil;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

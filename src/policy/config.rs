@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The tag of the safety snapshot `restore` takes of a non-empty target.
-pub const PRE_RESTORE_TAG: &str = "pre-restore";
+pub use crate::restore::safety::PRE_RESTORE_TAG;
 
 // ---------------------------------------------------------------- raw file
 

@@ -145,12 +145,6 @@ impl RunSummary {
     }
 }
 
-/// Unix ns as RFC 3339 UTC, seconds.
-pub fn time_string(ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 /// The per-step log: the events (a notice) and `run.log`.
 pub(super) struct Log {
     dir: Option<PathBuf>,
@@ -177,7 +171,7 @@ impl Log {
             .unwrap_or_default();
         let line = format!(
             "{} {step} {source} {status}{bytes} duration={secs:.2}s{}{detail}",
-            time_string(crate::repo::now_ns()),
+            crate::sys::rfc3339(crate::sys::now_ns()),
             if detail.is_empty() { "" } else { " " },
         );
         self.events.notice(&line);
@@ -224,8 +218,8 @@ fn not_started(session: &Session, cfg: &Config, e: Error) -> RunSummary {
         version: 1,
         config: cfg.path.clone(),
         repository: session.repo_path().unwrap_or_default(),
-        host: cfg.host.clone().unwrap_or_else(crate::repo::hostname),
-        started: time_string(crate::repo::now_ns()),
+        host: cfg.host.clone().unwrap_or_else(crate::sys::hostname),
+        started: crate::sys::rfc3339(crate::sys::now_ns()),
         duration_seconds: 0.0,
         ok: false,
         sources: Vec::new(),
@@ -302,7 +296,7 @@ impl<'a> Runner<'a> {
             repo,
             st,
             log,
-            started: crate::repo::now_ns(),
+            started: crate::sys::now_ns(),
             dir,
             warnings,
             _run_lock: run_lock,
@@ -329,8 +323,8 @@ impl<'a> Runner<'a> {
             version: 1,
             config: self.cfg.path.clone(),
             repository: self.repo.root().to_path_buf(),
-            host: self.cfg.host.clone().unwrap_or_else(crate::repo::hostname),
-            started: time_string(self.started),
+            host: self.cfg.host.clone().unwrap_or_else(crate::sys::hostname),
+            started: crate::sys::rfc3339(self.started),
             duration_seconds: 0.0,
             ok: false,
             sources,
@@ -393,7 +387,7 @@ impl<'a> Runner<'a> {
                         let msg = e.to_string();
                         self.log
                             .line(("snapshot", &s.name), Status::Failed, &msg, None, 0.0);
-                        last.record(crate::repo::now_ns(), Err(msg.clone()));
+                        last.record(crate::sys::now_ns(), Err(msg.clone()));
                         out.push(failed_source(s, msg, 0.0));
                         continue;
                     }
@@ -410,7 +404,7 @@ impl<'a> Runner<'a> {
 
     /// Snapshot source `s`, log it and record it in the state.
     fn source(&mut self, s: &Source, lock: &Lock) -> SourceOutcome {
-        let start = crate::repo::now_ns();
+        let start = crate::sys::now_ns();
         let t = Instant::now();
         let r = snapshot_source(&self.repo, self.cfg, s, lock);
         let secs = t.elapsed().as_secs_f64();

@@ -60,7 +60,7 @@ pub fn copy(db: &Path) -> Result<TempCopy> {
     let path = std::env::temp_dir().join(format!(
         "strata-sqlite-{}-{}.db",
         std::process::id(),
-        crate::repo::now_ns()
+        crate::sys::now_ns()
     ));
     // Create it private before SQLite opens it.
     std::fs::OpenOptions::new()

@@ -9,7 +9,6 @@
 
 use super::Config;
 use super::config::PRE_RESTORE_TAG;
-use super::run::time_string;
 use super::state::{self, LastRun, State};
 use crate::error::Result;
 use crate::id::SnapshotId;
@@ -18,6 +17,7 @@ use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::snapshot::retention::{Policy, Rule};
 use crate::snapshot::{Filter, Snapshot};
+use crate::sys::rfc3339 as time_string;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,7 +231,7 @@ pub fn status(
 ) -> Result<StatusReport> {
     let repo = session.with_config(cfg).open(events)?.repo;
     let max_age = opts.max_age.or(cfg.max_age);
-    let now = crate::repo::now_ns();
+    let now = crate::sys::now_ns();
     let (st, st_warning) = match state::dir(&repo.config().repo_id) {
         Some(d) => State::load(&d),
         None => (State::default(), None),

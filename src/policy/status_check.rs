@@ -3,10 +3,10 @@
 //! read-data verified lately, and how far the offsite copy is behind.
 
 use super::Config;
-use super::run::time_string;
 use super::status::{CheckReport, CheckRun, Coverage, short_duration};
 use crate::error::Result;
 use crate::repo::Repo;
+use crate::sys::rfc3339 as time_string;
 
 /// The last check on this machine (maint/check/state.rs) and how much of
 /// the repository was read-data verified within `[verification] max_age`
@@ -113,7 +113,7 @@ pub(super) fn offsite_behind(
             })?;
             Ok(have)
         });
-    let ours = crate::index::list_packs(repo);
+    let ours = crate::repo::reconcile::list_packs(repo);
     let (have, ours) = match (listed, ours) {
         (Ok(h), Ok(o)) => (h, o),
         (Err(e), _) | (_, Err(e)) => {

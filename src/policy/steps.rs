@@ -89,7 +89,7 @@ fn forget_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
             group_by: Default::default(),
             allow_empty: false,
         };
-        let done = forget::plan(&r.repo, &opts, crate::repo::now_ns(), &tz)
+        let done = forget::plan(&r.repo, &opts, crate::sys::now_ns(), &tz)
             .and_then(|groups| forget::apply(&r.repo, l, &groups));
         match done {
             Ok(n) => removed += n,
@@ -187,15 +187,13 @@ fn sync_step(r: &mut Runner<'_>) -> Ended {
     let outcome = crate::backend::open(offsite)
         .map_err(crate::Error::from)
         .and_then(|dst| {
-            let done = crate::sync::run(
+            crate::sync::run(
                 &**r.repo.store(),
                 &*dst,
                 &crate::sync::SyncOptions::default(),
                 &mut crate::repo::no_credentials,
                 &progress,
-            )?;
-            crate::sync::layout::local_layout(offsite)?;
-            Ok(done)
+            )
         });
     let result = match outcome {
         Ok(s) if s.errors == 0 => Ok(format!(

@@ -7,10 +7,14 @@
 //! cache directory for it (index, temp files).
 
 pub mod config;
-pub use crate::backend::fsutil;
+pub mod dicts;
+pub mod files;
 pub mod gcstate;
+pub mod keys;
 pub mod known;
 pub mod lock;
+pub mod rebuild;
+pub mod reconcile;
 pub mod seen;
 
 use crate::backend::{Backend, LocalBackend};
@@ -18,7 +22,6 @@ use crate::blob::BlobKind;
 use crate::chunker::Chunker;
 use crate::crypto::Crypto;
 use crate::crypto::agefile::{self, PackFile};
-use crate::crypto::keys::{self, Credential, NewKey};
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
 use crate::id::{BlobId, PackId};
@@ -26,6 +29,7 @@ use crate::index::Index;
 use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
 use config::{ChunkerParams, Config};
+use keys::{Credential, NewKey};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -58,7 +62,8 @@ pub struct Repo {
     index_dir: PathBuf,
     /// Where the repository's files are.
     store: Arc<dyn Backend>,
-    /// A local directory (`store` is a [`LocalBackend`] of `root`).
+    /// A local directory (`store` is a [`LocalBackend`] of `root`): where
+    /// an index of earlier versions may be left (`Repo::index`).
     local: bool,
     config: Config,
     chunker: Chunker,
@@ -104,11 +109,6 @@ pub fn no_credentials() -> Result<Credential> {
     ))
 }
 
-/// Largest config, snapshot or key file accepted (objects.md limits).
-const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
-
-const SUBDIRS: [&str; 5] = ["packs", "snapshots", "keys", "locks", "tmp"];
-
 impl Repo {
     /// Create a repository at `path`, which must not exist or be an empty
     /// directory (INV-6: an existing repository is never touched).
@@ -130,32 +130,12 @@ impl Repo {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
             return Repo::init_work(store, url, None, opts, events);
         }
-        if path.join("config").exists() {
-            return Err(Error::Invalid(format!(
-                "{}: a repository already exists here",
-                path.display()
-            )));
-        }
-        if path.exists() {
-            if !path.is_dir() {
-                return Err(Error::Invalid(format!(
-                    "{}: exists and is not a directory",
-                    path.display()
-                )));
-            }
-            if fs::read_dir(path).at(path)?.next().is_some() {
-                return Err(Error::Invalid(format!(
-                    "{}: directory is not empty",
-                    path.display()
-                )));
-            }
-        }
+        let local = LocalBackend::new(path);
+        local.check_new()?;
         let config = new_config(opts)?;
         // INV-1: every directory created is fsynced in its parent.
-        for d in SUBDIRS.iter().chain(&["gc"]) {
-            fsutil::create_dir_durable(&path.join(d))?;
-        }
-        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+        local.create_layout()?;
+        let store: Arc<dyn Backend> = Arc::new(local);
         let index_dir = index_dir(
             Some(path),
             &path.to_string_lossy(),
@@ -336,27 +316,17 @@ impl Repo {
                 reason: "not a directory".into(),
             });
         }
-        let cfg_path = path.join("config");
-        let bytes = match fs::read(&cfg_path) {
+        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+        let bytes = match store.get("config") {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 return Err(Error::NotARepository {
                     path: path.to_path_buf(),
                     reason: "no config file".into(),
                 });
             }
-            Err(e) => return Err(e).at(&cfg_path),
+            Err(e) => return Err(e.into()),
         };
-        for d in SUBDIRS {
-            let p = path.join(d);
-            if !p.is_dir() {
-                return Err(Error::NotARepository {
-                    path: path.to_path_buf(),
-                    reason: format!("{d}/ is missing"),
-                });
-            }
-        }
-        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
         Repo::open_in(store, (Some(path), None), &bytes, creds, (opts, events))
     }
 
@@ -419,15 +389,8 @@ impl Repo {
         let prefer = known::last_key(&name);
         let repo = keys::unlock(&*store.clone(), &cred, prefer.as_deref(), &mut |cand| {
             let crypto = Arc::new(cand.crypto);
-            let config = crypto
-                .decrypt(bytes, "config", MAX_FILE)
-                .and_then(|plain| Config::from_bytes(&plain, "config", Some(&crypto)))?;
-            if config.repo_id != cand.repo_id {
-                return Err(Error::corrupt(
-                    format!("keys/{}", cand.id),
-                    "the key belongs to another repository",
-                ));
-            }
+            let key = format!("keys/{}", cand.id);
+            let config = files::config_of_key(bytes, "config", &crypto, &cand.repo_id, key)?;
             let (w, i) = work(&config.repo_id)?;
             Repo::assemble(
                 w,
@@ -472,11 +435,6 @@ impl Repo {
     /// The backend holding the repository's files.
     pub fn store(&self) -> &Arc<dyn Backend> {
         &self.store
-    }
-    /// Whether the repository is a local directory (its files are under
-    /// [`Repo::root`]).
-    pub fn is_local(&self) -> bool {
-        self.local
     }
     /// The repository as the user named it (directory or URL).
     pub fn name(&self) -> &str {
@@ -588,10 +546,6 @@ impl Repo {
         Ok(())
     }
 
-    /// Path of a pack file.
-    pub fn pack_path(&self, id: &PackId) -> PathBuf {
-        self.root.join(id.rel_path())
-    }
     /// The directory holding the index (index.md "Where the index lives").
     pub fn index_dir(&self) -> &Path {
         &self.index_dir
@@ -610,13 +564,13 @@ impl Repo {
     pub fn index(&self) -> Result<Index> {
         let path = self.index_path();
         if self.local && self.index_dir != self.root {
-            crate::index::rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path, &*self.events)?;
+            rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path, &*self.events)?;
         }
         let why = match Index::open_checked(&path)? {
             Ok(i) => return Ok(i),
             Err(why) => why,
         };
-        if let Some(r) = crate::index::rebuild::rebuild(self, true)? {
+        if let Some(r) = rebuild::rebuild(self, true)? {
             for w in &r.warnings {
                 self.events.warning(w);
             }
@@ -693,17 +647,7 @@ impl Repo {
         object: &str,
         f: impl FnOnce(&[u8], Option<&Crypto>) -> Result<T>,
     ) -> Result<T> {
-        match self.crypto.as_deref() {
-            Some(c) => {
-                let plain = c.decrypt(bytes, object, MAX_FILE)?;
-                f(&plain, Some(c))
-            }
-            None if agefile::is_age(bytes) => Err(Error::corrupt(
-                object,
-                "an age-encrypted file in an unencrypted repository",
-            )),
-            None => f(bytes, None),
-        }
+        files::with_plaintext(bytes, object, self.crypto.as_deref(), f)
     }
 
     /// Encrypt free-form bytes (lock files) in an encrypted repository.
@@ -752,7 +696,7 @@ impl Repo {
         if let (Some(d), false) = (g.as_ref(), reload) {
             return Ok(d.clone());
         }
-        let d = Arc::new(crate::dict::load(self)?);
+        let d = Arc::new(dicts::load(self)?);
         *g = Some(d.clone());
         Ok(d)
     }
@@ -804,12 +748,13 @@ impl Repo {
 
     /// Open a pack for reading by plaintext offset.
     pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
-        let source = if self.local {
-            agefile::Source::File(self.pack_path(id))
-        } else {
-            agefile::Source::Store(self.store.clone(), crate::backend::key::pack(&id.to_hex()))
-        };
-        PackFile::open(source, format!("pack {id}"), self.crypto.as_ref())
+        let key = crate::backend::key::pack(&id.to_hex());
+        PackFile::open(
+            &*self.store,
+            &key,
+            format!("pack {id}"),
+            self.crypto.as_ref(),
+        )
     }
 }
 
@@ -817,7 +762,7 @@ impl Repo {
 fn new_config(opts: &InitOptions) -> Result<Config> {
     let config = Config {
         version: config::REPO_VERSION,
-        repo_id: fsutil::random_bytes()?,
+        repo_id: crate::sys::random_bytes()?,
         chunker: opts.chunker.clone().unwrap_or_default(),
         compression_level: opts
             .compression_level
@@ -930,20 +875,4 @@ fn given_work_dir(dir: &Path) -> Result<PathBuf> {
         .create(&tmp)
         .at(&tmp)?;
     Ok(dir.to_path_buf())
-}
-
-/// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
 }

@@ -6,9 +6,9 @@
 //! through [`Events::ask_secret`] (the CLI on its terminal). A passphrase
 //! is never echoed, logged or written anywhere.
 
-use crate::crypto::keys::Credential;
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
+use crate::repo::keys::Credential;
 use age::secrecy::{ExposeSecret, SecretString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

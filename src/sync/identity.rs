@@ -12,21 +12,20 @@
 //!   source that was rolled back or emptied.
 //!
 //! Unlocking reads the source's key files through its backend
-//! (`keys::unlock` takes the seam).
+//! (`keys::unlock` takes the seam) and accepts a key as `Repo::open` does
+//! (`repo::files::config_of_key`); files are decrypted as `Repo` decrypts
+//! them (`repo::files::with_plaintext`).
 
 use crate::backend::{Backend, key};
-use crate::crypto::keys::{self, Credential};
 use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, Result};
-use crate::object;
 use crate::repo::CredentialSource;
 use crate::repo::config::Config;
+use crate::repo::files;
+use crate::repo::keys::{self, Credential};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use std::sync::Arc;
-
-/// Largest config or manifest decoded (objects.md limits).
-const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
 
 /// What to do with the destination's `config`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,13 +105,8 @@ impl<'a, 'c> SourceKeys<'a, 'c> {
     /// Decode a config (the source's, or one claiming to be of the same
     /// repository) under the source's secret. `object` names it.
     fn decode_config(&mut self, bytes: &[u8], object: &str) -> Result<Config> {
-        match self.crypto()? {
-            Some(c) => {
-                let plain = c.decrypt(bytes, object, MAX_FILE)?;
-                Config::from_bytes(&plain, object, Some(&c))
-            }
-            None => Config::from_bytes(bytes, object, None),
-        }
+        let crypto = self.crypto()?;
+        files::open_config(bytes, object, crypto.as_deref())
     }
 }
 
@@ -200,19 +194,9 @@ pub(super) fn snapshot_time(
     object: &str,
     crypto: Option<&Crypto>,
 ) -> Result<i64> {
-    let (snap, id) = match crypto {
-        Some(c) => {
-            let plain = c.decrypt(bytes, object, MAX_FILE)?;
-            Snapshot::open(&plain, object, Some(c))?
-        }
-        None if agefile::is_age(bytes) => {
-            return Err(Error::corrupt(
-                object,
-                "an age-encrypted file in an unencrypted repository",
-            ));
-        }
-        None => Snapshot::open(bytes, object, None)?,
-    };
+    let (snap, id) = files::with_plaintext(bytes, object, crypto, |plain, c| {
+        Snapshot::open(plain, object, c)
+    })?;
     if key.strip_prefix("snapshots/") != Some(crate::id::to_hex(&id).as_str()) {
         return Err(Error::corrupt(
             object,
@@ -229,14 +213,8 @@ fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Cry
     let prefer = crate::repo::known::last_key(src.name());
     keys::unlock(src, cred, prefer.as_deref(), &mut |cand| {
         let crypto = Arc::new(cand.crypto);
-        let plain = crypto.decrypt(config, &object, MAX_FILE)?;
-        let c = Config::from_bytes(&plain, &object, Some(&crypto))?;
-        if c.repo_id != cand.repo_id {
-            return Err(Error::corrupt(
-                format!("{}: keys/{}", src.name(), cand.id),
-                "the key belongs to another repository",
-            ));
-        }
+        let key = format!("{}: keys/{}", src.name(), cand.id);
+        files::config_of_key(config, &object, &crypto, &cand.repo_id, key)?;
         Ok(crypto)
     })
 }

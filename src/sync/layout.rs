@@ -1,9 +1,9 @@
 //! Where a `--repo`-style value is on this machine: a local directory
-//! (a plain path or `file://`) or elsewhere; whether two name the same
-//! place; and the empty directories a local repository made by `sync`
-//! needs (`strata sync`, and the sync step of `strata run`).
+//! (a plain path or `file://`) or elsewhere, and whether two name the same
+//! place (a repository is never synced onto itself). A mirror needs no
+//! directories of its own: `Repo` opens a local repository through its
+//! backend, which creates a missing directory on the first write under it.
 
-use crate::error::Result;
 use std::path::PathBuf;
 
 /// The directory a `--repo`-style value names when it is local (a plain
@@ -14,24 +14,6 @@ fn local_dir(url: &str) -> Option<PathBuf> {
         Some(("file", _)) => url::Url::parse(url).ok()?.to_file_path().ok(),
         Some(_) => None,
     }
-}
-
-/// `Repo::open` still reads a local repository as directories and expects
-/// its empty ones too, which a mirror made of objects lacks (an
-/// unencrypted repository has no key files, a fresh one no lock).
-/// Create them where the destination is a local repository now. Goes when
-/// `Repo` opens through the backend.
-pub fn local_layout(dest: &str) -> Result<()> {
-    let Some(dir) = local_dir(dest) else {
-        return Ok(());
-    };
-    if !dir.join("config").is_file() {
-        return Ok(());
-    }
-    for d in ["packs", "snapshots", "keys", "locks", "tmp", "gc"] {
-        crate::repo::fsutil::create_dir_durable(&dir.join(d))?;
-    }
-    Ok(())
 }
 
 /// Are `src` and `dst` the same place (a repository is never synced

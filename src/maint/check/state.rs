@@ -3,9 +3,10 @@
 //! time of its last successful read-data verification, and a summary of
 //! the last check (read by `status`). Outside the repository and outside
 //! `index.sqlite`, so an index rebuild keeps it. Written under a temp
-//! name, fsynced and renamed (policy::state::write_atomic); a missing or
+//! name, fsynced and renamed (backend::fsutil::write_atomic); a missing or
 //! unreadable file means "nothing verified yet".
 
+use crate::backend::fsutil::Atomic;
 use crate::error::{Error, Result};
 use crate::id::PackId;
 use serde::{Deserialize, Serialize};
@@ -101,7 +102,7 @@ impl CheckState {
         }
         let bytes = serde_json::to_vec(self)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-        crate::policy::state::write_atomic(path, &bytes, 0o600)
+        crate::backend::fsutil::write_atomic(path, &bytes, Atomic::local(0o600))
     }
 
     /// The verification times by pack id (entries that do not parse are

@@ -14,6 +14,7 @@
 //! never picks the damaged copy. An entry leaves the record once its blob
 //! is stored again in a live pack and its pack is gone.
 
+use crate::backend::fsutil::Atomic;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
@@ -170,7 +171,7 @@ pub fn record(
     found: &[Found],
     listed: &dyn Fn(&PackId) -> bool,
 ) -> Result<Damaged> {
-    let now = crate::repo::now_ns() / 1_000_000_000;
+    let now = crate::sys::now_ns() / 1_000_000_000;
     let out = crate::cache::locked(&lock_path(repo), || -> Result<Damaged> {
         let mut d = Damaged::load(repo)?;
         let before: Vec<(BlobId, Option<PackId>)> = d.entries.keys().copied().collect();
@@ -238,5 +239,5 @@ fn save(repo: &Repo, d: &Damaged) -> Result<()> {
     };
     let bytes = serde_json::to_vec_pretty(&f)
         .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
-    crate::policy::state::write_atomic(&p, &bytes, 0o600)
+    crate::backend::fsutil::write_atomic(&p, &bytes, Atomic::local(0o600))
 }

@@ -133,7 +133,7 @@ pub fn repair(
     let delete = decide(repo, &index, &targets, &rowids, &mut out)?;
     if !delete.is_empty() {
         lock.check()?;
-        let now = crate::repo::now_ns();
+        let now = crate::sys::now_ns();
         let deleted: BTreeMap<PackId, i64> = delete.iter().map(|p| (*p, now)).collect();
         GcState::new(&BTreeMap::new(), &BTreeMap::new(), &deleted).save(repo)?; // GC-2
         index.remove_packs(&delete)?; // GC-3

@@ -3,8 +3,8 @@
 //! passphrase (scrypt) or to an age/ssh recipient, plus `keys/<id>.info`
 //! (label, kind, creation), encrypted to the repository and MACed.
 
-use super::{Crypto, agefile};
-use crate::backend::{Backend, fsutil};
+use crate::backend::Backend;
+use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{self, ObjectKind};
 use age::secrecy::SecretString;
@@ -187,7 +187,7 @@ pub fn add(
     new: &NewKey,
     label: &str,
 ) -> Result<String> {
-    let id = crate::id::to_hex(&fsutil::random_bytes::<16>()?);
+    let id = crate::id::to_hex(&crate::sys::random_bytes::<16>()?);
     let (kind, recipient_text, recipient): (String, String, Box<dyn age::Recipient + Send>) =
         match new {
             NewKey::Passphrase { passphrase, log_n } => {
@@ -209,7 +209,7 @@ pub fn add(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(0),
-        host: crate::repo::hostname(),
+        host: crate::sys::hostname(),
         username: std::env::var("USER").unwrap_or_default(),
     };
     let (info_plain, _) = object::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
