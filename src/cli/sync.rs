@@ -124,6 +124,9 @@ pub fn run(session: &Session, a: &SyncArgs, ev: &Arc<dyn Events>) -> Result<i32>
     );
     drop(ticker);
     let r = r?;
+    if !opts.dry_run {
+        sync::layout::local_layout(&a.dest)?;
+    }
     if a.json {
         output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
     } else {

@@ -187,13 +187,15 @@ fn sync_step(r: &mut Runner<'_>) -> Ended {
     let outcome = crate::backend::open(offsite)
         .map_err(crate::Error::from)
         .and_then(|dst| {
-            crate::sync::run(
+            let done = crate::sync::run(
                 &**r.repo.store(),
                 &*dst,
                 &crate::sync::SyncOptions::default(),
                 &mut crate::repo::no_credentials,
                 &progress,
-            )
+            )?;
+            crate::sync::layout::local_layout(offsite)?;
+            Ok(done)
         });
     let result = match outcome {
         Ok(s) if s.errors == 0 => Ok(format!(
