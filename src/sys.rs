@@ -44,7 +44,7 @@ pub fn shell(cmd: &str) -> Command {
 pub fn random_bytes<const N: usize>() -> crate::error::Result<[u8; N]> {
     let mut r = [0u8; N];
     getrandom::fill(&mut r)
-        .map_err(|e| crate::error::Error::Invalid(format!("no random source available: {e}")))?;
+        .map_err(|e| crate::error::Error::Internal(format!("no random source available: {e}")))?;
     Ok(r)
 }
 

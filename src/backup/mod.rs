@@ -315,7 +315,7 @@ fn walk_and_train(
                         let stored = saver.open_gate();
                         trained.and(stored)
                     })
-                    .map_err(|e| Error::Invalid(format!("cannot start a thread: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
                 Some(h)
             }
             Err(e) => return Err(e),
@@ -324,7 +324,7 @@ fn walk_and_train(
         saver.end_of_input();
         if let Some(h) = trainer {
             h.join()
-                .map_err(|_| Error::Invalid("dictionary training thread panicked".into()))??;
+                .map_err(|_| Error::Internal("dictionary training thread panicked".into()))??;
         }
         root
     })

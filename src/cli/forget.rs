@@ -255,7 +255,7 @@ pub fn tag(repo: &Repo, a: &TagArgs, lock: &Lock) -> Result<i32> {
     let targets = snapshot::resolve_all(repo, &a.snapshots)?;
     let done = tag::tag(repo, lock, &targets, &change)?;
     if a.json {
-        output::line(&serde_json::to_string(&done).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&done).map_err(|e| Error::Internal(e.to_string()))?)?;
         return Ok(exit::OK);
     }
     for r in &done {

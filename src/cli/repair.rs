@@ -79,7 +79,7 @@ fn run_snapshots(repo: &Repo, a: &RepairSnapshotsArgs, lock: &Lock) -> Result<i3
     }
     let mut damaged = 0;
     for r in &done {
-        let old = &r.old[..8];
+        let old = r.old.short();
         if let Some(e) = &r.error {
             output::line(&format!("{old}: cannot be repaired: {e}"))?;
             continue;
@@ -91,7 +91,7 @@ fn run_snapshots(repo: &Repo, a: &RepairSnapshotsArgs, lock: &Lock) -> Result<i3
         output::line(&match &r.new {
             Some(n) => format!(
                 "{old} -> {}: repaired (tag `{}`), {} files ({}) left out:",
-                &n[..8],
+                n.short(),
                 snapshots::TAG,
                 r.lost.files,
                 output::size(r.lost.bytes)
@@ -145,7 +145,7 @@ fn run_packs(repo: &Repo, a: &RepairPacksArgs, lock: &Lock) -> Result<i32> {
     for r in &done {
         output::line(&format!(
             "pack {}: {} blobs, {} salvaged into new packs, {} stored elsewhere, {} damaged; {}",
-            &r.pack[..16],
+            &r.pack.to_hex()[..16],
             r.blobs,
             r.salvaged,
             r.elsewhere,

@@ -128,7 +128,7 @@ pub fn run(session: &Session, a: &SyncArgs, ev: &Arc<dyn Events>) -> Result<i32>
         sync::layout::local_layout(&a.dest)?;
     }
     if a.json {
-        output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
     } else {
         print(&r)?;
     }

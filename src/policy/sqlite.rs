@@ -37,7 +37,7 @@ pub fn copy(db: &Path) -> Result<TempCopy> {
         Error::Invalid(format!("sqlite {}: {what}: {e}", db.display()))
     };
     if !db.is_file() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::NotFound(format!(
             "sqlite {}: no such database file",
             db.display()
         )));

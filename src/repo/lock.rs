@@ -185,7 +185,7 @@ impl Writer {
         let name = crate::id::to_hex(&id);
         let key = format!("locks/{name}");
         let body = serde_json::to_vec(&LockInfo::now(self.kind))
-            .map_err(|e| Error::Invalid(format!("cannot encode lock: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot encode lock: {e}")))?;
         // Encrypted in an encrypted repository: host and pid are not the
         // storage's business (threat-model.md).
         let bytes = match &self.crypto {

@@ -692,7 +692,7 @@ impl Repo {
         let mut g = self
             .dicts
             .lock()
-            .map_err(|_| Error::Invalid("dictionary lock poisoned".into()))?;
+            .map_err(|_| Error::Internal("dictionary lock poisoned".into()))?;
         if let (Some(d), false) = (g.as_ref(), reload) {
             return Ok(d.clone());
         }

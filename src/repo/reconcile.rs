@@ -124,7 +124,7 @@ impl Index {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
                     .build()
-                    .map_err(|e| Error::Invalid(format!("thread pool: {e}")))
+                    .map_err(|e| Error::Internal(format!("thread pool: {e}")))
             })
             .transpose()?;
         let read_batch = |batch: &[(PackId, u64)]| -> Vec<Result<SealedPack>> {

@@ -344,7 +344,7 @@ impl<'a> Restorer<'a> {
                         .num_threads(n)
                         .thread_name(|i| format!("strata-read-{i}"))
                         .build()
-                        .map_err(|e| Error::Invalid(format!("cannot start read threads: {e}")))
+                        .map_err(|e| Error::Internal(format!("cannot start read threads: {e}")))
                 })
                 .transpose()?,
         })

@@ -55,7 +55,7 @@ fn first_line(mut s: String, what: &str) -> Result<SecretString> {
     let line_end = s.find(['\n', '\r']).unwrap_or(s.len());
     s.truncate(line_end);
     if s.is_empty() {
-        return Err(Error::Invalid(format!("{what}: empty passphrase")));
+        return Err(Error::UnlockFailed(format!("{what}: empty passphrase")));
     }
     Ok(SecretString::from(s))
 }
@@ -73,12 +73,15 @@ fn password_command(cmd: &str, what: &str) -> Result<SecretString> {
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| Error::Invalid(format!("{what}: cannot run: {e}")))?;
+        .map_err(|e| Error::UnlockFailed(format!("{what}: cannot run: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Invalid(format!("{what} failed ({})", out.status)));
+        return Err(Error::UnlockFailed(format!(
+            "{what} failed ({})",
+            out.status
+        )));
     }
     let s = String::from_utf8(out.stdout)
-        .map_err(|_| Error::Invalid(format!("{what} printed non-UTF-8")))?;
+        .map_err(|_| Error::UnlockFailed(format!("{what} printed non-UTF-8")))?;
     first_line(s, what)
 }
 
@@ -238,7 +241,7 @@ pub fn load_identities(
     events: &Arc<dyn Events>,
 ) -> Result<Vec<Box<dyn age::Identity>>> {
     let text = std::fs::read(path).at(path)?;
-    let bad = |why: String| Error::Invalid(format!("{}: {why}", path.display()));
+    let bad = |why: String| Error::UnlockFailed(format!("{}: {why}", path.display()));
     if text.windows(11).any(|w| w == b"-----BEGIN ") {
         let id = age::ssh::Identity::from_buffer(&text[..], Some(path.display().to_string()))
             .map_err(|e| bad(format!("not a usable ssh private key: {e}")))?;

@@ -362,7 +362,7 @@ fn read_data(
             let rows = match rowids.get(id) {
                 Some(r) => index
                     .lock()
-                    .map_err(|_| Error::Invalid("index lock poisoned".into()))?
+                    .map_err(|_| Error::Internal("index lock poisoned".into()))?
                     .blobs_of(*r)?,
                 None => Vec::new(),
             };

@@ -31,10 +31,10 @@ use crate::repo::lock::Lock;
 use std::collections::{BTreeMap, HashSet};
 
 /// One pack's outcome.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct PackRepair {
-    /// The pack (hex).
-    pub pack: String,
+    /// The pack (hex in JSON).
+    pub pack: PackId,
     /// Blobs it holds (index rows, trailer entries, recorded damaged).
     pub blobs: u64,
     /// Intact blobs written to new packs (with `--dry-run`: that would be).
@@ -79,7 +79,7 @@ pub fn repair(
     } else {
         for p in named {
             if !rec.listed.contains_key(p) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::NotFound(format!(
                     "pack {}: no such pack file",
                     p.to_hex()
                 )));
@@ -156,8 +156,13 @@ fn salvage(
     saver: Option<&BlobSaver>,
 ) -> Result<(PackRepair, Vec<damaged::Found>)> {
     let mut r = PackRepair {
-        pack: id.to_hex(),
-        ..PackRepair::default()
+        pack: *id,
+        blobs: 0,
+        salvaged: 0,
+        elsewhere: 0,
+        damaged: Vec::new(),
+        deleted: false,
+        kept: None,
     };
     let was_damaged: HashSet<BlobId> = recorded.in_pack(id).into_iter().collect();
     // Every location known for a blob of the pack: index rows, trailer.
