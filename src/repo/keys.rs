@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{self, ObjectKind};
+use crate::repo::files;
 use age::secrecy::SecretString;
 use bincode::{Decode, Encode};
 use std::fs;
@@ -205,15 +206,12 @@ pub fn add(
         label: label.to_string(),
         kind,
         recipient: recipient_text,
-        created_unix_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0),
+        created_unix_ns: crate::sys::now_ns(),
         host: crate::sys::hostname(),
         username: std::env::var("USER").unwrap_or_default(),
     };
-    let (info_plain, _) = object::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
-    write_key_file(store, &info_path(&id), &crypto.encrypt(&info_plain)?)?;
+    let (info_bytes, _) = files::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
+    write_key_file(store, &info_path(&id), &info_bytes)?;
     let body = KeyBody {
         repo_id: *repo_id,
         identity: crypto.identity_string().to_string(),
@@ -243,8 +241,13 @@ fn write_key_file(store: &dyn Backend, key: &str, bytes: &[u8]) -> Result<()> {
 pub fn info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
     let object = info_path(id);
     let bytes = store.get(&object)?;
-    let plain = crypto.decrypt(&bytes, &object, MAX_KEY_FILE)?;
-    let (info, _) = object::open::<KeyInfo>(ObjectKind::KeyInfo, &plain, &object, Some(crypto))?;
+    let (info, _): (KeyInfo, _) = files::open(
+        ObjectKind::KeyInfo,
+        &bytes,
+        &object,
+        Some(crypto),
+        MAX_KEY_FILE,
+    )?;
     if info.id != id {
         return Err(Error::corrupt(object, "info belongs to another key"));
     }

@@ -386,22 +386,17 @@ impl Repo {
             return Ok(repo.with_events(events));
         }
         let cred = creds()?;
-        let prefer = known::last_key(&name);
-        let repo = keys::unlock(&*store.clone(), &cred, prefer.as_deref(), &mut |cand| {
-            let crypto = Arc::new(cand.crypto);
-            let key = format!("keys/{}", cand.id);
-            let config = files::config_of_key(bytes, "config", &crypto, &cand.repo_id, key)?;
-            let (w, i) = work(&config.repo_id)?;
-            Repo::assemble(
-                w,
-                i,
-                store.clone(),
-                local.is_some(),
-                config,
-                Some(crypto),
-                Some(cand.id),
-            )
-        })?;
+        let (crypto, key_id, config) = files::unlock(&*store, bytes, &cred, "")?;
+        let (w, i) = work(&config.repo_id)?;
+        let repo = Repo::assemble(
+            w,
+            i,
+            store,
+            local.is_some(),
+            config,
+            Some(crypto),
+            Some(key_id),
+        )?;
         if let Some(c) = &repo.crypto {
             known::check(
                 &name,
@@ -603,12 +598,7 @@ impl Repo {
     /// Encode `value` as a repository file of `kind`: the envelope, then
     /// age encryption in an encrypted repository. Returns the bytes and id.
     pub fn seal_file<T: Encode>(&self, kind: ObjectKind, value: &T) -> Result<(Vec<u8>, [u8; 32])> {
-        let crypto = self.crypto.as_deref();
-        let (plain, id) = object::seal(kind, value, crypto)?;
-        match crypto {
-            Some(c) => Ok((c.encrypt(&plain)?, id)),
-            None => Ok((plain, id)),
-        }
+        files::seal(kind, value, self.crypto.as_deref())
     }
 
     /// Decode a repository file of `kind` written by [`Repo::seal_file`];
@@ -619,9 +609,7 @@ impl Repo {
         bytes: &[u8],
         object: &str,
     ) -> Result<(T, [u8; 32])> {
-        self.with_plaintext(bytes, object, |plain, crypto| {
-            object::open(kind, plain, object, crypto)
-        })
+        files::open(kind, bytes, object, self.crypto.as_deref(), files::MAX_FILE)
     }
 
     /// [`Repo::open_file`] for a kind with several envelope versions: `f`

@@ -11,10 +11,9 @@
 //! - `--delete` would remove manifests: their times are read to refuse a
 //!   source that was rolled back or emptied.
 //!
-//! Unlocking reads the source's key files through its backend
-//! (`keys::unlock` takes the seam) and accepts a key as `Repo::open` does
-//! (`repo::files::config_of_key`); files are decrypted as `Repo` decrypts
-//! them (`repo::files::with_plaintext`).
+//! Unlocking reads the source's key files through its backend and is
+//! `Repo::open`'s own (`repo::files::unlock`); files are decrypted as
+//! `Repo` decrypts them (`repo::files::with_plaintext`).
 
 use crate::backend::{Backend, key};
 use crate::crypto::{Crypto, agefile};
@@ -22,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::repo::CredentialSource;
 use crate::repo::config::Config;
 use crate::repo::files;
-use crate::repo::keys::{self, Credential};
+use crate::repo::keys::Credential;
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -209,12 +208,6 @@ pub(super) fn snapshot_time(
 /// Unlock the source: the first key file that opens with `cred` and whose
 /// secret authenticates `config` (as `Repo::open_with` decides).
 fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Crypto>> {
-    let object = format!("{}: config", src.name());
-    let prefer = crate::repo::known::last_key(src.name());
-    keys::unlock(src, cred, prefer.as_deref(), &mut |cand| {
-        let crypto = Arc::new(cand.crypto);
-        let key = format!("{}: keys/{}", src.name(), cand.id);
-        files::config_of_key(config, &object, &crypto, &cand.repo_id, key)?;
-        Ok(crypto)
-    })
+    let names = format!("{}: ", src.name());
+    files::unlock(src, config, cred, &names).map(|(crypto, _, _)| crypto)
 }
