@@ -289,7 +289,7 @@ fn open_reader(r: Box<dyn ReadSeek>, crypto: &super::Crypto, object: &str) -> Re
 
 /// An open pack file read by plaintext offset, through the handle of
 /// [`Backend::open_ranged`]: positioned reads of a plaintext pack (on
-/// remote storage each reading ahead at least [`READ_AHEAD`] bytes into a
+/// remote storage each reading ahead at least `READ_AHEAD` (256 KiB) into a
 /// small cache, so the trees of a walk, neighbours in their pack, cost one
 /// request per block), seeks inside the age STREAM of an encrypted one (one
 /// 64 KiB age chunk is decrypted per seek, never the whole pack).
