@@ -145,6 +145,9 @@ pub struct Opened {
 pub struct Session {
     opts: SessionOptions,
     config: Option<Config>,
+    /// Why strata.toml's `environment_file` could not be used: every
+    /// open fails with it (so that `run` records and reports it).
+    env_error: Option<String>,
 }
 
 impl Session {
@@ -163,7 +166,23 @@ impl Session {
                 Some(crate::policy::config::find_and_load(explicit)?)
             }
         };
-        Ok(Session { opts, config })
+        // The policy's environment (sys.rs): credentials for the backend
+        // and children, before anything is opened.
+        let env_error = match config.as_ref().and_then(|c| c.environment_file.as_ref()) {
+            None => None,
+            Some(f) => match crate::policy::envfile::load(f) {
+                Ok(vars) => {
+                    crate::sys::set_policy_env(vars);
+                    None
+                }
+                Err(e) => Some(format!("environment_file: {e}")),
+            },
+        };
+        Ok(Session {
+            opts,
+            config,
+            env_error,
+        })
     }
 
     /// The strata.toml in use, if any.
@@ -232,6 +251,9 @@ impl Session {
     /// Open the repository, unlocking it if it is encrypted; it reports
     /// to `events`.
     pub fn open(&self, events: &Arc<dyn Events>) -> Result<Opened> {
+        if let Some(e) = &self.env_error {
+            return Err(Error::Invalid(e.clone()));
+        }
         let path = self.repo_path()?;
         let src = self.unlock_sources();
         let opts = self.open_options(&src);
