@@ -87,8 +87,15 @@ pub enum BackendError {
     /// An object store error other than not-found / already-exists (after
     /// the bounded retries of `object::RetryBounds`). Shown on one line: an
     /// S3 XML error body in object_store's message is cut down to its code
-    /// and message, and line breaks become spaces.
-    #[error("{backend}: {key}: {}", object::one_line(source))]
+    /// and message, and line breaks become spaces; an empty key (a listing
+    /// of the whole repository) is left out, and a missing bucket or
+    /// missing credentials get a hint (`object::hint`).
+    #[error(
+        "{}{}{}",
+        object::at(backend, key),
+        object::one_line(source),
+        object::hint(source)
+    )]
     Store {
         /// The backend's URL.
         backend: String,

@@ -151,6 +151,33 @@ pub(crate) fn one_line(e: &object_store::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `backend: key: `, or `backend: ` for the empty key (a listing of the
+/// whole repository).
+pub(crate) fn at(backend: &str, key: &str) -> String {
+    if key.is_empty() {
+        format!("{backend}: ")
+    } else {
+        format!("{backend}: {key}: ")
+    }
+}
+
+/// What a user can do about two store errors that name neither cause
+/// plainly: a bucket that does not exist, and no credentials at all (the
+/// AWS client then asks the instance metadata service at 169.254.169.254,
+/// which refuses outside a cloud instance). Empty for anything else.
+pub(crate) fn hint(e: &object_store::Error) -> &'static str {
+    let text = one_line(e);
+    if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+        " (the bucket does not exist: strata does not create buckets; create it first, e.g. \
+         `aws s3 mb s3://BUCKET`, or check the name and the endpoint)"
+    } else if text.contains("169.254.169.254") || text.contains("/latest/api/token") {
+        " (no S3 credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+         AWS_PROFILE; a scheduled run gets them from the policy's environment_file)"
+    } else {
+        ""
+    }
+}
+
 /// Whether `e` comes from the HTTP transport (a timeout, a connection
 /// reset, a body cut off) rather than from an answer of the store: those
 /// are worth another try of the call. Not a failure to connect: object_store
@@ -647,6 +674,38 @@ impl Backend for ObjectStoreBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_bucket_and_missing_credentials_say_what_to_do() {
+        let nsb = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing LIST http://127.0.0.1:5000/hbbucket?list-type=2 in 1ms - \
+                Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\n\
+                <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not \
+                exist</Message></Error>"
+                .into(),
+        };
+        let e = super::super::BackendError::Store {
+            backend: "s3://hbbucket/strata".into(),
+            key: String::new(),
+            source: Box::new(nsb),
+        }
+        .to_string();
+        assert!(
+            e.starts_with("s3://hbbucket/strata: Generic S3 error"),
+            "{e}"
+        );
+        assert!(!e.contains("strata: s3://"), "{e}");
+        assert!(e.contains("strata does not create buckets"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let creds = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing PUT http://169.254.169.254/latest/api/token in 1ms - \
+                Server returned non-2xx status code: 403 Forbidden"
+                .into(),
+        };
+        assert!(hint(&creds).contains("AWS_ACCESS_KEY_ID"));
+    }
 
     #[test]
     fn store_errors_are_one_line_without_the_xml_document() {

@@ -224,22 +224,25 @@ pub(super) struct Runner<'a> {
     _run_lock: Option<std::fs::File>,
 }
 
-/// Run the policy `cfg` once, on the repository of `session`, reporting
-/// to `events`; the summary says what happened, including a failure to
-/// start (then nothing ran and no webhook was called).
+/// Run the policy `cfg` once, on the repository of `session` (with `cfg`
+/// as its strata.toml: `repository` and the unlocking keys where the
+/// session has none), reporting to `events`; the summary says what
+/// happened, including a failure to start (then nothing ran and no webhook
+/// was called).
 pub fn run(
     session: &Session,
     cfg: &Config,
     opts: &RunOptions,
     events: &Arc<dyn Events>,
 ) -> RunSummary {
+    let session = session.with_config(cfg);
     let started = crate::repo::now_ns();
-    match Runner::start(session, cfg, opts, events) {
+    match Runner::start(&session, cfg, opts, events) {
         Ok(r) => {
             super::record::record_start(&cfg.path, started, Ok(()));
             r.run(opts)
         }
-        Err(e) => not_started(session, cfg, e, started, events),
+        Err(e) => not_started(&session, cfg, e, started, events),
     }
 }
 
@@ -637,5 +640,41 @@ fn failed_source(s: &Source, msg: String, secs: f64) -> SourceOutcome {
         detail: Some(msg),
         duration_seconds: secs,
         ..skipped_source(s, "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{ConfigChoice, SessionOptions};
+
+    /// A repository that cannot be reached is in the summary (issue 19:
+    /// the alerting of a later issue needs the record), not an early
+    /// return: nothing ran, and the error keeps its kind for the exit code.
+    #[test]
+    fn a_repository_not_reached_is_part_of_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-repo");
+        let text = format!(
+            "repository = {:?}\n[sources.etc]\npaths = [\"/etc\"]\n",
+            missing.to_str().unwrap()
+        );
+        let cfg = super::super::config::parse(&text, &dir.path().join("strata.toml")).unwrap();
+        let session = Session::new(SessionOptions::default(), ConfigChoice::Nothing).unwrap();
+        let events = crate::events::silent();
+        let s = run(&session, &cfg, &RunOptions::default(), &events);
+        assert!(!s.ok);
+        assert!(s.sources.is_empty() && s.steps.is_empty());
+        assert!(
+            s.error.as_deref().unwrap_or("").contains("no-repo"),
+            "{s:?}"
+        );
+        assert!(
+            matches!(s.start_error, Some(Error::NoRepository(_))),
+            "{s:?}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["ok"], false);
+        assert!(json["error"].is_string(), "{json}");
     }
 }

@@ -220,15 +220,16 @@ pub fn short_duration(ns: i64) -> String {
     humantime::format_duration(Duration::from_secs(rounded)).to_string()
 }
 
-/// The report on the repository of `session` against the policy `cfg`;
-/// warnings (an unreadable state file, skipped manifests) go to `events`.
+/// The report on the repository of `session` (with `cfg` as its
+/// strata.toml) against the policy `cfg`; warnings (an unreadable state
+/// file, skipped manifests) go to `events`.
 pub fn status(
     session: &crate::session::Session,
     cfg: &Config,
     opts: &StatusOptions,
     events: &Arc<dyn crate::events::Events>,
 ) -> Result<StatusReport> {
-    let repo = session.open(events)?.repo;
+    let repo = session.with_config(cfg).open(events)?.repo;
     let max_age = opts.max_age.or(cfg.max_age);
     let now = crate::repo::now_ns();
     let (st, st_warning) = match state::dir(&repo.config().repo_id) {

@@ -166,18 +166,7 @@ impl Session {
                 Some(crate::policy::config::find_and_load(explicit)?)
             }
         };
-        // The policy's environment (sys.rs): credentials for the backend
-        // and children, before anything is opened.
-        let env_error = match config.as_ref().and_then(|c| c.environment_file.as_ref()) {
-            None => None,
-            Some(f) => match crate::policy::envfile::load(f) {
-                Ok(vars) => {
-                    crate::sys::set_policy_env(vars);
-                    None
-                }
-                Err(e) => Some(format!("environment_file: {e}")),
-            },
-        };
+        let env_error = apply_env(config.as_ref());
         Ok(Session {
             opts,
             config,
@@ -188,6 +177,16 @@ impl Session {
     /// The strata.toml in use, if any.
     pub fn config(&self) -> Option<&Config> {
         self.config.as_ref()
+    }
+
+    /// This session with `cfg` as its strata.toml (the policy a run or a
+    /// status report reads gives the repository and keys too).
+    pub fn with_config(&self, cfg: &Config) -> Session {
+        Session {
+            opts: self.opts.clone(),
+            config: Some(cfg.clone()),
+            env_error: apply_env(Some(cfg)),
+        }
     }
 
     /// The lock options.
@@ -303,6 +302,20 @@ impl Session {
             Access::Exclusive => self.lock(&repo, LockKind::Exclusive)?,
         };
         Ok((repo, lock))
+    }
+}
+
+/// Add the policy's `environment_file` to this process's environment
+/// (sys.rs: credentials for the backend and for children), before
+/// anything is opened; why it could not be used, if so.
+fn apply_env(config: Option<&Config>) -> Option<String> {
+    let file = config?.environment_file.as_ref()?;
+    match crate::policy::envfile::load(file) {
+        Ok(vars) => {
+            crate::sys::set_policy_env(vars);
+            None
+        }
+        Err(e) => Some(format!("environment_file: {e}")),
     }
 }
 
