@@ -656,7 +656,11 @@ impl Parsing<'_> {
         let at = match &s.at {
             None => None,
             Some(t) => Some(parse_hhmm(t).ok_or_else(|| {
-                self.bad(&table, Some("at"), &format!("{t:?} is not a time of day HH:MM"))
+                self.bad(
+                    &table,
+                    Some("at"),
+                    &format!("{t:?} is not a time of day HH:MM"),
+                )
             })?),
         };
         if at.is_some() && s.every.is_none_or(|e| e.0 < DAY) {

@@ -88,11 +88,15 @@ mod tests {
 
     #[test]
     fn lines_comments_exports_and_quotes() {
-        let v = parse(
-            "# c\n\nAWS_ACCESS_KEY_ID=abc\nexport B = \"x y\"\nC='q'\nD=\nE=a=b\n",
-        )
-        .unwrap();
-        let want = [("AWS_ACCESS_KEY_ID", "abc"), ("B", "x y"), ("C", "q"), ("D", ""), ("E", "a=b")];
+        let v =
+            parse("# c\n\nAWS_ACCESS_KEY_ID=abc\nexport B = \"x y\"\nC='q'\nD=\nE=a=b\n").unwrap();
+        let want = [
+            ("AWS_ACCESS_KEY_ID", "abc"),
+            ("B", "x y"),
+            ("C", "q"),
+            ("D", ""),
+            ("E", "a=b"),
+        ];
         assert_eq!(
             v,
             want.iter()

@@ -76,4 +76,3 @@ pub fn record_start(config: &Path, when: i64, outcome: std::result::Result<(), S
         save(&file, &r);
     }
 }
-

@@ -310,9 +310,18 @@ fn post(cfg: &Config, s: &RunSummary, failed_before: bool, log: &Log) -> Option<
         s.repository.display(),
         if s.ok { "ok" } else { "FAILED" }
     );
-    match webhook::send(hook, &webhook::body(hook.format, &json, &headline, &problems)) {
+    match webhook::send(
+        hook,
+        &webhook::body(hook.format, &json, &headline, &problems),
+    ) {
         Ok(_) => {
-            log.line(("webhook", "-"), Status::Ok, &webhook::shown(&hook.url), None, 0.0);
+            log.line(
+                ("webhook", "-"),
+                Status::Ok,
+                &webhook::shown(&hook.url),
+                None,
+                0.0,
+            );
             None
         }
         Err(e) => Some(e),
@@ -527,7 +536,11 @@ const RUN_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(500)
 /// `run.lock` in `dir`, waiting for another run of the repository up to
 /// `--retry-lock`, else `[cadence] lock_wait`; then `Error::RepoLocked`
 /// (a skip: [`not_started`]).
-fn wait_for_run_lock(session: &Session, cfg: &Config, dir: &std::path::Path) -> Result<std::fs::File> {
+fn wait_for_run_lock(
+    session: &Session,
+    cfg: &Config,
+    dir: &std::path::Path,
+) -> Result<std::fs::File> {
     let wait = session
         .lock_options()
         .retry

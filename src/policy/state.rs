@@ -277,13 +277,22 @@ mod tests {
         assert!(r.due_at(day, (3, 0), three), "never ran: due");
         r.record(three + 5 * s, Ok("x".into()));
         let next = three + 86_400 * s;
-        assert!(!r.due_at(day, (3, 0), next - 5 * 60 * s), "02:55 the next day");
+        assert!(
+            !r.due_at(day, (3, 0), next - 5 * 60 * s),
+            "02:55 the next day"
+        );
         assert!(r.due_at(day, (3, 0), next), "03:00 the next day");
-        assert!(r.due_at(day, (3, 0), next + 3 * 3600 * s), "a run missed at 03:00");
+        assert!(
+            r.due_at(day, (3, 0), next + 3 * 3600 * s),
+            "a run missed at 03:00"
+        );
         assert!(!r.due_at(day, (3, 0), three + 3600 * s), "the same day");
         let week = day * 7;
         assert!(!r.due_at(week, (3, 0), next), "weekly: a day later");
-        assert!(r.due_at(week, (3, 0), three + 7 * 86_400 * s), "weekly: 7 days later");
+        assert!(
+            r.due_at(week, (3, 0), three + 7 * 86_400 * s),
+            "weekly: 7 days later"
+        );
     }
 
     #[test]

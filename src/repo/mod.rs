@@ -950,7 +950,9 @@ pub fn now_ns() -> i64 {
 /// `STRATA_FAKE_NOW` as Unix ns (debug builds: [`now_ns`]).
 #[cfg(debug_assertions)]
 fn fake_now() -> Option<i64> {
-    let v = std::env::var("STRATA_FAKE_NOW").ok().filter(|v| !v.is_empty())?;
+    let v = std::env::var("STRATA_FAKE_NOW")
+        .ok()
+        .filter(|v| !v.is_empty())?;
     if let Ok(secs) = v.parse::<i64>() {
         return secs.checked_mul(1_000_000_000);
     }
