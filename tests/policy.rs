@@ -431,9 +431,10 @@ fn webhook_gets_the_summary_and_a_down_one_is_a_warning() {
     let f = Fixture::new();
     let (port, h) = support::http_receiver();
     let body = "[sources.n]\ncommand = \"echo 1\"\nname = \"n.txt\"\n";
+    // every run (the default sends failures and recoveries only)
     let cfg = config(
         &f,
-        &format!("webhook = \"http://127.0.0.1:{port}/hook\"\n{body}"),
+        &format!("webhook = \"http://127.0.0.1:{port}/hook\"\nwebhook_on = \"always\"\n{body}"),
     );
     let s = run(&f, &cfg, &[], 0);
     let (first, got) = h.join().unwrap();
@@ -446,13 +447,14 @@ fn webhook_gets_the_summary_and_a_down_one_is_a_warning() {
     let down = support::free_port();
     let cfg = config(
         &f,
-        &format!("webhook = \"http://127.0.0.1:{down}/hook\"\n{body}"),
+        &format!("webhook = \"http://127.0.0.1:{down}/hook\"\nwebhook_on = \"always\"\n{body}"),
     );
+    // a warning, and warnings exit 3 (README "Exit codes")
     let out = cmd(&f)
         .args(["run", "--config"])
         .arg(&cfg)
         .assert()
-        .code(0)
+        .code(3)
         .get_output()
         .clone();
     let err = String::from_utf8_lossy(&out.stderr);
