@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Fixture, PASSPHRASE, parse_json};
+use support::{Fixture, PASSPHRASE, parse_json, psql};
 
 /// `strata` with this fixture's own cache directory and no `--repo`: the
 /// repository comes from the config.
@@ -689,31 +689,6 @@ fn sqlite_source_while_a_writer_commits() {
 }
 
 // ---------------------------------------------------------------- postgres
-
-fn psql(db: &str, sql: &str) -> Result<String, String> {
-    let o = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
-    if !o.status.success() {
-        return Err(format!(
-            "psql {db}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
 
 fn pg_available() -> Result<(), String> {
     support::on_path("pg_dump")?;

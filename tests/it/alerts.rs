@@ -1,12 +1,12 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Backups that run themselves, and say so when they don't (issue 21):
 //! one scheduled job and a second run that waits, credentials from the
 //! policy's environment file, every failure recorded, sent and shown by
 //! `status` (a run that cannot unlock, a failed source, a lost offsite
 //! copy), the webhook's `webhook_on`, Slack body and retries, and the
-//! Prometheus metrics. The simulated day is in `tests/alerts_day.rs`.
+//! Prometheus metrics; and a simulated day of the generated schedule
+//! with one failure of each kind.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::fs;
@@ -202,10 +202,10 @@ fn a_second_run_waits_for_the_first_or_is_skipped() {
 /// not: the generated cron line, run under `env -i`, syncs to S3.
 #[test]
 fn the_generated_cron_line_syncs_with_credentials_from_the_environment_file() {
-    let Some(moto) = support::moto_or_skip("alerts::cron_env") else {
+    let Some(s3) = support::S3::new("strata-cron") else {
         return;
     };
-    moto.create_bucket("strata-cron");
+    let moto = &s3.moto;
     let f = Fixture::new();
     let src = f.mkdir("src");
     fs::write(src.join("a"), b"alpha").unwrap();
@@ -527,42 +527,6 @@ fn webhook_on_retries_and_an_unreachable_webhook_is_a_warning() {
 
 // ---------------------------------------------------------------- a simulated day
 
-/// A tmpfs for the repository, so that the disk can fill (root only).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        if !support::is_root() {
-            return Err("not running as root: cannot mount a small tmpfs".into());
-        }
-        fs::create_dir_all(dir).unwrap();
-        let o = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !o.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// Fill the file system of `dir` but for `leave` bytes (a file `filler`).
 fn fill(dir: &Path, leave: u64) -> PathBuf {
     let s = rustix::fs::statvfs(dir).unwrap();
@@ -581,17 +545,6 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
     p
 }
 
-fn psql(db: &str, sql: &str) -> Result<String, String> {
-    let o = Command::new("psql")
-        .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
-    if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 /// Our users' policy (data every hour, a PostgreSQL dump daily at 03:00,
 /// an S3 offsite copy, a webhook), run from its generated schedule at
 /// every hour of a simulated day (`STRATA_FAKE_NOW`, debug builds), with
@@ -603,8 +556,8 @@ fn psql(db: &str, sql: &str) -> Result<String, String> {
 fn a_simulated_day_with_one_failure_of_each_kind() {
     let pg = support::on_path("pg_dump")
         .and_then(|_| support::on_path("psql"))
-        .and_then(|_| psql("postgres", "SELECT 1").map(|_| ()));
-    if !support::service_or_skip("alerts::day postgres", "STRATA_REQUIRE_PG_TESTS", pg) {
+        .and_then(|_| support::psql("postgres", "SELECT 1").map(|_| ()));
+    if !support::service_or_skip("STRATA_REQUIRE_PG_TESTS", pg) {
         return;
     }
     let root_ok = if support::is_root() {
@@ -612,28 +565,28 @@ fn a_simulated_day_with_one_failure_of_each_kind() {
     } else {
         Err("not root: no tmpfs to fill".to_string())
     };
-    if !support::service_or_skip("alerts::day tmpfs", "STRATA_REQUIRE_ROOT_TESTS", root_ok) {
+    if !support::service_or_skip("STRATA_REQUIRE_ROOT_TESTS", root_ok) {
         return;
     }
-    let Some(moto) = support::moto_or_skip("alerts::day") else {
+    let Some(s3) = support::S3::new("strata-day") else {
         return;
     };
-    moto.create_bucket("strata-day");
+    let moto = &s3.moto;
     let db = format!("strata_day_{}", std::process::id());
-    let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
-    psql("postgres", &format!("CREATE DATABASE {db}")).unwrap();
-    psql(&db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g").unwrap();
+    let _ = support::psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    support::psql("postgres", &format!("CREATE DATABASE {db}")).unwrap();
+    support::psql(&db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g").unwrap();
     struct DropDb(String);
     impl Drop for DropDb {
         fn drop(&mut self) {
-            let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {}", self.0));
+            let _ = support::psql("postgres", &format!("DROP DATABASE IF EXISTS {}", self.0));
         }
     }
     let _db = DropDb(db.clone());
 
     let f = Fixture::uninit();
     let disk = f.path("disk");
-    let _fs = Tmpfs::mount(&disk, "24m").unwrap();
+    let _fs = support::Tmpfs::mount(&disk, "24m").unwrap();
     let repo = disk.join("repo");
     support::unlock_for(support::command(), &repo)
         .env("STRATA_CACHE_DIR", f.path("cache"))
@@ -648,7 +601,11 @@ fn a_simulated_day_with_one_failure_of_each_kind() {
     let pass = f.path("pass");
     fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
     let env_file = f.path("env");
-    let env: String = moto.env().iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let env: String = moto
+        .env()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
     fs::write(&env_file, env).unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&env_file, fs::Permissions::from_mode(0o600)).unwrap();
@@ -681,12 +638,20 @@ fn a_simulated_day_with_one_failure_of_each_kind() {
             .stdout,
     )
     .unwrap();
-    assert!(cron.lines().any(|l| l.starts_with("0 */1 * * * ")), "{cron}");
+    assert!(
+        cron.lines().any(|l| l.starts_with("0 */1 * * * ")),
+        "{cron}"
+    );
     let day0 = 1_796_860_800i64; // 2026-12-10T00:00:00Z
     let at = |h: i64| (day0 + h * 3600).to_string();
     let job = |h: i64| {
         Command::new("env")
-            .args(["-i", "PATH=/usr/bin:/bin:/usr/local/bin", "HOME=/nonexistent", "TZ=UTC"])
+            .args([
+                "-i",
+                "PATH=/usr/bin:/bin:/usr/local/bin",
+                "HOME=/nonexistent",
+                "TZ=UTC",
+            ])
             .arg(format!("STRATA_CACHE_DIR={}", f.path("cache").display()))
             .arg(format!("STRATA_FAKE_NOW={}", at(h)))
             .arg(support::bin())
@@ -697,7 +662,12 @@ fn a_simulated_day_with_one_failure_of_each_kind() {
     };
     let health = |h: i64| {
         let o = Command::new("env")
-            .args(["-i", "PATH=/usr/bin:/bin:/usr/local/bin", "HOME=/nonexistent", "TZ=UTC"])
+            .args([
+                "-i",
+                "PATH=/usr/bin:/bin:/usr/local/bin",
+                "HOME=/nonexistent",
+                "TZ=UTC",
+            ])
             .arg(format!("STRATA_CACHE_DIR={}", f.path("cache").display()))
             .arg(format!("STRATA_FAKE_NOW={}", at(h)))
             .arg(support::bin())
@@ -733,7 +703,11 @@ fn a_simulated_day_with_one_failure_of_each_kind() {
                 Some("sync")
             }
             16 => {
-                fs::write(src.join("big.bin"), support::random_bytes(h as u64, 8 << 20)).unwrap();
+                fs::write(
+                    src.join("big.bin"),
+                    support::random_bytes(h as u64, 8 << 20),
+                )
+                .unwrap();
                 filler = Some(fill(&disk, 2 << 20));
                 Some("data")
             }
@@ -762,7 +736,10 @@ fn a_simulated_day_with_one_failure_of_each_kind() {
                 assert_eq!(got.len(), sent + 1, "hour {h}: the failure was not sent");
                 assert_eq!(got[sent]["ok"], false, "hour {h}");
                 assert_eq!(code, 5, "hour {h}: status: {problems}");
-                assert!(problems.contains(kind), "hour {h}: {kind} not in {problems}");
+                assert!(
+                    problems.contains(kind),
+                    "hour {h}: {kind} not in {problems}"
+                );
             }
             None => {
                 assert!(o.status.success(), "hour {h}: {}", text(&o));
