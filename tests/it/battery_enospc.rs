@@ -14,7 +14,6 @@ use crate::support;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::{Rng, Taken};
 
 /// Bytes free on the file system holding `dir`.
