@@ -237,6 +237,13 @@ pub fn run(
 ) -> RunSummary {
     let session = session.with_config(cfg);
     let started = crate::repo::now_ns();
+    // A source name the policy lacks is a mistake on the command line,
+    // shown to whoever typed it: not recorded, not sent.
+    if let Err(e) = check_sources(cfg, opts) {
+        let mut s = unstarted(&session, cfg, &e, started);
+        s.start_error = Some(e);
+        return s;
+    }
     match Runner::start(&session, cfg, opts, events) {
         Ok(r) => {
             super::record::record_start(&cfg.path, started, Ok(()));
@@ -258,21 +265,8 @@ fn not_started(
     events: &Arc<dyn Events>,
 ) -> RunSummary {
     let another_run = matches!(e, Error::RepoLocked(_));
-    let mut s = RunSummary {
-        version: 1,
-        config: cfg.path.clone(),
-        repository: session.repo_path().unwrap_or_default(),
-        host: cfg.host.clone().unwrap_or_else(crate::repo::hostname),
-        started: time_string(started),
-        duration_seconds: 0.0,
-        ok: false,
-        sources: Vec::new(),
-        steps: Vec::new(),
-        warnings: Vec::new(),
-        error: Some(e.to_string()),
-        start_error: None,
-        another_run,
-    };
+    let mut s = unstarted(session, cfg, &e, started);
+    s.another_run = another_run;
     let log = Log {
         dir: super::record::config_dir(&cfg.path),
         events: events.clone(),
@@ -290,6 +284,43 @@ fn not_started(
     }
     s.start_error = Some(e);
     s
+}
+
+/// The summary of a run that did not start because of `e`.
+fn unstarted(session: &Session, cfg: &Config, e: &Error, started: i64) -> RunSummary {
+    RunSummary {
+        version: 1,
+        config: cfg.path.clone(),
+        repository: session.repo_path().unwrap_or_default(),
+        host: cfg.host.clone().unwrap_or_else(crate::repo::hostname),
+        started: time_string(started),
+        duration_seconds: 0.0,
+        ok: false,
+        sources: Vec::new(),
+        steps: Vec::new(),
+        warnings: Vec::new(),
+        error: Some(e.to_string()),
+        start_error: None,
+        another_run: false,
+    }
+}
+
+/// Every source named in `opts` is one of the policy's.
+fn check_sources(cfg: &Config, opts: &RunOptions) -> Result<()> {
+    for n in &opts.sources {
+        if cfg.source(n).is_none() {
+            return Err(Error::Invalid(format!(
+                "{}: no source named {n:?} (sources: {})",
+                cfg.path.display(),
+                cfg.sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// POST `s` to the webhook if there is one and `webhook_on` wants it;
@@ -337,19 +368,6 @@ impl<'a> Runner<'a> {
         opts: &RunOptions,
         events: &Arc<dyn Events>,
     ) -> Result<Runner<'a>> {
-        for n in &opts.sources {
-            if cfg.source(n).is_none() {
-                return Err(Error::Invalid(format!(
-                    "{}: no source named {n:?} (sources: {})",
-                    cfg.path.display(),
-                    cfg.sources
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
         session.writes("run")?;
         let repo = session.open(events)?.repo;
         let dir = state::dir(&repo.config().repo_id);
