@@ -244,7 +244,7 @@ pub fn run(
         s.start_error = Some(e);
         return s;
     }
-    match Runner::start(&session, cfg, opts, events) {
+    match Runner::start(&session, cfg, events) {
         Ok(r) => {
             super::record::record_start(&cfg.path, started, Ok(()));
             r.run(opts)
@@ -360,12 +360,10 @@ fn post(cfg: &Config, s: &RunSummary, failed_before: bool, log: &Log) -> Option<
 }
 
 impl<'a> Runner<'a> {
-    /// Check the options, open the repository, take `run.lock` and load
-    /// the state.
+    /// Open the repository, take `run.lock` and load the state.
     fn start(
         session: &'a Session,
         cfg: &'a Config,
-        opts: &RunOptions,
         events: &Arc<dyn Events>,
     ) -> Result<Runner<'a>> {
         session.writes("run")?;
