@@ -933,11 +933,32 @@ fn given_work_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).
+///
+/// In a debug build, `STRATA_FAKE_NOW` (Unix seconds, or an RFC 3339 time)
+/// replaces the clock, so that a test can run the policy at every time a
+/// schedule fires over a day; a release build ignores it.
 pub fn now_ns() -> i64 {
+    #[cfg(debug_assertions)]
+    if let Some(t) = fake_now() {
+        return t;
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// `STRATA_FAKE_NOW` as Unix ns (debug builds: [`now_ns`]).
+#[cfg(debug_assertions)]
+fn fake_now() -> Option<i64> {
+    let v = std::env::var("STRATA_FAKE_NOW")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    if let Ok(secs) = v.parse::<i64>() {
+        return secs.checked_mul(1_000_000_000);
+    }
+    let t: jiff::Timestamp = v.parse().ok()?;
+    i64::try_from(t.as_nanosecond()).ok()
 }
 
 /// This machine's host name.
