@@ -223,7 +223,7 @@ forward_backend!(&B);
 /// endpoints come from the process environment only (`AWS_*`, `GOOGLE_*`,
 /// `AZURE_*`; [`open_with_env`]). Nothing is read or created yet.
 pub fn open(repo: &str) -> BResult<Box<dyn Backend>> {
-    open_with_env(repo, std::env::vars())
+    open_with_env(repo, crate::sys::vars())
 }
 
 /// [`open`] with `env` in place of the process environment (tests pass the

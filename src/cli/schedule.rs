@@ -1,10 +1,13 @@
-//! `strata schedule --print systemd|cron [--install]`: timer units or
-//! crontab lines that run `strata run` from strata.toml: one timer at the
-//! shortest source cadence below a day ("continuous"; each run takes what
-//! is due), and a daily run at `cadence.daily_at` that forces the daily
-//! sources (those with `every` of 20 hours or more), so they run at a
-//! predictable time. Nothing is written without `--install`, which says
-//! each file it wrote.
+//! `strata schedule --print systemd|cron [--install]`: one timer unit or
+//! crontab line that runs `strata run` from strata.toml at the shortest
+//! cadence of its sources; each run takes what is due, a source whose
+//! `every` is a day or more from its time of day (`at`, `[cadence]
+//! daily_at`; `policy::state::LastRun::due_at`), so one job is enough and
+//! no two jobs of the same policy start together. The job gets the cache
+//! directory; credentials come from the policy's `environment_file`, which
+//! `--install` creates (0600, every variable commented out) when it does
+//! not exist. Nothing is written without `--install`, which says each file
+//! it wrote.
 
 use super::args::{ScheduleArgs, ScheduleKind};
 use super::{exit, output};
@@ -14,31 +17,22 @@ use crate::policy::Config;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const DAILY: Duration = Duration::from_secs(20 * 3600);
+/// How often the job runs when every source is daily or slower: often
+/// enough to take each at its time of day within a quarter of an hour.
+const ONLY_DAILY: Duration = Duration::from_secs(15 * 60);
 
-/// What to schedule: the continuous interval (if any source runs more
-/// often than daily, or has no `every`) and the daily sources.
-struct Plan {
-    continuous: Option<Duration>,
-    daily: Vec<String>,
-}
-
-fn plan(cfg: &Config) -> Plan {
-    let mut continuous: Option<Duration> = None;
-    let mut daily = Vec::new();
-    for s in &cfg.sources {
-        match s.every {
-            Some(e) if e >= DAILY => daily.push(s.name.clone()),
-            e => {
-                // No `every`: every run; schedule it every 5 minutes.
-                let e = e
-                    .unwrap_or(Duration::from_secs(300))
-                    .max(Duration::from_secs(60));
-                continuous = Some(continuous.map_or(e, |c| c.min(e)));
-            }
-        }
-    }
-    Plan { continuous, daily }
+/// How often the job runs: the shortest `every` below a day (a source
+/// without one runs every 5 minutes), at least a minute.
+fn interval(cfg: &Config) -> Duration {
+    cfg.sources
+        .iter()
+        .filter_map(|s| match s.every {
+            Some(e) if e >= crate::policy::config::DAY => None,
+            e => Some(e.unwrap_or(Duration::from_secs(300))),
+        })
+        .min()
+        .unwrap_or(ONLY_DAILY)
+        .max(Duration::from_secs(60))
 }
 
 /// Quote for a shell / systemd command line.
@@ -82,7 +76,7 @@ fn on_calendar(d: Duration) -> Option<String> {
 
 /// The files to write: (path, contents).
 fn systemd(cfg: &Config, exe: &Path, cache: Option<&Path>) -> Vec<(PathBuf, String)> {
-    let p = plan(cfg);
+    let every = interval(cfg);
     let dir = PathBuf::from("/etc/systemd/system");
     let env = cache
         .map(|c| {
@@ -92,50 +86,50 @@ fn systemd(cfg: &Config, exe: &Path, cache: Option<&Path>) -> Vec<(PathBuf, Stri
             )
         })
         .unwrap_or_default();
-    let service = |what: &str, sources: &[String]| {
-        format!(
-            "# written by `strata schedule --print systemd`\n[Unit]\nDescription=strata backup policy ({what})\n\
-             Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n{env}\
-             ExecStart={}\nNice=10\nIOSchedulingClass=idle\n",
-            command(exe, &cfg.path, sources)
-        )
+    let when = match on_calendar(every) {
+        Some(c) => format!("OnCalendar={c}\nPersistent=true\n"),
+        None => format!(
+            "OnBootSec=1min\nOnUnitActiveSec={}\n",
+            humantime::format_duration(every)
+        ),
     };
-    let mut out = Vec::new();
-    let (h, m) = cfg.cadence.daily_at;
-    if let Some(every) = p.continuous {
-        let when = match on_calendar(every) {
-            Some(c) => format!("OnCalendar={c}\nPersistent=true\n"),
-            None => format!(
-                "OnBootSec=1min\nOnUnitActiveSec={}\n",
-                humantime::format_duration(every)
+    vec![
+        (
+            dir.join("strata.service"),
+            format!(
+                "# written by `strata schedule --print systemd`\n[Unit]\nDescription=strata backup policy\n\
+                 Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\n{env}\
+                 ExecStart={}\nNice=10\nIOSchedulingClass=idle\n",
+                command(exe, &cfg.path, &[])
             ),
-        };
-        out.push((dir.join("strata.service"), service("continuous", &[])));
-        out.push((
+        ),
+        (
             dir.join("strata.timer"),
             format!(
                 "# written by `strata schedule --print systemd`\n[Unit]\nDescription=strata run every {}\n\n\
                  [Timer]\n{when}\n[Install]\nWantedBy=timers.target\n",
                 humantime::format_duration(every)
             ),
-        ));
-    }
-    if !p.daily.is_empty() || p.continuous.is_none() {
-        out.push((dir.join("strata-daily.service"), service("daily", &p.daily)));
-        out.push((
-            dir.join("strata-daily.timer"),
-            format!(
-                "# written by `strata schedule --print systemd`\n[Unit]\nDescription=strata daily run\n\n\
-                 [Timer]\nOnCalendar=*-*-* {h:02}:{m:02}:00\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"
-            ),
-        ));
-    }
-    out
+        ),
+    ]
 }
 
-/// `/etc/cron.d/strata` (crontab lines with a user field).
+/// The cron time field for "every `every`".
+fn cron_spec(every: Duration) -> String {
+    let m = (every.as_secs() / 60).max(1);
+    if m < 60 && 60 % m == 0 {
+        format!("*/{m} * * * *")
+    } else if m % 60 == 0 && m < 1440 && 24 % (m / 60) == 0 {
+        format!("0 */{} * * *", m / 60)
+    } else {
+        // cron cannot say it: every 5 minutes, and `run` skips what is
+        // not due
+        "*/5 * * * *".to_string()
+    }
+}
+
+/// `/etc/cron.d/strata` (a crontab line with a user field).
 fn cron(cfg: &Config, exe: &Path, cache: Option<&Path>) -> String {
-    let p = plan(cfg);
     let user = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
@@ -144,25 +138,39 @@ fn cron(cfg: &Config, exe: &Path, cache: Option<&Path>) -> String {
     if let Some(c) = cache {
         out.push_str(&format!("STRATA_CACHE_DIR={}\n", c.display()));
     }
-    if let Some(every) = p.continuous {
-        let m = (every.as_secs() / 60).max(1);
-        let spec = if m < 60 {
-            format!("*/{m} * * * *")
-        } else if m % 60 == 0 && m < 1440 {
-            format!("0 */{} * * *", m / 60)
-        } else {
-            "*/5 * * * *".to_string()
-        };
-        out.push_str(&format!("{spec} {user} {}\n", command(exe, &cfg.path, &[])));
-    }
-    if !p.daily.is_empty() || p.continuous.is_none() {
-        let (h, m) = cfg.cadence.daily_at;
-        out.push_str(&format!(
-            "{m} {h} * * * {user} {}\n",
-            command(exe, &cfg.path, &p.daily)
-        ));
-    }
+    out.push_str(&format!(
+        "{} {user} {}\n",
+        cron_spec(interval(cfg)),
+        command(exe, &cfg.path, &[])
+    ));
     out
+}
+
+/// With `--install`: the policy's `environment_file`, created 0600 with
+/// every variable commented out, if the policy names one that does not
+/// exist yet. Says what it did.
+fn install_env_file(cfg: &Config) -> Result<()> {
+    let Some(f) = &cfg.environment_file else {
+        return output::line(
+            "no environment_file in the policy: a scheduled run gets no credentials from the \
+             environment (add environment_file = \"/etc/strata/env\" for S3 keys, PGPASSWORD…)",
+        );
+    };
+    if f.exists() {
+        return Ok(());
+    }
+    if let Some(d) = f.parent() {
+        std::fs::create_dir_all(d).at(d)?;
+    }
+    fsutil::write_atomic(
+        f,
+        crate::policy::envfile::TEMPLATE.as_bytes(),
+        fsutil::Atomic::local(0o600),
+    )?;
+    output::line(&format!(
+        "wrote {} (mode 0600): fill in the credentials the scheduled runs need",
+        f.display()
+    ))
 }
 
 pub fn run(a: &ScheduleArgs) -> Result<i32> {
@@ -193,6 +201,7 @@ pub fn run(a: &ScheduleArgs) -> Result<i32> {
         fsutil::write_atomic(path, text.as_bytes(), fsutil::Atomic::local(0o644))?;
         output::line(&format!("wrote {}", path.display()))?;
     }
+    install_env_file(&cfg)?;
     if a.print == ScheduleKind::Systemd {
         let timers: Vec<String> = files
             .iter()
@@ -243,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn units_and_lines() {
+    fn one_job_at_the_shortest_cadence() {
         let cfg = crate::policy::config::parse(
             "[sources.data]\npaths = [\"/srv\"]\nevery = \"5m\"\n[sources.db]\ncommand = \"pg_dump app\"\nname = \"db.sql\"\nevery = \"1d\"\n",
             Path::new("/etc/strata/strata.toml"),
@@ -252,15 +261,29 @@ mod tests {
         let exe = Path::new("/usr/bin/strata");
         let files = systemd(&cfg, exe, None);
         let names: Vec<_> = files.iter().map(|(p, _)| p.display().to_string()).collect();
-        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(
+            names,
+            [
+                "/etc/systemd/system/strata.service",
+                "/etc/systemd/system/strata.timer"
+            ]
+        );
         assert!(files[1].1.contains("OnCalendar=*-*-* *:00/5:00"));
         assert!(
-            files[2]
+            files[0]
                 .1
-                .contains("ExecStart=/usr/bin/strata run --config /etc/strata/strata.toml db\n")
+                .contains("ExecStart=/usr/bin/strata run --config /etc/strata/strata.toml\n")
         );
         let c = cron(&cfg, exe, None);
-        assert!(c.contains("*/5 * * * * "), "{c}");
-        assert!(c.contains("0 3 * * * "), "{c}");
+        let jobs: Vec<&str> = c.lines().filter(|l| l.contains(" run ")).collect();
+        assert_eq!(jobs.len(), 1, "{c}");
+        assert!(jobs[0].starts_with("*/5 * * * * "), "{c}");
+        // only daily sources: every quarter of an hour
+        let daily = crate::policy::config::parse(
+            "[sources.db]\ncommand = \"x\"\nname = \"db.sql\"\nevery = \"1d\"\nat = \"02:30\"\n",
+            Path::new("/s.toml"),
+        )
+        .unwrap();
+        assert!(cron(&daily, exe, None).contains("*/15 * * * * "));
     }
 }

@@ -40,6 +40,9 @@ pub fn run(cli: &super::Cli, a: &StatusArgs, ev: &Arc<dyn Events>) -> Result<i32
 }
 
 fn print(r: &StatusReport, cfg: &Config) -> Result<()> {
+    if let Some(e) = &r.repository_error {
+        output::line(&format!("repository: cannot open it: {e}"))?;
+    }
     for s in &r.sources {
         print_source(s)?;
     }

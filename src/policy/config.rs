@@ -14,6 +14,13 @@ use std::time::Duration;
 
 pub use crate::restore::safety::PRE_RESTORE_TAG;
 
+/// A day: a source whose `every` is this or more is a daily (weekly…)
+/// source, due from a time of day (`at`, `[cadence] daily_at`).
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The default `[cadence] lock_wait`.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(4 * 60);
+
 // ---------------------------------------------------------------- raw file
 
 /// `strata.toml` as written (before validation).
@@ -26,8 +33,11 @@ struct RawConfig {
     password_file: Option<PathBuf>,
     identity: Option<PathBuf>,
     require_encryption: Option<bool>,
+    environment_file: Option<PathBuf>,
     offsite: Option<String>,
     webhook: Option<String>,
+    webhook_on: Option<String>,
+    webhook_format: Option<String>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
     #[serde(default)]
@@ -56,6 +66,7 @@ struct RawSource {
     sqlite: Option<PathBuf>,
     name: Option<String>,
     every: Option<Every>,
+    at: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +112,7 @@ struct RawCadence {
     sync: Option<Every>,
     check: Option<Every>,
     daily_at: Option<String>,
+    lock_wait: Option<Every>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +226,9 @@ pub struct Source {
     pub kind: SourceKind,
     /// How often `strata run` takes it; `None`: every run.
     pub every: Option<Duration>,
+    /// `at = "HH:MM"`: for an `every` of a day or more, the time of day
+    /// from which it is due (default `[cadence] daily_at`).
+    pub at: Option<(u8, u8)>,
 }
 
 /// `[gc]`.
@@ -250,8 +265,46 @@ pub struct Cadence {
     pub sync: Option<Duration>,
     /// `check` per `[verification]`.
     pub check: Option<Duration>,
-    /// Wall-clock time (`HH:MM`) of the daily run in `strata schedule`.
+    /// Time of day (`HH:MM`, local) from which a source whose `every` is
+    /// a day or more is due (`policy::due`); default 03:00.
     pub daily_at: (u8, u8),
+    /// How long a `run` waits for another run of the same repository to
+    /// finish before it gives up (`--retry-lock` overrides); default 4 min.
+    pub lock_wait: Duration,
+}
+
+/// When `run` POSTs its summary (`webhook_on`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebhookOn {
+    /// Only runs that failed.
+    Failure,
+    /// Failures, and the first success after a failure (the default).
+    #[default]
+    Change,
+    /// Every run.
+    Always,
+}
+
+/// What the webhook receives (`webhook_format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The run summary (`run --json`).
+    #[default]
+    Json,
+    /// Slack's incoming-webhook body: `{"text": "…"}`, one line per
+    /// problem.
+    Slack,
+}
+
+/// `webhook`, `webhook_on`, `webhook_format`.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// The URL (often holding a token: shown as its host only).
+    pub url: String,
+    /// When to POST.
+    pub on: WebhookOn,
+    /// The body.
+    pub format: WebhookFormat,
 }
 
 /// A loaded and validated `strata.toml`.
@@ -275,8 +328,12 @@ pub struct Config {
     pub require_encryption: Option<bool>,
     /// The offsite repository URL.
     pub offsite: Option<String>,
-    /// Where `run` POSTs its JSON summary.
-    pub webhook: Option<String>,
+    /// `environment_file`: `NAME=value` lines (object store credentials,
+    /// `PGPASSWORD`…) that every command loading this policy adds to its
+    /// environment (`crate::sys::policy_env`); mode 0600 or stricter.
+    pub environment_file: Option<PathBuf>,
+    /// Where and when `run` POSTs its summary.
+    pub webhook: Option<Webhook>,
     /// Sources, by name.
     pub sources: Vec<Source>,
     /// `[retention]`, applied to each source's snapshots.
@@ -471,17 +528,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
             })
         }
     };
-    let daily_at = match &raw.cadence.daily_at {
-        None => (3, 0),
-        Some(s) => parse_hhmm(s).ok_or_else(|| {
-            cx.bad(
-                "cadence",
-                Some("daily_at"),
-                &format!("{s:?} is not a time of day HH:MM"),
-            )
-        })?,
-    };
-    cx.urls(&raw)?;
+    let cadence = cx.cadence(&raw.cadence)?;
+    let webhook = cx.webhook(&raw)?;
     Ok(Config {
         path: path.to_path_buf(),
         repository: raw.repository.as_ref().map(|r| {
@@ -496,19 +544,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         password_file: raw.password_file.as_deref().map(|p| cx.rel(p)),
         identity: raw.identity.as_deref().map(|p| cx.rel(p)),
         require_encryption: raw.require_encryption,
+        environment_file: raw.environment_file.as_deref().map(|p| cx.rel(p)),
         offsite: raw.offsite.clone(),
-        webhook: raw.webhook.clone(),
+        webhook,
         sources,
         retention,
         gc,
         verification,
-        cadence: Cadence {
-            forget: raw.cadence.forget.map(|e| e.0),
-            gc: raw.cadence.gc.map(|e| e.0),
-            sync: raw.cadence.sync.map(|e| e.0),
-            check: raw.cadence.check.map(|e| e.0),
-            daily_at,
-        },
+        cadence,
         max_age: raw.status.max_age.map(|e| e.0),
         max_offsite_behind: raw.status.max_offsite_behind,
     })
@@ -609,11 +652,97 @@ impl Parsing<'_> {
             crate::paths::Patterns::new(exclude)
                 .map_err(|e| self.bad(&table, Some("exclude"), &e.to_string()))?;
         }
+        let at = match &s.at {
+            None => None,
+            Some(t) => Some(parse_hhmm(t).ok_or_else(|| {
+                self.bad(
+                    &table,
+                    Some("at"),
+                    &format!("{t:?} is not a time of day HH:MM"),
+                )
+            })?),
+        };
+        if at.is_some() && s.every.is_none_or(|e| e.0 < DAY) {
+            return Err(self.bad(
+                &table,
+                Some("at"),
+                "`at` is for sources whose `every` is a day or more",
+            ));
+        }
         Ok(Source {
             name: name.to_string(),
             kind,
             every: s.every.map(|e| e.0),
+            at,
         })
+    }
+
+    /// `[cadence]`.
+    fn cadence(&self, c: &RawCadence) -> Result<Cadence> {
+        let daily_at = match &c.daily_at {
+            None => (3, 0),
+            Some(s) => parse_hhmm(s).ok_or_else(|| {
+                self.bad(
+                    "cadence",
+                    Some("daily_at"),
+                    &format!("{s:?} is not a time of day HH:MM"),
+                )
+            })?,
+        };
+        Ok(Cadence {
+            forget: c.forget.map(|e| e.0),
+            gc: c.gc.map(|e| e.0),
+            sync: c.sync.map(|e| e.0),
+            check: c.check.map(|e| e.0),
+            daily_at,
+            lock_wait: c.lock_wait.map_or(DEFAULT_LOCK_WAIT, |e| e.0),
+        })
+    }
+
+    /// `offsite` and `webhook` (with `webhook_on`, `webhook_format`).
+    fn webhook(&self, raw: &RawConfig) -> Result<Option<Webhook>> {
+        self.urls(raw)?;
+        let on = match raw.webhook_on.as_deref() {
+            None | Some("change") => WebhookOn::Change,
+            Some("failure") => WebhookOn::Failure,
+            Some("always") => WebhookOn::Always,
+            Some(o) => {
+                return Err(self.bad(
+                    "",
+                    Some("webhook_on"),
+                    &format!("{o:?}: expected \"failure\", \"change\" or \"always\""),
+                ));
+            }
+        };
+        let format = match raw.webhook_format.as_deref() {
+            None | Some("json") => WebhookFormat::Json,
+            Some("slack") => WebhookFormat::Slack,
+            Some(o) => {
+                return Err(self.bad(
+                    "",
+                    Some("webhook_format"),
+                    &format!("{o:?}: expected \"json\" or \"slack\""),
+                ));
+            }
+        };
+        let set = raw.webhook_on.is_some() || raw.webhook_format.is_some();
+        match &raw.webhook {
+            Some(url) => Ok(Some(Webhook {
+                url: url.clone(),
+                on,
+                format,
+            })),
+            None if set => Err(self.bad(
+                "",
+                Some(if raw.webhook_on.is_some() {
+                    "webhook_on"
+                } else {
+                    "webhook_format"
+                }),
+                "no `webhook` to apply it to",
+            )),
+            None => Ok(None),
+        }
     }
 
     /// What source `s` (of `table`) reads: paths, a command or a database.

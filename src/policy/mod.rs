@@ -4,6 +4,8 @@
 //!
 //! - [`config`]: finding, parsing and validating `strata.toml` (every key
 //!   is documented in README "Backup policy: strata.toml").
+//! - [`envfile`]: the policy's `environment_file` (credentials for
+//!   scheduled runs), added to the process's through `crate::sys`.
 //! - [`state`]: what the last runs did, kept per repository in the local
 //!   cache directory (written under a temp name, then renamed).
 //! - [`sqlite`]: a consistent copy of a live SQLite database through
@@ -15,12 +17,12 @@
 //!   [`StatusReport`]).
 
 pub mod config;
+pub mod envfile;
+pub mod record;
 pub mod run;
 pub mod sqlite;
 pub mod state;
 pub mod status;
-mod status_check;
-mod steps;
 pub mod webhook;
 
 pub use config::{Config, Source, SourceKind};

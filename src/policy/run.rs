@@ -8,7 +8,7 @@
 //! 3. **gc** once `gc.min_forgotten` snapshots were forgotten since the
 //!    last gc, and it is due.
 //! 4. **sync** to `offsite`, and 5. **check** per `[verification]`
-//!    (`super::steps`).
+//!    (`steps`).
 //!
 //! [`run`] opens and unlocks the repository itself: a failure to reach or
 //! unlock it (or to start at all) is part of the [`RunSummary`], not an
@@ -18,8 +18,10 @@
 //! (`policy::state`), after each step. The summary is POSTed, as JSON, to
 //! the webhook; a failed webhook is a warning.
 
+mod steps;
+
 use super::state::{self, LastRun, State};
-use super::{Config, Source, SourceKind, sqlite, steps, webhook};
+use super::{Config, Source, SourceKind, sqlite, webhook};
 use crate::backup::{self, Counters, SnapshotOptions, StdinSource};
 use crate::error::{Error, Result};
 use crate::events::Events;
@@ -124,6 +126,11 @@ pub struct RunSummary {
     /// [`RunSummary::error`] as the error itself, for an exit code.
     #[serde(skip)]
     pub start_error: Option<Error>,
+    /// Another run of the repository held it past the wait: this one was
+    /// skipped (exit 11, not an alert: staleness catches a source skipped
+    /// too long).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub another_run: bool,
 }
 
 impl RunSummary {
@@ -135,6 +142,22 @@ impl RunSummary {
     /// A step failed.
     pub fn failed_step(&self) -> bool {
         self.steps.iter().any(|s| s.status == Status::Failed)
+    }
+
+    /// What failed, one line each: the start, each failed source and step.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.error.iter().map(|e| format!("run: {e}")).collect();
+        for s in self.sources.iter().filter(|s| s.status == Status::Failed) {
+            out.push(format!(
+                "{}: {}",
+                s.source,
+                s.detail.as_deref().unwrap_or("failed")
+            ));
+        }
+        for s in self.steps.iter().filter(|s| s.status == Status::Failed) {
+            out.push(format!("{}: {}", s.step, s.detail));
+        }
+        out
     }
 
     /// A source or step ended with warnings, or the run itself warned.
@@ -191,6 +214,9 @@ pub(super) struct Runner<'a> {
     pub(super) started: i64,
     dir: Option<PathBuf>,
     warnings: Vec<String>,
+    /// The previous run, or the previous start, failed (`webhook_on =
+    /// "change"` then sends a success).
+    failed_before: bool,
     _run_lock: Option<std::fs::File>,
 }
 
@@ -206,66 +232,142 @@ pub fn run(
     events: &Arc<dyn Events>,
 ) -> RunSummary {
     let session = session.with_config(cfg);
-    match Runner::start(&session, cfg, opts, events) {
-        Ok(r) => r.run(opts),
-        Err(e) => not_started(&session, cfg, e),
+    let started = crate::sys::now_ns();
+    // A source name the policy lacks is a mistake on the command line,
+    // shown to whoever typed it: not recorded, not sent.
+    if let Err(e) = check_sources(cfg, opts) {
+        let mut s = unstarted(&session, cfg, &e, started);
+        s.start_error = Some(e);
+        return s;
+    }
+    match Runner::start(&session, cfg, events) {
+        Ok(r) => {
+            super::record::record_start(&cfg.path, started, Ok(()));
+            r.run(opts)
+        }
+        Err(e) => not_started(&session, cfg, e, started, events),
     }
 }
 
-/// The summary of a run that could not start.
-fn not_started(session: &Session, cfg: &Config, e: Error) -> RunSummary {
+/// The summary of a run that could not start. Another run holding the
+/// repository is a skip (logged, not sent); anything else is a failure,
+/// recorded for `status` under the policy file (the repository's id may
+/// not be known), logged there and sent to the webhook.
+fn not_started(
+    session: &Session,
+    cfg: &Config,
+    e: Error,
+    started: i64,
+    events: &Arc<dyn Events>,
+) -> RunSummary {
+    let another_run = matches!(e, Error::RepoLocked(_));
+    let mut s = unstarted(session, cfg, &e, started);
+    s.another_run = another_run;
+    let log = Log {
+        dir: super::record::config_dir(&cfg.path),
+        events: events.clone(),
+    };
+    if another_run {
+        log.line(("run", "-"), Status::Skipped, "another run", None, 0.0);
+    } else {
+        let msg = e.to_string();
+        log.line(("run", "-"), Status::Failed, &msg, None, 0.0);
+        super::record::record_start(&cfg.path, started, Err(msg));
+        if let Some(w) = post(cfg, &s, true, &log) {
+            events.warning(&w);
+            s.warnings.push(w);
+        }
+    }
+    s.start_error = Some(e);
+    s
+}
+
+/// The summary of a run that did not start because of `e`.
+fn unstarted(session: &Session, cfg: &Config, e: &Error, started: i64) -> RunSummary {
     RunSummary {
         version: 1,
         config: cfg.path.clone(),
         repository: session.repo_path().unwrap_or_default(),
         host: cfg.host.clone().unwrap_or_else(crate::sys::hostname),
-        started: crate::sys::rfc3339(crate::sys::now_ns()),
+        started: crate::sys::rfc3339(started),
         duration_seconds: 0.0,
         ok: false,
         sources: Vec::new(),
         steps: Vec::new(),
         warnings: Vec::new(),
         error: Some(e.to_string()),
-        start_error: Some(e),
+        start_error: None,
+        another_run: false,
+    }
+}
+
+/// Every source named in `opts` is one of the policy's.
+fn check_sources(cfg: &Config, opts: &RunOptions) -> Result<()> {
+    for n in &opts.sources {
+        if cfg.source(n).is_none() {
+            return Err(Error::Invalid(format!(
+                "{}: no source named {n:?} (sources: {})",
+                cfg.path.display(),
+                cfg.sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// POST `s` to the webhook if there is one and `webhook_on` wants it;
+/// a failure is returned as a warning.
+fn post(cfg: &Config, s: &RunSummary, failed_before: bool, log: &Log) -> Option<String> {
+    let hook = cfg.webhook.as_ref()?;
+    if !webhook::wanted(hook.on, s.ok, failed_before) {
+        return None;
+    }
+    let json = match serde_json::to_value(s) {
+        Ok(j) => j,
+        Err(e) => return Some(format!("summary: {e}")),
+    };
+    let problems = s.problems();
+    let headline = format!(
+        "strata run on {} ({}): {}",
+        s.host,
+        s.repository.display(),
+        if s.ok { "ok" } else { "FAILED" }
+    );
+    match webhook::send(
+        hook,
+        &webhook::body(hook.format, &json, &headline, &problems),
+    ) {
+        Ok(_) => {
+            log.line(
+                ("webhook", "-"),
+                Status::Ok,
+                &webhook::shown(&hook.url),
+                None,
+                0.0,
+            );
+            None
+        }
+        Err(e) => Some(e),
     }
 }
 
 impl<'a> Runner<'a> {
-    /// Check the options, open the repository, take `run.lock` and load
-    /// the state.
+    /// Open the repository, take `run.lock` and load the state.
     fn start(
         session: &'a Session,
         cfg: &'a Config,
-        opts: &RunOptions,
         events: &Arc<dyn Events>,
     ) -> Result<Runner<'a>> {
-        for n in &opts.sources {
-            if cfg.source(n).is_none() {
-                return Err(Error::Invalid(format!(
-                    "{}: no source named {n:?} (sources: {})",
-                    cfg.path.display(),
-                    cfg.sources
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
         session.writes("run")?;
         let repo = session.open(events)?.repo;
         let dir = state::dir(&repo.config().repo_id);
         let mut warnings = Vec::new();
         let run_lock = match &dir {
-            Some(d) => match state::run_lock(d)? {
-                Some(f) => Some(f),
-                None => {
-                    return Err(Error::RepoLocked(format!(
-                        "another `strata run` of this repository is running ({})",
-                        d.join("run.lock").display()
-                    )));
-                }
-            },
+            Some(d) => Some(wait_for_run_lock(session, cfg, d)?),
             None => {
                 warnings.push(
                     "no cache directory (STRATA_CACHE_DIR is empty): every source is due, \
@@ -283,6 +385,8 @@ impl<'a> Runner<'a> {
             }
             None => State::default(),
         };
+        let failed_before =
+            st.run.error.is_some() || super::record::start(&cfg.path).error.is_some();
         for w in &warnings {
             events.warning(w);
         }
@@ -299,6 +403,7 @@ impl<'a> Runner<'a> {
             started: crate::sys::now_ns(),
             dir,
             warnings,
+            failed_before,
             _run_lock: run_lock,
         })
     }
@@ -332,6 +437,7 @@ impl<'a> Runner<'a> {
             warnings: Vec::new(),
             error: None,
             start_error: None,
+            another_run: false,
         };
         summary.ok = !summary.failed_source() && !summary.failed_step();
         self.st.run.record(
@@ -345,27 +451,12 @@ impl<'a> Runner<'a> {
         self.save();
         summary.warnings = std::mem::take(&mut self.warnings);
         summary.duration_seconds = t0.elapsed().as_secs_f64();
-        self.post(&summary);
-        summary
-    }
-
-    /// POST the summary to the webhook, if there is one.
-    fn post(&self, summary: &RunSummary) {
-        let Some(url) = &self.cfg.webhook else {
-            return;
-        };
-        let json = match serde_json::to_value(summary) {
-            Ok(j) => j,
-            Err(e) => return self.repo.events().warning(&format!("summary: {e}")),
-        };
-        match webhook::post(url, &json, std::time::Duration::from_secs(10)) {
-            Ok(_) => {
-                let shown = webhook::shown(url);
-                self.log
-                    .line(("webhook", "-"), Status::Ok, &shown, None, 0.0)
-            }
-            Err(e) => self.repo.events().warning(&e.to_string()),
+        // An unreachable webhook is a warning of the run (exit 3).
+        if let Some(w) = post(self.cfg, &summary, self.failed_before, &self.log) {
+            self.repo.events().warning(&w);
+            summary.warnings.push(w);
         }
+        summary
     }
 
     /// 1. The sources that are due (or named), under one shared lock.
@@ -375,7 +466,7 @@ impl<'a> Runner<'a> {
         let cfg = self.cfg;
         for s in &cfg.sources {
             let last = self.st.sources.entry(s.name.clone()).or_default();
-            if let Some(why) = not_wanted(opts, s, last, self.started) {
+            if let Some(why) = not_wanted(opts, cfg, s, last, self.started) {
                 out.push(skipped_source(s, why));
                 continue;
             }
@@ -451,12 +542,55 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// How often to try `run.lock` while another run holds it.
+const RUN_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `run.lock` in `dir`, waiting for another run of the repository up to
+/// `--retry-lock`, else `[cadence] lock_wait`; then `Error::RepoLocked`
+/// (a skip: [`not_started`]).
+fn wait_for_run_lock(
+    session: &Session,
+    cfg: &Config,
+    dir: &std::path::Path,
+) -> Result<std::fs::File> {
+    let wait = session
+        .lock_options()
+        .retry
+        .unwrap_or(cfg.cadence.lock_wait);
+    let start = Instant::now();
+    loop {
+        if let Some(f) = state::run_lock(dir)? {
+            return Ok(f);
+        }
+        if start.elapsed() >= wait {
+            return Err(Error::RepoLocked(format!(
+                "another `strata run` of this repository is running ({}); waited {}, skipped",
+                dir.join("run.lock").display(),
+                humantime::format_duration(std::time::Duration::from_secs(wait.as_secs()))
+            )));
+        }
+        std::thread::sleep(RUN_LOCK_POLL.min(wait.saturating_sub(start.elapsed())));
+    }
+}
+
 /// Why source `s` does not run now: not named (when some are), or not due.
-fn not_wanted(opts: &RunOptions, s: &Source, last: &LastRun, now: i64) -> Option<&'static str> {
+fn not_wanted(
+    opts: &RunOptions,
+    cfg: &Config,
+    s: &Source,
+    last: &LastRun,
+    now: i64,
+) -> Option<&'static str> {
     if !opts.sources.is_empty() {
         return (!opts.sources.contains(&s.name)).then_some("not named on the command line");
     }
-    (!last.due(s.every, now)).then_some("not due")
+    let due = match s.every {
+        Some(every) if every >= super::config::DAY => {
+            last.due_at(every, s.at.unwrap_or(cfg.cadence.daily_at), now)
+        }
+        every => last.due(every, now),
+    };
+    (!due).then_some("not due")
 }
 
 /// Snapshot options for source `s`; a sqlite source's temp copy is

@@ -55,6 +55,48 @@ impl LastRun {
         let slack = (every_ns / 10).min(60_000_000_000);
         now.saturating_sub(last) >= every_ns.saturating_sub(slack)
     }
+
+    /// Is a source whose `every` is a day or more due at `now`, from the
+    /// time of day `at` (local)? Never succeeded; or `every` minus an hour
+    /// has passed since the last success and the latest `at` at or before
+    /// `now` is after it. So one timer every few minutes takes a daily
+    /// source at the first run at or after `at`, and a weekly one at the
+    /// first such run a week later.
+    pub fn due_at(&self, every: std::time::Duration, at: (u8, u8), now: i64) -> bool {
+        let Some(last) = self.success_unix_ns else {
+            return true;
+        };
+        let every_ns = i64::try_from(every.as_nanos()).unwrap_or(i64::MAX);
+        let hour = 3_600_000_000_000;
+        if now.saturating_sub(last) < every_ns.saturating_sub(hour) {
+            return false;
+        }
+        latest_at(at, now).is_none_or(|t| t > last)
+    }
+}
+
+/// The latest time of day `at` (local time) at or before `now` (Unix ns).
+fn latest_at((h, m): (u8, u8), now: i64) -> Option<i64> {
+    let tz = jiff::tz::TimeZone::system();
+    let z = jiff::Timestamp::from_nanosecond(i128::from(now))
+        .ok()?
+        .to_zoned(tz.clone());
+    let today = z
+        .date()
+        .at(h as i8, m as i8, 0, 0)
+        .to_zoned(tz.clone())
+        .ok()?;
+    let t = if today.timestamp() <= z.timestamp() {
+        today
+    } else {
+        z.date()
+            .yesterday()
+            .ok()?
+            .at(h as i8, m as i8, 0, 0)
+            .to_zoned(tz)
+            .ok()?
+    };
+    i64::try_from(t.timestamp().as_nanosecond()).ok()
 }
 
 /// `state.json`.
@@ -191,6 +233,34 @@ mod tests {
         r.record(20 * min, Err("boom".into()));
         assert_eq!(r.success_unix_ns, Some(10 * min));
         assert_eq!(r.error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn daily_and_weekly_sources_are_due_from_their_time_of_day() {
+        let s = 1_000_000_000i64;
+        let day = std::time::Duration::from_secs(86_400);
+        // a run at 03:00:05 local time (any day)
+        let three = latest_at((3, 0), 1_780_000_000 * s).unwrap();
+        let mut r = LastRun::default();
+        assert!(r.due_at(day, (3, 0), three), "never ran: due");
+        r.record(three + 5 * s, Ok("x".into()));
+        let next = three + 86_400 * s;
+        assert!(
+            !r.due_at(day, (3, 0), next - 5 * 60 * s),
+            "02:55 the next day"
+        );
+        assert!(r.due_at(day, (3, 0), next), "03:00 the next day");
+        assert!(
+            r.due_at(day, (3, 0), next + 3 * 3600 * s),
+            "a run missed at 03:00"
+        );
+        assert!(!r.due_at(day, (3, 0), three + 3600 * s), "the same day");
+        let week = day * 7;
+        assert!(!r.due_at(week, (3, 0), next), "weekly: a day later");
+        assert!(
+            r.due_at(week, (3, 0), three + 7 * 86_400 * s),
+            "weekly: 7 days later"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! always listed them. Takes no lock: it only reads, and must not fail
 //! while gc holds the exclusive lock.
 
+mod check;
+
 use super::Config;
 use super::config::PRE_RESTORE_TAG;
 use super::state::{self, LastRun, State};
@@ -197,12 +199,19 @@ pub struct StatusReport {
     pub healthy: bool,
     /// The last run as a whole.
     pub last_run: Option<LastReport>,
+    /// The last start of a run of this policy (README "Backup policy": a
+    /// run that could not start is recorded here).
+    pub last_start: Option<LastReport>,
     /// The maximum age of a source's latest snapshot.
     pub max_age_seconds: Option<u64>,
     /// What makes it unhealthy, one line each.
     pub problems: Vec<String>,
     /// The repository.
     pub repository: std::path::PathBuf,
+    /// Why the repository could not be opened (then nothing else of it is
+    /// reported, and the report is unhealthy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_error: Option<String>,
     /// Every source of the config.
     pub sources: Vec<SourceReport>,
     /// The offsite copy.
@@ -229,9 +238,25 @@ pub fn status(
     opts: &StatusOptions,
     events: &Arc<dyn crate::events::Events>,
 ) -> Result<StatusReport> {
-    let repo = session.with_config(cfg).open(events)?.repo;
     let max_age = opts.max_age.or(cfg.max_age);
     let now = crate::sys::now_ns();
+    // Read before the repository is opened: a run that could not start
+    // (the repository unreachable, the key wrong) is recorded only here.
+    let start = super::record::start(&cfg.path);
+    let mut problems = Vec::new();
+    if let Some(e) = &start.error {
+        problems.push(format!(
+            "run: the last run at {} could not start: {e}",
+            start.attempt_unix_ns.map(time_string).unwrap_or_default()
+        ));
+    }
+    let repo = match session.with_config(cfg).open(events) {
+        Ok(o) => o.repo,
+        Err(e) => {
+            problems.push(format!("repository: cannot open it: {e}"));
+            return Ok(unreachable(cfg, max_age, now, &start, e, problems));
+        }
+    };
     let (st, st_warning) = match state::dir(&repo.config().repo_id) {
         Some(d) => State::load(&d),
         None => (State::default(), None),
@@ -239,9 +264,13 @@ pub fn status(
     if let Some(w) = &st_warning {
         events.warning(w);
     }
+    let sync = match &cfg.offsite {
+        Some(o) => check::last_sync(&st.sync, &crate::sync::record::last_sync(repo.name(), o)),
+        None => st.sync.clone(),
+    };
+    last_failures(cfg, &st, &sync, &mut problems);
     let snaps = crate::snapshot::readable(&repo)?;
     let reader = BlobReader::reporting(&repo)?;
-    let mut problems = Vec::new();
     let cx = Ctx {
         repo: &repo,
         reader: &reader,
@@ -255,8 +284,8 @@ pub fn status(
         .iter()
         .map(|s| source_report(&cx, &s.name, st.sources.get(&s.name), &mut problems))
         .collect();
-    let check = super::status_check::report(&repo, cfg, now, &mut problems)?;
-    let behind = super::status_check::offsite_behind(&repo, cfg, &mut problems);
+    let check = check::report(&repo, cfg, now, &mut problems)?;
+    let behind = check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
     Ok(StatusReport {
         check,
         config: cfg.path.clone(),
@@ -264,21 +293,91 @@ pub fn status(
         gc: LastReport::attempted(&st.gc),
         healthy: problems.is_empty(),
         last_run: LastReport::attempted(&st.run),
+        last_start: LastReport::attempted(&start),
         max_age_seconds: max_age.map(|m| m.as_secs()),
         problems,
         repository: repo.root().to_path_buf(),
+        repository_error: None,
         sources,
         sync: SyncReport {
             available: true,
             behind_bytes: behind.map(|(_, b)| b),
             behind_packs: behind.map(|(n, _)| n),
             configured: cfg.offsite.is_some(),
-            last: LastReport::attempted(&st.sync),
+            last: LastReport::attempted(&sync),
             offsite: cfg.offsite.clone(),
         },
         time: time_string(now),
         version: 1,
     })
+}
+
+/// Every source and step whose last run failed: a problem until a later
+/// run of it succeeds (`LastRun::record` clears the error); `sync` is the
+/// latest sync, the run's or a manual one.
+fn last_failures(cfg: &Config, st: &State, sync: &LastRun, problems: &mut Vec<String>) {
+    for s in &cfg.sources {
+        if let Some(e) = st.sources.get(&s.name).and_then(|l| l.error.as_ref()) {
+            problems.push(format!("{}: the last run failed: {e}", s.name));
+        }
+    }
+    for (step, l) in [
+        ("forget", &st.forget),
+        ("gc", &st.gc),
+        ("sync", sync),
+        ("check", &st.check),
+    ] {
+        if let Some(e) = &l.error {
+            problems.push(format!("{step}: the last run failed: {e}"));
+        }
+    }
+}
+
+/// The report when the repository cannot be opened: what the policy and
+/// the start record say, unhealthy.
+fn unreachable(
+    cfg: &Config,
+    max_age: Option<Duration>,
+    now: i64,
+    start: &LastRun,
+    e: crate::Error,
+    problems: Vec<String>,
+) -> StatusReport {
+    StatusReport {
+        check: CheckReport {
+            available: false,
+            configured: cfg.verification.is_some(),
+            coverage: Coverage {
+                fraction: 0.0,
+                packs: 0,
+                verified: 0,
+                within_seconds: None,
+            },
+            last: None,
+            last_success: None,
+        },
+        config: cfg.path.clone(),
+        forget: None,
+        gc: None,
+        healthy: false,
+        last_run: None,
+        last_start: LastReport::attempted(start),
+        max_age_seconds: max_age.map(|m| m.as_secs()),
+        problems,
+        repository: cfg.repository.clone().unwrap_or_default(),
+        repository_error: Some(e.to_string()),
+        sources: Vec::new(),
+        sync: SyncReport {
+            available: false,
+            behind_bytes: None,
+            behind_packs: None,
+            configured: cfg.offsite.is_some(),
+            last: None,
+            offsite: cfg.offsite.clone(),
+        },
+        time: time_string(now),
+        version: 1,
+    }
 }
 
 /// What every source's report reads.
@@ -499,9 +598,11 @@ mod tests {
             gc: None,
             healthy: false,
             last_run: Some(last()),
+            last_start: None,
             max_age_seconds: Some(86_400),
             problems: vec!["p".into()],
             repository: "/srv/repo".into(),
+            repository_error: None,
             sources: vec![source],
             sync: SyncReport {
                 available: true,

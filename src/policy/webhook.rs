@@ -5,6 +5,66 @@
 //! of its own; a build without `cloud` reports the webhook as unavailable.
 //! A webhook URL often carries a secret token (in its path or query), so
 //! logs and errors name only its scheme, host and port ([`shown`]).
+//!
+//! When (`webhook_on`): `change` (the default) POSTs failures and the first
+//! success after a failure, so a webhook that fires means something;
+//! `failure` only failures; `always` every run. What (`webhook_format`):
+//! the run summary as JSON, or Slack's `{"text": …}` with one line per
+//! problem. A POST is tried 3 times, 1 s and 4 s apart, 10 s each.
+
+use super::config::{Webhook, WebhookFormat, WebhookOn};
+
+/// Should a run that ended `ok`, after a previous run that `failed_before`,
+/// be sent?
+pub fn wanted(on: WebhookOn, ok: bool, failed_before: bool) -> bool {
+    match on {
+        WebhookOn::Always => true,
+        WebhookOn::Failure => !ok,
+        WebhookOn::Change => !ok || failed_before,
+    }
+}
+
+/// The body for `format`: the summary itself, or a Slack text of `headline`
+/// and one line per problem.
+pub fn body(
+    format: WebhookFormat,
+    summary: &serde_json::Value,
+    headline: &str,
+    problems: &[String],
+) -> serde_json::Value {
+    match format {
+        WebhookFormat::Json => summary.clone(),
+        WebhookFormat::Slack => {
+            let mut text = headline.to_string();
+            for p in problems {
+                text.push_str("\n• ");
+                text.push_str(p);
+            }
+            serde_json::json!({ "text": text })
+        }
+    }
+}
+
+/// Delays before the second and third tries.
+const RETRY_DELAYS: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(4),
+];
+
+/// POST `body` to the webhook, up to 3 times (10 s each, 1 s and 4 s
+/// apart); `Err` is the last failure, naming the host only.
+pub fn send(hook: &Webhook, body: &serde_json::Value) -> Result<u16, String> {
+    let timeout = std::time::Duration::from_secs(10);
+    let mut last = post(&hook.url, body, timeout);
+    for d in RETRY_DELAYS {
+        if last.is_ok() {
+            break;
+        }
+        std::thread::sleep(d);
+        last = post(&hook.url, body, timeout);
+    }
+    last.map_err(|e| format!("{e} (3 tries)"))
+}
 
 /// What logs and errors show of a webhook URL: `scheme://host[:port]`,
 /// never its path, query or credentials, which often hold a token.

@@ -4,14 +4,11 @@
 //! it (`sync` compares configs and reads manifests, `check` decodes the
 //! config again).
 
-use crate::backend::Backend;
 use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, Result};
 use crate::object::{self, ObjectKind};
 use crate::repo::config::Config;
-use crate::repo::keys::{self, Credential};
 use bincode::{Decode, Encode};
-use std::sync::Arc;
 
 /// Largest config, snapshot or key file accepted (objects.md limits).
 pub const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
@@ -87,34 +84,11 @@ pub fn open_config(bytes: &[u8], object: &str, crypto: Option<&Crypto>) -> Resul
     })
 }
 
-/// Unlock the repository whose `config` file holds `bytes` with `cred`:
-/// the first key file of `store` that opens with it and whose secret
-/// authenticates the config (keys.md "Unlocking"; the key that last
-/// unlocked here is tried first). Returns the secret, the key's id and the
-/// config. The one unlock path, of `Repo::open` and of `sync` (which reads
-/// a source without opening it); `names` prefixes the file names in errors
-/// (`""`, or the source's name and `: `).
-pub fn unlock(
-    store: &dyn Backend,
-    bytes: &[u8],
-    cred: &Credential,
-    names: &str,
-) -> Result<(Arc<Crypto>, String, Config)> {
-    let prefer = super::known::last_key(store.name());
-    let object = format!("{names}config");
-    keys::unlock(store, cred, prefer.as_deref(), &mut |cand| {
-        let crypto = Arc::new(cand.crypto);
-        let key = format!("{names}keys/{}", cand.id);
-        let config = config_of_key(bytes, &object, &crypto, &cand.repo_id, key)?;
-        Ok((crypto, cand.id, config))
-    })
-}
-
 /// The config `bytes` under the secret of a key file that `keys::unlock`
 /// is trying: it must authenticate under that secret and belong to the
 /// repository the key file names (`repo_id`). `object` names the config,
 /// `key` the key file, in errors.
-fn config_of_key(
+pub fn config_of_key(
     bytes: &[u8],
     object: &str,
     crypto: &Crypto,

@@ -7,12 +7,14 @@ use crate::backend::Backend;
 use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, IoContext, Result};
 use crate::object::{self, ObjectKind};
+use crate::repo::config::Config;
 use crate::repo::files;
 use age::secrecy::SecretString;
 use bincode::{Decode, Encode};
 use std::fs;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Default scrypt work factor of passphrase keys: N = 2^18, r = 8, p = 1
@@ -310,6 +312,29 @@ pub fn remove(store: &dyn Backend, id: &str) -> Result<()> {
     store.delete(&key_path(id))?;
     let _ = store.delete(&info_path(id));
     Ok(())
+}
+
+/// Unlock the repository whose `config` file holds `bytes` with `cred`:
+/// the first key file of `store` that opens with it and whose secret
+/// authenticates the config (keys.md "Unlocking"; the key that last
+/// unlocked here is tried first). Returns the secret, the key's id and the
+/// config. The one unlock path, of `Repo::open` and of `sync` (which reads
+/// a source without opening it); `names` prefixes the file names in errors
+/// (`""`, or the source's name and `: `).
+pub fn unlock_config(
+    store: &dyn Backend,
+    bytes: &[u8],
+    cred: &Credential,
+    names: &str,
+) -> Result<(Arc<Crypto>, String, Config)> {
+    let prefer = super::known::last_key(store.name());
+    let object = format!("{names}config");
+    unlock(store, cred, prefer.as_deref(), &mut |cand| {
+        let crypto = Arc::new(cand.crypto);
+        let key = format!("{names}keys/{}", cand.id);
+        let config = files::config_of_key(bytes, &object, &crypto, &cand.repo_id, key)?;
+        Ok((crypto, cand.id, config))
+    })
 }
 
 /// A secret read from a key file that decrypted with the credential.

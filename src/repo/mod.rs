@@ -386,7 +386,7 @@ impl Repo {
             return Ok(repo.with_events(events));
         }
         let cred = creds()?;
-        let (crypto, key_id, config) = files::unlock(&*store, bytes, &cred, "")?;
+        let (crypto, key_id, config) = keys::unlock_config(&*store, bytes, &cred, "")?;
         let (w, i) = work(&config.repo_id)?;
         let repo = Repo::assemble(
             w,

@@ -145,6 +145,9 @@ pub struct Opened {
 pub struct Session {
     opts: SessionOptions,
     config: Option<Config>,
+    /// Why strata.toml's `environment_file` could not be used: every
+    /// open fails with it (so that `run` records and reports it).
+    env_error: Option<String>,
 }
 
 impl Session {
@@ -163,7 +166,12 @@ impl Session {
                 Some(crate::policy::config::find_and_load(explicit)?)
             }
         };
-        Ok(Session { opts, config })
+        let env_error = apply_env(config.as_ref());
+        Ok(Session {
+            opts,
+            config,
+            env_error,
+        })
     }
 
     /// The strata.toml in use, if any.
@@ -177,6 +185,7 @@ impl Session {
         Session {
             opts: self.opts.clone(),
             config: Some(cfg.clone()),
+            env_error: apply_env(Some(cfg)),
         }
     }
 
@@ -241,6 +250,9 @@ impl Session {
     /// Open the repository, unlocking it if it is encrypted; it reports
     /// to `events`.
     pub fn open(&self, events: &Arc<dyn Events>) -> Result<Opened> {
+        if let Some(e) = &self.env_error {
+            return Err(Error::Invalid(e.clone()));
+        }
         let path = self.repo_path()?;
         let src = self.unlock_sources();
         let opts = self.open_options(&src);
@@ -290,6 +302,20 @@ impl Session {
             Access::Exclusive => self.lock(&repo, LockKind::Exclusive)?,
         };
         Ok((repo, lock))
+    }
+}
+
+/// Add the policy's `environment_file` to this process's environment
+/// (sys.rs: credentials for the backend and for children), before
+/// anything is opened; why it could not be used, if so.
+fn apply_env(config: Option<&Config>) -> Option<String> {
+    let file = config?.environment_file.as_ref()?;
+    match crate::policy::envfile::load(file) {
+        Ok(vars) => {
+            crate::sys::set_policy_env(vars);
+            None
+        }
+        Err(e) => Some(format!("environment_file: {e}")),
     }
 }
 

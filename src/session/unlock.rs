@@ -47,7 +47,7 @@ pub enum Used {
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+    crate::sys::var(name).filter(|v| !v.is_empty())
 }
 
 /// The first line of `s` as a passphrase; `what` names the source in errors.

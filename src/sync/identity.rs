@@ -12,7 +12,7 @@
 //!   source that was rolled back or emptied.
 //!
 //! Unlocking reads the source's key files through its backend and is
-//! `Repo::open`'s own (`repo::files::unlock`); files are decrypted as
+//! `Repo::open`'s own (`repo::keys::unlock_config`); files are decrypted as
 //! `Repo` decrypts them (`repo::files::with_plaintext`).
 
 use crate::backend::{Backend, key};
@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::repo::CredentialSource;
 use crate::repo::config::Config;
 use crate::repo::files;
-use crate::repo::keys::Credential;
+use crate::repo::keys::{self, Credential};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -209,5 +209,5 @@ pub(super) fn snapshot_time(
 /// secret authenticates `config` (as `Repo::open_with` decides).
 fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Crypto>> {
     let names = format!("{}: ", src.name());
-    files::unlock(src, config, cred, &names).map(|(crypto, _, _)| crypto)
+    keys::unlock_config(src, config, cred, &names).map(|(crypto, _, _)| crypto)
 }

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod layout;
 pub mod limit;
 pub mod plan;
+pub mod record;
 
 use crate::backend::{Backend, key};
 use crate::error::{Error, Result};
@@ -169,6 +170,29 @@ impl SyncReport {
 /// `Err`; failures of single files are in the report, whose `stopped_before`
 /// says which phases they held back.
 pub fn run(
+    src: &dyn Backend,
+    dst: &dyn Backend,
+    opts: &SyncOptions,
+    creds: CredentialSource,
+    progress: &Progress,
+) -> Result<SyncReport> {
+    let when = crate::sys::now_ns();
+    let r = copy_all(src, dst, opts, creds, progress);
+    if !opts.dry_run {
+        let outcome = match &r {
+            Ok(rep) => match rep.failures.first() {
+                None => Ok(()),
+                Some(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        record::record_sync(src.name(), dst.name(), when, outcome);
+    }
+    r
+}
+
+/// [`run`], without the record.
+fn copy_all(
     src: &dyn Backend,
     dst: &dyn Backend,
     opts: &SyncOptions,

@@ -1,6 +1,8 @@
 //! The layering rules of `layers.toml` (ARCHITECTURE.md "Layers"), checked
 //! on the source text: a module imports only from its own layer and the
-//! layers below it, and only the modules of the allow-list use `std::fs`.
+//! layers below it, no two modules import each other (also within a layer;
+//! a child using its parent's items is not a cycle), and only the modules
+//! of the allow-list use `std::fs`.
 //! Imports are the paths a file names: `crate::a::b`, `super::x`, and
 //! `child::y` for a module it declares; `crate::Name` of a re-export in
 //! lib.rs counts as the module it comes from. Test modules are skipped.
@@ -390,4 +392,80 @@ fn reads_imports_as_the_compiler_does() {
     ));
     assert_eq!(module_path("repo/mod.rs"), "repo");
     assert_eq!(module_path("repo/keys.rs"), "repo::keys");
+}
+
+/// The import cycles among the modules: strongly connected sets of more
+/// than one module, where an import of a module's own parent (`super::x`
+/// of an item of `mod.rs`) does not count.
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    // Kosaraju: finish order on the graph, then components on its reverse.
+    fn visit(
+        v: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        let mut stack = vec![(v.to_string(), false)];
+        while let Some((n, done)) = stack.pop() {
+            if done {
+                out.push(n);
+                continue;
+            }
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            stack.push((n.clone(), true));
+            for w in g.get(&n).into_iter().flatten() {
+                if !seen.contains(w) {
+                    stack.push((w.clone(), false));
+                }
+            }
+        }
+    }
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    for v in graph.keys() {
+        visit(v, graph, &mut seen, &mut order);
+    }
+    let mut rev: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (v, ws) in graph {
+        for w in ws {
+            rev.entry(w.clone()).or_default().insert(v.clone());
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for v in order.iter().rev() {
+        if seen.contains(v) {
+            continue;
+        }
+        let mut comp = Vec::new();
+        visit(v, &rev, &mut seen, &mut comp);
+        if comp.len() > 1 {
+            comp.sort();
+            out.push(comp);
+        }
+    }
+    out
+}
+
+#[test]
+fn no_import_cycles() {
+    let mods = modules();
+    let known: BTreeSet<String> = mods.iter().map(|m| m.path.clone()).collect();
+    let root = root_reexports();
+    let mut graph = BTreeMap::new();
+    for m in &mods {
+        let up: BTreeSet<String> = imports(m, &known, &root)
+            .into_iter()
+            .filter(|t| !m.path.starts_with(&format!("{t}::")))
+            .collect();
+        graph.insert(m.path.clone(), up);
+    }
+    let found: Vec<String> = cycles(&graph).iter().map(|c| c.join(" <-> ")).collect();
+    assert!(
+        found.is_empty(),
+        "modules that import each other (make one of them lower, ARCHITECTURE.md \"Layers\"):\n{}",
+        found.join("\n")
+    );
 }

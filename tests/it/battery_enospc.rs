@@ -14,44 +14,7 @@ use crate::support;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::{Rng, Taken};
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        if !support::is_root() {
-            return Err("not running as root: cannot mount a small tmpfs".into());
-        }
-        fs::create_dir_all(dir).unwrap();
-        let o = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !o.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
 
 /// Bytes free on the file system holding `dir`.
 fn available(dir: &Path) -> u64 {
@@ -90,7 +53,7 @@ fn full_disk_error(o: &std::process::Output, what: &str) -> String {
 fn a_full_disk_fails_snapshot_gc_and_restore_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("small");
-    let fs_guard = match Tmpfs::mount(&mnt, "20m") {
+    let fs_guard = match support::Tmpfs::mount(&mnt, "20m") {
         Ok(m) => m,
         Err(why) => {
             support::skip("STRATA_REQUIRE_ROOT_TESTS", &why);

@@ -12,6 +12,7 @@ mod model;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod backend;
 mod bad_input;
 mod battery_damage;

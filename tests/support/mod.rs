@@ -1790,3 +1790,73 @@ pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad HTTP response: {resp:.80}")))
 }
+
+// ---------------------------------------------------------------- services
+
+/// A tmpfs mounted for the test, unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (`mount -o size=`) at `dir`, created if
+    /// missing; an error when not root or when mount fails.
+    pub fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        if !is_root() {
+            return Err("not running as root: cannot mount a small tmpfs".into());
+        }
+        fs::create_dir_all(dir).unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !o.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+}
+
+/// `psql -d DB -c SQL` (as this user, over the local socket): its
+/// output, or its error text.
+pub fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let o = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "psql {db}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}

@@ -2,7 +2,7 @@
 //! format (exposition format 0.0.4), for node_exporter's textfile
 //! collector.
 
-use crate::policy::status::{SourceReport, StatusReport};
+use crate::policy::status::{LastReport, SourceReport, StatusReport};
 
 /// A label value, escaped for the Prometheus text format.
 fn label(s: &str) -> String {
@@ -45,9 +45,22 @@ pub fn text(r: &StatusReport) -> String {
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     out.metric(
         "strata_healthy",
-        "1 if every source is within its maximum age",
+        "1 if status finds no problem: the repository opens, every source is within its maximum \
+         age, no source or step failed its last run, the last run started, the last check is \
+         clean and recent, the offsite copy keeps up",
         vec![(String::new(), flag(r.healthy))],
     );
+    out.metric(
+        "strata_problems",
+        "Problems status found (strata status lists them)",
+        vec![(String::new(), r.problems.len() as f64)],
+    );
+    out.metric(
+        "strata_repository_reachable",
+        "1 if the repository could be opened and unlocked",
+        vec![(String::new(), flag(r.repository_error.is_none()))],
+    );
+    runs(&mut out, r);
     out.metric(
         "strata_source_snapshots",
         "Snapshots of the source",
@@ -85,6 +98,106 @@ pub fn text(r: &StatusReport) -> String {
     );
     retention(&mut out, s);
     out.0
+}
+
+/// The time of the last attempt, and 1 if it succeeded.
+fn last(l: Option<&LastReport>) -> Option<(f64, f64)> {
+    let l = l?;
+    let t = timestamp(l.attempt.as_deref()?)?;
+    Some((t, if l.error.is_none() { 1.0 } else { 0.0 }))
+}
+
+/// The last run, start, per source and per step: when, and whether it
+/// succeeded; the last check; the offsite copy.
+fn runs(out: &mut Out, r: &StatusReport) {
+    let one = |v: Option<f64>| v.map(|x| vec![(String::new(), x)]).unwrap_or_default();
+    let run = last(r.last_run.as_ref());
+    out.metric(
+        "strata_last_run_timestamp_seconds",
+        "When the last run started",
+        one(run.map(|x| x.0)),
+    );
+    out.metric(
+        "strata_last_run_success",
+        "1 if no source or step of the last run failed",
+        one(run.map(|x| x.1)),
+    );
+    out.metric(
+        "strata_last_start_success",
+        "1 if the last run could open and unlock the repository",
+        one(last(r.last_start.as_ref()).map(|x| x.1)),
+    );
+    let src: Vec<(String, (f64, f64))> = r
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let l = format!("{{source=\"{}\"}}", label(&s.source));
+            Some((l, last(s.last_run.as_ref())?))
+        })
+        .collect();
+    out.metric(
+        "strata_source_last_run_timestamp_seconds",
+        "When the source was last attempted",
+        src.iter().map(|(l, x)| (l.clone(), x.0)).collect(),
+    );
+    out.metric(
+        "strata_source_last_run_success",
+        "1 if the source's last attempt succeeded",
+        src.iter().map(|(l, x)| (l.clone(), x.1)).collect(),
+    );
+    let steps: Vec<(String, (f64, f64))> = [
+        ("forget", r.forget.as_ref()),
+        ("gc", r.gc.as_ref()),
+        ("sync", r.sync.last.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(n, l)| Some((format!("{{step=\"{n}\"}}"), last(l)?)))
+    .collect();
+    out.metric(
+        "strata_step_last_run_timestamp_seconds",
+        "When the step was last attempted (sync: by run or by strata sync)",
+        steps.iter().map(|(l, x)| (l.clone(), x.0)).collect(),
+    );
+    out.metric(
+        "strata_step_last_run_success",
+        "1 if the step's last attempt succeeded",
+        steps.iter().map(|(l, x)| (l.clone(), x.1)).collect(),
+    );
+    let check = r.check.last.as_ref();
+    out.metric(
+        "strata_check_last_timestamp_seconds",
+        "When the last check started",
+        one(check.and_then(|c| timestamp(&c.time))),
+    );
+    out.metric(
+        "strata_check_errors",
+        "Problems the last check found",
+        one(check.map(|c| c.errors as f64)),
+    );
+    if r.sync.configured {
+        out.metric(
+            "strata_offsite_reachable",
+            "1 if the offsite copy could be listed",
+            vec![(
+                String::new(),
+                if r.sync.behind_packs.is_some() {
+                    1.0
+                } else {
+                    0.0
+                },
+            )],
+        );
+        out.metric(
+            "strata_offsite_behind_packs",
+            "Packs the offsite copy lacks",
+            one(r.sync.behind_packs.map(|n| n as f64)),
+        );
+        out.metric(
+            "strata_offsite_behind_bytes",
+            "Bytes of the packs the offsite copy lacks",
+            one(r.sync.behind_bytes.map(|n| n as f64)),
+        );
+    }
 }
 
 /// What each retention rule keeps now, and the count it aims for.

@@ -1,10 +1,10 @@
-//! The steps of a policy run after the sources (`super::run`): forget,
+//! The steps of a policy run after the sources (`super`, `policy::run`): forget,
 //! gc, sync and check, each when configured and due. Each returns its
 //! status and a one-line detail; the exclusive lock of forget and gc is
 //! taken once, and a lock held by another process is a warning (the step
 //! runs next time), not a failure.
 
-use super::run::{Runner, Status, StepOutcome};
+use super::{Runner, Status, StepOutcome};
 use crate::error::Error;
 use crate::maint::forget::{self, ForgetOptions};
 use crate::maint::gc::{self, GcOptions};

@@ -1,10 +1,11 @@
-//! The check and sync parts of `strata status` (`super::status`): the
+//! The check and sync parts of `strata status` (`super`, `policy::status`): the
 //! last check on this machine and how much of the repository was
 //! read-data verified lately, and how far the offsite copy is behind.
 
-use super::Config;
-use super::status::{CheckReport, CheckRun, Coverage, short_duration};
+use super::{CheckReport, CheckRun, Coverage, short_duration};
 use crate::error::Result;
+use crate::policy::Config;
+use crate::policy::state::LastRun;
 use crate::repo::Repo;
 use crate::sys::rfc3339 as time_string;
 
@@ -94,16 +95,64 @@ pub(super) fn report(
     })
 }
 
+/// How long the offsite copy may lag (README "Backup policy"): twice the
+/// sync cadence, else twice the shortest source `every` (a source without
+/// one counts as the 5 minutes `strata schedule` gives it).
+pub fn sync_window(cfg: &Config) -> std::time::Duration {
+    let base = cfg.cadence.sync.unwrap_or_else(|| {
+        cfg.sources
+            .iter()
+            .map(|s| s.every.unwrap_or(std::time::Duration::from_secs(300)))
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(300))
+    });
+    base * 2
+}
+
+/// The latest of two records of the last sync: `run`'s sync step, and
+/// every sync to the offsite (`sync::record`: a manual `strata sync`).
+pub(super) fn last_sync(a: &LastRun, b: &LastRun) -> LastRun {
+    let newer = |x: Option<i64>, y: Option<i64>| x.max(y);
+    let latest = if a.attempt_unix_ns >= b.attempt_unix_ns {
+        a
+    } else {
+        b
+    };
+    LastRun {
+        success_unix_ns: newer(a.success_unix_ns, b.success_unix_ns),
+        ..latest.clone()
+    }
+}
+
 /// How many of the repository's packs (and bytes) the offsite copy lacks,
 /// by one listing of each; `None` without an offsite or when the offsite
-/// cannot be listed (which is a problem). More than `[status]
-/// max_offsite_behind` packs is a problem too.
+/// cannot be listed (which is a problem). Then the offsite rule: with
+/// `[status] max_offsite_behind`, more packs than that is a problem;
+/// without it, a missing pack older than [`sync_window`], or no sync that
+/// succeeded within it (`sync`: the last sync, from either record).
 pub(super) fn offsite_behind(
     repo: &Repo,
     cfg: &Config,
+    sync: &LastRun,
+    now: i64,
     problems: &mut Vec<String>,
 ) -> Option<(u64, u64)> {
     let offsite = cfg.offsite.as_ref()?;
+    let window = sync_window(cfg);
+    let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+    if cfg.max_offsite_behind.is_none()
+        && sync
+            .success_unix_ns
+            .is_none_or(|t| now.saturating_sub(t) > window_ns)
+    {
+        problems.push(format!(
+            "sync: no successful sync to {offsite} within {} (twice the sync cadence){}",
+            humantime::format_duration(window),
+            sync.success_unix_ns
+                .map(|t| format!("; the last at {}", time_string(t)))
+                .unwrap_or_default()
+        ));
+    }
     let listed = crate::backend::open(offsite)
         .map_err(crate::Error::from)
         .and_then(|b| {
@@ -113,7 +162,7 @@ pub(super) fn offsite_behind(
             })?;
             Ok(have)
         });
-    let ours = crate::repo::reconcile::list_packs(repo);
+    let ours = repo.list_files("packs");
     let (have, ours) = match (listed, ours) {
         (Ok(h), Ok(o)) => (h, o),
         (Err(e), _) | (_, Err(e)) => {
@@ -121,18 +170,40 @@ pub(super) fn offsite_behind(
             return None;
         }
     };
-    let (mut n, mut bytes) = (0u64, 0u64);
-    for (id, size) in ours {
-        if !have.contains(&crate::backend::key::pack(&id.to_hex())) {
+    let (mut n, mut bytes, mut oldest) = (0u64, 0u64, None::<std::time::SystemTime>);
+    let packs = ours
+        .into_iter()
+        .filter(|(name, _)| crate::id::PackId::from_hex(name).is_some());
+    for (_, l) in packs {
+        if !have.contains(&l.key) {
             n += 1;
-            bytes += size;
+            bytes += l.size;
+            oldest = match (oldest, l.modified) {
+                (Some(o), Some(m)) => Some(o.min(m)),
+                (o, m) => o.or(m),
+            };
         }
     }
-    if let Some(max) = cfg.max_offsite_behind {
-        if n > max {
-            problems.push(format!(
-                "sync: {offsite} lacks {n} packs ({bytes} bytes; at most {max} allowed)"
-            ));
+    match cfg.max_offsite_behind {
+        Some(max) if n > max => problems.push(format!(
+            "sync: {offsite} lacks {n} packs ({bytes} bytes; at most {max} allowed)"
+        )),
+        Some(_) => {}
+        None => {
+            let age = |t: std::time::SystemTime| {
+                let t = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as i64);
+                now.saturating_sub(t)
+            };
+            if let Some(a) = oldest.map(age).filter(|a| *a > window_ns) {
+                problems.push(format!(
+                    "sync: {offsite} lacks {n} packs ({bytes} bytes), the oldest written {} ago \
+                     (more than twice the sync cadence, {})",
+                    short_duration(a),
+                    humantime::format_duration(window)
+                ));
+            }
         }
     }
     Some((n, bytes))
