@@ -398,7 +398,7 @@ fn recover_restores_every_source_and_undoes() {
     let (out, err) = text(&o);
     assert!(out.starts_with("recovery plan ("), "{out}");
     assert!(
-        out.contains("restore:  stream the stored file into `cat >"),
+        out.contains("restore: stream the stored file into `cat >"),
         "{out}"
     );
     assert!(err.contains("dry run: nothing was run"), "{err}");
@@ -656,7 +656,7 @@ fn run_stores_the_policy_and_recover_from_uses_it() {
         "{out}"
     );
     assert!(
-        err.contains("run the 5 commands listed above; check them, then run again with --yes"),
+        err.contains("runs the 5 commands listed above; check them, then run again with --yes"),
         "{err}"
     );
     assert!(!log.exists(), "no command ran");
