@@ -665,3 +665,543 @@ fn run_stores_the_policy_and_recover_from_uses_it() {
     assert!(text(&o).0.contains("recovered in "), "{}", text(&o).0);
     assert_eq!(fs::read(srv.join("keep.txt")).unwrap(), b"the original\n");
 }
+
+// ---------------------------------------------------------------- README recipes
+
+fn readme() -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+}
+
+/// The recipe block under `heading`, with `swaps` applied (service names,
+/// ports, directories).
+fn recipe(heading: &str, swaps: &[(&str, String)]) -> String {
+    let mut r = support::fenced_block(&readme(), heading, "toml");
+    for (from, to) in swaps {
+        assert!(r.contains(from), "{heading}: no {from:?} in {r}");
+        r = r.replace(from, to);
+    }
+    r
+}
+
+fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let o = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "psql {db}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn pg_available() -> Result<(), String> {
+    support::on_path("pg_dump")?;
+    support::on_path("psql")?;
+    psql("postgres", "SELECT 1").map(|_| ())
+}
+
+/// A database of this test, dropped at the end.
+struct PgDb(String);
+
+impl PgDb {
+    fn new(what: &str) -> PgDb {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("strata_recover_{what}_{}_{nanos}", std::process::id());
+        psql("postgres", &format!("CREATE DATABASE {name}")).unwrap();
+        PgDb(name)
+    }
+
+    /// Tables `events` and `responses`, with a foreign key.
+    fn fill(&self) {
+        psql(
+            &self.0,
+            "CREATE TABLE events (id serial PRIMARY KEY, body jsonb NOT NULL, at timestamptz NOT NULL);
+             CREATE TABLE responses (id bigint PRIMARY KEY, event int REFERENCES events(id), status text);
+             INSERT INTO events (body, at) SELECT jsonb_build_object('n', g, 's', md5(g::text)), \
+                 '2026-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 3000) g;
+             INSERT INTO responses SELECT g, g, CASE WHEN g % 7 = 0 THEN 'error' ELSE 'ok' END \
+                 FROM generate_series(1, 2500) g;",
+        )
+        .unwrap();
+    }
+
+    /// Row count and checksum of each table.
+    fn sums(&self) -> Vec<String> {
+        ["events", "responses"]
+            .iter()
+            .map(|t| {
+                psql(
+                    &self.0,
+                    &format!(
+                        "SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY id)) FROM {t} t"
+                    ),
+                )
+                .unwrap_or_else(|e| e)
+            })
+            .collect()
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+        );
+    }
+}
+
+fn pg_recipe(db: &str) -> String {
+    recipe(
+        "#### Recipe: PostgreSQL",
+        &[
+            ("--no-owner app", format!("--no-owner {db}")),
+            ("-d app", format!("-d {db}")),
+        ],
+    )
+}
+
+/// The PostgreSQL recipe: the damaged database (rows changed, a table
+/// dropped) is whole again, by checksum; a failing restore command fails
+/// the recovery instead of reporting success.
+#[test]
+fn recipe_postgresql() {
+    if !support::service_or_skip(
+        "recipe_postgresql",
+        "STRATA_REQUIRE_PG_TESTS",
+        pg_available(),
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    let db = PgDb::new("pg");
+    db.fill();
+    let want = db.sums();
+    let cfg = config(&f, &pg_recipe(&db.0));
+    with_cfg(&f, &cfg, &["run"], 0);
+    psql(
+        &db.0,
+        "UPDATE events SET body = '{}' WHERE id < 100; DROP TABLE responses;",
+    )
+    .unwrap();
+    assert_ne!(db.sums(), want);
+    let r = recover(&f, &cfg, &["postgres"], 0);
+    assert_eq!(r["summary"]["ok"], true, "{r}");
+    assert_eq!(db.sums(), want);
+    // the damaged state was saved first, and restores (the undo)
+    let safety = step(&r["summary"], "postgres", "safety")["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = f
+        .strata
+        .cmd()
+        .args(["cat", &format!("{safety}:/postgres.sql")])
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dump.contains("CREATE TABLE public.events")
+            && !dump.contains("CREATE TABLE public.responses")
+    );
+
+    // a restore that fails in the middle changes nothing and fails
+    let broken = pg_recipe(&db.0).replace(
+        "name = \"postgres.sql\"",
+        "name = \"postgres.sql\"\nbefore_restore = \"true\"",
+    );
+    let cfg = config(
+        &f,
+        &broken.replace(
+            "--single-transaction -d",
+            "--single-transaction -c 'SELECT 1/0' -d",
+        ),
+    );
+    let r = recover(&f, &cfg, &["postgres", "--no-safety-snapshot"], 1);
+    let s = step(&r["summary"], "postgres", "restore");
+    assert_eq!(s["status"], "failed", "{r}");
+    assert!(
+        s["detail"].as_str().unwrap().contains("division by zero"),
+        "{s}"
+    );
+    assert_eq!(db.sums(), want);
+}
+
+fn redis_available() -> Result<(), String> {
+    support::on_path("redis-server").and_then(|_| support::on_path("redis-cli"))
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let o = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// How the test starts redis-server (the recipe's `systemctl start`),
+/// daemonized, its pid in `dir/redis.pid`.
+fn redis_start_cmd(port: u16, dir: &Path) -> String {
+    format!(
+        "redis-server --bind 127.0.0.1 --port {port} --dir {d} --dbfilename dump.rdb --save '' \
+         --appendonly no --daemonize yes --pidfile {d}/redis.pid --logfile {d}/redis.log",
+        d = dir.display()
+    )
+}
+
+/// A redis-server started by the test or by a recovery in `dir`: shut
+/// down at the end.
+struct Redis(u16);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.0.to_string(),
+                "shutdown",
+                "nosave",
+            ])
+            .output();
+    }
+}
+
+fn start_redis(port: u16, dir: &Path) -> Redis {
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(redis_start_cmd(port, dir))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = Instant::now();
+    while redis_cli(port, &["ping"]) != "PONG" {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Redis(port)
+}
+
+fn redis_recipe(port: u16, dir: &Path) -> String {
+    recipe(
+        "#### Recipe: redis",
+        &[
+            (
+                "systemctl stop redis-server",
+                format!("redis-cli -p 6379 shutdown nosave"),
+            ),
+            ("systemctl start redis-server", redis_start_cmd(port, dir)),
+            ("6379", port.to_string()),
+            ("/var/lib/redis", dir.display().to_string()),
+        ],
+    )
+}
+
+/// Every key and its value (strings and lists), sorted.
+fn redis_keys(port: u16) -> Vec<String> {
+    let mut keys: Vec<String> = redis_cli(port, &["--scan"])
+        .lines()
+        .map(String::from)
+        .collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| {
+            let v = match redis_cli(port, &["TYPE", &k]).as_str() {
+                "list" => redis_cli(port, &["LRANGE", &k, "0", "-1"]),
+                _ => redis_cli(port, &["GET", &k]),
+            };
+            format!("{k}={v}")
+        })
+        .collect()
+}
+
+/// The redis recipe: stop the server, place dump.rdb, start it.
+#[test]
+fn recipe_redis() {
+    if !support::service_or_skip(
+        "recipe_redis",
+        "STRATA_REQUIRE_REDIS_TESTS",
+        redis_available(),
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    let dir = f.mkdir("redis");
+    let port = support::free_port();
+    let _server = start_redis(port, &dir);
+    for i in 0..300 {
+        redis_cli(port, &["SET", &format!("key:{i}"), &format!("value {i}")]);
+    }
+    redis_cli(port, &["RPUSH", "list", "a", "b", "c"]);
+    let want = redis_keys(port);
+    let cfg = config(&f, &redis_recipe(port, &dir));
+    with_cfg(&f, &cfg, &["run"], 0);
+    redis_cli(port, &["FLUSHALL"]);
+    redis_cli(port, &["SET", "junk", "1"]);
+    let r = recover(&f, &cfg, &["redis"], 0);
+    assert_eq!(r["summary"]["ok"], true, "{r}");
+    assert_eq!(redis_keys(port), want);
+    assert_eq!(want.len(), 301);
+}
+
+/// The SQLite recipe (service commands replaced by a log).
+#[test]
+fn recipe_sqlite() {
+    if !support::service_or_skip(
+        "recipe_sqlite",
+        "STRATA_REQUIRE_RECIPE_TOOLS",
+        support::on_path("sqlite3"),
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    let dir = f.mkdir("app");
+    let db = dir.join("app.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) INSERT INTO t SELECT i, hex(randomblob(20)) FROM n;").unwrap();
+    let want: String = c
+        .query_row("SELECT group_concat(v) FROM t", [], |r| r.get(0))
+        .unwrap();
+    drop(c);
+    let log = f.path("service.log");
+    let cfg = config(
+        &f,
+        &recipe(
+            "#### Recipe: SQLite",
+            &[
+                ("/srv/app", dir.display().to_string()),
+                (
+                    "systemctl stop app",
+                    format!("echo stop >> {}", log.display()),
+                ),
+                (
+                    "systemctl start app",
+                    format!("echo start >> {}", log.display()),
+                ),
+            ],
+        ),
+    );
+    with_cfg(&f, &cfg, &["run"], 0);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute("DELETE FROM t WHERE id % 2 = 0", []).unwrap();
+    drop(c);
+    let r = recover(&f, &cfg, &["app-db"], 0);
+    assert_eq!(r["summary"]["ok"], true, "{r}");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "stop\nstart\n");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let got: String = c
+        .query_row("SELECT group_concat(v) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(got, want);
+}
+
+/// A stand-in for Qdrant's snapshot API on 127.0.0.1: create a snapshot
+/// (`POST …/snapshots`, its name in JSON), download it, upload one
+/// (`POST …/snapshots/upload`, multipart, which replaces the collection),
+/// and the collection's status. The collection is bytes.
+struct QdrantStub {
+    port: u16,
+    collection: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl QdrantStub {
+    fn start(initial: Vec<u8>) -> QdrantStub {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let collection = std::sync::Arc::new(std::sync::Mutex::new(initial));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, s) = (collection.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while !s.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(300) {
+                match l.accept() {
+                    Ok((conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        let _ = qdrant_answer(conn, &c);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        QdrantStub {
+            port,
+            collection,
+            stop,
+        }
+    }
+}
+
+impl Drop for QdrantStub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Read a request (Content-Length or chunked body; `Expect:
+/// 100-continue` answered) and answer it.
+fn qdrant_answer(
+    conn: std::net::TcpStream,
+    collection: &std::sync::Mutex<Vec<u8>>,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    let mut first = String::new();
+    r.read_line(&mut first)?;
+    let (mut len, mut chunked, mut boundary) = (0usize, false, String::new());
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap_or((&h, ""));
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+        match k.as_str() {
+            "content-length" => len = v.parse().unwrap_or(0),
+            "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+            "expect" => w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?,
+            "content-type" => {
+                boundary = v
+                    .split("boundary=")
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string()
+            }
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut part = vec![0u8; n + 2];
+            r.read_exact(&mut part)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&part[..n]);
+        }
+    } else {
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+    }
+    let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+    let (status, reply): (&str, Vec<u8>) = if first.starts_with("POST")
+        && path.contains("/snapshots/upload")
+    {
+        let at = body
+            .windows(4)
+            .position(|x| x == b"\r\n\r\n")
+            .map_or(0, |p| p + 4);
+        let end_mark = format!("\r\n--{boundary}--");
+        let end = body
+            .windows(end_mark.len())
+            .rposition(|x| x == end_mark.as_bytes())
+            .unwrap_or(body.len());
+        *collection.lock().unwrap() = body[at..end].to_vec();
+        (
+            "200 OK",
+            br#"{"result":true,"status":"ok","time":0.01}"#.to_vec(),
+        )
+    } else if first.starts_with("POST") && path.ends_with("/collections/docs/snapshots") {
+        ("200 OK", br#"{"result":{"name":"docs-1.snapshot","creation_time":"2026-12-06T03:00:00","size":1},"status":"ok","time":0.01}"#.to_vec())
+    } else if path == "/collections/docs/snapshots/docs-1.snapshot" {
+        ("200 OK", collection.lock().unwrap().clone())
+    } else if path == "/collections/docs" {
+        (
+            "200 OK",
+            br#"{"result":{"status":"green","points_count":3},"status":"ok"}"#.to_vec(),
+        )
+    } else {
+        ("404 Not Found", b"{}".to_vec())
+    };
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        reply.len()
+    )?;
+    w.write_all(&reply)
+}
+
+/// The Qdrant recipe against the stub: the collection downloaded by the
+/// source's command, and uploaded back by `restore_command`.
+#[test]
+fn recipe_qdrant_against_a_stub() {
+    if !support::service_or_skip(
+        "recipe_qdrant_against_a_stub",
+        "STRATA_REQUIRE_RECIPE_TOOLS",
+        support::on_path("curl"),
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    let original = support::random_bytes(22, 700_000);
+    let stub = QdrantStub::start(original.clone());
+    let cfg = config(
+        &f,
+        &recipe(
+            "#### Recipe: a vector database (Qdrant)",
+            &[("localhost:6333", format!("127.0.0.1:{}", stub.port))],
+        ),
+    );
+    with_cfg(&f, &cfg, &["run"], 0);
+    let stored = f
+        .strata
+        .cmd()
+        .args(["cat", "--source", "qdrant", "latest:/docs.snapshot"])
+        .output()
+        .unwrap();
+    assert!(
+        stored.stdout == original,
+        "the snapshot file is stored as downloaded"
+    );
+    *stub.collection.lock().unwrap() = b"a collection gone wrong".to_vec();
+    let r = recover(&f, &cfg, &["qdrant"], 0);
+    assert_eq!(r["summary"]["ok"], true, "{r}");
+    assert!(
+        *stub.collection.lock().unwrap() == original,
+        "uploaded back byte for byte"
+    );
+    // the safety step saved what was there
+    let safety = step(&r["summary"], "qdrant", "safety")["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let saved = f
+        .strata
+        .cmd()
+        .args(["cat", &format!("{safety}:/docs.snapshot")])
+        .output()
+        .unwrap();
+    assert_eq!(saved.stdout, b"a collection gone wrong");
+}
