@@ -1205,3 +1205,127 @@ fn recipe_qdrant_against_a_stub() {
         .unwrap();
     assert_eq!(saved.stdout, b"a collection gone wrong");
 }
+
+// ---------------------------------------------------------------- a bare machine
+
+/// The whole disaster: the repository on S3 (moto), files, PostgreSQL and
+/// redis lost; a new machine with the services installed (an empty
+/// database created, an empty redis running), an empty HOME and cache, no
+/// strata.toml, no passphrase: only the bucket's credentials and the
+/// recovery key. `recover --all --from s3://…` prints the stored policy
+/// and its commands, runs nothing without --yes, then restores all:
+/// files byte for byte, tables by checksum, redis keys.
+#[test]
+fn bare_machine_recovery_from_s3() {
+    let name = "bare_machine_recovery_from_s3";
+    if !support::service_or_skip(name, "STRATA_REQUIRE_PG_TESTS", pg_available())
+        || !support::service_or_skip(name, "STRATA_REQUIRE_REDIS_TESTS", redis_available())
+    {
+        return;
+    }
+    let Some(moto) = support::moto_or_skip(name) else {
+        return;
+    };
+    moto.create_bucket("strata-bare");
+    let url = "s3://strata-bare/prod";
+    let f = Fixture::uninit();
+    let s3 = |c: &mut assert_cmd::Command| {
+        c.envs(moto.env());
+    };
+    let mut init = cmd(&f);
+    s3(&mut init);
+    init.args(["--repo", url, "init"]).assert().success();
+
+    let srv = f.mkdir("srv/bridge");
+    let mut rng = support::Rng::new(22);
+    for i in 0..60 {
+        let n = rng.range(0, 300_000) as usize;
+        write(&srv.join(format!("d{}/f{i}.bin", i % 7)), &rng.bytes(n));
+    }
+    let db = PgDb::new("bare");
+    db.fill();
+    let rdir = f.mkdir("redis");
+    let port = support::free_port();
+    let server = start_redis(port, &rdir);
+    for i in 0..500 {
+        redis_cli(
+            port,
+            &["SET", &format!("session:{i}"), &format!("user {i}")],
+        );
+    }
+    let body = format!(
+        "[sources.files]\npaths = [{srv:?}]\n{}\n{}",
+        pg_recipe(&db.0),
+        redis_recipe(port, &rdir)
+    );
+    let cfg = f.path("strata.toml");
+    fs::write(&cfg, format!("repository = \"{url}\"\n{body}")).unwrap();
+    let mut run = cmd(&f);
+    s3(&mut run);
+    run.args(["run", "--config"]).arg(&cfg).assert().success();
+    let mut ex = cmd(&f);
+    s3(&mut ex);
+    let rk = ex
+        .args(["--repo", url, "key", "export-recovery"])
+        .output()
+        .unwrap();
+    let rk_file = f.path("recovery.txt");
+    fs::write(&rk_file, &rk.stdout).unwrap();
+    let (want_files, want_pg, want_redis) = (support::contents(&srv), db.sums(), redis_keys(port));
+    assert_eq!(want_redis.len(), 500);
+
+    // the disaster, and a new machine with the services installed
+    fs::remove_dir_all(f.path("srv")).unwrap();
+    fs::remove_file(&cfg).unwrap();
+    psql("postgres", &format!("DROP DATABASE {} WITH (FORCE)", db.0)).unwrap();
+    psql("postgres", &format!("CREATE DATABASE {}", db.0)).unwrap();
+    drop(server);
+    let _ = fs::remove_file(rdir.join("dump.rdb"));
+    let _fresh = start_redis(port, &rdir);
+    assert_eq!(redis_cli(port, &["DBSIZE"]), "0");
+
+    let (home, bare) = (f.mkdir("new-home"), f.mkdir("new-cwd"));
+    let recover_from = |yes: bool| -> Output {
+        let mut c = Command::new(support::bin());
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", &home)
+            .envs(moto.env())
+            .current_dir(&bare)
+            .arg("--identity")
+            .arg(&rk_file)
+            .args(["recover", "--all", "--from", url]);
+        if yes {
+            c.arg("--yes");
+        }
+        c.stdin(Stdio::null()).output().unwrap()
+    };
+    let o = recover_from(false);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("  | repository = \"{url}\"")),
+        "{out}"
+    );
+    assert!(
+        err.contains("check them, then run again with --yes"),
+        "{err}"
+    );
+    assert!(!srv.exists(), "nothing restored without --yes");
+    let t = Instant::now();
+    let o = recover_from(true);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("recovered in "), "{out}");
+    eprintln!(
+        "bare-machine recovery: {:.1}s\n{out}",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(support::contents(&srv), want_files, "files byte for byte");
+    assert_eq!(db.sums(), want_pg, "PostgreSQL tables by checksum");
+    assert_eq!(redis_keys(port), want_redis, "redis keys");
+    assert!(
+        fs::read_dir(&home).unwrap().count() > 0,
+        "the cache went to the new HOME"
+    );
+}
