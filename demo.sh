@@ -6,8 +6,15 @@
 # STRATA_PASSWORD (a real setup would use --password-file or a prompt).
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo build --release --quiet
-S=$PWD/target/release/strata
+# STRATA_DEMO_PROFILE=dev uses the debug build (dependencies optimized;
+# what `cargo test` already built, so CI does not build a release too)
+if [ "${STRATA_DEMO_PROFILE:-release}" = dev ]; then
+  cargo build --quiet
+  S=$PWD/target/debug/strata
+else
+  cargo build --release --quiet
+  S=$PWD/target/release/strata
+fi
 D=$(mktemp -d /tmp/strata-demo.XXXXXX)
 trap 'rm -rf "$D"' EXIT
 mkdir -p "$D/data/logs" "$D/data/events" "$D/data/empty"

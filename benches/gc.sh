@@ -34,9 +34,11 @@
 #   BENCH_DIR=/tmp/strata-gc-bench  work dir; WIPED at start unless REUSE=1
 #   REUSE=0                  1: keep $BENCH_DIR/pristine from an earlier run and skip the ageing
 #   PG_DB=bench_gc           PostgreSQL database used by the generator; dropped and recreated
-#   ENCRYPTED=0              0: unencrypted where the tool allows it (strata --no-encryption,
-#                            borg -e none; restic always encrypts); 1: encrypted everywhere
-#                            (strata passphrase key, borg -e repokey)
+#   ENCRYPTED=1              1: encrypted everywhere (strata passphrase key, borg -e repokey;
+#                            restic always encrypts), so that every tool does the same work;
+#                            0: unencrypted where the tool allows it (strata --no-encryption,
+#                            borg -e none), which is NOT like for like against restic
+#   STRATA_BIN               a strata binary to use instead of `cargo build --release`
 #
 # Installs restic, borgbackup, postgresql, time (apt) if missing and builds strata with
 # `cargo build --release`. Raw numbers: $BENCH_DIR/gc-results.tsv; report: $BENCH_DIR/gc-report.md
@@ -46,6 +48,7 @@ set -euo pipefail
 BENCH_DIR="${BENCH_DIR:-/tmp/strata-gc-bench}"
 DAYS="${DAYS:-60}"
 PG_DB="${PG_DB:-bench_gc}"
+ENCRYPTED="${ENCRYPTED:-1}"
 # shellcheck source-path=SCRIPTDIR source=compare/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/compare/lib.sh"
 
@@ -297,7 +300,7 @@ report() {
     echo
     echo "## gc: strata vs restic / borg"
     echo
-    echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg). Repositories: $enc. Versions: $(tool_version strata); $(tool_version restic); $(tool_version borg)."
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); load average (1/5/15 min) at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg). Repositories: $enc. Versions: $(for t in "${TOOL_LIST[@]:-strata}"; do printf "%s; " "$(tool_version "$t")"; done)"
     if ((${#TOOL_LIST[@]})); then
         echo
         echo "$DAYS daily backups of gen_seedlike.py --pg data (final $(human "$(du -sb "$DATA" 2>/dev/null | cut -f1 || echo 0)")), then keep the last $KEEP. Each prune ran $RUNS times on a fresh \`cp -a\` copy (page cache warm), tools interleaved. Times: median (min–max) of the whole prune; RSS: the highest of all steps and runs; sizes from \`du -sb\`."

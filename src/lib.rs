@@ -20,6 +20,7 @@ pub mod events;
 pub mod id;
 pub mod index;
 pub mod inspect;
+pub mod killpoint;
 pub mod maint;
 pub mod object;
 pub mod pack;

@@ -9,7 +9,8 @@
 BENCH_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$BENCH_LIB_DIR/../.." && pwd)"
 GEN="$REPO_ROOT/../shared/bench/gen_seedlike.py"
-STRATA="$REPO_ROOT/target/release/strata"
+# STRATA_BIN: a strata binary to use instead of building target/release/strata
+STRATA="${STRATA_BIN:-$REPO_ROOT/target/release/strata}"
 # STRATA_BASELINE=BIN: a second strata build, run as the tool `strata-base`
 STRATA_BASELINE="${STRATA_BASELINE:-}"
 BENCH_DIR="${BENCH_DIR:-/tmp/strata-bench}"
@@ -96,6 +97,11 @@ ensure_postgres() {
 }
 
 build_strata() {
+    if [[ -n "${STRATA_BIN:-}" ]]; then
+        [[ -x "$STRATA" ]] || die "STRATA_BIN=$STRATA is not executable"
+        log "using $STRATA (STRATA_BIN), not building"
+        return
+    fi
     log "building strata (cargo build --release)"
     (cd "$REPO_ROOT" && cargo build --release) || die "cargo build --release failed"
     [[ -x "$STRATA" ]] || die "$STRATA not found after build"

@@ -59,6 +59,7 @@ pub enum Fault {
 struct State {
     calls: [u64; OPS],
     rules: Vec<(Op, u64, Fault)>,
+    injected: Vec<(Op, String, u64)>,
 }
 
 /// `inner` with injected failures (module doc). Rules can be added while
@@ -101,6 +102,12 @@ impl<B: Backend> FaultBackend<B> {
         self.lock().calls[op.index()]
     }
 
+    /// Every call that failed by a rule so far: op, key (the prefix for
+    /// `list`) and which call of that op it was.
+    pub fn injections(&self) -> Vec<(Op, String, u64)> {
+        self.lock().injected.clone()
+    }
+
     /// The wrapped backend.
     pub fn inner(&self) -> &B {
         &self.inner
@@ -131,6 +138,7 @@ impl<B: Backend> FaultBackend<B> {
     }
 
     fn injected(&self, op: Op, key: &str, call: u64) -> BackendError {
+        self.lock().injected.push((op, key.to_string(), call));
         BackendError::Injected {
             backend: self.inner.name().to_string(),
             key: key.to_string(),

@@ -142,6 +142,14 @@ fn publish_new(tmp: &Path, dest: &Path) -> std::io::Result<Published> {
 pub fn commit_new(file: File, tmp: &Path, dest: &Path) -> Result<Published> {
     file.sync_all().at(tmp)?;
     drop(file);
+    if dest
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        == Some("packs".as_ref())
+    {
+        crate::killpoint::reached("pack-fsynced");
+    }
     let dir = parent_dir(dest);
     if let Some(dir) = dir {
         create_dir_durable(dir)?;

@@ -160,7 +160,9 @@ impl<'r> BlobSaver<'r> {
                     // INV-2: the pack is durable under its final name before
                     // any index row names it.
                     let sealed = w.finish(&*store)?;
+                    crate::killpoint::reached("pack-published");
                     idx.lock().map_err(|_| poisoned())?.add_pack(&sealed)?;
+                    crate::killpoint::reached("index-committed");
                 }
                 Ok(())
             })

@@ -195,8 +195,12 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
     // a gc with a longer grace period, would find that data missing).
     lock.check()?;
     gcstate::remove_files(repo, &rec.state.files)?;
+    crate::killpoint::reached("gc-5");
     // 9. Drop (GC-3), then 10. delete (GC-4).
     index.remove_packs(&condemned.delete)?;
+    if !condemned.delete.is_empty() {
+        crate::killpoint::reached("gc-3");
+    }
     repo.remove_packs(&condemned.delete)?;
     index.set_condemned(&condemned.kept)?;
     Ok(finish(report, started))
@@ -224,6 +228,7 @@ fn repack_step(
     if !set.is_empty() {
         repack::list_copies(index, packs, &set)?;
         repacked = repack::repack(repo, index, packs, &plan.repack)?;
+        crate::killpoint::reached("gc-1");
     }
     for (rowid, why) in &repacked.failed {
         let name = packs.get(rowid).map(|p| p.id.to_hex()).unwrap_or_default();
@@ -300,6 +305,7 @@ fn condemn_step(
     lock.check()?;
     if !state.is_empty() {
         state.save(repo)?;
+        crate::killpoint::reached("gc-2");
     }
     let size: HashMap<PackId, u64> = packs.values().map(|p| (p.id, p.size)).collect();
     let bytes =

@@ -156,7 +156,7 @@ pub fn read_run<T>(
         // One read spans the gaps between the items too. In an encrypted
         // pack a damaged age chunk in a gap (blobs nobody asked for) fails
         // it although every item is intact: read the items one by one, so
-        // only a damaged item fails (tests/battery_flips.rs). Gaps stay 0.
+        // only a damaged item fails (tests/it/battery_flips.rs). Gaps stay 0.
         Err(_) if run.len() > 1 => {
             for t in run {
                 let (o, l) = span(t);
@@ -180,7 +180,7 @@ mod tests {
     /// One read of a run crosses the gaps between its items: in an
     /// encrypted pack a damaged age chunk there (a blob nobody asked for)
     /// must not fail the items, which are intact; a damaged item still
-    /// fails. (Found by tests/battery_flips.rs: a restore excluding the
+    /// fails. (Found by tests/it/battery_flips.rs: a restore excluding the
     /// damaged file failed on its neighbours.)
     #[test]
     fn a_damaged_chunk_in_the_gap_of_a_run_fails_only_damaged_items() {

@@ -583,6 +583,7 @@ impl Repo {
     pub fn remove_packs(&self, packs: &[PackId]) -> Result<()> {
         for id in packs {
             self.delete(&crate::backend::key::pack(&id.to_hex()))?;
+            crate::killpoint::reached("gc-4");
         }
         Ok(())
     }

@@ -139,6 +139,7 @@ impl Snapshot {
         let (bytes, id) = repo.seal_file(ObjectKind::Snapshot, self)?;
         let id = SnapshotId(id);
         repo.write_new(&format!("snapshots/{}", id.to_hex()), &bytes)?;
+        crate::killpoint::reached("manifest-published");
         crate::repo::seen::added(repo, &[id]);
         Ok(id)
     }

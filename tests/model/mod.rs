@@ -1,5 +1,5 @@
 //! Model-based check of a whole repository (issue 10 "Fuzzing"), shared by
-//! `tests/repo_model.rs` (a seeded loop in `cargo test`) and
+//! `tests/it/repo_model.rs` (a seeded loop in `cargo test`) and
 //! `fuzz/fuzz_targets/repo_model.rs` (libFuzzer): bytes decode into a
 //! sequence of steps — edit the source directory, snapshot, forget, gc,
 //! restore, check — run through the library on `memory://` wrapped in a

@@ -1,16 +1,17 @@
-//! The one helper module of the integration tests (every test file says
-//! `mod support;`): the `strata` binary with the test unlock environment
-//! (plain [`command`]/[`strata`], or the [`Strata`] handle and [`Fixture`]
-//! temp dir), one seeded generator ([`Rng`], [`random_bytes`]), one
-//! directory listing ([`list_tree`]) with its views ([`list_files`],
-//! [`pack_files`], [`contents`]), one tree comparison ([`compare_trees`],
-//! over [`Manifest`]s, with [`Compare`] options), the shape of a one-line
-//! error, the repository secret read by hand ([`Secret`]), and a real S3
-//! server on 127.0.0.1 ([`Moto`], [`moto_or_skip`]) with a fault-injecting
-//! proxy to put in front of it ([`proxy::FaultProxy`]).
-//!
-//! Each test binary uses a subset of these, hence `dead_code`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! The one helper module of the integration tests (`tests/it/main.rs`
+//! says `mod support;`; one of each): the `strata` binary with the test
+//! unlock environment ([`command`], the runner [`run`] / [`ok`] / [`json`]
+//! taking an environment, or the [`Strata`] handle and [`Fixture`] temp
+//! dir), one seeded generator ([`Rng`], [`random_bytes`]) and one generated
+//! source tree ([`make_tree`]), one directory listing ([`list_tree`]) with
+//! its views ([`list_files`], [`pack_files`], [`contents`], [`digest`]), one
+//! tree comparison ([`compare_trees`], over [`Manifest`]s, with [`Compare`]
+//! options), the shape of a one-line error, the repository secret read by
+//! hand ([`Secret`]), one way to skip ([`skip`], recorded in
+//! `target/strata-skips.txt`), and one S3 setup ([`S3`]: a real moto server
+//! on 127.0.0.1 with a bucket) with a fault-injecting proxy to put in front
+//! of it ([`proxy::FaultProxy`]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
 
@@ -126,6 +127,23 @@ pub fn delete_index(repo: &Path) {
     }
 }
 
+/// The environment of a command with this process's cache directory
+/// ([`test_cache_dir`]): the layout users run, the index in the cache and
+/// the tree cache on, for [`run`] and friends.
+pub fn cache_env() -> Env<'static> {
+    static ENV: std::sync::OnceLock<[(&'static str, &'static str); 1]> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let dir: &'static str = Box::leak(
+            test_cache_dir()
+                .to_str()
+                .expect("a UTF-8 temp dir")
+                .to_string()
+                .into_boxed_str(),
+        );
+        [("STRATA_CACHE_DIR", dir)]
+    })
+}
+
 /// [`command`] with this process's cache directory ([`test_cache_dir`]).
 pub fn strata_command() -> std::process::Command {
     let mut c = command();
@@ -133,20 +151,27 @@ pub fn strata_command() -> std::process::Command {
     c
 }
 
-/// `strata -r REPO ARGS...`, stdin closed.
-pub fn strata(repo: &Path, args: &[&str]) -> Output {
-    unlock_for(command(), repo)
+/// An environment added to a command: `(name, value)` pairs.
+pub type Env<'a> = &'a [(&'a str, &'a str)];
+
+/// `strata --repo REPO ARGS` ([`command`]: no tree cache, so the index
+/// lives in the repository) with `env` added and stdin closed: the one
+/// command runner of the tests. `REPO` is a path or a URL.
+pub fn run(repo: impl AsRef<OsStr>, env: Env, args: &[&str]) -> Output {
+    unlock_for(command(), Path::new(repo.as_ref()))
         .arg("--repo")
         .arg(repo)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run strata")
 }
 
-/// Run and require exit 0; returns stdout.
-pub fn strata_ok(repo: &Path, args: &[&str]) -> String {
-    let o = strata(repo, args);
+/// [`run`], which must exit 0; its stdout.
+#[track_caller]
+pub fn ok(repo: impl AsRef<OsStr>, env: Env, args: &[&str]) -> String {
+    let o = run(repo, env, args);
     assert!(
         o.status.success(),
         "strata {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
@@ -155,6 +180,12 @@ pub fn strata_ok(repo: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).expect("utf-8 stdout")
+}
+
+/// [`ok`] of a command that prints JSON (`--json` among `args`); the value.
+#[track_caller]
+pub fn json(repo: impl AsRef<OsStr>, env: Env, args: &[&str]) -> Value {
+    parse_json(ok(repo, env, args).as_bytes())
 }
 
 /// Check the shape of a failing command: non-zero exit, one line on stderr
@@ -428,6 +459,44 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     Rng::new(seed).bytes(len)
 }
 
+/// What [`make_tree`] writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape<'a> {
+    /// The sizes of the incompressible files `data/f{seed}-{i}.bin`.
+    pub big: &'a [usize],
+    /// How many text files `notes/n{seed}-{i}.txt` (compressible; small
+    /// ones are stored inline in their directory's tree).
+    pub small: usize,
+    /// Their length in bytes.
+    pub small_len: usize,
+}
+
+/// Five 400 kB incompressible files (several 1 MiB packs) and 30 text
+/// files of 2 000 bytes.
+pub const FIVE_400K: Shape<'static> = Shape {
+    big: &[400_000; 5],
+    small: 30,
+    small_len: 2000,
+};
+
+/// Write the tree `shape` describes below `dir`, different for each
+/// `seed` (names and bytes, so trees of two seeds can share a directory);
+/// the bytes written.
+pub fn make_tree(dir: &Path, seed: u64, shape: Shape) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut total = 0;
+    for (i, &n) in shape.big.iter().enumerate() {
+        write_file(&dir.join(format!("data/f{seed}-{i}.bin")), &rng.bytes(n));
+        total += n as u64;
+    }
+    for i in 0..shape.small {
+        let n = shape.small_len;
+        write_file(&dir.join(format!("notes/n{seed}-{i}.txt")), &rng.text(n));
+        total += n as u64;
+    }
+    total
+}
+
 // ---------------------------------------------------------------- file system
 
 /// Give every directory below `root` (not following symlinks) owner rwx.
@@ -598,6 +667,26 @@ pub fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
+/// Path -> BLAKE3 of every path below `root` ([`list_tree`]: directories
+/// end in `/` and hash no bytes, symlinks are followed): two trees with
+/// the same digest hold the same names and bytes.
+pub type Digest = BTreeMap<String, [u8; 32]>;
+
+/// The [`Digest`] of `root`.
+pub fn digest(root: &Path) -> Digest {
+    list_tree(root)
+        .into_iter()
+        .map(|rel| {
+            let h = if rel.ends_with('/') {
+                [0; 32]
+            } else {
+                *blake3::hash(&fs::read(root.join(&rel)).unwrap()).as_bytes()
+            };
+            (rel, h)
+        })
+        .collect()
+}
+
 /// Pack files of a repository: `REPO/packs/xx/<hex>` paths, sorted; empty
 /// if there is no `packs/` directory.
 pub fn pack_files(repo: &Path) -> Vec<PathBuf> {
@@ -634,7 +723,7 @@ pub fn snapshot_ids(repo: &Path) -> Vec<String> {
 /// Blobs physically stored in the repository's packs, `(data, tree)`,
 /// counted from the pack trailers as `strata cat --raw pack` lists them
 /// (packs are encrypted; the plaintext trailer layout is checked in
-/// tests/vectors.rs), so a blob stored twice counts twice.
+/// tests/it/vectors.rs), so a blob stored twice counts twice.
 pub fn stored_blobs(repo: &Path) -> (u64, u64) {
     let (mut data, mut tree) = (0, 0);
     let st = Strata::new(repo);
@@ -728,14 +817,6 @@ impl Entry {
             error: None,
         }
     }
-
-    /// A file entry for `bytes` ([`Entry::new`]).
-    pub fn file(bytes: &[u8]) -> Entry {
-        Entry::new(Node::File(
-            bytes.len() as u64,
-            *blake3::hash(bytes).as_bytes(),
-        ))
-    }
 }
 
 /// A tree as [`manifest`] records it: `"."` for the root, then every path
@@ -744,7 +825,7 @@ pub type Manifest = BTreeMap<String, Entry>;
 
 /// Record `root` and everything below it (symlinks not followed, fifos and
 /// devices never opened, files hashed): a description that outlives
-/// changes to the tree (tests/crash.rs records each snapshot's source).
+/// changes to the tree (tests/it/crash.rs records each snapshot's source).
 pub fn manifest(root: &Path) -> Manifest {
     let mut out = Manifest::new();
     record(root, ".".to_string(), &mut out);
@@ -1089,23 +1170,45 @@ pub fn battery_seed(test: &str, default: u64) -> u64 {
     seed
 }
 
-/// Run the test `test` again in a child process with `STRATA_CACHE_DIR`
-/// empty, for tests that call the library in-process: nothing is then
-/// written to the user's cache (a test cannot set its own environment:
-/// `unsafe` is forbidden). Returns true in the child, which runs the
-/// test's body; in the parent, waits for the child, requires success and
-/// returns false.
-pub fn in_child_without_cache(test: &str) -> bool {
+/// Run the test `test` (`module::name`) again in a child process of this
+/// test binary with `STRATA_CACHE_DIR` empty and `env`, for tests that call
+/// the library in-process: nothing is then written to the user's cache,
+/// and the library sees the environment the test needs (a test cannot set
+/// its own environment: `unsafe` is forbidden). Returns true in the child,
+/// which runs the test's body; in the parent, waits for the child, requires
+/// that it ran exactly that one test and passed, and returns false.
+pub fn in_child_without_cache(test: &str, env: &[(&str, &str)]) -> bool {
     if std::env::var_os("STRATA_TEST_CHILD").is_some() {
         return true;
     }
-    let st = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            test,
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+            "--include-ignored",
+        ])
         .env("STRATA_TEST_CHILD", "1")
         .env("STRATA_CACHE_DIR", "")
-        .status()
+        .envs(env.iter().copied())
+        .output()
         .unwrap();
-    assert!(st.success(), "{test} failed in its child process ({st})");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{test} failed in its child process ({})",
+        out.status
+    );
+    // a name that matches no test runs nothing and succeeds: require that
+    // exactly this one ran
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test}: the child process did not run exactly that one test"
+    );
     false
 }
 
@@ -1121,11 +1224,10 @@ pub struct Taken {
     pub manifest: Manifest,
 }
 
-/// `strata snapshot SRC` ([`command`]: no cache), which must exit 0; the
+/// `strata snapshot SRC` ([`run`] with `env`), which must exit 0; the
 /// snapshot and the source's state. The source must not change meanwhile.
-pub fn take(repo: &Path, src: &Path) -> Taken {
-    let out = strata_ok(repo, &["snapshot", "--json", src.to_str().unwrap()]);
-    let v = parse_json(out.as_bytes());
+pub fn take(repo: &Path, env: Env, src: &Path) -> Taken {
+    let v = json(repo, env, &["snapshot", "--json", src.to_str().unwrap()]);
     Taken {
         id: v["id"].as_str().unwrap().to_string(),
         source: src.to_path_buf(),
@@ -1136,11 +1238,12 @@ pub fn take(repo: &Path, src: &Path) -> Taken {
 /// VERIFY of the fault battery (issue 10): `strata check --read-data`
 /// exits 0, and every snapshot of `taken` restores (into a fresh
 /// directory below `scratch`, removed afterwards) to exactly the names,
-/// kinds and bytes its source held. Through [`command`] (no cache
-/// directory). `what` names the situation in failures.
+/// kinds and bytes its source held. Through [`run`] with `env` (the
+/// layout the repository is used with). `what` names the situation in
+/// failures.
 #[track_caller]
-pub fn verify(repo: &Path, taken: &[Taken], scratch: &Path, what: &str) {
-    let o = strata(repo, &["check", "--read-data", "--json"]);
+pub fn verify(repo: &Path, env: Env, taken: &[Taken], scratch: &Path, what: &str) {
+    let o = run(repo, env, &["check", "--read-data", "--json"]);
     assert!(
         o.status.code() == Some(0),
         "{what}: check --read-data exited {:?}:\nstdout: {}\nstderr: {}",
@@ -1151,18 +1254,19 @@ pub fn verify(repo: &Path, taken: &[Taken], scratch: &Path, what: &str) {
     for t in taken {
         let target = scratch.join(format!("verify-{}", &t.id[..12]));
         let _ = fs::remove_dir_all(&target);
-        restore_matches(repo, t, &target, what);
+        restore_matches(repo, env, t, &target, what);
         make_writable(&target);
         fs::remove_dir_all(&target).unwrap();
     }
 }
 
-/// `strata restore` ([`command`]) of the snapshot `t` into `target`, which
+/// `strata restore` ([`run`] with `env`) of the snapshot `t` into `target`, which
 /// must succeed and give exactly the names, kinds and bytes its source held.
 #[track_caller]
-pub fn restore_matches(repo: &Path, t: &Taken, target: &Path, what: &str) {
-    let o = strata(
+pub fn restore_matches(repo: &Path, env: Env, t: &Taken, target: &Path, what: &str) {
+    let o = run(
         repo,
+        env,
         &["restore", &t.id, "--target", target.to_str().unwrap()],
     );
     assert!(
@@ -1217,7 +1321,7 @@ pub fn init_small(repo: &Path, extra: &[&str]) {
     let mut args = vec!["init"];
     args.extend(SMALL_PACKS);
     args.extend(extra);
-    strata_ok(repo, &args);
+    ok(repo, &[], &args);
 }
 
 /// A temporary directory on tmpfs (`/dev/shm`) when there is one, else in
@@ -1369,20 +1473,58 @@ impl Drop for Moto {
     }
 }
 
-// ---------------------------------------------------------------- external services
+// ---------------------------------------------------------------- skips
+
+/// Where [`skip`] records skipped tests: `target/strata-skips.txt` (found
+/// from this test binary, `target/debug/deps/it-…`), which `./test.sh`
+/// empties before `cargo test` and `.ci/run` prints afterwards.
+pub fn skips_file() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap_or(Path::new("target"));
+    target.join("strata-skips.txt")
+}
+
+/// Skip the running test because of `reason`, unless `require` (a
+/// `STRATA_REQUIRE_*` variable: `./test.sh` sets them where it installed
+/// what the test needs) is `1`, which makes it a failure instead. A skip
+/// is printed and appended to [`skips_file`] as one line, `test<TAB>require
+/// <TAB>reason`, so that nobody misses it: the caller then returns.
+#[track_caller]
+pub fn skip(require: &str, reason: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let at = std::panic::Location::caller();
+    if std::env::var(require).is_ok_and(|v| v == "1") {
+        panic!("{require}=1 but {test} cannot run: {reason}");
+    }
+    let line = format!(
+        "{test}\t{require}\t{} ({}:{})\n",
+        reason.replace(['\n', '\t'], " "),
+        at.file(),
+        at.line()
+    );
+    eprint!("SKIPPED {line}");
+    let appended = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skips_file())
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = appended {
+        panic!(
+            "{test} is skipped ({reason}) and cannot record it in {:?}: {e}",
+            skips_file()
+        );
+    }
+}
 
 /// Whether a test that needs an outside service (PostgreSQL, redis-server)
-/// may run: `Ok(())` when it is available; otherwise a skip message is
-/// printed and `false` returned, unless `require_env` is `1` (set by
-/// `.ci/run` once it has installed the service), which makes it a failure.
-pub fn service_or_skip(test: &str, require_env: &str, available: Result<(), String>) -> bool {
+/// may run: true when `available` is `Ok`; otherwise the test is skipped
+/// ([`skip`] with `require`) and false returned.
+#[track_caller]
+pub fn service_or_skip(require: &str, available: Result<(), String>) -> bool {
     match available {
         Ok(()) => true,
         Err(why) => {
-            if std::env::var(require_env).is_ok_and(|v| v == "1") {
-                panic!("{require_env}=1 but {test} cannot run: {why}");
-            }
-            eprintln!("SKIPPED {test}: {why}");
+            skip(require, &why);
             false
         }
     }
@@ -1497,19 +1639,56 @@ pub fn start_moto() -> Result<Moto, String> {
     Err(why.join("; "))
 }
 
-/// [`start_moto`], or `None` after printing why `test` is skipped; a
-/// failure instead when `STRATA_REQUIRE_S3_TESTS=1` (as in `.ci/run`).
-pub fn moto_or_skip(test: &str) -> Option<Moto> {
-    match start_moto() {
-        Ok(m) => Some(m),
-        Err(why) => {
-            if std::env::var("STRATA_REQUIRE_S3_TESTS").is_ok_and(|v| v == "1") {
-                panic!("STRATA_REQUIRE_S3_TESTS=1 but moto cannot be started: {why}");
+/// The S3 setup of every S3 test: a moto server ([`start_moto`]) and
+/// one bucket in it.
+pub struct S3 {
+    /// The server.
+    pub moto: Moto,
+    /// The bucket created for the test.
+    pub bucket: String,
+}
+
+impl S3 {
+    /// Start moto and create `bucket`; `None` when moto cannot be started
+    /// (the test is then skipped: [`skip`] with `STRATA_REQUIRE_S3_TESTS`,
+    /// which `./test.sh` sets once it has installed moto).
+    #[track_caller]
+    pub fn new(bucket: &str) -> Option<S3> {
+        match start_moto() {
+            Ok(moto) => {
+                moto.create_bucket(bucket);
+                Some(S3 {
+                    moto,
+                    bucket: bucket.to_string(),
+                })
             }
-            eprintln!("SKIPPED {test}: cannot start moto ({why}); pip install 'moto[server]'");
-            None
+            Err(why) => {
+                skip(
+                    "STRATA_REQUIRE_S3_TESTS",
+                    &format!("cannot start moto ({why}); pip install 'moto[server]'"),
+                );
+                None
+            }
         }
     }
+
+    /// `s3://BUCKET/prefix`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// The environment that points `strata` at the server ([`Moto::env`]).
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.moto.env()
+    }
+}
+
+/// `pairs` as an [`Env`]'s elements (for [`run`] and friends).
+pub fn env_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 impl Moto {

@@ -1,0 +1,979 @@
+//! The backup policy (issue 12): `strata.toml` validation and the README's
+//! example, `strata run` with paths, command, sqlite, pg_dump and redis
+//! sources, forget and gc from the policy, `status` (healthy, stale,
+//! `--json`, `--prometheus`), the `pre-restore` safety snapshot,
+//! `restore --to-command`, the webhook, and `schedule`.
+//!
+//! PostgreSQL and redis-server are real: the tests skip with a message
+//! when they are not installed, unless `STRATA_REQUIRE_PG_TESTS=1` /
+//! `STRATA_REQUIRE_REDIS_TESTS=1` (set by `.ci/run`) make that a failure.
+
+use crate::support;
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Fixture, PASSPHRASE, parse_json};
+
+/// `strata` with this fixture's own cache directory and no `--repo`: the
+/// repository comes from the config.
+fn cmd(f: &Fixture) -> assert_cmd::Command {
+    let mut c =
+        assert_cmd::Command::from_std(support::unlock_for(support::command(), f.strata.repo()));
+    c.env("STRATA_CACHE_DIR", f.path("cache"))
+        .env_remove("STRATA_CONFIG")
+        .timeout(support::TIMEOUT);
+    c
+}
+
+/// Write `strata.toml` into the fixture: `repository` and then `body`.
+fn config(f: &Fixture, body: &str) -> PathBuf {
+    let p = f.path("strata.toml");
+    fs::write(
+        &p,
+        format!("repository = \"{}\"\n{body}", f.strata.repo().display()),
+    )
+    .unwrap();
+    p
+}
+
+/// `strata run --json --config CFG ARGS`, expecting `code`; its summary.
+fn strata_run(f: &Fixture, cfg: &Path, args: &[&str], code: i32) -> Value {
+    let out = cmd(f)
+        .args(["run", "--json", "--config"])
+        .arg(cfg)
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    parse_json(&out.stdout)
+}
+
+fn source<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == name)
+        .unwrap_or_else(|| panic!("no source {name} in {summary}"))
+}
+
+fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {summary}"))
+}
+
+fn tagged(f: &Fixture, tag: &str) -> Vec<Value> {
+    f.strata
+        .snapshots()
+        .into_iter()
+        .filter(|s| s["tags"].as_array().unwrap().iter().any(|t| t == tag))
+        .collect()
+}
+
+// ---------------------------------------------------------------- config
+
+#[test]
+fn config_errors_name_the_key_and_the_line() {
+    let f = Fixture::uninit();
+    let cases = [
+        (
+            "[retention]\nkeep_daily = 30\nkeep_daly = 3\n",
+            "strata.toml:4: retention.keep_daly: ",
+            "unknown field",
+        ),
+        (
+            "[sources.db]\ncommand = \"pg_dump app\"\nname = \"db.sql\"\nevery = 5\n",
+            "strata.toml:5: sources.db.every: ",
+            "invalid type",
+        ),
+        (
+            "[sources.db]\ncommand = \"pg_dump app\"\n",
+            "strata.toml:3: sources.db.command: ",
+            "needs `name`",
+        ),
+        (
+            "passphrase = \"hunter2\"\n",
+            "strata.toml:2: passphrase: ",
+            "unknown field",
+        ),
+        (
+            "[retention]\nkeep_monthly = -1\n",
+            "strata.toml:3: retention.keep_monthly: ",
+            "negative",
+        ),
+    ];
+    for (body, want, what) in cases {
+        let cfg = config(&f, body);
+        let o = cmd(&f)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let line = support::one_line_error(&o, body);
+        assert!(line.contains(want), "{body:?}: {line}");
+        assert!(line.contains(what), "{body:?}: {line}");
+        assert_eq!(o.status.code(), Some(1), "{line}");
+    }
+    // found through STRATA_CONFIG too
+    let cfg = config(&f, "bogus = 1\n");
+    let o = cmd(&f)
+        .env("STRATA_CONFIG", &cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&o, "STRATA_CONFIG").contains("strata.toml:2: bogus: "));
+}
+
+#[test]
+fn readme_example_loads() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let text = support::fenced_block(&readme, "## Backup policy: `strata.toml`", "toml");
+    let c = strata::policy::config::parse(&text, Path::new("/etc/strata/strata.toml"))
+        .unwrap_or_else(|e| panic!("the README's strata.toml does not load: {e}"));
+    let names: Vec<&str> = c.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["app-db", "config", "data", "postgres", "redis"]);
+    use strata::policy::SourceKind;
+    assert!(matches!(&c.source("postgres").unwrap().kind,
+        SourceKind::Command { command, file } if command == "pg_dump --no-owner app" && file == "postgres.sql"));
+    assert!(matches!(&c.source("redis").unwrap().kind,
+        SourceKind::Command { command, .. } if command == "redis-cli --rdb -"));
+    assert!(matches!(&c.source("app-db").unwrap().kind,
+        SourceKind::Sqlite { file, .. } if file == "app.db"));
+    let SourceKind::Paths { exclude, paths, .. } = &c.source("data").unwrap().kind else {
+        panic!("data is a paths source")
+    };
+    assert_eq!(exclude, &["*.tmp", "*.log", "cache"]);
+    assert_eq!(paths.len(), 3);
+    assert_eq!(
+        c.source("data").unwrap().every,
+        Some(Duration::from_secs(300))
+    );
+    use strata::snapshot::retention::{Count, parse_span};
+    assert_eq!(c.retention.within, Some(parse_span("24h").unwrap()));
+    assert_eq!(
+        (c.retention.daily, c.retention.weekly, c.retention.monthly),
+        (Count::N(30), Count::N(12), Count::N(12))
+    );
+    assert!(c.offsite.as_deref().unwrap().starts_with("s3://"));
+    assert!(c.webhook.is_some() && c.password_command.is_some() && c.verification.is_some());
+    // every key of the example is in the README's key table
+    for line in text.lines() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        assert!(
+            readme.contains(&format!("`{}`", key.trim())),
+            "README does not document `{key}`"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- run
+
+/// A directory set like the users' events/responses/status, with files
+/// that the excludes drop.
+fn data_dirs(f: &Fixture) -> PathBuf {
+    let root = f.mkdir("srv");
+    for d in ["events", "responses", "status"] {
+        let dir = f.mkdir(format!("srv/{d}"));
+        fs::write(dir.join("a.json"), format!("{{\"{d}\": 1}}")).unwrap();
+        fs::write(dir.join("b.tmp"), "temp").unwrap();
+        fs::write(dir.join("c.log"), "log").unwrap();
+        fs::create_dir_all(dir.join("cache")).unwrap();
+        fs::write(dir.join("cache/x"), "cached").unwrap();
+    }
+    root
+}
+
+#[test]
+fn run_takes_due_sources_forgets_and_collects() {
+    let f = Fixture::new();
+    let srv = data_dirs(&f);
+    let cfg = config(
+        &f,
+        &format!(
+            "[sources.data]\npaths = [\"{0}/events\", \"{0}/responses\", \"{0}/status\"]\n\
+             exclude = [\"*.tmp\", \"*.log\", \"cache\"]\nevery = \"1h\"\n\n\
+             [sources.notes]\ncommand = \"echo hello; date +%N\"\nname = \"notes.txt\"\n\n\
+             [sources.broken]\ncommand = \"echo partial; exit 3\"\nname = \"broken.txt\"\n\n\
+             [retention]\nkeep_last = 2\n\n[gc]\nmin_forgotten = 1\ngrace = \"0s\"\n\n\
+             [cadence]\ngc = \"0s\"\n",
+            srv.display()
+        ),
+    );
+    // A failing source does not stop the others; the exit code says so.
+    let s = strata_run(&f, &cfg, &[], 4);
+    assert_eq!(source(&s, "data")["status"], "ok", "{s}");
+    assert_eq!(source(&s, "notes")["status"], "ok", "{s}");
+    assert_eq!(source(&s, "broken")["status"], "failed", "{s}");
+    assert!(
+        source(&s, "broken")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exit"),
+        "{s}"
+    );
+    assert_eq!(s["ok"], false);
+    assert_eq!(source(&s, "data")["files"], 3, "excludes applied: {s}");
+    let data = tagged(&f, "data");
+    assert_eq!(data.len(), 1);
+    let listing = f
+        .strata
+        .cmd()
+        .args(["ls", "-r", data[0]["id"].as_str().unwrap()])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let listing = String::from_utf8(listing).unwrap();
+    assert!(
+        listing.contains("events/a.json")
+            && !listing.contains(".tmp")
+            && !listing.contains("cache"),
+        "{listing}"
+    );
+    assert!(
+        !tagged(&f, "broken").iter().any(|_| true),
+        "no snapshot of a failed command"
+    );
+    // the log file in the cache dir has a line per step
+    let logs: Vec<PathBuf> = glob_files(&f.path("cache"), "run.log");
+    assert_eq!(logs.len(), 1);
+    let log = fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains(" snapshot data ok bytes="), "{log}");
+    assert!(log.contains(" snapshot broken FAILED"), "{log}");
+    assert!(log.contains(" forget - ok"), "{log}");
+
+    // Second run: `data` is not due (every 1h), `notes` is (no `every`).
+    let s = strata_run(&f, &cfg, &["data", "notes"], 0);
+    assert_eq!(source(&s, "broken")["status"], "skipped");
+    let s = strata_run(&f, &cfg, &[], 4);
+    assert_eq!(source(&s, "data")["status"], "skipped", "{s}");
+    assert_eq!(source(&s, "data")["detail"], "not due");
+    assert_eq!(source(&s, "notes")["status"], "ok");
+    // keep_last = 2 per source: notes had 3 snapshots, one was forgotten,
+    // and gc (min_forgotten 1, grace 0) ran.
+    assert_eq!(tagged(&f, "notes").len(), 2);
+    assert_eq!(tagged(&f, "data").len(), 2);
+    assert_eq!(step(&s, "forget")["status"], "ok", "{s}");
+    assert_eq!(step(&s, "gc")["status"], "ok", "{s}");
+    assert_eq!(step(&s, "sync")["status"], "skipped");
+    // An unknown source is an error naming it.
+    let o = cmd(&f)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("nope")
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&o, "unknown source").contains("no source named \"nope\""));
+}
+
+fn glob_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn run_unlocks_with_the_config_and_reports_hooks() {
+    let f = Fixture::new();
+    let pass = f.path("pass");
+    fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
+    let offsite = f.path("offsite");
+    let cfg = config(
+        &f,
+        &format!(
+            "password_command = \"cat {}\"\noffsite = \"{}\"\n\
+             [sources.n]\ncommand = \"echo 1\"\nname = \"n.txt\"\n[verification]\nread_data_subset = \"5%\"\n",
+            pass.display(),
+            offsite.display()
+        ),
+    );
+    let out = cmd(&f)
+        .env_remove("STRATA_PASSWORD")
+        .args(["run", "--json", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = parse_json(&out.stdout);
+    assert_eq!(source(&s, "n")["status"], "ok");
+    // the offsite mirror holds the snapshot, and it reads back there
+    assert_eq!(step(&s, "sync")["status"], "ok", "{s}");
+    let listed = support::ok(&offsite, &[], &["snapshots", "--json"]);
+    let id = source(&s, "n")["snapshot"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!id.is_empty() && listed.contains(&id), "{s}\n{listed}");
+    // check: 5% of the packs (at least one), those never verified first
+    let check = step(&s, "check");
+    assert_eq!(check["status"], "ok", "{s}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no errors; read 1 of "),
+        "{s}"
+    );
+    assert_eq!(step(&s, "forget")["status"], "skipped");
+    // status reads what the check recorded
+    let out = cmd(&f)
+        .env_remove("STRATA_PASSWORD")
+        .args(["status", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let v = parse_json(&out.stdout);
+    assert_eq!(v["check"]["last"]["errors"], 0, "{v}");
+    assert_eq!(v["check"]["coverage"]["verified"], 1, "{v}");
+}
+
+/// Every command without `--repo` takes the repository and the unlocking
+/// keys from the strata.toml it finds (STRATA_CONFIG, ./strata.toml), as
+/// `run` does; an invalid one is an error, none at all says what to give.
+#[test]
+fn commands_take_the_repository_and_keys_from_strata_toml() {
+    let f = Fixture::new();
+    let home = f.mkdir("home");
+    let dir = f.mkdir("policy");
+    fs::write(dir.join("pass"), "from the file\n").unwrap();
+    fs::write(
+        dir.join("strata.toml"),
+        "repository = \"repo\"\npassword_file = \"pass\"\n",
+    )
+    .unwrap();
+    let data = f.mkdir("data");
+    fs::write(data.join("a.txt"), "alpha").unwrap();
+    let bare = || {
+        let mut c = cmd(&f);
+        c.env_remove("STRATA_PASSWORD")
+            .env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME");
+        c
+    };
+    // ./strata.toml: init and snapshot there, with the passphrase of its file
+    bare().current_dir(&dir).arg("init").assert().success();
+    assert!(dir.join("repo/config").is_file());
+    bare()
+        .current_dir(&dir)
+        .arg("snapshot")
+        .arg(&data)
+        .assert()
+        .success();
+    // STRATA_CONFIG from elsewhere
+    let out = bare()
+        .current_dir(&home)
+        .env("STRATA_CONFIG", dir.join("strata.toml"))
+        .args(["cat", &format!("latest:{}/a.txt", data.display())])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(out.stdout, b"alpha");
+    // the file's passphrase is the repository's: another one fails
+    bare()
+        .current_dir(&home)
+        .env("STRATA_CONFIG", dir.join("strata.toml"))
+        .env("STRATA_PASSWORD", "wrong")
+        .args(["snapshots"])
+        .assert()
+        .failure();
+    // an invalid config found is an error naming its line
+    let bad = f.path("bad.toml");
+    fs::write(&bad, "repository = \"repo\"\nreposit = 1\n").unwrap();
+    let out = bare()
+        .current_dir(&home)
+        .env("STRATA_CONFIG", &bad)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.toml:2: reposit"),
+        "{err}"
+    );
+    // no config and no --repo
+    let out = bare().current_dir(&home).arg("snapshots").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no repository given"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- webhook
+
+#[test]
+fn webhook_gets_the_summary_and_a_down_one_is_a_warning() {
+    let f = Fixture::new();
+    let (port, h) = support::http_receiver();
+    let body = "[sources.n]\ncommand = \"echo 1\"\nname = \"n.txt\"\n";
+    let cfg = config(
+        &f,
+        &format!("webhook = \"http://127.0.0.1:{port}/hook\"\n{body}"),
+    );
+    let s = strata_run(&f, &cfg, &[], 0);
+    let (first, got) = h.join().unwrap();
+    assert_eq!(first, "POST /hook HTTP/1.1");
+    let got: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(got["version"], 1);
+    assert_eq!(got["ok"], true);
+    assert_eq!(source(&got, "n")["snapshot"], source(&s, "n")["snapshot"]);
+
+    let down = support::free_port();
+    let cfg = config(
+        &f,
+        &format!("webhook = \"http://127.0.0.1:{down}/hook\"\n{body}"),
+    );
+    let out = cmd(&f)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("strata: warning: webhook http://127.0.0.1:"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- status
+
+#[test]
+fn status_healthy_stale_json_and_prometheus() {
+    let f = Fixture::new();
+    let dir = f.mkdir("old");
+    fs::write(dir.join("f"), "x").unwrap();
+    let cfg = config(
+        &f,
+        &format!(
+            "[sources.fresh]\ncommand = \"echo fresh\"\nname = \"fresh.txt\"\n\
+             [sources.old]\npaths = [\"{}\"]\n[retention]\nkeep_daily = 30\nkeep_within = \"24h\"\n\
+             [status]\nmax_age = \"1d\"\n",
+            dir.display()
+        ),
+    );
+    // `old` has one snapshot, 3 days old, tagged with its name.
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72);
+    f.strata.snapshot(&[
+        dir.to_str().unwrap(),
+        "--tag",
+        "old",
+        "--time",
+        &t.to_string(),
+    ]);
+    strata_run(&f, &cfg, &["fresh"], 0);
+    let prom = f.path("metrics/strata.prom");
+    fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let out = cmd(&f)
+        .args(["status", "--json", "--config"])
+        .arg(&cfg)
+        .arg("--prometheus")
+        .arg(&prom)
+        .assert()
+        .code(5)
+        .get_output()
+        .clone();
+    let v = parse_json(&out.stdout);
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["max_age_seconds"], 86400);
+    let old = source(&v, "old");
+    assert_eq!(old["stale"], true);
+    assert_eq!(old["snapshots"], 1);
+    assert!(old["latest"]["age_seconds"].as_u64().unwrap() >= 72 * 3600 - 60);
+    let fresh = source(&v, "fresh");
+    assert_eq!(fresh["stale"], false);
+    assert!(fresh["logical_bytes"].as_u64().unwrap() > 0);
+    assert!(fresh["stored_bytes"].as_u64().is_some());
+    assert!(fresh["last_run"]["success"].is_string());
+    let rules: Vec<(String, u64, String)> = fresh["retention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap().into(),
+                r["kept"].as_u64().unwrap(),
+                r["target"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("within".into(), 1, "24h".into()),
+            ("daily".into(), 1, "30".into())
+        ]
+    );
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("old: latest snapshot is "),
+        "{v}"
+    );
+    assert_eq!(v["check"]["available"], true);
+    let text = fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("strata_healthy 0\n"), "{text}");
+    assert!(
+        text.contains("strata_source_stale{source=\"old\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strata_source_retention_kept{source=\"fresh\",rule=\"daily\"} 1\n"),
+        "{text}"
+    );
+    assert!(!glob_files(&f.path("metrics"), "strata.prom").is_empty());
+    assert_eq!(
+        fs::read_dir(f.path("metrics")).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+
+    // with a longer max age it is healthy; the text form says so
+    let out = cmd(&f)
+        .args(["status", "--max-age", "7d", "--config"])
+        .arg(&cfg)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("retention: within 24h: 1, daily 1/30"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("healthy"), "{text}");
+}
+
+// ---------------------------------------------------------------- restore
+
+#[test]
+fn restore_saves_a_pre_restore_snapshot_and_it_restores() {
+    let f = Fixture::new();
+    let app = f.mkdir("app");
+    fs::write(app.join("a.txt"), "version 1").unwrap();
+    fs::write(app.join("b.txt"), "only in v1").unwrap();
+    let good = f.strata.snapshot(&[app.to_str().unwrap()]);
+    // the application breaks the directory
+    fs::write(app.join("a.txt"), "version 2 (broken)").unwrap();
+    fs::remove_file(app.join("b.txt")).unwrap();
+    fs::write(app.join("c.txt"), "new in v2").unwrap();
+    let before = support::manifest(&app);
+
+    let spec = format!("latest:{}", app.display());
+    let r = f.strata.restore(&spec, &app, &["--delete"]);
+    assert_eq!(r["snapshot"], good["id"], "latest is the good snapshot");
+    let safety = r["safety_snapshot"]
+        .as_str()
+        .expect("a safety snapshot")
+        .to_string();
+    let pre = tagged(&f, "pre-restore");
+    assert_eq!(pre.len(), 1);
+    assert_eq!(pre[0]["id"], safety.as_str());
+    assert_eq!(fs::read_to_string(app.join("a.txt")).unwrap(), "version 1");
+    assert!(!app.join("c.txt").exists());
+
+    // `latest` skips the pre-restore snapshot, though it is newer
+    let again = f.strata.restore(&spec, &f.path("again"), &[] as &[&str]);
+    assert_eq!(again["snapshot"], good["id"]);
+    assert!(
+        again["safety_snapshot"].is_null(),
+        "empty target: nothing to save"
+    );
+    // ... unless asked for, and restoring it brings back the state before
+    let undo = f.strata.restore(
+        &spec,
+        &app,
+        &["--tag", "pre-restore", "--delete", "--no-safety-snapshot"],
+    );
+    assert_eq!(undo["snapshot"], safety.as_str());
+    support::assert_matches_manifest(&before, &app, &support::Compare::contents_only(), "undo");
+    assert_eq!(
+        tagged(&f, "pre-restore").len(),
+        1,
+        "--no-safety-snapshot took none"
+    );
+}
+
+// ---------------------------------------------------------------- sqlite
+
+#[test]
+fn sqlite_source_while_a_writer_commits() {
+    let f = Fixture::new();
+    let db = f.path("app.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE rows (id INTEGER PRIMARY KEY, v TEXT NOT NULL);")
+        .unwrap();
+    drop(conn);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (s2, c2, db2) = (stop.clone(), committed.clone(), db.clone());
+    let writer = std::thread::spawn(move || {
+        let mut c = rusqlite::Connection::open(&db2).unwrap();
+        c.busy_timeout(Duration::from_secs(30)).unwrap();
+        let mut n = 0i64;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let tx = c.transaction().unwrap();
+            // several statements per commit: a torn copy would show a gap
+            for k in 0..5 {
+                tx.execute(
+                    "INSERT INTO rows (id, v) VALUES (?1, ?2)",
+                    rusqlite::params![(n - 1) * 5 + k + 1, "x".repeat(200)],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+            c2.store(n as u64 * 5, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    while committed.load(std::sync::atomic::Ordering::Relaxed) < 500 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cfg = config(&f, "[sources.app]\nsqlite = \"app.db\"\n");
+    let s = strata_run(&f, &cfg, &[], 0);
+    let s2_ = strata_run(&f, &cfg, &[], 0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let total = committed.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(source(&s, "app")["files"], 1);
+    for (i, snap) in [s, s2_].iter().enumerate() {
+        let id = source(snap, "app")["snapshot"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let target = f.path(format!("restored{i}"));
+        f.strata.restore(&id, &target, &[] as &[&str]);
+        let c = rusqlite::Connection::open(target.join("app.db")).unwrap();
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        let (n, max): (i64, Option<i64>) = c
+            .query_row("SELECT count(*), max(id) FROM rows", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert!(n >= 500 && n as u64 <= total, "{n} rows, {total} committed");
+        assert_eq!(max, Some(n), "the rows are a prefix 1..={n}");
+        assert_eq!(n % 5, 0, "whole transactions only");
+    }
+}
+
+// ---------------------------------------------------------------- postgres
+
+fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let o = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "psql {db}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn pg_available() -> Result<(), String> {
+    support::on_path("pg_dump")?;
+    support::on_path("psql")?;
+    psql("postgres", "SELECT 1").map(|_| ())
+}
+
+#[test]
+fn run_with_pg_dump_and_restore_into_a_new_database() {
+    if !support::service_or_skip("STRATA_REQUIRE_PG_TESTS", pg_available()) {
+        return;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let tag = format!("strata_test_{}_{nanos}", std::process::id());
+    let (src, dst) = (format!("{tag}_src"), format!("{tag}_dst"));
+    struct Drop2(Vec<String>);
+    impl Drop for Drop2 {
+        fn drop(&mut self) {
+            for db in &self.0 {
+                let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+            }
+        }
+    }
+    let _cleanup = Drop2(vec![src.clone(), dst.clone()]);
+    psql("postgres", &format!("CREATE DATABASE {src}")).unwrap();
+    psql(
+        &src,
+        "CREATE TABLE events (id serial PRIMARY KEY, body jsonb NOT NULL, at timestamptz NOT NULL);
+         CREATE TABLE responses (id bigint PRIMARY KEY, event int REFERENCES events(id), status text);
+         INSERT INTO events (body, at) SELECT jsonb_build_object('n', g, 's', md5(g::text)), \
+             '2026-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 3000) g;
+         INSERT INTO responses SELECT g, g, CASE WHEN g % 7 = 0 THEN 'error' ELSE 'ok' END \
+             FROM generate_series(1, 2500) g;",
+    )
+    .unwrap();
+    let f = Fixture::new();
+    let cfg = config(
+        &f,
+        &format!(
+            "[sources.postgres]\ncommand = \"pg_dump --no-owner {src}\"\nname = \"postgres.sql\"\nevery = \"1d\"\n"
+        ),
+    );
+    let s = strata_run(&f, &cfg, &[], 0);
+    assert!(
+        source(&s, "postgres")["bytes_read"].as_u64().unwrap() > 100_000,
+        "{s}"
+    );
+    psql("postgres", &format!("CREATE DATABASE {dst}")).unwrap();
+    cmd(&f)
+        .args(["restore", "--source", "postgres", "latest", "--to-command"])
+        .arg(format!("psql -X -q -v ON_ERROR_STOP=1 -d {dst} >/dev/null"))
+        .env("STRATA_CONFIG", &cfg)
+        .assert()
+        .success();
+    for t in ["events", "responses"] {
+        let q = format!(
+            "SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY id)) FROM {t} t"
+        );
+        let (a, b) = (psql(&src, &q).unwrap(), psql(&dst, &q).unwrap());
+        assert_eq!(a, b, "table {t}");
+        assert!(
+            a.starts_with(if t == "events" { "3000 " } else { "2500 " }),
+            "{a}"
+        );
+    }
+    // a failing restore command fails the restore
+    let o = cmd(&f)
+        .args([
+            "restore",
+            "--source",
+            "postgres",
+            "latest",
+            "--to-command",
+            "cat >/dev/null; exit 7",
+        ])
+        .env("STRATA_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(support::one_line_error(&o, "to-command fails").contains("failed"));
+}
+
+// ---------------------------------------------------------------- redis
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let o = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn start_redis(dir: &Path, dbfile: &str) -> Result<(Server, u16), String> {
+    let port = support::free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--dbfilename", dbfile])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("redis-server: {e}"))?;
+    let s = Server(child);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let ok = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "ping"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG");
+        if ok {
+            return Ok((s, port));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("redis-server did not answer PING within 10 s".into())
+}
+
+#[test]
+fn redis_rdb_source_loads_into_a_fresh_server() {
+    let available = support::on_path("redis-server").and_then(|_| support::on_path("redis-cli"));
+    if !support::service_or_skip("STRATA_REQUIRE_REDIS_TESTS", available) {
+        return;
+    }
+    let f = Fixture::new();
+    let (_src, port) = start_redis(&f.mkdir("redis-src"), "dump.rdb").unwrap();
+    for i in 0..200 {
+        redis_cli(port, &["SET", &format!("key:{i}"), &format!("value {i}")]);
+    }
+    redis_cli(port, &["RPUSH", "list", "a", "b", "c"]);
+    let cfg = config(
+        &f,
+        &format!(
+            "[sources.redis]\ncommand = \"redis-cli -h 127.0.0.1 -p {port} --rdb -\"\nname = \"redis.rdb\"\n"
+        ),
+    );
+    let s = strata_run(&f, &cfg, &[], 0);
+    assert!(
+        source(&s, "redis")["bytes_read"].as_u64().unwrap() > 1000,
+        "{s}"
+    );
+    let dir = f.mkdir("redis-dst");
+    cmd(&f)
+        .args(["restore", "--source", "redis", "latest", "--to-command"])
+        .arg(format!("cat > {}/restored.rdb", dir.display()))
+        .env("STRATA_CONFIG", &cfg)
+        .assert()
+        .success();
+    let (_dst, port2) = start_redis(&dir, "restored.rdb").unwrap();
+    assert_eq!(redis_cli(port2, &["DBSIZE"]), "201");
+    assert_eq!(redis_cli(port2, &["GET", "key:123"]), "value 123");
+    assert_eq!(redis_cli(port2, &["LRANGE", "list", "0", "-1"]), "a\nb\nc");
+}
+
+// ---------------------------------------------------------------- schedule
+
+#[test]
+fn schedule_prints_and_writes_nothing() {
+    let f = Fixture::uninit();
+    let cfg = config(
+        &f,
+        "[sources.data]\npaths = [\"/srv\"]\nevery = \"5m\"\n[sources.db]\ncommand = \"pg_dump app\"\nname = \"db.sql\"\nevery = \"1d\"\n",
+    );
+    let out = cmd(&f)
+        .args(["schedule", "--print", "systemd", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("# /etc/systemd/system/strata.timer\n"),
+        "{text}"
+    );
+    assert!(text.contains("OnCalendar=*-*-* *:00/5:00"), "{text}");
+    assert!(text.contains("OnCalendar=*-*-* 03:00:00"), "{text}");
+    assert!(
+        text.contains(&format!("run --config {} db\n", cfg.display())),
+        "{text}"
+    );
+    let out = cmd(&f)
+        .args(["schedule", "--print", "cron", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("*/5 * * * * "), "{text}");
+    assert!(text.contains("0 3 * * * "), "{text}");
+}
+
+// ---------------------------------------------------------------- offsite
+
+#[test]
+fn status_fails_when_the_offsite_copy_lacks_packs() {
+    let f = Fixture::new();
+    let offsite = f.path("offsite");
+    let cfg = config(
+        &f,
+        &format!(
+            "offsite = \"{}\"\n[status]\nmax_offsite_behind = 0\n\
+             [sources.n]\ncommand = \"head -c 300000 /dev/urandom\"\nname = \"n.bin\"\n",
+            offsite.display()
+        ),
+    );
+    let s = strata_run(&f, &cfg, &[], 0);
+    assert_eq!(step(&s, "sync")["status"], "ok", "{s}");
+    let status = |code: i32| {
+        let out = cmd(&f)
+            .args(["status", "--json", "--config"])
+            .arg(&cfg)
+            .assert()
+            .code(code)
+            .get_output()
+            .clone();
+        parse_json(&out.stdout)
+    };
+    let v = status(0);
+    assert_eq!(v["sync"]["behind_packs"], 0, "{v}");
+    // a pack lost at the mirror: one pack behind, more than the 0 allowed
+    let lost = support::pack_files(&offsite).into_iter().next().unwrap();
+    fs::remove_file(&lost).unwrap();
+    let v = status(5);
+    assert_eq!(v["sync"]["behind_packs"], 1, "{v}");
+    assert!(v["problems"].to_string().contains("lacks 1 packs"), "{v}");
+    // the text report says so on its sync line
+    let out = cmd(&f)
+        .args(["status", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("sync: ")).unwrap_or("");
+    assert!(line.contains("the offsite copy lacks 1 packs ("), "{text}");
+}
