@@ -12,7 +12,7 @@
 //! - [`run`](mod@run): one run of the policy ([`run()`], a [`RunSummary`]);
 //!   its steps after the sources are in `steps`.
 //! - [`recover`](mod@recover): `strata recover`, the recovery runbook as
-//!   one command ([`recover::plan()`], then [`recover()`]); and the policy
+//!   one command ([`recover::plan()`], then [`recover()`](fn@recover)); and the policy
 //!   that every run stores in the repository for a bare machine.
 //! - [`status`](mod@status): the health report ([`status()`], a
 //!   [`StatusReport`]).

@@ -24,12 +24,12 @@
 //!
 //! Every step is timed; the total is the measured recovery time. The first
 //! failing step stops the recovery: the summary lists the steps that did
-//! not run, and is POSTed to the webhook ([`run()`], [`RecoverSummary`]).
+//! not run, and is POSTed to the webhook ([`recover()`], [`RecoverSummary`]).
 //!
 //! The policy is the local strata.toml, or with none, the newest one that
 //! `strata run` stored in the repository ([`stored`]); commands taken from
 //! a stored policy are for the front end to show and confirm before
-//! [`run()`] is called ([`Plan::commands`]).
+//! [`recover()`] is called ([`Plan::commands`]).
 
 mod command;
 mod plan;
