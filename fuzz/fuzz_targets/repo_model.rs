@@ -37,7 +37,6 @@ fuzz_target!(|data: &[u8]| {
             std::env::set_var("STRATA_CACHE_DIR", "");
             std::env::set_var("STRATA_GC_GRACE", "0s");
         }
-        strata::repo::lock::set_quiet(true);
     });
     let dir = scratch();
     let _ = std::fs::remove_dir_all(&dir);
