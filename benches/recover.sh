@@ -23,11 +23,14 @@
 # $BENCH_DIR/report.md; tool output in $BENCH_DIR/logs/.
 set -euo pipefail
 
-# shellcheck source-path=SCRIPTDIR source=compare/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/compare/lib.sh"
-
+# before lib.sh, which has its own defaults for these two
 BENCH_DIR="${BENCH_DIR:-/tmp/strata-recover-bench}"
 PG_DB="${PG_DB:-recover_bench}"
+# shellcheck source-path=SCRIPTDIR source=compare/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/compare/lib.sh"
+# lib.sh exports the peers' passwords and STRATA_PASSWORD, which would
+# win over the policy's password_file: the policy unlocks here
+unset STRATA_PASSWORD
 SCALE="${SCALE:-1}"
 REDIS_KEYS="${REDIS_KEYS:-200000}"
 GEN="${GEN:-$REPO_ROOT/../shared/bench/gen_seedlike.py}"
