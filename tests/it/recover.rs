@@ -902,7 +902,7 @@ fn redis_recipe(port: u16, dir: &Path) -> String {
         &[
             (
                 "systemctl stop redis-server",
-                format!("redis-cli -p 6379 shutdown nosave"),
+                "redis-cli -p 6379 shutdown nosave".to_string(),
             ),
             ("systemctl start redis-server", redis_start_cmd(port, dir)),
             ("6379", port.to_string()),
