@@ -5,6 +5,7 @@
 
 pub mod agefile;
 pub mod keys;
+pub mod recovery;
 
 use crate::blob::BlobKind;
 use crate::error::{Error, Result};
