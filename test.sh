@@ -7,6 +7,7 @@
 # What the tests need, and which test needs it:
 #   fuse3 (fusermount3, /dev/fuse)   tests/it/mount.rs
 #   age, openssh-client              tests/it/encryption.rs (interop with stock age, ssh keys)
+#   sqlite3, curl                    tests/it/recover.rs (the README's SQLite and Qdrant recipes)
 #   PyPI moto[server]                every S3 test (a real S3 server on 127.0.0.1)
 #   postgresql, redis-server         tests/it/policy.rs (`strata run` with pg_dump, redis-cli)
 # Installing needs root (apt-get, pip); as another user, whatever is missing
@@ -49,15 +50,18 @@ apt_install() {
   }
 }
 
-# fuse3, age, ssh-keygen
+# fuse3, age, ssh-keygen, sqlite3, curl
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v age >/dev/null 2>&1 || missing+=(age)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}" || true
 fi
-if command -v age >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; then
+if command -v age >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 \
+  && command -v sqlite3 >/dev/null 2>&1 && command -v curl >/dev/null 2>&1; then
   export STRATA_REQUIRE_TOOLS=1
 fi
 if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null 2>&1; then

@@ -83,6 +83,10 @@ pub enum Command {
     /// Run the backup policy of strata.toml once: due sources, forget, gc,
     /// sync, check.
     Run(RunArgs),
+    /// Recover sources of strata.toml: plan, stop, save, restore (verified),
+    /// start, check health; from this machine, or with --from URL from a
+    /// bare one (the policy stored in the repository by `run`).
+    Recover(RecoverArgs),
     /// Report whether the backups of strata.toml are healthy (for cron and
     /// monitoring).
     Status(StatusArgs),
@@ -152,6 +156,10 @@ pub enum KeyCommand {
     /// Print the repository's data identity (AGE-SECRET-KEY-1…), which
     /// decrypts every pack and snapshot with stock `age -d`.
     ExportIdentity,
+    /// Print the recovery key: the whole repository secret as text that
+    /// alone opens the repository (`--identity FILE`), with no key file
+    /// and no passphrase. For a safe, against the loss of everything else.
+    ExportRecovery,
 }
 
 /// New-passphrase options of `key add` and `key passwd`.
@@ -294,12 +302,34 @@ impl FilterArgs {
     }
 }
 
+/// `--source NAME` of `snapshots`, `ls`, `cat`, `find`, `diff` and `stats`.
+#[derive(Args, Debug, Default)]
+pub struct SourceArg {
+    /// Only the snapshots of this source of strata.toml (the same as `--tag
+    /// NAME`: a source's snapshots carry its name as a tag).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+}
+
+impl SourceArg {
+    /// `filter` narrowed to the source's snapshots.
+    pub fn narrow(&self, mut filter: crate::snapshot::Filter) -> crate::snapshot::Filter {
+        if let Some(s) = &self.source {
+            filter.tags.push(s.clone());
+        }
+        filter
+    }
+}
+
 /// `strata snapshots`
 #[derive(Args, Debug)]
 pub struct SnapshotsArgs {
     /// Filters.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// A source of strata.toml.
+    #[command(flatten)]
+    pub source: SourceArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -372,7 +402,8 @@ pub struct RestoreArgs {
 /// `strata ls`
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// Snapshot id prefix or `latest`, optionally `:PATH`. Names print
+    /// Snapshot id prefix or `latest`, optionally `:PATH` (`latest:PATH`:
+    /// the newest snapshot that holds PATH). Names print
     /// with `\\` for a backslash and `\xHH` for bytes that are not UTF-8
     /// or are control characters; such a printed name is accepted back.
     pub target: std::ffi::OsString,
@@ -388,6 +419,9 @@ pub struct LsArgs {
     /// Which snapshot `latest` means.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// A source of strata.toml.
+    #[command(flatten)]
+    pub source: SourceArg,
 }
 
 /// `strata cat`
@@ -403,6 +437,9 @@ pub struct CatArgs {
     /// Which snapshot `latest` means.
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// A source of strata.toml.
+    #[command(flatten)]
+    pub source: SourceArg,
 }
 
 /// `strata find`
@@ -417,6 +454,9 @@ pub struct FindArgs {
     /// Search only the newest N snapshots.
     #[arg(long, value_name = "N")]
     pub newest: Option<usize>,
+    /// A source of strata.toml (its snapshots only; `latest` is its newest).
+    #[command(flatten)]
+    pub source: SourceArg,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -429,6 +469,9 @@ pub struct DiffArgs {
     pub a: String,
     /// The newer snapshot.
     pub b: String,
+    /// A source of strata.toml (its snapshots only; `latest` is its newest).
+    #[command(flatten)]
+    pub source: SourceArg,
     /// One JSON object per line, then a totals object.
     #[arg(long)]
     pub json: bool,
@@ -448,6 +491,9 @@ pub enum StatsMode {
 pub struct StatsArgs {
     /// Snapshots (id prefixes or `latest`); all if none.
     pub snapshots: Vec<String>,
+    /// A source of strata.toml (its snapshots only; `latest` is its newest).
+    #[command(flatten)]
+    pub source: SourceArg,
     /// What to report.
     #[arg(long, value_enum, default_value = "restore-size")]
     pub mode: StatsMode,
@@ -614,6 +660,45 @@ pub struct RewriteArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata recover`
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// Sources of strata.toml to recover.
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Recover every source.
+    #[arg(long, conflicts_with = "sources")]
+    pub all: bool,
+    /// Restore this snapshot (id prefix) instead of the source's newest:
+    /// one source only (a `pre-restore` snapshot undoes a recovery).
+    #[arg(long, value_name = "ID", conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// Restore each source's newest snapshot at or before TIME
+    /// (`2026-12-01 14:00:00` local time, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Print the plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run the commands of a policy read from the repository (they are
+    /// printed first; without --yes none runs).
+    #[arg(long)]
+    pub yes: bool,
+    /// Do not save the current state in `pre-restore` snapshots first.
+    #[arg(long)]
+    pub no_safety_snapshot: bool,
+    /// The repository to recover from (as --repo); with no local
+    /// strata.toml, the policy is the one `run` stored there.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<PathBuf>,
+    /// strata.toml.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the plan and the summary as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,7 +2,7 @@
 //! reads blobs through [`crate::read::BlobReader::reporting`], which first reconciles the
 //! index with the packs (format-spec/index.md).
 
-use super::args::{CatArgs, DiffArgs, FilterArgs, FindArgs, LsArgs, StatsArgs, StatsMode};
+use super::args::{CatArgs, DiffArgs, FindArgs, LsArgs, StatsArgs, StatsMode};
 use super::{exit, output};
 use crate::error::{Error, IoContext, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
@@ -17,13 +17,52 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Resolve a snapshot spec, warning about skipped manifests.
-fn resolve(repo: &Repo, spec: &str, filter: &FilterArgs) -> Result<(SnapshotId, Snapshot)> {
+fn resolve(repo: &Repo, spec: &str, filter: &snapshot::Filter) -> Result<(SnapshotId, Snapshot)> {
     let mut skipped = Vec::new();
-    let r = snapshot::resolve(repo, spec, &filter.to_filter(), &mut skipped);
+    let r = snapshot::resolve(repo, spec, filter, &mut skipped);
     for w in &skipped {
         repo.events().warning(w);
     }
     r
+}
+
+/// Resolve the spec of a `SNAPSHOT[:PATH]` (`latest:PATH`: the newest
+/// snapshot holding PATH), warning about skipped manifests.
+fn resolve_at(
+    reader: &crate::read::BlobReader,
+    spec: &str,
+    path: Option<&[u8]>,
+    filter: &snapshot::Filter,
+) -> Result<(SnapshotId, Snapshot)> {
+    let mut skipped = Vec::new();
+    let r = inspect::latest::resolve(reader, spec, path, filter, &mut skipped);
+    for w in &skipped {
+        reader.repo().events().warning(w);
+    }
+    r
+}
+
+/// The snapshots `find` and `stats` go through: those named, else every
+/// readable one that passes `filter`; oldest first.
+fn chosen(
+    repo: &Repo,
+    specs: &[String],
+    filter: &snapshot::Filter,
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    if specs.is_empty() {
+        let mut all = crate::snapshot::readable(repo)?;
+        all.retain(|(_, s)| filter.matches(s));
+        return Ok(all);
+    }
+    let mut v = Vec::new();
+    for s in specs {
+        let r = resolve(repo, s, filter)?;
+        if !v.iter().any(|(id, _): &(SnapshotId, Snapshot)| *id == r.0) {
+            v.push(r);
+        }
+    }
+    v.sort_by_key(|(_, s)| s.time_unix_ns);
+    Ok(v)
 }
 
 /// `SNAPSHOT[:PATH]`: the snapshot spec (text) and the path (bytes, maybe
@@ -167,8 +206,9 @@ fn ls_line(out: &mut dyn Write, path: &Path, e: &Entry, a: &LsArgs) -> Result<()
 
 pub fn ls(repo: &Repo, a: &LsArgs) -> Result<i32> {
     let (spec, path) = split_target(&a.target)?;
-    let (_, snap) = resolve(repo, &spec, &a.filter)?;
     let reader = crate::read::BlobReader::reporting(repo)?;
+    let filter = a.source.narrow(a.filter.to_filter());
+    let (_, snap) = resolve_at(&reader, &spec, path.as_deref(), &filter)?;
     let found = inspect::locate(&reader, &snap, path.as_deref().unwrap_or(b"/"))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -204,8 +244,9 @@ pub fn cat(repo: &Repo, a: &CatArgs) -> Result<i32> {
             paths::escape(a.target.as_bytes())
         )));
     };
-    let (_, snap) = resolve(repo, &spec, &a.filter)?;
     let reader = crate::read::BlobReader::reporting(repo)?;
+    let filter = a.source.narrow(a.filter.to_filter());
+    let (_, snap) = resolve_at(&reader, &spec, Some(&path), &filter)?;
     let found = inspect::locate(&reader, &snap, &path)?;
     let e = match &found.entry {
         Some(e) if e.kind() == EntryKind::File => e,
@@ -315,16 +356,7 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
 
 pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
     let pats = paths::Patterns::new(&a.globs)?;
-    let mut snaps: Vec<(SnapshotId, Snapshot)> = if a.snapshots.is_empty() {
-        crate::snapshot::readable(repo)?
-    } else {
-        let mut v = Vec::new();
-        for s in &a.snapshots {
-            v.push(resolve(repo, s, &FilterArgs::default())?);
-        }
-        v.sort_by_key(|(_, s)| s.time_unix_ns);
-        v
-    };
+    let mut snaps = chosen(repo, &a.snapshots, &a.source.narrow(Default::default()))?;
     if let Some(n) = a.newest {
         let skip = snaps.len().saturating_sub(n);
         snaps.drain(..skip);
@@ -371,9 +403,9 @@ pub fn find(repo: &Repo, a: &FindArgs) -> Result<i32> {
 }
 
 pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
-    let none = FilterArgs::default();
-    let (ia, sa) = resolve(repo, &a.a, &none)?;
-    let (ib, sb) = resolve(repo, &a.b, &none)?;
+    let filter = a.source.narrow(Default::default());
+    let (ia, sa) = resolve(repo, &a.a, &filter)?;
+    let (ib, sb) = resolve(repo, &a.b, &filter)?;
     let reader = crate::read::BlobReader::reporting(repo)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -428,19 +460,10 @@ pub fn diff(repo: &Repo, a: &DiffArgs) -> Result<i32> {
 }
 
 pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
-    let snaps: Vec<Snapshot> = if a.snapshots.is_empty() {
-        crate::snapshot::readable(repo)?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect()
-    } else {
-        let none = FilterArgs::default();
-        let mut v = Vec::new();
-        for s in &a.snapshots {
-            v.push(resolve(repo, s, &none)?.1);
-        }
-        v
-    };
+    let snaps: Vec<Snapshot> = chosen(repo, &a.snapshots, &a.source.narrow(Default::default()))?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     let reader = crate::read::BlobReader::reporting(repo)?;
     let st = inspect::stats::stats(&reader, &snaps)?;
     if a.json {

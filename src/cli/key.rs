@@ -32,7 +32,9 @@ fn new_passphrase_key(session: &Session, a: &NewPassArgs, ev: &dyn Events) -> Re
 /// Open the repository with the lock the subcommand needs, then run it.
 pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<i32> {
     let op = match cmd {
-        KeyCommand::List { .. } | KeyCommand::ExportIdentity => Operation::ReadKeys,
+        KeyCommand::List { .. } | KeyCommand::ExportIdentity | KeyCommand::ExportRecovery => {
+            Operation::ReadKeys
+        }
         _ => Operation::ChangeKeys,
     };
     let (repo, _l): (Repo, Lock) = session.open_for(op, ev)?;
@@ -80,6 +82,14 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
                 c.recipient(),
                 id.as_str()
             ))?;
+        }
+        KeyCommand::ExportRecovery => {
+            eprintln!(
+                "strata: WARNING: this recovery key opens the repository alone, to read and to \
+                 write: anyone who holds it and the storage holds all backups. Keep it offline \
+                 (printed, in a safe); `strata --identity FILE` opens the repository with it."
+            );
+            output::line(crate::repo::recovery::encode(c, repo_id).trim_end())?;
         }
     }
     Ok(exit::OK)

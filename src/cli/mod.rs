@@ -13,6 +13,7 @@ mod locks;
 mod mount;
 mod output;
 pub(crate) mod progress;
+mod recover;
 mod repair;
 mod restore;
 mod run;
@@ -203,6 +204,7 @@ fn run(cli: &Cli, ev: &Arc<dyn Events>) -> crate::Result<i32> {
         Command::Snapshots(a) => snapshots::run(&open_for(cli, Operation::Snapshots, ev)?.0, a),
         Command::Restore(a) => restore::run(cli, a, ev),
         Command::Run(a) => run::run(cli, a, ev),
+        Command::Recover(a) => recover::run(cli, a, ev),
         Command::Status(a) => status::run(cli, a, ev),
         Command::Schedule(a) => schedule::run(a),
         Command::Ls(a) => inspect::ls(&open_for(cli, Read("ls"), ev)?.0, a),

@@ -35,7 +35,10 @@ pub fn run(cli: &super::Cli, a: &RestoreArgs, ev: &Arc<dyn Events>) -> Result<i3
         f.skip_tags.push(PRE_RESTORE_TAG.to_string());
     }
     let mut skipped = Vec::new();
-    let (id, snap) = snapshot::resolve(&repo, &spec, &f, &mut skipped)?;
+    let (id, snap) = {
+        let reader = crate::read::BlobReader::reporting(&repo)?;
+        crate::inspect::latest::resolve(&reader, &spec, sub.as_deref(), &f, &mut skipped)?
+    };
     // threat-model.md "Rollback and deletion": `latest` may be older than
     // a snapshot the storage hides; restored all the same, with exit 3.
     if spec == "latest" {

@@ -7,7 +7,7 @@ use crate::repo::Repo;
 use crate::snapshot;
 
 pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
-    let f = a.filter.to_filter();
+    let f = a.source.narrow(a.filter.to_filter());
     let (all, bad) = snapshot::list(repo)?;
     // Reported every time until acknowledged (repo/seen.rs).
     let vanished = snapshot::vanished(repo)?;

@@ -5,6 +5,7 @@
 
 pub mod diff;
 pub mod find;
+pub mod latest;
 pub mod raw;
 pub mod stats;
 
@@ -66,7 +67,7 @@ pub fn locate(reader: &BlobReader, snap: &Snapshot, arg: &[u8]) -> Result<Locate
 }
 
 /// [`locate`] for one spelling: `Ok(Err(message))` when it names nothing.
-fn locate_exact(
+pub(crate) fn locate_exact(
     reader: &BlobReader,
     snap: &Snapshot,
     path: &[u8],

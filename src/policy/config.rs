@@ -12,6 +12,42 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The tag of the policy file stored in the repository (`recover::stored`).
+pub const POLICY_TAG: &str = "strata-policy";
+
+/// `health_timeout` when a source gives none.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a source is restored by `strata recover` (its strata.toml keys
+/// `restore_command`, `before_restore`, `after_restore`, `health_check`,
+/// `health_timeout`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    /// A command source: the command that reads the stored file on its
+    /// standard input and restores it (`psql …`).
+    pub restore_command: Option<String>,
+    /// Run first (stop the service).
+    pub before_restore: Option<String>,
+    /// Run after the restore (start the service).
+    pub after_restore: Option<String>,
+    /// Run last; a non-zero exit or a timeout fails the recovery.
+    pub health_check: Option<String>,
+    /// How long `health_check` may run.
+    pub health_timeout: Duration,
+}
+
+impl Default for Declared {
+    fn default() -> Self {
+        Declared {
+            restore_command: None,
+            before_restore: None,
+            after_restore: None,
+            health_check: None,
+            health_timeout: HEALTH_TIMEOUT,
+        }
+    }
+}
+
 pub use crate::restore::safety::PRE_RESTORE_TAG;
 
 /// A day: a source whose `every` is this or more is a daily (weekly…)
@@ -67,6 +103,12 @@ struct RawSource {
     name: Option<String>,
     every: Option<Every>,
     at: Option<String>,
+    // issue 22: how `strata recover` restores the source
+    restore_command: Option<String>,
+    before_restore: Option<String>,
+    after_restore: Option<String>,
+    health_check: Option<String>,
+    health_timeout: Option<Every>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +271,8 @@ pub struct Source {
     /// `at = "HH:MM"`: for an `every` of a day or more, the time of day
     /// from which it is due (default `[cadence] daily_at`).
     pub at: Option<(u8, u8)>,
+    /// How `strata recover` restores it.
+    pub restore: Declared,
 }
 
 /// `[gc]`.
@@ -619,6 +663,7 @@ impl Parsing<'_> {
         let table = format!("sources.{name}");
         if name.is_empty()
             || name == PRE_RESTORE_TAG
+            || name == POLICY_TAG
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
@@ -627,7 +672,7 @@ impl Parsing<'_> {
                 &table,
                 None,
                 "a source name is letters, digits, `-`, `_` and `.` (it becomes the snapshots' tag), \
-                 and not `pre-restore`",
+                 and not `pre-restore` or `strata-policy`",
             ));
         }
         let kinds = [!s.paths.is_empty(), s.command.is_some(), s.sqlite.is_some()];
@@ -669,11 +714,13 @@ impl Parsing<'_> {
                 "`at` is for sources whose `every` is a day or more",
             ));
         }
+        let restore = self.declared(&table, s, &kind)?;
         Ok(Source {
             name: name.to_string(),
             kind,
             every: s.every.map(|e| e.0),
             at,
+            restore,
         })
     }
 
@@ -793,6 +840,43 @@ impl Parsing<'_> {
             exclude: s.exclude.clone(),
             exclude_if_present: s.exclude_if_present.clone(),
             one_file_system: s.one_file_system,
+        })
+    }
+
+    /// How `recover` restores source `s` (of `table`): a command is
+    /// never empty, and `restore_command` is for command sources only.
+    fn declared(&self, table: &str, s: &RawSource, kind: &SourceKind) -> Result<Declared> {
+        for (key, v) in [
+            ("restore_command", &s.restore_command),
+            ("before_restore", &s.before_restore),
+            ("after_restore", &s.after_restore),
+            ("health_check", &s.health_check),
+        ] {
+            if v.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                return Err(self.bad(table, Some(key), "empty command"));
+            }
+        }
+        if s.restore_command.is_some() && !matches!(kind, SourceKind::Command { .. }) {
+            return Err(self.bad(
+                table,
+                Some("restore_command"),
+                "restore_command is for command sources (paths and sqlite sources restore to \
+                 their own paths)",
+            ));
+        }
+        if s.health_timeout.is_some() && s.health_check.is_none() {
+            return Err(self.bad(
+                table,
+                Some("health_timeout"),
+                "health_timeout needs health_check",
+            ));
+        }
+        Ok(Declared {
+            restore_command: s.restore_command.clone(),
+            before_restore: s.before_restore.clone(),
+            after_restore: s.after_restore.clone(),
+            health_check: s.health_check.clone(),
+            health_timeout: s.health_timeout.map_or(HEALTH_TIMEOUT, |e| e.0),
         })
     }
 

@@ -13,12 +13,16 @@
 //! - [`webhook`]: the run summary, POSTed as JSON.
 //! - [`run`](mod@run): one run of the policy ([`run()`], a [`RunSummary`]);
 //!   its steps after the sources are in `steps`.
+//! - [`recover`](mod@recover): `strata recover`, the recovery runbook as
+//!   one command ([`recover::plan()`], then [`recover()`](fn@recover)); and the policy
+//!   that every run stores in the repository for a bare machine.
 //! - [`status`](mod@status): the health report ([`status()`], a
 //!   [`StatusReport`]).
 
 pub mod config;
 pub mod envfile;
 pub mod record;
+pub mod recover;
 pub mod run;
 pub mod sqlite;
 pub mod state;
@@ -26,5 +30,6 @@ pub mod status;
 pub mod webhook;
 
 pub use config::{Config, Source, SourceKind};
+pub use recover::{RecoverOptions, RecoverSummary, recover};
 pub use run::{RunOptions, RunSummary, run};
 pub use status::{StatusOptions, StatusReport, status};

@@ -78,6 +78,9 @@ pub enum Credential {
     Passphrase(SecretString),
     /// Identities (age X25519, ssh) for recipient keys.
     Identities(Vec<Box<dyn age::Identity>>),
+    /// A recovery key (keys.md "Recovery key"): the secret itself, no key
+    /// file needed.
+    Recovery(Box<super::recovery::RecoveryKey>),
 }
 
 /// What a new key is encrypted to.
@@ -380,6 +383,9 @@ pub fn unlock<T>(
     prefer: Option<&str>,
     accept: &mut dyn FnMut(Candidate) -> Result<T>,
 ) -> Result<T> {
+    if let Credential::Recovery(k) = cred {
+        return unlock_recovery(k, accept);
+    }
     let max_log_n = max_scrypt_log_n()?;
     let mut scrypt_identity;
     let identities: Vec<&dyn age::Identity> = match cred {
@@ -389,6 +395,7 @@ pub fn unlock<T>(
             vec![&scrypt_identity]
         }
         Credential::Identities(ids) => ids.iter().map(|b| b.as_ref()).collect(),
+        Credential::Recovery(_) => Vec::new(),
     };
     let want_scrypt = matches!(cred, Credential::Passphrase(_));
     let mut ids = key_ids(store)?;
@@ -440,6 +447,31 @@ pub fn unlock<T>(
         format!("tried {}", at.tried.join(", "))
     }))
 }
+
+/// The recovery key's secret offered to `accept` as the candidate
+/// [`RECOVERY_KEY_ID`]; a secret that does not authenticate the config is
+/// a wrong key.
+fn unlock_recovery<T>(
+    k: &super::recovery::RecoveryKey,
+    accept: &mut dyn FnMut(Candidate) -> Result<T>,
+) -> Result<T> {
+    let cand = Candidate {
+        id: RECOVERY_KEY_ID.to_string(),
+        repo_id: k.repo_id,
+        crypto: k.crypto()?,
+    };
+    accept(cand).map_err(|e| match e {
+        Error::Corrupt { detail, .. } => Error::WrongKey(format!(
+            "the recovery key (of repository {}…) does not open this repository: {detail}",
+            &crate::id::to_hex(&k.repo_id)[..8]
+        )),
+        e => e,
+    })
+}
+
+/// The key id a repository opened with a recovery key reports (not a key
+/// file's name: those are 32 hex digits).
+pub const RECOVERY_KEY_ID: &str = "recovery-key";
 
 /// Key file `id`, read, if its kind fits the credential and its work
 /// factor is within the limit; a file that cannot be read or parsed, or

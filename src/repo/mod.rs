@@ -15,6 +15,7 @@ pub mod known;
 pub mod lock;
 pub mod rebuild;
 pub mod reconcile;
+pub mod recovery;
 pub mod seen;
 
 use crate::backend::{Backend, LocalBackend};

@@ -158,6 +158,12 @@ pub fn credential(src: &Sources, events: &Arc<dyn Events>) -> Result<(Credential
         .or_else(|| env_nonempty("STRATA_IDENTITY").map(PathBuf::from))
         .or_else(|| src.config.identity.clone());
     if let Some(path) = identity {
+        let text = std::fs::read(&path).at(&path)?;
+        if crate::repo::recovery::is_recovery(&text) {
+            let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&text).into_owned());
+            let key = crate::repo::recovery::decode(&text, &path.display().to_string())?;
+            return Ok((Credential::Recovery(Box::new(key)), Used::Identity(path)));
+        }
         return Ok((
             Credential::Identities(load_identities(&path, events)?),
             Used::Identity(path),

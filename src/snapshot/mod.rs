@@ -36,6 +36,21 @@ impl Filter {
                 .iter()
                 .all(|p| s.paths.iter().any(|sp| sp == p.as_bytes()))
     }
+
+    /// The filter in words for a message: ` (tag db, host h, not tagged
+    /// pre-restore)`, or `""` when it passes everything.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(self.tags.iter().map(|t| format!("tag {t}")));
+        parts.extend(self.host.iter().map(|h| format!("host {h}")));
+        parts.extend(self.paths.iter().map(|p| format!("path {p}")));
+        parts.extend(self.skip_tags.iter().map(|t| format!("not tagged {t}")));
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
 }
 
 /// Every snapshot id in the repository.

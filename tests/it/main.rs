@@ -40,6 +40,7 @@ mod inspect;
 mod mount;
 mod paths;
 mod policy;
+mod recover;
 mod remote;
 mod repair;
 mod repo_model;

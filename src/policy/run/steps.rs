@@ -1,7 +1,7 @@
-//! The steps of a policy run after the sources (`super`, `policy::run`): forget,
-//! gc, sync and check, each when configured and due. Each returns its
-//! status and a one-line detail; the exclusive lock of forget and gc is
-//! taken once, and a lock held by another process is a warning (the step
+//! The steps of a policy run after the sources (`super`, `policy::run`): the
+//! policy stored in the repository, forget, gc, sync and check, each when
+//! configured and due. Each returns its status and a one-line detail; the
+//! exclusive lock of forget and gc is taken once, and a lock held by another process is a warning (the step
 //! runs next time), not a failure.
 
 use super::{Runner, Status, StepOutcome};
@@ -17,6 +17,8 @@ type Ended = (&'static str, Status, String);
 /// 2-5. forget, gc, sync, check; the state is saved after forget and gc.
 pub(super) fn run(r: &mut Runner<'_>) -> Vec<StepOutcome> {
     let mut steps = Vec::new();
+    // issue 22: the policy itself, for `recover --from` on a bare machine
+    steps.push(timed(r, policy_step));
     let mut exclusive: Option<Lock> = None;
     steps.push(timed(r, |r| forget_step(r, &mut exclusive)));
     r.save();
@@ -58,6 +60,15 @@ fn exclusive_lock<'l>(
     }
     held.as_ref()
         .ok_or_else(|| (Status::Failed, "no lock".to_string()))
+}
+
+/// Store the policy file in the repository when it changed
+/// (`policy::recover::stored`).
+fn policy_step(r: &mut Runner<'_>) -> Ended {
+    match crate::policy::recover::stored::run_step(r.session, &r.repo, r.cfg) {
+        Ok(detail) => ("policy", Status::Ok, detail),
+        Err(e) => ("policy", Status::Failed, e),
+    }
 }
 
 fn forget_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
