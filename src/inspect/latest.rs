@@ -64,7 +64,7 @@ pub fn resolve(
         None => snapshot::first_error(bad)
             .unwrap_or_else(|| Error::SnapshotNotFound(format!("latest (holding {shown})"))),
         Some((id, time)) => Error::Invalid(format!(
-            "{shown}: no such path in any of the {searched} snapshots searched{} \
+            "{shown}: no such file or directory in any of the {searched} snapshots searched{} \
              (the newest: {} of {time})",
             filter.describe(),
             id.short()
