@@ -79,11 +79,11 @@ pub struct TreeCache {
 impl TreeCache {
     /// The cache for repository `repo_id`, or `None` if no cache directory
     /// can be found (or `STRATA_CACHE_DIR` is empty).
-    pub fn for_repo(repo_id: &[u8; 32]) -> Option<Self> {
+    pub fn for_repo(repo_id: &crate::id::RepoId) -> Option<Self> {
         Some(TreeCache {
             // `trees2`: listings without inline contents, compressed;
             // the uncompressed format-1 files in `trees/` are never read.
-            dir: base_dir()?.join(crate::id::to_hex(repo_id)).join("trees2"),
+            dir: base_dir()?.join(repo_id.to_hex()).join("trees2"),
         })
     }
 

@@ -1,4 +1,5 @@
-//! Typed 32-byte ids (format-spec/repository.md "Ids"): a `PackId` is never a `BlobId`.
+//! Typed 32-byte ids (format-spec/repository.md "Ids"): a `PackId` is never a `BlobId`,
+//! nor a `RepoId`.
 
 use std::fmt;
 
@@ -79,6 +80,21 @@ define_id!(
     /// body, or its MAC in an encrypted repository), also its file name.
     SnapshotId
 );
+
+define_id!(
+    /// The random id of a repository (`config`'s `repo_id`, objects.md
+    /// "Config body"), which its key files repeat and its cache directories
+    /// are named by.
+    RepoId
+);
+
+/// A decoder written from the spec alone compares its bytes with the
+/// library's id (tests/it/vectors.rs).
+impl PartialEq<RepoId> for [u8; 32] {
+    fn eq(&self, other: &RepoId) -> bool {
+        *self == other.0
+    }
+}
 
 impl BlobId {
     /// The id of `data` in a plaintext repository.

@@ -78,7 +78,7 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
             let id = c.identity_string();
             output::line(&format!(
                 "# strata repository {}\n# public key: {}\n{}",
-                crate::id::to_hex(repo_id),
+                repo_id.to_hex(),
                 c.recipient(),
                 id.as_str()
             ))?;

@@ -176,7 +176,7 @@ fn init(cli: &Cli, a: &args::InitArgs, ev: &Arc<dyn Events>) -> crate::Result<i3
         } else {
             "UNENCRYPTED"
         },
-        &crate::id::to_hex(&c.repo_id)[..8],
+        c.repo_id.short(),
         path.display(),
         c.chunker.min,
         c.chunker.avg,

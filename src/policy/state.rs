@@ -127,10 +127,10 @@ pub struct State {
 
 /// The policy directory of repository `repo_id` in the cache, or `None`
 /// when caching is disabled (`STRATA_CACHE_DIR=`) or no home is known.
-pub fn dir(repo_id: &[u8; 32]) -> Option<PathBuf> {
+pub fn dir(repo_id: &crate::id::RepoId) -> Option<PathBuf> {
     Some(
         crate::cache::base_dir()?
-            .join(crate::id::to_hex(repo_id))
+            .join(repo_id.to_hex())
             .join("policy"),
     )
 }

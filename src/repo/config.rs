@@ -2,6 +2,7 @@
 
 use crate::crypto::Crypto;
 use crate::error::{Error, Result};
+use crate::id::RepoId;
 use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
 
@@ -26,8 +27,7 @@ pub struct Config {
     /// (format-spec/README.md "Version log").
     pub version: u32,
     /// Random repository id.
-    #[serde(serialize_with = "ser_hex")]
-    pub repo_id: [u8; 32],
+    pub repo_id: RepoId,
     /// Chunker parameters.
     pub chunker: ChunkerParams,
     /// zstd level; 0 stores blobs raw.
@@ -36,10 +36,6 @@ pub struct Config {
     pub pack_target_size: u64,
     /// 0 = none, 1 = age (keys.md).
     pub encryption: u8,
-}
-
-fn ser_hex<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::id::to_hex(v))
 }
 
 /// Which value of a config is out of its range.

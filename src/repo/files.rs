@@ -92,7 +92,7 @@ pub fn config_of_key(
     bytes: &[u8],
     object: &str,
     crypto: &Crypto,
-    repo_id: &[u8; 32],
+    repo_id: &crate::id::RepoId,
     key: String,
 ) -> Result<Config> {
     let plain = crypto.decrypt(bytes, object, MAX_FILE)?;

@@ -6,6 +6,7 @@
 use crate::backend::Backend;
 use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, IoContext, Result};
+use crate::id::RepoId;
 use crate::object::{self, ObjectKind};
 use crate::repo::config::Config;
 use crate::repo::files;
@@ -100,7 +101,7 @@ pub enum NewKey {
 /// The body of a key file's plaintext envelope (kind `K`).
 #[derive(Encode, Decode)]
 struct KeyBody {
-    repo_id: [u8; 32],
+    repo_id: RepoId,
     identity: String,
     id_key: [u8; 32],
     chunker_seed: u64,
@@ -189,7 +190,7 @@ pub fn parse_recipient(s: &str) -> Result<(Box<dyn age::Recipient + Send>, Strin
 pub fn add(
     store: &dyn Backend,
     crypto: &Crypto,
-    repo_id: &[u8; 32],
+    repo_id: &RepoId,
     new: &NewKey,
     label: &str,
 ) -> Result<String> {
@@ -345,7 +346,7 @@ pub struct Candidate {
     /// The key id.
     pub id: String,
     /// The repository id the key file names.
-    pub repo_id: [u8; 32],
+    pub repo_id: RepoId,
     /// The secret.
     pub crypto: Crypto,
 }
@@ -463,7 +464,7 @@ fn unlock_recovery<T>(
     accept(cand).map_err(|e| match e {
         Error::Corrupt { detail, .. } => Error::WrongKey(format!(
             "the recovery key (of repository {}…) does not open this repository: {detail}",
-            &crate::id::to_hex(&k.repo_id)[..8]
+            k.repo_id.short()
         )),
         e => e,
     })
@@ -601,7 +602,7 @@ pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Re
 pub fn change_passphrase(
     store: &dyn Backend,
     crypto: &Crypto,
-    repo_id: &[u8; 32],
+    repo_id: &RepoId,
     old: &str,
     new_key: &mut dyn FnMut(&KeyInfo) -> Result<NewKey>,
 ) -> Result<String> {

@@ -25,7 +25,7 @@ use crate::crypto::Crypto;
 use crate::crypto::agefile::{self, PackFile};
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, PackId, RepoId};
 use crate::index::Index;
 use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
@@ -368,7 +368,7 @@ impl Repo {
         // The work directory of a repository on object storage needs its id,
         // which an encrypted config only gives after unlocking.
         // The index of a caller-chosen work directory is in it.
-        let work = |id: &[u8; 32]| -> Result<(PathBuf, PathBuf)> {
+        let work = |id: &RepoId| -> Result<(PathBuf, PathBuf)> {
             Ok(match (local, given) {
                 (Some(p), _) => (p.to_path_buf(), index_dir(local, &name, id, &*events)?),
                 (None, Some(w)) => (given_work_dir(w)?, given_work_dir(w)?),
@@ -751,7 +751,7 @@ impl Repo {
 fn new_config(opts: &InitOptions) -> Result<Config> {
     let config = Config {
         version: config::REPO_VERSION,
-        repo_id: crate::sys::random_bytes()?,
+        repo_id: RepoId(crate::sys::random_bytes()?),
         chunker: opts.chunker.clone().unwrap_or_default(),
         compression_level: opts
             .compression_level
@@ -777,14 +777,14 @@ pub fn url_of(path: &Path) -> Option<&str> {
 
 /// The work directory of the repository `id` on object storage: its
 /// directory in the user's cache (index, temp files).
-fn work_dir(url: &str, id: &[u8; 32]) -> Result<PathBuf> {
+fn work_dir(url: &str, id: &RepoId) -> Result<PathBuf> {
     let base = crate::cache::base_dir().ok_or_else(|| {
         Error::Invalid(format!(
             "{url}: a repository on object storage needs a cache directory \
              (set STRATA_CACHE_DIR or HOME)"
         ))
     })?;
-    let dir = base.join(crate::id::to_hex(id));
+    let dir = base.join(id.to_hex());
     let tmp = dir.join("tmp");
     fs::DirBuilder::new()
         .recursive(true)
@@ -803,12 +803,7 @@ pub const INDEX_FILE: &str = "index.sqlite";
 /// directory a local repository keeps its index in its own directory (the
 /// place of earlier versions), and so it does, with a warning, when the
 /// cache directory cannot be made.
-fn index_dir(
-    local: Option<&Path>,
-    url: &str,
-    id: &[u8; 32],
-    events: &dyn Events,
-) -> Result<PathBuf> {
+fn index_dir(local: Option<&Path>, url: &str, id: &RepoId, events: &dyn Events) -> Result<PathBuf> {
     let location = match local {
         Some(p) => fs::canonicalize(p).at(p)?.to_string_lossy().into_owned(),
         None => url.to_string(),
@@ -823,7 +818,7 @@ fn index_dir(
         };
     };
     let dir = base
-        .join(crate::id::to_hex(id))
+        .join(id.to_hex())
         .join("index")
         .join(location_key(&location));
     let made = fs::DirBuilder::new()

@@ -29,7 +29,7 @@ fn path(repo: &Repo) -> Option<PathBuf> {
     let base = crate::cache::base_dir()?;
     let (_, name) = crate::repo::known::location(repo.name())?;
     Some(
-        base.join(crate::id::to_hex(&repo.config().repo_id))
+        base.join(repo.config().repo_id.to_hex())
             .join("seen")
             .join(name),
     )

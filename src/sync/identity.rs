@@ -146,8 +146,8 @@ pub(super) fn check(keys: &mut SourceKeys, dst: &dyn Backend) -> Result<ConfigAc
     if theirs.repo_id != ours.repo_id {
         return Err(another(format!(
             "repository id {}…, the source's is {}…",
-            &crate::id::to_hex(&theirs.repo_id)[..8],
-            &crate::id::to_hex(&ours.repo_id)[..8]
+            theirs.repo_id.short(),
+            ours.repo_id.short()
         )));
     }
     let same_but_version = Config {

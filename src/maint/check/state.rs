@@ -52,10 +52,10 @@ pub struct CheckState {
 
 /// The state file of repository `repo_id`; `None` without a cache
 /// directory (`STRATA_CACHE_DIR=`).
-pub fn path(repo_id: &[u8; 32]) -> Option<PathBuf> {
+pub fn path(repo_id: &crate::id::RepoId) -> Option<PathBuf> {
     Some(
         crate::cache::base_dir()?
-            .join(crate::id::to_hex(repo_id))
+            .join(repo_id.to_hex())
             .join("check")
             .join("state.json"),
     )
