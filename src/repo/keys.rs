@@ -6,7 +6,7 @@
 use crate::backend::Backend;
 use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, IoContext, Result};
-use crate::id::RepoId;
+use crate::id::{KeyId, RepoId};
 use crate::object::{self, ObjectKind};
 use crate::repo::config::Config;
 use crate::repo::files;
@@ -119,6 +119,7 @@ impl Drop for KeyBody {
 #[derive(Clone, Debug, Encode, Decode, serde::Serialize)]
 pub struct KeyInfo {
     /// The key id (file name), bound into the MACed body.
+    /// (As the file says: [`info`] checks it against the key's [`KeyId`].)
     pub id: String,
     /// Free-form label.
     pub label: String,
@@ -134,22 +135,20 @@ pub struct KeyInfo {
     pub username: String,
 }
 
-fn key_path(id: &str) -> String {
+fn key_path(id: &KeyId) -> String {
     format!("keys/{id}")
 }
 
-fn info_path(id: &str) -> String {
+fn info_path(id: &KeyId) -> String {
     format!("keys/{id}.info")
 }
 
 /// Ids of every key file in `keys/`, sorted.
-pub fn key_ids(store: &dyn Backend) -> Result<Vec<String>> {
+pub fn key_ids(store: &dyn Backend) -> Result<Vec<KeyId>> {
     let mut out = Vec::new();
     store.list("keys", &mut |l| {
-        if let Some(name) = l.key.strip_prefix("keys/") {
-            if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(name.to_string());
-            }
+        if let Some(id) = l.key.strip_prefix("keys/").and_then(KeyId::from_file_name) {
+            out.push(id);
         }
     })?;
     out.sort();
@@ -193,8 +192,8 @@ pub fn add(
     repo_id: &RepoId,
     new: &NewKey,
     label: &str,
-) -> Result<String> {
-    let id = crate::id::to_hex(&crate::sys::random_bytes::<16>()?);
+) -> Result<KeyId> {
+    let id = KeyId::from_random(crate::sys::random_bytes::<16>()?);
     let (kind, recipient_text, recipient): (String, String, Box<dyn age::Recipient + Send>) =
         match new {
             NewKey::Passphrase { passphrase, log_n } => {
@@ -208,7 +207,7 @@ pub fn add(
             }
         };
     let info = KeyInfo {
-        id: id.clone(),
+        id: id.to_string(),
         label: label.to_string(),
         kind,
         recipient: recipient_text,
@@ -244,7 +243,7 @@ fn write_key_file(store: &dyn Backend, key: &str, bytes: &[u8]) -> Result<()> {
 
 /// Read and check `keys/<id>.info`: decrypted, MAC checked, and naming
 /// this key. `Err` names the file.
-pub fn info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+pub fn info(store: &dyn Backend, crypto: &Crypto, id: &KeyId) -> Result<KeyInfo> {
     let object = info_path(id);
     let bytes = store.get(&object)?;
     let (info, _): (KeyInfo, _) = files::open(
@@ -254,7 +253,7 @@ pub fn info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
         Some(crypto),
         MAX_KEY_FILE,
     )?;
-    if info.id != id {
+    if info.id != id.as_str() {
         return Err(Error::corrupt(object, "info belongs to another key"));
     }
     Ok(info)
@@ -273,7 +272,7 @@ pub fn list(store: &dyn Backend, crypto: &Crypto) -> Result<Vec<KeyInfo>> {
     Ok(out)
 }
 
-fn unknown(id: &str, why: &str) -> KeyInfo {
+fn unknown(id: &KeyId, why: &str) -> KeyInfo {
     KeyInfo {
         id: id.to_string(),
         label: format!("(info unreadable: {why})"),
@@ -286,27 +285,27 @@ fn unknown(id: &str, why: &str) -> KeyInfo {
 }
 
 /// Resolve a key id or unique prefix.
-pub fn resolve(store: &dyn Backend, prefix: &str) -> Result<String> {
-    let ids: Vec<String> = key_ids(store)?
+pub fn resolve(store: &dyn Backend, prefix: &str) -> Result<KeyId> {
+    let mut ids: Vec<KeyId> = key_ids(store)?
         .into_iter()
-        .filter(|i| i.starts_with(prefix))
+        .filter(|i| i.as_str().starts_with(prefix))
         .collect();
-    match ids.len() {
-        1 => Ok(ids.into_iter().next().unwrap_or_default()),
-        0 => Err(Error::Invalid(format!(
+    match (ids.len(), ids.pop()) {
+        (1, Some(id)) => Ok(id),
+        (0, _) => Err(Error::NotFound(format!(
             "no key {prefix:?} (see `strata key list`)"
         ))),
-        n => Err(Error::Invalid(format!(
+        (n, _) => Err(Error::Invalid(format!(
             "key prefix {prefix:?} matches {n} keys"
         ))),
     }
 }
 
 /// Delete a key; refuses to delete the last one.
-pub fn remove(store: &dyn Backend, id: &str) -> Result<()> {
+pub fn remove(store: &dyn Backend, id: &KeyId) -> Result<()> {
     let ids = key_ids(store)?;
-    if !ids.iter().any(|i| i == id) {
-        return Err(Error::Invalid(format!("no key {id}")));
+    if !ids.contains(id) {
+        return Err(Error::NotFound(format!("no key {id}")));
     }
     if ids.len() == 1 {
         return Err(Error::Invalid(format!(
@@ -330,7 +329,7 @@ pub fn unlock_config(
     bytes: &[u8],
     cred: &Credential,
     names: &str,
-) -> Result<(Arc<Crypto>, String, Config)> {
+) -> Result<(Arc<Crypto>, KeyId, Config)> {
     let prefer = super::known::last_key(store.name());
     let object = format!("{names}config");
     unlock(store, cred, prefer.as_deref(), &mut |cand| {
@@ -344,7 +343,7 @@ pub fn unlock_config(
 /// A secret read from a key file that decrypted with the credential.
 pub struct Candidate {
     /// The key id.
-    pub id: String,
+    pub id: KeyId,
     /// The repository id the key file names.
     pub repo_id: RepoId,
     /// The secret.
@@ -353,7 +352,7 @@ pub struct Candidate {
 
 /// A key file that fits the credential, read, waiting to be tried.
 struct Fitting {
-    id: String,
+    id: KeyId,
     bytes: bytes::Bytes,
     /// The scrypt work factor (0 for a recipient key).
     log_n: u8,
@@ -402,7 +401,7 @@ pub fn unlock<T>(
     let mut ids = key_ids(store)?;
     let mut at = Attempts::default();
     // The key that worked here before: one read, one scrypt run.
-    if let Some(pos) = prefer.and_then(|p| ids.iter().position(|i| i == p)) {
+    if let Some(pos) = prefer.and_then(|p| ids.iter().position(|i| i.as_str() == p)) {
         let id = ids.remove(pos);
         if let Some(f) = fitting(store, id, want_scrypt, max_log_n, &mut at) {
             if let Some(t) = try_key(&f, &identities, &mut at, accept) {
@@ -457,7 +456,7 @@ fn unlock_recovery<T>(
     accept: &mut dyn FnMut(Candidate) -> Result<T>,
 ) -> Result<T> {
     let cand = Candidate {
-        id: RECOVERY_KEY_ID.to_string(),
+        id: KeyId::recovery(),
         repo_id: k.repo_id,
         crypto: k.crypto()?,
     };
@@ -471,7 +470,7 @@ fn unlock_recovery<T>(
 }
 
 /// The key id a repository opened with a recovery key reports (not a key
-/// file's name: those are 32 hex digits).
+/// file's name: those are 32 hex digits); [`KeyId::recovery`] as text.
 pub const RECOVERY_KEY_ID: &str = "recovery-key";
 
 /// Key file `id`, read, if its kind fits the credential and its work
@@ -479,7 +478,7 @@ pub const RECOVERY_KEY_ID: &str = "recovery-key";
 /// whose work factor is too high, is recorded in `at` and skipped.
 fn fitting(
     store: &dyn Backend,
-    id: String,
+    id: KeyId,
     want_scrypt: bool,
     max_log_n: u8,
     at: &mut Attempts,
@@ -559,7 +558,7 @@ fn try_key<T>(
 }
 
 /// The scrypt work factor of passphrase key `id` (`key passwd` keeps it).
-pub fn scrypt_log_n(store: &dyn Backend, id: &str) -> Result<u8> {
+pub fn scrypt_log_n(store: &dyn Backend, id: &KeyId) -> Result<u8> {
     let object = key_path(id);
     let bytes = store.get(&object)?;
     agefile::scrypt_log_n(&bytes)
@@ -569,7 +568,7 @@ pub fn scrypt_log_n(store: &dyn Backend, id: &str) -> Result<u8> {
 /// The info of key `id` if `key passwd` may replace it (keys.md "Key
 /// commands"): its info file must be readable and say `passphrase`. As a
 /// cross-check the key file itself must be a passphrase (scrypt) age file.
-pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &KeyId) -> Result<KeyInfo> {
     let info = info(store, crypto, id).map_err(|e| {
         Error::Invalid(format!(
             "key {id}: its info is unreadable, so its kind and label are unknown \
@@ -603,9 +602,9 @@ pub fn change_passphrase(
     store: &dyn Backend,
     crypto: &Crypto,
     repo_id: &RepoId,
-    old: &str,
+    old: &KeyId,
     new_key: &mut dyn FnMut(&KeyInfo) -> Result<NewKey>,
-) -> Result<String> {
+) -> Result<KeyId> {
     // keys.md "Key commands": the info decides (and gives the label).
     let info = passphrase_key_info(store, crypto, old)?;
     let mut new = new_key(&info)?;

@@ -25,7 +25,7 @@ use crate::crypto::Crypto;
 use crate::crypto::agefile::{self, PackFile};
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
-use crate::id::{BlobId, PackId, RepoId};
+use crate::id::{BlobId, KeyId, PackId, RepoId};
 use crate::index::Index;
 use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
@@ -69,7 +69,7 @@ pub struct Repo {
     config: Config,
     chunker: Chunker,
     crypto: Option<Arc<Crypto>>,
-    key_id: Option<String>,
+    key_id: Option<KeyId>,
     /// The dictionaries in `dicts/`, loaded on first use.
     dicts: std::sync::Mutex<Option<Arc<crate::dict::Dicts>>>,
     /// Where what the repository does on its own is reported.
@@ -229,7 +229,7 @@ impl Repo {
                 repo.store.name(),
                 &repo.config.repo_id,
                 &c.recipient().to_string(),
-                repo.key_id.as_deref().unwrap_or(""),
+                repo.key_id.as_ref().map_or("", KeyId::as_str),
             );
         }
         Ok(repo)
@@ -242,7 +242,7 @@ impl Repo {
         local: bool,
         config: Config,
         crypto: Option<Arc<Crypto>>,
-        key_id: Option<String>,
+        key_id: Option<KeyId>,
     ) -> Result<Repo> {
         let mut params = config.chunker.clone();
         if let Some(c) = &crypto {
@@ -403,7 +403,7 @@ impl Repo {
                 &name,
                 &repo.config.repo_id,
                 &c.recipient().to_string(),
-                repo.key_id.as_deref().unwrap_or(""),
+                repo.key_id.as_ref().map_or("", KeyId::as_str),
             )?;
         }
         Ok(repo.with_events(events))
@@ -592,8 +592,8 @@ impl Repo {
     }
 
     /// The key that unlocked the repository.
-    pub fn key_id(&self) -> Option<&str> {
-        self.key_id.as_deref()
+    pub fn key_id(&self) -> Option<&KeyId> {
+        self.key_id.as_ref()
     }
 
     /// Encode `value` as a repository file of `kind`: the envelope, then
