@@ -1,6 +1,6 @@
-//! `strata sync DEST [--from SRC]`: the options (`args::SyncArgs`) become [`SyncOptions`], both
-//! ends are opened with `backend::open`, and the report is printed as text
-//! or JSON (format-spec/sync.md).
+//! `strata sync DEST [--from SRC]`: the options (`args::SyncArgs`)
+//! become [`SyncOptions`], both ends are opened with `backend::open`, and
+//! the report is printed as text or JSON (format-spec/sync.md).
 
 use super::args::SyncArgs;
 use super::{exit, output, progress};
