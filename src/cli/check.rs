@@ -133,7 +133,7 @@ fn print(r: &CheckReport) -> Result<()> {
 
 pub fn rebuild_index(repo: &Repo, a: &RebuildIndexArgs) -> Result<i32> {
     let r = crate::repo::rebuild::rebuild(repo, false)?
-        .ok_or_else(|| Error::Invalid("index.sqlite: the rebuild did not run".into()))?;
+        .ok_or_else(|| Error::Internal("index.sqlite: the rebuild did not run".into()))?;
     for w in &r.warnings {
         eprintln!("strata: warning: {w}");
     }

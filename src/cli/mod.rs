@@ -259,7 +259,7 @@ fn run(cli: &Cli, ev: &Arc<dyn Events>) -> crate::Result<i32> {
             let mut out = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut out)
-                .map_err(|e| crate::Error::Invalid(format!("man page: {e}")))?;
+                .map_err(|e| crate::Error::Internal(format!("man page: {e}")))?;
             output::bytes(&out)?;
             Ok(exit::OK)
         }

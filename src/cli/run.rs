@@ -18,7 +18,7 @@ pub fn run(cli: &super::Cli, a: &RunArgs, ev: &Arc<dyn Events>) -> Result<i32> {
     let session = super::session(cli, ConfigChoice::Required(a.config.config.as_deref()))?;
     let cfg = session
         .config()
-        .ok_or_else(|| Error::Invalid("no strata.toml".into()))?;
+        .ok_or_else(|| Error::NotFound("no strata.toml".into()))?;
     let opts = RunOptions {
         sources: a.sources.clone(),
     };

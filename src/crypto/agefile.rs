@@ -23,9 +23,9 @@ pub fn is_age(bytes: &[u8]) -> bool {
 /// Encrypt `plaintext` to `recipients` (a binary age file, not armored).
 pub fn encrypt(recipients: &[&dyn age::Recipient], plaintext: &[u8]) -> Result<Vec<u8>> {
     let enc = age::Encryptor::with_recipients(recipients.iter().copied())
-        .map_err(|e| Error::Invalid(format!("cannot encrypt: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encrypt: {e}")))?;
     let mut out = Vec::with_capacity(plaintext.len() + 256);
-    let wrap = |e: io::Error| Error::Invalid(format!("cannot encrypt: {e}"));
+    let wrap = |e: io::Error| Error::Internal(format!("cannot encrypt: {e}"));
     let mut w = enc.wrap_output(&mut out).map_err(wrap)?;
     w.write_all(plaintext).map_err(wrap)?;
     w.finish().map_err(wrap)?;

@@ -87,7 +87,7 @@ impl PackWriter {
             Some(r) => {
                 let enc =
                     age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
-                        .map_err(|e| crate::Error::Invalid(format!("cannot encrypt: {e}")))?;
+                        .map_err(|e| crate::Error::Internal(format!("cannot encrypt: {e}")))?;
                 Sink::Age(enc.wrap_output(file).at(&tmp)?)
             }
         };

@@ -423,7 +423,7 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
             return Ok(p.clone());
         }
     }
-    Err(Error::Invalid(format!(
+    Err(Error::NotFound(format!(
         "no strata.toml: give --config FILE or STRATA_CONFIG (looked for {})",
         tried
             .iter()

@@ -305,7 +305,7 @@ fn unstarted(session: &Session, cfg: &Config, e: &Error, started: i64) -> RunSum
 fn check_sources(cfg: &Config, opts: &RunOptions) -> Result<()> {
     for n in &opts.sources {
         if cfg.source(n).is_none() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::NotFound(format!(
                 "{}: no source named {n:?} (sources: {})",
                 cfg.path.display(),
                 cfg.sources

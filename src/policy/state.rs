@@ -175,7 +175,7 @@ impl State {
     pub fn save(&self, dir: &Path) -> Result<()> {
         ensure_dir(dir)?;
         let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::Invalid(format!("state.json: {e}")))?;
+            .map_err(|e| Error::Internal(format!("state.json: {e}")))?;
         write_atomic(&dir.join("state.json"), &bytes, Atomic::local(0o600))
     }
 }

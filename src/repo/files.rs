@@ -13,6 +13,14 @@ use bincode::{Decode, Encode};
 /// Largest config, snapshot or key file accepted (objects.md limits).
 pub const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
 
+/// Whether the repository whose `config` file holds `bytes` is encrypted:
+/// its config is an age file (keys.md). The storage may lie about it;
+/// `Repo::open` refuses a plaintext config where encryption is expected
+/// (threat-model.md "Downgrade").
+pub fn is_encrypted(config: &[u8]) -> bool {
+    agefile::is_age(config)
+}
+
 /// Encode `value` as a repository file of `kind`: the envelope (MACed
 /// with `crypto`), then age encryption to the repository. Returns the
 /// bytes and the envelope's id.

@@ -375,7 +375,7 @@ impl Repo {
                 (None, None) => (work_dir(&name, id)?, index_dir(None, &name, id, &*events)?),
             })
         };
-        if !agefile::is_age(bytes) {
+        if !files::is_encrypted(bytes) {
             // Downgrade (threat-model.md): whether a repository is encrypted
             // is read from the storage, which may lie; a plaintext config is
             // refused where encryption is expected, before anything is read

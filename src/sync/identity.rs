@@ -16,7 +16,7 @@
 //! `Repo` decrypts them (`repo::files::with_plaintext`).
 
 use crate::backend::{Backend, key};
-use crate::crypto::{Crypto, agefile};
+use crate::crypto::Crypto;
 use crate::error::{Error, Result};
 use crate::repo::CredentialSource;
 use crate::repo::config::Config;
@@ -70,7 +70,7 @@ impl<'a, 'c> SourceKeys<'a, 'c> {
             }
             Err(e) => return Err(e.into()),
         };
-        if !agefile::is_age(&config) {
+        if !files::is_encrypted(&config) {
             crate::repo::refuse_unencrypted(src.name(), open)?;
         }
         Ok(SourceKeys {
@@ -82,7 +82,7 @@ impl<'a, 'c> SourceKeys<'a, 'c> {
     }
 
     fn encrypted(&self) -> bool {
-        agefile::is_age(&self.config)
+        files::is_encrypted(&self.config)
     }
 
     /// The source's secret (`None` for an unencrypted repository),
@@ -126,7 +126,7 @@ pub(super) fn check(keys: &mut SourceKeys, dst: &dyn Backend) -> Result<ConfigAc
             dst.name()
         ))
     };
-    if agefile::is_age(&theirs) != keys.encrypted() {
+    if files::is_encrypted(&theirs) != keys.encrypted() {
         return Err(another("one is encrypted, the other is not".to_string()));
     }
     // same bytes or not, only the ids tell: an encrypted source is unlocked

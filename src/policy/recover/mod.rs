@@ -102,7 +102,7 @@ pub fn open(
     }
     let repo = session.open(events)?.repo;
     let Some(found) = stored::latest(&repo)? else {
-        return Err(Error::Invalid(format!(
+        return Err(Error::NotFound(format!(
             "no strata.toml here (--config FILE) and no policy stored in {} \
              (`strata run` stores its strata.toml there, tagged {POLICY_TAG})",
             repo.store().name()

@@ -93,7 +93,7 @@ fn named<'c>(cfg: &'c Config, opts: &RecoverOptions) -> Result<Vec<&'c Source>> 
     }
     for n in &opts.sources {
         if cfg.source(n).is_none() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::NotFound(format!(
                 "{}: no source named {n:?} (sources: {})",
                 cfg.path.display(),
                 names(cfg)
