@@ -59,7 +59,8 @@ pub fn resolve(
             return Ok((id, s));
         }
     }
-    let shown = crate::paths::escape(path);
+    // as the user spelled it (`\xe8` escapes stay as typed)
+    let shown = String::from_utf8_lossy(path);
     Err(match newest {
         None => snapshot::first_error(bad)
             .unwrap_or_else(|| Error::SnapshotNotFound(format!("latest (holding {shown})"))),
