@@ -149,7 +149,7 @@ fn init(cli: &Cli, a: &args::InitArgs, ev: &Arc<dyn Events>) -> crate::Result<i3
     use crate::repo::keys::NewKey;
     let session = session(cli, ConfigChoice::Implicit)?;
     let path = session.repo_path()?;
-    if path.join("config").exists() {
+    if crate::repo::holds_repository(&path) {
         // Before asking for a passphrase.
         return Err(crate::Error::Invalid(format!(
             "{}: a repository already exists here",

@@ -763,6 +763,18 @@ fn new_config(opts: &InitOptions) -> Result<Config> {
     Ok(config)
 }
 
+/// Whether the local directory `path` already holds a repository (a
+/// `config`, asked through its backend): `init` refuses it before asking
+/// for a passphrase. A URL is asked nothing here (`Repo::init` refuses an
+/// existing repository there).
+pub fn holds_repository(path: &Path) -> bool {
+    url_of(path).is_none()
+        && matches!(
+            LocalBackend::new(path).exists(crate::backend::key::CONFIG),
+            Ok(true)
+        )
+}
+
 /// The backend URL `path` names, if it is one (`s3://…`, `file://…`,
 /// `memory://`); anything else is a local directory (backend::open's rule).
 pub fn url_of(path: &Path) -> Option<&str> {
