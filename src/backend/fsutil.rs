@@ -325,6 +325,47 @@ mod tests {
         assert!(take_synced().is_empty());
     }
 
+    /// The one atomic writer, as its three kinds of callers use it: a
+    /// repository file through the repository's `tmp/` (fsynced, the
+    /// directory too), a local file with its mode beside it (fsynced), and
+    /// a cache file (0600, not fsynced). Each replaces the old file whole
+    /// and leaves no temp file.
+    #[test]
+    fn write_atomic_keeps_each_callers_way() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let tmp_dir = d.path().join("tmp");
+        fs::create_dir(&tmp_dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+        let lock = d.path().join("locks").join("l");
+        take_synced();
+        write_atomic(&lock, b"one", Atomic::in_repo(&tmp_dir)).unwrap();
+        write_atomic(&lock, b"two", Atomic::in_repo(&tmp_dir)).unwrap();
+        assert_eq!(fs::read(&lock).unwrap(), b"two");
+        assert!(take_synced().contains(&d.path().join("locks")));
+        assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
+
+        let state = d.path().join("state.json");
+        write_atomic(&state, b"{}", Atomic::local(0o600)).unwrap();
+        assert_eq!(mode(&state), 0o600);
+        assert!(take_synced().contains(&d.path().to_path_buf()));
+
+        let cached = d.path().join("cached");
+        write_atomic(&cached, b"x", Atomic::cache()).unwrap();
+        assert_eq!(
+            (fs::read(&cached).unwrap(), mode(&cached)),
+            (b"x".to_vec(), 0o600)
+        );
+        assert!(take_synced().is_empty(), "the cache is not fsynced");
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(names.is_empty(), "temp files left: {names:?}");
+    }
+
     /// INV-5: the create-only publish never replaces a file, even one with
     /// other bytes, removes its temp file either way, and syncs the
     /// directory in both cases.
