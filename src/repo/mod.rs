@@ -872,3 +872,45 @@ fn given_work_dir(dir: &Path) -> Result<PathBuf> {
         .at(&tmp)?;
     Ok(dir.to_path_buf())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The side door is closed: a local repository is opened through its
+    /// backend, not by looking for its directories. A mirror made of
+    /// objects (no empty `keys/`, `locks/`, `gc/`) opens, and its first
+    /// lock creates `locks/`; `LocalBackend::create_layout` gives it the
+    /// layout of `init` again (sync::layout::local_layout).
+    #[test]
+    fn a_local_repository_opens_without_its_empty_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("repo");
+        let id = Repo::init(&path, &InitOptions::default())
+            .unwrap()
+            .config()
+            .repo_id;
+        for dir in ["keys", "locks", "gc", "snapshots", "tmp"] {
+            std::fs::remove_dir(path.join(dir)).unwrap();
+        }
+        let repo = Repo::open(&path).unwrap();
+        assert_eq!(repo.config().repo_id, id);
+        assert!(repo.list_names("snapshots").unwrap().is_empty());
+        let lock =
+            lock::Lock::acquire(&repo, lock::LockKind::Shared, std::time::Duration::ZERO).unwrap();
+        assert!(path.join("locks").is_dir());
+        drop(lock);
+        assert!(holds_repository(&path));
+        crate::sync::layout::local_layout(&path.to_string_lossy()).unwrap();
+        for dir in ["packs", "snapshots", "keys", "locks", "tmp", "gc"] {
+            assert!(path.join(dir).is_dir(), "{dir}/");
+        }
+        // no config: not a repository, as before
+        std::fs::remove_file(path.join("config")).unwrap();
+        assert!(matches!(
+            Repo::open(&path),
+            Err(Error::NotARepository { .. })
+        ));
+        assert!(!holds_repository(&path));
+    }
+}
