@@ -21,8 +21,9 @@ pub(super) fn report(
     problems: &mut Vec<String>,
 ) -> Result<CheckReport> {
     use crate::maint::check::state::{self as cstate, CheckState};
-    let st = match cstate::path(&repo.config().repo_id) {
+    let st = match cstate::path(&repo.config().repo_id, repo.name()) {
         Some(p) => {
+            cstate::adopt_legacy(&p);
             let (st, w) = CheckState::load(&p);
             if let Some(w) = w {
                 repo.events().warning(&w);
