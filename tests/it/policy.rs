@@ -143,7 +143,7 @@ fn readme_example_loads() {
     assert_eq!(names, ["app-db", "config", "data", "postgres", "redis"]);
     use strata::policy::SourceKind;
     assert!(matches!(&c.source("postgres").unwrap().kind,
-        SourceKind::Command { command, file } if command == "pg_dump --no-owner app" && file == "postgres.sql"));
+        SourceKind::Command { command, file } if command == "pg_dump --clean --if-exists --no-owner app" && file == "postgres.sql"));
     assert!(matches!(&c.source("redis").unwrap().kind,
         SourceKind::Command { command, .. } if command == "redis-cli --rdb -"));
     assert!(matches!(&c.source("app-db").unwrap().kind,
