@@ -59,12 +59,13 @@ pub fn resolve(
             return Ok((id, s));
         }
     }
-    let shown = crate::paths::escape(path);
+    // as the user spelled it (`\xe8` escapes stay as typed)
+    let shown = String::from_utf8_lossy(path);
     Err(match newest {
         None => snapshot::first_error(bad)
             .unwrap_or_else(|| Error::SnapshotNotFound(format!("latest (holding {shown})"))),
         Some((id, time)) => Error::Invalid(format!(
-            "{shown}: no such path in any of the {searched} snapshots searched{} \
+            "{shown}: no such file or directory in any of the {searched} snapshots searched{} \
              (the newest: {} of {time})",
             filter.describe(),
             id.short()

@@ -503,6 +503,7 @@ fn the_run_log_names_the_webhook_host_never_its_token() {
         &cfg,
         format!(
             "repository = \"{}\"\nwebhook = \"http://127.0.0.1:{port}/hook/TOKEN-s3cr3t?key=TOKEN-q\"\n\
+             webhook_on = \"always\"\n\
              [sources.data]\npaths = [\"{}\"]\n",
             v.repo.display(),
             v.src.display()
@@ -530,6 +531,7 @@ fn the_run_log_names_the_webhook_host_never_its_token() {
         &cfg,
         format!(
             "repository = \"{}\"\nwebhook = \"http://127.0.0.1:{dead}/hook/TOKEN-s3cr3t\"\n\
+             webhook_on = \"always\"\n\
              [sources.data]\npaths = [\"{}\"]\n",
             v.repo.display(),
             v.src.display()

@@ -137,7 +137,7 @@ fn latest_path_skips_newer_snapshots_of_other_sources() {
         .unwrap();
     let e = support::one_line_error(&o, "ls of a missing path");
     assert!(
-        e.contains("/nowhere/at/all: no such path in any of the 2 snapshots searched"),
+        e.contains("/nowhere/at/all: no such file or directory in any of the 2 snapshots searched"),
         "{e}"
     );
     let newest = f.strata.snapshots().last().unwrap()["id"].as_str().unwrap()[..8].to_string();
