@@ -4,7 +4,8 @@
 //! other end's intact copy: `check --read-data` is clean at both ends
 //! afterwards and nothing was salvaged. Then the same by hand: `check` of
 //! the mirror keeps its own record, `sync` copies the damaged pack again,
-//! `repair packs --from` takes the mirror's copy.
+//! `repair packs --from` takes the mirror's copy, and `sync --from` the
+//! mirror replaces a pack damaged here.
 
 use crate::support::{self, Fixture};
 use serde_json::Value;
@@ -310,6 +311,32 @@ fn one_run_finds_and_heals_damage_at_both_ends() {
     assert_eq!(r["packs"][0]["restored_from"], url.as_str(), "{r}");
     assert_eq!(r["packs"][0]["salvaged"], 0, "{r}");
     assert_eq!(local_packs(&repo), before, "{r}");
+    strata(
+        &f,
+        &s3,
+        &["--repo", repo.to_str().unwrap(), "check", "--read-data"],
+        &[],
+        0,
+    );
+
+    // sync --from the mirror into this repository replaces a pack that
+    // a check here found damaged (it said "already there")
+    flip_file(&p);
+    strata(
+        &f,
+        &s3,
+        &["--repo", repo.to_str().unwrap(), "check", "--read-data"],
+        &[],
+        1,
+    );
+    let o = cmd(&f, &s3)
+        .args(["sync", "--from", &url, repo.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let r = support::parse_json(&o.stdout);
+    assert_eq!(r["replaced"]["objects"], 1, "{r}");
+    assert_eq!(intact(&*here), before);
     strata(
         &f,
         &s3,
