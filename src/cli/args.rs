@@ -87,6 +87,10 @@ pub enum Command {
     /// start, check health; from this machine, or with --from URL from a
     /// bare one (the policy stored in the repository by `run`).
     Recover(RecoverArgs),
+    /// Restore drill: each source's latest snapshot restored, verified,
+    /// into a scratch place (or its drill_command), and timed; never to
+    /// the live paths or databases.
+    Drill(DrillArgs),
     /// Report whether the backups of strata.toml are healthy (for cron and
     /// monitoring).
     Status(StatusArgs),
@@ -722,6 +726,20 @@ pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// Print the summary as JSON (the webhook's body).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata drill`
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// Sources of strata.toml to drill (default: every source).
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the summary as JSON (the webhook's body on failure).
     #[arg(long)]
     pub json: bool,
 }

@@ -45,6 +45,11 @@ pub struct RepairPacksArgs {
     /// Report what would be salvaged; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Another copy of the repository (the offsite mirror, or the
+    /// primary): a damaged pack whose copy there hashes to its name is
+    /// replaced by it before anything is salvaged.
+    #[arg(long, value_name = "REPO")]
+    pub from: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -127,8 +132,12 @@ fn run_packs(repo: &Repo, a: &RepairPacksArgs, lock: &Lock) -> Result<i32> {
                 .ok_or_else(|| Error::Invalid(format!("{s:?} is not a pack id (64 hex digits)")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let done = packs::repair(repo, lock, &named, a.dry_run)?;
-    let kept = done.iter().any(|r| !r.deleted) && !a.dry_run;
+    let other = match &a.from {
+        Some(url) => Some(crate::backend::open(url)?),
+        None => None,
+    };
+    let done = packs::repair(repo, lock, &named, a.dry_run, other.as_deref())?;
+    let kept = done.iter().any(|r| !r.deleted && r.restored_from.is_none()) && !a.dry_run;
     let code = if kept { exit::ERROR } else { exit::OK };
     if a.json {
         json(
@@ -143,6 +152,13 @@ fn run_packs(repo: &Repo, a: &RepairPacksArgs, lock: &Lock) -> Result<i32> {
         )?;
     }
     for r in &done {
+        if let Some(from) = &r.restored_from {
+            output::line(&format!(
+                "pack {}: replaced by the intact copy at {from} (nothing salvaged)",
+                &r.pack[..16]
+            ))?;
+            continue;
+        }
         output::line(&format!(
             "pack {}: {} blobs, {} salvaged into new packs, {} stored elsewhere, {} damaged; {}",
             &r.pack[..16],

@@ -119,6 +119,10 @@ pub struct State {
     /// `check`.
     #[serde(default)]
     pub check: LastRun,
+    /// `check` of the offsite copy (`[verification]
+    /// offsite_read_data_subset`).
+    #[serde(default)]
+    pub offsite_check: LastRun,
     /// The last `strata run` as a whole.
     #[serde(default)]
     pub run: LastRun,
