@@ -87,6 +87,10 @@ pub enum Command {
     /// start, check health; from this machine, or with --from URL from a
     /// bare one (the policy stored in the repository by `run`).
     Recover(RecoverArgs),
+    /// Restore drill: each source's latest snapshot restored, verified,
+    /// into a scratch place (or its drill_command), and timed; never to
+    /// the live paths or databases.
+    Drill(DrillArgs),
     /// Report whether the backups of strata.toml are healthy (for cron and
     /// monitoring).
     Status(StatusArgs),
@@ -726,6 +730,20 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// `strata drill`
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// Sources of strata.toml to drill (default: every source).
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// The policy file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the summary as JSON (the webhook's body on failure).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `strata check`
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("data").args(["read_data", "read_data_subset"])))]
@@ -850,6 +868,11 @@ pub struct RepairPacksArgs {
     /// Report what would be salvaged; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Another copy of the repository (the offsite mirror, or the
+    /// primary): a damaged pack whose copy there hashes to its name is
+    /// replaced by it before anything is salvaged.
+    #[arg(long, value_name = "REPO")]
+    pub from: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -4,6 +4,7 @@
 
 mod args;
 mod check;
+mod drill;
 mod events;
 mod forget;
 mod gc;
@@ -205,6 +206,7 @@ fn run(cli: &Cli, ev: &Arc<dyn Events>) -> crate::Result<i32> {
         Command::Restore(a) => restore::run(cli, a, ev),
         Command::Run(a) => run::run(cli, a, ev),
         Command::Recover(a) => recover::run(cli, a, ev),
+        Command::Drill(a) => drill::run(cli, a, ev),
         Command::Status(a) => status::run(cli, a, ev),
         Command::Schedule(a) => schedule::run(a),
         Command::Ls(a) => inspect::ls(&open_for(cli, Read("ls"), ev)?.0, a),

@@ -52,6 +52,7 @@ pub fn run(cli: &super::Cli, a: &RecoverArgs, ev: &Arc<dyn Events>) -> Result<i3
         all: a.all,
         which,
         no_safety_snapshot: a.no_safety_snapshot,
+        drill: false,
     };
     let mut plan = recover::plan(&rec.repo, &rec.config, &ropts)?;
     plan.stored_policy = rec.stored.as_ref().map(|s| s.id.to_hex());

@@ -89,8 +89,12 @@ fn run_packs(repo: &Repo, a: &RepairPacksArgs, lock: &Lock) -> Result<i32> {
                 .ok_or_else(|| Error::Invalid(format!("{s:?} is not a pack id (64 hex digits)")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let done = packs::repair(repo, lock, &named, a.dry_run)?;
-    let kept = done.iter().any(|r| !r.deleted) && !a.dry_run;
+    let other = match &a.from {
+        Some(url) => Some(crate::backend::open(url)?),
+        None => None,
+    };
+    let done = packs::repair(repo, lock, &named, a.dry_run, other.as_deref())?;
+    let kept = done.iter().any(|r| !r.deleted && r.restored_from.is_none()) && !a.dry_run;
     let code = if kept { exit::ERROR } else { exit::OK };
     if a.json {
         json(
@@ -105,6 +109,13 @@ fn run_packs(repo: &Repo, a: &RepairPacksArgs, lock: &Lock) -> Result<i32> {
         )?;
     }
     for r in &done {
+        if let Some(from) = &r.restored_from {
+            output::line(&format!(
+                "pack {}: replaced by the intact copy at {from} (nothing salvaged)",
+                &r.pack.to_hex()[..16]
+            ))?;
+            continue;
+        }
         output::line(&format!(
             "pack {}: {} blobs, {} salvaged into new packs, {} stored elsewhere, {} damaged; {}",
             &r.pack.to_hex()[..16],

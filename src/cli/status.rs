@@ -98,6 +98,18 @@ fn print_source(s: &SourceReport) -> Result<()> {
     if let Some(e) = s.last_run.as_ref().and_then(|l| l.error.as_deref()) {
         output::line(&format!("  last run FAILED: {e}"))?;
     }
+    if let Some(d) = &s.drill {
+        output::line(&format!(
+            "  drill: last at {}, {} in {:.1}s{}{}",
+            d.time,
+            if d.ok { "restored" } else { "FAILED" },
+            d.seconds,
+            d.rto_seconds
+                .map(|r| format!(" (rto {r:.0}s)"))
+                .unwrap_or_default(),
+            d.problem.as_ref().map(|_| "  PROBLEM").unwrap_or_default()
+        ))?;
+    }
     for w in &s.warnings {
         output::line(&format!("  warning: {w}"))?;
     }
@@ -147,12 +159,29 @@ fn sync_text(s: &SyncReport, cfg: &Config) -> String {
         (Some(t), None) => format!("to {o}: last at {t}"),
         (None, None) => format!("never to {o}"),
     };
-    match (s.behind_packs, s.behind_bytes) {
+    let behind = match (s.behind_packs, s.behind_bytes) {
         (Some(0), _) => format!("{when}; the offsite copy has every pack"),
         (Some(n), Some(b)) => format!(
             "{when}; the offsite copy lacks {n} packs ({})",
             output::size(b)
         ),
         _ => when,
-    }
+    };
+    let Some(c) = &s.check else {
+        return behind;
+    };
+    let checked = match &c.last {
+        Some(l) => format!("last checked at {}", l.time),
+        None => "never checked".into(),
+    };
+    let damaged = match c.damaged_packs.len() {
+        0 => String::new(),
+        n => format!(", {n} DAMAGED packs"),
+    };
+    format!(
+        "{behind}; offsite {} of {} packs read-data verified ({:.0}%){damaged}, {checked}",
+        c.coverage.verified,
+        c.coverage.packs,
+        c.coverage.fraction * 100.0
+    )
 }

@@ -150,6 +150,17 @@ fn print(r: &SyncReport) -> Result<()> {
             ""
         }
     ))?;
+    if r.replaced.objects > 0 {
+        output::line(&format!(
+            "{} over damaged copies at the destination: {}",
+            if r.dry_run {
+                "would copy again"
+            } else {
+                "copied again"
+            },
+            tally(&r.replaced)
+        ))?;
+    }
     if let Some(phase) = r.stopped_before {
         output::line(&format!(
             "stopped before {phase}: {} error{}",

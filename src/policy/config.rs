@@ -109,6 +109,9 @@ struct RawSource {
     after_restore: Option<String>,
     health_check: Option<String>,
     health_timeout: Option<Every>,
+    // issue 24: how `strata drill` proves the source restores
+    drill_command: Option<String>,
+    rto: Option<Every>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +147,7 @@ struct RawGc {
 struct RawVerification {
     read_data_subset: Option<String>,
     max_age: Option<Every>,
+    offsite_read_data_subset: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +157,8 @@ struct RawCadence {
     gc: Option<Every>,
     sync: Option<Every>,
     check: Option<Every>,
+    offsite_check: Option<Every>,
+    drill: Option<Every>,
     daily_at: Option<String>,
     lock_wait: Option<Every>,
 }
@@ -162,6 +168,7 @@ struct RawCadence {
 struct RawStatus {
     max_age: Option<Every>,
     max_offsite_behind: Option<u64>,
+    rto: Option<Every>,
 }
 
 /// A `"5m"` / `"1d"` duration (humantime: s, m, h, d, w; `5m` is minutes).
@@ -273,6 +280,13 @@ pub struct Source {
     pub at: Option<(u8, u8)>,
     /// How `strata recover` restores it.
     pub restore: Declared,
+    /// How `strata drill` proves it restores: a shell command that gets
+    /// the stored file on its standard input (a command source) or finds
+    /// it in `$STRATA_DRILL_FILE` / `$STRATA_DRILL_DIR` (super::drill).
+    pub drill_command: Option<String>,
+    /// The recovery time objective of this source (`rto`; default
+    /// `[status] rto`): a slower drill is a problem.
+    pub rto: Option<Duration>,
 }
 
 /// `[gc]`.
@@ -295,6 +309,9 @@ pub struct Verification {
     pub read_data_subset: Option<String>,
     /// `status` fails when the last successful check is older.
     pub max_age: Option<Duration>,
+    /// `check --read-data-subset` of the offsite copy, as a step of `run`
+    /// on its own cadence (`[cadence] offsite_check`).
+    pub offsite_read_data_subset: Option<String>,
 }
 
 /// `[cadence]`: how often each step after the snapshots runs (`None`:
@@ -309,6 +326,11 @@ pub struct Cadence {
     pub sync: Option<Duration>,
     /// `check` per `[verification]`.
     pub check: Option<Duration>,
+    /// `check` of the offsite copy per `[verification]
+    /// offsite_read_data_subset` (`None`: daily).
+    pub offsite_check: Option<Duration>,
+    /// `strata drill` of every source (`None`: no drill step).
+    pub drill: Option<Duration>,
     /// Time of day (`HH:MM`, local) from which a source whose `every` is
     /// a day or more is due (`policy::due`); default 03:00.
     pub daily_at: (u8, u8),
@@ -392,12 +414,21 @@ pub struct Config {
     pub max_age: Option<Duration>,
     /// `[status] max_offsite_behind`: packs the offsite copy may lack.
     pub max_offsite_behind: Option<u64>,
+    /// `[status] rto`: the recovery time objective of every source
+    /// without its own `rto`.
+    pub rto: Option<Duration>,
 }
 
 impl Config {
     /// The source named `name`.
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The recovery time objective of source `s`: its own `rto`, else
+    /// `[status] rto`.
+    pub fn rto_of(&self, s: &Source) -> Option<Duration> {
+        s.rto.or(self.rto)
     }
 }
 
@@ -562,13 +593,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let verification = match &raw.verification {
         None => None,
         Some(v) => {
-            if let Some(s) = &v.read_data_subset {
-                check_subset(s)
-                    .map_err(|e| cx.bad("verification", Some("read_data_subset"), &e))?;
+            for (key, subset) in [
+                ("read_data_subset", &v.read_data_subset),
+                ("offsite_read_data_subset", &v.offsite_read_data_subset),
+            ] {
+                if let Some(s) = subset {
+                    check_subset(s).map_err(|e| cx.bad("verification", Some(key), &e))?;
+                }
+            }
+            if v.offsite_read_data_subset.is_some() && raw.offsite.is_none() {
+                return Err(cx.bad(
+                    "verification",
+                    Some("offsite_read_data_subset"),
+                    "no `offsite` to check",
+                ));
             }
             Some(Verification {
                 read_data_subset: v.read_data_subset.clone(),
                 max_age: v.max_age.map(|e| e.0),
+                offsite_read_data_subset: v.offsite_read_data_subset.clone(),
             })
         }
     };
@@ -598,6 +641,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         cadence,
         max_age: raw.status.max_age.map(|e| e.0),
         max_offsite_behind: raw.status.max_offsite_behind,
+        rto: raw.status.rto.map(|e| e.0),
     })
 }
 
@@ -715,12 +759,20 @@ impl Parsing<'_> {
             ));
         }
         let restore = self.declared(&table, s, &kind)?;
+        if s.drill_command
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return Err(self.bad(&table, Some("drill_command"), "empty command"));
+        }
         Ok(Source {
             name: name.to_string(),
             kind,
             every: s.every.map(|e| e.0),
             at,
             restore,
+            drill_command: s.drill_command.clone(),
+            rto: s.rto.map(|e| e.0),
         })
     }
 
@@ -741,6 +793,8 @@ impl Parsing<'_> {
             gc: c.gc.map(|e| e.0),
             sync: c.sync.map(|e| e.0),
             check: c.check.map(|e| e.0),
+            offsite_check: c.offsite_check.map(|e| e.0),
+            drill: c.drill.map(|e| e.0),
             daily_at,
             lock_wait: c.lock_wait.map_or(DEFAULT_LOCK_WAIT, |e| e.0),
         })

@@ -16,10 +16,15 @@
 //! - [`recover`](mod@recover): `strata recover`, the recovery runbook as
 //!   one command ([`recover::plan()`], then [`recover()`](fn@recover)); and the policy
 //!   that every run stores in the repository for a bare machine.
+//! - [`drill`](mod@drill): `strata drill`, each source restored into a
+//!   scratch place and timed; also a step of `run` (`[cadence] drill`).
+//! - `heal`: the steps of `run` that check the offsite copy and make the
+//!   two copies repair each other.
 //! - [`status`](mod@status): the health report ([`status()`], a
 //!   [`StatusReport`]).
 
 pub mod config;
+pub mod drill;
 pub mod envfile;
 pub mod record;
 pub mod recover;
@@ -30,6 +35,7 @@ pub mod status;
 pub mod webhook;
 
 pub use config::{Config, Source, SourceKind};
+pub use drill::{DrillOptions, DrillSummary, drill};
 pub use recover::{RecoverOptions, RecoverSummary, recover};
 pub use run::{RunOptions, RunSummary, run};
 pub use status::{StatusOptions, StatusReport, status};

@@ -18,6 +18,7 @@
 //! (`policy::state`), after each step. The summary is POSTed, as JSON, to
 //! the webhook; a failed webhook is a warning.
 
+mod heal;
 mod steps;
 
 use super::state::{self, LastRun, State};
@@ -665,6 +666,35 @@ fn failed_source(s: &Source, msg: String, secs: f64) -> SourceOutcome {
         detail: Some(msg),
         duration_seconds: secs,
         ..skipped_source(s, "")
+    }
+}
+
+/// What a step ended with: its name, status and detail (`steps`, `heal`).
+type Ended = (&'static str, Status, String);
+
+/// A check's status and one-line detail.
+fn outcome(done: crate::Result<crate::maint::check::CheckReport>) -> (Status, String) {
+    use crate::maint::check;
+    match done {
+        Ok(c) if c.problems.is_empty() => {
+            let detail = match &c.read_data {
+                Some(d) => format!(
+                    "no errors; read {} of {} packs ({} bytes, {:.1} MB/s)",
+                    d.packs_read, c.packs, d.bytes, d.mb_per_s
+                ),
+                None => format!("no errors; structure of {} packs", c.packs),
+            };
+            (Status::Ok, detail)
+        }
+        Ok(c) => (
+            Status::Failed,
+            format!(
+                "{} errors, first: {}",
+                c.problems.len(),
+                c.problems.first().map(check::describe).unwrap_or_default()
+            ),
+        ),
+        Err(e) => (Status::Failed, e.to_string()),
     }
 }
 

@@ -120,6 +120,10 @@ pub struct State {
     /// `check`.
     #[serde(default)]
     pub check: LastRun,
+    /// `check` of the offsite copy (`[verification]
+    /// offsite_read_data_subset`).
+    #[serde(default)]
+    pub offsite_check: LastRun,
     /// The last `strata run` as a whole.
     #[serde(default)]
     pub run: LastRun,
@@ -214,6 +218,13 @@ pub fn run_lock(dir: &Path) -> Result<Option<fs::File>> {
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
         Err(e) => Err(std::io::Error::from(e)).at(&p),
     }
+}
+
+/// `4m`, `2h 3m`, `3d 4h`: an age to a minute.
+pub fn short_duration(ns: i64) -> String {
+    let secs = (ns.max(0) / 1_000_000_000) as u64;
+    let rounded = if secs >= 3600 { secs / 60 * 60 } else { secs };
+    humantime::format_duration(std::time::Duration::from_secs(rounded)).to_string()
 }
 
 #[cfg(test)]

@@ -95,11 +95,32 @@ pub struct LatestReport {
     pub time: String,
 }
 
+/// A source's last drill (`strata drill`, `policy::drill::record`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DrillReport {
+    /// What it did, or why it failed.
+    pub detail: String,
+    /// The restore (and the drill_command) succeeded.
+    pub ok: bool,
+    /// Why it is a problem (failed, slower than the rto, too old).
+    pub problem: Option<String>,
+    /// The source's recovery time objective.
+    pub rto_seconds: Option<f64>,
+    /// The measured restore time.
+    pub seconds: f64,
+    /// The snapshot restored.
+    pub snapshot: Option<String>,
+    /// When it started (RFC 3339).
+    pub time: String,
+}
+
 /// One source of the config.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SourceReport {
     /// Logical bytes per distinct raw byte; `None` without snapshots.
     pub dedup_ratio: Option<f64>,
+    /// The last drill (`None`: never drilled).
+    pub drill: Option<DrillReport>,
     /// The last run of the source.
     pub last_run: Option<LastReport>,
     /// The latest snapshot.
@@ -167,6 +188,21 @@ pub struct CheckReport {
     pub last_success: Option<String>,
 }
 
+/// What this machine's checks of the offsite copy found (kept under the
+/// offsite's own location).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OffsiteCheck {
+    /// Read-data coverage of the offsite's packs (within `[verification]
+    /// max_age`).
+    pub coverage: Coverage,
+    /// Packs found damaged there and not copied again since (hex).
+    pub damaged_packs: Vec<String>,
+    /// The last check of the offsite copy.
+    pub last: Option<CheckRun>,
+    /// When the last clean check of it started (RFC 3339).
+    pub last_success: Option<String>,
+}
+
 /// The sync part of the report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SyncReport {
@@ -176,6 +212,8 @@ pub struct SyncReport {
     pub behind_bytes: Option<u64>,
     /// Packs the offsite copy lacks (`None`: no offsite, or not listed).
     pub behind_packs: Option<u64>,
+    /// The offsite copy as this machine checked it (`None`: no offsite).
+    pub check: Option<OffsiteCheck>,
     /// `offsite` is in the config.
     pub configured: bool,
     /// The last sync step.
@@ -222,12 +260,7 @@ pub struct StatusReport {
     pub version: u32,
 }
 
-/// `4m`, `2h 3m`, `3d 4h`: an age to a minute.
-pub fn short_duration(ns: i64) -> String {
-    let secs = (ns.max(0) / 1_000_000_000) as u64;
-    let rounded = if secs >= 3600 { secs / 60 * 60 } else { secs };
-    humantime::format_duration(Duration::from_secs(rounded)).to_string()
-}
+pub use super::state::short_duration;
 
 /// The report on the repository of `session` (with `cfg` as its
 /// strata.toml) against the policy `cfg`; warnings (an unreadable state
@@ -269,6 +302,10 @@ pub fn status(
         None => st.sync.clone(),
     };
     last_failures(cfg, &st, &sync, &mut problems);
+    let drills = match state::dir(&repo.config().repo_id) {
+        Some(d) => super::drill::record::DrillRecord::load(&d).0,
+        None => Default::default(),
+    };
     let snaps = crate::snapshot::readable(&repo)?;
     let reader = BlobReader::reporting(&repo)?;
     let cx = Ctx {
@@ -282,10 +319,15 @@ pub fn status(
     let sources = cfg
         .sources
         .iter()
-        .map(|s| source_report(&cx, &s.name, st.sources.get(&s.name), &mut problems))
+        .map(|s| {
+            let mut r = source_report(&cx, &s.name, st.sources.get(&s.name), &mut problems);
+            r.drill = drill_report(cfg, s, drills.sources.get(&s.name), now, &mut problems);
+            r
+        })
         .collect();
     let check = check::report(&repo, cfg, now, &mut problems)?;
-    let behind = check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
+    let (behind, off_packs) = check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
+    let off_check = check::offsite_check(&repo, cfg, off_packs, now, &mut problems);
     Ok(StatusReport {
         check,
         config: cfg.path.clone(),
@@ -303,6 +345,7 @@ pub fn status(
             available: true,
             behind_bytes: behind.map(|(_, b)| b),
             behind_packs: behind.map(|(n, _)| n),
+            check: off_check,
             configured: cfg.offsite.is_some(),
             last: LastReport::attempted(&sync),
             offsite: cfg.offsite.clone(),
@@ -326,6 +369,7 @@ fn last_failures(cfg: &Config, st: &State, sync: &LastRun, problems: &mut Vec<St
         ("gc", &st.gc),
         ("sync", sync),
         ("check", &st.check),
+        ("offsite-check", &st.offsite_check),
     ] {
         if let Some(e) = &l.error {
             problems.push(format!("{step}: the last run failed: {e}"));
@@ -371,6 +415,7 @@ fn unreachable(
             available: false,
             behind_bytes: None,
             behind_packs: None,
+            check: None,
             configured: cfg.offsite.is_some(),
             last: None,
             offsite: cfg.offsite.clone(),
@@ -479,6 +524,7 @@ fn source_report(
     };
     let report = SourceReport {
         dedup_ratio,
+        drill: None,
         last_run: last.map(LastReport::of),
         latest,
         logical_bytes,
@@ -492,6 +538,29 @@ fn source_report(
     };
     problems.extend(stale);
     report
+}
+
+/// Source `s`'s last drill against its rto and the drill cadence; its
+/// problem, if any, added to `problems`.
+fn drill_report(
+    cfg: &Config,
+    s: &super::Source,
+    last: Option<&super::drill::record::LastDrill>,
+    now: i64,
+    problems: &mut Vec<String>,
+) -> Option<DrillReport> {
+    let problem = super::drill::record::problem(cfg, s, last, now);
+    problems.extend(problem.clone());
+    let l = last?;
+    Some(DrillReport {
+        detail: l.detail.clone(),
+        ok: l.ok,
+        problem,
+        rto_seconds: cfg.rto_of(s).map(|r| r.as_secs_f64()),
+        seconds: l.seconds,
+        snapshot: l.snapshot.clone(),
+        time: time_string(l.time_unix_ns),
+    })
 }
 
 /// What each retention rule keeps now of source `name`'s snapshots.
@@ -544,6 +613,28 @@ mod tests {
         }
     }
 
+    fn sync_report() -> SyncReport {
+        SyncReport {
+            available: true,
+            behind_bytes: Some(8),
+            behind_packs: Some(1),
+            check: Some(OffsiteCheck {
+                coverage: Coverage {
+                    fraction: 1.0,
+                    packs: 2,
+                    verified: 2,
+                    within_seconds: None,
+                },
+                damaged_packs: vec!["cd".into()],
+                last: None,
+                last_success: None,
+            }),
+            configured: true,
+            last: Some(last()),
+            offsite: Some("s3://b/p".into()),
+        }
+    }
+
     /// `status --json` was a serde_json map, whose keys serde_json sorts:
     /// the report's own serialization gives the same bytes only while its
     /// fields stay declared in name order, at every level.
@@ -551,6 +642,15 @@ mod tests {
     fn serializes_as_the_sorted_json_map_did() {
         let source = SourceReport {
             dedup_ratio: Some(2.5),
+            drill: Some(DrillReport {
+                detail: "d".into(),
+                ok: true,
+                problem: None,
+                rto_seconds: Some(300.0),
+                seconds: 1.5,
+                snapshot: Some("ab".into()),
+                time: "t".into(),
+            }),
             last_run: Some(last()),
             latest: Some(LatestReport {
                 age_seconds: 60,
@@ -604,14 +704,7 @@ mod tests {
             repository: "/srv/repo".into(),
             repository_error: None,
             sources: vec![source],
-            sync: SyncReport {
-                available: true,
-                behind_bytes: Some(8),
-                behind_packs: Some(1),
-                configured: true,
-                last: Some(last()),
-                offsite: Some("s3://b/p".into()),
-            },
+            sync: sync_report(),
             time: "now".into(),
             version: 1,
         };
@@ -622,7 +715,8 @@ mod tests {
         for key in [
             "\"behind_packs\":1",
             "\"coverage\":{\"fraction\":0.5,",
-            "\"dedup_ratio\":2.5,",
+            "\"dedup_ratio\":2.5,\"drill\":{\"detail\":\"d\",\"ok\":true,",
+            "\"check\":{\"coverage\":{\"fraction\":1.0,",
             "\"retention\":[{\"kept\":4,\"rule\":\"daily\",\"target\":\"7\"}]",
             "\"latest\":{\"age_seconds\":60,\"bytes_added\":1,\"bytes_read\":2,",
             "\"last_run\":{\"attempt\":\"2026-01-02T03:04:05Z\",\"error\":\"boom\",\"success\":null}",

@@ -189,6 +189,14 @@ impl Session {
         }
     }
 
+    /// This session at another location of the same repository (the
+    /// offsite copy): the same keys, lock options and strata.toml.
+    pub fn at(&self, repo: PathBuf) -> Session {
+        let mut s = self.clone();
+        s.opts.repo = Some(repo);
+        s
+    }
+
     /// The lock options.
     pub fn lock_options(&self) -> LockOptions {
         self.opts.lock

@@ -98,8 +98,20 @@ fn at(b: &dyn Backend, key: &str) -> String {
     format!("{}: {key}", b.name())
 }
 
+/// Copy `items` again over the destination's copies (damaged there, or
+/// of another size): each only once the source's copy hashes to its name.
+pub fn replace_all(ctx: &Ctx, items: &[Item]) -> Vec<Result<Done>> {
+    pool(ctx.jobs, items.len(), |i| copy_as(ctx, &items[i], true))
+}
+
 /// Copy one file (module doc).
 pub fn copy_one(ctx: &Ctx, item: &Item) -> Result<Done> {
+    copy_as(ctx, item, false)
+}
+
+/// Copy one file, create-only or (`replace`, packs only) over the
+/// destination's copy, atomically (`put_replace`).
+fn copy_as(ctx: &Ctx, item: &Item, replace: bool) -> Result<Done> {
     let (src, dst) = (ctx.src, ctx.dst);
     let bytes = src.get(&item.key).map_err(|e| {
         if e.is_not_found() {
@@ -134,10 +146,14 @@ pub fn copy_one(ctx: &Ctx, item: &Item) -> Result<Done> {
     if let Some(l) = ctx.limit {
         l.take(len);
     }
-    match dst.put_new_bytes(&item.key, bytes) {
-        Ok(()) => {}
-        Err(e) if e.is_already_exists() => return existing(dst, item),
-        Err(e) => return Err(e.into()),
+    if replace && item.kind == Kind::Pack {
+        dst.put_replace(&item.key, &bytes)?;
+    } else {
+        match dst.put_new_bytes(&item.key, bytes) {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => return existing(dst, item),
+            Err(e) => return Err(e.into()),
+        }
     }
     let got = dst.size(&item.key)?;
     if got != len {

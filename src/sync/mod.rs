@@ -18,6 +18,7 @@
 //!    than the newest at the source (a rolled-back or emptied source).
 
 mod copy;
+mod heal;
 pub mod identity;
 pub mod layout;
 pub mod limit;
@@ -103,7 +104,7 @@ impl Tally {
 /// One line of a dry run: what would be copied or deleted.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Planned {
-    /// `copy` or `delete`.
+    /// `copy`, `replace` or `delete`.
     pub action: &'static str,
     /// The key.
     pub key: String,
@@ -129,6 +130,10 @@ pub struct SyncReport {
     pub copied: Tally,
     /// At the destination already, same size.
     pub skipped: Tally,
+    /// Packs copied again over a damaged copy at the destination (found
+    /// damaged there by a check, or of another size), from a source copy
+    /// that hashes to its name (dry run: would be).
+    pub replaced: Tally,
     /// Removed by `--delete` (dry run: would be).
     pub deleted: Tally,
     /// How many files failed, or 1 for a refused `--delete`.
@@ -214,7 +219,8 @@ fn copy_all(
         ConfigAction::New => Listing::default(),
         _ => Listing::read(dst)?,
     };
-    let plan = plan::copies(&src_list, &dst_list, dst.name());
+    let records = heal::Records::find(src.name(), dst.name());
+    let plan = plan::copies(&src_list, &dst_list, dst.name(), &records.damaged());
     r.skipped = plan.skipped;
     progress.total.store(plan.bytes(), Relaxed);
     let limit = opts.limit_upload.map(RateLimit::new);
@@ -256,8 +262,30 @@ fn copy_all(
         }
     }
 
-    let labels: Vec<&'static str> = plan.phases.iter().map(|p| p.kind.label()).collect();
-    for (i, phase) in plan.phases.into_iter().enumerate() {
+    copy_phases(&ctx, &records, plan.phases, opts, &mut r);
+
+    if opts.delete {
+        if r.failures.is_empty() {
+            delete(&ctx, &mut keys, &src_list, &dst_list, opts, &mut r);
+        } else {
+            r.stopped_before.get_or_insert("deletions");
+        }
+    }
+    r.seconds = started.elapsed().as_secs_f64();
+    Ok(r)
+}
+
+/// The phases of `phases` in order, each only if the ones before had no
+/// error (a manifest must never arrive before a pack it may need).
+fn copy_phases(
+    ctx: &Ctx,
+    records: &heal::Records,
+    phases: Vec<plan::Phase>,
+    opts: &SyncOptions,
+    r: &mut SyncReport,
+) {
+    let labels: Vec<&'static str> = phases.iter().map(|p| p.kind.label()).collect();
+    for (i, phase) in phases.into_iter().enumerate() {
         for e in phase.conflicts {
             r.fail(e);
         }
@@ -266,9 +294,14 @@ fn copy_all(
                 r.copied.add(item.size);
                 r.plan("copy", item);
             }
+            for item in &phase.replace {
+                r.replaced.add(item.size);
+                r.plan("replace", item);
+            }
             continue;
         }
-        for res in copy::copy_all(&ctx, &phase.items) {
+        replace(ctx, records, &phase.replace, r);
+        for res in copy::copy_all(ctx, &phase.items) {
             match res {
                 Ok(Done::Copied(n)) => r.copied.add(n),
                 Ok(Done::Skipped(n)) => r.skipped.add(n),
@@ -281,16 +314,28 @@ fn copy_all(
             break;
         }
     }
+}
 
-    if opts.delete {
-        if r.failures.is_empty() {
-            delete(&ctx, &mut keys, &src_list, &dst_list, opts, &mut r);
-        } else {
-            r.stopped_before.get_or_insert("deletions");
+/// Copy `items` (damaged packs at the destination) again, then clear
+/// the destination's records of those copied.
+fn replace(ctx: &Ctx, records: &heal::Records, items: &[Item], r: &mut SyncReport) {
+    let mut healed = Vec::new();
+    for (item, res) in items.iter().zip(copy::replace_all(ctx, items)) {
+        match res {
+            Ok(Done::Copied(n) | Done::Skipped(n)) => {
+                r.replaced.add(n);
+                let name = item.key.rsplit('/').next().unwrap_or_default();
+                healed.extend(crate::id::PackId::from_hex(name));
+            }
+            Err(e) => r.fail(Error::Invalid(format!(
+                "{e} (to be copied over the destination's damaged copy: neither end has an \
+                 intact one to give? check both)"
+            ))),
         }
     }
-    r.seconds = started.elapsed().as_secs_f64();
-    Ok(r)
+    if let Some(w) = records.healed(&healed) {
+        r.fail(Error::Invalid(format!("records of the copied packs: {w}")));
+    }
 }
 
 /// `--delete`: plan against a second source listing, check the rollback

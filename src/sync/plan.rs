@@ -2,12 +2,14 @@
 //! (format-spec/sync.md "Order"): which files of the repository layout are
 //! copied at all, in which order, which are already there (skipped, the
 //! resumability rule) or there with another size (an error, never
-//! overwritten), and which `--delete` removes.
+//! overwritten; but a pack is copied again, `replace`), which packs are
+//! damaged at the destination (copied again), and which `--delete`
+//! removes.
 
 use super::Tally;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The files sync copies, in copy order (the derived `Ord`). Anything
 /// else (`locks/`, `tmp/`, `index.sqlite`, files of other tools) is never
@@ -159,6 +161,10 @@ pub struct Phase {
     pub kind: Kind,
     /// Missing at the destination.
     pub items: Vec<Item>,
+    /// Packs at the destination that are recorded damaged there, or have
+    /// another size: copied again over them, once the source's copy
+    /// hashes to its name (format-spec/sync.md "Healing").
+    pub replace: Vec<Item>,
     /// Present at the destination with another size: errors naming them.
     pub conflicts: Vec<Error>,
 }
@@ -177,7 +183,7 @@ impl CopyPlan {
     pub fn bytes(&self) -> u64 {
         self.phases
             .iter()
-            .flat_map(|p| &p.items)
+            .flat_map(|p| p.items.iter().chain(&p.replace))
             .map(|i| i.size)
             .sum()
     }
@@ -186,8 +192,16 @@ impl CopyPlan {
 /// Compare the listings: a file missing at `dst` is copied, one of the same
 /// size is skipped (copied by an earlier run: every file sync copies is
 /// create-only and content-named or random-named, so the same name and size
-/// is the same file), one of another size is a conflict.
-pub fn copies(src: &Listing, dst: &Listing, dst_name: &str) -> CopyPlan {
+/// is the same file), one of another size is a conflict. A pack is the
+/// exception: named by the BLAKE3 of its bytes, the copy that hashes to its
+/// name is the right one, so a pack of another size, or one of `damaged`
+/// (keys of packs found damaged at `dst`), is copied again.
+pub fn copies(
+    src: &Listing,
+    dst: &Listing,
+    dst_name: &str,
+    damaged: &BTreeSet<String>,
+) -> CopyPlan {
     let mut phases: Vec<Phase> = [
         Kind::KeyInfo,
         Kind::Key,
@@ -200,6 +214,7 @@ pub fn copies(src: &Listing, dst: &Listing, dst_name: &str) -> CopyPlan {
     .map(|kind| Phase {
         kind,
         items: Vec::new(),
+        replace: Vec::new(),
         conflicts: Vec::new(),
     })
     .collect();
@@ -208,9 +223,12 @@ pub fn copies(src: &Listing, dst: &Listing, dst_name: &str) -> CopyPlan {
         let Some(phase) = phases.iter_mut().find(|p| p.kind == item.kind) else {
             continue;
         };
+        let pack = item.kind == Kind::Pack;
         match dst.files.get(&item.key) {
             None => phase.items.push(item),
+            Some(_) if pack && damaged.contains(&item.key) => phase.replace.push(item),
             Some(&(_, size)) if size == item.size => skipped.add(size),
+            Some(_) if pack => phase.replace.push(item),
             Some(&(_, size)) => phase.conflicts.push(Error::Invalid(format!(
                 "{dst_name}: {}: exists with {size} bytes where the source has {}: not \
                  overwritten (damaged at the destination or at the source? check both)",
@@ -284,9 +302,20 @@ mod tests {
             format!("packs/33/{p3}"),
         );
         let snap = format!("snapshots/{p1}");
-        let src = listing(&[(&pk1, 10), (&pk2, 20), (&pk3, 30), (&snap, 5)]);
-        let dst = listing(&[(&pk1, 10), (&pk2, 21)]);
-        let plan = copies(&src, &dst, "DST");
+        let (p4, p5) = ("44".repeat(32), "55".repeat(32));
+        let (pk4, snap5) = (format!("packs/44/{p4}"), format!("snapshots/{p5}"));
+        let src = listing(&[
+            (&pk1, 10),
+            (&pk2, 20),
+            (&pk3, 30),
+            (&pk4, 40),
+            (&snap, 5),
+            (&snap5, 6),
+        ]);
+        let dst = listing(&[(&pk1, 10), (&pk2, 21), (&pk4, 40), (&snap5, 7)]);
+        // pk4 has the same size, but a check found it damaged there
+        let damaged: BTreeSet<String> = [pk4.clone()].into();
+        let plan = copies(&src, &dst, "DST", &damaged);
         assert_eq!(
             plan.skipped,
             Tally {
@@ -297,10 +326,20 @@ mod tests {
         let packs = plan.phases.iter().find(|p| p.kind == Kind::Pack).unwrap();
         assert_eq!(packs.items.len(), 1);
         assert_eq!(packs.items[0].key, pk3);
-        assert_eq!(packs.conflicts.len(), 1);
-        let msg = packs.conflicts[0].to_string();
-        assert!(msg.contains(&pk2) && msg.contains("21 bytes"), "{msg}");
-        assert_eq!(plan.bytes(), 35);
+        // a pack of another size or recorded damaged is copied again
+        let replaced: Vec<&str> = packs.replace.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(replaced, [pk2.as_str(), pk4.as_str()]);
+        assert!(packs.conflicts.is_empty());
+        // any other file of another size is a conflict, never overwritten
+        let snaps = plan
+            .phases
+            .iter()
+            .find(|p| p.kind == Kind::Snapshot)
+            .unwrap();
+        assert_eq!(snaps.conflicts.len(), 1);
+        let msg = snaps.conflicts[0].to_string();
+        assert!(msg.contains(&snap5) && msg.contains("7 bytes"), "{msg}");
+        assert_eq!(plan.bytes(), 20 + 30 + 40 + 5);
         let order: Vec<Kind> = plan.phases.iter().map(|p| p.kind).collect();
         let mut sorted = order.clone();
         sorted.sort();

@@ -85,13 +85,13 @@ fn problems(v: &Value) -> Vec<String> {
 
 /// An HTTP listener on 127.0.0.1 that records every request body and
 /// answers each with the next status of `answers` (then 200).
-struct Hook {
+pub(crate) struct Hook {
     port: u16,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Hook {
-    fn start(answers: &[u16]) -> Hook {
+    pub(crate) fn start(answers: &[u16]) -> Hook {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -129,11 +129,11 @@ impl Hook {
         Hook { port, bodies }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks/TOKEN", self.port)
     }
 
-    fn received(&self) -> Vec<Value> {
+    pub(crate) fn received(&self) -> Vec<Value> {
         self.bodies
             .lock()
             .unwrap()

@@ -277,7 +277,7 @@ fn an_interrupted_sync_resumes_with_exactly_the_missing_files() {
 /// CLI: packs lost at the destination are copied again, exactly those; a
 /// file there with another size is an error naming it, never overwritten.
 #[test]
-fn lost_packs_are_copied_again_and_a_different_size_is_refused() {
+fn lost_packs_and_damaged_packs_are_copied_again_other_files_never_overwritten() {
     let (fx, _src) = repo_with_snapshot(false);
     let repo = fx.strata.repo();
     let mirror = fx.path("mirror");
@@ -293,18 +293,33 @@ fn lost_packs_are_copied_again_and_a_different_size_is_refused() {
     assert_eq!(num(&r, "copied/bytes"), lost_bytes, "{r}");
     assert_eq!(repo_files(&mirror), repo_files(repo));
 
+    // a pack of another size at the destination is damaged there (its
+    // name is the hash of its bytes): copied again from the source, whose
+    // copy hashes to its name (issue 24)
     let victim = &packs[2];
     let len = fs::metadata(victim).unwrap().len();
     fs::write(victim, vec![0u8; 100]).unwrap();
+    let r = sync_ok(Some(repo), &[mirror.to_str().unwrap()], &[]);
+    assert_eq!(num(&r, "replaced/objects"), 1, "{r}");
+    assert_eq!(num(&r, "replaced/bytes"), len, "{r}");
+    assert_eq!(repo_files(&mirror), repo_files(repo));
+
+    // any other file of another size is never overwritten
+    let manifest = fs::read_dir(mirror.join("snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::write(&manifest, vec![0u8; 100]).unwrap();
     let o = sync_cmd(Some(repo), &[mirror.to_str().unwrap()], &[]);
-    let line = one_line_error(&o, "a pack of another size at the destination");
-    let name = victim.file_name().unwrap().to_str().unwrap();
+    let line = one_line_error(&o, "a manifest of another size at the destination");
+    let name = manifest.file_name().unwrap().to_str().unwrap();
     assert!(
         line.contains(name) && line.contains("not overwritten"),
         "{line}"
     );
-    assert_eq!(fs::metadata(victim).unwrap().len(), 100);
-    assert!(len != 100);
+    assert_eq!(fs::metadata(&manifest).unwrap().len(), 100);
 }
 
 #[test]

@@ -97,7 +97,62 @@ pub fn text(r: &StatusReport) -> String {
         per(s, &|s| s.dedup_ratio),
     );
     retention(&mut out, s);
+    drills(&mut out, s);
+    offsite(&mut out, r);
     out.0
+}
+
+/// The last drill of each source.
+fn drills(out: &mut Out, s: &[SourceReport]) {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    out.metric(
+        "strata_source_drill_seconds",
+        "The measured restore time of the source's last drill",
+        per(s, &|s| Some(s.drill.as_ref()?.seconds)),
+    );
+    out.metric(
+        "strata_source_drill_timestamp_seconds",
+        "When the source's last drill started",
+        per(s, &|s| timestamp(&s.drill.as_ref()?.time)),
+    );
+    out.metric(
+        "strata_source_drill_ok",
+        "1 if the source's last drill restored it within its rto and is recent; 0 if it \
+         failed, was slower than the rto, or is older than twice the drill cadence",
+        per(s, &|s| Some(flag(s.drill.as_ref()?.problem.is_none()))),
+    );
+    out.metric(
+        "strata_source_drill_rto_seconds",
+        "The source's recovery time objective",
+        per(s, &|s| s.drill.as_ref()?.rto_seconds),
+    );
+}
+
+/// The offsite copy as checked from here.
+fn offsite(out: &mut Out, r: &StatusReport) {
+    let Some(c) = &r.sync.check else {
+        return;
+    };
+    let one = |x: f64| vec![(String::new(), x)];
+    out.metric(
+        "strata_offsite_verified_fraction",
+        "Share of the offsite copy's packs read-data verified within [verification] max_age",
+        one(c.coverage.fraction),
+    );
+    out.metric(
+        "strata_offsite_damaged_packs",
+        "Packs found damaged at the offsite copy and not copied again since",
+        one(c.damaged_packs.len() as f64),
+    );
+    out.metric(
+        "strata_offsite_check_last_timestamp_seconds",
+        "When the offsite copy was last checked",
+        c.last
+            .as_ref()
+            .and_then(|l| timestamp(&l.time))
+            .map(one)
+            .unwrap_or_default(),
+    );
 }
 
 /// The time of the last attempt, and 1 if it succeeded.

@@ -23,7 +23,10 @@ use std::time::Instant;
 pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<CheckReport> {
     let started = Instant::now();
     let now = crate::sys::now_ns() / 1_000_000_000;
-    let state_path = state::path(&repo.config().repo_id);
+    let state_path = state::path(&repo.config().repo_id, repo.name());
+    if let Some(p) = &state_path {
+        state::adopt_legacy(p);
+    }
     if opts.max_age.is_some() && opts.read_data.is_some() && state_path.is_none() {
         return Err(Error::Invalid(
             "--max-age needs the local cache directory, where verification times are kept \

@@ -20,8 +20,8 @@ use crate::id::{BlobId, PackId};
 use crate::index::Index;
 use crate::repo::Repo;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 
 /// One recorded blob.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,8 +59,60 @@ fn path(repo: &Repo) -> PathBuf {
 }
 
 fn lock_path(repo: &Repo) -> PathBuf {
-    let p = path(repo);
-    p.with_file_name(".damaged.lock")
+    lock_in(repo.index_dir())
+}
+
+fn lock_in(index_dir: &Path) -> PathBuf {
+    index_dir.join(".damaged.lock")
+}
+
+/// The index directory (where the record is kept) of repository
+/// `repo_id` at `name` (a directory or a URL), without opening it: the
+/// other end of a `sync` (index.md "Where the index lives"). `None`
+/// without a cache directory.
+pub fn index_dir_at(repo_id: &crate::id::RepoId, name: &str) -> Option<PathBuf> {
+    let loc = crate::maint::check::state::location(name);
+    Some(
+        crate::cache::base_dir()?
+            .join(repo_id.to_hex())
+            .join("index")
+            .join(crate::repo::location_key(&loc)),
+    )
+}
+
+/// The packs recorded damaged in the record kept in `index_dir` (none if
+/// there is no record or it does not read).
+pub fn packs_in(index_dir: &Path) -> BTreeSet<PackId> {
+    load_file(&index_dir.join("damaged.json"))
+        .map(|d| d.entries.keys().filter_map(|(_, p)| *p).collect())
+        .unwrap_or_default()
+}
+
+/// Packs of the repository whose index lives in `index_dir` were copied
+/// again from an intact copy (their hash is their name): their entries
+/// leave the record, and their rows the index, so that the next open
+/// indexes them again from their trailers (`Index::reconcile`).
+pub fn healed_in(index_dir: &Path, packs: &[PackId]) -> Result<()> {
+    if packs.is_empty() {
+        return Ok(());
+    }
+    let p = index_dir.join("damaged.json");
+    let out = crate::cache::locked(&lock_in(index_dir), || -> Result<()> {
+        let mut d = load_file(&p)?;
+        let n = d.entries.len();
+        d.entries
+            .retain(|(_, q), _| q.as_ref().is_none_or(|q| !packs.contains(q)));
+        if d.entries.len() != n {
+            save_file(&p, &d)?;
+        }
+        Ok(())
+    });
+    out.unwrap_or(Ok(()))?;
+    let ix = index_dir.join(crate::repo::INDEX_FILE);
+    if let Ok(Ok(mut index)) = Index::open_checked(&ix) {
+        index.remove_packs(packs)?;
+    }
+    Ok(())
 }
 
 fn key(e: &Entry) -> Option<(BlobId, Option<PackId>)> {
@@ -76,25 +128,7 @@ impl Damaged {
     /// The record of `repo` (empty if there is none; an unreadable one is
     /// an error, so that it is never silently overwritten).
     pub fn load(repo: &Repo) -> Result<Damaged> {
-        let p = path(repo);
-        let bytes = match std::fs::read(&p) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Damaged::default()),
-            Err(e) => return Err(Error::Io { path: p, source: e }),
-        };
-        let f: File = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Invalid(format!(
-                "{}: unreadable ({e}); move it away to start a new record",
-                p.display()
-            ))
-        })?;
-        Ok(Damaged {
-            entries: f
-                .blobs
-                .into_iter()
-                .filter_map(|e| Some((key(&e)?, e)))
-                .collect(),
-        })
+        load_file(&path(repo))
     }
 
     /// Nothing recorded.
@@ -162,6 +196,30 @@ impl Damaged {
     }
 }
 
+/// The record in the file `p` (empty if there is none; an unreadable one
+/// is an error, so that it is never silently overwritten).
+fn load_file(p: &Path) -> Result<Damaged> {
+    let p = p.to_path_buf();
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Damaged::default()),
+        Err(e) => return Err(Error::Io { path: p, source: e }),
+    };
+    let f: File = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: unreadable ({e}); move it away to start a new record",
+            p.display()
+        ))
+    })?;
+    Ok(Damaged {
+        entries: f
+            .blobs
+            .into_iter()
+            .filter_map(|e| Some((key(&e)?, e)))
+            .collect(),
+    })
+}
+
 /// Add `found` to the record of `repo`, drop entries that are healed
 /// (stored again in a live pack) and whose pack is not in `listed`, and
 /// save it if it changed. Then drop the recorded rows from `index`.
@@ -224,7 +282,11 @@ pub fn forget_packs(repo: &Repo, packs: &[PackId]) -> Result<()> {
 }
 
 fn save(repo: &Repo, d: &Damaged) -> Result<()> {
-    let p = path(repo);
+    save_file(&path(repo), d)
+}
+
+fn save_file(p: &Path, d: &Damaged) -> Result<()> {
+    let p = p.to_path_buf();
     if d.entries.is_empty() {
         return match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

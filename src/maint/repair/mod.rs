@@ -6,9 +6,12 @@
 //! - `snapshots.rs`: a snapshot whose trees or chunks are damaged is
 //!   rewritten without the damaged files, and the old manifest removed;
 //! - `packs.rs`: a damaged pack's intact blobs are copied into new packs,
-//!   and the pack deleted once nothing it held is lost by that.
+//!   and the pack deleted once nothing it held is lost by that;
+//! - `from.rs`: before that, with `--from OTHER`, a damaged pack is
+//!   replaced by the other location's copy if that one is intact.
 
 pub mod damaged;
+pub mod from;
 pub mod packs;
 pub mod snapshots;
 

@@ -47,6 +47,26 @@ pub struct PackRepair {
     pub deleted: bool,
     /// Why it was kept, if it was.
     pub kept: Option<String>,
+    /// Replaced by the intact copy at this location (`--from`): nothing
+    /// salvaged, nothing lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<String>,
+}
+
+impl PackRepair {
+    /// The outcome of `pack` before anything was done to it.
+    fn new(pack: PackId) -> PackRepair {
+        PackRepair {
+            pack,
+            blobs: 0,
+            salvaged: 0,
+            elsewhere: 0,
+            damaged: Vec::new(),
+            deleted: false,
+            kept: None,
+            restored_from: None,
+        }
+    }
 }
 
 /// A blob in the pack being repaired, where it is.
@@ -56,8 +76,75 @@ struct Item {
 }
 
 /// Repair each of `named` (all packs recorded damaged if empty) under
-/// `lock` (exclusive).
+/// `lock` (exclusive); with `from`, a pack whose copy there is intact is
+/// replaced by it first (`super::from`), and only the others salvaged.
 pub fn repair(
+    repo: &Repo,
+    lock: &Lock,
+    named: &[PackId],
+    dry_run: bool,
+    from: Option<&dyn crate::backend::Backend>,
+) -> Result<Vec<PackRepair>> {
+    let mut restored = Vec::new();
+    let mut named = named.to_vec();
+    if let (Some(other), false) = (from, dry_run) {
+        let damaged = targets_of(repo, &named)?;
+        lock.check()?;
+        let (done, _) = super::from::restore_from(repo, other, &damaged)?;
+        restored = restored_reports(&done, other.name());
+        let all_named_restored = !named.is_empty() && named.iter().all(|p| done.contains(p));
+        if all_named_restored {
+            return Ok(restored);
+        }
+        named.retain(|p| !done.contains(p));
+    }
+    let mut out = salvage_all(repo, lock, &named, dry_run)?;
+    restored.append(&mut out);
+    Ok(restored)
+}
+
+/// The outcome of packs replaced by `from`'s intact copies.
+fn restored_reports(done: &[PackId], from: &str) -> Vec<PackRepair> {
+    done.iter()
+        .map(|p| PackRepair {
+            restored_from: Some(from.to_string()),
+            ..PackRepair::new(*p)
+        })
+        .collect()
+}
+
+/// `named`, or every pack recorded damaged (by `check` or `repair`) that
+/// is still listed.
+fn targets_of(repo: &Repo, named: &[PackId]) -> Result<Vec<PackId>> {
+    if !named.is_empty() {
+        return Ok(named.to_vec());
+    }
+    let mut index = repo.index()?;
+    let rec = index.reconcile(repo)?;
+    let mut t: Vec<PackId> = Damaged::load(repo)?
+        .entries()
+        .filter_map(|(_, p, _)| p.copied())
+        .chain(check_damaged(repo))
+        .filter(|p| rec.listed.contains_key(p))
+        .collect();
+    t.sort();
+    t.dedup();
+    Ok(t)
+}
+
+/// The packs the last `check --read-data` here found damaged.
+fn check_damaged(repo: &Repo) -> Vec<PackId> {
+    crate::maint::check::state::path(&repo.config().repo_id, repo.name())
+        .map(|p| {
+            crate::maint::check::state::CheckState::load(&p)
+                .0
+                .damaged_packs()
+        })
+        .unwrap_or_default()
+}
+
+/// Salvage each of `named` (all packs recorded damaged if empty).
+fn salvage_all(
     repo: &Repo,
     lock: &Lock,
     named: &[PackId],
@@ -155,15 +242,7 @@ fn salvage(
     rowid: Option<i64>,
     saver: Option<&BlobSaver>,
 ) -> Result<(PackRepair, Vec<damaged::Found>)> {
-    let mut r = PackRepair {
-        pack: *id,
-        blobs: 0,
-        salvaged: 0,
-        elsewhere: 0,
-        damaged: Vec::new(),
-        deleted: false,
-        kept: None,
-    };
+    let mut r = PackRepair::new(*id);
     let was_damaged: HashSet<BlobId> = recorded.in_pack(id).into_iter().collect();
     // Every location known for a blob of the pack: index rows, trailer.
     let mut items: BTreeMap<BlobId, Item> = BTreeMap::new();

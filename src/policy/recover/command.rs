@@ -52,9 +52,11 @@ struct Running {
 }
 
 impl Running {
-    /// Start `cmd`, with a pipe to its stdin if `stdin`.
-    fn start(cmd: &str, stdin: bool) -> Result<Running, String> {
+    /// Start `cmd`, with a pipe to its stdin if `stdin`, and `env` added
+    /// to its environment.
+    fn start(cmd: &str, stdin: bool, env: Env<'_>) -> Result<Running, String> {
         let mut child = crate::sys::shell(cmd)
+            .envs(env.iter().copied())
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -134,9 +136,21 @@ impl Running {
     }
 }
 
+/// Variables added to a command's environment (`STRATA_DRILL_DIR`…).
+pub(super) type Env<'a> = &'a [(&'a str, &'a std::ffi::OsStr)];
+
 /// Run `cmd` to its end (at most `timeout`).
 pub(super) fn run(cmd: &str, timeout: Option<Duration>) -> Result<String, String> {
-    Running::start(cmd, false)?.finish(timeout)
+    run_with(cmd, &[], timeout)
+}
+
+/// [`run`], with `env` added to the command's environment.
+pub(super) fn run_with(
+    cmd: &str,
+    env: Env<'_>,
+    timeout: Option<Duration>,
+) -> Result<String, String> {
+    Running::start(cmd, false, env)?.finish(timeout)
 }
 
 /// Run `cmd` with `write` feeding its standard input (closed after);
@@ -145,7 +159,16 @@ pub(super) fn feed(
     cmd: &str,
     write: impl FnOnce(&mut dyn Write) -> crate::Result<()>,
 ) -> Result<String, String> {
-    let mut r = Running::start(cmd, true)?;
+    feed_with(cmd, &[], write)
+}
+
+/// [`feed`], with `env` added to the command's environment.
+pub(super) fn feed_with(
+    cmd: &str,
+    env: Env<'_>,
+    write: impl FnOnce(&mut dyn Write) -> crate::Result<()>,
+) -> Result<String, String> {
+    let mut r = Running::start(cmd, true, env)?;
     let fed = match r.child.stdin.take() {
         Some(stdin) => {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);

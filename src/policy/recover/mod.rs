@@ -33,6 +33,7 @@
 
 mod command;
 mod plan;
+pub(crate) mod scratch;
 mod steps;
 pub mod stored;
 mod write;
@@ -71,6 +72,9 @@ pub struct RecoverOptions {
     pub which: Which,
     /// No `pre-restore` snapshot before restoring.
     pub no_safety_snapshot: bool,
+    /// Plan a drill (`crate::policy::drill`): it restores into a scratch
+    /// place, so a command source needs no `restore_command`.
+    pub drill: bool,
 }
 
 /// An open repository and the policy to recover by.

@@ -227,7 +227,7 @@ fn planned(
     p.time = Some(snap.time_string());
     p.age_seconds = Some(((now - snap.time_unix_ns).max(0) / 1_000_000_000) as u64);
     p.bytes = snap.summary.total_bytes;
-    p.problem = targets(reader, &snap, &mut p)?;
+    p.problem = targets(reader, &snap, &mut p, opts.drill)?;
     if !opts.no_safety_snapshot {
         p.safety = Some(safety_text(&p));
     }
@@ -244,7 +244,12 @@ fn kind_name(k: &SourceKind) -> &'static str {
 }
 
 /// Fill in where `p` restores to; the problem, if any.
-fn targets(reader: &BlobReader, snap: &Snapshot, p: &mut Planned) -> Result<Option<String>> {
+fn targets(
+    reader: &BlobReader,
+    snap: &Snapshot,
+    p: &mut Planned,
+    drill: bool,
+) -> Result<Option<String>> {
     let holds = |path: &[u8]| crate::inspect::latest::holds(reader, snap, path);
     let file = match &p.src.kind {
         SourceKind::Paths { paths, .. } => {
@@ -269,7 +274,7 @@ fn targets(reader: &BlobReader, snap: &Snapshot, p: &mut Planned) -> Result<Opti
     if !holds(format!("/{file}").as_bytes())? {
         return Ok(Some(format!("the snapshot does not hold /{file}")));
     }
-    if matches!(p.src.kind, SourceKind::Command { .. }) && p.restore_command.is_none() {
+    if matches!(p.src.kind, SourceKind::Command { .. }) && p.restore_command.is_none() && !drill {
         return Ok(Some(format!(
             "a command source without restore_command: strata cannot restore it by itself \
              (add restore_command to [sources.{}], or restore it by hand with \

@@ -79,7 +79,11 @@ fn paths(repo: &Repo, snap: &Snapshot, p: &Planned) -> Result<String> {
 }
 
 /// The file `/name` of `snap`, and a reader for it.
-fn stored_file<'r>(repo: &'r Repo, snap: &Snapshot, name: &str) -> Result<(BlobReader<'r>, Entry)> {
+pub(super) fn stored_file<'r>(
+    repo: &'r Repo,
+    snap: &Snapshot,
+    name: &str,
+) -> Result<(BlobReader<'r>, Entry)> {
     let reader = BlobReader::reporting(repo)?;
     let found = inspect::locate(&reader, snap, format!("/{name}").as_bytes())?;
     match found.entry {
@@ -166,7 +170,11 @@ fn sqlite(repo: &Repo, snap: &Snapshot, file: &str, db: &Path) -> Result<String>
 }
 
 /// Write entry `e` to the new file `path`, synced: its BLAKE3 and length.
-fn write_checked(reader: &BlobReader, e: &Entry, path: &Path) -> Result<(blake3::Hash, u64)> {
+pub(super) fn write_checked(
+    reader: &BlobReader,
+    e: &Entry,
+    path: &Path,
+) -> Result<(blake3::Hash, u64)> {
     let f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -188,7 +196,7 @@ fn write_checked(reader: &BlobReader, e: &Entry, path: &Path) -> Result<(blake3:
 }
 
 /// The BLAKE3 and length of the file at `path`.
-fn hash_file(path: &Path) -> Result<(blake3::Hash, u64)> {
+pub(super) fn hash_file(path: &Path) -> Result<(blake3::Hash, u64)> {
     let mut f = fs::File::open(path).at(path)?;
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -4,15 +4,12 @@
 //! exclusive lock of forget and gc is taken once, and a lock held by another process is a warning (the step
 //! runs next time), not a failure.
 
-use super::{Runner, Status, StepOutcome};
+use super::{Ended, Runner, Status, StepOutcome, outcome};
 use crate::error::Error;
 use crate::maint::forget::{self, ForgetOptions};
 use crate::maint::gc::{self, GcOptions};
 use crate::repo::lock::{Lock, LockKind};
 use std::time::Instant;
-
-/// What a step ended with: its name, status and detail.
-type Ended = (&'static str, Status, String);
 
 /// 2-5. forget, gc, sync, check; the state is saved after forget and gc.
 pub(super) fn run(r: &mut Runner<'_>) -> Vec<StepOutcome> {
@@ -27,6 +24,10 @@ pub(super) fn run(r: &mut Runner<'_>) -> Vec<StepOutcome> {
     drop(exclusive);
     steps.push(timed(r, sync_step));
     steps.push(timed(r, check_step));
+    // issue 24: the offsite copy checked, both copies healed, drills
+    steps.push(timed(r, super::heal::offsite_check_step));
+    steps.push(timed(r, super::heal::heal_step));
+    steps.push(timed(r, drill_step));
     steps
 }
 
@@ -267,31 +268,76 @@ fn check_step(r: &mut Runner<'_>) -> Ended {
         order: Order::Oldest,
         max_age: None,
     };
-    let (status, detail) = match check::run(&r.repo, &opts, &check::Progress::default()) {
-        Ok(c) if c.problems.is_empty() => {
-            let detail = match &c.read_data {
-                Some(d) => format!(
-                    "no errors; read {} of {} packs ({} bytes, {:.1} MB/s)",
-                    d.packs_read, c.packs, d.bytes, d.mb_per_s
-                ),
-                None => format!("no errors; structure of {} packs", c.packs),
-            };
-            (Status::Ok, detail)
-        }
-        Ok(c) => (
-            Status::Failed,
-            format!(
-                "{} errors, first: {}",
-                c.problems.len(),
-                c.problems.first().map(check::describe).unwrap_or_default()
-            ),
-        ),
-        Err(e) => (Status::Failed, e.to_string()),
-    };
+    let (status, detail) = outcome(check::run(&r.repo, &opts, &check::Progress::default()));
     let outcome = match status {
         Status::Ok => Ok(detail.clone()),
         _ => Err(detail.clone()),
     };
     r.st.check.record(now, outcome);
     (STEP, status, detail)
+}
+
+/// Drill the sources whose last drill is `[cadence] drill` old or more
+/// (`policy::drill`): each restored, verified, into a scratch place and
+/// timed. A failed or slow drill fails the step (so the run's webhook
+/// carries it); with none due, drills that are older than twice the
+/// cadence, failed or slow fail it too.
+fn drill_step(r: &mut Runner<'_>) -> Ended {
+    use crate::policy::drill::{self, DrillOptions, record};
+    const STEP: &str = "drill";
+    let (cfg, now) = (r.cfg, r.started);
+    let Some(every) = cfg.cadence.drill else {
+        return (
+            STEP,
+            Status::Skipped,
+            "no [cadence] drill in the config".into(),
+        );
+    };
+    let (rec, _) = match super::state::dir(&r.repo.config().repo_id) {
+        Some(d) => record::DrillRecord::load(&d),
+        None => Default::default(),
+    };
+    let due: Vec<String> = cfg
+        .sources
+        .iter()
+        .filter(|s| record::due(every, rec.sources.get(&s.name), now))
+        .map(|s| s.name.clone())
+        .collect();
+    if due.is_empty() {
+        let problems: Vec<String> = cfg
+            .sources
+            .iter()
+            .filter_map(|s| record::problem(cfg, s, rec.sources.get(&s.name), now))
+            .collect();
+        if problems.is_empty() {
+            return (STEP, Status::Skipped, "not due".into());
+        }
+        return (STEP, Status::Failed, problems.join("; "));
+    }
+    let events = r.repo.events().clone();
+    let sum = drill::run(
+        r.session,
+        &r.repo,
+        cfg,
+        &DrillOptions { sources: due },
+        &events,
+    );
+    if !sum.ok {
+        return (STEP, Status::Failed, sum.problems.join("; "));
+    }
+    let slowest = sum
+        .sources
+        .iter()
+        .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .map(|s| format!(" (slowest: {} in {:.1}s)", s.source, s.seconds))
+        .unwrap_or_default();
+    (
+        STEP,
+        Status::Ok,
+        format!(
+            "{} sources restored and verified in {:.1}s{slowest}",
+            sum.sources.len(),
+            sum.duration_seconds
+        ),
+    )
 }

@@ -2,7 +2,7 @@
 //! last check on this machine and how much of the repository was
 //! read-data verified lately, and how far the offsite copy is behind.
 
-use super::{CheckReport, CheckRun, Coverage, short_duration};
+use super::{CheckReport, CheckRun, Coverage, OffsiteCheck, short_duration};
 use crate::error::Result;
 use crate::policy::Config;
 use crate::policy::state::LastRun;
@@ -21,8 +21,9 @@ pub(super) fn report(
     problems: &mut Vec<String>,
 ) -> Result<CheckReport> {
     use crate::maint::check::state::{self as cstate, CheckState};
-    let st = match cstate::path(&repo.config().repo_id) {
+    let st = match cstate::path(&repo.config().repo_id, repo.name()) {
         Some(p) => {
+            cstate::adopt_legacy(&p);
             let (st, w) = CheckState::load(&p);
             if let Some(w) = w {
                 repo.events().warning(&w);
@@ -130,14 +131,20 @@ pub(super) fn last_sync(a: &LastRun, b: &LastRun) -> LastRun {
 /// `[status] max_offsite_behind`, more packs than that is a problem;
 /// without it, a missing pack older than [`sync_window`], or no sync that
 /// succeeded within it (`sync`: the last sync, from either record).
+/// Also the offsite's pack keys, as listed.
 pub(super) fn offsite_behind(
     repo: &Repo,
     cfg: &Config,
     sync: &LastRun,
     now: i64,
     problems: &mut Vec<String>,
-) -> Option<(u64, u64)> {
-    let offsite = cfg.offsite.as_ref()?;
+) -> (
+    Option<(u64, u64)>,
+    Option<std::collections::HashSet<String>>,
+) {
+    let Some(offsite) = cfg.offsite.as_ref() else {
+        return (None, None);
+    };
     let window = sync_window(cfg);
     let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
     if cfg.max_offsite_behind.is_none()
@@ -167,7 +174,7 @@ pub(super) fn offsite_behind(
         (Ok(h), Ok(o)) => (h, o),
         (Err(e), _) | (_, Err(e)) => {
             problems.push(format!("sync: cannot compare with {offsite}: {e}"));
-            return None;
+            return (None, None);
         }
     };
     let (mut n, mut bytes, mut oldest) = (0u64, 0u64, None::<std::time::SystemTime>);
@@ -206,5 +213,102 @@ pub(super) fn offsite_behind(
             }
         }
     }
-    Some((n, bytes))
+    (Some((n, bytes)), Some(have))
+}
+
+/// The offsite copy as this machine's checks of it found it (its check
+/// state and record of damaged blobs, kept under its location): the
+/// share of its packs (`listed`, the keys of its listing) verified within
+/// `[verification] max_age`, its damaged packs, its last check. Problems:
+/// damaged packs, a last check with errors, and with `[verification]
+/// offsite_read_data_subset` and `max_age`, no clean check within it.
+pub(super) fn offsite_check(
+    repo: &Repo,
+    cfg: &Config,
+    listed: Option<std::collections::HashSet<String>>,
+    now: i64,
+    problems: &mut Vec<String>,
+) -> Option<OffsiteCheck> {
+    use crate::maint::check::state::{self as cstate, CheckState};
+    let offsite = cfg.offsite.as_ref()?;
+    let id = &repo.config().repo_id;
+    let st = cstate::path(id, offsite)
+        .map(|p| CheckState::load(&p).0)
+        .unwrap_or_default();
+    let mut damaged: std::collections::BTreeSet<crate::id::PackId> =
+        st.damaged_packs().into_iter().collect();
+    if let Some(d) = crate::maint::repair::damaged::index_dir_at(id, offsite) {
+        damaged.extend(crate::maint::repair::damaged::packs_in(&d));
+    }
+    let listed: Vec<crate::id::PackId> = listed
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| crate::id::PackId::from_hex(k.rsplit('/').next()?))
+        .collect();
+    damaged.retain(|p| listed.contains(p));
+    let now_s = now / 1_000_000_000;
+    let max_age = cfg.verification.as_ref().and_then(|v| v.max_age);
+    let after = max_age.map(|a| now_s.saturating_sub(a.as_secs() as i64));
+    let verified = st.verified_map();
+    let covered = listed
+        .iter()
+        .filter(|p| {
+            verified
+                .get(p)
+                .is_some_and(|t| after.is_none_or(|a| *t > a))
+        })
+        .count();
+    if !damaged.is_empty() {
+        problems.push(format!(
+            "offsite: {} damaged packs at {offsite} ({}…): the next `strata run` (or `strata \
+             sync`) copies them again",
+            damaged.len(),
+            damaged.iter().next().map(|p| p.short()).unwrap_or_default()
+        ));
+    }
+    if let Some(l) = st.last.as_ref().filter(|l| l.errors > 0) {
+        problems.push(format!(
+            "offsite: the last check of {offsite} found {} errors ({})",
+            l.errors,
+            l.first_error.as_deref().unwrap_or("")
+        ));
+    }
+    let wanted = cfg
+        .verification
+        .as_ref()
+        .is_some_and(|v| v.offsite_read_data_subset.is_some());
+    if let (true, Some(m)) = (wanted, max_age) {
+        match st.last_clean_unix {
+            None => problems.push(format!("offsite: no successful check of {offsite} yet")),
+            Some(t) if now_s.saturating_sub(t) as u64 > m.as_secs() => problems.push(format!(
+                "offsite: the last successful check of {offsite} is {} old (max age {})",
+                short_duration((now_s - t) * 1_000_000_000),
+                humantime::format_duration(m)
+            )),
+            Some(_) => {}
+        }
+    }
+    let time = |t: i64| time_string(t.saturating_mul(1_000_000_000));
+    Some(OffsiteCheck {
+        coverage: Coverage {
+            fraction: if listed.is_empty() {
+                1.0
+            } else {
+                covered as f64 / listed.len() as f64
+            },
+            packs: listed.len(),
+            verified: covered,
+            within_seconds: max_age.map(|m| m.as_secs()),
+        },
+        damaged_packs: damaged.iter().map(|p| p.to_hex()).collect(),
+        last: st.last.as_ref().map(|l| CheckRun {
+            errors: l.errors,
+            first_error: l.first_error.clone(),
+            packs_read: l.packs_read,
+            read_data: l.read_data,
+            seconds: l.seconds,
+            time: time(l.time_unix),
+        }),
+        last_success: st.last_clean_unix.map(time),
+    })
 }
