@@ -56,6 +56,8 @@ pub const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The default `[cadence] lock_wait`.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(4 * 60);
+/// `drill_timeout` when a source has none.
+pub const DEFAULT_DRILL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 // ---------------------------------------------------------------- raw file
 
@@ -111,6 +113,7 @@ struct RawSource {
     health_timeout: Option<Every>,
     // issue 24: how `strata drill` proves the source restores
     drill_command: Option<String>,
+    drill_timeout: Option<Every>,
     rto: Option<Every>,
 }
 
@@ -284,6 +287,10 @@ pub struct Source {
     /// the stored file on its standard input (a command source) or finds
     /// it in `$STRATA_DRILL_FILE` / `$STRATA_DRILL_DIR` (super::drill).
     pub drill_command: Option<String>,
+    /// How long the `drill_command` may run before it is killed, with
+    /// everything it started (`drill_timeout`, default 1 hour): a hung
+    /// command fails the drill instead of holding the run.
+    pub drill_timeout: Duration,
     /// The recovery time objective of this source (`rto`; default
     /// `[status] rto`): a slower drill is a problem.
     pub rto: Option<Duration>,
@@ -772,6 +779,7 @@ impl Parsing<'_> {
             at,
             restore,
             drill_command: s.drill_command.clone(),
+            drill_timeout: s.drill_timeout.map_or(DEFAULT_DRILL_TIMEOUT, |e| e.0),
             rto: s.rto.map(|e| e.0),
         })
     }

@@ -308,6 +308,69 @@ fn a_failed_or_slow_drill_is_sent_and_unhealthy() {
     strata(&f, &cfg, &["status"], &[], 0);
 }
 
+/// A drill_command that hangs is killed at its `drill_timeout` with what
+/// it started, and fails the drill: both one that stops reading the file
+/// fed to it (the feeder would block forever) and one that hangs after
+/// the restore (a paths source).
+#[test]
+fn a_hung_drill_command_is_killed_at_its_timeout() {
+    let f = Fixture::new();
+    let data = f.mkdir("data");
+    fs::write(data.join("a.txt"), b"a").unwrap();
+    let pidfile = f.path("child.pid");
+    let cfg = policy(
+        &f,
+        &format!(
+            "[sources.dump]\ncommand = \"head -c 8000000 /dev/urandom\"\nname = \"dump.bin\"\n\
+             drill_command = \"sleep 600\"\ndrill_timeout = \"1s\"\n\
+             [sources.files]\npaths = [\"{}\"]\n\
+             drill_command = \"sh -c 'echo $$ > {}; exec sleep 600'\"\ndrill_timeout = \"1s\"\n",
+            data.display(),
+            pidfile.display()
+        ),
+    );
+    strata(&f, &cfg, &["run"], &[], 0);
+    let t = Instant::now();
+    let o = strata(&f, &cfg, &["drill", "--json"], &[], 1);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "the drill took {:?}",
+        t.elapsed()
+    );
+    let sum = json(&o);
+    for name in ["dump", "files"] {
+        let s = source(&sum, name);
+        assert_eq!(s["ok"], false, "{s}");
+        assert!(
+            s["detail"]
+                .as_str()
+                .unwrap()
+                .contains("did not finish within 1s"),
+            "{s}"
+        );
+    }
+    // the grandchild (`sleep`, started by the command's shell) is gone too
+    // (a zombie waiting for a reaper counts as gone)
+    let pid = fs::read_to_string(&pidfile).unwrap();
+    let stat = Path::new("/proc").join(pid.trim()).join("stat");
+    let alive = || {
+        fs::read_to_string(&stat)
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    };
+    let t = Instant::now();
+    while alive() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(), "process {} outlived the timeout", pid.trim());
+}
+
 /// `[cadence] drill`: `run` drills when due (step `drill`), not again
 /// before the cadence has passed; a drill older than twice the cadence is
 /// a problem in status and fails the run's step, until the next drill.

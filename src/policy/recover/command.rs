@@ -53,9 +53,21 @@ struct Running {
 
 impl Running {
     /// Start `cmd`, with a pipe to its stdin if `stdin`, and `env` added
-    /// to its environment.
-    fn start(cmd: &str, stdin: bool, env: Env<'_>) -> Result<Running, String> {
-        let mut child = crate::sys::shell(cmd)
+    /// to its environment; with a `timeout`, in its own process group, so
+    /// that the timeout kills what it started too (without one it stays
+    /// in strata's, where a Ctrl-C at the terminal reaches it).
+    fn start(
+        cmd: &str,
+        stdin: bool,
+        env: Env<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Running, String> {
+        use std::os::unix::process::CommandExt;
+        let mut c = crate::sys::shell(cmd);
+        if timeout.is_some() {
+            c.process_group(0);
+        }
+        let mut child = c
             .envs(env.iter().copied())
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
@@ -109,6 +121,7 @@ impl Running {
                 Err(e) => break Err(format!("waiting for `{}`: {e}", self.cmd)),
             }
             if timeout.is_some_and(|d| t.elapsed() >= d) {
+                kill_group(self.child.id());
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 break Err(format!(
@@ -136,6 +149,17 @@ impl Running {
     }
 }
 
+/// Kill process group `pgid` (a command started by [`Running::start`] and
+/// everything it started), through kill(1): the crate has no unsafe code
+/// for kill(2).
+fn kill_group(pgid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// Variables added to a command's environment (`STRATA_DRILL_DIR`…).
 pub(super) type Env<'a> = &'a [(&'a str, &'a std::ffi::OsStr)];
 
@@ -150,7 +174,7 @@ pub(super) fn run_with(
     env: Env<'_>,
     timeout: Option<Duration>,
 ) -> Result<String, String> {
-    Running::start(cmd, false, env)?.finish(timeout)
+    Running::start(cmd, false, env, timeout)?.finish(timeout)
 }
 
 /// Run `cmd` with `write` feeding its standard input (closed after);
@@ -159,16 +183,21 @@ pub(super) fn feed(
     cmd: &str,
     write: impl FnOnce(&mut dyn Write) -> crate::Result<()>,
 ) -> Result<String, String> {
-    feed_with(cmd, &[], write)
+    feed_with(cmd, &[], None, write)
 }
 
-/// [`feed`], with `env` added to the command's environment.
+/// [`feed`], with `env` added to the command's environment, killed (with
+/// what it started) if it has not finished within `timeout`, also while
+/// it is being fed.
 pub(super) fn feed_with(
     cmd: &str,
     env: Env<'_>,
+    timeout: Option<Duration>,
     write: impl FnOnce(&mut dyn Write) -> crate::Result<()>,
 ) -> Result<String, String> {
-    let mut r = Running::start(cmd, true, env)?;
+    let mut r = Running::start(cmd, true, env, timeout)?;
+    let started = Instant::now();
+    let watchdog = timeout.map(|d| Watchdog::start(r.child.id(), d));
     let fed = match r.child.stdin.take() {
         Some(stdin) => {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
@@ -177,7 +206,55 @@ pub(super) fn feed_with(
         }
         None => Err(crate::Error::Invalid("no stdin".into())),
     };
-    let said = r.finish(None)?;
+    let left = timeout.map(|d| d.saturating_sub(started.elapsed()));
+    let finished = r.finish(left);
+    if let (Some(w), Some(d)) = (&watchdog, timeout) {
+        if w.fired() {
+            return Err(format!(
+                "`{cmd}` did not finish within {}",
+                humantime::format_duration(d)
+            ));
+        }
+    }
+    let said = finished?;
     fed.map_err(|e| format!("feeding `{cmd}`: {e}"))?;
     Ok(said)
+}
+
+/// Kills a command's process group once its time is up, unless dropped
+/// first (a command that stops reading would block its feeder forever).
+struct Watchdog {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(pgid: u32, timeout: Duration) -> Watchdog {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let f = fired.clone();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                f.store(true, Ordering::SeqCst);
+                kill_group(pgid);
+            }
+        });
+        Watchdog {
+            stop: Some(tx),
+            fired,
+        }
+    }
+
+    /// It killed the command.
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // dropping the sender wakes the thread, which then exits
+        self.stop.take();
+    }
 }

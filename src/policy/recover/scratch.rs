@@ -24,6 +24,7 @@ use crate::restore::{self, Progress, RestoreOptions};
 use crate::snapshot::Snapshot;
 use std::ffi::OsStr;
 use std::path::Path;
+use std::time::Duration;
 
 /// Restore `p` into `scratch` (an empty directory) and run its
 /// `drill_command`: a one-line detail, or why the drill failed.
@@ -39,8 +40,10 @@ pub(crate) fn drill(repo: &Repo, p: &Planned, scratch: &Path) -> Result<String> 
     let what = match (&p.src.kind, cmd) {
         (SourceKind::Command { file, .. }, Some(cmd)) => {
             let (reader, e) = stored_file(repo, snap, file)?;
-            let said = command::feed_with(cmd, &[dir_env], |w| crate::inspect::cat(&reader, &e, w))
-                .map_err(Error::Invalid)?;
+            let said = command::feed_with(cmd, &[dir_env], Some(p.src.drill_timeout), |w| {
+                crate::inspect::cat(&reader, &e, w)
+            })
+            .map_err(Error::Invalid)?;
             format!(
                 "streamed /{file} ({} bytes, every chunk checked) into the drill_command{}",
                 e.size,
@@ -49,13 +52,16 @@ pub(crate) fn drill(repo: &Repo, p: &Planned, scratch: &Path) -> Result<String> 
         }
         (SourceKind::Paths { .. }, _) => {
             let done = paths(repo, snap, scratch)?;
-            format!("{done}{}", run_after(cmd, &[dir_env])?)
+            format!("{done}{}", run_after(cmd, &[dir_env], p.src.drill_timeout)?)
         }
         (SourceKind::Sqlite { file, .. } | SourceKind::Command { file, .. }, _) => {
             let path = scratch.join(file);
             let done = file_to(repo, snap, file, &path)?;
             let file_env: (&str, &OsStr) = ("STRATA_DRILL_FILE", path.as_os_str());
-            format!("{done}{}", run_after(cmd, &[dir_env, file_env])?)
+            format!(
+                "{done}{}",
+                run_after(cmd, &[dir_env, file_env], p.src.drill_timeout)?
+            )
         }
     };
     Ok(format!("{what}, from snapshot {}", id.short()))
@@ -70,12 +76,12 @@ fn said_text(said: &str) -> String {
     }
 }
 
-/// Run the drill command, if any, after a restore.
-fn run_after(cmd: Option<&str>, env: command::Env<'_>) -> Result<String> {
+/// Run the drill command, if any, after a restore (at most `timeout`).
+fn run_after(cmd: Option<&str>, env: command::Env<'_>, timeout: Duration) -> Result<String> {
     match cmd {
         None => Ok(String::new()),
         Some(c) => {
-            let said = command::run_with(c, env, None).map_err(Error::Invalid)?;
+            let said = command::run_with(c, env, Some(timeout)).map_err(Error::Invalid)?;
             Ok(format!("; the drill_command passed{}", said_text(&said)))
         }
     }
