@@ -7,7 +7,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::sync::atomic::AtomicU64;
 use strata::backup::saver::BlobSaver;
 use strata::backup::source::save_stream;
-use strata::crypto::keys::NewKey;
+use strata::repo::keys::NewKey;
 use strata::repo::{InitOptions, Repo};
 
 /// 64 MiB of log-like text: compressible about 4x, like the seedlike logs.

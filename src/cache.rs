@@ -11,7 +11,6 @@
 
 use crate::id::BlobId;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
@@ -30,7 +29,7 @@ pub fn base_dir() -> Option<PathBuf> {
 }
 
 /// Write `bytes` to `dest` privately (dirs 0700, file 0600) under a temp
-/// name; best effort.
+/// name, not fsynced (`fsutil::Atomic::cache`); best effort.
 pub fn write_private(dest: &std::path::Path, bytes: &[u8]) -> bool {
     let Some(dir) = dest.parent() else {
         return false;
@@ -43,23 +42,8 @@ pub fn write_private(dest: &std::path::Path, bytes: &[u8]) -> bool {
     {
         return false;
     }
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let ok = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes));
-    if ok.is_err() || fs::rename(&tmp, dest).is_err() {
-        let _ = fs::remove_file(&tmp);
-        return false;
-    }
-    true
+    crate::backend::fsutil::write_atomic(dest, bytes, crate::backend::fsutil::Atomic::cache())
+        .is_ok()
 }
 
 /// Run `f` holding an advisory lock on the file `lock` (its directory
@@ -95,11 +79,11 @@ pub struct TreeCache {
 impl TreeCache {
     /// The cache for repository `repo_id`, or `None` if no cache directory
     /// can be found (or `STRATA_CACHE_DIR` is empty).
-    pub fn for_repo(repo_id: &[u8; 32]) -> Option<Self> {
+    pub fn for_repo(repo_id: &crate::id::RepoId) -> Option<Self> {
         Some(TreeCache {
             // `trees2`: listings without inline contents, compressed;
             // the uncompressed format-1 files in `trees/` are never read.
-            dir: base_dir()?.join(crate::id::to_hex(repo_id)).join("trees2"),
+            dir: base_dir()?.join(repo_id.to_hex()).join("trees2"),
         })
     }
 

@@ -2,10 +2,45 @@
 //! streaming buffer. Sources are read with `read`, never mmapped, so a file
 //! truncated while we read it gives a short read, not a SIGBUS.
 
-use crate::repo::config::ChunkerParams;
+use bincode::{Decode, Encode};
 use fastcdc::v2020::{Normalization, cut_gear, get_gear_with_seed, select_masks};
 use std::borrow::Cow;
 use std::io::{self, Read};
+
+/// FastCDC parameters (format-spec/chunker.md), as the repository config
+/// stores them (objects.md "Config body").
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct ChunkerParams {
+    /// Minimum chunk size in bytes.
+    pub min: u32,
+    /// Average (target) chunk size in bytes.
+    pub avg: u32,
+    /// Maximum chunk size in bytes.
+    pub max: u32,
+    /// FastCDC normalization level.
+    pub normalization: u8,
+    /// Gear-table seed; 0 in plaintext repositories.
+    pub seed: u64,
+}
+
+/// Default chunk sizes, chosen by measurement (README "Choosing chunk sizes").
+pub const DEFAULT_CHUNK_MIN: u32 = 64 * 1024;
+/// See [`DEFAULT_CHUNK_MIN`].
+pub const DEFAULT_CHUNK_AVG: u32 = 256 * 1024;
+/// See [`DEFAULT_CHUNK_MIN`].
+pub const DEFAULT_CHUNK_MAX: u32 = 1024 * 1024;
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min: DEFAULT_CHUNK_MIN,
+            avg: DEFAULT_CHUNK_AVG,
+            max: DEFAULT_CHUNK_MAX,
+            normalization: 1,
+            seed: 0,
+        }
+    }
+}
 
 /// A configured chunker; cheap to share between threads.
 #[derive(Clone, Debug)]

@@ -6,9 +6,11 @@
 //! header names the dictionary by its zstd id, so reading one blob stays one
 //! ranged read once the dictionaries (a few, loaded once) are known.
 //! Dictionaries are never deleted: any blob may need one.
+//!
+//! This module is the pure part (the types, training, the checks); reading
+//! and writing `dicts/` is `repo::dicts`.
 
 use crate::error::{Error, Result};
-use crate::object::ObjectKind;
 use bincode::{Decode, Encode};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,23 +83,22 @@ impl Dicts {
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
-}
-
-/// Decode and check a dictionary file's plaintext envelope.
-pub fn decode(repo: &crate::Repo, bytes: &[u8], name: &str) -> Result<Dict> {
-    let object = format!("dicts/{name}");
-    let (d, id): (DictFile, _) = repo.open_file(ObjectKind::Dict, bytes, &object)?;
-    if crate::id::to_hex(&id) != name {
-        return Err(Error::corrupt(
-            object,
-            "content does not match the file name",
-        ));
+    /// Add a dictionary read from `dicts/` (the newest by creation time,
+    /// then by file name, is the one new blobs use).
+    pub fn add(&mut self, d: Arc<Dict>) {
+        let newer = self
+            .newest
+            .as_ref()
+            .is_none_or(|n| (d.created_unix_ns, &d.file) > (n.created_unix_ns, &n.file));
+        if newer {
+            self.newest = Some(d.clone());
+        }
+        self.by_id.entry(d.zstd_id).or_default().push(d);
     }
-    check(d, name)
 }
 
 /// The checks a decoded dictionary file must pass (objects.md limits).
-fn check(d: DictFile, name: &str) -> Result<Dict> {
+pub fn check(d: DictFile, name: &str) -> Result<Dict> {
     let object = format!("dicts/{name}");
     if d.dict.len() > DICT_LIMIT {
         return Err(Error::corrupt(object, "dictionary over the size limit"));
@@ -111,36 +112,6 @@ fn check(d: DictFile, name: &str) -> Result<Dict> {
         created_unix_ns: d.created_unix_ns,
         bytes: d.dict,
     })
-}
-
-/// Read every `dicts/` file (a missing directory: none).
-pub fn load(repo: &crate::Repo) -> Result<Dicts> {
-    let mut out = Dicts::default();
-    let names: Vec<String> = repo
-        .list_names("dicts")?
-        .into_iter()
-        .filter(|n| crate::id::parse_hex32(n).is_some())
-        .collect();
-    for name in names {
-        let Some(bytes) = repo.read_opt(&format!("dicts/{name}"))? else {
-            continue;
-        };
-        match decode(repo, &bytes, &name) {
-            Ok(d) => {
-                let d = Arc::new(d);
-                let newer = out
-                    .newest
-                    .as_ref()
-                    .is_none_or(|n| (d.created_unix_ns, &d.file) > (n.created_unix_ns, &n.file));
-                if newer {
-                    out.newest = Some(d.clone());
-                }
-                out.by_id.entry(d.zstd_id).or_default().push(d);
-            }
-            Err(e) => out.unreadable.push(e),
-        }
-    }
-    Ok(out)
 }
 
 /// Train a dictionary on `samples`; `None` if there are too few or zstd
@@ -167,19 +138,6 @@ pub fn compressed_size(samples: &[Vec<u8>], dict: Option<&[u8]>) -> usize {
         .iter()
         .map(|s| c.compress(s).map(|v| v.len()).unwrap_or(s.len()))
         .sum()
-}
-
-/// Write a dictionary file (INV-1, create-only); returns its name.
-pub fn save(repo: &crate::Repo, dict: Vec<u8>, samples: usize) -> Result<String> {
-    let body = DictFile {
-        created_unix_ns: crate::repo::now_ns(),
-        samples: samples as u32,
-        dict,
-    };
-    let (bytes, id) = repo.seal_file(ObjectKind::Dict, &body)?;
-    let name = crate::id::to_hex(&id);
-    repo.write_new(&format!("dicts/{name}"), &bytes)?;
-    Ok(name)
 }
 
 #[cfg(test)]

@@ -1,6 +1,14 @@
 //! Library error type. Rules: corruption is its own variant, distinct from I/O;
 //! every variant's message names the object or path it concerns and fits on one
 //! line; nothing here panics on bad input.
+//!
+//! What a caller can match: not found ([`Error::NotFound`],
+//! [`Error::SnapshotNotFound`], [`Error::NoRepository`], [`Error::is_not_found`]),
+//! corrupt naming the object ([`Error::Corrupt`]), locked
+//! ([`Error::Locked`], [`Error::RepoLocked`], [`Error::WrongKey`]), unlock
+//! failed ([`Error::UnlockFailed`]), invalid input ([`Error::Invalid`]),
+//! storage ([`Error::Backend`], [`Error::Io`], [`Error::is_transport_failure`])
+//! and strata's own faults ([`Error::Internal`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -40,9 +48,27 @@ pub enum Error {
     /// The SQLite index failed.
     #[error("index.sqlite: {0}")]
     Index(#[from] rusqlite::Error),
-    /// Bad user input or options.
+    /// Bad input: an option, an argument, a value in a file the user gave,
+    /// a request the repository cannot serve as asked.
     #[error("{0}")]
     Invalid(String),
+    /// Something named does not exist: a key, a pack, a path in a
+    /// snapshot, a file. (A snapshot is [`Error::SnapshotNotFound`], a
+    /// repository [`Error::NoRepository`], a repository file the
+    /// backend's `NotFound`.)
+    #[error("{0}")]
+    NotFound(String),
+    /// Unlocking could not begin: the password command failed, a
+    /// passphrase was empty or not confirmed, an identity file does not
+    /// read. (A credential that opens no key is [`Error::WrongKey`]; none
+    /// at all, [`Error::Locked`].)
+    #[error("{0}")]
+    UnlockFailed(String),
+    /// A fault of strata itself or of its process, not of the input or
+    /// the storage: a lock poisoned by a panic, a thread that would not
+    /// start, no random source.
+    #[error("{0}")]
+    Internal(String),
     /// No snapshot matches.
     #[error("no snapshot matches {0}")]
     SnapshotNotFound(String),
@@ -85,7 +111,7 @@ pub enum Error {
     /// The storage backend failed (format-spec/backend.md); names the
     /// backend and key.
     #[error(transparent)]
-    Backend(#[from] crate::backend::BackendError),
+    Backend(#[from] crate::backend::error::BackendError),
     /// `restore --verify` found a difference.
     #[error("verify failed: {0}")]
     Verify(String),
@@ -116,7 +142,7 @@ impl Error {
     /// carries it (the age reader of an encrypted pack reads through
     /// `io::Read`): no verdict on the object being read.
     pub fn is_store_failure(&self) -> bool {
-        self.backend_failure(|b| matches!(b, crate::backend::BackendError::Store { .. }))
+        self.backend_failure(|b| matches!(b, crate::backend::error::BackendError::Store { .. }))
     }
 
     /// The storage failed to deliver (an object store `Store` error, a
@@ -126,17 +152,17 @@ impl Error {
     /// `check` reports such a blob but does not record it as damaged
     /// (check.md "Damaged blobs").
     pub fn is_transport_failure(&self) -> bool {
-        use crate::backend::BackendError as B;
+        use crate::backend::error::BackendError as B;
         self.backend_failure(|b| matches!(b, B::Store { .. } | B::Injected { .. } | B::Io { .. }))
     }
 
     /// A backend error for which `pred` holds, here or inside an I/O error
     /// that carries it (possibly nested).
-    fn backend_failure(&self, pred: fn(&crate::backend::BackendError) -> bool) -> bool {
-        fn in_io(e: &io::Error, pred: fn(&crate::backend::BackendError) -> bool) -> bool {
+    fn backend_failure(&self, pred: fn(&crate::backend::error::BackendError) -> bool) -> bool {
+        fn in_io(e: &io::Error, pred: fn(&crate::backend::error::BackendError) -> bool) -> bool {
             match e.get_ref() {
                 Some(inner) => {
-                    if let Some(b) = inner.downcast_ref::<crate::backend::BackendError>() {
+                    if let Some(b) = inner.downcast_ref::<crate::backend::error::BackendError>() {
                         pred(b)
                     } else if let Some(io) = inner.downcast_ref::<io::Error>() {
                         in_io(io, pred)

@@ -1,4 +1,5 @@
-//! Typed 32-byte ids (format-spec/repository.md "Ids"): a `PackId` is never a `BlobId`.
+//! Typed 32-byte ids (format-spec/repository.md "Ids"): a `PackId` is never a `BlobId`,
+//! nor a `RepoId`.
 
 use std::fmt;
 
@@ -79,6 +80,63 @@ define_id!(
     /// body, or its MAC in an encrypted repository), also its file name.
     SnapshotId
 );
+
+define_id!(
+    /// The random id of a repository (`config`'s `repo_id`, objects.md
+    /// "Config body"), which its key files repeat and its cache directories
+    /// are named by.
+    RepoId
+);
+
+/// A decoder written from the spec alone compares its bytes with the
+/// library's id (tests/it/vectors.rs).
+impl PartialEq<RepoId> for [u8; 32] {
+    fn eq(&self, other: &RepoId) -> bool {
+        *self == other.0
+    }
+}
+
+/// The id of a key (keys.md "Key files"): the name of its key file
+/// `keys/<id>`, 32 hex digits, or [`KeyId::recovery`] for the recovery key,
+/// which has no file. Stored as its text in a key's info file.
+#[derive(
+    Clone, PartialEq, Eq, Hash, PartialOrd, Ord, bincode::Encode, bincode::Decode, serde::Serialize,
+)]
+#[serde(transparent)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// The id of a new key file: 16 random bytes in hex.
+    pub fn from_random(bytes: [u8; 16]) -> KeyId {
+        KeyId(to_hex(&bytes))
+    }
+    /// `name` if it is the name of a key file (32 hex digits).
+    pub fn from_file_name(name: &str) -> Option<KeyId> {
+        (name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| KeyId(name.to_string()))
+    }
+    /// The id a repository opened with the recovery key reports: no key
+    /// file's name (those are 32 hex digits).
+    pub fn recovery() -> KeyId {
+        KeyId("recovery-key".to_string())
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
 
 impl BlobId {
     /// The id of `data` in a plaintext repository.

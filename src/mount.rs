@@ -94,7 +94,7 @@ impl ChunkCache {
             let mut st = self
                 .state
                 .lock()
-                .map_err(|_| crate::Error::Invalid("chunk cache poisoned".into()))?;
+                .map_err(|_| crate::Error::Internal("chunk cache poisoned".into()))?;
             loop {
                 if let Some((_, d)) = st.cache.iter().find(|(i, _)| i == id) {
                     return Ok(d.clone());
@@ -106,7 +106,7 @@ impl ChunkCache {
                 st = self
                     .ready
                     .wait(st)
-                    .map_err(|_| crate::Error::Invalid("chunk cache poisoned".into()))?;
+                    .map_err(|_| crate::Error::Internal("chunk cache poisoned".into()))?;
             }
         }
         match self.reader.read_located(id, loc) {

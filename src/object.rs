@@ -24,7 +24,7 @@ pub fn bincode_config() -> impl bincode::config::Config {
 /// Encode `value` with the version-1 bincode configuration.
 pub fn encode_body<T: Encode>(value: &T) -> Result<Vec<u8>> {
     bincode::encode_to_vec(value, bincode_config())
-        .map_err(|e| Error::Invalid(format!("cannot encode object: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot encode object: {e}")))
 }
 
 /// Decode a whole body; trailing bytes are an error.

@@ -83,7 +83,7 @@ impl<'r> BlobReader<'r> {
         let idx = self
             .index
             .lock()
-            .map_err(|_| Error::Invalid("index lock poisoned".into()))?;
+            .map_err(|_| Error::Internal("index lock poisoned".into()))?;
         idx.for_each_blob(f)
     }
 
@@ -92,7 +92,7 @@ impl<'r> BlobReader<'r> {
         let idx = self
             .index
             .lock()
-            .map_err(|_| Error::Invalid("index lock poisoned".into()))?;
+            .map_err(|_| Error::Internal("index lock poisoned".into()))?;
         Ok(idx.lookup(id)?.map(|(l, _)| l))
     }
 
@@ -100,7 +100,7 @@ impl<'r> BlobReader<'r> {
         let mut files = self
             .files
             .lock()
-            .map_err(|_| Error::Invalid("pack cache poisoned".into()))?;
+            .map_err(|_| Error::Internal("pack cache poisoned".into()))?;
         if let Some(f) = files.get(pack) {
             return Ok(f.clone());
         }
@@ -134,7 +134,7 @@ impl<'r> BlobReader<'r> {
             let idx = self
                 .index
                 .lock()
-                .map_err(|_| Error::Invalid("index lock poisoned".into()))?;
+                .map_err(|_| Error::Internal("index lock poisoned".into()))?;
             idx.lookup(id)?.ok_or_else(|| Error::MissingBlob {
                 blob: id.to_hex(),
                 file: "(tree)".into(),

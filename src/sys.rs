@@ -16,6 +16,10 @@
 //!   passphrase given in the environment never reaches a program that
 //!   could store or send it (a command source that runs `env` would back
 //!   it up).
+//! - **The machine**: random bytes, the clock (with the one RFC 3339
+//!   formatter of the times strata writes), the host name. Everything
+//!   above `error` may use this module; it uses nothing of the crate but
+//!   [`crate::error`].
 
 use std::ffi::OsStr;
 use std::process::Command;
@@ -86,4 +90,61 @@ pub fn shell(cmd: &str) -> Command {
     c.arg("-c").arg(cmd);
     scrub(&mut c);
     c
+}
+
+/// Random bytes for ids, seeds and tokens.
+pub fn random_bytes<const N: usize>() -> crate::error::Result<[u8; N]> {
+    let mut r = [0u8; N];
+    getrandom::fill(&mut r)
+        .map_err(|e| crate::error::Error::Internal(format!("no random source available: {e}")))?;
+    Ok(r)
+}
+
+/// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).
+///
+/// In a debug build, `STRATA_FAKE_NOW` (Unix seconds, or an RFC 3339 time)
+/// replaces the clock, so that a test can run the policy at every time a
+/// schedule fires over a day; a release build ignores it.
+pub fn now_ns() -> i64 {
+    #[cfg(debug_assertions)]
+    if let Some(t) = fake_now() {
+        return t;
+    }
+    unix_ns(std::time::SystemTime::now())
+}
+
+/// `STRATA_FAKE_NOW` as Unix ns (debug builds: [`now_ns`]).
+#[cfg(debug_assertions)]
+fn fake_now() -> Option<i64> {
+    let v = std::env::var("STRATA_FAKE_NOW")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    if let Ok(secs) = v.parse::<i64>() {
+        return secs.checked_mul(1_000_000_000);
+    }
+    let t: jiff::Timestamp = v.parse().ok()?;
+    i64::try_from(t.as_nanosecond()).ok()
+}
+
+/// `t` as Unix nanoseconds (0 before 1970).
+pub fn unix_ns(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix ns as RFC 3339, UTC, whole seconds (`2026-12-06T16:26:53Z`; 1970
+/// for a time before it): the one formatter of the times strata writes in
+/// manifests' JSON, lock files and run records.
+pub fn rfc3339(unix_ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -4,7 +4,10 @@
 //! long function by phase, as `restore::run` was); and only the front end
 //! (`src/cli/`, `src/main.rs`) prints: the library reports through
 //! `events::Events`. `.ci/run` runs these tests on their own (`cargo test
-//! --lib tidy::`) before the suite.
+//! --lib tidy::`) before the suite. The layering rules of `layers.toml`
+//! are checked in [`layers`].
+
+mod layers;
 
 use std::path::{Path, PathBuf};
 

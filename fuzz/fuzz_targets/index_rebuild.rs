@@ -13,7 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 use strata::backend::Backend;
-use strata::index::rebuild::rebuild;
+use strata::repo::rebuild::rebuild;
 use strata::pack::format::parse_pack;
 use strata::read::BlobReader;
 use strata::{InitOptions, Repo};
@@ -46,7 +46,7 @@ fn repos() -> &'static Repos {
             .expect("init plaintext");
         let id = age::x25519::Identity::generate();
         let enc = InitOptions {
-            key: Some(strata::crypto::keys::NewKey::Recipient(
+            key: Some(strata::repo::keys::NewKey::Recipient(
                 id.to_public().to_string(),
             )),
             ..InitOptions::default()

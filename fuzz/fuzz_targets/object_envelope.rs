@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::crypto::keys::KeyInfo;
+use strata::repo::keys::KeyInfo;
 use strata::object::{self, ObjectKind};
 use strata::repo::config::Config;
 use strata::repo::gcstate::GcState;

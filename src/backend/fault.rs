@@ -7,32 +7,11 @@
 //! the caller cannot tell whether its write happened, as after a dropped
 //! HTTP response). Failures are [`BackendError::Injected`].
 
-use super::{BResult, Backend, BackendError, Listed};
+use super::{BResult, Backend, BackendError, Listed, Op, RangedRead};
 use bytes::Bytes;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-/// The operations of [`Backend`] that can be made to fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// [`Backend::get`]
-    Get,
-    /// [`Backend::get_range`]
-    GetRange,
-    /// [`Backend::size`] (also behind `exists`)
-    Size,
-    /// [`Backend::put_new`]
-    PutNew,
-    /// [`Backend::put_new_file`]
-    PutNewFile,
-    /// [`Backend::put_replace`]
-    PutReplace,
-    /// [`Backend::list`]
-    List,
-    /// [`Backend::delete`]
-    Delete,
-}
+use std::sync::{Arc, Mutex};
 
 const OPS: usize = 8;
 
@@ -67,7 +46,16 @@ struct State {
 #[derive(Debug)]
 pub struct FaultBackend<B> {
     inner: B,
-    state: Mutex<State>,
+    faults: Faults,
+}
+
+/// The rules and counts of a [`FaultBackend`], shared with the handles of
+/// [`Backend::open_ranged`] (each of whose reads is a `GetRange` call).
+#[derive(Clone, Debug)]
+struct Faults {
+    /// The wrapped backend's name, for errors.
+    backend: String,
+    state: Arc<Mutex<State>>,
 }
 
 enum Verdict {
@@ -80,32 +68,35 @@ impl<B: Backend> FaultBackend<B> {
     /// `inner` with no faults yet.
     pub fn new(inner: B) -> FaultBackend<B> {
         FaultBackend {
+            faults: Faults {
+                backend: inner.name().to_string(),
+                state: Arc::new(Mutex::new(State::default())),
+            },
             inner,
-            state: Mutex::new(State::default()),
         }
     }
 
     /// Make call `nth` (counting from 1 over the backend's life) of `op`
     /// fail as `fault`.
     pub fn fail(&self, op: Op, nth: u64, fault: Fault) -> &Self {
-        self.lock().rules.push((op, nth, fault));
+        self.faults.lock().rules.push((op, nth, fault));
         self
     }
 
     /// Remove every rule (counts go on).
     pub fn heal(&self) {
-        self.lock().rules.clear();
+        self.faults.lock().rules.clear();
     }
 
     /// How many calls of `op` were made so far.
     pub fn calls(&self, op: Op) -> u64 {
-        self.lock().calls[op.index()]
+        self.faults.lock().calls[op.index()]
     }
 
     /// Every call that failed by a rule so far: op, key (the prefix for
     /// `list`) and which call of that op it was.
     pub fn injections(&self) -> Vec<(Op, String, u64)> {
-        self.lock().injected.clone()
+        self.faults.lock().injected.clone()
     }
 
     /// The wrapped backend.
@@ -113,6 +104,12 @@ impl<B: Backend> FaultBackend<B> {
         &self.inner
     }
 
+    fn run<T>(&self, op: Op, key: &str, call: impl FnOnce() -> BResult<T>) -> BResult<T> {
+        self.faults.run(op, key, call)
+    }
+}
+
+impl Faults {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // a panic while holding the lock leaves consistent counters
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -140,7 +137,7 @@ impl<B: Backend> FaultBackend<B> {
     fn injected(&self, op: Op, key: &str, call: u64) -> BackendError {
         self.lock().injected.push((op, key.to_string(), call));
         BackendError::Injected {
-            backend: self.inner.name().to_string(),
+            backend: self.backend.clone(),
             key: key.to_string(),
             op,
             call,
@@ -192,6 +189,48 @@ impl<B: Backend> Backend for FaultBackend<B> {
     }
     fn scratch_dir(&self) -> Option<PathBuf> {
         self.inner.scratch_dir()
+    }
+    /// Opening counts as a `Size` call (it asks the object's size), each
+    /// read of the handle as a `GetRange` call.
+    fn open_ranged(&self, key: &str) -> BResult<Box<dyn RangedRead>> {
+        let inner = self.run(Op::Size, key, || self.inner.open_ranged(key))?;
+        Ok(Box::new(FaultRanged {
+            inner,
+            faults: self.faults.clone(),
+            key: key.to_string(),
+        }))
+    }
+    /// As a remote store's: any call may fail, as a request may, and the
+    /// callers read as they read from one (the wrapper stands in for a
+    /// remote store in the fault battery).
+    fn remote_reads(&self) -> Option<usize> {
+        Some(
+            self.inner
+                .remote_reads()
+                .unwrap_or(super::object::REMOTE_READS),
+        )
+    }
+}
+
+/// A handle of [`FaultBackend::open_ranged`].
+#[derive(Debug)]
+struct FaultRanged {
+    inner: Box<dyn RangedRead>,
+    faults: Faults,
+    key: String,
+}
+
+impl RangedRead for FaultRanged {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> BResult<()> {
+        self.faults
+            .run(Op::GetRange, &self.key, || self.inner.read_at(buf, offset))
+    }
+    fn read(&self, range: std::ops::Range<u64>) -> BResult<Bytes> {
+        self.faults
+            .run(Op::GetRange, &self.key, || self.inner.read(range))
     }
 }
 

@@ -176,26 +176,92 @@ pub fn write_new(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<Published>
     r
 }
 
-/// Write `bytes` to `dest` atomically and durably (INV-1), replacing a file
-/// of that name: only for files that may be replaced (lock files).
-pub fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    let (mut f, tmp) = create_temp(tmp_dir, ".tmp")?;
-    let r = f
-        .write_all(bytes)
-        .at(&tmp)
-        .and_then(|_| commit_temp(f, &tmp, dest));
+/// How [`write_atomic`] writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Atomic<'a> {
+    /// The directory of the temp file: a repository's `tmp/` (where a
+    /// leftover is cleaned, repository.md "Temp files"), or `None`: beside
+    /// `dest`, as `.NAME.PID.tmp`.
+    pub tmp_dir: Option<&'a Path>,
+    /// The new file's mode; `None`: the default (0666 less the umask).
+    pub mode: Option<u32>,
+    /// fsync the file before the rename and the directory after it
+    /// (INV-1). Only the cache, an optimisation a crash may cost, skips it.
+    pub durable: bool,
+}
+
+impl<'a> Atomic<'a> {
+    /// A repository file that may be replaced (lock files, the config
+    /// upgrade), through a temp file in `tmp_dir`.
+    pub fn in_repo(tmp_dir: &'a Path) -> Atomic<'a> {
+        Atomic {
+            tmp_dir: Some(tmp_dir),
+            mode: None,
+            durable: true,
+        }
+    }
+
+    /// A local file of this machine (policy state, check and repair
+    /// records, a unit file), durable, with `mode`.
+    pub fn local(mode: u32) -> Atomic<'static> {
+        Atomic {
+            tmp_dir: None,
+            mode: Some(mode),
+            durable: true,
+        }
+    }
+
+    /// A file of the cache (mode 0600): atomic, but not fsynced.
+    pub fn cache() -> Atomic<'static> {
+        Atomic {
+            tmp_dir: None,
+            mode: Some(0o600),
+            durable: false,
+        }
+    }
+}
+
+/// Write `bytes` to `dest` atomically, replacing a file of that name:
+/// a temp file, written (and with [`Atomic::durable`] fsynced), renamed
+/// over `dest`, then `dest`'s directory fsynced (INV-1). The one writer of
+/// files that may be replaced, repository files and local ones alike;
+/// files that are never replaced use [`write_new`].
+pub fn write_atomic(dest: &Path, bytes: &[u8], how: Atomic) -> Result<()> {
+    let (mut f, tmp) = match how.tmp_dir {
+        Some(dir) => create_temp(dir, ".tmp")?,
+        None => beside(dest, how.mode)?,
+    };
+    let r = f.write_all(bytes).at(&tmp).and_then(|()| {
+        if how.durable {
+            commit_temp(f, &tmp, dest)
+        } else {
+            drop(f);
+            fs::rename(&tmp, dest).at(dest)
+        }
+    });
     if r.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     r
 }
 
-/// Random bytes for ids and seeds.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
-    let mut r = [0u8; N];
-    getrandom::fill(&mut r)
-        .map_err(|e| crate::error::Error::Invalid(format!("no random source available: {e}")))?;
-    Ok(r)
+/// A temp file `.NAME.PID.tmp` beside `dest`, created (or truncated) with
+/// `mode`.
+fn beside(dest: &Path, mode: Option<u32>) -> Result<(File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = parent_dir(dest).unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut o = OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    if let Some(m) = mode {
+        o.mode(m);
+    }
+    let f = o.open(&tmp).at(&tmp)?;
+    Ok((f, tmp))
 }
 
 #[cfg(test)]
@@ -257,6 +323,47 @@ mod tests {
         );
         assert!(create_dir_durable(&deep).unwrap().is_empty());
         assert!(take_synced().is_empty());
+    }
+
+    /// The one atomic writer, as its three kinds of callers use it: a
+    /// repository file through the repository's `tmp/` (fsynced, the
+    /// directory too), a local file with its mode beside it (fsynced), and
+    /// a cache file (0600, not fsynced). Each replaces the old file whole
+    /// and leaves no temp file.
+    #[test]
+    fn write_atomic_keeps_each_callers_way() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let tmp_dir = d.path().join("tmp");
+        fs::create_dir(&tmp_dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+        let lock = d.path().join("locks").join("l");
+        take_synced();
+        write_atomic(&lock, b"one", Atomic::in_repo(&tmp_dir)).unwrap();
+        write_atomic(&lock, b"two", Atomic::in_repo(&tmp_dir)).unwrap();
+        assert_eq!(fs::read(&lock).unwrap(), b"two");
+        assert!(take_synced().contains(&d.path().join("locks")));
+        assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
+
+        let state = d.path().join("state.json");
+        write_atomic(&state, b"{}", Atomic::local(0o600)).unwrap();
+        assert_eq!(mode(&state), 0o600);
+        assert!(take_synced().contains(&d.path().to_path_buf()));
+
+        let cached = d.path().join("cached");
+        write_atomic(&cached, b"x", Atomic::cache()).unwrap();
+        assert_eq!(
+            (fs::read(&cached).unwrap(), mode(&cached)),
+            (b"x".to_vec(), 0o600)
+        );
+        assert!(take_synced().is_empty(), "the cache is not fsynced");
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(names.is_empty(), "temp files left: {names:?}");
     }
 
     /// INV-5: the create-only publish never replaces a file, even one with

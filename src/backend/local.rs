@@ -5,13 +5,17 @@
 //! (INV-1). format-spec/backend.md "Local directory".
 
 use super::fsutil::{self, Published};
-use super::{BResult, Backend, BackendError, Listed, check_key, check_prefix};
+use super::{BResult, Backend, BackendError, Listed, RangedRead, check_key, check_prefix};
 use bytes::Bytes;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// The directories of a local repository, created by
+/// [`LocalBackend::create_layout`].
+const LAYOUT: [&str; 6] = ["packs", "snapshots", "keys", "locks", "tmp", "gc"];
 
 /// A repository directory. The directory need not exist yet: the first
 /// write creates it and every directory on the way, durably.
@@ -36,6 +40,46 @@ impl LocalBackend {
     /// The repository directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether the directory may become a new repository: it must not
+    /// exist or be an empty directory (INV-6: an existing repository is
+    /// never touched). See [`LocalBackend::create_layout`].
+    pub fn check_new(&self) -> crate::Result<()> {
+        use crate::error::{Error, IoContext};
+        let path = &self.root;
+        if path.join("config").exists() {
+            return Err(Error::Invalid(format!(
+                "{}: a repository already exists here",
+                path.display()
+            )));
+        }
+        if path.exists() {
+            if !path.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "{}: exists and is not a directory",
+                    path.display()
+                )));
+            }
+            if fs::read_dir(path).at(path)?.next().is_some() {
+                return Err(Error::Invalid(format!(
+                    "{}: directory is not empty",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Create the directories of a new repository (format-spec/repository.md:
+    /// `packs/`, `snapshots/`, `keys/`, `locks/`, `tmp/`, `gc/`), each
+    /// fsynced in its parent (INV-1). Opening needs none of them: a missing
+    /// one is created by the first write under it.
+    pub fn create_layout(&self) -> crate::Result<()> {
+        for d in LAYOUT {
+            fsutil::create_dir_durable(&self.root.join(d))?;
+        }
+        Ok(())
     }
 
     fn path(&self, key: &str) -> BResult<PathBuf> {
@@ -134,6 +178,18 @@ impl Backend for LocalBackend {
         Ok(Bytes::from(buf))
     }
 
+    fn open_ranged(&self, key: &str) -> BResult<Box<dyn RangedRead>> {
+        let p = self.path(key)?;
+        let file = File::open(&p).map_err(|e| self.io(key, e))?;
+        let size = file.metadata().map_err(|e| self.io(key, e))?.len();
+        Ok(Box::new(LocalRanged {
+            file,
+            size,
+            backend: self.name.clone(),
+            key: key.to_string(),
+        }))
+    }
+
     fn size(&self, key: &str) -> BResult<u64> {
         let p = self.path(key)?;
         let m = fs::metadata(&p).map_err(|e| self.io(key, e))?;
@@ -190,7 +246,8 @@ impl Backend for LocalBackend {
     fn put_replace(&self, key: &str, bytes: &[u8]) -> BResult<()> {
         let dest = self.path(key)?;
         self.ensure_tmp(key)?;
-        fsutil::write_atomic(&self.tmp, &dest, bytes).map_err(|e| self.fs_err(key, e))
+        fsutil::write_atomic(&dest, bytes, fsutil::Atomic::in_repo(&self.tmp))
+            .map_err(|e| self.fs_err(key, e))
     }
 
     /// A directory walk; `tmp/` and names that are not valid keys are
@@ -260,5 +317,40 @@ impl Backend for LocalBackend {
     fn scratch_dir(&self) -> Option<PathBuf> {
         fsutil::create_dir_durable(&self.tmp).ok()?;
         Some(self.tmp.clone())
+    }
+}
+
+/// A local file opened for ranged reads: positioned reads on one open
+/// file, shared by every thread.
+#[derive(Debug)]
+struct LocalRanged {
+    file: File,
+    size: u64,
+    backend: String,
+    key: String,
+}
+
+impl RangedRead for LocalRanged {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> BResult<()> {
+        let end = offset.saturating_add(buf.len() as u64);
+        let out_of_range = || BackendError::OutOfRange {
+            backend: self.backend.clone(),
+            key: self.key.clone(),
+            range: offset..end,
+            size: self.size,
+        };
+        match self.file.read_exact_at(buf, offset) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err(out_of_range()),
+            Err(source) => Err(BackendError::Io {
+                backend: self.backend.clone(),
+                key: self.key.clone(),
+                source,
+            }),
+        }
     }
 }

@@ -9,13 +9,15 @@
 //! `Repo` reaches every repository file through here (`Repo::store`); only
 //! its local work directory (index, temp files) is plain `std::fs`.
 
+pub mod error;
 pub mod fault;
 pub mod fsutil;
 pub mod key;
 pub mod local;
 pub mod object;
 
-pub use fault::{Fault, FaultBackend, Op};
+pub use error::{BResult, BackendError, Op};
+pub use fault::{Fault, FaultBackend};
 pub use key::{check_key, check_prefix};
 pub use local::LocalBackend;
 pub use object::ObjectStoreBackend;
@@ -23,116 +25,6 @@ pub use object::ObjectStoreBackend;
 use bytes::Bytes;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-
-/// Errors of the seam. Every variant names the backend (its URL or
-/// directory) and, where there is one, the key.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// The key does not exist (get, get_range, size, delete).
-    #[error("{backend}: {key}: not found")]
-    NotFound {
-        /// The backend's URL or directory.
-        backend: String,
-        /// The key asked for.
-        key: String,
-    },
-    /// `put_new` found the key taken; what was there is unchanged.
-    #[error("{backend}: {key}: already exists")]
-    AlreadyExists {
-        /// The backend's URL or directory.
-        backend: String,
-        /// The key written.
-        key: String,
-    },
-    /// A ranged read reaching past the end of the object.
-    #[error("{backend}: {key}: range {}..{} is past the end ({size} bytes)", range.start, range.end)]
-    OutOfRange {
-        /// The backend's URL or directory.
-        backend: String,
-        /// The key read.
-        key: String,
-        /// The range asked for.
-        range: Range<u64>,
-        /// The object's size.
-        size: u64,
-    },
-    /// A key or prefix that is not a repository key (key.rs rules).
-    #[error("invalid repository key {key:?}: {reason}")]
-    InvalidKey {
-        /// The key as given.
-        key: String,
-        /// Which rule it breaks.
-        reason: &'static str,
-    },
-    /// A `--repo` value that names no backend this build can open.
-    #[error("{url}: {reason}")]
-    InvalidUrl {
-        /// The value given.
-        url: String,
-        /// Why it cannot be opened.
-        reason: String,
-    },
-    /// A local I/O error.
-    #[error("{backend}: {key}: {source}")]
-    Io {
-        /// The backend's directory.
-        backend: String,
-        /// The key (or local path) involved.
-        key: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An object store error other than not-found / already-exists (after
-    /// the bounded retries of `object::RetryBounds`). Shown on one line: an
-    /// S3 XML error body in object_store's message is cut down to its code
-    /// and message, and line breaks become spaces; an empty key (a listing
-    /// of the whole repository) is left out, and a missing bucket or
-    /// missing credentials get a hint (`object::hint`).
-    #[error(
-        "{}{}{}",
-        object::at(backend, key),
-        object::one_line(source),
-        object::hint(source)
-    )]
-    Store {
-        /// The backend's URL.
-        backend: String,
-        /// The key involved.
-        key: String,
-        /// The underlying error.
-        #[source]
-        source: Box<object_store::Error>,
-    },
-    /// A fault injected by [`FaultBackend`].
-    #[error("{backend}: {key}: injected fault ({op:?} call {call})")]
-    Injected {
-        /// The wrapped backend.
-        backend: String,
-        /// The key of the failed call (the prefix for `list`).
-        key: String,
-        /// The operation.
-        op: Op,
-        /// Which call of that operation it was, counting from 1.
-        call: u64,
-    },
-}
-
-impl BackendError {
-    /// The key does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, BackendError::NotFound { .. })
-    }
-
-    /// `put_new` found the key taken.
-    pub fn is_already_exists(&self) -> bool {
-        matches!(self, BackendError::AlreadyExists { .. })
-    }
-}
-
-/// Result with [`BackendError`].
-pub type BResult<T> = std::result::Result<T, BackendError>;
 
 /// One object found by [`Backend::list`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,6 +36,28 @@ pub struct Listed {
     /// When it was last written, as the storage tells it (a file's mtime,
     /// an object's Last-Modified); `None` where it does not.
     pub modified: Option<std::time::SystemTime>,
+}
+
+/// An object opened for ranged reads ([`Backend::open_ranged`]): a local
+/// file opened once and read by positioned reads, or a key of an object
+/// store read by one ranged GET per call. The object's size is taken when
+/// it is opened; repository objects read this way (packs) are immutable.
+pub trait RangedRead: Send + Sync + std::fmt::Debug {
+    /// The object's size in bytes, as it was opened.
+    fn size(&self) -> u64;
+
+    /// Fill `buf` with the bytes at `offset`. Reaching past the end is
+    /// [`BackendError::OutOfRange`], never a short read.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> BResult<()>;
+
+    /// Bytes `range` of the object, with [`RangedRead::read_at`]'s rules
+    /// (an empty range inside the object is empty).
+    fn read(&self, range: Range<u64>) -> BResult<Bytes> {
+        let len = range.end.saturating_sub(range.start);
+        let mut v = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+        self.read_at(&mut v, range.start)?;
+        Ok(Bytes::from(v))
+    }
 }
 
 /// The storage of one repository. Keys are repository-relative paths
@@ -169,6 +83,23 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The object's size in bytes (a HEAD). `NotFound` if absent.
     fn size(&self, key: &str) -> BResult<u64>;
+
+    /// Open `key` for many ranged reads (packs): `NotFound` if absent. A
+    /// local backend opens the file once and reads it by `pread`; an
+    /// object store answers each read with one ranged GET, as
+    /// [`Backend::get_range`] does. Where the reads go is the backend's
+    /// business: no caller builds a path to a repository file.
+    fn open_ranged(&self, key: &str) -> BResult<Box<dyn RangedRead>>;
+
+    /// How many reads a caller should keep in flight at once: `None` for a
+    /// local directory, where a read is a system call (read on the CPU's
+    /// thread pool; a stat per object is cheaper than a listing); for a
+    /// remote store, where each call is a round trip, the number worth
+    /// overlapping (and one listing beats a HEAD per object, and reads
+    /// should read ahead).
+    fn remote_reads(&self) -> Option<usize> {
+        None
+    }
 
     /// Create `key` with `bytes`, **create-only**: if the key exists,
     /// [`BackendError::AlreadyExists`] and the existing object is unchanged
@@ -250,6 +181,12 @@ macro_rules! forward_backend {
             }
             fn size(&self, key: &str) -> BResult<u64> {
                 (**self).size(key)
+            }
+            fn open_ranged(&self, key: &str) -> BResult<Box<dyn RangedRead>> {
+                (**self).open_ranged(key)
+            }
+            fn remote_reads(&self) -> Option<usize> {
+                (**self).remote_reads()
             }
             fn put_new(&self, key: &str, bytes: &[u8]) -> BResult<()> {
                 (**self).put_new(key, bytes)

@@ -10,7 +10,7 @@
 //! replayed create-only PUT that finds its key taken by the same bytes
 //! is the earlier try's success. format-spec/backend.md "Object stores".
 
-use super::{BResult, Backend, BackendError, Listed, check_key, check_prefix};
+use super::{BResult, Backend, BackendError, Listed, RangedRead, check_key, check_prefix};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as StorePath;
@@ -108,73 +108,6 @@ impl RetryBounds {
     fn backoff(n: usize) -> Duration {
         let doublings = n.saturating_sub(1).min(6) as u32;
         Duration::from_millis(100u64 << doublings).min(Duration::from_secs(5))
-    }
-}
-
-/// `e` as one line: object_store quotes an error answer's body, which on
-/// S3 is an XML document over several lines; it is cut down to
-/// `Code: Message`, and every run of white space becomes one space. The
-/// innermost cause is added when the message does not show it (object_store
-/// says "error sending request" for a timeout and a reset alike).
-pub(crate) fn one_line(e: &object_store::Error) -> String {
-    let mut text = e.to_string();
-    let mut root: Option<&(dyn std::error::Error + 'static)> = None;
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        root = Some(s);
-        src = s.source();
-    }
-    if let Some(r) = root.map(ToString::to_string) {
-        if !r.is_empty() && !text.contains(&r) {
-            text = format!("{text} ({r})");
-        }
-    }
-    let start = text.find("<?xml").or_else(|| text.find("<Error>"));
-    if let Some(start) = start {
-        let end = text[start..]
-            .find("</Error>")
-            .map_or(text.len(), |i| start + i + "</Error>".len());
-        let field = |name: &str| {
-            let xml = &text[start..end];
-            let open = format!("<{name}>");
-            let a = xml.find(&open)? + open.len();
-            let b = xml[a..].find(&format!("</{name}>"))? + a;
-            Some(xml[a..b].to_string())
-        };
-        let brief = match (field("Code"), field("Message")) {
-            (Some(c), Some(m)) => format!("{c}: {m}"),
-            (Some(c), None) => c,
-            _ => String::from("(an XML error document)"),
-        };
-        text.replace_range(start..end, &brief);
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `backend: key: `, or `backend: ` for the empty key (a listing of the
-/// whole repository).
-pub(crate) fn at(backend: &str, key: &str) -> String {
-    if key.is_empty() {
-        format!("{backend}: ")
-    } else {
-        format!("{backend}: {key}: ")
-    }
-}
-
-/// What a user can do about two store errors that name neither cause
-/// plainly: a bucket that does not exist, and no credentials at all (the
-/// AWS client then asks the instance metadata service at 169.254.169.254,
-/// which refuses outside a cloud instance). Empty for anything else.
-pub(crate) fn hint(e: &object_store::Error) -> &'static str {
-    let text = one_line(e);
-    if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
-        " (the bucket does not exist: strata does not create buckets; create it first, e.g. \
-         `aws s3 mb s3://BUCKET`, or check the name and the endpoint)"
-    } else if text.contains("169.254.169.254") || text.contains("/latest/api/token") {
-        " (no S3 credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-         AWS_PROFILE; a scheduled run gets them from the policy's environment_file)"
-    } else {
-        ""
     }
 }
 
@@ -539,6 +472,19 @@ impl Backend for ObjectStoreBackend {
         }
     }
 
+    fn open_ranged(&self, key: &str) -> BResult<Box<dyn RangedRead>> {
+        let size = self.size(key)?;
+        Ok(Box::new(StoreRanged {
+            store: self.clone(),
+            key: key.to_string(),
+            size,
+        }))
+    }
+
+    fn remote_reads(&self) -> Option<usize> {
+        Some(REMOTE_READS)
+    }
+
     fn size(&self, key: &str) -> BResult<u64> {
         let loc = self.location(key)?;
         self.call(key, |_| self.store.head(&loc))?
@@ -671,9 +617,39 @@ impl Backend for ObjectStoreBackend {
     }
 }
 
+/// Reads kept in flight on an object store ([`Backend::remote_reads`]):
+/// restore's read threads, the packs an index rebuild reads at once.
+pub const REMOTE_READS: usize = 16;
+
+/// A key of an object store opened for ranged reads: one ranged GET per
+/// read, with the backend's retries ([`Backend::get_range`]).
+#[derive(Debug)]
+struct StoreRanged {
+    store: ObjectStoreBackend,
+    key: String,
+    size: u64,
+}
+
+impl RangedRead for StoreRanged {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> BResult<()> {
+        let b = self.read(offset..offset.saturating_add(buf.len() as u64))?;
+        buf.copy_from_slice(&b);
+        Ok(())
+    }
+
+    fn read(&self, range: Range<u64>) -> BResult<Bytes> {
+        self.store.get_range(&self.key, range)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::error::{hint, one_line};
 
     #[test]
     fn a_missing_bucket_and_missing_credentials_say_what_to_do() {

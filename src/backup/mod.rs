@@ -121,7 +121,7 @@ pub fn run(
     lock: &Lock,
 ) -> Result<SnapshotReport> {
     let start = std::time::Instant::now();
-    let time_unix_ns = opts.time.unwrap_or_else(crate::repo::now_ns);
+    let time_unix_ns = opts.time.unwrap_or_else(crate::sys::now_ns);
     if opts.paths.is_empty() && opts.stdin.is_none() {
         return Err(Error::Invalid(
             "nothing to back up: give a PATH or `-`".into(),
@@ -135,7 +135,7 @@ pub fn run(
         mut warnings,
         damaged,
     } = prepare(repo)?;
-    let host = opts.host.clone().unwrap_or_else(crate::repo::hostname);
+    let host = opts.host.clone().unwrap_or_else(crate::sys::hostname);
     let (sources, paths) = sources(opts)?;
     let parent = find_parent(repo, opts, &host, &paths, &mut warnings)?;
     let reader = BlobReader::new(repo)?;
@@ -315,7 +315,7 @@ fn walk_and_train(
                         let stored = saver.open_gate();
                         trained.and(stored)
                     })
-                    .map_err(|e| Error::Invalid(format!("cannot start a thread: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?;
                 Some(h)
             }
             Err(e) => return Err(e),
@@ -324,7 +324,7 @@ fn walk_and_train(
         saver.end_of_input();
         if let Some(h) = trainer {
             h.join()
-                .map_err(|_| Error::Invalid("dictionary training thread panicked".into()))??;
+                .map_err(|_| Error::Internal("dictionary training thread panicked".into()))??;
         }
         root
     })
@@ -364,7 +364,7 @@ fn dictionary_due(repo: &Repo) -> Result<bool> {
     Ok(match dicts.newest() {
         None => true,
         Some(d) => {
-            crate::repo::now_ns().saturating_sub(d.created_unix_ns)
+            crate::sys::now_ns().saturating_sub(d.created_unix_ns)
                 > dict::RETRAIN_DAYS * 86_400 * 1_000_000_000
         }
     })
@@ -381,7 +381,7 @@ fn train_dictionary(repo: &Repo, saver: &BlobSaver<'_>) -> Result<()> {
     let samples = saver.dictionary_samples(dict::SAMPLES, dict::SAMPLE_SLICE)?;
     let Some(newest) = dicts.newest() else {
         if let Some(d) = dict::train(&samples) {
-            dict::save(repo, d, samples.len())?;
+            crate::repo::dicts::save(repo, d, samples.len())?;
             repo.dicts(true)?;
         }
         return Ok(());
@@ -400,7 +400,7 @@ fn train_dictionary(repo: &Repo, saver: &BlobSaver<'_>) -> Result<()> {
         let old = dict::compressed_size(&judge, Some(&newest.bytes));
         let new = dict::compressed_size(&judge, Some(&d));
         if new * 10 < old * 9 {
-            dict::save(repo, d, train_on.len())?;
+            crate::repo::dicts::save(repo, d, train_on.len())?;
             repo.dicts(true)?;
         }
     }
@@ -422,7 +422,7 @@ fn build_root(
 }
 
 fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) -> Result<Entry> {
-    let now = crate::repo::now_ns();
+    let now = crate::sys::now_ns();
     let mut e = Entry {
         mode: 0o600,
         uid: rustix::process::getuid().as_raw(),

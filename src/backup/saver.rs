@@ -140,7 +140,7 @@ pub struct BlobSaver<'r> {
 const SEAL_QUEUE: usize = 32;
 
 fn poisoned() -> Error {
-    Error::Invalid("internal lock poisoned by a panic".into())
+    Error::Internal("internal lock poisoned by a panic".into())
 }
 
 impl<'r> BlobSaver<'r> {
@@ -166,7 +166,7 @@ impl<'r> BlobSaver<'r> {
                 }
                 Ok(())
             })
-            .map_err(|e| Error::Invalid(format!("cannot start sealing thread: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start sealing thread: {e}")))?;
         let mut lookup = repo.index()?;
         lookup.begin_read_snapshot()?;
         Ok(BlobSaver {
@@ -509,7 +509,7 @@ impl<'r> BlobSaver<'r> {
                     Err(self
                         .join_sealer()
                         .err()
-                        .unwrap_or_else(|| Error::Invalid("pack sealing thread stopped".into())))
+                        .unwrap_or_else(|| Error::Internal("pack sealing thread stopped".into())))
                 }
             },
             None => Err(Error::Invalid("saver already finished".into())),
@@ -522,7 +522,7 @@ impl<'r> BlobSaver<'r> {
         match h {
             Some(h) => h
                 .join()
-                .map_err(|_| Error::Invalid("pack sealing thread panicked".into()))?,
+                .map_err(|_| Error::Internal("pack sealing thread panicked".into()))?,
             None => Ok(()),
         }
     }

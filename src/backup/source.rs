@@ -199,9 +199,9 @@ pub fn save_stream<R: Read>(
     })?;
     let mut results = results
         .into_inner()
-        .map_err(|_| Error::Invalid("chunk results lost to a panic".into()))?;
+        .map_err(|_| Error::Internal("chunk results lost to a panic".into()))?;
     if results.len() != count {
-        return Err(Error::Invalid("chunk results lost to a panic".into()).into());
+        return Err(Error::Internal("chunk results lost to a panic".into()).into());
     }
     results.sort_unstable_by_key(|(i, _)| *i);
     let ids = results

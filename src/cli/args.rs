@@ -74,9 +74,9 @@ pub enum Command {
     /// Work around damage that `check` found: rewrite damaged snapshots,
     /// salvage damaged packs.
     #[command(subcommand)]
-    Repair(super::repair::RepairCommand),
+    Repair(RepairCommand),
     /// Make DEST a mirror of the repository (offsite copies, disaster recovery).
-    Sync(super::sync::SyncArgs),
+    Sync(SyncArgs),
     /// Manage the keys that unlock an encrypted repository.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -198,7 +198,7 @@ pub struct KeyAddArgs {
 
 impl InitArgs {
     /// Validated engine options.
-    pub fn to_options(&self, key: Option<crate::crypto::keys::NewKey>) -> Result<InitOptions> {
+    pub fn to_options(&self, key: Option<crate::repo::keys::NewKey>) -> Result<InitOptions> {
         let d = ChunkerParams::default();
         let chunker =
             if self.chunk_min.is_some() || self.chunk_avg.is_some() || self.chunk_max.is_some() {
@@ -833,4 +833,79 @@ pub struct UnlockArgs {
     /// uses the repository).
     #[arg(long)]
     pub remove_all: bool,
+}
+
+/// `strata repair`
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Write snapshots that name damaged or missing blobs again without
+    /// the damaged files (run `strata check --read-data` first).
+    Snapshots(RepairSnapshotsArgs),
+    /// Copy the intact blobs of damaged packs into new packs, then delete
+    /// the damaged packs when nothing is lost by it.
+    Packs(RepairPacksArgs),
+}
+
+/// `strata repair snapshots`
+#[derive(Args, Debug)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshots (id prefixes or `latest`); all if none.
+    pub snapshots: Vec<String>,
+    /// Report what is damaged; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata repair packs`
+#[derive(Args, Debug)]
+pub struct RepairPacksArgs {
+    /// Packs (full ids); all packs `check` recorded damaged if none.
+    #[arg(value_name = "PACK")]
+    pub packs: Vec<String>,
+    /// Report what would be salvaged; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Another copy of the repository (the offsite mirror, or the
+    /// primary): a damaged pack whose copy there hashes to its name is
+    /// replaced by it before anything is salvaged.
+    #[arg(long, value_name = "REPO")]
+    pub from: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata sync`
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Where the mirror goes: a directory, `file:///path`, `s3://bucket/prefix`,
+    /// `gs://…`, `az://…` (credentials from the environment: AWS_*, GOOGLE_*,
+    /// AZURE_*). Empty or the same repository; anything else is refused.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+    /// Copy from this repository instead of --repo / STRATA_REPO (e.g.
+    /// `--from s3://bucket/prefix /srv/repo` rebuilds a local repository).
+    #[arg(long, value_name = "SRC")]
+    pub from: Option<String>,
+    /// List what would be copied and deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then remove what the source no longer holds (manifests before
+    /// packs); refused if that would remove a snapshot newer than the
+    /// newest at the source. Unlocks an encrypted source to read times.
+    #[arg(long)]
+    pub delete: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Uploads in flight.
+    #[arg(long, value_name = "N", default_value_t = crate::sync::DEFAULT_JOBS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: u32,
+    /// Cap the upload bandwidth at RATE bytes per second (`10M`, `500k`).
+    #[arg(long, value_name = "RATE")]
+    pub limit_upload: Option<String>,
 }

@@ -33,7 +33,7 @@ pub fn run(repo: &Repo, a: &CheckArgs) -> Result<i32> {
         eprintln!("strata: warning: {w}");
     }
     if a.json {
-        let mut v = serde_json::to_value(&r).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut v = serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?;
         if let Some(o) = v.as_object_mut() {
             o.insert("version".into(), 1.into());
             o.insert("ok".into(), r.problems.is_empty().into());
@@ -132,13 +132,13 @@ fn print(r: &CheckReport) -> Result<()> {
 }
 
 pub fn rebuild_index(repo: &Repo, a: &RebuildIndexArgs) -> Result<i32> {
-    let r = crate::index::rebuild::rebuild(repo, false)?
-        .ok_or_else(|| Error::Invalid("index.sqlite: the rebuild did not run".into()))?;
+    let r = crate::repo::rebuild::rebuild(repo, false)?
+        .ok_or_else(|| Error::Internal("index.sqlite: the rebuild did not run".into()))?;
     for w in &r.warnings {
         eprintln!("strata: warning: {w}");
     }
     if a.json {
-        output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
     } else {
         output::line(&format!(
             "rebuilt index.sqlite from the trailers of {} packs ({} blobs) in {:.2}s",

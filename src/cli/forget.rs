@@ -78,7 +78,7 @@ pub fn run(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
         group_by: GroupBy::parse(&a.group_by).map_err(Error::Invalid)?,
         allow_empty: a.allow_empty,
     };
-    let groups = forget::plan(repo, &opts, crate::repo::now_ns(), &tz)?;
+    let groups = forget::plan(repo, &opts, crate::sys::now_ns(), &tz)?;
     for g in &groups {
         for v in g.keep.iter().filter(|v| v.future) {
             eprintln!(
@@ -255,7 +255,7 @@ pub fn tag(repo: &Repo, a: &TagArgs, lock: &Lock) -> Result<i32> {
     let targets = snapshot::resolve_all(repo, &a.snapshots)?;
     let done = tag::tag(repo, lock, &targets, &change)?;
     if a.json {
-        output::line(&serde_json::to_string(&done).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&done).map_err(|e| Error::Internal(e.to_string()))?)?;
         return Ok(exit::OK);
     }
     for r in &done {

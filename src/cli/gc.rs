@@ -56,7 +56,7 @@ fn execute(repo: &Repo, opts: &GcOptions, lock: &Lock, json: bool) -> Result<i32
         eprintln!("strata: warning: {w}");
     }
     if json {
-        output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
     } else {
         print(&r)?;
     }

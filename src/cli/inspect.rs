@@ -311,7 +311,7 @@ fn tree_json(t: &Tree) -> Value {
 fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
     let v = match a.target.to_str().unwrap_or_default() {
         "config" => {
-            serde_json::to_value(repo.config()).map_err(|e| Error::Invalid(e.to_string()))?
+            serde_json::to_value(repo.config()).map_err(|e| Error::Internal(e.to_string()))?
         }
         "snapshot" => {
             let spec =
@@ -342,7 +342,7 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
         "pack" => {
             let id = PackId(parse_id("pack", a.id.as_ref())?);
             serde_json::to_value(inspect::raw::pack(repo, &id)?)
-                .map_err(|e| Error::Invalid(e.to_string()))?
+                .map_err(|e| Error::Internal(e.to_string()))?
         }
         other => {
             return Err(Error::Invalid(format!(
@@ -350,7 +350,7 @@ fn cat_raw(repo: &Repo, a: &CatArgs) -> Result<i32> {
             )));
         }
     };
-    output::line(&serde_json::to_string_pretty(&v).map_err(|e| Error::Invalid(e.to_string()))?)?;
+    output::line(&serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?)?;
     Ok(exit::OK)
 }
 
@@ -467,7 +467,7 @@ pub fn stats(repo: &Repo, a: &StatsArgs) -> Result<i32> {
     let reader = crate::read::BlobReader::reporting(repo)?;
     let st = inspect::stats::stats(&reader, &snaps)?;
     if a.json {
-        output::line(&serde_json::to_string(&st).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&st).map_err(|e| Error::Internal(e.to_string()))?)?;
         return Ok(exit::OK);
     }
     match a.mode {

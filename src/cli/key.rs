@@ -3,10 +3,10 @@
 
 use super::args::{KeyCommand, NewPassArgs};
 use super::{exit, output};
-use crate::crypto::keys::{self, NewKey};
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::repo::Repo;
+use crate::repo::keys::{self, NewKey};
 use crate::repo::lock::Lock;
 use crate::session::{Operation, Session, unlock};
 use std::sync::Arc;
@@ -61,7 +61,7 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
             let old = repo
                 .key_id()
                 .ok_or_else(|| Error::Invalid("no key unlocked the repository".into()))?
-                .to_string();
+                .clone();
             let id = keys::change_passphrase(root, c, repo_id, &old, &mut |_| {
                 new_passphrase_key(session, a, &**ev)
             })?;
@@ -78,7 +78,7 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
             let id = c.identity_string();
             output::line(&format!(
                 "# strata repository {}\n# public key: {}\n{}",
-                crate::id::to_hex(repo_id),
+                repo_id.to_hex(),
                 c.recipient(),
                 id.as_str()
             ))?;
@@ -89,7 +89,7 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
                  write: anyone who holds it and the storage holds all backups. Keep it offline \
                  (printed, in a safe); `strata --identity FILE` opens the repository with it."
             );
-            output::line(crate::crypto::recovery::encode(c, repo_id).trim_end())?;
+            output::line(crate::repo::recovery::encode(c, repo_id).trim_end())?;
         }
     }
     Ok(exit::OK)
@@ -99,7 +99,7 @@ fn list(repo: &Repo, c: &crate::crypto::Crypto, json: bool) -> Result<()> {
     let list = keys::list(&**repo.store(), c)?;
     if json {
         let v = serde_json::to_string_pretty(&list)
-            .map_err(|e| Error::Invalid(format!("json: {e}")))?;
+            .map_err(|e| Error::Internal(format!("json: {e}")))?;
         return output::line(&v);
     }
     output::line(&format!(
@@ -107,7 +107,7 @@ fn list(repo: &Repo, c: &crate::crypto::Crypto, json: bool) -> Result<()> {
         "id", "kind", "created", "host"
     ))?;
     for k in list {
-        let current = repo.key_id() == Some(k.id.as_str());
+        let current = repo.key_id().map(|i| i.as_str()) == Some(k.id.as_str());
         output::line(&format!(
             "{} {:<32}  {:<11}  {:<20}  {:<16}  {}",
             if current { "*" } else { " " },

@@ -147,10 +147,10 @@ fn open_for(cli: &Cli, op: Operation, ev: &Arc<dyn Events>) -> crate::Result<(Re
 }
 
 fn init(cli: &Cli, a: &args::InitArgs, ev: &Arc<dyn Events>) -> crate::Result<i32> {
-    use crate::crypto::keys::NewKey;
+    use crate::repo::keys::NewKey;
     let session = session(cli, ConfigChoice::Implicit)?;
     let path = session.repo_path()?;
-    if path.join("config").exists() {
+    if crate::repo::holds_repository(&path) {
         // Before asking for a passphrase.
         return Err(crate::Error::Invalid(format!(
             "{}: a repository already exists here",
@@ -177,7 +177,7 @@ fn init(cli: &Cli, a: &args::InitArgs, ev: &Arc<dyn Events>) -> crate::Result<i3
         } else {
             "UNENCRYPTED"
         },
-        &crate::id::to_hex(&c.repo_id)[..8],
+        c.repo_id.short(),
         path.display(),
         c.chunker.min,
         c.chunker.avg,
@@ -261,7 +261,7 @@ fn run(cli: &Cli, ev: &Arc<dyn Events>) -> crate::Result<i32> {
             let mut out = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut out)
-                .map_err(|e| crate::Error::Invalid(format!("man page: {e}")))?;
+                .map_err(|e| crate::Error::Internal(format!("man page: {e}")))?;
             output::bytes(&out)?;
             Ok(exit::OK)
         }

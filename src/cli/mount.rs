@@ -132,7 +132,7 @@ fn foreground(repo: Repo, mp: &Path) -> Result<i32> {
     let snaps = crate::snapshot::readable(repo)?;
     let fs = MountFs::new(reader, snaps);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| Error::Invalid(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
     let mut cfg = fuser::Config::default();
     cfg.mount_options.extend([
         fuser::MountOption::RO,

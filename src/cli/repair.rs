@@ -1,59 +1,16 @@
-//! `strata repair snapshots|packs` (format-spec/check.md "Repair"):
-//! options, the report as text or JSON. Exit 0 when everything named is
+//! `strata repair snapshots|packs` (format-spec/check.md "Repair"): the
+//! report as text or JSON (the options are in `args`). Exit 0 when everything named is
 //! repaired (or was not damaged), 1 when damage remains (a snapshot whose
 //! root does not read, a pack kept because a snapshot needs a damaged blob
 //! of it) or the repair could not run, 2 for a bad command line.
 
+use super::args::{RepairCommand, RepairPacksArgs, RepairSnapshotsArgs};
 use super::{exit, output};
 use crate::error::{Error, Result};
 use crate::id::PackId;
 use crate::maint::repair::{packs, snapshots};
 use crate::repo::Repo;
 use crate::repo::lock::Lock;
-use clap::{Args, Subcommand};
-
-/// `strata repair`
-#[derive(Subcommand, Debug)]
-pub enum RepairCommand {
-    /// Write snapshots that name damaged or missing blobs again without
-    /// the damaged files (run `strata check --read-data` first).
-    Snapshots(RepairSnapshotsArgs),
-    /// Copy the intact blobs of damaged packs into new packs, then delete
-    /// the damaged packs when nothing is lost by it.
-    Packs(RepairPacksArgs),
-}
-
-/// `strata repair snapshots`
-#[derive(Args, Debug)]
-pub struct RepairSnapshotsArgs {
-    /// Snapshots (id prefixes or `latest`); all if none.
-    pub snapshots: Vec<String>,
-    /// Report what is damaged; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `strata repair packs`
-#[derive(Args, Debug)]
-pub struct RepairPacksArgs {
-    /// Packs (full ids); all packs `check` recorded damaged if none.
-    #[arg(value_name = "PACK")]
-    pub packs: Vec<String>,
-    /// Report what would be salvaged; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Another copy of the repository (the offsite mirror, or the
-    /// primary): a damaged pack whose copy there hashes to its name is
-    /// replaced by it before anything is salvaged.
-    #[arg(long, value_name = "REPO")]
-    pub from: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 pub fn run(repo: &Repo, c: &RepairCommand, lock: &Lock) -> Result<i32> {
     match c {
@@ -84,7 +41,7 @@ fn run_snapshots(repo: &Repo, a: &RepairSnapshotsArgs, lock: &Lock) -> Result<i3
     }
     let mut damaged = 0;
     for r in &done {
-        let old = &r.old[..8];
+        let old = r.old.short();
         if let Some(e) = &r.error {
             output::line(&format!("{old}: cannot be repaired: {e}"))?;
             continue;
@@ -96,7 +53,7 @@ fn run_snapshots(repo: &Repo, a: &RepairSnapshotsArgs, lock: &Lock) -> Result<i3
         output::line(&match &r.new {
             Some(n) => format!(
                 "{old} -> {}: repaired (tag `{}`), {} files ({}) left out:",
-                &n[..8],
+                n.short(),
                 snapshots::TAG,
                 r.lost.files,
                 output::size(r.lost.bytes)
@@ -155,13 +112,13 @@ fn run_packs(repo: &Repo, a: &RepairPacksArgs, lock: &Lock) -> Result<i32> {
         if let Some(from) = &r.restored_from {
             output::line(&format!(
                 "pack {}: replaced by the intact copy at {from} (nothing salvaged)",
-                &r.pack[..16]
+                &r.pack.to_hex()[..16]
             ))?;
             continue;
         }
         output::line(&format!(
             "pack {}: {} blobs, {} salvaged into new packs, {} stored elsewhere, {} damaged; {}",
-            &r.pack[..16],
+            &r.pack.to_hex()[..16],
             r.blobs,
             r.salvaged,
             r.elsewhere,

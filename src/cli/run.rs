@@ -18,7 +18,7 @@ pub fn run(cli: &super::Cli, a: &RunArgs, ev: &Arc<dyn Events>) -> Result<i32> {
     let session = super::session(cli, ConfigChoice::Required(a.config.config.as_deref()))?;
     let cfg = session
         .config()
-        .ok_or_else(|| Error::Invalid("no strata.toml".into()))?;
+        .ok_or_else(|| Error::NotFound("no strata.toml".into()))?;
     let opts = RunOptions {
         sources: a.sources.clone(),
     };
@@ -28,7 +28,7 @@ pub fn run(cli: &super::Cli, a: &RunArgs, ev: &Arc<dyn Events>) -> Result<i32> {
     }
     if a.json {
         let json =
-            serde_json::to_value(&summary).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
+            serde_json::to_value(&summary).map_err(|e| Error::Internal(format!("summary: {e}")))?;
         output::line(&json.to_string())?;
     } else {
         print_summary(&summary)?;

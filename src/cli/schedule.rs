@@ -11,6 +11,7 @@
 
 use super::args::{ScheduleArgs, ScheduleKind};
 use super::{exit, output};
+use crate::backend::fsutil;
 use crate::error::{Error, IoContext, Result};
 use crate::policy::Config;
 use std::path::{Path, PathBuf};
@@ -161,7 +162,11 @@ fn install_env_file(cfg: &Config) -> Result<()> {
     if let Some(d) = f.parent() {
         std::fs::create_dir_all(d).at(d)?;
     }
-    crate::policy::state::write_atomic(f, crate::policy::envfile::TEMPLATE.as_bytes(), 0o600)?;
+    fsutil::write_atomic(
+        f,
+        crate::policy::envfile::TEMPLATE.as_bytes(),
+        fsutil::Atomic::local(0o600),
+    )?;
     output::line(&format!(
         "wrote {} (mode 0600): fill in the credentials the scheduled runs need",
         f.display()
@@ -193,7 +198,7 @@ pub fn run(a: &ScheduleArgs) -> Result<i32> {
         return Ok(exit::OK);
     }
     for (path, text) in &files {
-        crate::policy::state::write_atomic(path, text.as_bytes(), 0o644)?;
+        fsutil::write_atomic(path, text.as_bytes(), fsutil::Atomic::local(0o644))?;
         output::line(&format!("wrote {}", path.display()))?;
     }
     install_env_file(&cfg)?;

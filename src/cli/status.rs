@@ -8,10 +8,10 @@
 
 use super::args::StatusArgs;
 use super::{exit, output};
+use crate::backend::fsutil;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::policy::Config;
-use crate::policy::state;
 use crate::policy::status::{
     CheckReport, SourceReport, StatusOptions, StatusReport, SyncReport, short_duration,
 };
@@ -24,15 +24,15 @@ pub fn run(cli: &super::Cli, a: &StatusArgs, ev: &Arc<dyn Events>) -> Result<i32
     let session = super::session(cli, ConfigChoice::Required(a.config.config.as_deref()))?;
     let cfg = session
         .config()
-        .ok_or_else(|| Error::Invalid("no strata.toml".into()))?;
+        .ok_or_else(|| Error::NotFound("no strata.toml".into()))?;
     let opts = StatusOptions { max_age: a.max_age };
     let r = crate::policy::status(&session, cfg, &opts, ev)?;
     if let Some(p) = &a.prometheus {
         let text = prometheus::text(&r);
-        state::write_atomic(p, text.as_bytes(), 0o644)?;
+        fsutil::write_atomic(p, text.as_bytes(), fsutil::Atomic::local(0o644))?;
     }
     if a.json {
-        output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
     } else {
         print(&r, cfg)?;
     }

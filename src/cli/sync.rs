@@ -1,7 +1,8 @@
-//! `strata sync DEST [--from SRC]`: options become [`SyncOptions`], both
-//! ends are opened with `backend::open`, and the report is printed as text
-//! or JSON (format-spec/sync.md).
+//! `strata sync DEST [--from SRC]`: the options (`args::SyncArgs`)
+//! become [`SyncOptions`], both ends are opened with `backend::open`, and
+//! the report is printed as text or JSON (format-spec/sync.md).
 
+use super::args::SyncArgs;
 use super::{exit, output, progress};
 use crate::backend;
 use crate::error::{Error, Result};
@@ -9,40 +10,7 @@ use crate::events::Events;
 use crate::maint::plan::parse_size;
 use crate::session::{Session, unlock};
 use crate::sync::{self, SyncOptions, SyncReport};
-use clap::Args;
 use std::sync::Arc;
-
-/// `strata sync`
-#[derive(Args, Debug)]
-pub struct SyncArgs {
-    /// Where the mirror goes: a directory, `file:///path`, `s3://bucket/prefix`,
-    /// `gs://…`, `az://…` (credentials from the environment: AWS_*, GOOGLE_*,
-    /// AZURE_*). Empty or the same repository; anything else is refused.
-    #[arg(value_name = "DEST")]
-    pub dest: String,
-    /// Copy from this repository instead of --repo / STRATA_REPO (e.g.
-    /// `--from s3://bucket/prefix /srv/repo` rebuilds a local repository).
-    #[arg(long, value_name = "SRC")]
-    pub from: Option<String>,
-    /// List what would be copied and deleted; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Then remove what the source no longer holds (manifests before
-    /// packs); refused if that would remove a snapshot newer than the
-    /// newest at the source. Unlocks an encrypted source to read times.
-    #[arg(long)]
-    pub delete: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Uploads in flight.
-    #[arg(long, value_name = "N", default_value_t = sync::DEFAULT_JOBS as u32,
-          value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: u32,
-    /// Cap the upload bandwidth at RATE bytes per second (`10M`, `500k`).
-    #[arg(long, value_name = "RATE")]
-    pub limit_upload: Option<String>,
-}
 
 fn options(a: &SyncArgs) -> Result<SyncOptions> {
     let limit_upload = match &a.limit_upload {
@@ -128,7 +96,7 @@ pub fn run(session: &Session, a: &SyncArgs, ev: &Arc<dyn Events>) -> Result<i32>
         sync::layout::local_layout(&a.dest)?;
     }
     if a.json {
-        output::line(&serde_json::to_string(&r).map_err(|e| Error::Invalid(e.to_string()))?)?;
+        output::line(&serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
     } else {
         print(&r)?;
     }

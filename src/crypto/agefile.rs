@@ -1,15 +1,13 @@
 //! age files (<https://age-encryption.org/v1>): whole small files, and packs
 //! read at random offsets by seeking inside the age STREAM (keys.md "Packs").
 //! Every decryption failure is an authentication error naming the file.
-//! A pack is read from a local file, or by ranged reads through a
-//! [`Backend`] (object storage: one ranged GET per read, a 256 KiB
-//! read-ahead inside an age stream).
+//! A pack is read through the ranged-read handle of its [`Backend`] (a
+//! local file by `pread`; object storage by one ranged GET per read, with a
+//! 256 KiB read-ahead inside an age stream).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError, RangedRead};
 use crate::error::{Error, Result};
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
@@ -25,9 +23,9 @@ pub fn is_age(bytes: &[u8]) -> bool {
 /// Encrypt `plaintext` to `recipients` (a binary age file, not armored).
 pub fn encrypt(recipients: &[&dyn age::Recipient], plaintext: &[u8]) -> Result<Vec<u8>> {
     let enc = age::Encryptor::with_recipients(recipients.iter().copied())
-        .map_err(|e| Error::Invalid(format!("cannot encrypt: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encrypt: {e}")))?;
     let mut out = Vec::with_capacity(plaintext.len() + 256);
-    let wrap = |e: io::Error| Error::Invalid(format!("cannot encrypt: {e}"));
+    let wrap = |e: io::Error| Error::Internal(format!("cannot encrypt: {e}"));
     let mut w = enc.wrap_output(&mut out).map_err(wrap)?;
     w.write_all(plaintext).map_err(wrap)?;
     w.finish().map_err(wrap)?;
@@ -175,75 +173,76 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-/// Where a pack's bytes are.
-#[derive(Clone, Debug)]
-pub enum Source {
-    /// A local file.
-    File(PathBuf),
-    /// An object read by ranged reads.
-    Store(Arc<dyn Backend>, String),
-}
-
-impl Source {
-    fn reader(&self) -> io::Result<Box<dyn ReadSeek>> {
-        match self {
-            Source::File(p) => Ok(Box::new(File::open(p)?)),
-            Source::Store(b, key) => {
-                let size = b.size(key).map_err(io::Error::other)?;
-                Ok(Box::new(RangeReader {
-                    store: b.clone(),
-                    key: key.clone(),
-                    size,
-                    pos: 0,
-                    buf: Vec::new(),
-                    buf_at: 0,
-                    ahead: READ_AHEAD,
-                }))
-            }
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Source::File(p) => p.display().to_string(),
-            Source::Store(b, key) => format!("{}/{key}", b.name()),
-        }
-    }
-}
-
 /// `Read + Seek` for the age stream reader.
 pub trait ReadSeek: Read + Seek + Send {}
 impl<T: Read + Seek + Send> ReadSeek for T {}
 
-/// Reads an object through ranged reads with a read-ahead buffer.
-struct RangeReader {
-    store: Arc<dyn Backend>,
-    key: String,
-    size: u64,
+/// Reads an opened object as a stream: straight through for a local
+/// file, with a read-ahead buffer on remote storage.
+struct HandleReader {
+    handle: Arc<dyn RangedRead>,
+    remote: bool,
     pos: u64,
     buf: Vec<u8>,
     buf_at: u64,
-    /// Bytes the next ranged read asks for: [`READ_AHEAD`], doubled (up
-    /// to [`READ_AHEAD_MAX`]) while reads follow each other, so a long
-    /// run of blobs costs a few requests, not one per 256 KiB.
+    /// Bytes the next ranged read asks for (remote): [`READ_AHEAD`],
+    /// doubled (up to [`READ_AHEAD_MAX`]) while reads follow each other, so
+    /// a long run of blobs costs a few requests, not one per 256 KiB.
     ahead: u64,
+}
+
+impl HandleReader {
+    fn new(handle: Arc<dyn RangedRead>, remote: bool) -> HandleReader {
+        HandleReader {
+            handle,
+            remote,
+            pos: 0,
+            buf: Vec::new(),
+            buf_at: 0,
+            ahead: READ_AHEAD,
+        }
+    }
+
+    /// A local read: straight into `out`.
+    fn read_local(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = (out.len() as u64).min(self.handle.size() - self.pos) as usize;
+        self.handle
+            .read_at(&mut out[..n], self.pos)
+            .map_err(local_io)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A local read's error as the `io::Error` a file read gives: the file
+/// shrank (end of file), or the error of the system call itself.
+fn local_io(e: BackendError) -> io::Error {
+    match e {
+        BackendError::OutOfRange { .. } => io::ErrorKind::UnexpectedEof.into(),
+        BackendError::Io { source, .. } => source,
+        e => io::Error::other(e),
+    }
 }
 
 /// Largest read-ahead of a sequential reader.
 const READ_AHEAD_MAX: u64 = 2 << 20;
 
-/// Bytes read ahead per ranged read of a pack on object storage: four age
+/// Bytes read ahead per ranged read of a pack on remote storage: four age
 /// chunks of an encrypted pack; the trees near a plaintext one.
 const READ_AHEAD: u64 = 256 << 10;
-/// Ranges a plaintext pack on object storage keeps, each of at most
+/// Ranges a plaintext pack on remote storage keeps, each of at most
 /// 2 × [`READ_AHEAD`] (larger reads are not kept): with the 64 packs a
 /// reader keeps open, at most 64 MiB.
 const RANGED_CACHE: usize = 2;
 
-impl Read for RangeReader {
+impl Read for HandleReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.size || out.is_empty() {
+        let size = self.handle.size();
+        if self.pos >= size || out.is_empty() {
             return Ok(0);
+        }
+        if !self.remote {
+            return self.read_local(out);
         }
         let end = self.buf_at + self.buf.len() as u64;
         if self.pos < self.buf_at || self.pos >= end {
@@ -253,11 +252,8 @@ impl Read for RangeReader {
                 READ_AHEAD
             };
             let want = (out.len() as u64).max(self.ahead);
-            let stop = (self.pos + want).min(self.size);
-            let b = self
-                .store
-                .get_range(&self.key, self.pos..stop)
-                .map_err(io::Error::other)?;
+            let stop = (self.pos + want).min(size);
+            let b = self.handle.read(self.pos..stop).map_err(io::Error::other)?;
             self.buf = b.to_vec();
             self.buf_at = self.pos;
         }
@@ -269,11 +265,11 @@ impl Read for RangeReader {
     }
 }
 
-impl Seek for RangeReader {
+impl Seek for HandleReader {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let p = match to {
             SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => self.size.checked_add_signed(d),
+            SeekFrom::End(d) => self.handle.size().checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = p.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -291,42 +287,31 @@ fn open_reader(r: Box<dyn ReadSeek>, crypto: &super::Crypto, object: &str) -> Re
         .map_err(|e| classify(e).into_error(object))
 }
 
-/// An open pack file read by plaintext offset: positioned reads for a
-/// plaintext pack, seeks inside the age STREAM for an encrypted one (one
+/// An open pack file read by plaintext offset, through the handle of
+/// [`Backend::open_ranged`]: positioned reads of a plaintext pack (on
+/// remote storage each reading ahead at least `READ_AHEAD` (256 KiB) into a
+/// small cache, so the trees of a walk, neighbours in their pack, cost one
+/// request per block), seeks inside the age STREAM of an encrypted one (one
 /// 64 KiB age chunk is decrypted per seek, never the whole pack).
-pub enum PackFile {
-    /// A plaintext local pack.
+pub struct PackFile {
+    handle: Arc<dyn RangedRead>,
+    /// Whether the storage is remote ([`Backend::remote_reads`]).
+    remote: bool,
+    /// Its name in errors, `pack <id>`.
+    object: String,
+    /// Where it is (backend and key), for errors.
+    path: PathBuf,
+    body: Body,
+}
+
+enum Body {
+    /// A plaintext pack; the last ranges read on remote storage
+    /// (start, bytes), newest last.
     Plain {
-        /// The file.
-        file: File,
-        /// Its path, for errors.
-        path: PathBuf,
-        /// Its name in errors, `pack <id>`.
-        object: String,
-    },
-    /// A plaintext pack read by ranged reads of its object, each reading
-    /// ahead at least `READ_AHEAD` (256 KiB) bytes into a small cache, so the trees
-    /// of a walk (neighbours in their pack) cost one request per block.
-    Ranged {
-        /// The backend.
-        store: Arc<dyn Backend>,
-        /// The key.
-        key: String,
-        /// Its name in errors.
-        object: String,
-        /// The object's size.
-        size: u64,
-        /// The last ranges read: (start, bytes), newest last.
         cache: Mutex<Vec<(u64, bytes::Bytes)>>,
     },
     /// An age-encrypted pack; readers are pooled so threads can share it.
     Age {
-        /// Where it is.
-        source: Source,
-        /// Where it is, for errors.
-        path: PathBuf,
-        /// Its name in errors.
-        object: String,
         /// The repository secret.
         crypto: Arc<super::Crypto>,
         /// Idle decrypting readers.
@@ -336,77 +321,47 @@ pub enum PackFile {
 
 impl std::fmt::Debug for PackFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PackFile({})", self.name())
+        write!(f, "PackFile({})", self.object)
     }
 }
 
 impl PackFile {
-    /// Open the pack at `source`; `object` names it in errors.
+    /// Open the pack `key` of `store`; `object` names it in errors. One
+    /// reader of an encrypted pack is opened now, so a missing file or a
+    /// damaged header is reported here.
     pub fn open(
-        source: Source,
+        store: &dyn Backend,
+        key: &str,
         object: String,
         crypto: Option<&Arc<super::Crypto>>,
     ) -> Result<Self> {
-        let path = PathBuf::from(source.describe());
-        let Some(crypto) = crypto else {
-            return match source {
-                Source::File(path) => {
-                    let file = File::open(&path).map_err(|e| Error::Io {
-                        path: path.clone(),
-                        source: e,
-                    })?;
-                    Ok(PackFile::Plain { file, path, object })
+        let handle: Arc<dyn RangedRead> = Arc::from(store.open_ranged(key)?);
+        let remote = store.remote_reads().is_some();
+        let path = PathBuf::from(format!("{}/{key}", store.name()));
+        let body = match crypto {
+            None => Body::Plain {
+                cache: Mutex::new(Vec::new()),
+            },
+            Some(crypto) => {
+                let r = Box::new(HandleReader::new(handle.clone(), remote));
+                let first = open_reader(r, crypto, &object)?;
+                Body::Age {
+                    crypto: crypto.clone(),
+                    pool: Mutex::new(vec![first]),
                 }
-                Source::Store(store, key) => {
-                    let size = store.size(&key)?;
-                    Ok(PackFile::Ranged {
-                        store,
-                        key,
-                        object,
-                        size,
-                        cache: Mutex::new(Vec::new()),
-                    })
-                }
-            };
-        };
-        // One reader is opened now, so a missing file or a damaged header
-        // is reported here.
-        let r = match &source {
-            Source::File(p) => source.reader().map_err(|e| Error::Io {
-                path: p.clone(),
-                source: e,
-            })?,
-            Source::Store(b, key) => {
-                b.size(key)?;
-                source.reader().map_err(|e| Error::Io {
-                    path: path.clone(),
-                    source: e,
-                })?
             }
         };
-        let first = open_reader(r, crypto, &object)?;
-        Ok(PackFile::Age {
-            source,
-            path,
+        Ok(PackFile {
+            handle,
+            remote,
             object,
-            crypto: crypto.clone(),
-            pool: Mutex::new(vec![first]),
+            path,
+            body,
         })
     }
 
     fn name(&self) -> &str {
-        match self {
-            PackFile::Plain { object, .. }
-            | PackFile::Ranged { object, .. }
-            | PackFile::Age { object, .. } => object,
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        match self {
-            PackFile::Plain { path, .. } | PackFile::Age { path, .. } => path.clone(),
-            PackFile::Ranged { store, key, .. } => PathBuf::from(format!("{}/{key}", store.name())),
-        }
+        &self.object
     }
 
     fn error(&self, e: io::Error) -> Error {
@@ -416,31 +371,38 @@ impl PackFile {
                 self.name(),
                 "authentication failed: payload does not authenticate",
             ),
-            _ => match e.downcast::<crate::backend::BackendError>() {
+            _ => match e.downcast::<BackendError>() {
                 Ok(b) => Error::Backend(b),
                 Err(e) => Error::Io {
-                    path: self.path(),
+                    path: self.path.clone(),
                     source: e,
                 },
             },
         }
     }
 
+    /// A read's error: past the end is a truncated pack; a local system
+    /// call's error names the file, as a file read's would.
+    fn read_error(&self, e: BackendError) -> Error {
+        match e {
+            BackendError::OutOfRange { .. } => Error::corrupt(self.name(), "truncated"),
+            BackendError::Io { source, .. } if !self.remote => Error::Io {
+                path: self.path.clone(),
+                source,
+            },
+            e => e.into(),
+        }
+    }
+
     fn with_reader<T>(&self, f: impl FnOnce(&mut AgeReader) -> io::Result<T>) -> Result<T> {
-        let PackFile::Age {
-            source,
-            pool,
-            crypto,
-            ..
-        } = self
-        else {
+        let Body::Age { pool, crypto } = &self.body else {
             return Err(Error::Invalid("not an encrypted pack".into()));
         };
         let taken = pool.lock().ok().and_then(|mut p| p.pop());
         let mut r = match taken {
             Some(r) => r,
             None => open_reader(
-                source.reader().map_err(|e| self.error(e))?,
+                Box::new(HandleReader::new(self.handle.clone(), self.remote)),
                 crypto,
                 self.name(),
             )?,
@@ -456,12 +418,9 @@ impl PackFile {
 
     /// Plaintext length of the pack.
     pub fn len(&self) -> Result<u64> {
-        match self {
-            PackFile::Plain { file, .. } => {
-                file.metadata().map(|m| m.len()).map_err(|e| self.error(e))
-            }
-            PackFile::Ranged { size, .. } => Ok(*size),
-            PackFile::Age { .. } => self.with_reader(|r| r.seek(SeekFrom::End(0))),
+        match &self.body {
+            Body::Plain { .. } => Ok(self.handle.size()),
+            Body::Age { .. } => self.with_reader(|r| r.seek(SeekFrom::End(0))),
         }
     }
 
@@ -472,56 +431,59 @@ impl PackFile {
 
     /// Read exactly `buf.len()` plaintext bytes at `offset`.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        match self {
-            PackFile::Plain { file, .. } => {
-                file.read_exact_at(buf, offset).map_err(|e| self.error(e))
-            }
-            PackFile::Ranged {
-                store,
-                key,
-                size,
-                cache,
-                ..
-            } => {
-                let end = offset
-                    .checked_add(buf.len() as u64)
-                    .ok_or_else(|| Error::corrupt(self.name(), "offset past the end"))?;
-                if end > *size {
-                    return Err(Error::corrupt(self.name(), "truncated"));
-                }
-                let hit = |c: &[(u64, bytes::Bytes)]| {
-                    c.iter().rev().find_map(|(start, b)| {
-                        let s = offset.checked_sub(*start)? as usize;
-                        b.get(s..s + buf.len()).map(|x| x.to_vec())
-                    })
-                };
-                if let Some(v) = cache.lock().ok().and_then(|c| hit(&c)) {
-                    buf.copy_from_slice(&v);
-                    return Ok(());
-                }
-                let stop = end.max(offset.saturating_add(READ_AHEAD)).min(*size);
-                let b = store.get_range(key, offset..stop).map_err(|e| match e {
-                    crate::backend::BackendError::OutOfRange { .. } => {
-                        Error::corrupt(self.name(), "truncated")
-                    }
-                    e => e.into(),
-                })?;
-                let got = b
-                    .get(..buf.len())
-                    .ok_or_else(|| Error::corrupt(self.name(), "short read"))?;
-                buf.copy_from_slice(got);
-                if let (Ok(mut c), true) = (cache.lock(), b.len() as u64 <= 2 * READ_AHEAD) {
-                    if c.len() >= RANGED_CACHE {
-                        c.remove(0);
-                    }
-                    c.push((offset, b));
-                }
-                Ok(())
-            }
-            PackFile::Age { .. } => self.with_reader(|r| {
+        match &self.body {
+            Body::Plain { .. } if !self.remote => self
+                .handle
+                .read_at(buf, offset)
+                .map_err(|e| self.read_error(e)),
+            Body::Plain { cache } => self.read_cached(cache, buf, offset),
+            Body::Age { .. } => self.with_reader(|r| {
                 r.seek(SeekFrom::Start(offset))?;
                 r.read_exact(buf)
             }),
         }
+    }
+
+    /// A plaintext read on remote storage: from the last ranges read, else
+    /// one ranged read of at least [`READ_AHEAD`] bytes, kept.
+    fn read_cached(
+        &self,
+        cache: &Mutex<Vec<(u64, bytes::Bytes)>>,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> Result<()> {
+        let size = self.handle.size();
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| Error::corrupt(self.name(), "offset past the end"))?;
+        if end > size {
+            return Err(Error::corrupt(self.name(), "truncated"));
+        }
+        let hit = |c: &[(u64, bytes::Bytes)]| {
+            c.iter().rev().find_map(|(start, b)| {
+                let s = offset.checked_sub(*start)? as usize;
+                b.get(s..s + buf.len()).map(|x| x.to_vec())
+            })
+        };
+        if let Some(v) = cache.lock().ok().and_then(|c| hit(&c)) {
+            buf.copy_from_slice(&v);
+            return Ok(());
+        }
+        let stop = end.max(offset.saturating_add(READ_AHEAD)).min(size);
+        let b = self
+            .handle
+            .read(offset..stop)
+            .map_err(|e| self.read_error(e))?;
+        let got = b
+            .get(..buf.len())
+            .ok_or_else(|| Error::corrupt(self.name(), "short read"))?;
+        buf.copy_from_slice(got);
+        if let (Ok(mut c), true) = (cache.lock(), b.len() as u64 <= 2 * READ_AHEAD) {
+            if c.len() >= RANGED_CACHE {
+                c.remove(0);
+            }
+            c.push((offset, b));
+        }
+        Ok(())
     }
 }

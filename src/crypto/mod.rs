@@ -1,11 +1,9 @@
 //! Repository encryption (format-spec/keys.md): the repository secret, the
 //! keys derived from it, and the age files every repository file is written
 //! as. The secret never touches disk unencrypted: it is held in zeroizing
-//! buffers and written only inside age-encrypted key files (`keys`).
+//! buffers and written only inside age-encrypted key files (`repo::keys`).
 
 pub mod agefile;
-pub mod keys;
-pub mod recovery;
 
 use crate::blob::BlobKind;
 use crate::error::{Error, Result};
@@ -41,8 +39,8 @@ impl fmt::Debug for Crypto {
 impl Crypto {
     /// A fresh random secret (`strata init`).
     pub fn generate() -> Result<Self> {
-        let id_key = Zeroizing::new(crate::repo::fsutil::random_bytes::<32>()?);
-        let seed = u64::from_le_bytes(crate::repo::fsutil::random_bytes::<8>()?);
+        let id_key = Zeroizing::new(crate::sys::random_bytes::<32>()?);
+        let seed = u64::from_le_bytes(crate::sys::random_bytes::<8>()?);
         Ok(Self::from_parts(
             age::x25519::Identity::generate(),
             id_key,

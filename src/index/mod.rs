@@ -1,12 +1,10 @@
 //! `index.sqlite` (format-spec/index.md): blob id -> pack locations. A cache:
-//! `reconcile` brings it up to date with the packs on disk and the gc state;
-//! an index that is missing, damaged or of another schema version is never
-//! served but rebuilt from the packs (rebuild.rs, via `Repo::index`). A blob may be
-//! stored in several packs; reads prefer a live pack, dedup uses live packs
-//! only (format-spec/gc.md "Index").
-
-pub mod rebuild;
-mod reconcile;
+//! `Index::reconcile` (repo/reconcile.rs) brings it up to date with the packs
+//! in the repository and the gc state; an index that is missing, damaged or
+//! of another schema version is never served but rebuilt from the packs
+//! (repo/rebuild.rs, via `Repo::index`). This module is the SQLite side
+//! alone. A blob may be stored in several packs; reads prefer a live pack,
+//! dedup uses live packs only (format-spec/gc.md "Index").
 
 use crate::blob::{BlobKind, Compression};
 use crate::error::{Error, Result};
@@ -16,8 +14,6 @@ use crate::pack::writer::SealedPack;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-
-pub use reconcile::{Reconciled, list_packs};
 
 /// Schema version (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 2;

@@ -63,7 +63,7 @@ pub fn locate(reader: &BlobReader, snap: &Snapshot, arg: &[u8]) -> Result<Locate
             Err(msg) => last = msg,
         }
     }
-    Err(Error::Invalid(last))
+    Err(Error::NotFound(last))
 }
 
 /// [`locate`] for one spelling: `Ok(Err(message))` when it names nothing.

@@ -45,7 +45,7 @@ pub struct PackListing {
 pub fn pack(repo: &Repo, id: &PackId) -> Result<PackListing> {
     let object = format!("pack {id}");
     let file = match repo.open_pack(id) {
-        Err(e) if e.is_not_found() => return Err(Error::Invalid(format!("no pack {id}"))),
+        Err(e) if e.is_not_found() => return Err(Error::NotFound(format!("no pack {id}"))),
         r => r?,
     };
     let (plaintext_size, entries) = crate::pack::reader::read_trailer(&file, &object)?;

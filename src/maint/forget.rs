@@ -250,7 +250,7 @@ pub fn remove(repo: &Repo, lock: &Lock, victims: &[(SnapshotId, Option<BlobId>)]
     if victims.is_empty() {
         return Ok(());
     }
-    let now = crate::repo::now_ns();
+    let now = crate::sys::now_ns();
     let forgotten = victims
         .iter()
         .map(|(id, tree)| (*id, (*tree, now)))

@@ -128,7 +128,7 @@ pub fn run(repo: &Repo, opts: &GcOptions, lock: &Lock, progress: &Progress) -> R
     // needs was durable before its manifest (INV-4), so the reconcile below
     // sees it. `now` is taken before the listing: a pack is due only if it
     // was condemned a grace period before the snapshots were listed.
-    let now = crate::repo::now_ns();
+    let now = crate::sys::now_ns();
     let due_before = now.saturating_sub(i64::try_from(opts.grace.as_nanos()).unwrap_or(i64::MAX));
     let mut roots = snapshot_roots(repo, &mut report)?;
     // 3. Reconcile: new packs indexed, gone packs dropped, gc state loaded;

@@ -94,7 +94,7 @@ pub fn clean_stale(dir: &Path) {
 
 /// Create the mark database in the system's temp directory.
 fn create(dir: &Path) -> Result<(Connection, PathBuf)> {
-    let r: [u8; 12] = crate::repo::fsutil::random_bytes()?;
+    let r: [u8; 12] = crate::sys::random_bytes()?;
     let path = dir.join(format!("strata-gc-{}.sqlite", crate::id::to_hex(&r)));
     let conn = Connection::open(&path).map_err(sqlite_err(&path))?;
     conn.execute_batch(

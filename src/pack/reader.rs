@@ -175,7 +175,7 @@ pub fn read_run<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::agefile::Source;
+    use crate::backend::{Backend, LocalBackend};
 
     /// One read of a run crosses the gaps between its items: in an
     /// encrypted pack a damaged age chunk there (a blob nobody asked for)
@@ -193,9 +193,9 @@ mod tests {
         let hlen = mac + ct[mac..].iter().position(|&b| b == b'\n').unwrap() + 1;
         ct[hlen + 16 + 3 * 65552 - 1] ^= 1;
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("pack");
-        std::fs::write(&p, &ct).unwrap();
-        let f = PackFile::open(Source::File(p), "pack".into(), Some(&crypto)).unwrap();
+        let b = LocalBackend::new(d.path());
+        b.put_new("pack", &ct).unwrap();
+        let f = PackFile::open(&b, "pack", "pack".into(), Some(&crypto)).unwrap();
         let items = [(1000u64, 1000u32), (250_000, 1000)];
         let run = runs(&items, |t| *t);
         assert_eq!(run.len(), 1, "one run across the gap");

@@ -7,11 +7,11 @@
 //! appends the padding to it.
 
 use super::format::{self, PackEntry};
+use crate::backend::fsutil;
 use crate::blob::{BlobKind, Compression};
 use crate::crypto::agefile::HashWriter;
 use crate::error::{IoContext, Result};
 use crate::id::{BlobId, PackId};
-use crate::repo::fsutil;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ impl PackWriter {
             Some(r) => {
                 let enc =
                     age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
-                        .map_err(|e| crate::Error::Invalid(format!("cannot encrypt: {e}")))?;
+                        .map_err(|e| crate::Error::Internal(format!("cannot encrypt: {e}")))?;
                 Sink::Age(enc.wrap_output(file).at(&tmp)?)
             }
         };

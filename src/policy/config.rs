@@ -12,8 +12,43 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The tag of the safety snapshot `restore` takes of a non-empty target.
-pub const PRE_RESTORE_TAG: &str = "pre-restore";
+/// The tag of the policy file stored in the repository (`recover::stored`).
+pub const POLICY_TAG: &str = "strata-policy";
+
+/// `health_timeout` when a source gives none.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a source is restored by `strata recover` (its strata.toml keys
+/// `restore_command`, `before_restore`, `after_restore`, `health_check`,
+/// `health_timeout`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    /// A command source: the command that reads the stored file on its
+    /// standard input and restores it (`psql …`).
+    pub restore_command: Option<String>,
+    /// Run first (stop the service).
+    pub before_restore: Option<String>,
+    /// Run after the restore (start the service).
+    pub after_restore: Option<String>,
+    /// Run last; a non-zero exit or a timeout fails the recovery.
+    pub health_check: Option<String>,
+    /// How long `health_check` may run.
+    pub health_timeout: Duration,
+}
+
+impl Default for Declared {
+    fn default() -> Self {
+        Declared {
+            restore_command: None,
+            before_restore: None,
+            after_restore: None,
+            health_check: None,
+            health_timeout: HEALTH_TIMEOUT,
+        }
+    }
+}
+
+pub use crate::restore::safety::PRE_RESTORE_TAG;
 
 /// A day: a source whose `every` is this or more is a daily (weekly…)
 /// source, due from a time of day (`at`, `[cadence] daily_at`).
@@ -247,7 +282,7 @@ pub struct Source {
     /// from which it is due (default `[cadence] daily_at`).
     pub at: Option<(u8, u8)>,
     /// How `strata recover` restores it.
-    pub restore: super::recover::Declared,
+    pub restore: Declared,
     /// How `strata drill` proves it restores: a shell command that gets
     /// the stored file on its standard input (a command source) or finds
     /// it in `$STRATA_DRILL_FILE` / `$STRATA_DRILL_DIR` (super::drill).
@@ -426,7 +461,7 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf> {
             return Ok(p.clone());
         }
     }
-    Err(Error::Invalid(format!(
+    Err(Error::NotFound(format!(
         "no strata.toml: give --config FILE or STRATA_CONFIG (looked for {})",
         tried
             .iter()
@@ -679,7 +714,7 @@ impl Parsing<'_> {
         let table = format!("sources.{name}");
         if name.is_empty()
             || name == PRE_RESTORE_TAG
-            || name == super::recover::POLICY_TAG
+            || name == POLICY_TAG
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
@@ -872,12 +907,7 @@ impl Parsing<'_> {
 
     /// How `recover` restores source `s` (of `table`): a command is
     /// never empty, and `restore_command` is for command sources only.
-    fn declared(
-        &self,
-        table: &str,
-        s: &RawSource,
-        kind: &SourceKind,
-    ) -> Result<super::recover::Declared> {
+    fn declared(&self, table: &str, s: &RawSource, kind: &SourceKind) -> Result<Declared> {
         for (key, v) in [
             ("restore_command", &s.restore_command),
             ("before_restore", &s.before_restore),
@@ -903,14 +933,12 @@ impl Parsing<'_> {
                 "health_timeout needs health_check",
             ));
         }
-        Ok(super::recover::Declared {
+        Ok(Declared {
             restore_command: s.restore_command.clone(),
             before_restore: s.before_restore.clone(),
             after_restore: s.after_restore.clone(),
             health_check: s.health_check.clone(),
-            health_timeout: s
-                .health_timeout
-                .map_or(super::recover::HEALTH_TIMEOUT, |e| e.0),
+            health_timeout: s.health_timeout.map_or(HEALTH_TIMEOUT, |e| e.0),
         })
     }
 

@@ -26,15 +26,12 @@
 pub mod config;
 pub mod drill;
 pub mod envfile;
-mod heal;
 pub mod record;
 pub mod recover;
 pub mod run;
 pub mod sqlite;
 pub mod state;
 pub mod status;
-mod status_check;
-mod steps;
 pub mod webhook;
 
 pub use config::{Config, Source, SourceKind};

@@ -9,10 +9,11 @@
 //!   reported by `status` and the webhook (README "Backup policy").
 //!
 //! (The last sync of a repository to a destination is `sync::record`'s.)
-//! It is JSON, written crash-safely (`state::write_atomic`), 0600 in
+//! It is JSON, written crash-safely (`backend::fsutil::write_atomic`), 0600 in
 //! 0700 directories; unreadable means "never happened".
 
-use super::state::{LastRun, write_atomic};
+use super::state::LastRun;
+use crate::backend::fsutil::{Atomic, write_atomic};
 use std::path::{Path, PathBuf};
 
 pub(crate) fn hex32(parts: &[&str]) -> String {
@@ -50,7 +51,7 @@ pub(crate) fn save(file: &Path, r: &LastRun) {
         .create(dir);
     if made.is_ok() {
         if let Ok(b) = serde_json::to_vec_pretty(r) {
-            let _ = write_atomic(file, &b, 0o600);
+            let _ = write_atomic(file, &b, Atomic::local(0o600));
         }
     }
 }

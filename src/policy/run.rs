@@ -8,7 +8,7 @@
 //! 3. **gc** once `gc.min_forgotten` snapshots were forgotten since the
 //!    last gc, and it is due.
 //! 4. **sync** to `offsite`, and 5. **check** per `[verification]`
-//!    (`super::steps`).
+//!    (`steps`).
 //!
 //! [`run`] opens and unlocks the repository itself: a failure to reach or
 //! unlock it (or to start at all) is part of the [`RunSummary`], not an
@@ -18,8 +18,11 @@
 //! (`policy::state`), after each step. The summary is POSTed, as JSON, to
 //! the webhook; a failed webhook is a warning.
 
+mod heal;
+mod steps;
+
 use super::state::{self, LastRun, State};
-use super::{Config, Source, SourceKind, sqlite, steps, webhook};
+use super::{Config, Source, SourceKind, sqlite, webhook};
 use crate::backup::{self, Counters, SnapshotOptions, StdinSource};
 use crate::error::{Error, Result};
 use crate::events::Events;
@@ -166,12 +169,6 @@ impl RunSummary {
     }
 }
 
-/// Unix ns as RFC 3339 UTC, seconds.
-pub fn time_string(ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 /// The per-step log: the events (a notice) and `run.log`.
 pub(super) struct Log {
     dir: Option<PathBuf>,
@@ -198,7 +195,7 @@ impl Log {
             .unwrap_or_default();
         let line = format!(
             "{} {step} {source} {status}{bytes} duration={secs:.2}s{}{detail}",
-            time_string(crate::repo::now_ns()),
+            crate::sys::rfc3339(crate::sys::now_ns()),
             if detail.is_empty() { "" } else { " " },
         );
         self.events.notice(&line);
@@ -236,7 +233,7 @@ pub fn run(
     events: &Arc<dyn Events>,
 ) -> RunSummary {
     let session = session.with_config(cfg);
-    let started = crate::repo::now_ns();
+    let started = crate::sys::now_ns();
     // A source name the policy lacks is a mistake on the command line,
     // shown to whoever typed it: not recorded, not sent.
     if let Err(e) = check_sources(cfg, opts) {
@@ -292,8 +289,8 @@ fn unstarted(session: &Session, cfg: &Config, e: &Error, started: i64) -> RunSum
         version: 1,
         config: cfg.path.clone(),
         repository: session.repo_path().unwrap_or_default(),
-        host: cfg.host.clone().unwrap_or_else(crate::repo::hostname),
-        started: time_string(started),
+        host: cfg.host.clone().unwrap_or_else(crate::sys::hostname),
+        started: crate::sys::rfc3339(started),
         duration_seconds: 0.0,
         ok: false,
         sources: Vec::new(),
@@ -309,7 +306,7 @@ fn unstarted(session: &Session, cfg: &Config, e: &Error, started: i64) -> RunSum
 fn check_sources(cfg: &Config, opts: &RunOptions) -> Result<()> {
     for n in &opts.sources {
         if cfg.source(n).is_none() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::NotFound(format!(
                 "{}: no source named {n:?} (sources: {})",
                 cfg.path.display(),
                 cfg.sources
@@ -404,7 +401,7 @@ impl<'a> Runner<'a> {
             repo,
             st,
             log,
-            started: crate::repo::now_ns(),
+            started: crate::sys::now_ns(),
             dir,
             warnings,
             failed_before,
@@ -432,8 +429,8 @@ impl<'a> Runner<'a> {
             version: 1,
             config: self.cfg.path.clone(),
             repository: self.repo.root().to_path_buf(),
-            host: self.cfg.host.clone().unwrap_or_else(crate::repo::hostname),
-            started: time_string(self.started),
+            host: self.cfg.host.clone().unwrap_or_else(crate::sys::hostname),
+            started: crate::sys::rfc3339(self.started),
             duration_seconds: 0.0,
             ok: false,
             sources,
@@ -482,7 +479,7 @@ impl<'a> Runner<'a> {
                         let msg = e.to_string();
                         self.log
                             .line(("snapshot", &s.name), Status::Failed, &msg, None, 0.0);
-                        last.record(crate::repo::now_ns(), Err(msg.clone()));
+                        last.record(crate::sys::now_ns(), Err(msg.clone()));
                         out.push(failed_source(s, msg, 0.0));
                         continue;
                     }
@@ -499,7 +496,7 @@ impl<'a> Runner<'a> {
 
     /// Snapshot source `s`, log it and record it in the state.
     fn source(&mut self, s: &Source, lock: &Lock) -> SourceOutcome {
-        let start = crate::repo::now_ns();
+        let start = crate::sys::now_ns();
         let t = Instant::now();
         let r = snapshot_source(&self.repo, self.cfg, s, lock);
         let secs = t.elapsed().as_secs_f64();
@@ -669,6 +666,35 @@ fn failed_source(s: &Source, msg: String, secs: f64) -> SourceOutcome {
         detail: Some(msg),
         duration_seconds: secs,
         ..skipped_source(s, "")
+    }
+}
+
+/// What a step ended with: its name, status and detail (`steps`, `heal`).
+type Ended = (&'static str, Status, String);
+
+/// A check's status and one-line detail.
+fn outcome(done: crate::Result<crate::maint::check::CheckReport>) -> (Status, String) {
+    use crate::maint::check;
+    match done {
+        Ok(c) if c.problems.is_empty() => {
+            let detail = match &c.read_data {
+                Some(d) => format!(
+                    "no errors; read {} of {} packs ({} bytes, {:.1} MB/s)",
+                    d.packs_read, c.packs, d.bytes, d.mb_per_s
+                ),
+                None => format!("no errors; structure of {} packs", c.packs),
+            };
+            (Status::Ok, detail)
+        }
+        Ok(c) => (
+            Status::Failed,
+            format!(
+                "{} errors, first: {}",
+                c.problems.len(),
+                c.problems.first().map(check::describe).unwrap_or_default()
+            ),
+        ),
+        Err(e) => (Status::Failed, e.to_string()),
     }
 }
 

@@ -37,7 +37,7 @@ pub fn copy(db: &Path) -> Result<TempCopy> {
         Error::Invalid(format!("sqlite {}: {what}: {e}", db.display()))
     };
     if !db.is_file() {
-        return Err(Error::Invalid(format!(
+        return Err(Error::NotFound(format!(
             "sqlite {}: no such database file",
             db.display()
         )));
@@ -60,7 +60,7 @@ pub fn copy(db: &Path) -> Result<TempCopy> {
     let path = std::env::temp_dir().join(format!(
         "strata-sqlite-{}-{}.db",
         std::process::id(),
-        crate::repo::now_ns()
+        crate::sys::now_ns()
     ));
     // Create it private before SQLite opens it.
     std::fs::OpenOptions::new()

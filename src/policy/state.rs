@@ -7,6 +7,7 @@
 //! crash leaves the old or the new file, never a torn one. A missing or
 //! unreadable state means "never ran": every source and step is due.
 
+use crate::backend::fsutil::{Atomic, write_atomic};
 use crate::error::{Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,10 +131,10 @@ pub struct State {
 
 /// The policy directory of repository `repo_id` in the cache, or `None`
 /// when caching is disabled (`STRATA_CACHE_DIR=`) or no home is known.
-pub fn dir(repo_id: &[u8; 32]) -> Option<PathBuf> {
+pub fn dir(repo_id: &crate::id::RepoId) -> Option<PathBuf> {
     Some(
         crate::cache::base_dir()?
-            .join(crate::id::to_hex(repo_id))
+            .join(repo_id.to_hex())
             .join("policy"),
     )
 }
@@ -178,42 +179,9 @@ impl State {
     pub fn save(&self, dir: &Path) -> Result<()> {
         ensure_dir(dir)?;
         let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::Invalid(format!("state.json: {e}")))?;
-        write_atomic(&dir.join("state.json"), &bytes, 0o600)
+            .map_err(|e| Error::Internal(format!("state.json: {e}")))?;
+        write_atomic(&dir.join("state.json"), &bytes, Atomic::local(0o600))
     }
-}
-
-/// Write `bytes` to `dest` crash-safely: a temp file beside it (mode
-/// `mode`), fsynced, renamed over `dest`, then the directory fsynced.
-pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).at(&tmp);
-    }
-    if let Err(e) = fs::rename(&tmp, dest) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).at(dest);
-    }
-    crate::repo::fsutil::sync_dir(&dir)
 }
 
 /// Append `line` to `run.log` in `dir` (best effort: a log that cannot be
@@ -250,6 +218,13 @@ pub fn run_lock(dir: &Path) -> Result<Option<fs::File>> {
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
         Err(e) => Err(std::io::Error::from(e)).at(&p),
     }
+}
+
+/// `4m`, `2h 3m`, `3d 4h`: an age to a minute.
+pub fn short_duration(ns: i64) -> String {
+    let secs = (ns.max(0) / 1_000_000_000) as u64;
+    let rounded = if secs >= 3600 { secs / 60 * 60 } else { secs };
+    humantime::format_duration(std::time::Duration::from_secs(rounded)).to_string()
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 //! always listed them. Takes no lock: it only reads, and must not fail
 //! while gc holds the exclusive lock.
 
+mod check;
+
 use super::Config;
 use super::config::PRE_RESTORE_TAG;
-use super::run::time_string;
 use super::state::{self, LastRun, State};
 use crate::error::Result;
 use crate::id::SnapshotId;
@@ -18,6 +19,7 @@ use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::snapshot::retention::{Policy, Rule};
 use crate::snapshot::{Filter, Snapshot};
+use crate::sys::rfc3339 as time_string;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,12 +260,7 @@ pub struct StatusReport {
     pub version: u32,
 }
 
-/// `4m`, `2h 3m`, `3d 4h`: an age to a minute.
-pub fn short_duration(ns: i64) -> String {
-    let secs = (ns.max(0) / 1_000_000_000) as u64;
-    let rounded = if secs >= 3600 { secs / 60 * 60 } else { secs };
-    humantime::format_duration(Duration::from_secs(rounded)).to_string()
-}
+pub use super::state::short_duration;
 
 /// The report on the repository of `session` (with `cfg` as its
 /// strata.toml) against the policy `cfg`; warnings (an unreadable state
@@ -275,7 +272,7 @@ pub fn status(
     events: &Arc<dyn crate::events::Events>,
 ) -> Result<StatusReport> {
     let max_age = opts.max_age.or(cfg.max_age);
-    let now = crate::repo::now_ns();
+    let now = crate::sys::now_ns();
     // Read before the repository is opened: a run that could not start
     // (the repository unreachable, the key wrong) is recorded only here.
     let start = super::record::start(&cfg.path);
@@ -301,10 +298,7 @@ pub fn status(
         events.warning(w);
     }
     let sync = match &cfg.offsite {
-        Some(o) => super::status_check::last_sync(
-            &st.sync,
-            &crate::sync::record::last_sync(repo.name(), o),
-        ),
+        Some(o) => check::last_sync(&st.sync, &crate::sync::record::last_sync(repo.name(), o)),
         None => st.sync.clone(),
     };
     last_failures(cfg, &st, &sync, &mut problems);
@@ -331,10 +325,9 @@ pub fn status(
             r
         })
         .collect();
-    let check = super::status_check::report(&repo, cfg, now, &mut problems)?;
-    let (behind, off_packs) =
-        super::status_check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
-    let off_check = super::status_check::offsite_check(&repo, cfg, off_packs, now, &mut problems);
+    let check = check::report(&repo, cfg, now, &mut problems)?;
+    let (behind, off_packs) = check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
+    let off_check = check::offsite_check(&repo, cfg, off_packs, now, &mut problems);
     Ok(StatusReport {
         check,
         config: cfg.path.clone(),

@@ -2,30 +2,12 @@
 
 use crate::crypto::Crypto;
 use crate::error::{Error, Result};
+use crate::id::RepoId;
 use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
 
-/// FastCDC parameters (format-spec/chunker.md).
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
-pub struct ChunkerParams {
-    /// Minimum chunk size in bytes.
-    pub min: u32,
-    /// Average (target) chunk size in bytes.
-    pub avg: u32,
-    /// Maximum chunk size in bytes.
-    pub max: u32,
-    /// FastCDC normalization level.
-    pub normalization: u8,
-    /// Gear-table seed; 0 in plaintext repositories.
-    pub seed: u64,
-}
+pub use crate::chunker::{ChunkerParams, DEFAULT_CHUNK_AVG, DEFAULT_CHUNK_MAX, DEFAULT_CHUNK_MIN};
 
-/// Default chunk sizes, chosen by measurement (README "Choosing chunk sizes").
-pub const DEFAULT_CHUNK_MIN: u32 = 64 * 1024;
-/// See [`DEFAULT_CHUNK_MIN`].
-pub const DEFAULT_CHUNK_AVG: u32 = 256 * 1024;
-/// See [`DEFAULT_CHUNK_MIN`].
-pub const DEFAULT_CHUNK_MAX: u32 = 1024 * 1024;
 /// Default zstd level.
 pub const DEFAULT_COMPRESSION: i32 = 3;
 /// Smallest pack target size.
@@ -38,18 +20,6 @@ pub const REPO_VERSION: u32 = 2;
 /// Default pack target size.
 pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
 
-impl Default for ChunkerParams {
-    fn default() -> Self {
-        ChunkerParams {
-            min: DEFAULT_CHUNK_MIN,
-            avg: DEFAULT_CHUNK_AVG,
-            max: DEFAULT_CHUNK_MAX,
-            normalization: 1,
-            seed: 0,
-        }
-    }
-}
-
 /// The decoded `config` file.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Config {
@@ -57,8 +27,7 @@ pub struct Config {
     /// (format-spec/README.md "Version log").
     pub version: u32,
     /// Random repository id.
-    #[serde(serialize_with = "ser_hex")]
-    pub repo_id: [u8; 32],
+    pub repo_id: RepoId,
     /// Chunker parameters.
     pub chunker: ChunkerParams,
     /// zstd level; 0 stores blobs raw.
@@ -69,28 +38,47 @@ pub struct Config {
     pub encryption: u8,
 }
 
-fn ser_hex<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::id::to_hex(v))
+/// Which value of a config is out of its range.
+enum OutOfRange {
+    /// Chunk sizes FastCDC refuses (its message).
+    Chunker(String),
+    /// The zstd level.
+    Compression,
+    /// The pack target size.
+    PackSize,
 }
 
 impl Config {
-    /// Check user-chosen values; the message names the option.
-    pub fn check_options(&self) -> std::result::Result<(), String> {
-        crate::chunker::Chunker::new(&self.chunker)
-            .map_err(|e| format!("invalid chunk sizes: {e}"))?;
+    /// The first value out of its range (chunk sizes FastCDC refuses, a
+    /// zstd level, a pack size), the one range check of both
+    /// [`Config::check_options`] and [`Config::validate`].
+    fn out_of_range(&self) -> Option<OutOfRange> {
+        if let Err(e) = crate::chunker::Chunker::new(&self.chunker) {
+            return Some(OutOfRange::Chunker(e));
+        }
         if !(0..=22).contains(&self.compression_level) {
-            return Err(format!(
-                "invalid --compression {} (0..=22)",
-                self.compression_level
-            ));
+            return Some(OutOfRange::Compression);
         }
         if !(PACK_SIZE_MIN..=PACK_SIZE_MAX).contains(&self.pack_target_size) {
-            return Err(format!(
+            return Some(OutOfRange::PackSize);
+        }
+        None
+    }
+
+    /// Check user-chosen values; the message names the option.
+    pub fn check_options(&self) -> std::result::Result<(), String> {
+        match self.out_of_range() {
+            None => Ok(()),
+            Some(OutOfRange::Chunker(e)) => Err(format!("invalid chunk sizes: {e}")),
+            Some(OutOfRange::Compression) => Err(format!(
+                "invalid --compression {} (0..=22)",
+                self.compression_level
+            )),
+            Some(OutOfRange::PackSize) => Err(format!(
                 "invalid pack size {} MiB (1..=1024)",
                 self.pack_target_size >> 20
-            ));
+            )),
         }
-        Ok(())
     }
 
     /// Check values a decoder accepted but the engine cannot use.
@@ -101,18 +89,21 @@ impl Config {
                 format!("unsupported repository version {}", self.version),
             ));
         }
-        crate::chunker::Chunker::new(&self.chunker).map_err(|e| Error::corrupt(object, e))?;
-        if !(0..=22).contains(&self.compression_level) {
-            return Err(Error::corrupt(
-                object,
-                format!("compression level {} out of range", self.compression_level),
-            ));
-        }
-        if !(PACK_SIZE_MIN..=PACK_SIZE_MAX).contains(&self.pack_target_size) {
-            return Err(Error::corrupt(
-                object,
-                format!("pack size {} out of range", self.pack_target_size),
-            ));
+        match self.out_of_range() {
+            None => {}
+            Some(OutOfRange::Chunker(e)) => return Err(Error::corrupt(object, e)),
+            Some(OutOfRange::Compression) => {
+                return Err(Error::corrupt(
+                    object,
+                    format!("compression level {} out of range", self.compression_level),
+                ));
+            }
+            Some(OutOfRange::PackSize) => {
+                return Err(Error::corrupt(
+                    object,
+                    format!("pack size {} out of range", self.pack_target_size),
+                ));
+            }
         }
         if self.encryption > 1 {
             return Err(Error::corrupt(

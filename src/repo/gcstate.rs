@@ -212,8 +212,8 @@ impl GcState {
         deleted: &BTreeMap<PackId, i64>,
     ) -> GcState {
         GcState {
-            time_unix_ns: crate::repo::now_ns(),
-            host: crate::repo::hostname(),
+            time_unix_ns: crate::sys::now_ns(),
+            host: crate::sys::hostname(),
             condemned: pack_times(condemned),
             deleted: pack_times(deleted),
             forgotten: forgotten

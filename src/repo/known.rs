@@ -80,10 +80,10 @@ fn load(file: &Path) -> Option<Record> {
 }
 
 /// Record `repo` as it is now (after `init`, or a first open).
-pub fn remember(repo: &str, repo_id: &[u8; 32], recipient: &str, key: &str) {
+pub fn remember(repo: &str, repo_id: &crate::id::RepoId, recipient: &str, key: &str) {
     if let Some((file, path)) = record_path(repo) {
         let r = Record {
-            repo_id: crate::id::to_hex(repo_id),
+            repo_id: repo_id.to_hex(),
             recipient: recipient.to_string(),
             key: key.to_string(),
         };
@@ -99,12 +99,12 @@ pub fn last_key(repo: &str) -> Option<String> {
 
 /// Check `repo`, opened unlocked with `key`, against its record, creating
 /// the record on first use and updating the key that last worked.
-pub fn check(repo: &str, repo_id: &[u8; 32], recipient: &str, key: &str) -> Result<()> {
+pub fn check(repo: &str, repo_id: &crate::id::RepoId, recipient: &str, key: &str) -> Result<()> {
     let Some((file, path)) = record_path(repo) else {
         return Ok(());
     };
     let now = Record {
-        repo_id: crate::id::to_hex(repo_id),
+        repo_id: repo_id.to_hex(),
         recipient: recipient.to_string(),
         key: key.to_string(),
     };

@@ -7,7 +7,7 @@
 //! first line of defence: gc's two-phase delete (format-spec/gc.md) keeps
 //! data safe when they fail.
 
-use crate::backend::{Backend, fsutil};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::repo::Repo;
@@ -45,9 +45,9 @@ pub struct LockInfo {
 impl LockInfo {
     fn now(kind: LockKind) -> LockInfo {
         LockInfo {
-            host: crate::repo::hostname(),
+            host: crate::sys::hostname(),
             pid: std::process::id(),
-            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            time: crate::sys::rfc3339(crate::sys::unix_ns(SystemTime::now())),
             exclusive: kind == LockKind::Exclusive,
         }
     }
@@ -55,7 +55,7 @@ impl LockInfo {
     /// Why this lock is stale, if it is: its process is gone on this host,
     /// or it was not refreshed for [`STALE_AFTER`].
     pub fn stale_reason(&self) -> Option<String> {
-        if self.host == crate::repo::hostname() && !pid_alive(self.pid) {
+        if self.host == crate::sys::hostname() && !pid_alive(self.pid) {
             return Some(format!("process {} is gone", self.pid));
         }
         let t = humantime::parse_rfc3339(&self.time).ok()?;
@@ -181,11 +181,11 @@ impl Writer {
 
     /// Write a new lock file (INV-1); returns its name and key.
     fn write(&self) -> Result<(String, String)> {
-        let id: [u8; 32] = fsutil::random_bytes()?;
+        let id: [u8; 32] = crate::sys::random_bytes()?;
         let name = crate::id::to_hex(&id);
         let key = format!("locks/{name}");
         let body = serde_json::to_vec(&LockInfo::now(self.kind))
-            .map_err(|e| Error::Invalid(format!("cannot encode lock: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot encode lock: {e}")))?;
         // Encrypted in an encrypted repository: host and pid are not the
         // storage's business (threat-model.md).
         let bytes = match &self.crypto {

@@ -7,10 +7,15 @@
 //! cache directory for it (index, temp files).
 
 pub mod config;
-pub use crate::backend::fsutil;
+pub mod dicts;
+pub mod files;
 pub mod gcstate;
+pub mod keys;
 pub mod known;
 pub mod lock;
+pub mod rebuild;
+pub mod reconcile;
+pub mod recovery;
 pub mod seen;
 
 use crate::backend::{Backend, LocalBackend};
@@ -18,14 +23,14 @@ use crate::blob::BlobKind;
 use crate::chunker::Chunker;
 use crate::crypto::Crypto;
 use crate::crypto::agefile::{self, PackFile};
-use crate::crypto::keys::{self, Credential, NewKey};
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, KeyId, PackId, RepoId};
 use crate::index::Index;
 use crate::object::{self, ObjectKind};
 use bincode::{Decode, Encode};
 use config::{ChunkerParams, Config};
+use keys::{Credential, NewKey};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -58,12 +63,13 @@ pub struct Repo {
     index_dir: PathBuf,
     /// Where the repository's files are.
     store: Arc<dyn Backend>,
-    /// A local directory (`store` is a [`LocalBackend`] of `root`).
+    /// A local directory (`store` is a [`LocalBackend`] of `root`): where
+    /// an index of earlier versions may be left (`Repo::index`).
     local: bool,
     config: Config,
     chunker: Chunker,
     crypto: Option<Arc<Crypto>>,
-    key_id: Option<String>,
+    key_id: Option<KeyId>,
     /// The dictionaries in `dicts/`, loaded on first use.
     dicts: std::sync::Mutex<Option<Arc<crate::dict::Dicts>>>,
     /// Where what the repository does on its own is reported.
@@ -104,11 +110,6 @@ pub fn no_credentials() -> Result<Credential> {
     ))
 }
 
-/// Largest config, snapshot or key file accepted (objects.md limits).
-const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
-
-const SUBDIRS: [&str; 5] = ["packs", "snapshots", "keys", "locks", "tmp"];
-
 impl Repo {
     /// Create a repository at `path`, which must not exist or be an empty
     /// directory (INV-6: an existing repository is never touched).
@@ -130,32 +131,12 @@ impl Repo {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
             return Repo::init_work(store, url, None, opts, events);
         }
-        if path.join("config").exists() {
-            return Err(Error::Invalid(format!(
-                "{}: a repository already exists here",
-                path.display()
-            )));
-        }
-        if path.exists() {
-            if !path.is_dir() {
-                return Err(Error::Invalid(format!(
-                    "{}: exists and is not a directory",
-                    path.display()
-                )));
-            }
-            if fs::read_dir(path).at(path)?.next().is_some() {
-                return Err(Error::Invalid(format!(
-                    "{}: directory is not empty",
-                    path.display()
-                )));
-            }
-        }
+        let local = LocalBackend::new(path);
+        local.check_new()?;
         let config = new_config(opts)?;
         // INV-1: every directory created is fsynced in its parent.
-        for d in SUBDIRS.iter().chain(&["gc"]) {
-            fsutil::create_dir_durable(&path.join(d))?;
-        }
-        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+        local.create_layout()?;
+        let store: Arc<dyn Backend> = Arc::new(local);
         let index_dir = index_dir(
             Some(path),
             &path.to_string_lossy(),
@@ -248,7 +229,7 @@ impl Repo {
                 repo.store.name(),
                 &repo.config.repo_id,
                 &c.recipient().to_string(),
-                repo.key_id.as_deref().unwrap_or(""),
+                repo.key_id.as_ref().map_or("", KeyId::as_str),
             );
         }
         Ok(repo)
@@ -261,7 +242,7 @@ impl Repo {
         local: bool,
         config: Config,
         crypto: Option<Arc<Crypto>>,
-        key_id: Option<String>,
+        key_id: Option<KeyId>,
     ) -> Result<Repo> {
         let mut params = config.chunker.clone();
         if let Some(c) = &crypto {
@@ -336,27 +317,17 @@ impl Repo {
                 reason: "not a directory".into(),
             });
         }
-        let cfg_path = path.join("config");
-        let bytes = match fs::read(&cfg_path) {
+        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
+        let bytes = match store.get("config") {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 return Err(Error::NotARepository {
                     path: path.to_path_buf(),
                     reason: "no config file".into(),
                 });
             }
-            Err(e) => return Err(e).at(&cfg_path),
+            Err(e) => return Err(e.into()),
         };
-        for d in SUBDIRS {
-            let p = path.join(d);
-            if !p.is_dir() {
-                return Err(Error::NotARepository {
-                    path: path.to_path_buf(),
-                    reason: format!("{d}/ is missing"),
-                });
-            }
-        }
-        let store: Arc<dyn Backend> = Arc::new(LocalBackend::new(path));
         Repo::open_in(store, (Some(path), None), &bytes, creds, (opts, events))
     }
 
@@ -397,14 +368,14 @@ impl Repo {
         // The work directory of a repository on object storage needs its id,
         // which an encrypted config only gives after unlocking.
         // The index of a caller-chosen work directory is in it.
-        let work = |id: &[u8; 32]| -> Result<(PathBuf, PathBuf)> {
+        let work = |id: &RepoId| -> Result<(PathBuf, PathBuf)> {
             Ok(match (local, given) {
                 (Some(p), _) => (p.to_path_buf(), index_dir(local, &name, id, &*events)?),
                 (None, Some(w)) => (given_work_dir(w)?, given_work_dir(w)?),
                 (None, None) => (work_dir(&name, id)?, index_dir(None, &name, id, &*events)?),
             })
         };
-        if !agefile::is_age(bytes) {
+        if !files::is_encrypted(bytes) {
             // Downgrade (threat-model.md): whether a repository is encrypted
             // is read from the storage, which may lie; a plaintext config is
             // refused where encryption is expected, before anything is read
@@ -416,35 +387,23 @@ impl Repo {
             return Ok(repo.with_events(events));
         }
         let cred = creds()?;
-        let prefer = known::last_key(&name);
-        let repo = keys::unlock(&*store.clone(), &cred, prefer.as_deref(), &mut |cand| {
-            let crypto = Arc::new(cand.crypto);
-            let config = crypto
-                .decrypt(bytes, "config", MAX_FILE)
-                .and_then(|plain| Config::from_bytes(&plain, "config", Some(&crypto)))?;
-            if config.repo_id != cand.repo_id {
-                return Err(Error::corrupt(
-                    format!("keys/{}", cand.id),
-                    "the key belongs to another repository",
-                ));
-            }
-            let (w, i) = work(&config.repo_id)?;
-            Repo::assemble(
-                w,
-                i,
-                store.clone(),
-                local.is_some(),
-                config,
-                Some(crypto),
-                Some(cand.id),
-            )
-        })?;
+        let (crypto, key_id, config) = keys::unlock_config(&*store, bytes, &cred, "")?;
+        let (w, i) = work(&config.repo_id)?;
+        let repo = Repo::assemble(
+            w,
+            i,
+            store,
+            local.is_some(),
+            config,
+            Some(crypto),
+            Some(key_id),
+        )?;
         if let Some(c) = &repo.crypto {
             known::check(
                 &name,
                 &repo.config.repo_id,
                 &c.recipient().to_string(),
-                repo.key_id.as_deref().unwrap_or(""),
+                repo.key_id.as_ref().map_or("", KeyId::as_str),
             )?;
         }
         Ok(repo.with_events(events))
@@ -472,11 +431,6 @@ impl Repo {
     /// The backend holding the repository's files.
     pub fn store(&self) -> &Arc<dyn Backend> {
         &self.store
-    }
-    /// Whether the repository is a local directory (its files are under
-    /// [`Repo::root`]).
-    pub fn is_local(&self) -> bool {
-        self.local
     }
     /// The repository as the user named it (directory or URL).
     pub fn name(&self) -> &str {
@@ -588,10 +542,6 @@ impl Repo {
         Ok(())
     }
 
-    /// Path of a pack file.
-    pub fn pack_path(&self, id: &PackId) -> PathBuf {
-        self.root.join(id.rel_path())
-    }
     /// The directory holding the index (index.md "Where the index lives").
     pub fn index_dir(&self) -> &Path {
         &self.index_dir
@@ -610,13 +560,13 @@ impl Repo {
     pub fn index(&self) -> Result<Index> {
         let path = self.index_path();
         if self.local && self.index_dir != self.root {
-            crate::index::rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path, &*self.events)?;
+            rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path, &*self.events)?;
         }
         let why = match Index::open_checked(&path)? {
             Ok(i) => return Ok(i),
             Err(why) => why,
         };
-        if let Some(r) = crate::index::rebuild::rebuild(self, true)? {
+        if let Some(r) = rebuild::rebuild(self, true)? {
             for w in &r.warnings {
                 self.events.warning(w);
             }
@@ -642,19 +592,14 @@ impl Repo {
     }
 
     /// The key that unlocked the repository.
-    pub fn key_id(&self) -> Option<&str> {
-        self.key_id.as_deref()
+    pub fn key_id(&self) -> Option<&KeyId> {
+        self.key_id.as_ref()
     }
 
     /// Encode `value` as a repository file of `kind`: the envelope, then
     /// age encryption in an encrypted repository. Returns the bytes and id.
     pub fn seal_file<T: Encode>(&self, kind: ObjectKind, value: &T) -> Result<(Vec<u8>, [u8; 32])> {
-        let crypto = self.crypto.as_deref();
-        let (plain, id) = object::seal(kind, value, crypto)?;
-        match crypto {
-            Some(c) => Ok((c.encrypt(&plain)?, id)),
-            None => Ok((plain, id)),
-        }
+        files::seal(kind, value, self.crypto.as_deref())
     }
 
     /// Decode a repository file of `kind` written by [`Repo::seal_file`];
@@ -665,9 +610,7 @@ impl Repo {
         bytes: &[u8],
         object: &str,
     ) -> Result<(T, [u8; 32])> {
-        self.with_plaintext(bytes, object, |plain, crypto| {
-            object::open(kind, plain, object, crypto)
-        })
+        files::open(kind, bytes, object, self.crypto.as_deref(), files::MAX_FILE)
     }
 
     /// [`Repo::open_file`] for a kind with several envelope versions: `f`
@@ -693,17 +636,7 @@ impl Repo {
         object: &str,
         f: impl FnOnce(&[u8], Option<&Crypto>) -> Result<T>,
     ) -> Result<T> {
-        match self.crypto.as_deref() {
-            Some(c) => {
-                let plain = c.decrypt(bytes, object, MAX_FILE)?;
-                f(&plain, Some(c))
-            }
-            None if agefile::is_age(bytes) => Err(Error::corrupt(
-                object,
-                "an age-encrypted file in an unencrypted repository",
-            )),
-            None => f(bytes, None),
-        }
+        files::with_plaintext(bytes, object, self.crypto.as_deref(), f)
     }
 
     /// Encrypt free-form bytes (lock files) in an encrypted repository.
@@ -748,11 +681,11 @@ impl Repo {
         let mut g = self
             .dicts
             .lock()
-            .map_err(|_| Error::Invalid("dictionary lock poisoned".into()))?;
+            .map_err(|_| Error::Internal("dictionary lock poisoned".into()))?;
         if let (Some(d), false) = (g.as_ref(), reload) {
             return Ok(d.clone());
         }
-        let d = Arc::new(crate::dict::load(self)?);
+        let d = Arc::new(dicts::load(self)?);
         *g = Some(d.clone());
         Ok(d)
     }
@@ -804,12 +737,13 @@ impl Repo {
 
     /// Open a pack for reading by plaintext offset.
     pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
-        let source = if self.local {
-            agefile::Source::File(self.pack_path(id))
-        } else {
-            agefile::Source::Store(self.store.clone(), crate::backend::key::pack(&id.to_hex()))
-        };
-        PackFile::open(source, format!("pack {id}"), self.crypto.as_ref())
+        let key = crate::backend::key::pack(&id.to_hex());
+        PackFile::open(
+            &*self.store,
+            &key,
+            format!("pack {id}"),
+            self.crypto.as_ref(),
+        )
     }
 }
 
@@ -817,7 +751,7 @@ impl Repo {
 fn new_config(opts: &InitOptions) -> Result<Config> {
     let config = Config {
         version: config::REPO_VERSION,
-        repo_id: fsutil::random_bytes()?,
+        repo_id: RepoId(crate::sys::random_bytes()?),
         chunker: opts.chunker.clone().unwrap_or_default(),
         compression_level: opts
             .compression_level
@@ -827,6 +761,18 @@ fn new_config(opts: &InitOptions) -> Result<Config> {
     };
     config.check_options().map_err(Error::Invalid)?;
     Ok(config)
+}
+
+/// Whether the local directory `path` already holds a repository (a
+/// `config`, asked through its backend): `init` refuses it before asking
+/// for a passphrase. A URL is asked nothing here (`Repo::init` refuses an
+/// existing repository there).
+pub fn holds_repository(path: &Path) -> bool {
+    url_of(path).is_none()
+        && matches!(
+            LocalBackend::new(path).exists(crate::backend::key::CONFIG),
+            Ok(true)
+        )
 }
 
 /// The backend URL `path` names, if it is one (`s3://…`, `file://…`,
@@ -843,14 +789,14 @@ pub fn url_of(path: &Path) -> Option<&str> {
 
 /// The work directory of the repository `id` on object storage: its
 /// directory in the user's cache (index, temp files).
-fn work_dir(url: &str, id: &[u8; 32]) -> Result<PathBuf> {
+fn work_dir(url: &str, id: &RepoId) -> Result<PathBuf> {
     let base = crate::cache::base_dir().ok_or_else(|| {
         Error::Invalid(format!(
             "{url}: a repository on object storage needs a cache directory \
              (set STRATA_CACHE_DIR or HOME)"
         ))
     })?;
-    let dir = base.join(crate::id::to_hex(id));
+    let dir = base.join(id.to_hex());
     let tmp = dir.join("tmp");
     fs::DirBuilder::new()
         .recursive(true)
@@ -869,12 +815,7 @@ pub const INDEX_FILE: &str = "index.sqlite";
 /// directory a local repository keeps its index in its own directory (the
 /// place of earlier versions), and so it does, with a warning, when the
 /// cache directory cannot be made.
-fn index_dir(
-    local: Option<&Path>,
-    url: &str,
-    id: &[u8; 32],
-    events: &dyn Events,
-) -> Result<PathBuf> {
+fn index_dir(local: Option<&Path>, url: &str, id: &RepoId, events: &dyn Events) -> Result<PathBuf> {
     let location = match local {
         Some(p) => fs::canonicalize(p).at(p)?.to_string_lossy().into_owned(),
         None => url.to_string(),
@@ -889,7 +830,7 @@ fn index_dir(
         };
     };
     let dir = base
-        .join(crate::id::to_hex(id))
+        .join(id.to_hex())
         .join("index")
         .join(location_key(&location));
     let made = fs::DirBuilder::new()
@@ -932,39 +873,44 @@ fn given_work_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// Now, as Unix nanoseconds (0 before 1970, which no clock here reports).
-///
-/// In a debug build, `STRATA_FAKE_NOW` (Unix seconds, or an RFC 3339 time)
-/// replaces the clock, so that a test can run the policy at every time a
-/// schedule fires over a day; a release build ignores it.
-pub fn now_ns() -> i64 {
-    #[cfg(debug_assertions)]
-    if let Some(t) = fake_now() {
-        return t;
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `STRATA_FAKE_NOW` as Unix ns (debug builds: [`now_ns`]).
-#[cfg(debug_assertions)]
-fn fake_now() -> Option<i64> {
-    let v = std::env::var("STRATA_FAKE_NOW")
-        .ok()
-        .filter(|v| !v.is_empty())?;
-    if let Ok(secs) = v.parse::<i64>() {
-        return secs.checked_mul(1_000_000_000);
+    /// The side door is closed: a local repository is opened through its
+    /// backend, not by looking for its directories. A mirror made of
+    /// objects (no empty `keys/`, `locks/`, `gc/`) opens, and its first
+    /// lock creates `locks/`; `LocalBackend::create_layout` gives it the
+    /// layout of `init` again (sync::layout::local_layout).
+    #[test]
+    fn a_local_repository_opens_without_its_empty_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("repo");
+        let id = Repo::init(&path, &InitOptions::default())
+            .unwrap()
+            .config()
+            .repo_id;
+        for dir in ["keys", "locks", "gc", "snapshots", "tmp"] {
+            std::fs::remove_dir(path.join(dir)).unwrap();
+        }
+        let repo = Repo::open(&path).unwrap();
+        assert_eq!(repo.config().repo_id, id);
+        assert!(repo.list_names("snapshots").unwrap().is_empty());
+        let lock =
+            lock::Lock::acquire(&repo, lock::LockKind::Shared, std::time::Duration::ZERO).unwrap();
+        assert!(path.join("locks").is_dir());
+        drop(lock);
+        assert!(holds_repository(&path));
+        crate::sync::layout::local_layout(&path.to_string_lossy()).unwrap();
+        for dir in ["packs", "snapshots", "keys", "locks", "tmp", "gc"] {
+            assert!(path.join(dir).is_dir(), "{dir}/");
+        }
+        // no config: not a repository, as before
+        std::fs::remove_file(path.join("config")).unwrap();
+        assert!(matches!(
+            Repo::open(&path),
+            Err(Error::NotARepository { .. })
+        ));
+        assert!(!holds_repository(&path));
     }
-    let t: jiff::Timestamp = v.parse().ok()?;
-    i64::try_from(t.as_nanosecond()).ok()
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
 }

@@ -16,6 +16,7 @@
 //! nothing is recorded. Everything here is best effort: a record that
 //! cannot be read or written never fails a command.
 
+use crate::backend::fsutil;
 use crate::id::SnapshotId;
 use crate::repo::Repo;
 use std::collections::BTreeSet;
@@ -28,7 +29,7 @@ fn path(repo: &Repo) -> Option<PathBuf> {
     let base = crate::cache::base_dir()?;
     let (_, name) = crate::repo::known::location(repo.name())?;
     Some(
-        base.join(crate::id::to_hex(&repo.config().repo_id))
+        base.join(repo.config().repo_id.to_hex())
             .join("seen")
             .join(name),
     )
@@ -52,7 +53,7 @@ fn save(file: &Path, ids: &BTreeSet<SnapshotId>) {
         text.push_str(&id.to_hex());
         text.push('\n');
     }
-    let _ = crate::policy::state::write_atomic(file, text.as_bytes(), 0o600);
+    let _ = fsutil::write_atomic(file, text.as_bytes(), fsutil::Atomic::local(0o600));
 }
 
 /// Run `f` on the record (`None`: no record yet) under the record's

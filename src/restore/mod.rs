@@ -23,7 +23,7 @@
 mod delete;
 mod meta;
 pub mod plan;
-mod safety;
+pub mod safety;
 mod write;
 
 pub use safety::safety_snapshot;
@@ -279,14 +279,11 @@ struct Restorer<'a> {
     /// Files that failed `--verify`.
     bad: Vec<String>,
     batch: Batch,
-    /// For a repository on object storage: a pool of [`REMOTE_READS`]
-    /// threads, so that many ranged reads are in flight at once (a local
-    /// disk is read on the cores' own pool).
+    /// For a repository on remote storage: a pool of as many threads as
+    /// its backend's `remote_reads`, so that many ranged reads are in
+    /// flight at once (a local disk is read on the cores' own pool).
     io_pool: Option<rayon::ThreadPool>,
 }
-
-/// Pack reads in flight when restoring from object storage.
-pub const REMOTE_READS: usize = 16;
 
 impl<'a> Restorer<'a> {
     fn new(
@@ -324,7 +321,7 @@ impl<'a> Restorer<'a> {
             } else {
                 opts.batch_files
             },
-            token: crate::id::to_hex(&crate::repo::fsutil::random_bytes::<6>()?),
+            token: crate::id::to_hex(&crate::sys::random_bytes::<6>()?),
             temp_seq: 0,
             warnings: Mutex::new(Vec::new()),
             report: RestoreReport::default(),
@@ -339,17 +336,17 @@ impl<'a> Restorer<'a> {
             },
             bad: Vec::new(),
             batch: Batch::default(),
-            io_pool: if repo.is_local() {
-                None
-            } else {
-                Some(
+            io_pool: repo
+                .store()
+                .remote_reads()
+                .map(|n| {
                     rayon::ThreadPoolBuilder::new()
-                        .num_threads(REMOTE_READS)
+                        .num_threads(n)
                         .thread_name(|i| format!("strata-read-{i}"))
                         .build()
-                        .map_err(|e| Error::Invalid(format!("cannot start read threads: {e}")))?,
-                )
-            },
+                        .map_err(|e| Error::Internal(format!("cannot start read threads: {e}")))
+                })
+                .transpose()?,
         })
     }
 

@@ -209,25 +209,30 @@ pub fn check_packs(sel: &Selection<'_>, start: &Start, stored: &Path) -> Result<
     };
     walk(sel, start, stored, &mut c)?;
     let repo = sel.reader.repo();
-    // Local: a stat per pack; object storage: one listing, not a HEAD each.
-    let listed: Option<std::collections::HashSet<PackId>> = if repo.is_local() {
-        None
-    } else {
-        Some(
-            crate::index::list_packs(repo)?
+    // Local: a stat per pack; remote storage: one listing, not a HEAD each.
+    let store = repo.store();
+    let listed: Option<std::collections::HashSet<PackId>> = match store.remote_reads() {
+        None => None,
+        Some(_) => Some(
+            crate::repo::reconcile::list_packs(repo)?
                 .into_iter()
                 .map(|(p, _)| p)
                 .collect(),
-        )
+        ),
     };
-    let mut missing: Vec<(PackId, Vec<PathBuf>)> = c
-        .packs
-        .into_iter()
-        .filter(|(p, _)| match &listed {
-            None => !repo.pack_path(p).exists(),
-            Some(l) => !l.contains(p),
-        })
-        .collect();
+    let mut missing = Vec::new();
+    for (p, names) in c.packs {
+        let gone = match &listed {
+            None => !matches!(
+                store.exists(&crate::backend::key::pack(&p.to_hex())),
+                Ok(true)
+            ),
+            Some(l) => !l.contains(&p),
+        };
+        if gone {
+            missing.push((p, names));
+        }
+    }
     missing.sort_by_key(|(p, _)| *p);
     if let Some((first, names)) = missing.first() {
         let mut files: Vec<String> = names.iter().map(|p| p.display().to_string()).collect();

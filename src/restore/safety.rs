@@ -6,13 +6,15 @@
 use crate::backup::{self, Counters, SnapshotOptions};
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::policy::config::PRE_RESTORE_TAG;
 use crate::repo::Repo;
 use crate::repo::lock::Lock;
 use crate::snapshot::{Layout, Snapshot};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+/// The tag of the safety snapshot `restore` takes of a non-empty target.
+pub const PRE_RESTORE_TAG: &str = "pre-restore";
 
 /// Does `p` hold anything (a non-empty directory, or any other file)?
 fn holds_something(p: &Path) -> bool {

@@ -44,7 +44,7 @@ impl FileState {
         let mut slot = self
             .slot
             .lock()
-            .map_err(|_| Error::Invalid("restore file state poisoned".into()))?;
+            .map_err(|_| Error::Internal("restore file state poisoned".into()))?;
         match &*slot {
             Slot::Open(f) => Ok(f.clone()),
             Slot::New => match create_file(path, e) {

@@ -10,7 +10,7 @@ pub mod unlock;
 
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::policy::Config;
+use crate::policy::config::Config;
 use crate::repo::lock::{Lock, LockKind};
 use crate::repo::{OpenOptions, Repo};
 use std::path::{Path, PathBuf};

@@ -6,9 +6,9 @@
 //! through [`Events::ask_secret`] (the CLI on its terminal). A passphrase
 //! is never echoed, logged or written anywhere.
 
-use crate::crypto::keys::Credential;
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
+use crate::repo::keys::Credential;
 use age::secrecy::{ExposeSecret, SecretString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,7 +55,7 @@ fn first_line(mut s: String, what: &str) -> Result<SecretString> {
     let line_end = s.find(['\n', '\r']).unwrap_or(s.len());
     s.truncate(line_end);
     if s.is_empty() {
-        return Err(Error::Invalid(format!("{what}: empty passphrase")));
+        return Err(Error::UnlockFailed(format!("{what}: empty passphrase")));
     }
     Ok(SecretString::from(s))
 }
@@ -73,12 +73,15 @@ fn password_command(cmd: &str, what: &str) -> Result<SecretString> {
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| Error::Invalid(format!("{what}: cannot run: {e}")))?;
+        .map_err(|e| Error::UnlockFailed(format!("{what}: cannot run: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Invalid(format!("{what} failed ({})", out.status)));
+        return Err(Error::UnlockFailed(format!(
+            "{what} failed ({})",
+            out.status
+        )));
     }
     let s = String::from_utf8(out.stdout)
-        .map_err(|_| Error::Invalid(format!("{what} printed non-UTF-8")))?;
+        .map_err(|_| Error::UnlockFailed(format!("{what} printed non-UTF-8")))?;
     first_line(s, what)
 }
 
@@ -156,9 +159,9 @@ pub fn credential(src: &Sources, events: &Arc<dyn Events>) -> Result<(Credential
         .or_else(|| src.config.identity.clone());
     if let Some(path) = identity {
         let text = std::fs::read(&path).at(&path)?;
-        if crate::crypto::recovery::is_recovery(&text) {
+        if crate::repo::recovery::is_recovery(&text) {
             let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&text).into_owned());
-            let key = crate::crypto::recovery::decode(&text, &path.display().to_string())?;
+            let key = crate::repo::recovery::decode(&text, &path.display().to_string())?;
             return Ok((Credential::Recovery(Box::new(key)), Used::Identity(path)));
         }
         return Ok((
@@ -244,7 +247,7 @@ pub fn load_identities(
     events: &Arc<dyn Events>,
 ) -> Result<Vec<Box<dyn age::Identity>>> {
     let text = std::fs::read(path).at(path)?;
-    let bad = |why: String| Error::Invalid(format!("{}: {why}", path.display()));
+    let bad = |why: String| Error::UnlockFailed(format!("{}: {why}", path.display()));
     if text.windows(11).any(|w| w == b"-----BEGIN ") {
         let id = age::ssh::Identity::from_buffer(&text[..], Some(path.display().to_string()))
             .map_err(|e| bad(format!("not a usable ssh private key: {e}")))?;

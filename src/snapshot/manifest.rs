@@ -127,9 +127,7 @@ impl Snapshot {
 
     /// Time as RFC 3339 (UTC, seconds).
     pub fn time_string(&self) -> String {
-        let t = std::time::UNIX_EPOCH
-            + std::time::Duration::from_nanos(self.time_unix_ns.max(0) as u64);
-        humantime::format_rfc3339_seconds(t).to_string()
+        crate::sys::rfc3339(self.time_unix_ns)
     }
 
     /// Write this manifest (INV-1, INV-4: call only after its index rows

@@ -7,8 +7,47 @@
 use jiff::civil::{Date, DateTime};
 use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
+use std::fmt;
 
-use super::retention::Span;
+/// A `--keep-within*` duration: calendar years, months and days, then
+/// absolute hours. Displays as the canonical text (`1y6m`, `30d`, `24h`;
+/// weeks appear as days; an all-zero span as `0h`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// Calendar years.
+    pub years: u32,
+    /// Calendar months.
+    pub months: u32,
+    /// Calendar days.
+    pub days: u32,
+    /// Absolute hours.
+    pub hours: u32,
+}
+
+impl Span {
+    /// An all-zero span (turns its rule off).
+    pub fn is_zero(&self) -> bool {
+        *self == Span::default()
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_zero() {
+            return f.write_str("0h");
+        }
+        let parts = [
+            (self.years, 'y'),
+            (self.months, 'm'),
+            (self.days, 'd'),
+            (self.hours, 'h'),
+        ];
+        for (n, unit) in parts.into_iter().filter(|(n, _)| *n != 0) {
+            write!(f, "{n}{unit}")?;
+        }
+        Ok(())
+    }
+}
 
 /// The jiff instant of `unix_ns`. Every `i64` nanosecond count lies inside
 /// jiff's range (years -9999..9999), so the fallback is never taken.

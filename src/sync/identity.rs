@@ -11,22 +11,20 @@
 //! - `--delete` would remove manifests: their times are read to refuse a
 //!   source that was rolled back or emptied.
 //!
-//! Unlocking reads the source's key files through its backend
-//! (`keys::unlock` takes the seam).
+//! Unlocking reads the source's key files through its backend and is
+//! `Repo::open`'s own (`repo::keys::unlock_config`); files are decrypted as
+//! `Repo` decrypts them (`repo::files::with_plaintext`).
 
 use crate::backend::{Backend, key};
-use crate::crypto::keys::{self, Credential};
-use crate::crypto::{Crypto, agefile};
+use crate::crypto::Crypto;
 use crate::error::{Error, Result};
-use crate::object;
 use crate::repo::CredentialSource;
 use crate::repo::config::Config;
+use crate::repo::files;
+use crate::repo::keys::{self, Credential};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use std::sync::Arc;
-
-/// Largest config or manifest decoded (objects.md limits).
-const MAX_FILE: usize = object::MAX_OBJECT + object::HEADER_LEN;
 
 /// What to do with the destination's `config`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +70,7 @@ impl<'a, 'c> SourceKeys<'a, 'c> {
             }
             Err(e) => return Err(e.into()),
         };
-        if !agefile::is_age(&config) {
+        if !files::is_encrypted(&config) {
             crate::repo::refuse_unencrypted(src.name(), open)?;
         }
         Ok(SourceKeys {
@@ -84,7 +82,7 @@ impl<'a, 'c> SourceKeys<'a, 'c> {
     }
 
     fn encrypted(&self) -> bool {
-        agefile::is_age(&self.config)
+        files::is_encrypted(&self.config)
     }
 
     /// The source's secret (`None` for an unencrypted repository),
@@ -106,13 +104,8 @@ impl<'a, 'c> SourceKeys<'a, 'c> {
     /// Decode a config (the source's, or one claiming to be of the same
     /// repository) under the source's secret. `object` names it.
     fn decode_config(&mut self, bytes: &[u8], object: &str) -> Result<Config> {
-        match self.crypto()? {
-            Some(c) => {
-                let plain = c.decrypt(bytes, object, MAX_FILE)?;
-                Config::from_bytes(&plain, object, Some(&c))
-            }
-            None => Config::from_bytes(bytes, object, None),
-        }
+        let crypto = self.crypto()?;
+        files::open_config(bytes, object, crypto.as_deref())
     }
 }
 
@@ -133,7 +126,7 @@ pub(super) fn check(keys: &mut SourceKeys, dst: &dyn Backend) -> Result<ConfigAc
             dst.name()
         ))
     };
-    if agefile::is_age(&theirs) != keys.encrypted() {
+    if files::is_encrypted(&theirs) != keys.encrypted() {
         return Err(another("one is encrypted, the other is not".to_string()));
     }
     // same bytes or not, only the ids tell: an encrypted source is unlocked
@@ -153,8 +146,8 @@ pub(super) fn check(keys: &mut SourceKeys, dst: &dyn Backend) -> Result<ConfigAc
     if theirs.repo_id != ours.repo_id {
         return Err(another(format!(
             "repository id {}…, the source's is {}…",
-            &crate::id::to_hex(&theirs.repo_id)[..8],
-            &crate::id::to_hex(&ours.repo_id)[..8]
+            theirs.repo_id.short(),
+            ours.repo_id.short()
         )));
     }
     let same_but_version = Config {
@@ -200,19 +193,9 @@ pub(super) fn snapshot_time(
     object: &str,
     crypto: Option<&Crypto>,
 ) -> Result<i64> {
-    let (snap, id) = match crypto {
-        Some(c) => {
-            let plain = c.decrypt(bytes, object, MAX_FILE)?;
-            Snapshot::open(&plain, object, Some(c))?
-        }
-        None if agefile::is_age(bytes) => {
-            return Err(Error::corrupt(
-                object,
-                "an age-encrypted file in an unencrypted repository",
-            ));
-        }
-        None => Snapshot::open(bytes, object, None)?,
-    };
+    let (snap, id) = files::with_plaintext(bytes, object, crypto, |plain, c| {
+        Snapshot::open(plain, object, c)
+    })?;
     if key.strip_prefix("snapshots/") != Some(crate::id::to_hex(&id).as_str()) {
         return Err(Error::corrupt(
             object,
@@ -225,18 +208,6 @@ pub(super) fn snapshot_time(
 /// Unlock the source: the first key file that opens with `cred` and whose
 /// secret authenticates `config` (as `Repo::open_with` decides).
 fn unlock(src: &dyn Backend, config: &[u8], cred: &Credential) -> Result<Arc<Crypto>> {
-    let object = format!("{}: config", src.name());
-    let prefer = crate::repo::known::last_key(src.name());
-    keys::unlock(src, cred, prefer.as_deref(), &mut |cand| {
-        let crypto = Arc::new(cand.crypto);
-        let plain = crypto.decrypt(config, &object, MAX_FILE)?;
-        let c = Config::from_bytes(&plain, &object, Some(&crypto))?;
-        if c.repo_id != cand.repo_id {
-            return Err(Error::corrupt(
-                format!("{}: keys/{}", src.name(), cand.id),
-                "the key belongs to another repository",
-            ));
-        }
-        Ok(crypto)
-    })
+    let names = format!("{}: ", src.name());
+    keys::unlock_config(src, config, cred, &names).map(|(crypto, _, _)| crypto)
 }

@@ -1,8 +1,9 @@
 //! Where a `--repo`-style value is on this machine: a local directory
 //! (a plain path or `file://`) or elsewhere; whether two name the same
-//! place; and the empty directories a local repository made by `sync`
-//! needs (`strata sync`, and the sync step of `strata run`).
+//! place (a repository is never synced onto itself); and the directories a
+//! local mirror gets so that its layout is a local repository's.
 
+use crate::backend::{Backend, LocalBackend};
 use crate::error::Result;
 use std::path::PathBuf;
 
@@ -16,20 +17,19 @@ fn local_dir(url: &str) -> Option<PathBuf> {
     }
 }
 
-/// `Repo::open` still reads a local repository as directories and expects
-/// its empty ones too, which a mirror made of objects lacks (an
-/// unencrypted repository has no key files, a fresh one no lock).
-/// Create them where the destination is a local repository now. Goes when
-/// `Repo` opens through the backend.
+/// Give a local mirror (`dest` holds a config) the directories of a local
+/// repository's layout (format-spec/repository.md), which a mirror made of
+/// objects lacks (an unencrypted repository has no key files, a fresh one no
+/// lock), as `LocalBackend::create_layout` makes them for `init`. strata
+/// opens a repository without them; the layout is kept for the tools and
+/// versions that expect it.
 pub fn local_layout(dest: &str) -> Result<()> {
     let Some(dir) = local_dir(dest) else {
         return Ok(());
     };
-    if !dir.join("config").is_file() {
-        return Ok(());
-    }
-    for d in ["packs", "snapshots", "keys", "locks", "tmp", "gc"] {
-        crate::repo::fsutil::create_dir_durable(&dir.join(d))?;
+    let b = LocalBackend::new(dir);
+    if b.exists(crate::backend::key::CONFIG)? {
+        b.create_layout()?;
     }
     Ok(())
 }

@@ -181,7 +181,7 @@ pub fn run(
     creds: CredentialSource,
     progress: &Progress,
 ) -> Result<SyncReport> {
-    let when = crate::repo::now_ns();
+    let when = crate::sys::now_ns();
     let r = copy_all(src, dst, opts, creds, progress);
     if !opts.dry_run {
         let outcome = match &r {
@@ -438,11 +438,11 @@ fn not_newer(ctx: &Ctx, keys: &mut SourceKeys, fresh: &Listing, items: &[Item]) 
                  nothing deleted",
                 ctx.dst.name(),
                 item.key,
-                time_string(t),
+                crate::sys::rfc3339(t),
                 match newest {
                     Some(n) => format!(
                         "newer than the newest snapshot at the source ({})",
-                        time_string(n)
+                        crate::sys::rfc3339(n)
                     ),
                     None => "and the source has no snapshots".to_string(),
                 }
@@ -450,9 +450,4 @@ fn not_newer(ctx: &Ctx, keys: &mut SourceKeys, fresh: &Listing, items: &[Item]) 
         }
     }
     Ok(())
-}
-
-fn time_string(ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -69,6 +69,30 @@ fn contract(b: &dyn Backend) {
         }
     }
 
+    // a ranged-read handle (packs): get_range's answers from one open object
+    assert_not_found(b.open_ranged(&missing).map(|_| ()), &missing);
+    let h = b.open_ranged(&pack_ab).unwrap();
+    assert_eq!(h.size(), 1000, "{name}: handle size");
+    assert_eq!(&h.read(10..20).unwrap()[..], &data[10..20]);
+    assert_eq!(&h.read(0..1000).unwrap()[..], &data[..]);
+    assert!(h.read(1000..1000).unwrap().is_empty());
+    let mut buf = [0u8; 10];
+    h.read_at(&mut buf, 990).unwrap();
+    assert_eq!(&buf[..], &data[990..]);
+    h.read_at(&mut buf, 3).unwrap();
+    assert_eq!(&buf[..], &data[3..13]);
+    for (off, len) in [(990u64, 11usize), (1000, 10), (2000, 10)] {
+        let mut buf = vec![0u8; len];
+        match h.read_at(&mut buf, off) {
+            Err(BackendError::OutOfRange { size, .. }) => assert_eq!(size, 1000),
+            other => panic!("{name}: read_at {off}+{len}: expected OutOfRange, got {other:?}"),
+        }
+    }
+    match h.read(995..1005) {
+        Err(BackendError::OutOfRange { size, .. }) => assert_eq!(size, 1000),
+        other => panic!("{name}: read 995..1005: expected OutOfRange, got {other:?}"),
+    }
+
     // create-only: the first content stays
     match b.put_new(&pack_ab, b"other bytes") {
         Err(e @ BackendError::AlreadyExists { .. }) => {
@@ -209,6 +233,7 @@ fn contract(b: &dyn Backend) {
         assert_invalid(b.delete(k), k);
         assert_invalid(b.size(k), k);
         assert_invalid(b.get_range(k, 0..1), k);
+        assert_invalid(b.open_ranged(k).map(|_| ()), k);
     }
     assert_invalid(b.list_all("../"), "list ../");
     assert_invalid(b.list_all("/"), "list /");
@@ -221,6 +246,11 @@ fn local_directory() {
     let root = d.path().join("repo");
     let b = backend::open(root.to_str().unwrap()).unwrap();
     contract(&*b);
+    assert_eq!(
+        b.remote_reads(),
+        None,
+        "a directory is read on the CPU pool"
+    );
     // today's layout: files under their keys, tmp/ emptied and not listed
     assert!(root.join("packs/ab").join(hex(0xab)).is_file());
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
@@ -236,7 +266,9 @@ fn local_directory() {
 
 #[test]
 fn memory() {
-    contract(&*backend::open("memory://").unwrap());
+    let b = backend::open("memory://").unwrap();
+    contract(&*b);
+    assert_eq!(b.remote_reads(), Some(16));
 }
 
 #[test]
@@ -244,6 +276,16 @@ fn fault_wrapper_without_faults_is_transparent() {
     let b = FaultBackend::new(backend::open("memory://").unwrap());
     contract(&b);
     assert!(b.calls(backend::Op::PutNew) >= 4);
+    // the handle's reads are GetRange calls, and can fail as such
+    let pack = key::pack(&hex(0xab));
+    let h = b.open_ranged(&pack).unwrap();
+    let n = b.calls(backend::Op::GetRange);
+    b.fail(backend::Op::GetRange, n + 1, backend::Fault::Transient);
+    assert!(matches!(h.read(0..1), Err(BackendError::Injected { .. })));
+    assert_eq!(
+        &h.read(0..1).unwrap()[..],
+        &b.get_range(&pack, 0..1).unwrap()[..]
+    );
 }
 
 #[test]

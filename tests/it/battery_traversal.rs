@@ -67,7 +67,7 @@ impl Crafter {
         let root = f(&save);
         saver.finish().unwrap();
         let snap = strata::snapshot::Snapshot {
-            time_unix_ns: strata::repo::now_ns(),
+            time_unix_ns: strata::sys::now_ns(),
             host: "crafted".into(),
             username: "attacker".into(),
             paths: vec![b"/crafted".to_vec()],

@@ -157,7 +157,7 @@ fn all_decoders(bytes: &[u8]) -> [bool; 9] {
         Snapshot::open(bytes, "fuzz", None).is_ok(),
         Tree::decode(bytes, &id).is_ok(),
         Config::from_bytes(bytes, "fuzz", None).is_ok(),
-        object::open::<strata::crypto::keys::KeyInfo>(ObjectKind::KeyInfo, bytes, "fuzz", None)
+        object::open::<strata::repo::keys::KeyInfo>(ObjectKind::KeyInfo, bytes, "fuzz", None)
             .is_ok(),
         strata::crypto::agefile::decrypt(bytes, &[&identity], "fuzz", 1 << 16).is_ok(),
         object::open::<strata::repo::gcstate::GcState>(ObjectKind::GcState, bytes, "fuzz", None)

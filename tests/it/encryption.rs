@@ -591,7 +591,7 @@ fn plant_key_info(repo: &Path, id: &str, kind: &str) {
         "test",
     )
     .unwrap();
-    let info = strata::crypto::keys::KeyInfo {
+    let info = strata::repo::keys::KeyInfo {
         id: id.to_string(),
         label: "planted".into(),
         kind: kind.into(),

@@ -169,7 +169,7 @@ impl Harness {
         let store = Arc::new(FaultBackend::new(inner));
         let key = encrypted.then(|| {
             let id = age::x25519::Identity::generate();
-            strata::crypto::keys::NewKey::Recipient(id.to_public().to_string())
+            strata::repo::keys::NewKey::Recipient(id.to_public().to_string())
         });
         let opts = InitOptions {
             key,

@@ -208,14 +208,9 @@ pub fn describe(p: &Problem) -> String {
 
 /// Step 1: the config, the keys and their info files.
 fn files(repo: &Repo, found: &mut Found) -> Result<()> {
-    let limit = crate::object::MAX_OBJECT + crate::object::HEADER_LEN;
-    let config = repo.read("config").and_then(|b| match repo.crypto() {
-        Some(c) => {
-            let plain = c.decrypt(&b, "config", limit)?;
-            crate::repo::config::Config::from_bytes(&plain, "config", Some(c))
-        }
-        None => crate::repo::config::Config::from_bytes(&b, "config", None),
-    });
+    let config = repo
+        .read("config")
+        .and_then(|b| crate::repo::files::open_config(&b, "config", repo.crypto().map(|c| &**c)));
     if let Err(e) = config {
         found.other("config", e);
     }
@@ -223,7 +218,7 @@ fn files(repo: &Repo, found: &mut Found) -> Result<()> {
         return Ok(());
     };
     let store = repo.store();
-    for id in crate::crypto::keys::key_ids(&**store)? {
+    for id in crate::repo::keys::key_ids(&**store)? {
         let object = format!("keys/{id}");
         match store.get(&object) {
             Ok(b) => {
@@ -233,7 +228,7 @@ fn files(repo: &Repo, found: &mut Found) -> Result<()> {
             }
             Err(e) => found.other(&object, e),
         }
-        if let Err(e) = crate::crypto::keys::info(&**store, crypto, &id) {
+        if let Err(e) = crate::repo::keys::info(&**store, crypto, &id) {
             found.other(format!("keys/{id}.info"), e);
         }
     }
@@ -367,7 +362,7 @@ fn read_data(
             let rows = match rowids.get(id) {
                 Some(r) => index
                     .lock()
-                    .map_err(|_| Error::Invalid("index lock poisoned".into()))?
+                    .map_err(|_| Error::Internal("index lock poisoned".into()))?
                     .blobs_of(*r)?,
                 None => Vec::new(),
             };
@@ -457,7 +452,7 @@ fn problems(found: Found, uses: &BTreeMap<BlobId, Vec<Use>>) -> Vec<Problem> {
 
 /// A random seed for the random subsets.
 fn seed() -> Result<[u8; 32]> {
-    crate::repo::fsutil::random_bytes()
+    crate::sys::random_bytes()
 }
 
 /// An error without the object prefix the caller already names.

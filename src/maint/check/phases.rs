@@ -8,9 +8,10 @@ use super::{
 use crate::dict::Dicts;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
-use crate::index::{Index, PackRow, Reconciled};
+use crate::index::{Index, PackRow};
 use crate::read::BlobReader;
 use crate::repo::Repo;
+use crate::repo::reconcile::Reconciled;
 use crate::snapshot::Listed;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,7 +22,7 @@ use std::time::Instant;
 /// Run a check of `repo`.
 pub fn run(repo: &Repo, opts: &CheckOptions, progress: &Progress) -> Result<CheckReport> {
     let started = Instant::now();
-    let now = crate::repo::now_ns() / 1_000_000_000;
+    let now = crate::sys::now_ns() / 1_000_000_000;
     let state_path = state::path(&repo.config().repo_id, repo.name());
     if let Some(p) = &state_path {
         state::adopt_legacy(p);
@@ -125,7 +126,7 @@ impl Checking<'_> {
         self.report
             .warnings
             .extend(crate::repo::seen::warning(&vanished));
-        let dicts = crate::dict::load(repo)?;
+        let dicts = crate::repo::dicts::load(repo)?;
         for e in &dicts.unreadable {
             self.found.other("dictionary", e);
         }
@@ -281,7 +282,7 @@ impl Checking<'_> {
     ) -> Result<()> {
         let mut roots: Vec<BlobId> = snapshots.iter().map(|(_, s)| s.tree).collect();
         let grace = crate::repo::gcstate::grace_from_env()?;
-        let due_before = crate::repo::now_ns()
+        let due_before = crate::sys::now_ns()
             .saturating_sub(i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX));
         for (tree, since) in ix.rec.state.forgotten.values() {
             if *since > due_before {

@@ -6,11 +6,12 @@
 //! `damaged.json` is: a mirror (`sync`) has the same id, and checking it
 //! must not overwrite the primary's record. Outside the repository and
 //! outside `index.sqlite`, so an index rebuild keeps it. Written under a
-//! temp name, fsynced and renamed (policy::state::write_atomic); a missing
+//! temp name, fsynced and renamed (backend::fsutil::write_atomic); a missing
 //! or unreadable file means "nothing verified yet". The file of earlier
 //! versions, `check/state.json`, is taken over by the first location
 //! checked (`adopt_legacy`).
 
+use crate::backend::fsutil::Atomic;
 use crate::error::{Error, Result};
 use crate::id::PackId;
 use serde::{Deserialize, Serialize};
@@ -69,10 +70,10 @@ pub fn location(name: &str) -> String {
 
 /// The state file of repository `repo_id` at `name` (a directory or a
 /// URL); `None` without a cache directory (`STRATA_CACHE_DIR=`).
-pub fn path(repo_id: &[u8; 32], name: &str) -> Option<PathBuf> {
+pub fn path(repo_id: &crate::id::RepoId, name: &str) -> Option<PathBuf> {
     Some(
         crate::cache::base_dir()?
-            .join(crate::id::to_hex(repo_id))
+            .join(repo_id.to_hex())
             .join("check")
             .join(crate::repo::location_key(&location(name)))
             .join("state.json"),
@@ -153,7 +154,7 @@ impl CheckState {
         }
         let bytes = serde_json::to_vec(self)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-        crate::policy::state::write_atomic(path, &bytes, 0o600)
+        crate::backend::fsutil::write_atomic(path, &bytes, Atomic::local(0o600))
     }
 
     /// The packs read-data found damaged.

@@ -14,6 +14,7 @@
 //! never picks the damaged copy. An entry leaves the record once its blob
 //! is stored again in a live pack and its pack is gone.
 
+use crate::backend::fsutil::Atomic;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
@@ -69,11 +70,11 @@ fn lock_in(index_dir: &Path) -> PathBuf {
 /// `repo_id` at `name` (a directory or a URL), without opening it: the
 /// other end of a `sync` (index.md "Where the index lives"). `None`
 /// without a cache directory.
-pub fn index_dir_at(repo_id: &[u8; 32], name: &str) -> Option<PathBuf> {
+pub fn index_dir_at(repo_id: &crate::id::RepoId, name: &str) -> Option<PathBuf> {
     let loc = crate::maint::check::state::location(name);
     Some(
         crate::cache::base_dir()?
-            .join(crate::id::to_hex(repo_id))
+            .join(repo_id.to_hex())
             .join("index")
             .join(crate::repo::location_key(&loc)),
     )
@@ -228,7 +229,7 @@ pub fn record(
     found: &[Found],
     listed: &dyn Fn(&PackId) -> bool,
 ) -> Result<Damaged> {
-    let now = crate::repo::now_ns() / 1_000_000_000;
+    let now = crate::sys::now_ns() / 1_000_000_000;
     let out = crate::cache::locked(&lock_path(repo), || -> Result<Damaged> {
         let mut d = Damaged::load(repo)?;
         let before: Vec<(BlobId, Option<PackId>)> = d.entries.keys().copied().collect();
@@ -300,5 +301,5 @@ fn save_file(p: &Path, d: &Damaged) -> Result<()> {
     };
     let bytes = serde_json::to_vec_pretty(&f)
         .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
-    crate::policy::state::write_atomic(&p, &bytes, 0o600)
+    crate::backend::fsutil::write_atomic(&p, &bytes, Atomic::local(0o600))
 }

@@ -31,10 +31,10 @@ use crate::repo::lock::Lock;
 use std::collections::{BTreeMap, HashSet};
 
 /// One pack's outcome.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct PackRepair {
-    /// The pack (hex).
-    pub pack: String,
+    /// The pack (hex in JSON).
+    pub pack: PackId,
     /// Blobs it holds (index rows, trailer entries, recorded damaged).
     pub blobs: u64,
     /// Intact blobs written to new packs (with `--dry-run`: that would be).
@@ -51,6 +51,22 @@ pub struct PackRepair {
     /// salvaged, nothing lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<String>,
+}
+
+impl PackRepair {
+    /// The outcome of `pack` before anything was done to it.
+    fn new(pack: PackId) -> PackRepair {
+        PackRepair {
+            pack,
+            blobs: 0,
+            salvaged: 0,
+            elsewhere: 0,
+            damaged: Vec::new(),
+            deleted: false,
+            kept: None,
+            restored_from: None,
+        }
+    }
 }
 
 /// A blob in the pack being repaired, where it is.
@@ -91,9 +107,8 @@ pub fn repair(
 fn restored_reports(done: &[PackId], from: &str) -> Vec<PackRepair> {
     done.iter()
         .map(|p| PackRepair {
-            pack: p.to_hex(),
             restored_from: Some(from.to_string()),
-            ..PackRepair::default()
+            ..PackRepair::new(*p)
         })
         .collect()
 }
@@ -151,7 +166,7 @@ fn salvage_all(
     } else {
         for p in named {
             if !rec.listed.contains_key(p) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::NotFound(format!(
                     "pack {}: no such pack file",
                     p.to_hex()
                 )));
@@ -205,7 +220,7 @@ fn salvage_all(
     let delete = decide(repo, &index, &targets, &rowids, &mut out)?;
     if !delete.is_empty() {
         lock.check()?;
-        let now = crate::repo::now_ns();
+        let now = crate::sys::now_ns();
         let deleted: BTreeMap<PackId, i64> = delete.iter().map(|p| (*p, now)).collect();
         GcState::new(&BTreeMap::new(), &BTreeMap::new(), &deleted).save(repo)?; // GC-2
         index.remove_packs(&delete)?; // GC-3
@@ -227,10 +242,7 @@ fn salvage(
     rowid: Option<i64>,
     saver: Option<&BlobSaver>,
 ) -> Result<(PackRepair, Vec<damaged::Found>)> {
-    let mut r = PackRepair {
-        pack: id.to_hex(),
-        ..PackRepair::default()
-    };
+    let mut r = PackRepair::new(*id);
     let was_damaged: HashSet<BlobId> = recorded.in_pack(id).into_iter().collect();
     // Every location known for a blob of the pack: index rows, trailer.
     let mut items: BTreeMap<BlobId, Item> = BTreeMap::new();

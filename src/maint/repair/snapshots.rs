@@ -46,11 +46,11 @@ pub struct Lost {
 /// One snapshot's outcome.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Repaired {
-    /// The snapshot.
-    pub old: String,
+    /// The snapshot (hex in JSON).
+    pub old: SnapshotId,
     /// The repaired snapshot (`None`: nothing was damaged, `--dry-run`,
     /// or it cannot be repaired).
-    pub new: Option<String>,
+    pub new: Option<SnapshotId>,
     /// What is lost.
     pub lost: Lost,
     /// Why it cannot be repaired, if so.
@@ -190,7 +190,7 @@ pub fn repair(
     for (id, s) in targets {
         let mut lost = Lost::default();
         let mut r = Repaired {
-            old: id.to_hex(),
+            old: *id,
             new: None,
             lost: Lost::default(),
             error: None,
@@ -241,7 +241,7 @@ pub fn repair(
         };
         lock.check()?;
         gcstate::check_publish(&since)?;
-        r.new = Some(new.save(repo)?.to_hex()); // INV-4: durable before the old one goes
+        r.new = Some(new.save(repo)?); // INV-4: durable before the old one goes
         old.push((*id, Some(s.tree)));
     }
     crate::maint::forget::remove(repo, lock, &old)?;

@@ -109,14 +109,14 @@ pub(crate) fn run(
     opts: &DrillOptions,
     events: &Arc<dyn Events>,
 ) -> DrillSummary {
-    let started = crate::repo::now_ns();
+    let started = crate::sys::now_ns();
     let mut sum = DrillSummary {
         version: 1,
         event: "drill",
         config: cfg.path.clone(),
         repository: repo.store().name().to_string(),
-        host: cfg.host.clone().unwrap_or_else(crate::repo::hostname),
-        started: crate::policy::run::time_string(started),
+        host: cfg.host.clone().unwrap_or_else(crate::sys::hostname),
+        started: crate::sys::rfc3339(started),
         duration_seconds: 0.0,
         ok: false,
         sources: Vec::new(),
@@ -230,7 +230,7 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt;
-        let token = crate::id::to_hex(&crate::repo::fsutil::random_bytes::<8>()?);
+        let token = crate::id::to_hex(&crate::sys::random_bytes::<8>()?);
         let p = std::env::temp_dir().join(format!("strata-drill-{token}"));
         std::fs::DirBuilder::new().mode(0o700).create(&p).at(&p)?;
         Ok(Scratch(p))

@@ -79,7 +79,11 @@ impl DrillRecord {
             r.sources.extend(drills);
             let bytes = serde_json::to_vec_pretty(&r)
                 .map_err(|e| Error::Invalid(format!("drill.json: {e}")))?;
-            crate::policy::state::write_atomic(&path(dir), &bytes, 0o600)
+            crate::backend::fsutil::write_atomic(
+                &path(dir),
+                &bytes,
+                crate::backend::fsutil::Atomic::local(0o600),
+            )
         });
         done.unwrap_or_else(|| Err(Error::Invalid(format!("{}: cannot lock", lock.display()))))
     }
@@ -114,7 +118,7 @@ pub fn problem(cfg: &Config, s: &Source, last: Option<&LastDrill>, now: i64) -> 
     (age > limit).then(|| {
         format!(
             "{name}: the last drill is {} old (more than twice the drill cadence, {})",
-            crate::policy::status::short_duration(age),
+            crate::policy::state::short_duration(age),
             humantime::format_duration(every * 2)
         )
     })

@@ -38,6 +38,7 @@ mod steps;
 pub mod stored;
 mod write;
 
+pub use crate::policy::config::{Declared, HEALTH_TIMEOUT};
 pub use plan::{Plan, Planned, plan};
 pub use steps::{RecoverSummary, StepRecord, StepStatus, run as recover};
 pub use stored::{POLICY_TAG, StoredPolicy};
@@ -47,40 +48,6 @@ use crate::events::Events;
 use crate::repo::Repo;
 use crate::session::Session;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// `health_timeout` when a source gives none.
-pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How a source is restored by `strata recover` (its strata.toml keys
-/// `restore_command`, `before_restore`, `after_restore`, `health_check`,
-/// `health_timeout`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Declared {
-    /// A command source: the command that reads the stored file on its
-    /// standard input and restores it (`psql …`).
-    pub restore_command: Option<String>,
-    /// Run first (stop the service).
-    pub before_restore: Option<String>,
-    /// Run after the restore (start the service).
-    pub after_restore: Option<String>,
-    /// Run last; a non-zero exit or a timeout fails the recovery.
-    pub health_check: Option<String>,
-    /// How long `health_check` may run.
-    pub health_timeout: Duration,
-}
-
-impl Default for Declared {
-    fn default() -> Self {
-        Declared {
-            restore_command: None,
-            before_restore: None,
-            after_restore: None,
-            health_check: None,
-            health_timeout: HEALTH_TIMEOUT,
-        }
-    }
-}
 
 /// Which snapshot of each source.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -139,7 +106,7 @@ pub fn open(
     }
     let repo = session.open(events)?.repo;
     let Some(found) = stored::latest(&repo)? else {
-        return Err(Error::Invalid(format!(
+        return Err(Error::NotFound(format!(
             "no strata.toml here (--config FILE) and no policy stored in {} \
              (`strata run` stores its strata.toml there, tagged {POLICY_TAG})",
             repo.store().name()

@@ -93,7 +93,7 @@ fn named<'c>(cfg: &'c Config, opts: &RecoverOptions) -> Result<Vec<&'c Source>> 
     }
     for n in &opts.sources {
         if cfg.source(n).is_none() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::NotFound(format!(
                 "{}: no source named {n:?} (sources: {})",
                 cfg.path.display(),
                 names(cfg)
@@ -132,7 +132,7 @@ pub fn plan(repo: &Repo, cfg: &Config, opts: &RecoverOptions) -> Result<Plan> {
         repo.events()
             .warning(&format!("skipping unreadable snapshot: {e}"));
     }
-    let now = crate::repo::now_ns();
+    let now = crate::sys::now_ns();
     let mut plan = Plan {
         config: cfg.path.clone(),
         stored_policy: None,
@@ -182,7 +182,7 @@ fn choose(
         Which::At(t) => format!(
             "no snapshot{} at or before {}",
             filter.describe(),
-            crate::policy::run::time_string(*t)
+            crate::sys::rfc3339(*t)
         ),
         _ => format!("no snapshot{}", filter.describe()),
     }))

@@ -21,8 +21,7 @@ use crate::snapshot::tree::EntryKind;
 use crate::snapshot::{self, Filter, Snapshot};
 use std::path::{Path, PathBuf};
 
-/// The tag of the stored policy snapshots.
-pub const POLICY_TAG: &str = "strata-policy";
+pub use crate::policy::config::POLICY_TAG;
 /// The tag that names the file the policy was read from.
 const FILE_TAG: &str = "strata-policy-file=";
 /// The file name in the snapshot.

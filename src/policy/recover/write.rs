@@ -122,7 +122,7 @@ fn sqlite(repo: &Repo, snap: &Snapshot, file: &str, db: &Path) -> Result<String>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let token = crate::id::to_hex(&crate::repo::fsutil::random_bytes::<6>()?);
+    let token = crate::id::to_hex(&crate::sys::random_bytes::<6>()?);
     let tmp = dir.join(format!(".{name}.strata-recover-{token}"));
     let written = write_checked(&reader, &e, &tmp);
     let done = written.and_then(|(hash, len)| {

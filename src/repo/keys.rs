@@ -3,15 +3,19 @@
 //! passphrase (scrypt) or to an age/ssh recipient, plus `keys/<id>.info`
 //! (label, kind, creation), encrypted to the repository and MACed.
 
-use super::{Crypto, agefile};
-use crate::backend::{Backend, fsutil};
+use crate::backend::Backend;
+use crate::crypto::{Crypto, agefile};
 use crate::error::{Error, IoContext, Result};
+use crate::id::{KeyId, RepoId};
 use crate::object::{self, ObjectKind};
+use crate::repo::config::Config;
+use crate::repo::files;
 use age::secrecy::SecretString;
 use bincode::{Decode, Encode};
 use std::fs;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use zeroize::{Zeroize, Zeroizing};
 
 /// Default scrypt work factor of passphrase keys: N = 2^18, r = 8, p = 1
@@ -97,7 +101,7 @@ pub enum NewKey {
 /// The body of a key file's plaintext envelope (kind `K`).
 #[derive(Encode, Decode)]
 struct KeyBody {
-    repo_id: [u8; 32],
+    repo_id: RepoId,
     identity: String,
     id_key: [u8; 32],
     chunker_seed: u64,
@@ -115,6 +119,7 @@ impl Drop for KeyBody {
 #[derive(Clone, Debug, Encode, Decode, serde::Serialize)]
 pub struct KeyInfo {
     /// The key id (file name), bound into the MACed body.
+    /// (As the file says: [`info`] checks it against the key's [`KeyId`].)
     pub id: String,
     /// Free-form label.
     pub label: String,
@@ -130,22 +135,20 @@ pub struct KeyInfo {
     pub username: String,
 }
 
-fn key_path(id: &str) -> String {
+fn key_path(id: &KeyId) -> String {
     format!("keys/{id}")
 }
 
-fn info_path(id: &str) -> String {
+fn info_path(id: &KeyId) -> String {
     format!("keys/{id}.info")
 }
 
 /// Ids of every key file in `keys/`, sorted.
-pub fn key_ids(store: &dyn Backend) -> Result<Vec<String>> {
+pub fn key_ids(store: &dyn Backend) -> Result<Vec<KeyId>> {
     let mut out = Vec::new();
     store.list("keys", &mut |l| {
-        if let Some(name) = l.key.strip_prefix("keys/") {
-            if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(name.to_string());
-            }
+        if let Some(id) = l.key.strip_prefix("keys/").and_then(KeyId::from_file_name) {
+            out.push(id);
         }
     })?;
     out.sort();
@@ -186,11 +189,11 @@ pub fn parse_recipient(s: &str) -> Result<(Box<dyn age::Recipient + Send>, Strin
 pub fn add(
     store: &dyn Backend,
     crypto: &Crypto,
-    repo_id: &[u8; 32],
+    repo_id: &RepoId,
     new: &NewKey,
     label: &str,
-) -> Result<String> {
-    let id = crate::id::to_hex(&fsutil::random_bytes::<16>()?);
+) -> Result<KeyId> {
+    let id = KeyId::from_random(crate::sys::random_bytes::<16>()?);
     let (kind, recipient_text, recipient): (String, String, Box<dyn age::Recipient + Send>) =
         match new {
             NewKey::Passphrase { passphrase, log_n } => {
@@ -204,19 +207,16 @@ pub fn add(
             }
         };
     let info = KeyInfo {
-        id: id.clone(),
+        id: id.to_string(),
         label: label.to_string(),
         kind,
         recipient: recipient_text,
-        created_unix_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0),
-        host: crate::repo::hostname(),
+        created_unix_ns: crate::sys::now_ns(),
+        host: crate::sys::hostname(),
         username: std::env::var("USER").unwrap_or_default(),
     };
-    let (info_plain, _) = object::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
-    write_key_file(store, &info_path(&id), &crypto.encrypt(&info_plain)?)?;
+    let (info_bytes, _) = files::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
+    write_key_file(store, &info_path(&id), &info_bytes)?;
     let body = KeyBody {
         repo_id: *repo_id,
         identity: crypto.identity_string().to_string(),
@@ -243,12 +243,17 @@ fn write_key_file(store: &dyn Backend, key: &str, bytes: &[u8]) -> Result<()> {
 
 /// Read and check `keys/<id>.info`: decrypted, MAC checked, and naming
 /// this key. `Err` names the file.
-pub fn info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+pub fn info(store: &dyn Backend, crypto: &Crypto, id: &KeyId) -> Result<KeyInfo> {
     let object = info_path(id);
     let bytes = store.get(&object)?;
-    let plain = crypto.decrypt(&bytes, &object, MAX_KEY_FILE)?;
-    let (info, _) = object::open::<KeyInfo>(ObjectKind::KeyInfo, &plain, &object, Some(crypto))?;
-    if info.id != id {
+    let (info, _): (KeyInfo, _) = files::open(
+        ObjectKind::KeyInfo,
+        &bytes,
+        &object,
+        Some(crypto),
+        MAX_KEY_FILE,
+    )?;
+    if info.id != id.as_str() {
         return Err(Error::corrupt(object, "info belongs to another key"));
     }
     Ok(info)
@@ -267,7 +272,7 @@ pub fn list(store: &dyn Backend, crypto: &Crypto) -> Result<Vec<KeyInfo>> {
     Ok(out)
 }
 
-fn unknown(id: &str, why: &str) -> KeyInfo {
+fn unknown(id: &KeyId, why: &str) -> KeyInfo {
     KeyInfo {
         id: id.to_string(),
         label: format!("(info unreadable: {why})"),
@@ -280,27 +285,27 @@ fn unknown(id: &str, why: &str) -> KeyInfo {
 }
 
 /// Resolve a key id or unique prefix.
-pub fn resolve(store: &dyn Backend, prefix: &str) -> Result<String> {
-    let ids: Vec<String> = key_ids(store)?
+pub fn resolve(store: &dyn Backend, prefix: &str) -> Result<KeyId> {
+    let mut ids: Vec<KeyId> = key_ids(store)?
         .into_iter()
-        .filter(|i| i.starts_with(prefix))
+        .filter(|i| i.as_str().starts_with(prefix))
         .collect();
-    match ids.len() {
-        1 => Ok(ids.into_iter().next().unwrap_or_default()),
-        0 => Err(Error::Invalid(format!(
+    match (ids.len(), ids.pop()) {
+        (1, Some(id)) => Ok(id),
+        (0, _) => Err(Error::NotFound(format!(
             "no key {prefix:?} (see `strata key list`)"
         ))),
-        n => Err(Error::Invalid(format!(
+        (n, _) => Err(Error::Invalid(format!(
             "key prefix {prefix:?} matches {n} keys"
         ))),
     }
 }
 
 /// Delete a key; refuses to delete the last one.
-pub fn remove(store: &dyn Backend, id: &str) -> Result<()> {
+pub fn remove(store: &dyn Backend, id: &KeyId) -> Result<()> {
     let ids = key_ids(store)?;
-    if !ids.iter().any(|i| i == id) {
-        return Err(Error::Invalid(format!("no key {id}")));
+    if !ids.contains(id) {
+        return Err(Error::NotFound(format!("no key {id}")));
     }
     if ids.len() == 1 {
         return Err(Error::Invalid(format!(
@@ -312,19 +317,42 @@ pub fn remove(store: &dyn Backend, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Unlock the repository whose `config` file holds `bytes` with `cred`:
+/// the first key file of `store` that opens with it and whose secret
+/// authenticates the config (keys.md "Unlocking"; the key that last
+/// unlocked here is tried first). Returns the secret, the key's id and the
+/// config. The one unlock path, of `Repo::open` and of `sync` (which reads
+/// a source without opening it); `names` prefixes the file names in errors
+/// (`""`, or the source's name and `: `).
+pub fn unlock_config(
+    store: &dyn Backend,
+    bytes: &[u8],
+    cred: &Credential,
+    names: &str,
+) -> Result<(Arc<Crypto>, KeyId, Config)> {
+    let prefer = super::known::last_key(store.name());
+    let object = format!("{names}config");
+    unlock(store, cred, prefer.as_deref(), &mut |cand| {
+        let crypto = Arc::new(cand.crypto);
+        let key = format!("{names}keys/{}", cand.id);
+        let config = files::config_of_key(bytes, &object, &crypto, &cand.repo_id, key)?;
+        Ok((crypto, cand.id, config))
+    })
+}
+
 /// A secret read from a key file that decrypted with the credential.
 pub struct Candidate {
     /// The key id.
-    pub id: String,
+    pub id: KeyId,
     /// The repository id the key file names.
-    pub repo_id: [u8; 32],
+    pub repo_id: RepoId,
     /// The secret.
     pub crypto: Crypto,
 }
 
 /// A key file that fits the credential, read, waiting to be tried.
 struct Fitting {
-    id: String,
+    id: KeyId,
     bytes: bytes::Bytes,
     /// The scrypt work factor (0 for a recipient key).
     log_n: u8,
@@ -373,7 +401,7 @@ pub fn unlock<T>(
     let mut ids = key_ids(store)?;
     let mut at = Attempts::default();
     // The key that worked here before: one read, one scrypt run.
-    if let Some(pos) = prefer.and_then(|p| ids.iter().position(|i| i == p)) {
+    if let Some(pos) = prefer.and_then(|p| ids.iter().position(|i| i.as_str() == p)) {
         let id = ids.remove(pos);
         if let Some(f) = fitting(store, id, want_scrypt, max_log_n, &mut at) {
             if let Some(t) = try_key(&f, &identities, &mut at, accept) {
@@ -428,21 +456,21 @@ fn unlock_recovery<T>(
     accept: &mut dyn FnMut(Candidate) -> Result<T>,
 ) -> Result<T> {
     let cand = Candidate {
-        id: RECOVERY_KEY_ID.to_string(),
+        id: KeyId::recovery(),
         repo_id: k.repo_id,
         crypto: k.crypto()?,
     };
     accept(cand).map_err(|e| match e {
         Error::Corrupt { detail, .. } => Error::WrongKey(format!(
             "the recovery key (of repository {}…) does not open this repository: {detail}",
-            &crate::id::to_hex(&k.repo_id)[..8]
+            k.repo_id.short()
         )),
         e => e,
     })
 }
 
 /// The key id a repository opened with a recovery key reports (not a key
-/// file's name: those are 32 hex digits).
+/// file's name: those are 32 hex digits); [`KeyId::recovery`] as text.
 pub const RECOVERY_KEY_ID: &str = "recovery-key";
 
 /// Key file `id`, read, if its kind fits the credential and its work
@@ -450,7 +478,7 @@ pub const RECOVERY_KEY_ID: &str = "recovery-key";
 /// whose work factor is too high, is recorded in `at` and skipped.
 fn fitting(
     store: &dyn Backend,
-    id: String,
+    id: KeyId,
     want_scrypt: bool,
     max_log_n: u8,
     at: &mut Attempts,
@@ -530,7 +558,7 @@ fn try_key<T>(
 }
 
 /// The scrypt work factor of passphrase key `id` (`key passwd` keeps it).
-pub fn scrypt_log_n(store: &dyn Backend, id: &str) -> Result<u8> {
+pub fn scrypt_log_n(store: &dyn Backend, id: &KeyId) -> Result<u8> {
     let object = key_path(id);
     let bytes = store.get(&object)?;
     agefile::scrypt_log_n(&bytes)
@@ -540,7 +568,7 @@ pub fn scrypt_log_n(store: &dyn Backend, id: &str) -> Result<u8> {
 /// The info of key `id` if `key passwd` may replace it (keys.md "Key
 /// commands"): its info file must be readable and say `passphrase`. As a
 /// cross-check the key file itself must be a passphrase (scrypt) age file.
-pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Result<KeyInfo> {
+pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &KeyId) -> Result<KeyInfo> {
     let info = info(store, crypto, id).map_err(|e| {
         Error::Invalid(format!(
             "key {id}: its info is unreadable, so its kind and label are unknown \
@@ -573,10 +601,10 @@ pub fn passphrase_key_info(store: &dyn Backend, crypto: &Crypto, id: &str) -> Re
 pub fn change_passphrase(
     store: &dyn Backend,
     crypto: &Crypto,
-    repo_id: &[u8; 32],
-    old: &str,
+    repo_id: &RepoId,
+    old: &KeyId,
     new_key: &mut dyn FnMut(&KeyInfo) -> Result<NewKey>,
-) -> Result<String> {
+) -> Result<KeyId> {
     // keys.md "Key commands": the info decides (and gives the label).
     let info = passphrase_key_info(store, crypto, old)?;
     let mut new = new_key(&info)?;

@@ -5,16 +5,15 @@
 //! gc record as missing, and load the gc state so that dedup skips
 //! condemned and missing packs (format-spec/gc.md "Index").
 
-use super::Index;
+use super::gcstate;
 use crate::blob::BlobKind;
 use crate::error::Error;
 use crate::error::Result;
 use crate::id::PackId;
+use crate::index::Index;
 use crate::pack::reader;
 use crate::pack::writer::SealedPack;
 use crate::repo::Repo;
-use crate::repo::gcstate;
-use crate::restore::REMOTE_READS;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -97,7 +96,7 @@ impl Index {
 
     /// Index the packs `new` from their trailers (index.md "Rebuild from
     /// packs"), read in parallel in batches: on every core for a local
-    /// repository, [`REMOTE_READS`] in flight on object storage; rows go
+    /// repository, the backend's `remote_reads` in flight on remote storage; rows go
     /// in pack order, one transaction per pack. A progress bar shows on a
     /// terminal when there are many. Returns how many were indexed.
     fn index_new(
@@ -118,16 +117,16 @@ impl Index {
                 done: done.clone(),
             })
         });
-        let pool = if repo.is_local() {
-            None
-        } else {
-            Some(
+        let pool = repo
+            .store()
+            .remote_reads()
+            .map(|n| {
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(REMOTE_READS)
+                    .num_threads(n)
                     .build()
-                    .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?,
-            )
-        };
+                    .map_err(|e| Error::Internal(format!("thread pool: {e}")))
+            })
+            .transpose()?;
         let read_batch = |batch: &[(PackId, u64)]| -> Vec<Result<SealedPack>> {
             batch
                 .par_iter()

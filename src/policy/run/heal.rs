@@ -13,8 +13,7 @@
 //!   damaged offsite is copied again from here (`sync`, which replaces
 //!   it). Skipped when neither end has a damaged pack recorded.
 
-use super::run::{Runner, Status};
-use super::steps::{Ended, outcome};
+use super::{Ended, Runner, Status, outcome};
 use crate::error::Error;
 use crate::id::PackId;
 use crate::repo::lock::LockKind;
@@ -36,7 +35,10 @@ pub(super) fn offsite_check_step(r: &mut Runner<'_>) -> Ended {
             "no [verification] offsite_read_data_subset in the config".into(),
         );
     };
-    let every = cfg.cadence.offsite_check.or(Some(super::config::DAY));
+    let every = cfg
+        .cadence
+        .offsite_check
+        .or(Some(crate::policy::config::DAY));
     if !r.st.offsite_check.due(every, now) {
         return (STEP, Status::Skipped, "not due".into());
     }

@@ -6,8 +6,9 @@
 //! comment line), so `age -d -i FILE` decrypts the repository's files as
 //! the output of `key export-identity` does. A pure codec: no I/O.
 
-use super::Crypto;
+use crate::crypto::Crypto;
 use crate::error::{Error, Result};
+use crate::id::RepoId;
 use zeroize::Zeroizing;
 
 /// The marker of the line that holds the secret's other parts.
@@ -16,7 +17,7 @@ const MARKER: &str = "# strata-recovery-1 ";
 /// A recovery key as read: the secret, and the repository it belongs to.
 pub struct RecoveryKey {
     /// The repository id it names.
-    pub repo_id: [u8; 32],
+    pub repo_id: RepoId,
     identity: Zeroizing<String>,
     id_key: Zeroizing<[u8; 32]>,
     seed: Zeroizing<u64>,
@@ -30,10 +31,10 @@ impl RecoveryKey {
 }
 
 /// The 8 hex digits that catch a mistyped line: BLAKE3 of the parts.
-fn check_digits(repo_id: &[u8; 32], identity: &str, id_key: &[u8; 32], seed: u64) -> String {
+fn check_digits(repo_id: &RepoId, identity: &str, id_key: &[u8; 32], seed: u64) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"strata recovery key 1");
-    h.update(repo_id);
+    h.update(&repo_id.0);
     h.update(identity.as_bytes());
     h.update(id_key);
     h.update(&seed.to_le_bytes());
@@ -42,7 +43,7 @@ fn check_digits(repo_id: &[u8; 32], identity: &str, id_key: &[u8; 32], seed: u64
 
 /// The text `strata key export-recovery` prints for `crypto`, the secret
 /// of repository `repo_id`.
-pub fn encode(crypto: &Crypto, repo_id: &[u8; 32]) -> Zeroizing<String> {
+pub fn encode(crypto: &Crypto, repo_id: &RepoId) -> Zeroizing<String> {
     let identity = crypto.identity_string();
     let id_key = crypto.id_key();
     let seed = crypto.chunker_seed();
@@ -53,7 +54,7 @@ pub fn encode(crypto: &Crypto, repo_id: &[u8; 32]) -> Zeroizing<String> {
          # public key: {recipient}\n\
          {MARKER}{repo} {key} {seed:016x} {check}\n\
          {identity}\n",
-        repo = crate::id::to_hex(repo_id),
+        repo = repo_id.to_hex(),
         recipient = crypto.recipient(),
         key = crate::id::to_hex(id_key),
         check = check_digits(repo_id, &identity, id_key, seed),
@@ -87,8 +88,8 @@ pub fn decode(text: &str, what: &str) -> Result<RecoveryKey> {
     let [identity] = identities.as_slice() else {
         return Err(bad("it needs exactly one AGE-SECRET-KEY-1… line"));
     };
-    let repo_id = crate::id::parse_hex32(repo)
-        .ok_or_else(|| bad("the repository id is not 64 hex digits"))?;
+    let repo_id =
+        RepoId::from_hex(repo).ok_or_else(|| bad("the repository id is not 64 hex digits"))?;
     let id_key = Zeroizing::new(
         crate::id::parse_hex32(key).ok_or_else(|| bad("the id key is not 64 hex digits"))?,
     );
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn round_trip_and_typos() {
         let c = Crypto::generate().unwrap();
-        let repo_id = [7u8; 32];
+        let repo_id = RepoId([7u8; 32]);
         let text = encode(&c, &repo_id);
         assert!(is_recovery(text.as_bytes()));
         let k = decode(&text, "rk.txt").unwrap();

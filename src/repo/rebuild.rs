@@ -8,9 +8,10 @@
 //! serialised by an `flock` on the directory, and a waiting one that finds
 //! the index healthy afterwards does nothing.
 
-use super::Index;
+use crate::backend::fsutil;
 use crate::error::{Error, IoContext, Result};
-use crate::repo::{Repo, fsutil};
+use crate::index::Index;
+use crate::repo::Repo;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -91,7 +92,7 @@ fn temp_name(dir: &Path) -> Result<PathBuf> {
             }
         }
     }
-    let r: [u8; 12] = fsutil::random_bytes()?;
+    let r: [u8; 12] = crate::sys::random_bytes()?;
     Ok(dir.join(format!("index-tmp-{}.sqlite", crate::id::to_hex(&r))))
 }
 

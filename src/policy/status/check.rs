@@ -1,13 +1,13 @@
-//! The check and sync parts of `strata status` (`super::status`): the
+//! The check and sync parts of `strata status` (`super`, `policy::status`): the
 //! last check on this machine and how much of the repository was
 //! read-data verified lately, and how far the offsite copy is behind.
 
-use super::Config;
-use super::run::time_string;
-use super::state::LastRun;
-use super::status::{CheckReport, CheckRun, Coverage, OffsiteCheck, short_duration};
+use super::{CheckReport, CheckRun, Coverage, OffsiteCheck, short_duration};
 use crate::error::Result;
+use crate::policy::Config;
+use crate::policy::state::LastRun;
 use crate::repo::Repo;
+use crate::sys::rfc3339 as time_string;
 
 /// The last check on this machine (maint/check/state.rs) and how much of
 /// the repository was read-data verified within `[verification] max_age`

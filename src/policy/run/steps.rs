@@ -1,18 +1,15 @@
-//! The steps of a policy run after the sources (`super::run`): the
+//! The steps of a policy run after the sources (`super`, `policy::run`): the
 //! policy stored in the repository, forget, gc, sync and check, each when
 //! configured and due. Each returns its status and a one-line detail; the
 //! exclusive lock of forget and gc is taken once, and a lock held by another process is a warning (the step
 //! runs next time), not a failure.
 
-use super::run::{Runner, Status, StepOutcome};
+use super::{Ended, Runner, Status, StepOutcome, outcome};
 use crate::error::Error;
 use crate::maint::forget::{self, ForgetOptions};
 use crate::maint::gc::{self, GcOptions};
 use crate::repo::lock::{Lock, LockKind};
 use std::time::Instant;
-
-/// What a step ended with: its name, status and detail.
-pub(super) type Ended = (&'static str, Status, String);
 
 /// 2-5. forget, gc, sync, check; the state is saved after forget and gc.
 pub(super) fn run(r: &mut Runner<'_>) -> Vec<StepOutcome> {
@@ -67,9 +64,9 @@ fn exclusive_lock<'l>(
 }
 
 /// Store the policy file in the repository when it changed
-/// (`super::recover::stored`).
+/// (`policy::recover::stored`).
 fn policy_step(r: &mut Runner<'_>) -> Ended {
-    match super::recover::stored::run_step(r.session, &r.repo, r.cfg) {
+    match crate::policy::recover::stored::run_step(r.session, &r.repo, r.cfg) {
         Ok(detail) => ("policy", Status::Ok, detail),
         Err(e) => ("policy", Status::Failed, e),
     }
@@ -104,7 +101,7 @@ fn forget_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
             group_by: Default::default(),
             allow_empty: false,
         };
-        let done = forget::plan(&r.repo, &opts, crate::repo::now_ns(), &tz)
+        let done = forget::plan(&r.repo, &opts, crate::sys::now_ns(), &tz)
             .and_then(|groups| forget::apply(&r.repo, l, &groups));
         match done {
             Ok(n) => removed += n,
@@ -280,39 +277,13 @@ fn check_step(r: &mut Runner<'_>) -> Ended {
     (STEP, status, detail)
 }
 
-/// A check's status and one-line detail.
-pub(super) fn outcome(done: crate::Result<crate::maint::check::CheckReport>) -> (Status, String) {
-    use crate::maint::check;
-    match done {
-        Ok(c) if c.problems.is_empty() => {
-            let detail = match &c.read_data {
-                Some(d) => format!(
-                    "no errors; read {} of {} packs ({} bytes, {:.1} MB/s)",
-                    d.packs_read, c.packs, d.bytes, d.mb_per_s
-                ),
-                None => format!("no errors; structure of {} packs", c.packs),
-            };
-            (Status::Ok, detail)
-        }
-        Ok(c) => (
-            Status::Failed,
-            format!(
-                "{} errors, first: {}",
-                c.problems.len(),
-                c.problems.first().map(check::describe).unwrap_or_default()
-            ),
-        ),
-        Err(e) => (Status::Failed, e.to_string()),
-    }
-}
-
 /// Drill the sources whose last drill is `[cadence] drill` old or more
-/// (`super::drill`): each restored, verified, into a scratch place and
+/// (`policy::drill`): each restored, verified, into a scratch place and
 /// timed. A failed or slow drill fails the step (so the run's webhook
 /// carries it); with none due, drills that are older than twice the
 /// cadence, failed or slow fail it too.
 fn drill_step(r: &mut Runner<'_>) -> Ended {
-    use super::drill::{self, DrillOptions, record};
+    use crate::policy::drill::{self, DrillOptions, record};
     const STEP: &str = "drill";
     let (cfg, now) = (r.cfg, r.started);
     let Some(every) = cfg.cadence.drill else {
