@@ -161,7 +161,25 @@ strata_has_flag() { "$STRATA" init --help 2>&1 | grep -q -- "$1"; }
 
 # strata_bin TOOL: the binary of strata, strata-plain (this tree's build) or strata-base
 # ($STRATA_BASELINE).
-strata_bin() { if [[ "$1" == strata-base ]]; then printf '%s' "$STRATA_BASELINE"; else printf '%s' "$STRATA"; fi; }
+# An unencrypted strata repository refuses a passphrase (a storage that
+# swapped in a plaintext config must not get new data written in the
+# clear: threat-model.md "Downgrade"), and STRATA_PASSWORD is exported
+# above for the tools that encrypt: unencrypted strata runs through a
+# wrapper without it.
+strata_bin() {
+    local bin="$STRATA"
+    [[ "$1" == strata-base ]] && bin="$STRATA_BASELINE"
+    if [[ "$ENCRYPTED" != 1 || "$1" == strata-plain ]]; then
+        local w="$BENCH_DIR/bin/$1-plain"
+        if [[ ! -x "$w" ]]; then
+            mkdir -p "$BENCH_DIR/bin"
+            printf '#!/bin/sh\nunset STRATA_PASSWORD\nexec %q "$@"\n' "$bin" >"$w"
+            chmod +x "$w"
+        fi
+        bin="$w"
+    fi
+    printf '%s' "$bin"
+}
 
 # restic_has_subfolder: restic >= 0.15 restores `latest:/path` (the contents of /path).
 restic_has_subfolder() {
