@@ -92,6 +92,57 @@ pub fn shell(cmd: &str) -> Command {
     c
 }
 
+/// Kill process group `pgid` (a command started in its own group, and
+/// everything it started), through kill(1): the crate has no unsafe code
+/// for kill(2).
+pub fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Kills a command's process group once its time is up, unless dropped
+/// first: a command that hangs, or stops reading what it is fed, would
+/// otherwise block its caller forever.
+pub struct Watchdog {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    /// Watch process group `pgid` for `timeout`.
+    pub fn start(pgid: u32, timeout: std::time::Duration) -> Watchdog {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let fired = std::sync::Arc::new(AtomicBool::new(false));
+        let f = fired.clone();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                f.store(true, Ordering::SeqCst);
+                kill_group(pgid);
+            }
+        });
+        Watchdog {
+            stop: Some(tx),
+            fired,
+        }
+    }
+
+    /// It killed the command.
+    pub fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // dropping the sender wakes the thread, which then exits
+        self.stop.take();
+    }
+}
+
 /// Random bytes for ids, seeds and tokens.
 pub fn random_bytes<const N: usize>() -> crate::error::Result<[u8; N]> {
     let mut r = [0u8; N];

@@ -35,6 +35,9 @@ pub struct StdinSource {
     /// Read this file instead of our stdin (the temp copy of a `sqlite`
     /// source of strata.toml); not with `command`.
     pub file: Option<PathBuf>,
+    /// Kill `command` (with every process it started) if it has not
+    /// finished within this long: the snapshot fails, nothing is saved.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Validated options of `strata snapshot`.
@@ -455,11 +458,19 @@ fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) 
         }
         (None, None) => stream(&mut std::io::stdin().lock())?,
         (Some(cmd), _) => {
-            let mut child = crate::sys::shell(cmd)
+            let mut c = crate::sys::shell(cmd);
+            if s.timeout.is_some() {
+                // its own process group: the timeout kills what it started
+                std::os::unix::process::CommandExt::process_group(&mut c, 0);
+            }
+            let mut child = c
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|e| Error::Invalid(format!("cannot run `{cmd}`: {e}")))?;
+            let watchdog = s
+                .timeout
+                .map(|d| crate::sys::Watchdog::start(child.id(), d));
             let r = match child.stdout.as_mut() {
                 Some(out) => stream(out),
                 None => Err(Error::Invalid("no stdout from command".into())),
@@ -467,6 +478,17 @@ fn stdin_entry(walker: &walk::Walker<'_>, s: &StdinSource, counters: &Counters) 
             let status = child
                 .wait()
                 .map_err(|e| Error::Invalid(format!("waiting for `{cmd}`: {e}")))?;
+            if let (Some(w), Some(d)) = (&watchdog, s.timeout) {
+                if w.fired() {
+                    return Err(Error::SourceCommand {
+                        command: cmd.clone(),
+                        status: format!(
+                            "killed after its command_timeout of {}",
+                            humantime::format_duration(d)
+                        ),
+                    });
+                }
+            }
             if !status.success() {
                 // INV-6: the run fails before any manifest is written; blobs
                 // already stored are unreferenced and cost nothing but space.

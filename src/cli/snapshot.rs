@@ -22,6 +22,7 @@ fn options(a: &SnapshotArgs) -> Result<SnapshotOptions> {
         name: a.stdin_name.clone(),
         command: a.stdin_from_command.clone(),
         file: None,
+        timeout: None,
     });
     Ok(SnapshotOptions {
         paths: a

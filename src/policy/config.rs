@@ -56,6 +56,8 @@ pub const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The default `[cadence] lock_wait`.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(4 * 60);
+/// `command_timeout` when a source has none.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// `drill_timeout` when a source has none.
 pub const DEFAULT_DRILL_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -114,6 +116,7 @@ struct RawSource {
     // issue 24: how `strata drill` proves the source restores
     drill_command: Option<String>,
     drill_timeout: Option<Every>,
+    command_timeout: Option<Every>,
     rto: Option<Every>,
 }
 
@@ -287,6 +290,11 @@ pub struct Source {
     /// the stored file on its standard input (a command source) or finds
     /// it in `$STRATA_DRILL_FILE` / `$STRATA_DRILL_DIR` (super::drill).
     pub drill_command: Option<String>,
+    /// How long a `command` source's command may run before it is
+    /// killed with everything it started (`command_timeout`, default 6
+    /// hours): a hung dump fails the source instead of holding the run
+    /// lock, and every later run, forever.
+    pub command_timeout: Duration,
     /// How long the `drill_command` may run before it is killed, with
     /// everything it started (`drill_timeout`, default 1 hour): a hung
     /// command fails the drill instead of holding the run.
@@ -780,6 +788,7 @@ impl Parsing<'_> {
             restore,
             drill_command: s.drill_command.clone(),
             drill_timeout: s.drill_timeout.map_or(DEFAULT_DRILL_TIMEOUT, |e| e.0),
+            command_timeout: s.command_timeout.map_or(DEFAULT_COMMAND_TIMEOUT, |e| e.0),
             rto: s.rto.map(|e| e.0),
         })
     }

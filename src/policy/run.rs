@@ -620,6 +620,7 @@ fn source_options(cfg: &Config, s: &Source) -> Result<(SnapshotOptions, Option<s
                 name: file.clone(),
                 command: Some(command.clone()),
                 file: None,
+                timeout: Some(s.command_timeout),
             });
         }
         SourceKind::Sqlite { db, file } => {
@@ -628,6 +629,7 @@ fn source_options(cfg: &Config, s: &Source) -> Result<(SnapshotOptions, Option<s
                 name: file.clone(),
                 command: None,
                 file: Some(c.path().to_path_buf()),
+                timeout: None,
             });
             copy = Some(c);
         }

@@ -869,6 +869,66 @@ fn redis_rdb_source_loads_into_a_fresh_server() {
     assert_eq!(redis_cli(port2, &["LRANGE", "list", "0", "-1"]), "a\nb\nc");
 }
 
+/// A `command` source that hangs is killed at its `command_timeout`, with
+/// what it started: the source fails (nothing saved), the others are
+/// taken, and the run ends instead of holding the run lock forever.
+#[test]
+fn a_hung_source_command_is_killed_at_its_timeout() {
+    let f = Fixture::new();
+    let data = f.mkdir("data");
+    fs::write(data.join("a.txt"), b"a").unwrap();
+    let pidfile = f.path("child.pid");
+    let cfg = config(
+        &f,
+        &format!(
+            "[sources.dump]\ncommand = \"head -c 1000; sh -c 'echo $$ > {}; exec sleep 600'\"\n\
+             name = \"dump.sql\"\ncommand_timeout = \"1s\"\n\
+             [sources.files]\npaths = [\"{}\"]\n",
+            pidfile.display(),
+            data.display()
+        ),
+    );
+    let t = std::time::Instant::now();
+    let s = strata_run(&f, &cfg, &[], 4);
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    assert_eq!(source(&s, "files")["status"], "ok", "{s}");
+    assert_eq!(source(&s, "dump")["status"], "failed", "{s}");
+    assert!(
+        s.to_string()
+            .contains("killed after its command_timeout of 1s"),
+        "{s}"
+    );
+    // the sleep its shell started is gone too (a zombie awaiting a reaper
+    // counts as gone)
+    let pid = fs::read_to_string(&pidfile).unwrap();
+    let stat = Path::new("/proc").join(pid.trim()).join("stat");
+    let alive = || {
+        fs::read_to_string(&stat)
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    };
+    let t = std::time::Instant::now();
+    while alive() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(), "process {} outlived the timeout", pid.trim());
+    // nothing of the dump was saved
+    let snaps = cmd(&f)
+        .arg("--repo")
+        .arg(f.strata.repo())
+        .args(["snapshots", "--json", "--source", "dump"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&snaps.stdout).unwrap_or(Value::Null);
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
+}
+
 // ---------------------------------------------------------------- schedule
 
 #[test]

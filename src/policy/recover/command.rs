@@ -121,7 +121,7 @@ impl Running {
                 Err(e) => break Err(format!("waiting for `{}`: {e}", self.cmd)),
             }
             if timeout.is_some_and(|d| t.elapsed() >= d) {
-                kill_group(self.child.id());
+                crate::sys::kill_group(self.child.id());
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 break Err(format!(
@@ -147,17 +147,6 @@ impl Running {
             Err(m) => Err(with(m)),
         }
     }
-}
-
-/// Kill process group `pgid` (a command started by [`Running::start`] and
-/// everything it started), through kill(1): the crate has no unsafe code
-/// for kill(2).
-fn kill_group(pgid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// Variables added to a command's environment (`STRATA_DRILL_DIR`…).
@@ -197,7 +186,7 @@ pub(super) fn feed_with(
 ) -> Result<String, String> {
     let mut r = Running::start(cmd, true, env, timeout)?;
     let started = Instant::now();
-    let watchdog = timeout.map(|d| Watchdog::start(r.child.id(), d));
+    let watchdog = timeout.map(|d| crate::sys::Watchdog::start(r.child.id(), d));
     let fed = match r.child.stdin.take() {
         Some(stdin) => {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
@@ -219,42 +208,4 @@ pub(super) fn feed_with(
     let said = finished?;
     fed.map_err(|e| format!("feeding `{cmd}`: {e}"))?;
     Ok(said)
-}
-
-/// Kills a command's process group once its time is up, unless dropped
-/// first (a command that stops reading would block its feeder forever).
-struct Watchdog {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    fired: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Watchdog {
-    fn start(pgid: u32, timeout: Duration) -> Watchdog {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let fired = Arc::new(AtomicBool::new(false));
-        let f = fired.clone();
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
-                f.store(true, Ordering::SeqCst);
-                kill_group(pgid);
-            }
-        });
-        Watchdog {
-            stop: Some(tx),
-            fired,
-        }
-    }
-
-    /// It killed the command.
-    fn fired(&self) -> bool {
-        self.fired.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        // dropping the sender wakes the thread, which then exits
-        self.stop.take();
-    }
 }

@@ -280,6 +280,7 @@ fn safety(cx: &Ctx<'_>, p: &Planned) -> Result<Option<(String, String)>> {
                 name: file.clone(),
                 command: None,
                 file: Some(c.path().to_path_buf()),
+                timeout: None,
             });
             _copy = Some(c);
             format!("the live database {}", db.display())
@@ -289,6 +290,7 @@ fn safety(cx: &Ctx<'_>, p: &Planned) -> Result<Option<(String, String)>> {
                 name: file.clone(),
                 command: Some(command.clone()),
                 file: None,
+                timeout: Some(p.src.command_timeout),
             });
             format!("the output of `{command}`")
         }

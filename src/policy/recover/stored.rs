@@ -126,6 +126,7 @@ pub fn store(repo: &Repo, cfg: &Config, lock: &Lock) -> Result<Option<SnapshotId
             name: NAME.to_string(),
             command: None,
             file: Some(cfg.path.clone()),
+            timeout: None,
         }),
         tags: vec![
             POLICY_TAG.to_string(),
