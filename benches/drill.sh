@@ -58,26 +58,7 @@ redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RDIR" --save '' --app
 until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; do sleep 0.05; done
 
 # ---------------------------------------------------------------- data
-log "data: gen_seedlike.py --day 0 --scale $SCALE --pg $PG_DB, redis $REDIS_KEYS keys"
-dropdb --if-exists "$PG_DB" >/dev/null 2>&1 || true
-createdb "$PG_DB"
-python3 "$GEN" "$DATA" --day 0 --scale "$SCALE" --pg "$PG_DB" >"$BENCH_DIR/logs/gen.log" 2>&1
-python3 - "$REDIS_KEYS" <<'PY' | redis-cli -p "$REDIS_PORT" --pipe >"$BENCH_DIR/logs/redis-load.log"
-import sys, random
-r = random.Random(24)
-out = sys.stdout
-for i in range(int(sys.argv[1])):
-    k, v = f"session:{i:08d}", "".join(r.choice("abcdefghijklmnop") for _ in range(90))
-    out.write(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n${len(v)}\r\n{v}\r\n")
-PY
-files_digest() { (cd "$DATA" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
-pg_digest() {
-    psql -X -qAt -d "$PG_DB" -c "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1" |
-        while read -r t; do
-            psql -X -qAt -d "$PG_DB" -c "SELECT '$t ' || count(*) || ' ' || md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM \"$t\" x"
-        done | sha256sum | cut -c1-16
-}
-redis_digest() { redis-cli -p "$REDIS_PORT" debug digest; }
+service_data 24
 # what a drill could leave behind (other databases may come and go: other benches and tests)
 dbs() { psql -X -qAt -d postgres -c "SELECT count(*) FROM pg_database WHERE datname LIKE 'strata_drill%'"; }
 DATA_MB=$(du -sm "$DATA" | cut -f1)

@@ -68,26 +68,7 @@ redis_wait() { until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG;
 sh -c "$REDIS_START"; redis_wait
 
 # ---------------------------------------------------------------- data
-log "data: gen_seedlike.py --day 0 --scale $SCALE --pg $PG_DB, redis $REDIS_KEYS keys"
-dropdb --if-exists "$PG_DB" >/dev/null 2>&1 || true
-createdb "$PG_DB"
-python3 "$GEN" "$DATA" --day 0 --scale "$SCALE" --pg "$PG_DB" >"$BENCH_DIR/logs/gen.log" 2>&1
-python3 - "$REDIS_KEYS" <<'PY' | redis-cli -p "$REDIS_PORT" --pipe >"$BENCH_DIR/logs/redis-load.log"
-import sys, random
-r = random.Random(22)
-out = sys.stdout
-for i in range(int(sys.argv[1])):
-    k, v = f"session:{i:08d}", "".join(r.choice("abcdefghijklmnop") for _ in range(90))
-    out.write(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n${len(v)}\r\n{v}\r\n")
-PY
-files_digest() { (cd "$DATA" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
-pg_digest() {
-    psql -X -qAt -d "$PG_DB" -c "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1" |
-        while read -r t; do
-            psql -X -qAt -d "$PG_DB" -c "SELECT '$t ' || count(*) || ' ' || md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM \"$t\" x"
-        done | sha256sum | cut -c1-16
-}
-redis_digest() { redis-cli -p "$REDIS_PORT" debug digest; }
+service_data 22
 WANT="$(files_digest) $(pg_digest) $(redis_digest)"
 DATA_MB=$(du -sm "$DATA" | cut -f1)
 NFILES=$(find "$DATA" -type f | wc -l)

@@ -383,3 +383,33 @@ tool_version() {
 
 # human BYTES -> e.g. "151.1 MB" (decimal)
 human() { awk -v b="$1" 'BEGIN{split("B kB MB GB TB",u," "); i=1; while (b>=1000 && i<5){b/=1000;i++} printf (i==1?"%d %s":"%.1f %s"), b, u[i]}'; }
+
+# service_data: the data of benches/recover.sh and benches/drill.sh: the
+# seedlike files at $DATA (day 0, --scale $SCALE), the database $PG_DB
+# the generator fills, and $REDIS_KEYS keys of ~100 bytes in the redis on
+# $REDIS_PORT (seeded by $1, so a run repeats).
+service_data() {
+    log "data: gen_seedlike.py --day 0 --scale $SCALE --pg $PG_DB, redis $REDIS_KEYS keys"
+    dropdb --if-exists "$PG_DB" >/dev/null 2>&1 || true
+    createdb "$PG_DB"
+    python3 "$GEN" "$DATA" --day 0 --scale "$SCALE" --pg "$PG_DB" >"$BENCH_DIR/logs/gen.log" 2>&1
+    python3 - "$REDIS_KEYS" "$1" <<'PY' | redis-cli -p "$REDIS_PORT" --pipe >"$BENCH_DIR/logs/redis-load.log"
+import sys, random
+r = random.Random(int(sys.argv[2]))
+out = sys.stdout
+for i in range(int(sys.argv[1])):
+    k, v = f"session:{i:08d}", "".join(r.choice("abcdefghijklmnop") for _ in range(90))
+    out.write(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n${len(v)}\r\n{v}\r\n")
+PY
+}
+
+# Digests that say "identical": the files under $DATA, every table of
+# $PG_DB (row count and checksum), the redis on $REDIS_PORT.
+files_digest() { (cd "$DATA" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
+pg_digest() {
+    psql -X -qAt -d "$PG_DB" -c "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1" |
+        while read -r t; do
+            psql -X -qAt -d "$PG_DB" -c "SELECT '$t ' || count(*) || ' ' || md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM \"$t\" x"
+        done | sha256sum | cut -c1-16
+}
+redis_digest() { redis-cli -p "$REDIS_PORT" debug digest; }

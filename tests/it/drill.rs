@@ -349,26 +349,11 @@ fn a_hung_drill_command_is_killed_at_its_timeout() {
             "{s}"
         );
     }
-    // the grandchild (`sleep`, started by the command's shell) is gone too
-    // (a zombie waiting for a reaper counts as gone)
-    let pid = fs::read_to_string(&pidfile).unwrap();
-    let stat = Path::new("/proc").join(pid.trim()).join("stat");
-    let alive = || {
-        fs::read_to_string(&stat)
-            .map(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
-    };
-    let t = Instant::now();
-    while alive() && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(), "process {} outlived the timeout", pid.trim());
+    // the `sleep` its shell started is gone too
+    assert!(
+        support::process_gone(&pidfile),
+        "the command's child outlived the timeout"
+    );
 }
 
 /// `[cadence] drill`: `run` drills when due (step `drill`), not again

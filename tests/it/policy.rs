@@ -898,26 +898,11 @@ fn a_hung_source_command_is_killed_at_its_timeout() {
             .contains("killed after its command_timeout of 1s"),
         "{s}"
     );
-    // the sleep its shell started is gone too (a zombie awaiting a reaper
-    // counts as gone)
-    let pid = fs::read_to_string(&pidfile).unwrap();
-    let stat = Path::new("/proc").join(pid.trim()).join("stat");
-    let alive = || {
-        fs::read_to_string(&stat)
-            .map(|s| {
-                !s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
-    };
-    let t = std::time::Instant::now();
-    while alive() && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(), "process {} outlived the timeout", pid.trim());
+    // the `sleep` its shell started is gone too
+    assert!(
+        support::process_gone(&pidfile),
+        "the command's child outlived the timeout"
+    );
     // nothing of the dump was saved
     let snaps = cmd(&f)
         .arg("--repo")

@@ -679,35 +679,10 @@ fn recipe(heading: &str, swaps: &[(&str, String)]) -> String {
     r
 }
 
-fn psql(db: &str, sql: &str) -> Result<String, String> {
-    let o = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
-    if !o.status.success() {
-        return Err(format!(
-            "psql {db}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 fn pg_available() -> Result<(), String> {
     support::on_path("pg_dump")?;
     support::on_path("psql")?;
-    psql("postgres", "SELECT 1").map(|_| ())
+    support::psql("postgres", "SELECT 1").map(|_| ())
 }
 
 /// A database of this test, dropped at the end.
@@ -720,13 +695,13 @@ impl PgDb {
             .unwrap()
             .subsec_nanos();
         let name = format!("strata_recover_{what}_{}_{nanos}", std::process::id());
-        psql("postgres", &format!("CREATE DATABASE {name}")).unwrap();
+        support::psql("postgres", &format!("CREATE DATABASE {name}")).unwrap();
         PgDb(name)
     }
 
     /// Tables `events` and `responses`, with a foreign key.
     fn fill(&self) {
-        psql(
+        support::psql(
             &self.0,
             "CREATE TABLE events (id serial PRIMARY KEY, body jsonb NOT NULL, at timestamptz NOT NULL);
              CREATE TABLE responses (id bigint PRIMARY KEY, event int REFERENCES events(id), status text);
@@ -743,7 +718,7 @@ impl PgDb {
         ["events", "responses"]
             .iter()
             .map(|t| {
-                psql(
+                support::psql(
                     &self.0,
                     &format!(
                         "SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY id)) FROM {t} t"
@@ -757,7 +732,7 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        let _ = psql(
+        let _ = support::psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
         );
@@ -788,7 +763,7 @@ fn recipe_postgresql() {
     let want = db.sums();
     let cfg = config(&f, &pg_recipe(&db.0));
     with_cfg(&f, &cfg, &["run"], 0);
-    psql(
+    support::psql(
         &db.0,
         "UPDATE events SET body = '{}' WHERE id < 100; DROP TABLE responses;",
     )
@@ -1255,8 +1230,8 @@ fn bare_machine_recovery_from_s3() {
     // the disaster, and a new machine with the services installed
     fs::remove_dir_all(f.path("srv")).unwrap();
     fs::remove_file(&cfg).unwrap();
-    psql("postgres", &format!("DROP DATABASE {} WITH (FORCE)", db.0)).unwrap();
-    psql("postgres", &format!("CREATE DATABASE {}", db.0)).unwrap();
+    support::psql("postgres", &format!("DROP DATABASE {} WITH (FORCE)", db.0)).unwrap();
+    support::psql("postgres", &format!("CREATE DATABASE {}", db.0)).unwrap();
     drop(server);
     let _ = fs::remove_file(rdir.join("dump.rdb"));
     let _fresh = start_redis(port, &rdir);

@@ -1876,3 +1876,26 @@ pub fn psql(db: &str, sql: &str) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
+
+/// Wait up to 5 s for the process whose pid `pidfile` holds to be gone;
+/// false if it still runs (a zombie waiting for a reaper counts as gone).
+pub fn process_gone(pidfile: &Path) -> bool {
+    let pid = fs::read_to_string(pidfile).unwrap_or_default();
+    let stat = Path::new("/proc").join(pid.trim()).join("stat");
+    let alive = || {
+        fs::read_to_string(&stat)
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    };
+    let t = std::time::Instant::now();
+    while alive() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !alive()
+}
