@@ -83,6 +83,8 @@ pub(crate) type LinkCache = HashMap<(u64, u64), Linked>;
 pub(crate) struct Walker<'a> {
     pub saver: &'a BlobSaver<'a>,
     pub parents: Option<&'a BlobReader<'a>>,
+    /// The key is write-only (write-only.md): no parent contents are read.
+    pub write_only: bool,
     pub chunker: &'a Chunker,
     pub opts: &'a SnapshotOptions,
     pub excludes: crate::paths::Patterns,
@@ -114,7 +116,14 @@ impl Walker<'_> {
             (Some(r), Some(e)) if e.kind() == EntryKind::Dir => match e.subtree {
                 Some(id) if self.damaged.contains(&id) => Ok(None),
                 Some(id) => {
-                    let l = r.listing(&id)?;
+                    let l = match r.listing(&id) {
+                        Ok(l) => l,
+                        // a write-only host's listing not in its cache
+                        Err(crate::Error::NotFound(_)) if r.repo().is_write_only() => {
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(e),
+                    };
                     // a damaged part: the directory is saved anew
                     if l.parts.iter().any(|(p, _)| self.damaged.contains(p)) {
                         return Ok(None);
@@ -188,6 +197,10 @@ impl Walker<'_> {
                 && p.ctime_nsec == e.ctime_nsec
                 && p.inode == e.inode
                 && !p.content.iter().any(|c| self.damaged.contains(c))
+                // write-only.md: a write-only host cannot fill in inline
+                // contents left out of a cached listing; it reads the file
+                && !(elided && self.write_only)
+                && !(self.write_only && p.content.is_empty() && p.inline.len() as u64 != p.size)
             {
                 // Reused without reading; inline contents left out of the
                 // parent's listing are filled in by the saver if needed.

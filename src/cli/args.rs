@@ -150,7 +150,8 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a key (not the last one).
+    /// Remove a key (not the last full one). A write-only key's manifests
+    /// made until now stay valid; any it signs later are refused.
     Remove {
         /// Key id or unique prefix.
         id: String,
@@ -164,6 +165,20 @@ pub enum KeyCommand {
     /// alone opens the repository (`--identity FILE`), with no key file
     /// and no passphrase. For a safe, against the loss of everything else.
     ExportRecovery,
+}
+
+impl KeyCommand {
+    /// The subcommand's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyCommand::Add(_) => "add",
+            KeyCommand::List { .. } => "list",
+            KeyCommand::Remove { .. } => "remove",
+            KeyCommand::Passwd(_) => "passwd",
+            KeyCommand::ExportIdentity => "export-identity",
+            KeyCommand::ExportRecovery => "export-recovery",
+        }
+    }
 }
 
 /// New-passphrase options of `key add` and `key passwd`.
@@ -191,6 +206,11 @@ pub struct KeyAddArgs {
     /// Label shown by `key list`.
     #[arg(long)]
     pub label: Option<String>,
+    /// A write-only key: it can back up (`snapshot`, and the snapshot and
+    /// sync steps of `run`) but cannot read, forget or delete anything
+    /// (README "Write-only keys"). Upgrades the repository to format 3.
+    #[arg(long)]
+    pub write_only: bool,
     /// New passphrase options.
     #[command(flatten)]
     pub new: NewPassArgs,

@@ -341,6 +341,8 @@ mod tests {
             blob_count: count,
             condemned,
             missing: false,
+            writer: None,
+            trusted: true,
         }
     }
 

@@ -118,6 +118,23 @@ pub fn list(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
     Ok((out, bad))
 }
 
+/// The ids of the manifests write-only key `key` signed (`key remove`
+/// keeps them valid: keys.md "Removing a write-only key"). Every manifest
+/// must read: one that does not may be the key's.
+pub fn signed_by(repo: &Repo, key: &crate::id::KeyId) -> Result<Vec<[u8; 32]>> {
+    let (list, bad) = list(repo)?;
+    if let Some(e) = first_error(bad) {
+        return Err(Error::Invalid(format!(
+            "cannot list the snapshots of key {key}: {e}; `strata forget` the unreadable one first"
+        )));
+    }
+    Ok(list
+        .into_iter()
+        .filter(|(_, s)| s.writer.as_ref() == Some(key))
+        .map(|(id, _)| id.0)
+        .collect())
+}
+
 /// One error for a list of unreadable manifests: the first, with a count
 /// of the others.
 pub fn first_error(mut bad: Vec<Error>) -> Option<Error> {

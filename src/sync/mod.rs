@@ -394,6 +394,15 @@ fn not_newer(ctx: &Ctx, keys: &mut SourceKeys, fresh: &Listing, items: &[Item]) 
         return Ok(());
     }
     let crypto = keys.crypto()?;
+    // write-only.md: a write-only key's manifests are checked against the
+    // source's keys; a write-only key cannot read them at all
+    let signers = match crypto.as_deref() {
+        Some(c) => {
+            c.full("`sync --delete`")?;
+            crate::repo::keys::Signers::load(ctx.src, c)?
+        }
+        None => Default::default(),
+    };
     let time_at = |b: &dyn Backend, key: &str| -> Result<Option<i64>> {
         let bytes = match b.get(key) {
             Ok(bytes) => bytes,
@@ -406,6 +415,7 @@ fn not_newer(ctx: &Ctx, keys: &mut SourceKeys, fresh: &Listing, items: &[Item]) 
             key,
             &format!("{}: {key}", b.name()),
             crypto.as_deref(),
+            &signers,
         )
         .map(Some)
     };

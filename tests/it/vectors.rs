@@ -652,8 +652,7 @@ fn config_decodes_by_hand_and_matches_the_library() {
     assert_eq!(h.encryption, 0);
     assert_eq!(h.encryption, lib.encryption);
     // the config is never read as a snapshot
-    let r: Result<(strata::snapshot::Snapshot, _), _> =
-        strata::object::open(strata::object::ObjectKind::Snapshot, &bytes, "config", None);
+    let r = strata::snapshot::Snapshot::open(&bytes, "config", None, &Default::default());
     assert!(r.is_err());
 }
 
@@ -669,7 +668,8 @@ fn snapshots_decode_by_hand_and_match_the_library() {
         let h = hand_snapshot(body);
         // envelope version 1: the by-name layout of format-spec/objects.md
         assert_eq!(bytes[7], 1, "{name}: envelope version");
-        let (lib, lib_id) = strata::snapshot::Snapshot::open(&bytes, &name, None).unwrap();
+        let (lib, lib_id) =
+            strata::snapshot::Snapshot::open(&bytes, &name, None, &Default::default()).unwrap();
         assert_eq!(lib_id, id);
         assert_eq!(lib.layout(), strata::snapshot::Layout::ByName);
         assert_eq!(h.time_unix_ns, lib.time_unix_ns);
