@@ -322,6 +322,7 @@ fn find_parent(
     Ok(list
         .into_iter()
         .rev()
+        .filter(|(id, s)| !snapshot::skip_future(id, s, warnings))
         .find(|(_, s)| s.host == host && s.paths == paths && s.writer.is_none()))
 }
 

@@ -597,7 +597,8 @@ pub struct ForgetArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Group snapshots by these fields before applying the policy: any of
-    /// host, paths, tags, comma-separated; empty for one group.
+    /// host, paths, tags, key (the write-only key that wrote them, README
+    /// "Write-only keys"), comma-separated; empty for one group.
     #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
     pub group_by: String,
     /// Allow a policy to remove every snapshot of a group.

@@ -8,6 +8,7 @@
 //! while gc holds the exclusive lock.
 
 mod check;
+mod write_only;
 
 use super::Config;
 use super::config::PRE_RESTORE_TAG;
@@ -302,6 +303,18 @@ pub fn status(
         None => st.sync.clone(),
     };
     last_failures(cfg, &st, &sync, &mut problems);
+    if repo.is_write_only() {
+        // write-only.md: this host's local state only
+        let ctx = write_only::Local {
+            cfg,
+            st: &st,
+            sync: &sync,
+            start: &start,
+            max_age,
+            now,
+        };
+        return Ok(write_only::report(&ctx, &repo, problems));
+    }
     let drills = match state::dir(&repo.config().repo_id) {
         Some(d) => super::drill::record::DrillRecord::load(&d).0,
         None => Default::default(),

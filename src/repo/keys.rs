@@ -511,13 +511,16 @@ pub fn remove(
     }
     let info = info(store, crypto, id).ok();
     let write_only = info.as_ref().is_some_and(KeyInfo::is_write_only);
+    // another key that can read: its info reads (MACed, so not planted)
+    // and says it is not write-only
     let full_left = ids
         .iter()
         .filter(|k| *k != id)
-        .any(|k| !self::info(store, crypto, k).is_ok_and(|i| i.is_write_only()));
+        .any(|k| self::info(store, crypto, k).is_ok_and(|i| !i.is_write_only()));
     if !write_only && !full_left {
         return Err(Error::Invalid(format!(
-            "key {id} is the last full key: removing it would lock the repository forever"
+            "key {id} is the last key that can read the repository (every other key is \
+             write-only or has no readable info): removing it would lock the repository forever"
         )));
     }
     if let Some(KeyInfo {

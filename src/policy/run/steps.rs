@@ -44,7 +44,7 @@ pub(super) fn run(r: &mut Runner<'_>) -> Vec<StepOutcome> {
 }
 
 /// The detail of a step a write-only key does not run (not a failure).
-const WRITE_ONLY: &str = "skipped (write-only key)";
+const WRITE_ONLY: &str = "write-only key";
 
 /// Run a step, time it, log it.
 fn timed(r: &mut Runner<'_>, f: impl FnOnce(&mut Runner<'_>) -> Ended) -> StepOutcome {
@@ -113,7 +113,12 @@ fn forget_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
                 tags: vec![s.name.clone()],
                 ..Default::default()
             },
-            group_by: Default::default(),
+            // write-only.md "Retention under attack": a write-only key's
+            // snapshots never share a bucket with another key's
+            group_by: forget::GroupBy {
+                key: true,
+                ..Default::default()
+            },
             allow_empty: false,
         };
         let done = forget::plan(&r.repo, &opts, crate::sys::now_ns(), &tz)
