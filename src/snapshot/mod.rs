@@ -143,14 +143,14 @@ pub fn skip_future(id: &SnapshotId, s: &Snapshot, warnings: &mut Vec<String>) ->
 }
 
 /// The ids of the manifests write-only key `key` signed (`key remove`
-/// keeps them valid: keys.md "Removing a write-only key"). Every manifest
-/// must read: one that does not may be the key's.
+/// keeps them valid: write-only.md "Removing a write-only key"). A
+/// manifest that does not read now (forged, damaged) is not kept valid:
+/// it could not be restored before the removal either; each is reported.
 pub fn signed_by(repo: &Repo, key: &crate::id::KeyId) -> Result<Vec<[u8; 32]>> {
     let (list, bad) = list(repo)?;
-    if let Some(e) = first_error(bad) {
-        return Err(Error::Invalid(format!(
-            "cannot list the snapshots of key {key}: {e}; `strata forget` the unreadable one first"
-        )));
+    for e in &bad {
+        repo.events()
+            .warning(&format!("not kept valid (it does not read): {e}"));
     }
     Ok(list
         .into_iter()

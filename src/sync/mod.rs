@@ -212,6 +212,13 @@ fn copy_all(
         ..SyncReport::default()
     };
     let mut keys = SourceKeys::read(src, creds, &opts.open)?;
+    if opts.delete {
+        // write-only.md: deleting needs a full key (it reads manifests to
+        // refuse a rollback), refused before anything is copied
+        if let Some(c) = keys.crypto()? {
+            c.full("`sync --delete`")?;
+        }
+    }
     let action = identity::check(&mut keys, dst)?;
     r.new_mirror = action == ConfigAction::New;
     let src_list = Listing::read(src)?;
