@@ -188,14 +188,17 @@ impl Walker<'_> {
     ) -> Result<Option<Child>> {
         self.counters.total_bytes.fetch_add(e.size, Relaxed);
         let parent = parent.filter(|p| p.entry.kind() == EntryKind::File);
-        if let Some(Parent { entry: p, elided }) = parent {
-            if !self.opts.force_rehash
-                && p.size == e.size
+        let same_meta = parent.is_some_and(|Parent { entry: p, .. }| {
+            p.size == e.size
                 && p.mtime_sec == e.mtime_sec
                 && p.mtime_nsec == e.mtime_nsec
                 && p.ctime_sec == e.ctime_sec
                 && p.ctime_nsec == e.ctime_nsec
                 && p.inode == e.inode
+        });
+        if let Some(Parent { entry: p, elided }) = parent {
+            if !self.opts.force_rehash
+                && same_meta
                 && !p.content.iter().any(|c| self.damaged.contains(c))
                 // write-only.md: a write-only host cannot fill in inline
                 // contents left out of a cached listing; it reads the file
@@ -255,7 +258,14 @@ impl Walker<'_> {
                         h.insert(link_key, l);
                     }
                 }
-                self.count_read(parent);
+                if same_meta && self.write_only && !self.opts.force_rehash {
+                    // read again only because a write-only host cannot
+                    // reuse inline contents it does not have: unchanged
+                    self.counters.files_unchanged.fetch_add(1, Relaxed);
+                    self.counters.progress_files.fetch_add(1, Relaxed);
+                } else {
+                    self.count_read(parent);
+                }
                 Ok(Some(Child::new(e)))
             }
             Err(SourceError::Source(err)) => {
