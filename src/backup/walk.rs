@@ -197,14 +197,15 @@ impl Walker<'_> {
                 && p.inode == e.inode
         });
         if let Some(Parent { entry: p, elided }) = parent {
-            if !self.opts.force_rehash
-                && same_meta
+            // write-only.md: a write-only host cannot fill in inline
+            // contents left out of a cached listing; it reads the file
+            let contents_missing =
+                elided || (p.content.is_empty() && p.inline.len() as u64 != p.size);
+            let reusable = same_meta
+                && !self.opts.force_rehash
                 && !p.content.iter().any(|c| self.damaged.contains(c))
-                // write-only.md: a write-only host cannot fill in inline
-                // contents left out of a cached listing; it reads the file
-                && !(elided && self.write_only)
-                && !(self.write_only && p.content.is_empty() && p.inline.len() as u64 != p.size)
-            {
+                && !(self.write_only && contents_missing);
+            if reusable {
                 // Reused without reading; inline contents left out of the
                 // parent's listing are filled in by the saver if needed.
                 e.content = p.content.clone();
