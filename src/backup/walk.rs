@@ -201,10 +201,9 @@ impl Walker<'_> {
             // contents left out of a cached listing; it reads the file
             let contents_missing =
                 elided || (p.content.is_empty() && p.inline.len() as u64 != p.size);
-            let reusable = same_meta
-                && !self.opts.force_rehash
-                && !p.content.iter().any(|c| self.damaged.contains(c))
-                && !(self.write_only && contents_missing);
+            let damaged = p.content.iter().any(|c| self.damaged.contains(c));
+            let cannot = self.opts.force_rehash || damaged || (self.write_only && contents_missing);
+            let reusable = same_meta && !cannot;
             if reusable {
                 // Reused without reading; inline contents left out of the
                 // parent's listing are filled in by the saver if needed.
