@@ -902,11 +902,16 @@ pub struct Signers {
     pub live: std::collections::HashMap<String, ([u8; 32], String)>,
     /// Removed ones: id → (verifying key, manifests still valid).
     pub removed: std::collections::HashMap<String, ([u8; 32], std::collections::HashSet<[u8; 32]>)>,
+    /// Keys this user saw removed whose removal record is gone now, with
+    /// their verifying key: none of their manifests is accepted.
+    pub forgotten_removal: std::collections::HashMap<String, [u8; 32]>,
 }
 
 impl Signers {
-    /// Load them from `keys/`.
-    pub fn load(store: &dyn Backend, crypto: &Crypto) -> Result<Signers> {
+    /// Load them from `keys/`; `repo_id` given, the keys this user saw
+    /// removed stay removed whatever `keys/` says now, and the removals
+    /// seen now are remembered (known.rs).
+    pub fn load(store: &dyn Backend, crypto: &Crypto, repo_id: Option<&RepoId>) -> Result<Signers> {
         let mut out = Signers::default();
         let mut removed = Vec::new();
         store.list("keys", &mut |l| {
@@ -946,6 +951,17 @@ impl Signers {
                 }
             }
         }
+        if let Some(repo_id) = repo_id {
+            let seen: Vec<String> = out.removed.keys().cloned().collect();
+            super::known::remember_removed(repo_id, &seen);
+            for k in super::known::removed_keys(repo_id) {
+                if !out.removed.contains_key(&k) {
+                    if let Some((v, _)) = out.live.remove(&k) {
+                        out.forgotten_removal.insert(k, v);
+                    }
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -962,6 +978,10 @@ impl Signers {
         match self.removed.get(key) {
             Some((v, ok)) if ok.contains(manifest) => Ok(*v),
             Some(_) => Err(format!("signed by removed key {key}")),
+            None if self.forgotten_removal.contains_key(key) => Err(format!(
+                "signed by key {key}, which this machine saw removed; its removal record \
+                 keys/{key}.removed is gone (deleted by the storage?)"
+            )),
             None => Err(format!("signed by unknown key {key}")),
         }
     }
@@ -973,6 +993,7 @@ impl Signers {
             .get(key)
             .map(|(v, _)| *v)
             .or_else(|| self.removed.get(key).map(|(v, _)| *v))
+            .or_else(|| self.forgotten_removal.get(key).copied())
     }
 
     /// A key's label, if it is a live write-only key.

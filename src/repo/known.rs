@@ -151,3 +151,46 @@ pub fn check_unencrypted(repo: &str) -> Result<()> {
         ))),
     }
 }
+
+/// Write-only keys this user saw removed in repository `repo_id`
+/// (write-only.md "Removing a write-only key"): `<cache>/<repo id>/removed-keys`,
+/// one key id per line. A storage that deletes `keys/<id>.removed` and
+/// replays the key's info file does not make the key live again here.
+fn removed_path(repo_id: &crate::id::RepoId) -> Option<PathBuf> {
+    Some(
+        crate::cache::base_dir()?
+            .join(repo_id.to_hex())
+            .join("removed-keys"),
+    )
+}
+
+/// The write-only keys this user saw removed in `repo_id`.
+pub fn removed_keys(repo_id: &crate::id::RepoId) -> std::collections::BTreeSet<String> {
+    removed_path(repo_id)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|t| {
+            t.lines()
+                .filter(|l| crate::id::KeyId::from_file_name(l).is_some())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Remember that the write-only keys `ids` are removed in `repo_id` (best
+/// effort, under the cache's advisory lock; nothing written when they are
+/// all known already).
+pub fn remember_removed(repo_id: &crate::id::RepoId, ids: &[String]) {
+    let Some(p) = removed_path(repo_id) else {
+        return;
+    };
+    if ids.iter().all(|i| removed_keys(repo_id).contains(i)) {
+        return;
+    }
+    crate::cache::locked(&p.with_extension("lock"), || {
+        let mut all = removed_keys(repo_id);
+        all.extend(ids.iter().cloned());
+        let text: String = all.iter().map(|k| format!("{k}\n")).collect();
+        crate::cache::write_private(&p, text.as_bytes());
+    });
+}

@@ -730,7 +730,8 @@ impl Repo {
         let s = match &self.crypto {
             Some(c) if self.config.version >= 3 => {
                 c.full("reading snapshots")?;
-                Arc::new(keys::Signers::load(&*self.store, c)?)
+                let id = self.config.repo_id;
+                Arc::new(keys::Signers::load(&*self.store, c, Some(&id))?)
             }
             _ => Arc::new(keys::Signers::default()),
         };

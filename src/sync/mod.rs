@@ -415,7 +415,7 @@ fn not_newer(ctx: &Ctx, keys: &mut SourceKeys, fresh: &Listing, items: &[Item]) 
     let signers = match crypto.as_deref() {
         Some(c) => {
             c.full("`sync --delete`")?;
-            crate::repo::keys::Signers::load(ctx.src, c)?
+            crate::repo::keys::Signers::load(ctx.src, c, None)?
         }
         None => Default::default(),
     };

@@ -478,6 +478,9 @@ fn forged_and_removed_key_manifests_are_refused_and_never_latest() {
     let two = id_of(&support::parse_json(&o.stdout));
     let key_file = w.repo.join("keys").join(&w2);
     let saved = std::fs::read(&key_file).unwrap();
+    let saved_key = saved.clone();
+    let info_file = w.repo.join("keys").join(format!("{w2}.info"));
+    let saved_info = std::fs::read(&info_file).unwrap();
     w.full_ok(&["key", "remove", &w2]);
     assert!(w.repo.join("keys").join(format!("{w2}.removed")).exists());
     std::fs::write(&key_file, saved).unwrap();
@@ -538,6 +541,13 @@ fn forged_and_removed_key_manifests_are_refused_and_never_latest() {
     assert!(out.contains(&format!("key {}", &w2[..8])), "{out}");
     w.full_ok(&["gc"]);
     assert_eq!(latest_marker(&w), "two");
+    // the storage deletes the removal record and replays the key's files:
+    // this machine saw the removal and keeps refusing the key
+    std::fs::remove_file(w.repo.join("keys").join(format!("{w2}.removed"))).unwrap();
+    std::fs::write(&info_file, saved_info).unwrap();
+    std::fs::write(&key_file, saved_key).unwrap();
+    let line = one_line_error(&w.full(&["ls", &two]), "a replayed removed key");
+    assert!(line.contains("saw removed"), "{line}");
 }
 
 /// A write-only host trains a dictionary of its own, signs it and keeps
