@@ -8,6 +8,7 @@
 //! while gc holds the exclusive lock.
 
 mod check;
+mod locks;
 
 use super::Config;
 use super::config::PRE_RESTORE_TAG;
@@ -218,6 +219,10 @@ pub struct SyncReport {
     pub configured: bool,
     /// The last sync step.
     pub last: Option<LastReport>,
+    /// With `offsite_lock`: the earliest Object Lock expiry among the
+    /// objects the repository needs at the offsite (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_expiry: Option<String>,
     /// The offsite copy.
     pub offsite: Option<String>,
 }
@@ -328,6 +333,7 @@ pub fn status(
     let check = check::report(&repo, cfg, now, &mut problems)?;
     let (behind, off_packs) = check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
     let off_check = check::offsite_check(&repo, cfg, off_packs, now, &mut problems);
+    let lock_expiry = locks::earliest_expiry(&repo, cfg, now, &mut problems);
     Ok(StatusReport {
         check,
         config: cfg.path.clone(),
@@ -348,6 +354,7 @@ pub fn status(
             check: off_check,
             configured: cfg.offsite.is_some(),
             last: LastReport::attempted(&sync),
+            lock_expiry: lock_expiry.map(crate::backend::lock::s3_date),
             offsite: cfg.offsite.clone(),
         },
         time: time_string(now),
@@ -418,6 +425,7 @@ fn unreachable(
             check: None,
             configured: cfg.offsite.is_some(),
             last: None,
+            lock_expiry: None,
             offsite: cfg.offsite.clone(),
         },
         time: time_string(now),
@@ -631,6 +639,7 @@ mod tests {
             }),
             configured: true,
             last: Some(last()),
+            lock_expiry: None,
             offsite: Some("s3://b/p".into()),
         }
     }
