@@ -122,6 +122,10 @@ pub enum Error {
     /// what changed.
     #[error("{0}")]
     Refused(String),
+    /// The command needs what a write-only key does not hold (a full key:
+    /// format-spec/write-only.md); the text names the command and the key.
+    #[error("{0}")]
+    NeedsFullKey(String),
 }
 
 /// Result with [`Error`].

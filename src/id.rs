@@ -115,6 +115,20 @@ impl KeyId {
         (name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| KeyId(name.to_string()))
     }
+    /// The 16 bytes of a key file's id (`None` for the recovery key).
+    pub fn to_bytes16(&self) -> Option<[u8; 16]> {
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(self.0.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        (self.0.len() == 32).then_some(out)
+    }
+
+    /// The key id of 16 bytes (a pack's authentication section).
+    pub fn from_bytes16(b: &[u8; 16]) -> KeyId {
+        KeyId(to_hex(b))
+    }
+
     /// The id a repository opened with the recovery key reports: no key
     /// file's name (those are 32 hex digits).
     pub fn recovery() -> KeyId {

@@ -53,6 +53,10 @@ pub enum ObjectKind {
     KeyInfo = b'I' as isize,
     /// `gc/<id>`: condemned packs and removed manifests (format-spec/gc.md).
     GcState = b'G' as isize,
+    /// `keys/<id>.removed` (format 3).
+    KeyRemoved = b'R' as isize,
+    /// `trust/<id>`: packs a full key verified (format 3).
+    Trust = b'T' as isize,
     /// `dicts/<id>`: a zstd dictionary (format-spec/objects.md).
     Dict = b'D' as isize,
 }
@@ -66,13 +70,38 @@ impl ObjectKind {
             _ => FORMAT_VERSION,
         }
     }
+
+    /// The highest envelope version read (format 3, write-only.md):
+    /// manifests signed by a write-only key (3), write-only key files and
+    /// their info (2).
+    pub fn max_version(self) -> u8 {
+        match self {
+            ObjectKind::Snapshot => 3,
+            ObjectKind::Key | ObjectKind::KeyInfo => 2,
+            _ => self.version(),
+        }
+    }
+}
+
+/// Whether envelopes of `kind` and `version` are signed rather than MACed
+/// (a write-only key's manifest, write-only.md): their id field is then
+/// plain BLAKE3 of kind, version and body, and the signature in the body
+/// is checked by the reader (snapshot::manifest), never here.
+pub fn is_signed(kind: ObjectKind, version: u8) -> bool {
+    kind == ObjectKind::Snapshot && version >= 3
 }
 
 /// The id field: the MAC under `crypto`, else the BLAKE3 of the body.
-fn tag(kind: ObjectKind, version: u8, body: &[u8], crypto: Option<&Crypto>) -> [u8; 32] {
+fn tag(kind: ObjectKind, version: u8, body: &[u8], crypto: Option<&Crypto>) -> Result<[u8; 32]> {
+    if is_signed(kind, version) {
+        let mut h = blake3::Hasher::new();
+        h.update(&[kind as u8, version]);
+        h.update(body);
+        return Ok(*h.finalize().as_bytes());
+    }
     match crypto {
         Some(c) => c.mac(kind as u8, version, body),
-        None => *blake3::hash(body).as_bytes(),
+        None => Ok(*blake3::hash(body).as_bytes()),
     }
 }
 
@@ -80,6 +109,16 @@ fn tag(kind: ObjectKind, version: u8, body: &[u8], crypto: Option<&Crypto>) -> [
 /// MAC when `crypto` is given).
 pub fn seal<T: Encode>(
     kind: ObjectKind,
+    value: &T,
+    crypto: Option<&Crypto>,
+) -> Result<(Vec<u8>, [u8; 32])> {
+    seal_as(kind, kind.version(), value, crypto)
+}
+
+/// [`seal`] as envelope `version` (one of those [`open_versioned`] reads).
+pub fn seal_as<T: Encode>(
+    kind: ObjectKind,
+    version: u8,
     value: &T,
     crypto: Option<&Crypto>,
 ) -> Result<(Vec<u8>, [u8; 32])> {
@@ -91,11 +130,11 @@ pub fn seal<T: Encode>(
             body.len()
         )));
     }
-    let id = tag(kind, kind.version(), &body, crypto);
+    let id = tag(kind, version, &body, crypto)?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(MAGIC);
     out.push(kind as u8);
-    out.push(kind.version());
+    out.push(version);
     out.extend_from_slice(&id);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
@@ -153,7 +192,7 @@ pub fn open_versioned<'b>(
         ));
     }
     let version = bytes[7];
-    if !(1..=kind.version()).contains(&version) {
+    if !(1..=kind.max_version()).contains(&version) {
         return Err(Error::corrupt(
             object,
             format!("unsupported format version {version}"),
@@ -175,7 +214,7 @@ pub fn open_versioned<'b>(
     }
     let body = &bytes[HEADER_LEN..];
     // blake3::Hash compares in constant time.
-    if blake3::Hash::from(tag(kind, version, body, crypto)) != blake3::Hash::from(id) {
+    if blake3::Hash::from(tag(kind, version, body, crypto)?) != blake3::Hash::from(id) {
         return Err(Error::corrupt(
             object,
             if crypto.is_some() {

@@ -205,6 +205,13 @@ impl<'r> BlobReader<'r> {
                 }
             }
         }
+        if self.repo.is_write_only() {
+            // write-only.md: its own listings, from the cache, or none
+            return Err(Error::NotFound(format!(
+                "tree {} is not in the local cache (a write-only key reads no pack)",
+                id.short()
+            )));
+        }
         let (entries, parts) = self.read_joined(id)?;
         let l = Listing::without_contents(self.repo, entries, parts, |_| None);
         if let (Some(c), true) = (&self.cache, self.cache_puts) {

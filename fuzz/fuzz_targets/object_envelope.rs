@@ -5,7 +5,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata::repo::keys::KeyInfo;
 use strata::object::{self, ObjectKind};
 use strata::repo::config::Config;
 use strata::repo::gcstate::GcState;
@@ -27,7 +26,7 @@ fn reseal_v(kind: u8, version: u8, body: &[u8]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let c = object::open::<Config>(ObjectKind::Config, data, "fuzz", None);
-    let s = Snapshot::open(data, "fuzz", None);
+    let s = Snapshot::open(data, "fuzz", None, &Default::default());
     assert!(!(c.is_ok() && s.is_ok()), "one file, two kinds");
     let _ = Config::from_bytes(data, "fuzz", None);
     for kind in [b'C', b'S'] {
@@ -43,14 +42,14 @@ fuzz_target!(|data: &[u8]| {
             );
             assert_eq!(again.ok(), Some(cfg));
         }
-        let _ = Snapshot::open(&env, "fuzz", None);
+        let _ = Snapshot::open(&env, "fuzz", None, &Default::default());
     }
     // manifests have two body versions (objects.md "Snapshot body")
-    if let Ok((s, _)) = Snapshot::open(&reseal_v(b'S', 2, data), "fuzz", None) {
+    if let Ok((s, _)) = Snapshot::open(&reseal_v(b'S', 2, data), "fuzz", None, &Default::default()) {
         assert!(s.layout <= 1, "unknown layout accepted");
     }
     let env = reseal(b'I', data);
-    let _ = object::open::<KeyInfo>(ObjectKind::KeyInfo, &env, "fuzz", None);
+    let _ = strata::repo::keys::open_info(&env, "fuzz", None);
     let env = reseal(b'D', data);
     let _ = object::open::<strata::dict::DictFile>(ObjectKind::Dict, &env, "fuzz", None);
     let env = reseal(b'G', data);

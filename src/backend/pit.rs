@@ -9,6 +9,7 @@
 //! ever written through a view of the past.
 
 use super::object::{ObjectStoreBackend, REMOTE_READS};
+use super::signed::Version;
 use super::{BResult, Backend, BackendError, Listed, RangedRead, check_key, check_prefix};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -40,36 +41,7 @@ impl PointInTime {
     pub fn open(inner: ObjectStoreBackend, at: i64) -> BResult<PointInTime> {
         let prefix = inner.key_of_prefix();
         let versions = inner.signed("", |s3, _| async move { s3.list_versions(&prefix).await })?;
-        // per key: (modified, delete marker, version, size), the newest at
-        // or before `at`; on a tie the one listed first (S3 lists each
-        // key's versions newest first)
-        let mut best: BTreeMap<String, (i64, bool, String, u64)> = BTreeMap::new();
-        for v in versions {
-            if v.modified > at {
-                continue;
-            }
-            let Some(key) = inner.key_of(&v.path) else {
-                continue;
-            };
-            let newer = best.get(&key).is_none_or(|b| v.modified > b.0);
-            if newer {
-                best.insert(key, (v.modified, v.delete_marker, v.version_id, v.size));
-            }
-        }
-        let objects = best
-            .into_iter()
-            .filter(|(_, b)| !b.1)
-            .map(|(k, (modified, _, version, size))| {
-                (
-                    k,
-                    Shown {
-                        version,
-                        size,
-                        modified,
-                    },
-                )
-            })
-            .collect();
+        let objects = view(versions, at, |p| inner.key_of(p));
         Ok(PointInTime {
             name: format!("{} at {}", inner.name(), super::lock::s3_date(at)),
             inner,
@@ -98,6 +70,40 @@ impl PointInTime {
             why: "a point-in-time view (--point-in-time) is read-only".into(),
         }
     }
+}
+
+/// What the view shows: per key, the version with the greatest
+/// Last-Modified at or before `at` (on a tie the one listed first: S3
+/// lists each key's versions newest first), unless that is a delete
+/// marker. `key_of` turns a full path into a repository key (or `None`).
+fn view(
+    versions: Vec<Version>,
+    at: i64,
+    key_of: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, Shown> {
+    let mut best: BTreeMap<String, Version> = BTreeMap::new();
+    for v in versions {
+        if v.modified > at {
+            continue;
+        }
+        let Some(key) = key_of(&v.path) else {
+            continue;
+        };
+        if best.get(&key).is_none_or(|b| v.modified > b.modified) {
+            best.insert(key, v);
+        }
+    }
+    best.into_iter()
+        .filter(|(_, v)| !v.delete_marker)
+        .map(|(k, v)| {
+            let shown = Shown {
+                version: v.version_id,
+                size: v.size,
+                modified: v.modified,
+            };
+            (k, shown)
+        })
+        .collect()
 }
 
 /// Bytes `range` of version `version` of `key` (`size` bytes).
@@ -232,5 +238,53 @@ impl RangedRead for VersionRanged {
 
     fn read(&self, range: Range<u64>) -> BResult<Bytes> {
         read_version(&self.store, &self.key, &self.version, self.size, range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(path: &str, id: &str, modified: i64, marker: bool) -> Version {
+        Version {
+            path: path.into(),
+            version_id: id.into(),
+            modified,
+            size: id.len() as u64,
+            delete_marker: marker,
+        }
+    }
+
+    #[test]
+    fn the_view_is_the_newest_version_at_or_before_the_time_unless_deleted() {
+        let all = vec![
+            v("p/config", "c2", 300, false),
+            v("p/config", "c1", 100, false),
+            v("p/snapshots/a", "m", 250, true),
+            v("p/snapshots/a", "a1", 100, false),
+            v("p/snapshots/b", "b1", 200, false),
+            v("p/snapshots/b", "b0", 200, false),
+            v("p/snapshots/late", "l1", 201, false),
+            v("other/x", "x", 1, false),
+        ];
+        let key_of = |p: &str| p.strip_prefix("p/").map(str::to_string);
+        let at_200 = view(all.clone(), 200, key_of);
+        let got: Vec<(&str, &str)> = at_200
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.version.as_str()))
+            .collect();
+        // the second of `at` counts; a tie goes to the one listed first
+        assert_eq!(
+            got,
+            [
+                ("config", "c1"),
+                ("snapshots/a", "a1"),
+                ("snapshots/b", "b1")
+            ]
+        );
+        let at_300 = view(all, 300, key_of);
+        assert_eq!(at_300["config"].version, "c2");
+        assert!(!at_300.contains_key("snapshots/a"), "a delete marker hides");
+        assert!(at_300.contains_key("snapshots/late"));
     }
 }

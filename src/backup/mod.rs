@@ -2,6 +2,7 @@
 //! snapshot. Packs are sealed and indexed before the manifest is written
 //! (INV-2, INV-3, INV-4).
 
+mod last;
 mod root;
 pub mod saver;
 pub mod source;
@@ -154,6 +155,7 @@ pub fn run(
     let walker = walk::Walker {
         saver: &saver,
         parents: parent.as_ref().map(|_| &reader),
+        write_only: repo.is_write_only(),
         chunker: repo.chunker(),
         opts,
         excludes: crate::paths::Patterns::new(&opts.excludes)?,
@@ -190,8 +192,14 @@ pub fn run(
         summary: summary(counters, &saver, warnings.len(), start),
         program: format!("strata {}", env!("CARGO_PKG_VERSION")),
         layout: crate::snapshot::Layout::Absolute as u8,
+        writer: repo
+            .crypto()
+            .and_then(|c| c.writer().map(|w| w.key_id.clone())),
     };
     let id = snap.save(repo)?; // INV-4
+    if repo.is_write_only() {
+        last::record(repo, &id, &snap);
+    }
     Ok(SnapshotReport {
         id,
         snapshot: snap,
@@ -219,10 +227,21 @@ fn prepare(repo: &Repo) -> Result<Prepared> {
     // leave the index, so they are stored again, and a parent's entry that
     // names one not stored again since is not reused.
     // An unreadable record is a warning: it must not stop a backup.
-    let damaged = crate::maint::repair::damaged::Damaged::load(repo).unwrap_or_else(|e| {
+    let damaged = if repo.is_write_only() {
+        Ok(Default::default())
+    } else {
+        crate::maint::repair::damaged::Damaged::load(repo)
+    };
+    let damaged = damaged.unwrap_or_else(|e| {
         warnings.push(format!("{e}"));
         Default::default()
     });
+    // a write-only key reads no record (write-only.md)
+    let damaged = if repo.is_write_only() {
+        Default::default()
+    } else {
+        damaged
+    };
     damaged.apply(&index)?;
     let damaged = damaged.unhealed(&index)?;
     drop(index);
@@ -281,6 +300,15 @@ fn find_parent(
     paths: &[Vec<u8>],
     warnings: &mut Vec<String>,
 ) -> Result<Option<(SnapshotId, Snapshot)>> {
+    if repo.is_write_only() {
+        // write-only.md "Finding the parent without reading manifests"
+        if opts.parent.is_some() {
+            return Err(Error::NeedsFullKey(
+                "--parent needs a full key (a write-only key reads no manifest)".into(),
+            ));
+        }
+        return last::parent(repo, host, paths);
+    }
     if let Some(spec) = &opts.parent {
         return snapshot::resolve(repo, spec, &Default::default(), warnings).map(Some);
     }
@@ -289,10 +317,13 @@ fn find_parent(
         bad.iter()
             .map(|e| format!("skipping unreadable snapshot: {e}")),
     );
+    // write-only.md: never a write-only key's snapshot (its packs are not
+    // trusted until verified, and trees are reused through the parent)
     Ok(list
         .into_iter()
         .rev()
-        .find(|(_, s)| s.host == host && s.paths == paths))
+        .filter(|(id, s)| !snapshot::skip_future(id, s, warnings))
+        .find(|(_, s)| s.host == host && s.paths == paths && s.writer.is_none()))
 }
 
 /// Walk the sources into the root tree. A dictionary, when one is due, is
@@ -360,7 +391,7 @@ fn summary(
 /// Whether [`train_dictionary`] has work: no dictionary yet, or the newest
 /// is older than [`dict::RETRAIN_DAYS`], and blobs are compressed at all.
 fn dictionary_due(repo: &Repo) -> Result<bool> {
-    if repo.config().compression_level == 0 {
+    if repo.config().compression_level == 0 || repo.is_write_only() {
         return Ok(false);
     }
     let dicts = repo.dicts(false)?;

@@ -80,6 +80,19 @@ pub enum ParentRoot<'a> {
 impl<'a> ParentRoot<'a> {
     /// Read the parent's root tree.
     pub fn of(reader: &'a BlobReader<'a>, parent: Option<&Snapshot>) -> Result<ParentRoot<'a>> {
+        if reader.repo().is_write_only() {
+            // write-only.md: listings from the local cache only (inline
+            // contents left out; walk.rs reads those files again); a
+            // parent whose root is not cached is no parent
+            return Ok(match parent {
+                Some(s) if s.layout() == Layout::Absolute => match reader.meta_tree(&s.tree) {
+                    Ok(t) => ParentRoot::Absolute(reader, t, s.tree),
+                    Err(Error::NotFound(_)) => ParentRoot::None,
+                    Err(e) => return Err(e),
+                },
+                _ => ParentRoot::None,
+            });
+        }
         Ok(match parent {
             None => ParentRoot::None,
             Some(s) => match s.layout() {
@@ -218,6 +231,13 @@ fn intermediate(
     let mut e = super::source::entry_from_meta(name, &md);
     e.kind = EntryKind::Dir as u8;
     let sub = match (parent, pe.and_then(|p| p.subtree)) {
+        (ParentRoot::Absolute(r, _, _), Some(id)) if r.repo().is_write_only() => {
+            match r.meta_tree(&id) {
+                Ok(t) => Some(t),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            }
+        }
         (ParentRoot::Absolute(r, _, _), Some(id)) => Some(r.tree(&id)?),
         _ => None,
     };

@@ -473,11 +473,7 @@ impl<'r> BlobSaver<'r> {
         let full = {
             let mut slot = self.open[kind as usize].lock().map_err(|_| poisoned())?;
             if slot.is_none() {
-                *slot = Some(PackWriter::create(
-                    &self.repo.tmp_dir(),
-                    kind,
-                    self.repo.crypto().map(|c| c.recipient()),
-                )?);
+                *slot = Some(self.repo.pack_writer(kind)?);
             }
             let Some(w) = slot.as_mut() else {
                 return Err(poisoned());

@@ -83,6 +83,8 @@ pub(crate) type LinkCache = HashMap<(u64, u64), Linked>;
 pub(crate) struct Walker<'a> {
     pub saver: &'a BlobSaver<'a>,
     pub parents: Option<&'a BlobReader<'a>>,
+    /// The key is write-only (write-only.md): no parent contents are read.
+    pub write_only: bool,
     pub chunker: &'a Chunker,
     pub opts: &'a SnapshotOptions,
     pub excludes: crate::paths::Patterns,
@@ -114,7 +116,14 @@ impl Walker<'_> {
             (Some(r), Some(e)) if e.kind() == EntryKind::Dir => match e.subtree {
                 Some(id) if self.damaged.contains(&id) => Ok(None),
                 Some(id) => {
-                    let l = r.listing(&id)?;
+                    let l = match r.listing(&id) {
+                        Ok(l) => l,
+                        // a write-only host's listing not in its cache
+                        Err(crate::Error::NotFound(_)) if r.repo().is_write_only() => {
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(e),
+                    };
                     // a damaged part: the directory is saved anew
                     if l.parts.iter().any(|(p, _)| self.damaged.contains(p)) {
                         return Ok(None);
@@ -179,16 +188,23 @@ impl Walker<'_> {
     ) -> Result<Option<Child>> {
         self.counters.total_bytes.fetch_add(e.size, Relaxed);
         let parent = parent.filter(|p| p.entry.kind() == EntryKind::File);
-        if let Some(Parent { entry: p, elided }) = parent {
-            if !self.opts.force_rehash
-                && p.size == e.size
+        let same_meta = parent.is_some_and(|Parent { entry: p, .. }| {
+            p.size == e.size
                 && p.mtime_sec == e.mtime_sec
                 && p.mtime_nsec == e.mtime_nsec
                 && p.ctime_sec == e.ctime_sec
                 && p.ctime_nsec == e.ctime_nsec
                 && p.inode == e.inode
-                && !p.content.iter().any(|c| self.damaged.contains(c))
-            {
+        });
+        if let Some(Parent { entry: p, elided }) = parent {
+            // write-only.md: a write-only host cannot fill in inline
+            // contents left out of a cached listing; it reads the file
+            let contents_missing =
+                elided || (p.content.is_empty() && p.inline.len() as u64 != p.size);
+            let damaged = p.content.iter().any(|c| self.damaged.contains(c));
+            let cannot = self.opts.force_rehash || damaged || (self.write_only && contents_missing);
+            let reusable = same_meta && !cannot;
+            if reusable {
                 // Reused without reading; inline contents left out of the
                 // parent's listing are filled in by the saver if needed.
                 e.content = p.content.clone();
@@ -242,7 +258,14 @@ impl Walker<'_> {
                         h.insert(link_key, l);
                     }
                 }
-                self.count_read(parent);
+                if same_meta && self.write_only && !self.opts.force_rehash {
+                    // read again only because a write-only host cannot
+                    // reuse inline contents it does not have: unchanged
+                    self.counters.files_unchanged.fetch_add(1, Relaxed);
+                    self.counters.progress_files.fetch_add(1, Relaxed);
+                } else {
+                    self.count_read(parent);
+                }
                 Ok(Some(Child::new(e)))
             }
             Err(SourceError::Source(err)) => {

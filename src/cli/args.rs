@@ -157,7 +157,8 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a key (not the last one).
+    /// Remove a key (not the last full one). A write-only key's manifests
+    /// made until now stay valid; any it signs later are refused.
     Remove {
         /// Key id or unique prefix.
         id: String,
@@ -171,6 +172,20 @@ pub enum KeyCommand {
     /// alone opens the repository (`--identity FILE`), with no key file
     /// and no passphrase. For a safe, against the loss of everything else.
     ExportRecovery,
+}
+
+impl KeyCommand {
+    /// The subcommand's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyCommand::Add(_) => "add",
+            KeyCommand::List { .. } => "list",
+            KeyCommand::Remove { .. } => "remove",
+            KeyCommand::Passwd(_) => "passwd",
+            KeyCommand::ExportIdentity => "export-identity",
+            KeyCommand::ExportRecovery => "export-recovery",
+        }
+    }
 }
 
 /// New-passphrase options of `key add` and `key passwd`.
@@ -198,6 +213,11 @@ pub struct KeyAddArgs {
     /// Label shown by `key list`.
     #[arg(long)]
     pub label: Option<String>,
+    /// A write-only key: it can back up (`snapshot`, and the snapshot and
+    /// sync steps of `run`) but cannot read, forget or delete anything
+    /// (README "Write-only keys"). Upgrades the repository to format 3.
+    #[arg(long)]
+    pub write_only: bool,
     /// New passphrase options.
     #[command(flatten)]
     pub new: NewPassArgs,
@@ -584,7 +604,8 @@ pub struct ForgetArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Group snapshots by these fields before applying the policy: any of
-    /// host, paths, tags, comma-separated; empty for one group.
+    /// host, paths, tags, key (the write-only key that wrote them, README
+    /// "Write-only keys"), comma-separated; empty for one group.
     #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
     pub group_by: String,
     /// Allow a policy to remove every snapshot of a group.

@@ -28,6 +28,7 @@ pub fn run(cli: &super::Cli, a: &DrillArgs, ev: &Arc<dyn Events>) -> Result<i32>
         }
     }
     let repo = session.open(ev)?.repo;
+    repo.require_full("`drill`")?;
     let opts = DrillOptions {
         sources: a.sources.clone(),
     };

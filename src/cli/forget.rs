@@ -192,11 +192,34 @@ fn after(repo: &Repo, a: &ForgetArgs, lock: &Lock) -> Result<i32> {
 fn print_group(g: &Group, tz: &TimeZone, dry_run: bool) -> Result<()> {
     output::line(&format!("group: {}", g.key))?;
     output::line(&format!("keep {} snapshots:", g.keep.len()))?;
+    // write-only.md "Retention under attack": which key wrote each one,
+    // when a write-only key wrote any of the group
+    let keyed = g
+        .keep
+        .iter()
+        .chain(&g.remove)
+        .any(|v| v.snapshot.writer.is_some());
+    let key = |v: &Verdict| {
+        if keyed {
+            format!("  key {:<8}", short_key(&v.snapshot))
+        } else {
+            String::new()
+        }
+    };
     for v in &g.keep {
+        if v.future {
+            eprintln!(
+                "strata: warning: snapshot {} is dated {}, in the future (kept: `future`; \
+                 forged by a write-only key, or a wrong clock?)",
+                v.id.short(),
+                v.snapshot.time_string()
+            );
+        }
         output::line(&format!(
-            "  {}  {}  {}",
+            "  {}  {}{}  {}",
             v.id.short(),
             local_time(&v.snapshot, tz),
+            key(v),
             v.reasons.join(", ")
         ))?;
     }
@@ -208,13 +231,20 @@ fn print_group(g: &Group, tz: &TimeZone, dry_run: bool) -> Result<()> {
         ))?;
         for v in &g.remove {
             output::line(&format!(
-                "  {}  {}",
+                "  {}  {}{}",
                 v.id.short(),
-                local_time(&v.snapshot, tz)
+                local_time(&v.snapshot, tz),
+                key(v)
             ))?;
         }
     }
     output::line("")
+}
+
+/// The first 8 digits of the writer's key id, or `full`.
+fn short_key(s: &Snapshot) -> String {
+    let n = forget::writer_name(s);
+    n.get(..8).unwrap_or(&n).to_string()
 }
 
 fn verdict_json(v: &Verdict, tz: &TimeZone) -> serde_json::Value {
@@ -224,6 +254,7 @@ fn verdict_json(v: &Verdict, tz: &TimeZone) -> serde_json::Value {
         "local_time": local_time(&v.snapshot, tz),
         "host": v.snapshot.host,
         "tags": v.snapshot.tags,
+        "key": forget::writer_name(&v.snapshot),
         "reasons": v.reasons,
         "future": v.future,
     })

@@ -39,6 +39,7 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
     };
     let (repo, _l): (Repo, Lock) = session.open_for(op, ev)?;
     let c = crypto(&repo)?;
+    c.full(&format!("`key {}`", cmd.name()))?;
     let root = &**repo.store();
     let repo_id = &repo.config().repo_id;
     match cmd {
@@ -48,13 +49,36 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
                 None => new_passphrase_key(session, &a.new, &**ev)?,
             };
             let label = a.label.clone().unwrap_or_default();
+            if a.write_only {
+                // write-only.md "Format version": strata 0.2 must refuse
+                // what follows (signed manifests, packs with a writer)
+                if repo.config().version < 3 {
+                    // the packs written so far were all written by full
+                    // keys: trusted for dedup (write-only.md), recorded
+                    // before the first write-only key can write any
+                    let packs: Vec<_> = crate::repo::reconcile::list_packs(&repo)?
+                        .into_iter()
+                        .map(|(id, _)| id)
+                        .collect();
+                    crate::repo::trust::record(&repo, &packs, "format 3")?;
+                }
+                repo.require_format(crate::repo::config::REPO_VERSION)?;
+                let bytes = repo.read("config")?;
+                let config = crate::repo::files::open_config(&bytes, "config", Some(c))?;
+                let id = keys::add_write_only(root, c, (&config, &bytes), &new, &label)?;
+                output::line(&format!(
+                    "added write-only key {id}: it can back up, but not read, forget or delete \
+                     (README \"Write-only keys\")"
+                ))?;
+                return Ok(exit::OK);
+            }
             let id = keys::add(root, c, repo_id, &new, &label)?;
             output::line(&format!("added key {id}"))?;
         }
         KeyCommand::List { json } => list(&repo, c, *json)?,
         KeyCommand::Remove { id } => {
             let id = keys::resolve(root, id)?;
-            keys::remove(root, &id)?;
+            keys::remove(root, c, &id, &mut |k| crate::snapshot::signed_by(&repo, k))?;
             output::line(&format!("removed key {id}"))?;
         }
         KeyCommand::Passwd(a) => {
@@ -75,7 +99,7 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
                  repository. Store it offline (it is for disaster recovery with `age -d -i`); \
                  anyone who holds it and the storage can read all backups."
             );
-            let id = c.identity_string();
+            let id = c.identity_string()?;
             output::line(&format!(
                 "# strata repository {}\n# public key: {}\n{}",
                 repo_id.to_hex(),
@@ -89,7 +113,7 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
                  write: anyone who holds it and the storage holds all backups. Keep it offline \
                  (printed, in a safe); `strata --identity FILE` opens the repository with it."
             );
-            output::line(crate::repo::recovery::encode(c, repo_id).trim_end())?;
+            output::line(crate::repo::recovery::encode(c, repo_id)?.trim_end())?;
         }
     }
     Ok(exit::OK)

@@ -53,7 +53,8 @@ pub mod exit {
     pub const NO_REPO: i32 = 10;
     /// The repository is locked by another process (or our lock was lost).
     pub const REPO_LOCKED: i32 = 11;
-    /// Wrong passphrase or key, or no way to ask for one.
+    /// Wrong passphrase or key, or no way to ask for one, or a write-only
+    /// key for a command that needs a full key.
     pub const LOCKED: i32 = 12;
 }
 
@@ -62,7 +63,7 @@ fn exit_code(e: &crate::Error) -> i32 {
     match e {
         E::NoRepository(_) | E::NotARepository { .. } => exit::NO_REPO,
         E::SourceCommand { .. } => exit::SOURCE_FAILED,
-        E::WrongKey(_) | E::Locked(_) => exit::LOCKED,
+        E::WrongKey(_) | E::Locked(_) | E::NeedsFullKey(_) => exit::LOCKED,
         E::RepoLocked(_) => exit::REPO_LOCKED,
         _ => exit::ERROR,
     }

@@ -34,6 +34,7 @@ pub fn run(
     ev: &Arc<dyn Events>,
 ) -> Result<i32> {
     let opened = session.open(ev)?;
+    opened.repo.require_full("`mount`")?;
     let _l = if a.foreground {
         Some(session.lock(&opened.repo, LockKind::Shared)?)
     } else {

@@ -283,7 +283,8 @@ type AgeReader = age::stream::StreamReader<BufReader<Box<dyn ReadSeek>>>;
 fn open_reader(r: Box<dyn ReadSeek>, crypto: &super::Crypto, object: &str) -> Result<AgeReader> {
     let d = age::Decryptor::new_buffered(BufReader::new(r))
         .map_err(|e| classify(e).into_error(object))?;
-    d.decrypt(std::iter::once(crypto.identity() as &dyn age::Identity))
+    let identity = crypto.identity()?;
+    d.decrypt(std::iter::once(identity as &dyn age::Identity))
         .map_err(|e| classify(e).into_error(object))
 }
 

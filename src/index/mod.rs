@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Schema version (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS packs (
@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS packs (
   size       INTEGER NOT NULL,
   blob_count INTEGER NOT NULL,
   condemned  INTEGER,
-  missing    INTEGER NOT NULL DEFAULT 0
+  missing    INTEGER NOT NULL DEFAULT 0,
+  writer     BLOB,
+  trusted    INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS blobs (
   id          BLOB NOT NULL,
@@ -57,6 +59,11 @@ pub struct PackRow {
     pub condemned: Option<i64>,
     /// The file is gone without a record of gc deleting it.
     pub missing: bool,
+    /// The write-only key that wrote it (format 3), if one did.
+    pub writer: Option<crate::id::KeyId>,
+    /// Whether dedup may use it (write-only.md "Attribution and
+    /// poisoning"): written by a full key, or verified by one.
+    pub trusted: bool,
 }
 
 /// One row of `blobs`, with the pack's row id.
@@ -175,6 +182,24 @@ impl Index {
             Err(e) if is_damage(&e) => return Ok(Err(format!("is damaged ({e})"))),
             Err(e) => return Err(e.into()),
         };
+        if version == 2 {
+            // schema 3 adds who wrote each pack (format 3, write-only.md);
+            // rows of schema 2 were all indexed before any write-only key
+            let migrate = "BEGIN IMMEDIATE;
+                ALTER TABLE packs ADD COLUMN writer BLOB;
+                ALTER TABLE packs ADD COLUMN trusted INTEGER NOT NULL DEFAULT 1;
+                PRAGMA user_version = 3;
+                COMMIT;";
+            match conn.execute_batch(migrate) {
+                Ok(()) => {}
+                Err(e) if is_damage(&e) => return Ok(Err(format!("is damaged ({e})"))),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Ok(Err(format!("cannot be upgraded to schema 3 ({e})")));
+                }
+            }
+            return Index::open_checked(path);
+        }
         if version != SCHEMA_VERSION {
             return Ok(Err(format!(
                 "has schema version {version}, this strata uses {SCHEMA_VERSION}"
@@ -182,7 +207,7 @@ impl Index {
         }
         // Both tables with every column: a statement over them prepares.
         for q in [
-            "SELECT id, name, kind, size, blob_count, condemned, missing FROM packs LIMIT 1",
+            "SELECT id, name, kind, size, blob_count, condemned, missing, writer, trusted FROM packs LIMIT 1",
             "SELECT id, pack, offset, stored_len, raw_len, kind, compression FROM blobs LIMIT 1",
         ] {
             let r = conn
@@ -228,11 +253,12 @@ impl Index {
         &self.conn
     }
 
-    /// Reload which packs are condemned or missing (dedup ignores them).
+    /// Reload which packs are condemned, missing or not trusted (dedup
+    /// ignores them).
     pub fn refresh_condemned(&mut self) -> Result<()> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM packs WHERE condemned IS NOT NULL OR missing != 0")?;
+        let mut st = self.conn.prepare(
+            "SELECT id FROM packs WHERE condemned IS NOT NULL OR missing != 0 OR trusted = 0",
+        )?;
         self.condemned = st
             .query_map([], |r| r.get::<_, i64>(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -246,12 +272,15 @@ impl Index {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "INSERT OR IGNORE INTO packs(name, kind, size, blob_count) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO packs(name, kind, size, blob_count, writer, trusted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 &p.id.0[..],
                 p.kind as i64,
                 p.size as i64,
-                p.entries.len() as i64
+                p.entries.len() as i64,
+                p.writer.as_ref().map(|k| k.as_str().to_string()),
+                i64::from(p.trusted)
             ],
         )?;
         let rowid: i64 = tx.query_row(
@@ -315,7 +344,7 @@ impl Index {
         let mut st = self.conn.prepare_cached(
             "SELECT p.name, b.offset, b.stored_len, b.raw_len, b.compression, b.kind
              FROM blobs b JOIN packs p ON p.id = b.pack WHERE b.id = ?1
-             ORDER BY p.missing, (p.condemned IS NOT NULL), p.id DESC LIMIT 1",
+             ORDER BY p.missing, p.trusted DESC, (p.condemned IS NOT NULL), p.id DESC LIMIT 1",
         )?;
         let row = st
             .query_row(params![&id.0[..]], |r| {
@@ -392,7 +421,7 @@ impl Index {
     pub fn packs(&self) -> Result<Vec<PackRow>> {
         let mut st = self
             .conn
-            .prepare("SELECT id, name, kind, size, blob_count, condemned, missing FROM packs")?;
+            .prepare("SELECT id, name, kind, size, blob_count, condemned, missing, writer, trusted FROM packs")?;
         let mut out = Vec::new();
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -410,6 +439,10 @@ impl Index {
                 blob_count: r.get::<_, i64>(4)?.max(0) as u64,
                 condemned: r.get(5)?,
                 missing: r.get::<_, i64>(6)? != 0,
+                writer: r
+                    .get::<_, Option<String>>(7)?
+                    .and_then(|s| crate::id::KeyId::from_file_name(&s)),
+                trusted: r.get::<_, i64>(8)? != 0,
             });
         }
         Ok(out)
@@ -432,6 +465,20 @@ impl Index {
             out.push(blob_row(r, pack)?);
         }
         Ok(out)
+    }
+
+    /// Mark packs verified by a full key (`check --read-data`, trust
+    /// records): dedup may use them from now on.
+    pub fn set_trusted(&mut self, packs: &[PackId]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached("UPDATE packs SET trusted = 1 WHERE name = ?1")?;
+            for p in packs {
+                st.execute(params![&p.0[..]])?;
+            }
+        }
+        tx.commit()?;
+        self.refresh_condemned()
     }
 
     /// Drop packs (and their blob rows) from the index, in one transaction

@@ -50,7 +50,14 @@ pub fn resolve(
     );
     let mut searched = 0usize;
     let mut newest: Option<(SnapshotId, String)> = None;
-    for (id, s) in list.into_iter().rev().filter(|(_, s)| filter.matches(s)) {
+    let mut future = Vec::new();
+    let listed: Vec<_> = list
+        .into_iter()
+        .rev()
+        .filter(|(id, s)| !snapshot::skip_future(id, s, &mut future))
+        .collect();
+    warnings.extend(future);
+    for (id, s) in listed.into_iter().filter(|(_, s)| filter.matches(s)) {
         searched += 1;
         if newest.is_none() {
             newest = Some((id, s.time_string()));

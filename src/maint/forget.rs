@@ -23,6 +23,9 @@ pub struct GroupBy {
     pub paths: bool,
     /// By the set of tags.
     pub tags: bool,
+    /// By the key that wrote it (write-only.md "Retention under attack"):
+    /// a write-only key's snapshots apart from everyone else's.
+    pub key: bool,
 }
 
 impl Default for GroupBy {
@@ -31,6 +34,7 @@ impl Default for GroupBy {
             host: true,
             paths: true,
             tags: false,
+            key: false,
         }
     }
 }
@@ -42,15 +46,17 @@ impl GroupBy {
             host: false,
             paths: false,
             tags: false,
+            key: false,
         };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "host" => g.host = true,
                 "paths" | "path" => g.paths = true,
                 "tags" | "tag" => g.tags = true,
+                "key" => g.key = true,
                 other => {
                     return Err(format!(
-                        "--group-by: unknown field {other:?} (use host, paths, tags)"
+                        "--group-by: unknown field {other:?} (use host, paths, tags, key)"
                     ));
                 }
             }
@@ -68,6 +74,8 @@ pub struct GroupKey {
     pub paths: Option<Vec<String>>,
     /// Sorted tags.
     pub tags: Option<Vec<String>>,
+    /// The write-only key that wrote them, or `full` for full keys'.
+    pub key: Option<String>,
 }
 
 impl std::fmt::Display for GroupKey {
@@ -82,12 +90,23 @@ impl std::fmt::Display for GroupKey {
         if let Some(t) = &self.tags {
             parts.push(format!("tags [{}]", t.join(", ")));
         }
+        if let Some(k) = &self.key {
+            parts.push(format!("key {k}"));
+        }
         if parts.is_empty() {
             f.write_str("all snapshots")
         } else {
             f.write_str(&parts.join(", "))
         }
     }
+}
+
+/// The key that wrote `s`, as `forget` shows it: a write-only key's id,
+/// else `full`.
+pub fn writer_name(s: &Snapshot) -> String {
+    s.writer
+        .as_ref()
+        .map_or_else(|| "full".to_string(), |k| k.to_string())
 }
 
 /// A snapshot and the verdict on it.
@@ -190,6 +209,7 @@ pub fn plan(
             host: g.host.then(|| s.host.clone()),
             paths: g.paths.then_some(paths),
             tags: g.tags.then_some(tags),
+            key: g.key.then(|| writer_name(&s)),
         };
         groups.entry(key).or_default().push((id, s));
     }

@@ -112,24 +112,23 @@ pub struct Accounting {
     pub reachable_bytes: u64,
 }
 
-/// Which copy of a blob is kept: the newest live pack holding it, else the
-/// newest condemned one (which is then recovered); a copy in a missing pack
-/// does not count. Depends only on the packs' state at the start of the
-/// run, so every pass agrees.
+/// Which copy of a blob is kept: a trusted copy before an untrusted one
+/// (write-only.md "Attribution and poisoning": a write-only key's copy may
+/// be garbage under the right id, so a copy a full key wrote or verified
+/// wins), then the newest live pack holding it, else the newest condemned
+/// one (which is then recovered); a copy in a missing pack does not count.
+/// Depends only on the packs' state at the start of the run, so every
+/// pass agrees.
 pub fn choose(rows: &[BlobRow], packs: &HashMap<i64, PackRow>) -> Option<(BlobRow, bool)> {
     let present = |r: &&BlobRow| packs.get(&r.pack).is_some_and(|p| !p.missing);
     let live = |r: &&BlobRow| packs.get(&r.pack).is_some_and(|p| p.condemned.is_none());
-    if let Some(r) = rows
-        .iter()
-        .filter(present)
-        .filter(live)
-        .max_by_key(|r| r.pack)
-    {
+    let rank = |r: &&BlobRow| (packs.get(&r.pack).is_some_and(|p| p.trusted), r.pack);
+    if let Some(r) = rows.iter().filter(present).filter(live).max_by_key(rank) {
         return Some((*r, false));
     }
     rows.iter()
         .filter(present)
-        .max_by_key(|r| r.pack)
+        .max_by_key(rank)
         .map(|r| (*r, true))
 }
 
@@ -341,6 +340,8 @@ mod tests {
             blob_count: count,
             condemned,
             missing: false,
+            writer: None,
+            trusted: true,
         }
     }
 
@@ -380,6 +381,14 @@ mod tests {
             "a missing pack's copy never counts"
         );
         assert!(choose(&[row(2)], &gone).is_none());
+        // write-only.md: a write-only key's unverified copy never wins over
+        // one a full key wrote, however new
+        let mut poisoned = packs.clone();
+        poisoned.get_mut(&2).unwrap().trusted = false;
+        let r = choose(&[row(1), row(2)], &poisoned).unwrap();
+        assert_eq!((r.0.pack, r.1), (1, false), "the trusted copy is kept");
+        let r = choose(&[row(2)], &poisoned).unwrap();
+        assert_eq!((r.0.pack, r.1), (2, false), "the only copy is kept");
     }
 
     #[test]

@@ -138,11 +138,7 @@ fn copy_pack(
             repo.decode_with(b.kind, |d| reader::decode_blob(stored, &b.id, &loc, d))?;
             let slot = &mut open[b.kind as usize];
             if slot.is_none() {
-                *slot = Some(PackWriter::create(
-                    &repo.tmp_dir(),
-                    b.kind,
-                    repo.crypto().map(|c| c.recipient()),
-                )?);
+                *slot = Some(repo.pack_writer(b.kind)?);
             }
             if let Some(w) = slot.as_mut() {
                 w.add(b.id, b.raw_len, b.compression, stored)?;

@@ -6,6 +6,83 @@ use crate::id::BlobId;
 
 /// Header: magic "STRATA", kind 'P', version.
 pub const HEADER: [u8; 8] = *b"STRATAP\x01";
+/// The header of a version-2 pack (format 3, pack.md "Version 2"): an
+/// authentication section between the trailer and the footer says which
+/// key wrote it.
+pub const HEADER_V2: [u8; 8] = *b"STRATAP\x02";
+/// The authentication section of a version-2 pack.
+pub const AUTH_LEN: usize = 96;
+/// Written by a full key: a MAC under the repository's MAC key.
+pub const AUTH_FULL: u8 = 1;
+/// Written by a write-only key: its key id and ed25519 signature.
+pub const AUTH_WRITE_ONLY: u8 = 2;
+
+/// The authentication section of a version-2 pack (pack.md "Version 2"):
+/// kind (1 byte), 15 zero bytes, the writer's key id (16 bytes, zero for
+/// a full key), the tag (a 32-byte MAC and 32 zero bytes, or a 64-byte
+/// signature) over [`auth_message`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackAuth {
+    /// [`AUTH_FULL`] or [`AUTH_WRITE_ONLY`].
+    pub kind: u8,
+    /// The write-only key's id.
+    pub key_id: [u8; 16],
+    /// MAC or signature.
+    pub tag: [u8; 64],
+}
+
+impl PackAuth {
+    /// The section's bytes.
+    pub fn encode(&self) -> [u8; AUTH_LEN] {
+        let mut b = [0u8; AUTH_LEN];
+        b[0] = self.kind;
+        b[16..32].copy_from_slice(&self.key_id);
+        b[32..96].copy_from_slice(&self.tag);
+        b
+    }
+
+    /// Parse the section; `object` names the pack in errors.
+    pub fn decode(b: &[u8; AUTH_LEN], object: &str) -> Result<PackAuth> {
+        if !matches!(b[0], AUTH_FULL | AUTH_WRITE_ONLY) || b[1..16].iter().any(|x| *x != 0) {
+            return Err(Error::corrupt(
+                object,
+                "unknown pack authentication section",
+            ));
+        }
+        let mut key_id = [0u8; 16];
+        key_id.copy_from_slice(&b[16..32]);
+        let mut tag = [0u8; 64];
+        tag.copy_from_slice(&b[32..96]);
+        Ok(PackAuth {
+            kind: b[0],
+            key_id,
+            tag,
+        })
+    }
+}
+
+/// What the authentication section of a pack authenticates: a context,
+/// the trailer's hash and entry count (the trailer names every blob id,
+/// offset and length), the kind and the key id.
+pub fn auth_message(trailer_hash: &[u8; 32], count: u32, kind: u8, key_id: &[u8; 16]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(80);
+    m.extend_from_slice(b"strata pack v2\0");
+    m.extend_from_slice(trailer_hash);
+    m.extend_from_slice(&count.to_le_bytes());
+    m.push(kind);
+    m.extend_from_slice(key_id);
+    m
+}
+
+/// A pack's trailer as read: its entries and, for a version-2 pack, the
+/// authentication section and the message it authenticates.
+#[derive(Clone, Debug)]
+pub struct Trailer {
+    /// The entries.
+    pub entries: Vec<PackEntry>,
+    /// Version 2: the section and [`auth_message`] of its kind and key.
+    pub auth: Option<(PackAuth, Vec<u8>)>,
+}
 /// Header length.
 pub const HEADER_LEN: u64 = 8;
 /// One trailer entry.
@@ -102,11 +179,37 @@ pub fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
     out
 }
 
-/// Parse a footer; returns the entry count.
+/// Encode the trailer, the authentication section that `auth` makes from
+/// the trailer hash and count ([`auth_message`]), and the footer of a
+/// version-2 pack.
+pub fn encode_trailer_v2(
+    entries: &[PackEntry],
+    auth: impl FnOnce(&[u8; 32], u32) -> Result<PackAuth>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(entries.len() * ENTRY_LEN + AUTH_LEN + FOOTER_LEN);
+    for e in entries {
+        e.encode(&mut out);
+    }
+    let hash = blake3::hash(&out);
+    let count = entries.len() as u32;
+    out.extend_from_slice(&auth(hash.as_bytes(), count)?.encode());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(FOOTER_MAGIC);
+    Ok(out)
+}
+
+/// The bytes between the trailer and the footer of a pack of `version`.
+pub fn auth_len(version: u8) -> usize {
+    if version >= 2 { AUTH_LEN } else { 0 }
+}
+
+/// Parse a footer of a pack of `version`; returns the entry count.
 pub fn decode_footer(
     footer: &[u8; FOOTER_LEN],
     file_len: u64,
     object: &str,
+    version: u8,
 ) -> Result<(usize, [u8; 32])> {
     if &footer[36..44] != FOOTER_MAGIC {
         return Err(Error::corrupt(object, "bad footer magic (truncated pack?)"));
@@ -114,7 +217,7 @@ pub fn decode_footer(
     let mut c = [0u8; 4];
     c.copy_from_slice(&footer[0..4]);
     let count = u32::from_le_bytes(c) as u64;
-    if HEADER_LEN + count * ENTRY_LEN as u64 + FOOTER_LEN as u64 > file_len {
+    if HEADER_LEN + count * ENTRY_LEN as u64 + (auth_len(version) + FOOTER_LEN) as u64 > file_len {
         return Err(Error::corrupt(
             object,
             format!("entry count {count} does not fit the file"),
@@ -131,11 +234,12 @@ pub fn decode_trailer(
     expected_hash: &[u8; 32],
     file_len: u64,
     object: &str,
+    version: u8,
 ) -> Result<Vec<PackEntry>> {
     if blake3::hash(trailer).as_bytes() != expected_hash {
         return Err(Error::corrupt(object, "trailer checksum mismatch"));
     }
-    let trailer_start = file_len - trailer.len() as u64 - FOOTER_LEN as u64;
+    let trailer_start = file_len - trailer.len() as u64 - (auth_len(version) + FOOTER_LEN) as u64;
     let mut next = HEADER_LEN;
     let mut out = Vec::with_capacity(trailer.len() / ENTRY_LEN);
     for chunk in trailer.chunks_exact(ENTRY_LEN) {
@@ -164,30 +268,47 @@ pub fn decode_trailer(
     Ok(out)
 }
 
-/// Check the 8-byte header.
-pub fn check_header(h: &[u8], object: &str) -> Result<()> {
+/// Check the 8-byte header; returns the pack version (1 or 2).
+pub fn check_header(h: &[u8], object: &str) -> Result<u8> {
     if h.len() < 8 || h[..7] != HEADER[..7] {
         return Err(Error::corrupt(object, "bad pack header magic"));
     }
-    if h[7] != HEADER[7] {
+    if h[7] != HEADER[7] && h[7] != HEADER_V2[7] {
         return Err(Error::corrupt(
             object,
             format!("unsupported pack version {}", h[7]),
         ));
     }
-    Ok(())
+    Ok(h[7])
 }
 
 /// Parse a whole pack held in memory: header, footer, trailer.
 pub fn parse_pack(bytes: &[u8], object: &str) -> Result<Vec<PackEntry>> {
+    Ok(parse_pack_trailer(bytes, object)?.entries)
+}
+
+/// [`parse_pack`], with the authentication section of a version-2 pack.
+pub fn parse_pack_trailer(bytes: &[u8], object: &str) -> Result<Trailer> {
     let len = bytes.len() as u64;
     if len < HEADER_LEN + FOOTER_LEN as u64 {
         return Err(Error::corrupt(object, format!("truncated: {len} bytes")));
     }
-    check_header(&bytes[..8], object)?;
+    let version = check_header(&bytes[..8], object)?;
     let mut f = [0u8; FOOTER_LEN];
     f.copy_from_slice(&bytes[bytes.len() - FOOTER_LEN..]);
-    let (count, hash) = decode_footer(&f, len, object)?;
-    let tstart = bytes.len() - FOOTER_LEN - count * ENTRY_LEN;
-    decode_trailer(&bytes[tstart..bytes.len() - FOOTER_LEN], &hash, len, object)
+    let (count, hash) = decode_footer(&f, len, object, version)?;
+    let auth_end = bytes.len() - FOOTER_LEN;
+    let tend = auth_end - auth_len(version);
+    let tstart = tend - count * ENTRY_LEN;
+    let entries = decode_trailer(&bytes[tstart..tend], &hash, len, object, version)?;
+    let auth = match version {
+        1 => None,
+        _ => {
+            let mut a = [0u8; AUTH_LEN];
+            a.copy_from_slice(&bytes[tend..auth_end]);
+            let a = PackAuth::decode(&a, object)?;
+            Some((a, auth_message(&hash, count as u32, a.kind, &a.key_id)))
+        }
+    };
+    Ok(Trailer { entries, auth })
 }

@@ -15,20 +15,41 @@ use std::sync::Arc;
 /// Read and check the trailer of a pack; returns its plaintext length and
 /// entries.
 pub fn read_trailer(f: &PackFile, object: &str) -> Result<(u64, Vec<PackEntry>)> {
+    let (len, t) = read_trailer_auth(f, object)?;
+    Ok((len, t.entries))
+}
+
+/// [`read_trailer`], with the authentication section of a version-2 pack
+/// (pack.md "Version 2").
+pub fn read_trailer_auth(f: &PackFile, object: &str) -> Result<(u64, format::Trailer)> {
     let len = f.len()?;
     if len < format::HEADER_LEN + FOOTER_LEN as u64 {
         return Err(Error::corrupt(object, format!("truncated: {len} bytes")));
     }
     let mut h = [0u8; 8];
     f.read_exact_at(&mut h, 0)?;
-    format::check_header(&h, object)?;
+    let version = format::check_header(&h, object)?;
     let mut foot = [0u8; FOOTER_LEN];
     f.read_exact_at(&mut foot, len - FOOTER_LEN as u64)?;
-    let (count, hash) = format::decode_footer(&foot, len, object)?;
+    let (count, hash) = format::decode_footer(&foot, len, object, version)?;
     let tlen = count * ENTRY_LEN;
-    let mut trailer = vec![0u8; tlen];
-    f.read_exact_at(&mut trailer, len - FOOTER_LEN as u64 - tlen as u64)?;
-    Ok((len, format::decode_trailer(&trailer, &hash, len, object)?))
+    let alen = format::auth_len(version);
+    let mut tail = vec![0u8; tlen + alen];
+    f.read_exact_at(&mut tail, len - (FOOTER_LEN + alen + tlen) as u64)?;
+    let entries = format::decode_trailer(&tail[..tlen], &hash, len, object, version)?;
+    let auth = match version {
+        1 => None,
+        _ => {
+            let mut a = [0u8; format::AUTH_LEN];
+            a.copy_from_slice(&tail[tlen..]);
+            let a = format::PackAuth::decode(&a, object)?;
+            Some((
+                a,
+                format::auth_message(&hash, count as u32, a.kind, &a.key_id),
+            ))
+        }
+    };
+    Ok((len, format::Trailer { entries, auth }))
 }
 
 /// Where a blob lives, as the index records it.

@@ -9,12 +9,14 @@
 use super::format::{self, PackEntry};
 use crate::backend::fsutil;
 use crate::blob::{BlobKind, Compression};
+use crate::crypto::Crypto;
 use crate::crypto::agefile::HashWriter;
 use crate::error::{IoContext, Result};
 use crate::id::{BlobId, PackId};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 type FileOut = HashWriter<BufWriter<File>>;
 
@@ -34,6 +36,9 @@ pub struct PackWriter {
     /// in `pending` until the next one or the seal.
     pad: bool,
     pending: Option<Pending>,
+    /// Format 3: a version-2 pack authenticated by this key (pack.md
+    /// "Version 2"): MACed by a full key, signed by a write-only key.
+    auth: Option<Arc<Crypto>>,
 }
 
 /// A blob not written yet.
@@ -66,6 +71,11 @@ pub struct SealedPack {
     pub size: u64,
     /// Its blobs.
     pub entries: Vec<PackEntry>,
+    /// The write-only key that wrote it (format 3), if one did.
+    pub writer: Option<crate::id::KeyId>,
+    /// Whether dedup may use it: written by this process (any key trusts
+    /// its own packs), by a full key, or verified by one.
+    pub trusted: bool,
 }
 
 impl PackWriter {
@@ -75,6 +85,7 @@ impl PackWriter {
         tmp_dir: &Path,
         kind: BlobKind,
         recipient: Option<&age::x25519::Recipient>,
+        auth: Option<Arc<Crypto>>,
     ) -> Result<Self> {
         let (f, tmp) = fsutil::create_temp(tmp_dir, ".pack")?;
         let file = HashWriter {
@@ -99,8 +110,13 @@ impl PackWriter {
             kind,
             pad: recipient.is_some() && kind == BlobKind::Tree,
             pending: None,
+            auth,
         };
-        w.write(&format::HEADER)?;
+        w.write(if w.auth.is_some() {
+            &format::HEADER_V2
+        } else {
+            &format::HEADER
+        })?;
         Ok(w)
     }
 
@@ -175,7 +191,13 @@ impl PackWriter {
                 .map_err(|e| crate::Error::Invalid(format!("zstd: {e}")))?;
             p.comp = Compression::Zstd;
         }
-        let trailer = (format::ENTRY_LEN * (self.entries.len() + 1) + format::FOOTER_LEN) as u64;
+        let auth = if self.auth.is_some() {
+            format::AUTH_LEN
+        } else {
+            0
+        };
+        let trailer =
+            (format::ENTRY_LEN * (self.entries.len() + 1) + auth + format::FOOTER_LEN) as u64;
         let len = self.offset + p.stored.len() as u64 + trailer;
         let pad = super::pad::padding(len);
         if pad > 0 && p.stored.len() as u64 + pad <= crate::blob::MAX_STORED as u64 {
@@ -207,7 +229,12 @@ impl PackWriter {
     pub fn finish(mut self, store: &dyn crate::backend::Backend) -> Result<SealedPack> {
         self.pad_pending()?;
         self.write_pending()?;
-        let trailer = format::encode_trailer(&self.entries);
+        let trailer = match &self.auth {
+            None => format::encode_trailer(&self.entries),
+            Some(c) => {
+                format::encode_trailer_v2(&self.entries, |hash, count| auth(c, hash, count))?
+            }
+        };
         self.write(&trailer)?;
         let out = match self.out {
             Sink::Plain(w) => w,
@@ -239,6 +266,11 @@ impl PackWriter {
             kind: self.kind,
             size,
             entries: self.entries,
+            writer: self
+                .auth
+                .as_ref()
+                .and_then(|c| c.writer().map(|w| w.key_id.clone())),
+            trusted: true,
         })
     }
 
@@ -250,6 +282,38 @@ impl PackWriter {
     }
 }
 
+/// The authentication section of a pack written with `c` (pack.md
+/// "Version 2"): a MAC for a full key, the key id and a signature for a
+/// write-only key.
+fn auth(c: &Crypto, hash: &[u8; 32], count: u32) -> Result<format::PackAuth> {
+    let mut tag = [0u8; 64];
+    match c.writer() {
+        None => {
+            let m = format::auth_message(hash, count, format::AUTH_FULL, &[0; 16]);
+            tag[..32].copy_from_slice(&c.mac(b'P', 2, &m)?);
+            Ok(format::PackAuth {
+                kind: format::AUTH_FULL,
+                key_id: [0; 16],
+                tag,
+            })
+        }
+        Some(w) => {
+            let key_id = w.key_id.to_bytes16().ok_or_else(|| {
+                crate::Error::Internal(format!("key id {} is not 16 bytes", w.key_id))
+            })?;
+            let m = format::auth_message(hash, count, format::AUTH_WRITE_ONLY, &key_id);
+            tag = c
+                .writer_sign(&m)
+                .ok_or_else(|| crate::Error::Internal("no signing key".into()))?;
+            Ok(format::PackAuth {
+                kind: format::AUTH_WRITE_ONLY,
+                key_id,
+                tag,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -257,7 +321,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn seal(root: &Path) -> SealedPack {
-        let mut w = PackWriter::create(&root.join("tmp"), BlobKind::Data, None).unwrap();
+        let mut w = PackWriter::create(&root.join("tmp"), BlobKind::Data, None, None).unwrap();
         w.add(BlobId::of(b"blob"), 4, Compression::None, b"blob")
             .unwrap();
         w.finish(&crate::backend::LocalBackend::new(root)).unwrap()

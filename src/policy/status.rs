@@ -9,6 +9,7 @@
 
 mod check;
 mod locks;
+mod write_only;
 
 use super::Config;
 use super::config::PRE_RESTORE_TAG;
@@ -307,6 +308,18 @@ pub fn status(
         None => st.sync.clone(),
     };
     last_failures(cfg, &st, &sync, &mut problems);
+    if repo.is_write_only() {
+        // write-only.md: this host's local state only
+        let ctx = write_only::Local {
+            cfg,
+            st: &st,
+            sync: &sync,
+            start: &start,
+            max_age,
+            now,
+        };
+        return Ok(write_only::report(&ctx, &repo, problems));
+    }
     let drills = match state::dir(&repo.config().repo_id) {
         Some(d) => super::drill::record::DrillRecord::load(&d).0,
         None => Default::default(),
@@ -331,9 +344,7 @@ pub fn status(
         })
         .collect();
     let check = check::report(&repo, cfg, now, &mut problems)?;
-    let (behind, off_packs) = check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
-    let off_check = check::offsite_check(&repo, cfg, off_packs, now, &mut problems);
-    let lock_expiry = locks::earliest_expiry(&repo, cfg, now, &mut problems);
+    let sync = offsite_report(&repo, cfg, &sync, now, &mut problems);
     Ok(StatusReport {
         check,
         config: cfg.path.clone(),
@@ -347,19 +358,34 @@ pub fn status(
         repository: repo.root().to_path_buf(),
         repository_error: None,
         sources,
-        sync: SyncReport {
-            available: true,
-            behind_bytes: behind.map(|(_, b)| b),
-            behind_packs: behind.map(|(n, _)| n),
-            check: off_check,
-            configured: cfg.offsite.is_some(),
-            last: LastReport::attempted(&sync),
-            lock_expiry: lock_expiry.map(crate::backend::lock::s3_date),
-            offsite: cfg.offsite.clone(),
-        },
+        sync,
         time: time_string(now),
         version: 1,
     })
+}
+
+/// The sync part of a full key's report: how far the offsite copy is
+/// behind, this machine's checks of it, and its Object Lock expiry.
+fn offsite_report(
+    repo: &crate::repo::Repo,
+    cfg: &Config,
+    sync: &LastRun,
+    now: i64,
+    problems: &mut Vec<String>,
+) -> SyncReport {
+    let (behind, off_packs) = check::offsite_behind(repo, cfg, sync, now, problems);
+    let off_check = check::offsite_check(repo, cfg, off_packs, now, problems);
+    let lock_expiry = locks::earliest_expiry(repo, cfg, now, problems);
+    SyncReport {
+        available: true,
+        behind_bytes: behind.map(|(_, b)| b),
+        behind_packs: behind.map(|(n, _)| n),
+        check: off_check,
+        configured: cfg.offsite.is_some(),
+        last: LastReport::attempted(sync),
+        lock_expiry: lock_expiry.map(crate::backend::lock::s3_date),
+        offsite: cfg.offsite.clone(),
+    }
 }
 
 /// Every source and step whose last run failed: a problem until a later

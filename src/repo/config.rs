@@ -14,9 +14,15 @@ pub const DEFAULT_COMPRESSION: i32 = 3;
 pub const PACK_SIZE_MIN: u64 = 1 << 20;
 /// Largest pack target size.
 pub const PACK_SIZE_MAX: u64 = 1 << 30;
-/// The repository format this code writes: 2 adds gc state files, which
-/// writers must honour (format-spec/gc.md), so strata 0.1 must refuse it.
-pub const REPO_VERSION: u32 = 2;
+/// The newest repository format this code reads and writes: 2 adds gc
+/// state files, which writers must honour (format-spec/gc.md), so strata
+/// 0.1 must refuse it; 3 adds write-only keys (format-spec/write-only.md),
+/// signed manifests and packs with a writer section, so strata 0.2 must.
+pub const REPO_VERSION: u32 = 3;
+
+/// The format of a new repository: 2. The first write-only key makes it 3
+/// (write-only.md "Format version"), which strata 0.2 refuses.
+pub const NEW_REPO_VERSION: u32 = 2;
 /// Default pack target size.
 pub const DEFAULT_PACK_SIZE: u64 = 16 << 20;
 

@@ -238,6 +238,15 @@ impl GcState {
         repo.require_format_2()?;
         let (bytes, id) = repo.seal_file(ObjectKind::GcState, self)?;
         let name = crate::id::to_hex(&id);
+        // format 3: what write-only hosts must honour, before the state
+        // that it mirrors (a crash between leaves more condemned, never less)
+        super::coord::save(
+            repo,
+            &name,
+            self.time_unix_ns,
+            self.condemned.iter().map(|p| (p.pack, p.unix_ns)).collect(),
+            self.deleted.iter().map(|p| p.pack).collect(),
+        )?;
         // INV-5: create-only; the name is the content's id.
         repo.write_new(&format!("gc/{name}"), &bytes)?;
         Ok(name)
@@ -250,7 +259,7 @@ pub fn remove_files(repo: &Repo, names: &[String]) -> Result<()> {
     for n in names {
         repo.delete(&format!("gc/{n}"))?;
     }
-    Ok(())
+    super::coord::remove(repo, names)
 }
 
 #[cfg(test)]

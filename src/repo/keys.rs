@@ -115,8 +115,74 @@ impl Drop for KeyBody {
     }
 }
 
+/// The body of a write-only key file (envelope kind `K`, version 2;
+/// format-spec/write-only.md "What each kind of key holds"): what a backup
+/// needs and nothing that reads.
+#[derive(Encode, Decode)]
+struct WriteOnlyBody {
+    repo_id: RepoId,
+    recipient: String,
+    data_key: [u8; 32],
+    tree_key: [u8; 32],
+    chunker_seed: u64,
+    coord_identity: String,
+    repo_verifying: [u8; 32],
+    signing_seed: [u8; 32],
+    /// The config, which the host cannot decrypt: a copy.
+    config: Config,
+    /// BLAKE3 of the `config` file as it was when the key was made: a
+    /// config replaced since (an upgrade) stops the host.
+    config_digest: [u8; 32],
+}
+
+impl Drop for WriteOnlyBody {
+    fn drop(&mut self) {
+        self.data_key.zeroize();
+        self.tree_key.zeroize();
+        self.coord_identity.zeroize();
+        self.signing_seed.zeroize();
+    }
+}
+
+/// The kind of a write-only key in `keys/<id>.info` and `key list`.
+pub const WRITE_ONLY: &str = "write-only";
+
+/// `keys/<id>.info` version 1 (every key before format 3).
+#[derive(Encode, Decode)]
+struct InfoV1 {
+    id: String,
+    label: String,
+    kind: String,
+    recipient: String,
+    created_unix_ns: i64,
+    host: String,
+    username: String,
+}
+
+/// `keys/<id>.info` version 2: a write-only key's, with its verifying key.
+#[derive(Encode, Decode)]
+struct InfoV2 {
+    v1: InfoV1,
+    verifying_key: [u8; 32],
+}
+
+/// `keys/<id>.removed` (kind `R`): written by `key remove` of a write-only
+/// key before its info goes (write-only.md "Manifests of write-only
+/// keys"): the manifests it signed that stay valid.
+#[derive(Encode, Decode)]
+pub struct Removed {
+    /// The key id.
+    pub id: String,
+    /// Its verifying key.
+    pub verifying_key: [u8; 32],
+    /// The ids of its manifests present at removal.
+    pub manifests: Vec<[u8; 32]>,
+    /// When, Unix nanoseconds.
+    pub removed_unix_ns: i64,
+}
+
 /// What `key list` shows about a key (`keys/<id>.info`, kind `I`).
-#[derive(Clone, Debug, Encode, Decode, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct KeyInfo {
     /// The key id (file name), bound into the MACed body.
     /// (As the file says: [`info`] checks it against the key's [`KeyId`].)
@@ -133,6 +199,60 @@ pub struct KeyInfo {
     pub host: String,
     /// User that created it.
     pub username: String,
+    /// A write-only key's ed25519 verifying key (info version 2).
+    #[serde(skip)]
+    pub verifying_key: Option<[u8; 32]>,
+}
+
+impl KeyInfo {
+    fn v1(&self) -> InfoV1 {
+        InfoV1 {
+            id: self.id.clone(),
+            label: self.label.clone(),
+            kind: self.kind.clone(),
+            recipient: self.recipient.clone(),
+            created_unix_ns: self.created_unix_ns,
+            host: self.host.clone(),
+            username: self.username.clone(),
+        }
+    }
+
+    fn from_v1(v: InfoV1, verifying_key: Option<[u8; 32]>) -> KeyInfo {
+        KeyInfo {
+            id: v.id,
+            label: v.label,
+            kind: v.kind,
+            recipient: v.recipient,
+            created_unix_ns: v.created_unix_ns,
+            host: v.host,
+            username: v.username,
+            verifying_key,
+        }
+    }
+
+    /// The sealed info file (version 2 for a write-only key), encrypted.
+    pub fn seal(&self, crypto: &Crypto) -> Result<Vec<u8>> {
+        let plain = match self.verifying_key {
+            None => object::seal(ObjectKind::KeyInfo, &self.v1(), Some(crypto))?.0,
+            Some(k) => {
+                let body = InfoV2 {
+                    v1: self.v1(),
+                    verifying_key: k,
+                };
+                object::seal_as(ObjectKind::KeyInfo, 2, &body, Some(crypto))?.0
+            }
+        };
+        crypto.encrypt(&plain)
+    }
+
+    /// Is this a write-only key's info?
+    pub fn is_write_only(&self) -> bool {
+        self.kind == WRITE_ONLY
+    }
+}
+
+fn removed_path(id: &KeyId) -> String {
+    format!("keys/{id}.removed")
 }
 
 fn key_path(id: &KeyId) -> String {
@@ -206,24 +326,84 @@ pub fn add(
                 (kind, text, r)
             }
         };
-    let info = KeyInfo {
-        id: id.to_string(),
-        label: label.to_string(),
-        kind,
-        recipient: recipient_text,
-        created_unix_ns: crate::sys::now_ns(),
-        host: crate::sys::hostname(),
-        username: std::env::var("USER").unwrap_or_default(),
-    };
-    let (info_bytes, _) = files::seal(ObjectKind::KeyInfo, &info, Some(crypto))?;
-    write_key_file(store, &info_path(&id), &info_bytes)?;
+    let info = new_info(&id, label, kind, recipient_text, None);
+    write_key_file(store, &info_path(&id), &info.seal(crypto)?)?;
     let body = KeyBody {
         repo_id: *repo_id,
-        identity: crypto.identity_string().to_string(),
-        id_key: *crypto.id_key(),
+        identity: crypto.identity_string()?.to_string(),
+        id_key: *crypto.id_key()?,
         chunker_seed: crypto.chunker_seed(),
     };
     let plain = Zeroizing::new(object::seal(ObjectKind::Key, &body, None)?.0);
+    let bytes = agefile::encrypt(&[recipient.as_ref() as &dyn age::Recipient], &plain)?;
+    write_key_file(store, &key_path(&id), &bytes)?;
+    Ok(id)
+}
+
+fn new_info(
+    id: &KeyId,
+    label: &str,
+    kind: String,
+    recipient: String,
+    verifying_key: Option<[u8; 32]>,
+) -> KeyInfo {
+    KeyInfo {
+        id: id.to_string(),
+        label: label.to_string(),
+        kind,
+        recipient,
+        created_unix_ns: crate::sys::now_ns(),
+        host: crate::sys::hostname(),
+        username: std::env::var("USER").unwrap_or_default(),
+        verifying_key,
+    }
+}
+
+/// `key add --write-only`: a key for full key `crypto` that holds what a
+/// backup needs and nothing that reads (format-spec/write-only.md), with
+/// a copy of `config` (whose file holds `config_bytes` now), encrypted to
+/// `new`. The info (version 2, with the key's verifying key, MACed by
+/// the full key: what lets every full host trust its signatures) is
+/// written first, as for every key. The caller has made the repository
+/// format 3.
+pub fn add_write_only(
+    store: &dyn Backend,
+    crypto: &Crypto,
+    (config, config_bytes): (&Config, &[u8]),
+    new: &NewKey,
+    label: &str,
+) -> Result<KeyId> {
+    let id = KeyId::from_random(crate::sys::random_bytes::<16>()?);
+    let recipient: Box<dyn age::Recipient + Send> = match new {
+        NewKey::Passphrase { passphrase, log_n } => {
+            let mut r = age::scrypt::Recipient::new(passphrase.clone());
+            r.set_work_factor(new_scrypt_log_n(*log_n)?);
+            Box::new(r)
+        }
+        NewKey::Recipient(s) => parse_recipient(s)?.0,
+    };
+    let (parts, verifying) = crypto.write_only_parts()?;
+    let info = new_info(
+        &id,
+        label,
+        WRITE_ONLY.into(),
+        String::new(),
+        Some(verifying),
+    );
+    write_key_file(store, &info_path(&id), &info.seal(crypto)?)?;
+    let body = WriteOnlyBody {
+        repo_id: config.repo_id,
+        recipient: parts.recipient.clone(),
+        data_key: parts.data_key,
+        tree_key: parts.tree_key,
+        chunker_seed: parts.seed,
+        coord_identity: parts.coord_identity.clone(),
+        repo_verifying: parts.repo_verifying,
+        signing_seed: parts.signing_seed,
+        config: config.clone(),
+        config_digest: *blake3::hash(config_bytes).as_bytes(),
+    };
+    let plain = Zeroizing::new(object::seal_as(ObjectKind::Key, 2, &body, None)?.0);
     let bytes = agefile::encrypt(&[recipient.as_ref() as &dyn age::Recipient], &plain)?;
     write_key_file(store, &key_path(&id), &bytes)?;
     Ok(id)
@@ -246,15 +426,27 @@ fn write_key_file(store: &dyn Backend, key: &str, bytes: &[u8]) -> Result<()> {
 pub fn info(store: &dyn Backend, crypto: &Crypto, id: &KeyId) -> Result<KeyInfo> {
     let object = info_path(id);
     let bytes = store.get(&object)?;
-    let (info, _): (KeyInfo, _) = files::open(
-        ObjectKind::KeyInfo,
-        &bytes,
-        &object,
-        Some(crypto),
-        MAX_KEY_FILE,
-    )?;
+    let plain = crypto.decrypt(&bytes, &object, MAX_KEY_FILE)?;
+    let info = open_info(&plain, &object, Some(crypto))?;
     if info.id != id.as_str() {
         return Err(Error::corrupt(object, "info belongs to another key"));
+    }
+    Ok(info)
+}
+
+/// Decode the plaintext of an info file (version 1, or 2 for a write-only
+/// key), its MAC checked under `crypto`.
+pub fn open_info(plain: &[u8], object: &str, crypto: Option<&Crypto>) -> Result<KeyInfo> {
+    let (version, body, _) = object::open_versioned(ObjectKind::KeyInfo, plain, object, crypto)?;
+    let info = match version {
+        1 => KeyInfo::from_v1(object::decode_body(body, object)?, None),
+        _ => {
+            let v: InfoV2 = object::decode_body(body, object)?;
+            KeyInfo::from_v1(v.v1, Some(v.verifying_key))
+        }
+    };
+    if info.is_write_only() != info.verifying_key.is_some() {
+        return Err(Error::corrupt(object, "kind and version disagree"));
     }
     Ok(info)
 }
@@ -281,6 +473,7 @@ fn unknown(id: &KeyId, why: &str) -> KeyInfo {
         created_unix_ns: 0,
         host: String::new(),
         username: String::new(),
+        verifying_key: None,
     }
 }
 
@@ -301,16 +494,52 @@ pub fn resolve(store: &dyn Backend, prefix: &str) -> Result<KeyId> {
     }
 }
 
-/// Delete a key; refuses to delete the last one.
-pub fn remove(store: &dyn Backend, id: &KeyId) -> Result<()> {
+/// Delete a key; refuses to delete the last full one. A write-only key
+/// (`crypto` reads its info) is first recorded in `keys/<id>.removed`
+/// with `manifests`, the ids of the manifests it signed that stay valid
+/// (write-only.md "Manifests of write-only keys"); any other manifest
+/// signed by it is refused from then on.
+pub fn remove(
+    store: &dyn Backend,
+    crypto: &Crypto,
+    id: &KeyId,
+    manifests: &mut dyn FnMut(&KeyId) -> Result<Vec<[u8; 32]>>,
+) -> Result<()> {
     let ids = key_ids(store)?;
     if !ids.contains(id) {
         return Err(Error::NotFound(format!("no key {id}")));
     }
-    if ids.len() == 1 {
+    let info = info(store, crypto, id).ok();
+    let write_only = info.as_ref().is_some_and(KeyInfo::is_write_only);
+    // another key that can read: its info reads (MACed, so not planted)
+    // and says it is not write-only
+    let full_left = ids
+        .iter()
+        .filter(|k| *k != id)
+        .any(|k| self::info(store, crypto, k).is_ok_and(|i| !i.is_write_only()));
+    if !write_only && !full_left {
         return Err(Error::Invalid(format!(
-            "key {id} is the last key: removing it would lock the repository forever"
+            "key {id} is the last key that can read the repository (every other key is \
+             write-only or has no readable info): removing it would lock the repository forever"
         )));
+    }
+    if let Some(KeyInfo {
+        verifying_key: Some(v),
+        ..
+    }) = &info
+    {
+        let record = Removed {
+            id: id.to_string(),
+            verifying_key: *v,
+            manifests: manifests(id)?,
+            removed_unix_ns: crate::sys::now_ns(),
+        };
+        let (bytes, _) = files::seal(ObjectKind::KeyRemoved, &record, Some(crypto))?;
+        match store.put_new(&removed_path(id), &bytes) {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     store.delete(&key_path(id))?;
     let _ = store.delete(&info_path(id));
@@ -335,7 +564,24 @@ pub fn unlock_config(
     unlock(store, cred, prefer.as_deref(), &mut |cand| {
         let crypto = Arc::new(cand.crypto);
         let key = format!("{names}keys/{}", cand.id);
-        let config = files::config_of_key(bytes, &object, &crypto, &cand.repo_id, key)?;
+        let config = match cand.config_copy {
+            None => files::config_of_key(bytes, &object, &crypto, &cand.repo_id, key)?,
+            // write-only.md: the host cannot decrypt the config; its key
+            // holds a copy, good while the file is the one it was taken from
+            Some((config, digest)) => {
+                if blake3::hash(bytes) != blake3::Hash::from(digest) {
+                    return Err(Error::Refused(format!(
+                        "{object} changed since write-only key {} was made (a format upgrade, \
+                         or a replaced file): make a new write-only key with a full key",
+                        cand.id
+                    )));
+                }
+                if config.repo_id != cand.repo_id {
+                    return Err(Error::corrupt(key, "the key belongs to another repository"));
+                }
+                config
+            }
+        };
         Ok((crypto, cand.id, config))
     })
 }
@@ -348,6 +594,9 @@ pub struct Candidate {
     pub repo_id: RepoId,
     /// The secret.
     pub crypto: Crypto,
+    /// A write-only key's copy of the config and the digest of the config
+    /// file it was taken from.
+    pub config_copy: Option<(Config, [u8; 32])>,
 }
 
 /// A key file that fits the credential, read, waiting to be tried.
@@ -459,6 +708,7 @@ fn unlock_recovery<T>(
         id: KeyId::recovery(),
         repo_id: k.repo_id,
         crypto: k.crypto()?,
+        config_copy: None,
     };
     accept(cand).map_err(|e| match e {
         Error::Corrupt { detail, .. } => Error::WrongKey(format!(
@@ -538,16 +788,37 @@ fn try_key<T>(
             return None;
         }
     };
-    let opened =
-        object::open::<KeyBody>(ObjectKind::Key, &plain, &object, None).and_then(|(body, _)| {
-            let crypto =
-                Crypto::from_secret(&body.identity, &body.id_key, body.chunker_seed, &object)?;
+    let opened = object::open_versioned(ObjectKind::Key, &plain, &object, None).and_then(
+        |(version, body, _)| {
+            if version == 1 {
+                let body: KeyBody = object::decode_body(body, &object)?;
+                let crypto =
+                    Crypto::from_secret(&body.identity, &body.id_key, body.chunker_seed, &object)?;
+                return Ok(Candidate {
+                    id: f.id.clone(),
+                    repo_id: body.repo_id,
+                    crypto,
+                    config_copy: None,
+                });
+            }
+            let body: WriteOnlyBody = object::decode_body(body, &object)?;
+            let parts = crate::crypto::WriteOnlyParts {
+                recipient: body.recipient.clone(),
+                data_key: body.data_key,
+                tree_key: body.tree_key,
+                seed: body.chunker_seed,
+                coord_identity: body.coord_identity.clone(),
+                repo_verifying: body.repo_verifying,
+                signing_seed: body.signing_seed,
+            };
             Ok(Candidate {
                 id: f.id.clone(),
                 repo_id: body.repo_id,
-                crypto,
+                crypto: Crypto::write_only(&parts, f.id.clone(), &object)?,
+                config_copy: Some((body.config.clone(), body.config_digest)),
             })
-        });
+        },
+    );
     match opened.and_then(accept) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -616,6 +887,87 @@ pub fn change_passphrase(
         *l = Some(scrypt_log_n(store, old)?);
     }
     let id = add(store, crypto, repo_id, &new, &info.label)?;
-    remove(store, old)?;
+    remove(store, crypto, old, &mut |_| Ok(Vec::new()))?;
     Ok(id)
+}
+
+/// The write-only keys whose signatures a full host accepts
+/// (write-only.md "Manifests of write-only keys"): each write-only key
+/// with a valid info file, and each removed one with the manifests it may
+/// still sign. Read with the full key `crypto`; an unreadable file is
+/// skipped (its key's manifests are then refused, never trusted).
+#[derive(Debug, Default)]
+pub struct Signers {
+    /// Live write-only keys: id → (verifying key, label).
+    pub live: std::collections::HashMap<String, ([u8; 32], String)>,
+    /// Removed ones: id → (verifying key, manifests still valid).
+    pub removed: std::collections::HashMap<String, ([u8; 32], std::collections::HashSet<[u8; 32]>)>,
+}
+
+impl Signers {
+    /// Load them from `keys/`.
+    pub fn load(store: &dyn Backend, crypto: &Crypto) -> Result<Signers> {
+        let mut out = Signers::default();
+        let mut removed = Vec::new();
+        store.list("keys", &mut |l| {
+            if let Some(id) = l
+                .key
+                .strip_prefix("keys/")
+                .and_then(|n| n.strip_suffix(".removed"))
+                .and_then(KeyId::from_file_name)
+            {
+                removed.push(id);
+            }
+        })?;
+        for id in key_ids(store)? {
+            if let Ok(i) = info(store, crypto, &id) {
+                if let Some(v) = i.verifying_key {
+                    out.live.insert(id.to_string(), (v, i.label));
+                }
+            }
+        }
+        for id in removed {
+            let object = removed_path(&id);
+            let Ok(bytes) = store.get(&object) else {
+                continue;
+            };
+            if let Ok((r, _)) = files::open::<Removed>(
+                ObjectKind::KeyRemoved,
+                &bytes,
+                &object,
+                Some(crypto),
+                files::MAX_FILE,
+            ) {
+                if r.id == id.as_str() {
+                    // a removed key is never live again, whatever info is there
+                    out.live.remove(id.as_str());
+                    out.removed
+                        .insert(r.id, (r.verifying_key, r.manifests.into_iter().collect()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The verifying key that may sign manifest `manifest` as `key`, or
+    /// why none may.
+    pub fn verifier(
+        &self,
+        key: &str,
+        manifest: &[u8; 32],
+    ) -> std::result::Result<[u8; 32], String> {
+        if let Some((v, _)) = self.live.get(key) {
+            return Ok(*v);
+        }
+        match self.removed.get(key) {
+            Some((v, ok)) if ok.contains(manifest) => Ok(*v),
+            Some(_) => Err(format!("signed by removed key {key}")),
+            None => Err(format!("signed by unknown key {key}")),
+        }
+    }
+
+    /// A key's label, if it is a live write-only key.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.live.get(key).map(|(_, l)| l.as_str())
+    }
 }

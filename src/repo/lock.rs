@@ -147,13 +147,22 @@ pub fn list(repo: &Repo) -> Result<Vec<Listed>> {
         // The storage's age of the file (mtime, Last-Modified): an
         // unreadable lock is stale by it alone.
         let mtime = listed.modified;
-        let info = repo.open_bytes(&bytes, &key, 1 << 16).and_then(|plain| {
+        let info = open_lock(repo, &bytes, &key).and_then(|plain| {
             serde_json::from_slice::<LockInfo>(&plain)
                 .map_err(|err| Error::corrupt(&key, format!("not a lock: {err}")))
         });
         out.push(Listed { name, info, mtime });
     }
     Ok(out)
+}
+
+/// A lock's plaintext: encrypted locks are readable with the coordination
+/// identity too (write-only.md), so a write-only host sees them.
+fn open_lock(repo: &Repo, bytes: &[u8], key: &str) -> Result<Vec<u8>> {
+    match repo.crypto() {
+        Some(c) => Ok(c.decrypt_shared(bytes, key, 1 << 16)?.to_vec()),
+        None => repo.open_bytes(bytes, key, 1 << 16),
+    }
 }
 
 /// Remove one lock file by name.
@@ -189,7 +198,7 @@ impl Writer {
         // Encrypted in an encrypted repository: host and pid are not the
         // storage's business (threat-model.md).
         let bytes = match &self.crypto {
-            Some(c) => c.encrypt(&body)?,
+            Some(c) => c.encrypt_shared(&body)?,
             None => body,
         };
         // a new random name each time: create-only never meets another

@@ -7,6 +7,7 @@
 //! cache directory for it (index, temp files).
 
 pub mod config;
+pub mod coord;
 pub mod dicts;
 pub mod files;
 pub mod gcstate;
@@ -17,6 +18,7 @@ pub mod rebuild;
 pub mod reconcile;
 pub mod recovery;
 pub mod seen;
+pub mod trust;
 
 use crate::backend::{Backend, LocalBackend};
 use crate::blob::BlobKind;
@@ -72,6 +74,11 @@ pub struct Repo {
     key_id: Option<KeyId>,
     /// The dictionaries in `dicts/`, loaded on first use.
     dicts: std::sync::Mutex<Option<Arc<crate::dict::Dicts>>>,
+    /// The write-only keys whose signed manifests are accepted, loaded on
+    /// first use ([`Repo::signers`]).
+    signers: std::sync::OnceLock<Arc<keys::Signers>>,
+    /// The packs of `trust/` records, loaded on first use (trust.rs).
+    trusted: std::sync::OnceLock<Arc<std::collections::HashSet<PackId>>>,
     /// Where what the repository does on its own is reported.
     events: Arc<dyn Events>,
 }
@@ -260,6 +267,8 @@ impl Repo {
             crypto,
             key_id,
             dicts: std::sync::Mutex::new(None),
+            signers: std::sync::OnceLock::new(),
+            trusted: std::sync::OnceLock::new(),
             events: crate::events::silent(),
         })
     }
@@ -558,6 +567,30 @@ impl Repo {
     /// stderr. A local repository's index left in its directory by an
     /// earlier version is moved into the cache first.
     pub fn index(&self) -> Result<Index> {
+        if let Some(w) = self.crypto.as_ref().and_then(|c| c.writer()) {
+            // write-only.md "Deduplication without reading": the blobs
+            // this key wrote, never rebuilt from packs it cannot read; a
+            // lost record makes the next snapshot upload everything again
+            let path = self.index_dir.join(format!("sent-{}.sqlite", w.key_id));
+            return match Index::open_checked(&path)? {
+                Ok(i) => Ok(i),
+                Err(why) => {
+                    if path.exists() {
+                        self.events.warning(&format!(
+                            "{}: {why}; starting a new one (the next snapshot stores \
+                             everything again)",
+                            path.display()
+                        ));
+                        for suffix in ["", "-wal", "-shm"] {
+                            let mut p = path.clone().into_os_string();
+                            p.push(suffix);
+                            let _ = fs::remove_file(p);
+                        }
+                    }
+                    Index::create(&path)
+                }
+            };
+        }
         let path = self.index_path();
         if self.local && self.index_dir != self.root {
             rebuild::adopt_legacy(&self.root.join(INDEX_FILE), &path, &*self.events)?;
@@ -654,25 +687,77 @@ impl Repo {
     /// refuses the repository. The config is the only file ever replaced,
     /// and only this way.
     pub fn require_format_2(&self) -> Result<()> {
-        if self.config.version >= config::REPO_VERSION {
+        self.require_format(2)
+    }
+
+    /// Make sure the repository is at least format `version` (2, or 3 for
+    /// write-only keys: write-only.md "Format version"), replacing the
+    /// config as [`Repo::require_format_2`] says. A write-only key cannot
+    /// upgrade: it fails if the config is older.
+    pub fn require_format(&self, version: u32) -> Result<()> {
+        if self.config.version >= version {
             return Ok(());
+        }
+        if let Some(c) = &self.crypto {
+            c.full(&format!("upgrading the repository to format {version}"))?;
         }
         let current = self.read("config")?;
         let (on_disk, _): (Config, _) = self.open_file(ObjectKind::Config, &current, "config")?;
-        if on_disk.version >= config::REPO_VERSION {
+        if on_disk.version >= version {
             return Ok(()); // upgraded meanwhile
         }
-        let upgraded = Config {
-            version: config::REPO_VERSION,
-            ..on_disk
-        };
+        let upgraded = Config { version, ..on_disk };
         let (bytes, _) = self.seal_file(ObjectKind::Config, &upgraded)?;
         self.store.put_replace("config", &bytes)?;
+        let who = if version >= 3 {
+            "strata 0.2"
+        } else {
+            "strata 0.1"
+        };
         self.events.notice(&format!(
-            "upgraded the repository to format {} (strata 0.1 can no longer open it)",
-            config::REPO_VERSION
+            "upgraded the repository to format {version} ({who} can no longer open it)"
         ));
         Ok(())
+    }
+
+    /// The write-only keys whose signatures this repository accepts
+    /// (keys.rs [`keys::Signers`]), read once; none in a repository that
+    /// is not format 3. A write-only key reads no manifest.
+    pub fn signers(&self) -> Result<Arc<keys::Signers>> {
+        if let Some(s) = self.signers.get() {
+            return Ok(s.clone());
+        }
+        let s = match &self.crypto {
+            Some(c) if self.config.version >= 3 => {
+                c.full("reading snapshots")?;
+                Arc::new(keys::Signers::load(&*self.store, c)?)
+            }
+            _ => Arc::new(keys::Signers::default()),
+        };
+        Ok(self.signers.get_or_init(|| s).clone())
+    }
+
+    /// `Err` ([`Error::NeedsFullKey`], naming `what` and the key) when the
+    /// key in use is a write-only key.
+    pub fn require_full(&self, what: &str) -> Result<()> {
+        match &self.crypto {
+            Some(c) => c.full(what),
+            None => Ok(()),
+        }
+    }
+
+    /// The packs that `trust/` records name (trust.rs), read once.
+    pub fn trusted_packs(&self) -> Result<Arc<std::collections::HashSet<PackId>>> {
+        if let Some(s) = self.trusted.get() {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(trust::load(self)?);
+        Ok(self.trusted.get_or_init(|| s).clone())
+    }
+
+    /// Whether the key in use is a write-only key.
+    pub fn is_write_only(&self) -> bool {
+        self.crypto.as_ref().is_some_and(|c| c.writer().is_some())
     }
 
     /// The repository's dictionaries (loaded once; `reload` reads
@@ -684,6 +769,13 @@ impl Repo {
             .map_err(|_| Error::Internal("dictionary lock poisoned".into()))?;
         if let (Some(d), false) = (g.as_ref(), reload) {
             return Ok(d.clone());
+        }
+        // write-only.md: a write-only key reads no dictionary and trains
+        // none; its blobs are compressed without one
+        if self.is_write_only() {
+            let d = Arc::new(crate::dict::Dicts::default());
+            *g = Some(d.clone());
+            return Ok(d);
         }
         let d = Arc::new(dicts::load(self)?);
         *g = Some(d.clone());
@@ -735,6 +827,19 @@ impl Repo {
         }
     }
 
+    /// A new pack of `kind` blobs in `tmp/`: encrypted in an encrypted
+    /// repository, and in a format-3 repository a version-2 pack that
+    /// says which key wrote it (pack.md "Version 2").
+    pub fn pack_writer(&self, kind: BlobKind) -> Result<crate::pack::writer::PackWriter> {
+        let auth = self.crypto.clone().filter(|_| self.config.version >= 3);
+        crate::pack::writer::PackWriter::create(
+            &self.tmp_dir(),
+            kind,
+            self.crypto.as_ref().map(|c| c.recipient()),
+            auth,
+        )
+    }
+
     /// Open a pack for reading by plaintext offset.
     pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
         let key = crate::backend::key::pack(&id.to_hex());
@@ -750,7 +855,7 @@ impl Repo {
 /// The config of a new repository made with `opts` (a fresh random id).
 fn new_config(opts: &InitOptions) -> Result<Config> {
     let config = Config {
-        version: config::REPO_VERSION,
+        version: config::NEW_REPO_VERSION,
         repo_id: RepoId(crate::sys::random_bytes()?),
         chunker: opts.chunker.clone().unwrap_or_default(),
         compression_level: opts

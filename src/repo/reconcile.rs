@@ -47,6 +47,9 @@ impl Index {
     /// whose trailer does not verify is reported in the warnings and
     /// skipped; an object store error while reading one stops it.
     pub fn reconcile(&mut self, repo: &Repo) -> Result<Reconciled> {
+        if repo.is_write_only() {
+            return self.reconcile_write_only(repo);
+        }
         let mut out = Reconciled::default();
         // Rows first, then files: a pack that a concurrent backup indexes
         // meanwhile is then never mistaken for a deleted one.
@@ -90,6 +93,33 @@ impl Index {
         );
         self.sync_condemned(&state.condemned)?;
         out.state = state;
+        out.listed = on_disk;
+        Ok(out)
+    }
+
+    /// A write-only host's index holds the blobs it wrote itself
+    /// (write-only.md "Deduplication without reading"): it reads no
+    /// trailer. Its packs that are gone are dropped, and the coordination
+    /// files say which are condemned (dedup skips those) or deleted.
+    fn reconcile_write_only(&mut self, repo: &Repo) -> Result<Reconciled> {
+        let mut out = Reconciled::default();
+        let known = self.pack_ids()?;
+        let on_disk: HashMap<PackId, u64> = list_packs(repo)?.into_iter().collect();
+        let coord = super::coord::load(repo)?;
+        let gone: Vec<PackId> = known
+            .iter()
+            .filter(|p| !on_disk.contains_key(p) || coord.deleted.contains(p))
+            .copied()
+            .collect();
+        self.remove_packs(&gone)?;
+        out.dropped = gone.len();
+        out.warnings.extend(
+            coord
+                .unreadable
+                .iter()
+                .map(|e| format!("ignoring unreadable coordination file: {e}")),
+        );
+        self.sync_condemned(&coord.condemned)?;
         out.listed = on_disk;
         Ok(out)
     }
@@ -184,17 +214,21 @@ impl Index {
     }
 }
 
-/// Read a pack's trailer as a [`SealedPack`] for the index.
+/// Read a pack's trailer as a [`SealedPack`] for the index, with who
+/// wrote it and whether dedup may use it ([`super::trust::judge`]).
 fn read_pack(repo: &Repo, id: &PackId, size: u64) -> Result<SealedPack> {
     let object = format!("pack {id}");
     let f = repo.open_pack(id)?;
-    let (_, entries) = reader::read_trailer(&f, &object)?;
-    let kind = entries.first().map(|e| e.kind).unwrap_or(BlobKind::Data);
+    let (_, t) = reader::read_trailer_auth(&f, &object)?;
+    let kind = t.entries.first().map(|e| e.kind).unwrap_or(BlobKind::Data);
+    let (writer, trusted) = super::trust::judge(repo, id, t.auth.as_ref())?;
     Ok(SealedPack {
         id: *id,
         kind,
         size,
-        entries,
+        entries: t.entries,
+        writer,
+        trusted,
     })
 }
 

@@ -43,11 +43,11 @@ fn check_digits(repo_id: &RepoId, identity: &str, id_key: &[u8; 32], seed: u64) 
 
 /// The text `strata key export-recovery` prints for `crypto`, the secret
 /// of repository `repo_id`.
-pub fn encode(crypto: &Crypto, repo_id: &RepoId) -> Zeroizing<String> {
-    let identity = crypto.identity_string();
-    let id_key = crypto.id_key();
+pub fn encode(crypto: &Crypto, repo_id: &RepoId) -> Result<Zeroizing<String>> {
+    let identity = crypto.identity_string()?;
+    let id_key = crypto.id_key()?;
     let seed = crypto.chunker_seed();
-    Zeroizing::new(format!(
+    Ok(Zeroizing::new(format!(
         "# strata recovery key of repository {repo}\n\
          # It alone opens the repository, for reading and for writing, with no key file:\n\
          # `strata --identity THIS-FILE ...` (or STRATA_IDENTITY). Keep it offline.\n\
@@ -59,7 +59,7 @@ pub fn encode(crypto: &Crypto, repo_id: &RepoId) -> Zeroizing<String> {
         key = crate::id::to_hex(id_key),
         check = check_digits(repo_id, &identity, id_key, seed),
         identity = identity.as_str(),
-    ))
+    )))
 }
 
 /// Does `text` hold a recovery key (rather than plain age identities)?
@@ -116,12 +116,12 @@ mod tests {
     fn round_trip_and_typos() {
         let c = Crypto::generate().unwrap();
         let repo_id = RepoId([7u8; 32]);
-        let text = encode(&c, &repo_id);
+        let text = encode(&c, &repo_id).unwrap();
         assert!(is_recovery(text.as_bytes()));
         let k = decode(&text, "rk.txt").unwrap();
         assert_eq!(k.repo_id, repo_id);
         let back = k.crypto().unwrap();
-        assert_eq!(back.id_key(), c.id_key());
+        assert_eq!(back.id_key().unwrap(), c.id_key().unwrap());
         assert_eq!(back.chunker_seed(), c.chunker_seed());
         assert_eq!(back.recipient().to_string(), c.recipient().to_string());
         // still an age identity file

@@ -312,6 +312,10 @@ impl Session {
             self.writes(op.name())?;
         }
         let repo = self.open(events)?.repo;
+        // write-only.md: a write-only key backs up and nothing else
+        if !matches!(op, Operation::Snapshot | Operation::Run | Operation::Status) {
+            repo.require_full(&format!("`{}`", op.name()))?;
+        }
         let lock = match access {
             Access::Unlocked => Lock::none(),
             Access::Read | Access::Append => self.lock(&repo, LockKind::Shared)?,

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
 use crate::object::ObjectKind;
 use crate::repo::Repo;
+use crate::repo::keys::Signers;
 use bincode::{Decode, Encode};
 
 /// Counters recorded with a snapshot.
@@ -44,7 +45,7 @@ impl Summary {
 }
 
 /// A snapshot manifest.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     /// Start time, Unix nanoseconds.
     pub time_unix_ns: i64,
@@ -67,6 +68,81 @@ pub struct Snapshot {
     /// How sources sit in the root tree: [`Layout::ByName`] (manifest
     /// version 1) or [`Layout::Absolute`] (version 2).
     pub layout: u8,
+    /// The write-only key that wrote and signed it (manifest version 3,
+    /// format-spec/write-only.md); `None` for a full key's (MACed).
+    pub writer: Option<crate::id::KeyId>,
+}
+
+/// A version-2 manifest body: every field of [`Snapshot`] but the writer.
+#[derive(Encode, Decode)]
+#[cfg_attr(test, derive(Clone))]
+struct SnapshotV2 {
+    time_unix_ns: i64,
+    host: String,
+    username: String,
+    paths: Vec<Vec<u8>>,
+    tags: Vec<String>,
+    tree: BlobId,
+    parent: Option<SnapshotId>,
+    summary: Summary,
+    program: String,
+    layout: u8,
+}
+
+/// A version-3 manifest body (write-only.md "Manifests of write-only
+/// keys"): the version-2 body, the writer's key id, and its ed25519
+/// signature over [`signed_message`].
+#[derive(Encode, Decode)]
+struct SnapshotV3 {
+    body: SnapshotV2,
+    writer: String,
+    signature: [u8; 64],
+}
+
+/// What a write-only key signs: a context, the encoded version-2 body and
+/// its key id.
+fn signed_message(body: &[u8], writer: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(body.len() + 64);
+    m.extend_from_slice(b"strata manifest v3\0");
+    m.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    m.extend_from_slice(body);
+    m.extend_from_slice(writer.as_bytes());
+    m
+}
+
+impl From<&Snapshot> for SnapshotV2 {
+    fn from(s: &Snapshot) -> SnapshotV2 {
+        SnapshotV2 {
+            time_unix_ns: s.time_unix_ns,
+            host: s.host.clone(),
+            username: s.username.clone(),
+            paths: s.paths.clone(),
+            tags: s.tags.clone(),
+            tree: s.tree,
+            parent: s.parent,
+            summary: s.summary.clone(),
+            program: s.program.clone(),
+            layout: s.layout,
+        }
+    }
+}
+
+impl SnapshotV2 {
+    fn into_snapshot(self, writer: Option<crate::id::KeyId>) -> Snapshot {
+        Snapshot {
+            time_unix_ns: self.time_unix_ns,
+            host: self.host,
+            username: self.username,
+            paths: self.paths,
+            tags: self.tags,
+            tree: self.tree,
+            parent: self.parent,
+            summary: self.summary,
+            program: self.program,
+            layout: self.layout,
+            writer,
+        }
+    }
 }
 
 /// How a snapshot's sources sit in its root tree (objects.md "Snapshot body").
@@ -96,16 +172,18 @@ struct SnapshotV1 {
 }
 
 impl Snapshot {
-    /// Check and decode a manifest's plaintext (either envelope version;
-    /// its MAC under `crypto`). Returns the manifest and its id field.
+    /// Check and decode a manifest's plaintext (any envelope version; its
+    /// MAC under `crypto`, or for version 3 its signature by a key of
+    /// `signers`). Returns the manifest and its id field.
     pub fn open(
         bytes: &[u8],
         object: &str,
         crypto: Option<&crate::crypto::Crypto>,
+        signers: &Signers,
     ) -> Result<(Snapshot, [u8; 32])> {
         let (version, body, id) =
             crate::object::open_versioned(ObjectKind::Snapshot, bytes, object, crypto)?;
-        Ok((decode(version, body, object)?, id))
+        Ok((decode(version, body, object, &id, signers)?, id))
     }
 
     /// The layout of its root tree.
@@ -134,7 +212,28 @@ impl Snapshot {
     /// are committed). Create-only (INV-5): a file already under its name
     /// has the same content (the name is its id) and is left as it is.
     pub fn save(&self, repo: &Repo) -> Result<SnapshotId> {
-        let (bytes, id) = repo.seal_file(ObjectKind::Snapshot, self)?;
+        let body = SnapshotV2::from(self);
+        let writer = repo.crypto().and_then(|c| c.writer().map(|w| (c, w)));
+        let (bytes, id) = match writer {
+            None => repo.seal_file(ObjectKind::Snapshot, &body)?,
+            // write-only.md: a write-only key cannot MAC; it signs
+            Some((c, w)) => {
+                let encoded = crate::object::encode_body(&body)?;
+                let key = w.key_id.to_string();
+                let signature =
+                    c.writer_sign(&signed_message(&encoded, &key))
+                        .ok_or_else(|| {
+                            Error::Internal("a write-only key without its signing key".into())
+                        })?;
+                let v3 = SnapshotV3 {
+                    body,
+                    writer: key,
+                    signature,
+                };
+                let (plain, id) = crate::object::seal_as(ObjectKind::Snapshot, 3, &v3, None)?;
+                (c.encrypt(&plain)?, id)
+            }
+        };
         let id = SnapshotId(id);
         repo.write_new(&format!("snapshots/{}", id.to_hex()), &bytes)?;
         crate::killpoint::reached("manifest-published");
@@ -146,9 +245,10 @@ impl Snapshot {
     pub fn load(repo: &Repo, id: &SnapshotId) -> Result<Snapshot> {
         let object = format!("snapshots/{}", id.to_hex());
         let bytes = repo.read(&object)?;
+        let signers = repo.signers()?;
         let (s, got) =
             repo.open_file_versioned(ObjectKind::Snapshot, &bytes, &object, |v, body| {
-                decode(v, body, &object)
+                decode(v, body, &object, &id.0, &signers)
             })?;
         if got != id.0 {
             return Err(Error::corrupt(
@@ -160,8 +260,41 @@ impl Snapshot {
     }
 }
 
-/// Decode a manifest body of envelope version `version` (1 or 2).
-pub fn decode(version: u8, body: &[u8], object: &str) -> Result<Snapshot> {
+/// Decode a manifest body of envelope version `version` (1, 2, or 3 whose
+/// signature by its writer is checked against `signers`: a manifest
+/// signed by an unknown or removed key, or with a bad signature, is
+/// refused). `id` is the envelope's id field (a removed key's record
+/// lists the ids that stay valid).
+pub fn decode(
+    version: u8,
+    body: &[u8],
+    object: &str,
+    id: &[u8; 32],
+    signers: &Signers,
+) -> Result<Snapshot> {
+    if version == 3 {
+        let v: SnapshotV3 = crate::object::decode_body(body, object)?;
+        let verifying = signers
+            .verifier(&v.writer, id)
+            .map_err(|why| Error::corrupt(object, format!("refused: {why}")))?;
+        let encoded = crate::object::encode_body(&v.body)?;
+        if !crate::crypto::verify(
+            &verifying,
+            &signed_message(&encoded, &v.writer),
+            &v.signature,
+        ) {
+            return Err(Error::corrupt(
+                object,
+                format!(
+                    "refused: the signature of key {} does not verify (forged?)",
+                    v.writer
+                ),
+            ));
+        }
+        let writer = crate::id::KeyId::from_file_name(&v.writer)
+            .ok_or_else(|| Error::corrupt(object, "the writer is not a key id"))?;
+        return check_layout(v.body.into_snapshot(Some(writer)), object);
+    }
     if version == 1 {
         let v: SnapshotV1 = crate::object::decode_body(body, object)?;
         return Ok(Snapshot {
@@ -175,9 +308,14 @@ pub fn decode(version: u8, body: &[u8], object: &str) -> Result<Snapshot> {
             summary: v.summary,
             program: v.program,
             layout: Layout::ByName as u8,
+            writer: None,
         });
     }
-    let s: Snapshot = crate::object::decode_body(body, object)?;
+    let s: SnapshotV2 = crate::object::decode_body(body, object)?;
+    check_layout(s.into_snapshot(None), object)
+}
+
+fn check_layout(s: Snapshot, object: &str) -> Result<Snapshot> {
     if s.layout > Layout::Absolute as u8 {
         return Err(Error::corrupt(
             object,
@@ -206,6 +344,7 @@ mod tests {
             summary: Summary::default(),
             program: "test".into(),
             layout: Layout::Absolute as u8,
+            writer: None,
         }
     }
 
@@ -247,12 +386,18 @@ mod tests {
         };
         let cfg = crate::object::bincode_config();
         let body = bincode::encode_to_vec(&v1, cfg).unwrap();
-        assert_eq!(decode(1, &body, "v1").unwrap().layout(), Layout::ByName);
-        let body = bincode::encode_to_vec(&s, cfg).unwrap();
-        assert_eq!(decode(2, &body, "v2").unwrap(), s);
+        let no = Signers::default();
+        assert_eq!(
+            decode(1, &body, "v1", &[0; 32], &no).unwrap().layout(),
+            Layout::ByName
+        );
+        let body = bincode::encode_to_vec(SnapshotV2::from(&s), cfg).unwrap();
+        assert_eq!(decode(2, &body, "v2", &[0; 32], &no).unwrap(), s);
         let odd = Snapshot { layout: 2, ..s };
-        let body = bincode::encode_to_vec(&odd, cfg).unwrap();
-        let e = decode(2, &body, "snapshots/x").unwrap_err().to_string();
+        let body = bincode::encode_to_vec(SnapshotV2::from(&odd), cfg).unwrap();
+        let e = decode(2, &body, "snapshots/x", &[0; 32], &no)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("unknown layout 2") && e.contains("snapshots/x"),
             "{e}"

@@ -118,6 +118,47 @@ pub fn list(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
     Ok((out, bad))
 }
 
+/// How far after this machine's clock a snapshot may be dated and still
+/// be `latest` (write-only.md "Future dates"): clocks drift; a snapshot
+/// an hour ahead was made by a wrong clock or forged to push real ones
+/// out of retention buckets.
+pub const FUTURE_SLACK_NS: i64 = 3600 * 1_000_000_000;
+
+/// Whether snapshot `s` is dated more than [`FUTURE_SLACK_NS`] after now:
+/// never `latest` nor a parent; a warning naming it goes to `warnings`.
+pub fn skip_future(id: &SnapshotId, s: &Snapshot, warnings: &mut Vec<String>) -> bool {
+    let future = s.time_unix_ns > crate::sys::now_ns().saturating_add(FUTURE_SLACK_NS);
+    if future {
+        warnings.push(format!(
+            "snapshot {} is dated {}, in the future: not taken as `latest`{}",
+            id.short(),
+            s.time_string(),
+            s.writer
+                .as_ref()
+                .map(|k| format!(" (written by write-only key {k})"))
+                .unwrap_or_default()
+        ));
+    }
+    future
+}
+
+/// The ids of the manifests write-only key `key` signed (`key remove`
+/// keeps them valid: write-only.md "Removing a write-only key"). A
+/// manifest that does not read now (forged, damaged) is not kept valid:
+/// it could not be restored before the removal either; each is reported.
+pub fn signed_by(repo: &Repo, key: &crate::id::KeyId) -> Result<Vec<[u8; 32]>> {
+    let (list, bad) = list(repo)?;
+    for e in &bad {
+        repo.events()
+            .warning(&format!("not kept valid (it does not read): {e}"));
+    }
+    Ok(list
+        .into_iter()
+        .filter(|(_, s)| s.writer.as_ref() == Some(key))
+        .map(|(id, _)| id.0)
+        .collect())
+}
+
 /// One error for a list of unreadable manifests: the first, with a count
 /// of the others.
 pub fn first_error(mut bad: Vec<Error>) -> Option<Error> {
@@ -153,6 +194,7 @@ pub fn resolve(
         return list
             .into_iter()
             .rev()
+            .filter(|(id, s)| !skip_future(id, s, warnings))
             .find(|(_, s)| filter.matches(s))
             .ok_or_else(|| {
                 first_error(bad).unwrap_or_else(|| Error::SnapshotNotFound("latest".into()))

@@ -192,9 +192,10 @@ pub(super) fn snapshot_time(
     key: &str,
     object: &str,
     crypto: Option<&Crypto>,
+    signers: &crate::repo::keys::Signers,
 ) -> Result<i64> {
     let (snap, id) = files::with_plaintext(bytes, object, crypto, |plain, c| {
-        Snapshot::open(plain, object, c)
+        Snapshot::open(plain, object, c, signers)
     })?;
     if key.strip_prefix("snapshots/") != Some(crate::id::to_hex(&id).as_str()) {
         return Err(Error::corrupt(

@@ -220,6 +220,13 @@ fn copy_all(
         ..SyncReport::default()
     };
     let mut keys = SourceKeys::read(src, creds, &opts.open)?;
+    if opts.delete {
+        // write-only.md: deleting needs a full key (it reads manifests to
+        // refuse a rollback), refused before anything is copied
+        if let Some(c) = keys.crypto()? {
+            c.full("`sync --delete`")?;
+        }
+    }
     let action = identity::check(&mut keys, dst)?;
     r.new_mirror = action == ConfigAction::New;
     let src_list = Listing::read(src)?;
@@ -408,6 +415,15 @@ fn not_newer(ctx: &Ctx, keys: &mut SourceKeys, fresh: &Listing, items: &[Item]) 
         return Ok(());
     }
     let crypto = keys.crypto()?;
+    // write-only.md: a write-only key's manifests are checked against the
+    // source's keys; a write-only key cannot read them at all
+    let signers = match crypto.as_deref() {
+        Some(c) => {
+            c.full("`sync --delete`")?;
+            crate::repo::keys::Signers::load(ctx.src, c)?
+        }
+        None => Default::default(),
+    };
     let time_at = |b: &dyn Backend, key: &str| -> Result<Option<i64>> {
         let bytes = match b.get(key) {
             Ok(bytes) => bytes,
@@ -420,6 +436,7 @@ fn not_newer(ctx: &Ctx, keys: &mut SourceKeys, fresh: &Listing, items: &[Item]) 
             key,
             &format!("{}: {key}", b.name()),
             crypto.as_deref(),
+            &signers,
         )
         .map(Some)
     };

@@ -22,10 +22,17 @@ pub enum Kind {
     KeyInfo,
     /// `keys/<id>`.
     Key,
+    /// `keys/<id>.removed` (format 3): a removed write-only key's record.
+    KeyRemoved,
     /// `dicts/<id>`: before any pack whose blobs need one.
     Dict,
     /// `packs/<xx>/<id>`, named by the BLAKE3 of their bytes.
     Pack,
+    /// `trust/<id>` (format 3): packs a full key verified, after them.
+    Trust,
+    /// `coord/<id>` (format 3): written before the gc state file of its
+    /// name, so copied before it.
+    Coord,
     /// `gc/<id>`: after the packs (GC-2), before the manifests.
     GcState,
     /// `snapshots/<id>`: last (INV-4), once every pack is there.
@@ -45,11 +52,14 @@ impl Kind {
         }
         let (dir, rest) = key.split_once('/')?;
         match dir {
-            "keys" => match rest.strip_suffix(".info") {
-                Some(id) if hex(id, 32) => Some(Kind::KeyInfo),
-                None if hex(rest, 32) => Some(Kind::Key),
+            "keys" => match (rest.strip_suffix(".info"), rest.strip_suffix(".removed")) {
+                (Some(id), _) if hex(id, 32) => Some(Kind::KeyInfo),
+                (_, Some(id)) if hex(id, 32) => Some(Kind::KeyRemoved),
+                (None, None) if hex(rest, 32) => Some(Kind::Key),
                 _ => None,
             },
+            "trust" if hex(rest, 64) => Some(Kind::Trust),
+            "coord" if hex(rest, 64) => Some(Kind::Coord),
             "dicts" if hex(rest, 64) => Some(Kind::Dict),
             "gc" if hex(rest, 64) => Some(Kind::GcState),
             "snapshots" if hex(rest, 64) => Some(Kind::Snapshot),
@@ -67,6 +77,9 @@ impl Kind {
             Kind::Config => "config",
             Kind::KeyInfo => "key info files",
             Kind::Key => "key files",
+            Kind::KeyRemoved => "removed-key records",
+            Kind::Trust => "trust records",
+            Kind::Coord => "coordination files",
             Kind::Dict => "dictionaries",
             Kind::Pack => "packs",
             Kind::GcState => "gc state files",
@@ -83,10 +96,11 @@ impl Kind {
         match self {
             Kind::Snapshot => Some(0),
             Kind::Pack => Some(1),
-            Kind::GcState => Some(2),
+            Kind::GcState | Kind::Coord => Some(2),
             Kind::Key => Some(3),
             Kind::KeyInfo => Some(4),
-            Kind::Config | Kind::Dict => None,
+            // records of what a full key decided: never deleted
+            Kind::Config | Kind::Dict | Kind::KeyRemoved | Kind::Trust => None,
         }
     }
 }
@@ -118,7 +132,15 @@ impl Listing {
     /// lists snapshots before packs, gc.md step 2).
     pub fn read(b: &dyn Backend) -> Result<Listing> {
         let mut files = BTreeMap::new();
-        for prefix in ["snapshots", "gc", "keys", "dicts", "packs"] {
+        for prefix in [
+            "snapshots",
+            "gc",
+            "coord",
+            "trust",
+            "keys",
+            "dicts",
+            "packs",
+        ] {
             b.list(prefix, &mut |l| {
                 if let Some(kind) = Kind::of(&l.key) {
                     files.insert(l.key, (kind, l.size));
@@ -205,8 +227,11 @@ pub fn copies(
     let mut phases: Vec<Phase> = [
         Kind::KeyInfo,
         Kind::Key,
+        Kind::KeyRemoved,
         Kind::Dict,
         Kind::Pack,
+        Kind::Trust,
+        Kind::Coord,
         Kind::GcState,
         Kind::Snapshot,
     ]

@@ -77,6 +77,7 @@ impl Crafter {
             summary: Default::default(),
             program: "battery_traversal".into(),
             layout: strata::snapshot::Layout::Absolute as u8,
+            writer: None,
         };
         snap.save(&self.repo).unwrap().to_hex()
     }

@@ -154,11 +154,10 @@ fn all_decoders(bytes: &[u8]) -> [bool; 9] {
     [
         parse_pack(bytes, "fuzz").is_ok(),
         object::open::<Config>(ObjectKind::Config, bytes, "fuzz", None).is_ok(),
-        Snapshot::open(bytes, "fuzz", None).is_ok(),
+        Snapshot::open(bytes, "fuzz", None, &Default::default()).is_ok(),
         Tree::decode(bytes, &id).is_ok(),
         Config::from_bytes(bytes, "fuzz", None).is_ok(),
-        object::open::<strata::repo::keys::KeyInfo>(ObjectKind::KeyInfo, bytes, "fuzz", None)
-            .is_ok(),
+        strata::repo::keys::open_info(bytes, "fuzz", None).is_ok(),
         strata::crypto::agefile::decrypt(bytes, &[&identity], "fuzz", 1 << 16).is_ok(),
         object::open::<strata::repo::gcstate::GcState>(ObjectKind::GcState, bytes, "fuzz", None)
             .is_ok(),
@@ -251,7 +250,7 @@ proptest! {
             apply(orig.clone(), &ms)
         };
         let as_config = object::open::<Config>(ObjectKind::Config, &bytes, "fuzz", None);
-        let as_snap = Snapshot::open(&bytes, "fuzz", None);
+        let as_snap = Snapshot::open(&bytes, "fuzz", None, &Default::default());
         let cfg = Config::from_bytes(&bytes, "fuzz", None);
         if !fix && bytes != *orig {
             prop_assert!(as_config.is_err() && as_snap.is_err() && cfg.is_err());
@@ -336,7 +335,7 @@ fn seeds_decode_unmutated() {
     let s = seeds();
     assert!(Config::from_bytes(&s.config, "config", None).is_ok());
     for b in &s.snapshots {
-        assert!(Snapshot::open(b, "s", None).is_ok());
+        assert!(Snapshot::open(b, "s", None, &Default::default()).is_ok());
     }
     for p in &s.packs {
         assert!(parse_pack(p, "p").is_ok());
@@ -372,7 +371,7 @@ fn huge_length_prefixes_are_rejected() {
         body.extend_from_slice(l);
         body.extend_from_slice(b"host");
         let snap = reseal(b'S', &body);
-        assert!(Snapshot::open(&snap, "s", None).is_err());
+        assert!(Snapshot::open(&snap, "s", None, &Default::default()).is_err());
         // a config whose chunker sizes are huge varints
         let mut body = vec![1u8];
         body.extend_from_slice(&[7; 32]);
@@ -383,7 +382,7 @@ fn huge_length_prefixes_are_rejected() {
     // an envelope whose length field claims more than the limit
     let mut b = reseal(b'S', b"");
     b[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(Snapshot::open(&b, "s", None).is_err());
+    assert!(Snapshot::open(&b, "s", None, &Default::default()).is_err());
     // a pack footer claiming u32::MAX entries
     let s = seeds();
     let mut p = s.packs[0].clone();

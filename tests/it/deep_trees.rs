@@ -51,6 +51,7 @@ fn deep_snapshot(f: &Fixture, depth: usize) {
         summary: Default::default(),
         program: "tests/it/deep_trees.rs".into(),
         layout: 1,
+        writer: None,
     }
     .save(&repo)
     .unwrap();

@@ -599,11 +599,10 @@ fn plant_key_info(repo: &Path, id: &str, kind: &str) {
         created_unix_ns: 1,
         host: "h".into(),
         username: "u".into(),
+        verifying_key: None,
     };
-    let (plain, _) =
-        strata::object::seal(strata::object::ObjectKind::KeyInfo, &info, Some(&crypto)).unwrap();
     let path = repo.join("keys").join(format!("{id}.info"));
-    std::fs::write(path, crypto.encrypt(&plain).unwrap()).unwrap();
+    std::fs::write(path, info.seal(&crypto).unwrap()).unwrap();
 }
 
 /// keys.md "Key commands": `key passwd` goes by the key's info file. It

@@ -409,7 +409,7 @@ fn a_pack_holding_one_blob_twice_is_repacked_not_lost() {
     init(&repo, false);
     let content = Rng::new(17).bytes(10_000);
     let id = BlobId::of(&content);
-    let mut w = PackWriter::create(&repo.join("tmp"), BlobKind::Data, None).unwrap();
+    let mut w = PackWriter::create(&repo.join("tmp"), BlobKind::Data, None, None).unwrap();
     w.add(id, content.len() as u32, Compression::None, &content)
         .unwrap();
     w.add(id, content.len() as u32, Compression::None, &content)

@@ -53,3 +53,4 @@ mod roundtrip;
 mod s3_faults;
 mod sync;
 mod vectors;
+mod write_only;

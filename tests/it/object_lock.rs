@@ -22,6 +22,8 @@ use support::{Fixture, S3, env_refs, parse_json};
 
 /// One day in seconds.
 const DAY: i64 = 86400;
+/// The passphrase of the host's write-only key.
+const HOST_PASS: &str = "the host's write-only key";
 
 /// moto, a bucket with Object Lock enabled (and a default retention in
 /// `default`), and its environment, with a cache directory under `cache`
@@ -254,11 +256,13 @@ fn offsite_lock_in_the_policy_locks_run_s_sync_and_status_shows_the_expiry() {
     assert!(problems.contains("less than a week away"), "{problems}");
 }
 
-/// The attack of issue 26, with a full key standing in for the host's
-/// key (see the module header): the host's own credentials delete every
-/// object they can, overwrite the latest manifest and add a forged newer
-/// snapshot; the offsite copy alone, read at a point in time before the
-/// attack, gives back the real snapshots byte for byte.
+/// The attack of issue 26: a host backing up with a write-only key
+/// (`key add --write-only`) and syncing with its own credentials is
+/// compromised; with them it deletes every object it can, overwrites the
+/// latest manifest and adds a forged newer snapshot (signed by its own
+/// write-only key); the offsite copy alone, read by the full key at a
+/// point in time before the attack, gives back the real snapshots byte for
+/// byte, and `forget --keep-within` keeps them.
 #[test]
 fn a_compromised_host_cannot_destroy_the_locked_offsite_copy() {
     let fx = Fixture::with_init(&["--pack-size-mib", "1"]);
@@ -275,9 +279,24 @@ fn a_compromised_host_cannot_destroy_the_locked_offsite_copy() {
         .unwrap()
         .to_string();
     let s = src.to_str().unwrap();
+    // the host's key: write-only, added by the full key; the host's cache
+    // holds its record of what it sent
+    let new_pass = [("STRATA_NEW_PASSWORD".to_string(), HOST_PASS.to_string())];
+    ok(
+        &repo,
+        &new_pass,
+        &["key", "add", "--write-only", "--label", "host"],
+    );
+    let mut host = env.clone();
+    host.push(("STRATA_PASSWORD".into(), HOST_PASS.into()));
+    host.retain(|(k, _)| k != "STRATA_CACHE_DIR");
+    host.push((
+        "STRATA_CACHE_DIR".into(),
+        fx.path("host-cache").to_str().unwrap().into(),
+    ));
     let snap = |t: &str| {
         let a = ["snapshot", s, "--tag", "files", "--time", t, "--json"];
-        json(&repo, &[], &a)["id"].clone()
+        json(&repo, &host, &a)["id"].clone()
     };
     let real1 = snap(&t1);
     std::fs::write(
@@ -296,7 +315,7 @@ fn a_compromised_host_cannot_destroy_the_locked_offsite_copy() {
     let lock = ["--object-lock", "30d", "--lock-mode", "compliance"];
     let mut args = vec!["sync", dest.as_str()];
     args.extend(lock);
-    ok(&repo, &env, &args);
+    ok(&repo, &host, &args);
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let good_time = jiff::Timestamp::now().to_string();
     std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -310,8 +329,16 @@ fn a_compromised_host_cannot_destroy_the_locked_offsite_copy() {
         .to_string();
     let e = evil.to_str().unwrap();
     let forged = ["snapshot", e, "--tag", "files", "--time", &future, "--json"];
-    json(&repo, &[], &forged);
-    ok(&repo, &env, &args);
+    json(&repo, &host, &forged);
+    ok(&repo, &host, &args);
+    // the write-only key reads nothing, not even the list of snapshots
+    let o = run(&repo, &host, &["snapshots"]);
+    assert_eq!(
+        o.status.code(),
+        Some(12),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // 1. delete every object it can: each version by id (refused: locked),
     // then each key (a delete marker)
     let versions = s3.moto.versions(&s3.bucket, "host/");

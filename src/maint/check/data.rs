@@ -125,8 +125,12 @@ pub fn verify_pack(
         match repo.crypto() {
             None => stream(repo, &mut tee, &rows, &mut out),
             Some(c) => {
+                let Ok(identity) = c.identity() else {
+                    out.problems.push("needs a full key to decrypt".into());
+                    return out;
+                };
                 let opened = age::Decryptor::new(BufReader::with_capacity(1 << 20, &mut tee))
-                    .and_then(|d| d.decrypt(std::iter::once(c.identity() as &dyn age::Identity)));
+                    .and_then(|d| d.decrypt(std::iter::once(identity as &dyn age::Identity)));
                 match opened {
                     Ok(mut plain) => stream(repo, &mut plain, &rows, &mut out),
                     Err(e) => {

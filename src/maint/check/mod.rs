@@ -118,6 +118,9 @@ pub struct ReadData {
     pub mb_per_s: f64,
     /// The packs read (hex).
     pub packs: Vec<String>,
+    /// Packs of write-only keys found whole and now trusted for dedup
+    /// (write-only.md "Attribution and poisoning").
+    pub trusted: usize,
 }
 
 /// The result of a check.
@@ -354,6 +357,13 @@ fn read_data(
     progress
         .total_bytes
         .store(todo.iter().map(|(_, s)| s).sum(), Relaxed);
+    // write-only.md "Attribution and poisoning": who wrote each pack, and
+    // whether dedup trusts it yet
+    let writers: HashMap<PackId, (Option<crate::id::KeyId>, bool)> = index
+        .packs()?
+        .into_iter()
+        .map(|p| (p.id, (p.writer, p.trusted)))
+        .collect();
     let index = Mutex::new(index);
     let t0 = Instant::now();
     let results: Vec<(PackId, data::PackOutcome)> = todo
@@ -376,21 +386,42 @@ fn read_data(
         ..ReadData::default()
     };
     let mut clean = Vec::with_capacity(results.len());
+    let mut verified = Vec::new();
+    let signers = repo.signers()?;
     for (id, out) in results {
         rd.packs_read += 1;
         rd.packs.push(id.to_hex());
         rd.bytes += out.bytes;
         clean.push((id, out.is_clean()));
+        let (writer, trusted) = writers.get(&id).cloned().unwrap_or((None, true));
+        if out.is_clean() && !trusted && out.bytes > 0 {
+            verified.push(id);
+        }
+        // name the write-only key that wrote a damaged pack
+        let by = writer.map(|k| match signers.label(k.as_str()) {
+            Some(l) => format!("written by write-only key {k} {l:?}: "),
+            None => format!("written by write-only key {k}: "),
+        });
+        let by = by.unwrap_or_default();
         for p in out.problems {
-            found.pack(&id, p);
+            found.pack(&id, format!("{by}{p}"));
         }
         for (b, why) in out.bad_blobs {
+            let why = format!("{by}{why}");
             found.record.push((b, Some(id), why.clone()));
             found.blob(&id, &b, why);
         }
         for (b, why) in out.unread {
             found.blob(&id, &b, why);
         }
+    }
+    if !verified.is_empty() {
+        // every blob of these packs read back right: full hosts may
+        // deduplicate against them from now on (trust.rs)
+        crate::repo::trust::record(repo, &verified, "check --read-data")?;
+        let mut idx = repo.index()?;
+        idx.set_trusted(&verified)?;
+        rd.trusted = verified.len();
     }
     rd.mb_per_s = if seconds > 0.0 {
         rd.bytes as f64 / 1e6 / seconds

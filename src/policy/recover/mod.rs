@@ -98,6 +98,7 @@ pub fn open(
 ) -> Result<Recovery> {
     if let Some(cfg) = local {
         let repo = session.with_config(cfg).open(events)?.repo;
+        repo.require_full("`recover`")?;
         return Ok(Recovery {
             repo,
             config: cfg.clone(),
@@ -105,6 +106,7 @@ pub fn open(
         });
     }
     let repo = session.open(events)?.repo;
+    repo.require_full("`recover`")?;
     let Some(found) = stored::latest(&repo)? else {
         return Err(Error::NotFound(format!(
             "no strata.toml here (--config FILE) and no policy stored in {} \

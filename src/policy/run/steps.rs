@@ -14,6 +14,18 @@ use std::time::Instant;
 /// 2-5. forget, gc, sync, check; the state is saved after forget and gc.
 pub(super) fn run(r: &mut Runner<'_>) -> Vec<StepOutcome> {
     let mut steps = Vec::new();
+    if r.repo.is_write_only() {
+        // write-only.md: a write-only key backs up and copies offsite;
+        // everything else reads or deletes, and is a full key's to run.
+        for step in ["policy", "forget", "gc"] {
+            steps.push(timed(r, |_| (step, Status::Skipped, WRITE_ONLY.into())));
+        }
+        steps.push(timed(r, sync_step));
+        for step in ["check", "offsite-check", "heal", "drill"] {
+            steps.push(timed(r, |_| (step, Status::Skipped, WRITE_ONLY.into())));
+        }
+        return steps;
+    }
     // issue 22: the policy itself, for `recover --from` on a bare machine
     steps.push(timed(r, policy_step));
     let mut exclusive: Option<Lock> = None;
@@ -30,6 +42,9 @@ pub(super) fn run(r: &mut Runner<'_>) -> Vec<StepOutcome> {
     steps.push(timed(r, drill_step));
     steps
 }
+
+/// The detail of a step a write-only key does not run (not a failure).
+const WRITE_ONLY: &str = "write-only key";
 
 /// Run a step, time it, log it.
 fn timed(r: &mut Runner<'_>, f: impl FnOnce(&mut Runner<'_>) -> Ended) -> StepOutcome {
@@ -98,7 +113,12 @@ fn forget_step(r: &mut Runner<'_>, lock: &mut Option<Lock>) -> Ended {
                 tags: vec![s.name.clone()],
                 ..Default::default()
             },
-            group_by: Default::default(),
+            // write-only.md "Retention under attack": a write-only key's
+            // snapshots never share a bucket with another key's
+            group_by: forget::GroupBy {
+                key: true,
+                ..Default::default()
+            },
             allow_empty: false,
         };
         let done = forget::plan(&r.repo, &opts, crate::sys::now_ns(), &tz)
