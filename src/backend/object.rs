@@ -10,7 +10,9 @@
 //! replayed create-only PUT that finds its key taken by the same bytes
 //! is the earlier try's success. format-spec/backend.md "Object stores".
 
-use super::lock::{LockMode, ObjectLock, Retention};
+use super::lock::ObjectLock;
+#[cfg(feature = "cloud")]
+use super::lock::{LockMode, Retention};
 use super::{BResult, Backend, BackendError, Listed, RangedRead, check_key, check_prefix};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -312,6 +314,7 @@ impl ObjectStoreBackend {
 
     /// The full path prefix of the repository's objects: `""` or
     /// `prefix/` (a listing prefix).
+    #[cfg(feature = "cloud")]
     pub(super) fn key_of_prefix(&self) -> String {
         let p = self.prefix.as_ref();
         if p.is_empty() {
@@ -323,6 +326,7 @@ impl ObjectStoreBackend {
 
     /// The repository's key of an object's full path in the bucket, if it
     /// is one (under the prefix, a valid key).
+    #[cfg(feature = "cloud")]
     pub(super) fn key_of(&self, path: &str) -> Option<String> {
         let prefix = self.prefix.as_ref();
         let key = if prefix.is_empty() {
