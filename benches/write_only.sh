@@ -11,7 +11,7 @@
 #   benches/write_only.sh BIN [ROUNDS]
 #
 # Rows go to stdout and $OUT (default /tmp/write_only.txt): round, host,
-# case, wall/user/sys seconds, peak RSS KiB, bytes read and bytes added
+# case, wall/user/sys seconds, peak RSS KiB, bytes read, added and stored
 # (the snapshot's summary). Medians at the end.
 set -euo pipefail
 [ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
@@ -22,8 +22,6 @@ GEN=$(dirname "$0")/../../shared/bench/gen_seedlike.py
 : >"$OUT"
 rm -rf "$W"; mkdir -p "$W"
 python3 "$GEN" "$W/day0" --day 0 >/dev/null
-cp -a "$W/day0" "$W/day1"
-python3 "$GEN" "$W/day1" --day 1 >/dev/null
 DATA=$W/data
 
 # snapshot HOST CASE REPO CACHE IDENTITY: one timed snapshot of $DATA
@@ -31,7 +29,7 @@ snap() {
   local host=$1 case=$2 repo=$3 cache=$4 id=$5 t j
   t=$( { /usr/bin/time -f "%e %U %S %M" env STRATA_CACHE_DIR="$cache" \
         "$BIN" --repo "$repo" --identity "$id" snapshot "$DATA" --json >"$W/out.json"; } 2>&1 | tail -1)
-  j=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s["bytes_read"], s["bytes_added"])' "$W/out.json")
+  j=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print(s["bytes_read"], s["bytes_added"], s["stored_added"])' "$W/out.json")
   echo "$round $host $case $t $j" | tee -a "$OUT"
 }
 
@@ -51,12 +49,12 @@ for round in $(seq 1 "$N"); do
     fi
     rm -rf "$DATA"; cp -a "$W/day0" "$DATA"; sync
     snap "$host" first "$R/repo" "$cache" "$key"
-    rm -rf "$DATA"; cp -a "$W/day1" "$DATA"; sync
+    # day 1 applied in place, as the service changes its files
+    python3 "$GEN" "$DATA" --day 1 >/dev/null; sync
     snap "$host" incremental "$R/repo" "$cache" "$key"
     if [ "$host" = write-only ]; then
       # the records lost: the next snapshot reads and stores everything
       rm -rf "$cache"/*/write-only "$cache"/*/index/*/sent-*
-      touch "$DATA"
       snap "$host" records-lost "$R/repo" "$cache" "$key"
     fi
   done
@@ -65,12 +63,12 @@ rm -rf "$W"
 python3 - "$OUT" <<'PY'
 import statistics as st, sys
 rows = [l.split() for l in open(sys.argv[1])]
-print("host        case          wall s  user s  peak MiB  read MB  added MB  (medians)")
+print("host        case          wall s  user s  peak MiB  read MB  added MB  stored MB  (medians)")
 for host in ("full", "write-only"):
     for case in ("first", "incremental", "records-lost"):
         r = [x for x in rows if x[1] == host and x[2] == case]
         if not r:
             continue
         m = lambda i: st.median(float(x[i]) for x in r)
-        print(f"{host:<11} {case:<13} {m(3):6.2f}  {m(4):6.2f}  {m(6)/1024:8.1f}  {m(7)/1e6:7.1f}  {m(8)/1e6:8.1f}")
+        print(f"{host:<11} {case:<13} {m(3):6.2f}  {m(4):6.2f}  {m(6)/1024:8.1f}  {m(7)/1e6:7.1f}  {m(8)/1e6:8.1f}  {m(9)/1e6:9.2f}")
 PY

@@ -77,18 +77,19 @@ impl ObjectKind {
     pub fn max_version(self) -> u8 {
         match self {
             ObjectKind::Snapshot => 3,
-            ObjectKind::Key | ObjectKind::KeyInfo => 2,
+            ObjectKind::Key | ObjectKind::KeyInfo | ObjectKind::Dict => 2,
             _ => self.version(),
         }
     }
 }
 
 /// Whether envelopes of `kind` and `version` are signed rather than MACed
-/// (a write-only key's manifest, write-only.md): their id field is then
-/// plain BLAKE3 of kind, version and body, and the signature in the body
-/// is checked by the reader (snapshot::manifest), never here.
+/// (a write-only key's manifest or dictionary, write-only.md): their id
+/// field is then plain BLAKE3 of kind, version and body, and the signature
+/// in the body is checked by the reader (snapshot::manifest,
+/// repo::dicts), never here.
 pub fn is_signed(kind: ObjectKind, version: u8) -> bool {
-    kind == ObjectKind::Snapshot && version >= 3
+    (kind == ObjectKind::Snapshot && version >= 3) || (kind == ObjectKind::Dict && version >= 2)
 }
 
 /// The id field: the MAC under `crypto`, else the BLAKE3 of the body.

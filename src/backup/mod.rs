@@ -391,7 +391,7 @@ fn summary(
 /// Whether [`train_dictionary`] has work: no dictionary yet, or the newest
 /// is older than [`dict::RETRAIN_DAYS`], and blobs are compressed at all.
 fn dictionary_due(repo: &Repo) -> Result<bool> {
-    if repo.config().compression_level == 0 || repo.is_write_only() {
+    if repo.config().compression_level == 0 {
         return Ok(false);
     }
     let dicts = repo.dicts(false)?;

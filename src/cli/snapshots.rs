@@ -32,6 +32,8 @@ pub fn run(repo: &Repo, a: &SnapshotsArgs) -> Result<i32> {
                     "size": s.summary.total_bytes,
                     "added": s.summary.stored_added,
                     "summary": s.summary,
+                    // the write-only key that signed it (write-only.md), else null
+                    "writer": s.writer.as_ref().map(|k| k.to_string()),
                 })
             })
             .collect();

@@ -309,16 +309,14 @@ pub fn status(
     };
     last_failures(cfg, &st, &sync, &mut problems);
     if repo.is_write_only() {
-        // write-only.md: this host's local state only
-        let ctx = write_only::Local {
+        let records = (&st, &sync, &start);
+        return Ok(write_only::report(
             cfg,
-            st: &st,
-            sync: &sync,
-            start: &start,
-            max_age,
-            now,
-        };
-        return Ok(write_only::report(&ctx, &repo, problems));
+            records,
+            (max_age, now),
+            &repo,
+            problems,
+        ));
     }
     let drills = match state::dir(&repo.config().repo_id) {
         Some(d) => super::drill::record::DrillRecord::load(&d).0,

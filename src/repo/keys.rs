@@ -966,6 +966,15 @@ impl Signers {
         }
     }
 
+    /// The verifying key of write-only key `key`, live or removed (its
+    /// dictionaries stay readable after a removal).
+    pub fn any_verifier(&self, key: &str) -> Option<[u8; 32]> {
+        self.live
+            .get(key)
+            .map(|(v, _)| *v)
+            .or_else(|| self.removed.get(key).map(|(v, _)| *v))
+    }
+
     /// A key's label, if it is a live write-only key.
     pub fn label(&self, key: &str) -> Option<&str> {
         self.live.get(key).map(|(_, l)| l.as_str())

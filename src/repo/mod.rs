@@ -770,10 +770,10 @@ impl Repo {
         if let (Some(d), false) = (g.as_ref(), reload) {
             return Ok(d.clone());
         }
-        // write-only.md: a write-only key reads no dictionary and trains
-        // none; its blobs are compressed without one
+        // write-only.md: a write-only key reads no dictionary file; it
+        // uses the ones it trained, kept in its cache
         if self.is_write_only() {
-            let d = Arc::new(crate::dict::Dicts::default());
+            let d = Arc::new(dicts::load_own(self));
             *g = Some(d.clone());
             return Ok(d);
         }

@@ -305,7 +305,16 @@ fn copy_phases(
     opts: &SyncOptions,
     r: &mut SyncReport,
 ) {
-    let labels: Vec<&'static str> = phases.iter().map(|p| p.kind.label()).collect();
+    // what a stop leaves out: the next phases, but not the kinds of format
+    // 3 when there is nothing of them to copy (a format-2 repository)
+    let labels: Vec<Option<&'static str>> = phases
+        .iter()
+        .map(|p| {
+            let idle = p.items.is_empty() && p.replace.is_empty();
+            let format_3 = matches!(p.kind, Kind::KeyRemoved | Kind::Trust | Kind::Coord);
+            (!(idle && format_3)).then(|| p.kind.label())
+        })
+        .collect();
     for (i, phase) in phases.into_iter().enumerate() {
         for e in phase.conflicts {
             r.fail(e);
@@ -331,7 +340,7 @@ fn copy_phases(
         }
         if !r.failures.is_empty() {
             // a manifest must never arrive before a pack it may need
-            r.stopped_before = labels.get(i + 1).copied();
+            r.stopped_before = labels.iter().skip(i + 1).find_map(|l| *l);
             break;
         }
     }

@@ -129,6 +129,18 @@ fn generate_vectors(
     snapshots: &[usize],
     expected: &dyn Fn(usize) -> BTreeMap<String, Want>,
 ) {
+    let (src, repo) = vector_init(init);
+    for &n in snapshots {
+        write_source(src, expected(n));
+        support::ok(&repo, &[], &["snapshot", SOURCE_DIR]);
+    }
+    vector_copy(&repo, out);
+}
+
+/// A new vector repository beside the source tree ([`SOURCE_DIR`], made
+/// empty): `strata init` with the smallest chunker and pack sizes and
+/// `init`. Returns the source directory and the repository.
+fn vector_init(init: &[&str]) -> (&'static Path, PathBuf) {
     let src = Path::new(SOURCE_DIR);
     let base = src.parent().unwrap();
     let _ = std::fs::remove_dir_all(base);
@@ -147,13 +159,20 @@ fn generate_vectors(
     ];
     args.extend_from_slice(init);
     support::ok(&repo, &[], &args);
-    for &n in snapshots {
-        write_source(src, expected(n));
-        support::ok(&repo, &[], &["snapshot", SOURCE_DIR]);
-    }
+    (src, repo)
+}
+
+/// Copy the repository files of `repo` to `out` (not the local caches: the
+/// index, a write-only key's send record; not locks or temp files), print
+/// their names, and remove the source and repository.
+fn vector_copy(repo: &Path, out: &Path) {
     let _ = std::fs::remove_dir_all(out);
-    for rel in support::list_files(&repo) {
-        if rel.starts_with("index.sqlite") || rel.starts_with("locks") || rel.starts_with("tmp") {
+    for rel in support::list_files(repo) {
+        if rel.starts_with("index.sqlite")
+            || rel.starts_with("sent-")
+            || rel.starts_with("locks")
+            || rel.starts_with("tmp")
+        {
             continue;
         }
         let dest = out.join(&rel);
@@ -163,7 +182,7 @@ fn generate_vectors(
     for f in support::list_files(out) {
         println!("{f}");
     }
-    std::fs::remove_dir_all(base).unwrap();
+    std::fs::remove_dir_all(repo.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -1331,25 +1350,7 @@ const WO_PASS: &str = "write-only vectors";
 #[test]
 #[ignore = "rewrites format-spec/vectors/write-only; run by hand on a format change"]
 fn regenerate_write_only_vectors() {
-    let src = Path::new(SOURCE_DIR);
-    let base = src.parent().unwrap();
-    let _ = std::fs::remove_dir_all(base);
-    std::fs::create_dir_all(src).unwrap();
-    let repo = base.join("repo");
-    let args = [
-        "init",
-        "--chunk-min",
-        "64",
-        "--chunk-avg",
-        "256",
-        "--chunk-max",
-        "1024",
-        "--pack-size-mib",
-        "1",
-        "--label",
-        "vectors",
-    ];
-    support::ok(&repo, &[], &args);
+    let (src, repo) = vector_init(&["--label", "vectors"]);
     write_source(src, expected(1));
     support::ok(&repo, &[], &["snapshot", SOURCE_DIR]);
     support::ok(
@@ -1363,26 +1364,7 @@ fn regenerate_write_only_vectors() {
         &[("STRATA_PASSWORD", WO_PASS)],
         &["snapshot", SOURCE_DIR],
     );
-    let out = wo_repo();
-    let _ = std::fs::remove_dir_all(&out);
-    for rel in support::list_files(&repo) {
-        // local caches, not repository files: the full key's index and the
-        // write-only key's send record
-        if rel.starts_with("index.sqlite")
-            || rel.starts_with("sent-")
-            || rel.starts_with("locks")
-            || rel.starts_with("tmp")
-        {
-            continue;
-        }
-        let dest = out.join(&rel);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(repo.join(&rel), dest).unwrap();
-    }
-    for f in support::list_files(&out) {
-        println!("{f}");
-    }
-    std::fs::remove_dir_all(base).unwrap();
+    vector_copy(&repo, &wo_repo());
 }
 
 /// A version-2 manifest body by hand: version 1's, then `layout`, which

@@ -14,18 +14,37 @@ use crate::repo::Repo;
 use std::time::Duration;
 
 /// The local records a write-only report is made of.
-pub(super) struct Local<'a> {
-    pub cfg: &'a Config,
-    pub st: &'a State,
-    pub sync: &'a LastRun,
-    pub start: &'a LastRun,
-    pub max_age: Option<Duration>,
-    pub now: i64,
+struct Local<'a> {
+    cfg: &'a Config,
+    st: &'a State,
+    sync: &'a LastRun,
+    start: &'a LastRun,
+    max_age: Option<Duration>,
+    now: i64,
 }
 
-/// The report; `problems` holds those found so far (failed runs), and a
-/// source older than the maximum age is added.
-pub(super) fn report(l: &Local<'_>, repo: &Repo, mut problems: Vec<String>) -> StatusReport {
+/// The report from this host's records (the policy state, the last sync,
+/// the last start) as of `now`; `problems` holds those found so far
+/// (failed runs), and a source older than `max_age` is added.
+pub(super) fn report(
+    cfg: &Config,
+    (st, sync, start): (&State, &LastRun, &LastRun),
+    (max_age, now): (Option<Duration>, i64),
+    repo: &Repo,
+    problems: Vec<String>,
+) -> StatusReport {
+    let l = Local {
+        cfg,
+        st,
+        sync,
+        start,
+        max_age,
+        now,
+    };
+    report_of(&l, repo, problems)
+}
+
+fn report_of(l: &Local<'_>, repo: &Repo, mut problems: Vec<String>) -> StatusReport {
     let sources = l
         .cfg
         .sources
