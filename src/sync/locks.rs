@@ -3,7 +3,8 @@
 //! period; dedup makes later snapshots need old packs, so their retention
 //! must outlive their last use. After the copies, a sync to a locked
 //! destination reads the retention of every object the source still holds
-//! (a HEAD each, `jobs` at a time) and extends to a full period from now
+//! (a HEAD each, `jobs` at a time; none for what this sync wrote, which
+//! carries a full period) and extends to a full period from now
 //! each one with less than half of it left (PutObjectRetention). What the
 //! source no longer holds (its gc deleted it, so no live snapshot needs
 //! it) is left to expire. A destination that refuses the extension
@@ -33,8 +34,15 @@ pub struct LockReport {
 }
 
 /// Read and extend the retention at `ctx.dst` of every object of `src`
-/// (and `config`) that the destination holds (the others: not found, skipped).
-pub fn extend(ctx: &Ctx, lock: ObjectLock, src: &Listing) -> LockReport {
+/// (and `config`) that the destination holds (the others: not found,
+/// skipped); those this sync wrote (`copied`) count as locked for a full
+/// period from now without a HEAD.
+pub fn extend(
+    ctx: &Ctx,
+    lock: ObjectLock,
+    src: &Listing,
+    copied: &std::collections::HashSet<String>,
+) -> LockReport {
     let mut items: Vec<Item> = vec![Item {
         key: crate::backend::key::CONFIG.to_string(),
         kind: Kind::Config,
@@ -53,6 +61,9 @@ pub fn extend(ctx: &Ctx, lock: ObjectLock, src: &Listing) -> LockReport {
         items.extend(src.of_kind(kind));
     }
     let now = crate::sys::now_ns() / 1_000_000_000;
+    // what this sync wrote carries a full period already: no HEAD for it
+    let fresh = items.iter().filter(|i| copied.contains(&i.key)).count() as u64;
+    items.retain(|i| !copied.contains(&i.key));
     let denied = AtomicBool::new(false);
     let denial = std::sync::Mutex::new(None::<String>);
     let results = pool(ctx.jobs, items.len(), |i| {
@@ -84,7 +95,11 @@ pub fn extend(ctx: &Ctx, lock: ObjectLock, src: &Listing) -> LockReport {
             Err(e) => Some(Err(e.to_string())),
         }
     });
-    let mut rep = LockReport::default();
+    let mut rep = LockReport {
+        checked: fresh,
+        earliest_expiry: (fresh > 0).then(|| lock.until(now)),
+        ..LockReport::default()
+    };
     for r in results.into_iter().flatten() {
         match r {
             Ok((until, extended, unlocked)) => {

@@ -155,6 +155,10 @@ pub struct SyncReport {
     /// Dry run only: each file that would be copied or deleted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Planned>,
+    /// The keys this sync wrote (their Object Lock retention is a full
+    /// period from now: the lock pass skips them).
+    #[serde(skip)]
+    pub copied_keys: std::collections::HashSet<String>,
     /// The errors themselves (for the exit code).
     #[serde(skip)]
     pub failures: Vec<Error>,
@@ -281,7 +285,7 @@ fn copy_all(
 
     if let Some(lock) = dst.object_lock() {
         if !opts.dry_run && r.failures.is_empty() {
-            r.locks = Some(locks::extend(&ctx, lock, &src_list));
+            r.locks = Some(locks::extend(&ctx, lock, &src_list, &r.copied_keys));
         }
     }
 
@@ -331,9 +335,12 @@ fn copy_phases(
             continue;
         }
         replace(ctx, records, &phase.replace, r);
-        for res in copy::copy_all(ctx, &phase.items) {
+        for (item, res) in phase.items.iter().zip(copy::copy_all(ctx, &phase.items)) {
             match res {
-                Ok(Done::Copied(n)) => r.copied.add(n),
+                Ok(Done::Copied(n)) => {
+                    r.copied.add(n);
+                    r.copied_keys.insert(item.key.clone());
+                }
                 Ok(Done::Skipped(n)) => r.skipped.add(n),
                 Err(e) => r.fail(e),
             }
