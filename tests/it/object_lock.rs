@@ -133,6 +133,18 @@ fn locked_uploads_carry_retention_that_blocks_deletion_and_a_later_sync_extends(
     let earliest = locks["earliest_expiry"].as_i64().unwrap();
     assert!((earliest - (now() + 30 * DAY)).abs() < 120, "{r}");
 
+    // a local directory has no versions: --point-in-time refuses it rather
+    // than show its present
+    let pit = ["--point-in-time", "2026-01-01T00:00:00Z"];
+    let fresh = fx.path("fresh").to_str().unwrap().to_string();
+    for (at, cmd) in [(&repo, "snapshots"), (&fresh, "init")] {
+        let mut a = pit.to_vec();
+        a.push(cmd);
+        let err = support::one_line_error(&run(at, &env, &a), "point in time, local");
+        assert!(err.contains("--point-in-time"), "{err}");
+    }
+    assert!(!fx.path("fresh").exists());
+
     // every object carries the retention: mode and date on HEAD
     let listed = s3.moto.list(&s3.bucket, "mirror/");
     let pack = listed
