@@ -80,6 +80,33 @@ pub enum BackendError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// A request of the signed S3 layer (`signed.rs`: Object Lock,
+    /// retention, versions) that the store refused or that failed.
+    #[error("{backend}: {key}: HTTP {status}: {code}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Request {
+        /// The backend's URL.
+        backend: String,
+        /// The key involved.
+        key: String,
+        /// The HTTP status (0: no answer).
+        status: u16,
+        /// S3's error code (`AccessDenied`, …).
+        code: String,
+        /// S3's message.
+        message: String,
+    },
+    /// A write to a backend that is read-only: a point-in-time view
+    /// (`--point-in-time`), or a lock operation of a store without Object
+    /// Lock.
+    #[error("{backend}: {key}: {why}")]
+    Refused {
+        /// The backend's URL.
+        backend: String,
+        /// The key involved.
+        key: String,
+        /// Why.
+        why: String,
+    },
     /// A fault injected by [`super::FaultBackend`].
     #[error("{backend}: {key}: injected fault ({op:?} call {call})")]
     Injected {
@@ -103,6 +130,12 @@ impl BackendError {
     /// `put_new` found the key taken.
     pub fn is_already_exists(&self) -> bool {
         matches!(self, BackendError::AlreadyExists { .. })
+    }
+
+    /// The store refused the request for want of permission (or because
+    /// the version is locked).
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, BackendError::Request { status: 403, .. })
     }
 }
 

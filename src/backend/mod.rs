@@ -14,13 +14,21 @@ pub mod fault;
 pub mod fsutil;
 pub mod key;
 pub mod local;
+pub mod lock;
 pub mod object;
+#[cfg(feature = "cloud")]
+pub mod pit;
+#[cfg(feature = "cloud")]
+pub mod signed;
 
 pub use error::{BResult, BackendError, Op};
 pub use fault::{Fault, FaultBackend};
 pub use key::{check_key, check_prefix};
 pub use local::LocalBackend;
+pub use lock::{LockMode, ObjectLock, Retention};
 pub use object::ObjectStoreBackend;
+#[cfg(feature = "cloud")]
+pub use pit::PointInTime;
 
 use bytes::Bytes;
 use std::ops::Range;
@@ -149,6 +157,31 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The Object Lock retention of `key`'s current version (a HEAD);
+    /// `None` when it has none or the store has no Object Lock.
+    fn retention(&self, key: &str) -> BResult<Option<Retention>> {
+        check_key(key)?;
+        Ok(None)
+    }
+
+    /// Retain `key`'s current version until `until` (unix seconds) in
+    /// `mode` (S3 PutObjectRetention: extending is always allowed,
+    /// shortening a compliance retention never). `Refused` where the store
+    /// has no Object Lock.
+    fn set_retention(&self, key: &str, mode: LockMode, until: i64) -> BResult<()> {
+        let _ = (mode, until);
+        Err(BackendError::Refused {
+            backend: self.name().to_string(),
+            key: key.to_string(),
+            why: "this storage has no Object Lock (s3:// only)".into(),
+        })
+    }
+
+    /// The Object Lock every new object is written with, if any.
+    fn object_lock(&self) -> Option<ObjectLock> {
+        None
+    }
+
     /// Every object under `prefix` (see [`Backend::list`]), sorted by key.
     fn list_all(&self, prefix: &str) -> BResult<Vec<Listed>> {
         let mut v = Vec::new();
@@ -209,6 +242,15 @@ macro_rules! forward_backend {
             fn scratch_dir(&self) -> Option<PathBuf> {
                 (**self).scratch_dir()
             }
+            fn retention(&self, key: &str) -> BResult<Option<Retention>> {
+                (**self).retention(key)
+            }
+            fn set_retention(&self, key: &str, mode: LockMode, until: i64) -> BResult<()> {
+                (**self).set_retention(key, mode, until)
+            }
+            fn object_lock(&self) -> Option<ObjectLock> {
+                (**self).object_lock()
+            }
         }
     };
 }
@@ -216,14 +258,70 @@ forward_backend!(Box<B>);
 forward_backend!(std::sync::Arc<B>);
 forward_backend!(&B);
 
+/// `--point-in-time` (unix seconds), once set for the process.
+static POINT_IN_TIME: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+
+/// `--point-in-time`: from now on, [`open`] opens every repository as a
+/// read-only [`PointInTime`] view of its object versions at `at` (unix
+/// seconds). Set once, by the front end, before anything is opened; the
+/// destination of `sync` is opened with [`open_locked`], never as a view.
+pub fn set_point_in_time(at: i64) {
+    let _ = POINT_IN_TIME.set(at);
+}
+
+/// The `--point-in-time` of this process, if any.
+pub fn point_in_time() -> Option<i64> {
+    POINT_IN_TIME.get().copied()
+}
+
+/// [`open`], as the repository's object versions stood at `at`: a
+/// read-only view; `s3://` only (a versioned bucket).
+pub fn open_at(repo: &str, at: i64) -> BResult<Box<dyn Backend>> {
+    #[cfg(feature = "cloud")]
+    if repo.starts_with("s3://") {
+        let b = ObjectStoreBackend::open(repo, crate::sys::vars())?;
+        return Ok(Box::new(PointInTime::open(b, at)?));
+    }
+    let _ = at;
+    Err(BackendError::InvalidUrl {
+        url: repo.into(),
+        reason: "--point-in-time reads object versions: it needs an s3:// repository on a                  versioned bucket"
+            .into(),
+    })
+}
+
+/// A destination to write to (`sync`), never a point-in-time view; with
+/// `lock`, every object is written with that Object Lock retention
+/// (`s3://` only).
+pub fn open_locked(repo: &str, lock: Option<ObjectLock>) -> BResult<Box<dyn Backend>> {
+    let Some(lock) = lock else {
+        return open_with_env(repo, crate::sys::vars());
+    };
+    if !repo.starts_with("s3://") {
+        return Err(BackendError::InvalidUrl {
+            url: repo.into(),
+            reason: "an Object Lock needs an s3:// destination on a bucket with Object Lock                      enabled"
+                .into(),
+        });
+    }
+    Ok(Box::new(
+        ObjectStoreBackend::open(repo, crate::sys::vars())?.with_object_lock(lock)?,
+    ))
+}
+
 /// Open the backend a `--repo` value names: a URL with a scheme
 /// (`s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`,
 /// `file:///abs/path`, `memory://`) is an [`ObjectStoreBackend`]; anything
 /// else is a local directory ([`LocalBackend`]). Cloud credentials and
 /// endpoints come from the process environment only (`AWS_*`, `GOOGLE_*`,
-/// `AZURE_*`; [`open_with_env`]). Nothing is read or created yet.
+/// `AZURE_*`; [`open_with_env`]). Nothing is read or created yet, except
+/// under `--point-in-time` ([`set_point_in_time`]): then the view of the
+/// object versions at that time, listed once.
 pub fn open(repo: &str) -> BResult<Box<dyn Backend>> {
-    open_with_env(repo, crate::sys::vars())
+    match point_in_time() {
+        Some(at) => open_at(repo, at),
+        None => open_with_env(repo, crate::sys::vars()),
+    }
 }
 
 /// [`open`] with `env` in place of the process environment (tests pass the

@@ -10,6 +10,9 @@
 //! replayed create-only PUT that finds its key taken by the same bytes
 //! is the earlier try's success. format-spec/backend.md "Object stores".
 
+use super::lock::ObjectLock;
+#[cfg(feature = "cloud")]
+use super::lock::{LockMode, Retention};
 use super::{BResult, Backend, BackendError, Listed, RangedRead, check_key, check_prefix};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -37,6 +40,11 @@ pub struct ObjectStoreBackend {
     prefix: StorePath,
     name: String,
     retry: RetryBounds,
+    /// S3's signed requests (Object Lock, versions): `s3://` only.
+    #[cfg(feature = "cloud")]
+    s3: Option<super::signed::S3Requests>,
+    /// Write every object with this retention (`s3://` only).
+    lock: Option<ObjectLock>,
 }
 
 /// How far failed requests are retried (format-spec/backend.md
@@ -214,7 +222,16 @@ impl ObjectStoreBackend {
                 let b = apply_env(b, &env, "AWS_", |b, k: AmazonS3ConfigKey, v| {
                     b.with_config(k, v)
                 });
-                Arc::new(b.build().map_err(|e| bad(e.to_string()))?)
+                let s3 = Arc::new(b.build().map_err(|e| bad(e.to_string()))?);
+                let timeout = env
+                    .iter()
+                    .find(|(k, _)| k == "AWS_TIMEOUT")
+                    .and_then(|(_, v)| humantime::parse_duration(v.trim()).ok())
+                    .unwrap_or(Duration::from_secs(30));
+                let requests = super::signed::S3Requests::new(s3.clone(), timeout).map_err(bad)?;
+                let mut b = ObjectStoreBackend::new(s3, path, url).with_retry(retry);
+                b.s3 = Some(requests);
+                return Ok(b);
             }
             #[cfg(feature = "cloud")]
             ("gs", ObjectStoreScheme::GoogleCloudStorage) => {
@@ -259,6 +276,101 @@ impl ObjectStoreBackend {
             prefix,
             name: name.trim_end_matches('/').to_string(),
             retry: RetryBounds::default(),
+            #[cfg(feature = "cloud")]
+            s3: None,
+            lock: None,
+        }
+    }
+
+    /// The same backend writing every object with the retention of
+    /// `lock` (a signed PUT with Object Lock headers and `Content-MD5`):
+    /// `s3://` only, on a bucket created with Object Lock enabled.
+    pub fn with_object_lock(mut self, lock: ObjectLock) -> BResult<ObjectStoreBackend> {
+        self.s3_requests("")?;
+        self.lock = Some(lock);
+        Ok(self)
+    }
+
+    /// Run one signed S3 request about `key` (`""`: the repository's
+    /// prefix) on the runtime: `f` gets the client and the object's path.
+    #[cfg(feature = "cloud")]
+    pub(super) fn signed<T, Fut>(
+        &self,
+        key: &str,
+        f: impl FnOnce(super::signed::S3Requests, StorePath) -> Fut,
+    ) -> BResult<T>
+    where
+        Fut: Future<Output = Result<T, super::signed::Failure>>,
+    {
+        let s3 = self.s3_requests(key)?.clone();
+        let loc = if key.is_empty() {
+            self.prefix.clone()
+        } else {
+            self.location(key)?
+        };
+        self.block_on(key, f(s3, loc))?
+            .map_err(|e| self.failed(key, e))
+    }
+
+    /// The full path prefix of the repository's objects: `""` or
+    /// `prefix/` (a listing prefix).
+    #[cfg(feature = "cloud")]
+    pub(super) fn key_of_prefix(&self) -> String {
+        let p = self.prefix.as_ref();
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p}/")
+        }
+    }
+
+    /// The repository's key of an object's full path in the bucket, if it
+    /// is one (under the prefix, a valid key).
+    #[cfg(feature = "cloud")]
+    pub(super) fn key_of(&self, path: &str) -> Option<String> {
+        let prefix = self.prefix.as_ref();
+        let key = if prefix.is_empty() {
+            path
+        } else {
+            path.strip_prefix(prefix)?.strip_prefix('/')?
+        };
+        check_key(key).ok().map(|()| key.to_string())
+    }
+
+    /// The signed-request client, or `Refused` naming what needed it.
+    #[cfg(feature = "cloud")]
+    fn s3_requests(&self, key: &str) -> BResult<&super::signed::S3Requests> {
+        self.s3.as_ref().ok_or_else(|| self.no_s3(key))
+    }
+
+    #[cfg(not(feature = "cloud"))]
+    fn s3_requests(&self, key: &str) -> BResult<&()> {
+        Err(self.no_s3(key))
+    }
+
+    fn no_s3(&self, key: &str) -> BackendError {
+        BackendError::Refused {
+            backend: self.name.clone(),
+            key: key.to_string(),
+            why: "Object Lock, retention and object versions need an s3:// repository".into(),
+        }
+    }
+
+    /// A failed signed request as the seam's error (404: `NotFound`).
+    #[cfg(feature = "cloud")]
+    fn failed(&self, key: &str, f: super::signed::Failure) -> BackendError {
+        if f.status == 404 {
+            return BackendError::NotFound {
+                backend: self.name.clone(),
+                key: key.to_string(),
+            };
+        }
+        BackendError::Request {
+            backend: self.name.clone(),
+            key: key.to_string(),
+            status: f.status,
+            code: f.code,
+            message: f.message,
         }
     }
 
@@ -351,6 +463,22 @@ impl ObjectStoreBackend {
         }
     }
 
+    /// A create-only PUT of `bytes` found `key` taken: the same bytes are
+    /// success (an earlier try of this call landed), other bytes
+    /// `AlreadyExists`.
+    fn taken_by(&self, key: &str, bytes: &Bytes) -> BResult<()> {
+        let taken = || BackendError::AlreadyExists {
+            backend: self.name.clone(),
+            key: key.to_string(),
+        };
+        match self.get(key) {
+            Ok(there) if there == *bytes => Ok(()),
+            Ok(_) => Err(taken()),
+            Err(e) if e.is_not_found() => Err(taken()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One PUT of `bytes` under `key`, create-only. A store that cannot
     /// do create-only PUTs (object_store says `NotImplemented` or
     /// `NotSupported`, e.g. S3 with `AWS_CONDITIONAL_PUT=disabled`) gets a
@@ -365,6 +493,17 @@ impl ObjectStoreBackend {
     /// names written twice, random names never), so the read costs little.
     fn put_create(&self, key: &str, bytes: Bytes) -> BResult<()> {
         let loc = self.location(key)?;
+        #[cfg(feature = "cloud")]
+        if let (Some(lock), Some(s3)) = (self.lock, &self.s3) {
+            let wrote = self
+                .block_on(key, s3.put_locked(&loc, bytes.clone(), &lock, true))?
+                .map_err(|f| self.failed(key, f))?;
+            return if wrote {
+                Ok(())
+            } else {
+                self.taken_by(key, &bytes)
+            };
+        }
         let r = self.call(key, |_| {
             let opts = PutOptions {
                 mode: PutMode::Create,
@@ -382,12 +521,7 @@ impl ObjectStoreBackend {
             // S3 answers a failed If-None-Match with 412 (or 409 on a race);
             // object_store may have replayed a lost PUT inside one try
             Err(object_store::Error::Precondition { .. })
-            | Err(object_store::Error::AlreadyExists { .. }) => match self.get(key) {
-                Ok(there) if there == bytes => Ok(()),
-                Ok(_) => Err(taken()),
-                Err(e) if e.is_not_found() => Err(taken()),
-                Err(e) => Err(e),
-            },
+            | Err(object_store::Error::AlreadyExists { .. }) => self.taken_by(key, &bytes),
             Err(
                 object_store::Error::NotImplemented { .. }
                 | object_store::Error::NotSupported { .. },
@@ -523,6 +657,12 @@ impl Backend for ObjectStoreBackend {
     fn put_replace(&self, key: &str, bytes: &[u8]) -> BResult<()> {
         let loc = self.location(key)?;
         let bytes = Bytes::copy_from_slice(bytes);
+        #[cfg(feature = "cloud")]
+        if let (Some(lock), Some(s3)) = (self.lock, &self.s3) {
+            self.block_on(key, s3.put_locked(&loc, bytes, &lock, false))?
+                .map_err(|f| self.failed(key, f))?;
+            return Ok(());
+        }
         self.call(key, |_| {
             self.store.put(&loc, PutPayload::from(bytes.clone()))
         })?
@@ -605,6 +745,26 @@ impl Backend for ObjectStoreBackend {
             }
         }
         Ok(())
+    }
+
+    #[cfg(feature = "cloud")]
+    fn retention(&self, key: &str) -> BResult<Option<Retention>> {
+        let loc = self.location(key)?;
+        let s3 = self.s3_requests(key)?;
+        self.block_on(key, s3.retention(&loc))?
+            .map_err(|f| self.failed(key, f))
+    }
+
+    #[cfg(feature = "cloud")]
+    fn set_retention(&self, key: &str, mode: LockMode, until: i64) -> BResult<()> {
+        let loc = self.location(key)?;
+        let s3 = self.s3_requests(key)?;
+        self.block_on(key, s3.put_retention(&loc, mode, until))?
+            .map_err(|f| self.failed(key, f))
+    }
+
+    fn object_lock(&self) -> Option<ObjectLock> {
+        self.lock
     }
 
     /// HEAD (for `NotFound`: S3's DELETE succeeds on a missing key), then

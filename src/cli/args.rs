@@ -29,6 +29,13 @@ pub struct Cli {
     /// stats, mount).
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// Open the repository as its objects stood at TIME (RFC 3339, or
+    /// `YYYY-MM-DD HH:MM:SS` local): a read-only view of an s3:// repository
+    /// on a versioned bucket, built from its object versions, so later
+    /// deletions, overwrites and additions are not seen. For reading
+    /// commands, `recover --from` and `sync --from`.
+    #[arg(long, value_name = "TIME", env = "STRATA_POINT_IN_TIME", global = true)]
+    pub point_in_time: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -929,4 +936,15 @@ pub struct SyncArgs {
     /// Cap the upload bandwidth at RATE bytes per second (`10M`, `500k`).
     #[arg(long, value_name = "RATE")]
     pub limit_upload: Option<String>,
+    /// Write every object to DEST (s3:// on a bucket with Object Lock
+    /// enabled) with an Object Lock retention of DURATION (whole days:
+    /// `30d`), and extend the retention of every object the source still
+    /// holds when less than half of it is left (needs
+    /// s3:PutObjectRetention; a put-only credential skips that).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub object_lock: Option<std::time::Duration>,
+    /// The Object Lock mode of --object-lock: compliance (no one can
+    /// delete or shorten it; the default) or governance.
+    #[arg(long, value_name = "MODE", requires = "object_lock")]
+    pub lock_mode: Option<String>,
 }

@@ -197,6 +197,11 @@ fn init(cli: &Cli, a: &args::InitArgs, ev: &Arc<dyn Events>) -> crate::Result<i3
 
 fn run(cli: &Cli, ev: &Arc<dyn Events>) -> crate::Result<i32> {
     use Operation::{Maintain, Read};
+    if let Some(t) = &cli.point_in_time {
+        let ns = crate::snapshot::timefmt::parse_time(t, &jiff::tz::TimeZone::system())
+            .map_err(|e| crate::Error::Invalid(format!("--point-in-time: {e}")))?;
+        crate::backend::set_point_in_time(ns.div_euclid(1_000_000_000));
+    }
     match &cli.command {
         Command::Init(a) => init(cli, a, ev),
         Command::Snapshot(a) => {

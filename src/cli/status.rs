@@ -167,6 +167,10 @@ fn sync_text(s: &SyncReport, cfg: &Config) -> String {
         ),
         _ => when,
     };
+    let behind = match &s.lock_expiry {
+        Some(t) => format!("{behind}; object lock: the earliest needed object expires {t}"),
+        None => behind,
+    };
     let Some(c) = &s.check else {
         return behind;
     };

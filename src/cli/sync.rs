@@ -67,8 +67,20 @@ pub fn run(session: &Session, a: &SyncArgs, ev: &Arc<dyn Events>) -> Result<i32>
         open: session.open_options(&sources),
         ..opts
     };
+    let lock = match a.object_lock {
+        None => None,
+        Some(d) => Some(
+            backend::ObjectLock::new(
+                backend::LockMode::parse(a.lock_mode.as_deref().unwrap_or("compliance"))
+                    .map_err(|e| Error::Invalid(format!("--lock-mode: {e}")))?,
+                d,
+            )
+            .map_err(|e| Error::Invalid(format!("--object-lock: {e}")))?,
+        ),
+    };
+    // --point-in-time applies to the source only: the destination is written
     let src = backend::open(&from)?;
-    let dst = backend::open(&a.dest)?;
+    let dst = backend::open_locked(&a.dest, lock)?;
     let p = Arc::new(sync::Progress::default());
     let pc = p.clone();
     let ticker = progress::start(
@@ -159,6 +171,25 @@ fn print(r: &SyncReport) -> Result<()> {
                 "copied again"
             },
             tally(&r.replaced)
+        ))?;
+    }
+    if let Some(l) = &r.locks {
+        output::line(&format!(
+            "object lock: {} objects checked, {} extended{}{}{}",
+            l.checked,
+            l.extended,
+            l.earliest_expiry
+                .map(|t| format!(", earliest expiry {}", backend::lock::s3_date(t)))
+                .unwrap_or_default(),
+            if l.unlocked > 0 {
+                format!(", {} without retention", l.unlocked)
+            } else {
+                String::new()
+            },
+            l.not_extended
+                .as_ref()
+                .map(|w| format!("; not extended: {w}"))
+                .unwrap_or_default()
         ))?;
     }
     if let Some(phase) = r.stopped_before {

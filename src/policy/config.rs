@@ -75,6 +75,7 @@ struct RawConfig {
     require_encryption: Option<bool>,
     environment_file: Option<PathBuf>,
     offsite: Option<String>,
+    offsite_lock: Option<RawOffsiteLock>,
     webhook: Option<String>,
     webhook_on: Option<String>,
     webhook_format: Option<String>,
@@ -118,6 +119,14 @@ struct RawSource {
     drill_timeout: Option<Every>,
     command_timeout: Option<Every>,
     rto: Option<Every>,
+}
+
+/// `offsite_lock = { mode = "compliance", days = 30 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffsiteLock {
+    mode: String,
+    days: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -409,6 +418,9 @@ pub struct Config {
     pub require_encryption: Option<bool>,
     /// The offsite repository URL.
     pub offsite: Option<String>,
+    /// `offsite_lock`: every object synced to `offsite` is written with
+    /// this S3 Object Lock retention (format-spec/sync.md "Object Lock").
+    pub offsite_lock: Option<crate::backend::ObjectLock>,
     /// `environment_file`: `NAME=value` lines (object store credentials,
     /// `PGPASSWORD`…) that every command loading this policy adds to its
     /// environment (`crate::sys::policy_env`); mode 0600 or stricter.
@@ -648,6 +660,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         require_encryption: raw.require_encryption,
         environment_file: raw.environment_file.as_deref().map(|p| cx.rel(p)),
         offsite: raw.offsite.clone(),
+        offsite_lock: cx.offsite_lock(&raw)?,
         webhook,
         sources,
         retention,
@@ -969,6 +982,32 @@ impl Parsing<'_> {
             },
             grace: g.grace.map(|e| e.0),
         })
+    }
+
+    /// `offsite_lock`: a mode and whole days, for an `s3://` offsite.
+    fn offsite_lock(&self, raw: &RawConfig) -> Result<Option<crate::backend::ObjectLock>> {
+        let Some(l) = &raw.offsite_lock else {
+            return Ok(None);
+        };
+        if !raw
+            .offsite
+            .as_deref()
+            .is_some_and(|o| o.starts_with("s3://"))
+        {
+            return Err(self.bad(
+                "",
+                Some("offsite_lock"),
+                "needs an s3:// `offsite` (a bucket with Object Lock enabled)",
+            ));
+        }
+        let mode = crate::backend::LockMode::parse(&l.mode)
+            .map_err(|e| self.bad("offsite_lock", Some("mode"), &e))?;
+        let lock = crate::backend::ObjectLock::new(
+            mode,
+            Duration::from_secs(u64::from(l.days) * 24 * 3600),
+        )
+        .map_err(|e| self.bad("offsite_lock", Some("days"), &e))?;
+        Ok(Some(lock))
     }
 
     /// `offsite` is a URL or an absolute directory; `webhook` is http(s).

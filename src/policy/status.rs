@@ -8,6 +8,7 @@
 //! while gc holds the exclusive lock.
 
 mod check;
+mod locks;
 mod write_only;
 
 use super::Config;
@@ -219,6 +220,10 @@ pub struct SyncReport {
     pub configured: bool,
     /// The last sync step.
     pub last: Option<LastReport>,
+    /// With `offsite_lock`: the earliest Object Lock expiry among the
+    /// objects the repository needs at the offsite (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_expiry: Option<String>,
     /// The offsite copy.
     pub offsite: Option<String>,
 }
@@ -337,8 +342,7 @@ pub fn status(
         })
         .collect();
     let check = check::report(&repo, cfg, now, &mut problems)?;
-    let (behind, off_packs) = check::offsite_behind(&repo, cfg, &sync, now, &mut problems);
-    let off_check = check::offsite_check(&repo, cfg, off_packs, now, &mut problems);
+    let sync = offsite_report(&repo, cfg, &sync, now, &mut problems);
     Ok(StatusReport {
         check,
         config: cfg.path.clone(),
@@ -352,18 +356,34 @@ pub fn status(
         repository: repo.root().to_path_buf(),
         repository_error: None,
         sources,
-        sync: SyncReport {
-            available: true,
-            behind_bytes: behind.map(|(_, b)| b),
-            behind_packs: behind.map(|(n, _)| n),
-            check: off_check,
-            configured: cfg.offsite.is_some(),
-            last: LastReport::attempted(&sync),
-            offsite: cfg.offsite.clone(),
-        },
+        sync,
         time: time_string(now),
         version: 1,
     })
+}
+
+/// The sync part of a full key's report: how far the offsite copy is
+/// behind, this machine's checks of it, and its Object Lock expiry.
+fn offsite_report(
+    repo: &crate::repo::Repo,
+    cfg: &Config,
+    sync: &LastRun,
+    now: i64,
+    problems: &mut Vec<String>,
+) -> SyncReport {
+    let (behind, off_packs) = check::offsite_behind(repo, cfg, sync, now, problems);
+    let off_check = check::offsite_check(repo, cfg, off_packs, now, problems);
+    let lock_expiry = locks::earliest_expiry(repo, cfg, now, problems);
+    SyncReport {
+        available: true,
+        behind_bytes: behind.map(|(_, b)| b),
+        behind_packs: behind.map(|(n, _)| n),
+        check: off_check,
+        configured: cfg.offsite.is_some(),
+        last: LastReport::attempted(sync),
+        lock_expiry: lock_expiry.map(crate::backend::lock::s3_date),
+        offsite: cfg.offsite.clone(),
+    }
 }
 
 /// Every source and step whose last run failed: a problem until a later
@@ -429,6 +449,7 @@ fn unreachable(
             check: None,
             configured: cfg.offsite.is_some(),
             last: None,
+            lock_expiry: None,
             offsite: cfg.offsite.clone(),
         },
         time: time_string(now),
@@ -642,6 +663,7 @@ mod tests {
             }),
             configured: true,
             last: Some(last()),
+            lock_expiry: None,
             offsite: Some("s3://b/p".into()),
         }
     }

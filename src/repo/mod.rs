@@ -131,6 +131,12 @@ impl Repo {
         opts: &InitOptions,
         events: Arc<dyn Events>,
     ) -> Result<Repo> {
+        if crate::backend::point_in_time().is_some() {
+            return Err(Error::Invalid(
+                "--point-in-time opens a read-only view of the past: nothing is created in it"
+                    .into(),
+            ));
+        }
         if let Some(NewKey::Recipient(r)) = &opts.key {
             keys::parse_recipient(r)?;
         }
@@ -161,6 +167,12 @@ impl Repo {
     /// point for a repository on a backend the caller built (tests and
     /// fuzzing on `memory://` wrapped in a [`crate::backend::FaultBackend`]).
     pub fn init_on(store: Arc<dyn Backend>, work: &Path, opts: &InitOptions) -> Result<Repo> {
+        if crate::backend::point_in_time().is_some() {
+            return Err(Error::Invalid(
+                "--point-in-time opens a read-only view of the past: nothing is created in it"
+                    .into(),
+            ));
+        }
         if let Some(NewKey::Recipient(r)) = &opts.key {
             keys::parse_recipient(r)?;
         }
@@ -303,6 +315,14 @@ impl Repo {
         opts: &OpenOptions,
         events: Arc<dyn Events>,
     ) -> Result<Repo> {
+        if crate::backend::point_in_time().is_some() && url_of(path).is_none() {
+            // a local directory has no versions: never show its present as the past
+            return Err(Error::Invalid(format!(
+                "{}: --point-in-time reads object versions: it needs an s3:// repository on a \
+                 versioned bucket",
+                path.display()
+            )));
+        }
         if let Some(url) = url_of(path) {
             let store: Arc<dyn Backend> = Arc::from(crate::backend::open(url)?);
             let bytes = match store.get("config") {

@@ -280,7 +280,8 @@ impl Session {
 
     /// Take a lock of `kind` as the lock options say.
     pub fn lock(&self, repo: &Repo, kind: LockKind) -> Result<Lock> {
-        if self.opts.lock.no_lock {
+        // a point-in-time view is read-only and of the past: no lock to take
+        if self.opts.lock.no_lock || crate::backend::point_in_time().is_some() {
             return Ok(Lock::none());
         }
         Lock::acquire(repo, kind, self.opts.lock.retry.unwrap_or_default())
@@ -288,6 +289,13 @@ impl Session {
 
     /// Refuse `--no-lock` for an operation that writes.
     pub fn writes(&self, what: &str) -> Result<()> {
+        if crate::backend::point_in_time().is_some() {
+            return Err(Error::Invalid(format!(
+                "--point-in-time opens a read-only view of the past; `{what}` changes the \
+                 repository (bring that state back first: `sync --from URL --point-in-time \
+                 TIME DEST`)"
+            )));
+        }
         if self.opts.lock.no_lock {
             return Err(Error::Invalid(format!(
                 "--no-lock is for read-only commands; `{what}` changes the repository"

@@ -13,7 +13,10 @@
 //!    so a manifest never arrives before the packs it needs (`copy.rs`).
 //!    A file already at the destination with the same size is skipped:
 //!    an interrupted sync resumes where it stopped.
-//! 4. **Deletions** (`--delete`, only after error-free copies): manifests,
+//! 4. **Locks** ([`locks`]): on a destination written with an Object
+//!    Lock, the retention of what the source still holds is extended
+//!    before it runs out (after error-free copies).
+//! 5. **Deletions** (`--delete`, only after error-free copies): manifests,
 //!    then packs, gc state, keys; refused if a manifest to delete is newer
 //!    than the newest at the source (a rolled-back or emptied source).
 
@@ -22,12 +25,14 @@ mod heal;
 pub mod identity;
 pub mod layout;
 pub mod limit;
+pub mod locks;
 pub mod plan;
 pub mod record;
 
 use crate::backend::{Backend, key};
 use crate::error::{Error, Result};
 use crate::repo::CredentialSource;
+pub use copy::pool;
 use copy::{Ctx, Done};
 use identity::{ConfigAction, SourceKeys};
 use limit::RateLimit;
@@ -140,6 +145,9 @@ pub struct SyncReport {
     pub errors: usize,
     /// One line per error, each naming its file.
     pub error_messages: Vec<String>,
+    /// The Object Lock pass, on a locked destination ([`locks`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locks: Option<locks::LockReport>,
     /// The first phase not run because an earlier one had errors.
     pub stopped_before: Option<&'static str>,
     /// Wall time in seconds.
@@ -147,6 +155,10 @@ pub struct SyncReport {
     /// Dry run only: each file that would be copied or deleted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Planned>,
+    /// The keys this sync wrote (their Object Lock retention is a full
+    /// period from now: the lock pass skips them).
+    #[serde(skip)]
+    pub copied_keys: std::collections::HashSet<String>,
     /// The errors themselves (for the exit code).
     #[serde(skip)]
     pub failures: Vec<Error>,
@@ -271,6 +283,12 @@ fn copy_all(
 
     copy_phases(&ctx, &records, plan.phases, opts, &mut r);
 
+    if let Some(lock) = dst.object_lock() {
+        if !opts.dry_run && r.failures.is_empty() {
+            r.locks = Some(locks::extend(&ctx, lock, &src_list, &r.copied_keys));
+        }
+    }
+
     if opts.delete {
         if r.failures.is_empty() {
             delete(&ctx, &mut keys, &src_list, &dst_list, opts, &mut r);
@@ -317,9 +335,12 @@ fn copy_phases(
             continue;
         }
         replace(ctx, records, &phase.replace, r);
-        for res in copy::copy_all(ctx, &phase.items) {
+        for (item, res) in phase.items.iter().zip(copy::copy_all(ctx, &phase.items)) {
             match res {
-                Ok(Done::Copied(n)) => r.copied.add(n),
+                Ok(Done::Copied(n)) => {
+                    r.copied.add(n);
+                    r.copied_keys.insert(item.key.clone());
+                }
                 Ok(Done::Skipped(n)) => r.skipped.add(n),
                 Err(e) => r.fail(e),
             }

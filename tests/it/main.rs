@@ -40,6 +40,7 @@ mod incremental;
 mod inline;
 mod inspect;
 mod mount;
+mod object_lock;
 mod paths;
 mod policy;
 mod recover;

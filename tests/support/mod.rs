@@ -1732,6 +1732,82 @@ impl Moto {
         assert_eq!(status, 200, "creating bucket {name}");
     }
 
+    /// Create bucket `name` with S3 Object Lock enabled (which turns
+    /// versioning on), and with `default_days` a default retention in
+    /// `mode` (after which S3, and moto, refuse a PUT without Content-MD5).
+    pub fn create_locked_bucket(&self, name: &str, default: Option<(&str, u32)>) {
+        let (status, _, body) = proxy::request(
+            self.port,
+            "PUT",
+            &format!("/{name}"),
+            &[("x-amz-bucket-object-lock-enabled", "true")],
+            &[],
+        );
+        assert_eq!(
+            status,
+            200,
+            "creating bucket {name}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if let Some((mode, days)) = default {
+            let xml = format!(
+                "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
+                 <Mode>{mode}</Mode><Days>{days}</Days></DefaultRetention></Rule>\
+                 </ObjectLockConfiguration>"
+            );
+            let (status, _, body) = proxy::request(
+                self.port,
+                "PUT",
+                &format!("/{name}?object-lock="),
+                &[("Content-MD5", &content_md5(xml.as_bytes()))],
+                xml.as_bytes(),
+            );
+            assert_eq!(
+                status,
+                200,
+                "object lock configuration: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    /// Every version and delete marker of `bucket` under `prefix`:
+    /// (key, version id, is a delete marker), as moto lists them.
+    pub fn versions(&self, bucket: &str, prefix: &str) -> Vec<(String, String, bool)> {
+        let (status, body) = proxy::direct(
+            self.port,
+            "GET",
+            &format!("/{bucket}?versions=&prefix={prefix}"),
+        );
+        let xml = String::from_utf8(body).unwrap();
+        assert_eq!(status, 200, "ListObjectVersions: {xml}");
+        let mut out = Vec::new();
+        for (tag, marker) in [("<Version>", false), ("<DeleteMarker>", true)] {
+            for c in xml.split(tag).skip(1) {
+                out.push((
+                    xml_field(c, "Key").unwrap(),
+                    xml_field(c, "VersionId").unwrap(),
+                    marker,
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// A raw request to moto as a client with the test credentials:
+    /// status, response headers, body.
+    pub fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        proxy::request(self.port, method, target, headers, body)
+    }
+
     /// Every object of `bucket` under `prefix` (a LIST straight to moto,
     /// page by page): key and size, in key order.
     pub fn list(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
@@ -1767,6 +1843,20 @@ impl Moto {
         assert_eq!(status, 200, "GET {bucket}/{key}");
         body
     }
+}
+
+/// `Content-MD5` of `bytes` (base64 of the MD5), computed by `openssl`.
+pub fn content_md5(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "openssl md5 -binary | base64"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The text of the first `<name>…</name>` in `xml`.

@@ -549,25 +549,40 @@ fn serve(client: TcpStream, upstream: u16, state: &Mutex<State>) {
 /// One request straight to 127.0.0.1:`port` (moto, bypassing the
 /// proxy): the status and the body.
 pub fn direct(port: u16, method: &str, target: &str) -> (u16, Vec<u8>) {
+    let (status, _, body) = request(port, method, target, &[], &[]);
+    (status, body)
+}
+
+/// One request straight to moto with extra `headers` and `body` (as a
+/// client with the test credentials): status, response headers, body.
+pub fn request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut all: Vec<(String, String)> = vec![
+        ("Host".into(), format!("127.0.0.1:{port}")),
+        // moto checks no signature, but refuses anonymous object reads
+        (
+            "Authorization".into(),
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=0"
+                .into(),
+        ),
+    ];
+    all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let head = Head {
         line: format!("{method} {target} HTTP/1.1"),
-        headers: vec![
-            ("Host".into(), format!("127.0.0.1:{port}")),
-            // moto checks no signature, but refuses anonymous object reads
-            (
-                "Authorization".into(),
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, \
-                 SignedHeaders=host, Signature=0"
-                    .into(),
-            ),
-        ],
+        headers: all,
     };
-    let (resp, body) = forward(port, &head, &[], method == "HEAD").unwrap();
+    let (resp, out) = forward(port, &head, body, method == "HEAD").unwrap();
     let status = resp
         .line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, body)
+    (status, resp.headers, out)
 }

@@ -126,11 +126,18 @@ pub fn run(
         error: None,
     };
     let t0 = Instant::now();
+    // at a point in time (a read-only view) recover writes nothing to the
+    // repository when no safety snapshot is taken
+    let reads_only = crate::backend::point_in_time().is_some()
+        && plan.sources.iter().all(|p| p.safety.is_none());
     let lock = if plan.problems.is_empty() {
-        session
-            .writes("recover")
-            .and_then(|()| session.lock(repo, LockKind::Shared))
-            .map_err(|e| e.to_string())
+        (if reads_only {
+            Ok(())
+        } else {
+            session.writes("recover")
+        })
+        .and_then(|()| session.lock(repo, LockKind::Shared))
+        .map_err(|e| e.to_string())
     } else {
         Err(format!(
             "the plan has problems: {}",

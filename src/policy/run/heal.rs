@@ -56,7 +56,14 @@ pub(super) fn offsite_check_step(r: &mut Runner<'_>) -> Ended {
             return (STEP, Status::Failed, msg);
         }
     };
-    let _lock = match at.lock(&off, LockKind::Shared) {
+    // a locked offsite (`offsite_lock`) is checked without a lock: a lock
+    // file is written and then deleted, and a put-only credential cannot
+    // delete (format-spec/sync.md "Object Lock")
+    let lock = match r.cfg.offsite_lock {
+        Some(_) => Ok(crate::repo::lock::Lock::none()),
+        None => at.lock(&off, LockKind::Shared),
+    };
+    let _lock = match lock {
         Ok(l) => l,
         Err(e @ Error::RepoLocked(_)) => {
             return (STEP, Status::Warnings, format!("not run, will retry: {e}"));
@@ -188,7 +195,8 @@ fn restore_here(r: &Runner<'_>, offsite: &str, packs: &[PackId]) -> Result<Strin
 
 /// Sync to the offsite copy, which copies its damaged packs again.
 fn resync(r: &Runner<'_>, offsite: &str) -> Result<String, String> {
-    let dst = crate::backend::open(offsite).map_err(|e| format!("{offsite}: {e}"))?;
+    let dst = crate::backend::open_locked(offsite, r.cfg.offsite_lock)
+        .map_err(|e| format!("{offsite}: {e}"))?;
     let s = crate::sync::run(
         &**r.repo.store(),
         &*dst,

@@ -216,7 +216,7 @@ fn sync_step(r: &mut Runner<'_>) -> Ended {
         return (STEP, Status::Skipped, "not due".into());
     }
     let progress = crate::sync::Progress::default();
-    let outcome = crate::backend::open(offsite)
+    let outcome = crate::backend::open_locked(offsite, cfg.offsite_lock)
         .map_err(crate::Error::from)
         .and_then(|dst| {
             let done = crate::sync::run(

@@ -82,6 +82,8 @@ fn report_of(l: &Local<'_>, repo: &Repo, mut problems: Vec<String>) -> StatusRep
             check: None,
             configured: l.cfg.offsite.is_some(),
             last: LastReport::attempted(l.sync),
+            // which packs live snapshots need is a full key's to know
+            lock_expiry: None,
             offsite: l.cfg.offsite.clone(),
         },
         time: time_string(l.now),
