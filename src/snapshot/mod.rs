@@ -118,6 +118,50 @@ pub fn list(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
     Ok((out, bad))
 }
 
+/// [`list`] through this machine's manifest cache (`cache::ManifestCache`):
+/// the ids are listed from the repository, and only manifests not in the
+/// cache are read, checked and added to it; ids no longer listed leave it.
+/// For reports (`status`) that run often: `check`, `repair` and the
+/// commands that write read the manifests themselves, with [`list`].
+pub fn list_cached(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
+    let Some(cache) = crate::cache::ManifestCache::for_repo(&repo.config().repo_id) else {
+        return list(repo);
+    };
+    let ids = ids(repo)?;
+    let mut cached = cache.load();
+    let mut fresh = std::collections::BTreeMap::new();
+    let mut out = Vec::with_capacity(ids.len());
+    let mut bad = Vec::new();
+    let mut changed = false;
+    for id in ids {
+        let object = || format!("snapshots/{}", id.to_hex());
+        let hit = cached
+            .remove(&id)
+            .and_then(|(v, b)| Some((manifest::decode(v, &b, &object()).ok()?, (v, b))));
+        let (s, body) = match hit {
+            Some(h) => h,
+            None => match Snapshot::load_body(repo, &id) {
+                Ok(h) => {
+                    changed = true;
+                    h
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    bad.push(e);
+                    continue;
+                }
+            },
+        };
+        fresh.insert(id, body);
+        out.push((id, s));
+    }
+    if changed || !cached.is_empty() {
+        cache.save(&fresh);
+    }
+    out.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
+    Ok((out, bad))
+}
+
 /// One error for a list of unreadable manifests: the first, with a count
 /// of the others.
 pub fn first_error(mut bad: Vec<Error>) -> Option<Error> {
