@@ -121,8 +121,9 @@ pub fn list(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
 /// [`list`] through this machine's manifest cache (`cache::ManifestCache`):
 /// the ids are listed from the repository, and only manifests not in the
 /// cache are read, checked and added to it; ids no longer listed leave it.
-/// For reports (`status`) that run often: `check`, `repair` and the
-/// commands that write read the manifests themselves, with [`list`].
+/// For what runs often and only reads manifests (`status`, a backup's
+/// search for its parent): `check`, `repair` and the commands that remove
+/// or rewrite snapshots read the manifests themselves, with [`list`].
 pub fn list_cached(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
     let Some(cache) = crate::cache::ManifestCache::for_repo(&repo.config().repo_id) else {
         return list(repo);
