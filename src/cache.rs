@@ -2,14 +2,18 @@
 //! metadata, never the contents of inline files; a parted directory is
 //! cached joined, as one file), so that listing, `find`, `diff`, gc's mark
 //! and the parent trees of a backup do not read packs again. Each file is
-//! the BLAKE3 of the rest, then the zstd-compressed listing.
+//! the BLAKE3 of the rest, then the zstd-compressed listing. Beside it,
+//! [`ManifestCache`]: the checked bodies of snapshot manifests (immutable,
+//! named by their id), so that `status` does not decrypt every manifest
+//! on every call.
 //! It lives in the user's private cache directory: `$STRATA_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`, one subdirectory per
 //! repository id, directories 0700 and files 0600. A file that does not
 //! check is ignored and replaced, and every failure to use the cache is
 //! silent: it is only an optimisation (format-spec/repository.md).
 
-use crate::id::BlobId;
+use crate::id::{BlobId, SnapshotId};
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
@@ -110,5 +114,134 @@ impl TreeCache {
         b.extend_from_slice(blake3::hash(&z).as_bytes());
         b.extend_from_slice(&z);
         write_private(&self.path(id), &b);
+    }
+}
+
+/// A manifest body as checked once: its envelope version and plaintext body.
+pub type ManifestBody = (u8, Vec<u8>);
+
+/// The manifest cache of one repository: one file,
+/// `<repository id hex>/manifests1` (format-spec/repository.md "Local
+/// cache"), `BLAKE3(z)` then `z` = zstd of the entries, each `id` (32
+/// bytes), envelope `version` (1 byte), body length (u32 LE), body. A file
+/// that does not check is ignored (and replaced by the next save).
+#[derive(Debug)]
+pub struct ManifestCache {
+    file: PathBuf,
+}
+
+/// Largest manifest cache read (64 MiB: some 200,000 manifests).
+const MAX_MANIFEST_CACHE: usize = 64 << 20;
+
+impl ManifestCache {
+    /// The cache for repository `repo_id`, or `None` without a cache
+    /// directory.
+    pub fn for_repo(repo_id: &crate::id::RepoId) -> Option<Self> {
+        Some(ManifestCache {
+            file: base_dir()?.join(repo_id.to_hex()).join("manifests1"),
+        })
+    }
+
+    /// The cached bodies (empty if there is no intact file).
+    pub fn load(&self) -> BTreeMap<SnapshotId, ManifestBody> {
+        self.try_load().unwrap_or_default()
+    }
+
+    fn try_load(&self) -> Option<BTreeMap<SnapshotId, ManifestBody>> {
+        let raw = read_sealed(&self.file, MAX_MANIFEST_CACHE)?;
+        let mut out = BTreeMap::new();
+        let mut rest = raw.as_slice();
+        while !rest.is_empty() {
+            let (head, tail) = rest.split_at_checked(37)?;
+            let id: [u8; 32] = head[..32].try_into().ok()?;
+            let len = u32::from_le_bytes(head[33..37].try_into().ok()?) as usize;
+            let (body, tail) = tail.split_at_checked(len)?;
+            out.insert(SnapshotId(id), (head[32], body.to_vec()));
+            rest = tail;
+        }
+        Some(out)
+    }
+
+    /// Replace the cache with `entries` (best effort: temp name, fsync,
+    /// rename, 0600).
+    pub fn save(&self, entries: &BTreeMap<SnapshotId, ManifestBody>) {
+        let mut raw = Vec::new();
+        for (id, (version, body)) in entries {
+            let Ok(len) = u32::try_from(body.len()) else {
+                return;
+            };
+            raw.extend_from_slice(&id.0);
+            raw.push(*version);
+            raw.extend_from_slice(&len.to_le_bytes());
+            raw.extend_from_slice(body);
+        }
+        write_sealed(&self.file, &raw);
+    }
+}
+
+/// The contents of a sealed cache file (`BLAKE3(z)`, then `z` = zstd of
+/// the contents, at most `max` bytes); `None` if it is missing or does not
+/// check.
+pub fn read_sealed(file: &std::path::Path, max: usize) -> Option<Vec<u8>> {
+    let b = fs::read(file).ok()?;
+    if b.len() < 32 || blake3::hash(&b[32..]).as_bytes() != &b[..32] {
+        return None;
+    }
+    zstd::bulk::decompress(&b[32..], max).ok()
+}
+
+/// Write `raw` as a sealed cache file (see [`read_sealed`]), best effort:
+/// its directory created 0700, the file 0600 under a temp name, fsynced,
+/// renamed (INV-1).
+pub fn write_sealed(file: &std::path::Path, raw: &[u8]) -> bool {
+    let Ok(z) = zstd::bulk::compress(raw, 1) else {
+        return false;
+    };
+    let mut b = Vec::with_capacity(32 + z.len());
+    b.extend_from_slice(blake3::hash(&z).as_bytes());
+    b.extend_from_slice(&z);
+    let Some(dir) = file.parent() else {
+        return false;
+    };
+    if fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .is_err()
+    {
+        return false;
+    }
+    let how = crate::backend::fsutil::Atomic::local(0o600);
+    crate::backend::fsutil::write_atomic(file, &b, how).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Saved entries load back as they were; a file that does not check
+    /// (a flipped byte, a truncation) loads as empty, never as wrong bodies.
+    #[test]
+    fn manifest_cache_round_trips_and_ignores_a_damaged_file() {
+        let d = tempfile::tempdir().unwrap();
+        let c = ManifestCache {
+            file: d.path().join("r").join("manifests1"),
+        };
+        assert!(c.load().is_empty());
+        let mut m = BTreeMap::new();
+        m.insert(SnapshotId([1; 32]), (2u8, b"body one".to_vec()));
+        m.insert(SnapshotId([2; 32]), (1u8, Vec::new()));
+        c.save(&m);
+        assert_eq!(c.load(), m);
+        let mut b = fs::read(&c.file).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        fs::write(&c.file, &b).unwrap();
+        assert!(c.load().is_empty());
+        c.save(&m);
+        let b = fs::read(&c.file).unwrap();
+        fs::write(&c.file, &b[..b.len() - 3]).unwrap();
+        assert!(c.load().is_empty());
     }
 }

@@ -312,7 +312,9 @@ fn find_parent(
     if let Some(spec) = &opts.parent {
         return snapshot::resolve(repo, spec, &Default::default(), warnings).map(Some);
     }
-    let (list, bad) = snapshot::list(repo)?;
+    // Through the manifest cache: a backup every few minutes must not
+    // read and decrypt every manifest of the repository to find its parent.
+    let (list, bad) = snapshot::list_cached(repo)?;
     warnings.extend(
         bad.iter()
             .map(|e| format!("skipping unreadable snapshot: {e}")),

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 
 /// Bytes of small blobs that may wait for a dictionary being trained.
 /// Beyond this a saver waits for the dictionary instead of queueing.
-pub const DEFER_LIMIT: usize = 16 << 20;
+pub const DEFER_LIMIT: usize = 4 << 20;
 /// Queued bytes from which a dictionary is trained (or all of them, if
 /// the snapshot ends first).
 pub const TRAIN_AT: usize = 1 << 20;

@@ -147,7 +147,7 @@ pub fn data_extents(f: &File, md: &Metadata) -> io::Result<Option<Vec<Extent>>> 
 
 /// Bytes of chunks that may wait for hashing and compression at once, per
 /// stream: bounds memory while the reading thread runs ahead.
-const IN_FLIGHT_BYTES: usize = 16 << 20;
+const IN_FLIGHT_BYTES: usize = 4 << 20;
 
 /// Chunk `src`, saving every chunk as a data blob. Chunks of a large stream
 /// are hashed and compressed as rayon tasks while this thread reads and

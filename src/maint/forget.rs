@@ -194,6 +194,18 @@ pub fn plan(
     if let Some(e) = snapshot::first_error(bad) {
         return Err(e);
     }
+    plan_listed(repo, list, opts, now_unix_ns, tz)
+}
+
+/// [`plan`] of snapshots already listed (`status` lists them once, through
+/// its cache, for every source).
+pub fn plan_listed(
+    repo: &Repo,
+    list: snapshot::Listed,
+    opts: &ForgetOptions,
+    now_unix_ns: i64,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Vec<Group>> {
     let reader = BlobReader::new(repo)?;
     let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
     for (id, s) in list {

@@ -9,6 +9,7 @@
 
 mod check;
 mod locks;
+mod sizes;
 mod write_only;
 
 use super::Config;
@@ -322,13 +323,20 @@ pub fn status(
         Some(d) => super::drill::record::DrillRecord::load(&d).0,
         None => Default::default(),
     };
-    let snaps = crate::snapshot::readable(&repo)?;
+    // Through the local manifest cache: a monitor calls status every
+    // minute, and manifests never change.
+    let (snaps, bad) = crate::snapshot::list_cached(&repo)?;
+    for e in &bad {
+        events.warning(&format!("skipping unreadable snapshot: {e}"));
+    }
+    let unreadable = crate::snapshot::first_error(bad).map(|e| e.to_string());
     let reader = BlobReader::reporting(&repo)?;
     let cx = Ctx {
         repo: &repo,
         reader: &reader,
         cfg,
         snaps: &snaps,
+        unreadable: unreadable.as_deref(),
         max_age,
         now,
     };
@@ -463,6 +471,8 @@ struct Ctx<'a> {
     reader: &'a BlobReader<'a>,
     cfg: &'a Config,
     snaps: &'a [(SnapshotId, Snapshot)],
+    /// The first unreadable manifest (retention is not reported with one).
+    unreadable: Option<&'a str>,
     max_age: Option<Duration>,
     now: i64,
 }
@@ -536,17 +546,17 @@ fn source_report(
         _ => None,
     };
     let mut warnings = Vec::new();
-    let retention = retention(cx, name, mine.is_empty(), &mut warnings);
-    let list: Vec<Snapshot> = mine.iter().map(|(_, s)| s.clone()).collect();
+    let retention = retention(cx, name, &mine, &mut warnings);
+    let list: Vec<&Snapshot> = mine.iter().map(|(_, s)| s).collect();
     let (logical_bytes, raw_bytes, stored_bytes, dedup_ratio) = if list.is_empty() {
         (Some(0), Some(0), Some(0), None)
     } else {
-        match crate::inspect::stats::stats(cx.reader, &list) {
+        match sizes::sizes(cx.repo, cx.reader, name, &list) {
             Ok(st) => (
-                Some(st.restore_size),
-                Some(st.raw_size),
-                Some(st.stored_size),
-                (st.dedup_ratio > 0.0).then_some(st.dedup_ratio),
+                Some(st.logical),
+                Some(st.raw),
+                Some(st.stored),
+                st.dedup_ratio.filter(|r| *r > 0.0),
             ),
             Err(e) => {
                 warnings.push(format!("sizes: {e}"));
@@ -596,8 +606,17 @@ fn drill_report(
 }
 
 /// What each retention rule keeps now of source `name`'s snapshots.
-fn retention(cx: &Ctx<'_>, name: &str, none: bool, warnings: &mut Vec<String>) -> Vec<RuleReport> {
-    if cx.cfg.retention.is_empty() || none {
+fn retention(
+    cx: &Ctx<'_>,
+    name: &str,
+    mine: &[&(SnapshotId, Snapshot)],
+    warnings: &mut Vec<String>,
+) -> Vec<RuleReport> {
+    if cx.cfg.retention.is_empty() || mine.is_empty() {
+        return Vec::new();
+    }
+    if let Some(e) = cx.unreadable {
+        warnings.push(format!("retention: {e}"));
         return Vec::new();
     }
     let opts = ForgetOptions {
@@ -610,7 +629,9 @@ fn retention(cx: &Ctx<'_>, name: &str, none: bool, warnings: &mut Vec<String>) -
         group_by: Default::default(),
         allow_empty: true,
     };
-    let groups = match forget::plan(cx.repo, &opts, cx.now, &jiff::tz::TimeZone::system()) {
+    let list = mine.iter().map(|&x| x.clone()).collect();
+    let tz = jiff::tz::TimeZone::system();
+    let groups = match forget::plan_listed(cx.repo, list, &opts, cx.now, &tz) {
         Ok(g) => g,
         Err(e) => {
             warnings.push(format!("retention: {e}"));

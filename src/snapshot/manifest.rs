@@ -243,12 +243,21 @@ impl Snapshot {
 
     /// Read `snapshots/<id>` and check it.
     pub fn load(repo: &Repo, id: &SnapshotId) -> Result<Snapshot> {
+        Ok(Snapshot::load_body(repo, id)?.0)
+    }
+
+    /// [`Snapshot::load`], with the checked envelope version and plaintext
+    /// body it was decoded from (what `cache::ManifestCache` keeps).
+    pub fn load_body(repo: &Repo, id: &SnapshotId) -> Result<(Snapshot, (u8, Vec<u8>))> {
         let object = format!("snapshots/{}", id.to_hex());
         let bytes = repo.read(&object)?;
         let signers = repo.signers()?;
-        let (s, got) =
+        let ((s, body), got) =
             repo.open_file_versioned(ObjectKind::Snapshot, &bytes, &object, |v, body| {
-                decode(v, body, &object, &id.0, &signers)
+                Ok((
+                    decode(v, body, &object, &id.0, &signers)?,
+                    (v, body.to_vec()),
+                ))
             })?;
         if got != id.0 {
             return Err(Error::corrupt(
@@ -256,7 +265,7 @@ impl Snapshot {
                 "content does not match the file name",
             ));
         }
-        Ok(s)
+        Ok((s, body))
     }
 }
 

@@ -159,6 +159,55 @@ pub fn signed_by(repo: &Repo, key: &crate::id::KeyId) -> Result<Vec<[u8; 32]>> {
         .collect())
 }
 
+/// [`list`] through this machine's manifest cache (`cache::ManifestCache`):
+/// the ids are listed from the repository, and only manifests not in the
+/// cache are read, checked and added to it; ids no longer listed leave it.
+/// For what runs often and only reads manifests (`status`, a backup's
+/// search for its parent): `check`, `repair` and the commands that remove
+/// or rewrite snapshots read the manifests themselves, with [`list`].
+pub fn list_cached(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
+    let Some(cache) = crate::cache::ManifestCache::for_repo(&repo.config().repo_id) else {
+        return list(repo);
+    };
+    let ids = ids(repo)?;
+    let mut cached = cache.load();
+    let mut fresh = std::collections::BTreeMap::new();
+    let mut out = Vec::with_capacity(ids.len());
+    let mut bad = Vec::new();
+    let mut changed = false;
+    // a write-only key's manifest is checked against the keys again, from
+    // the cache too: a removal since must refuse it (write-only.md)
+    let signers = repo.signers()?;
+    for id in ids {
+        let object = || format!("snapshots/{}", id.to_hex());
+        let hit = cached.remove(&id).and_then(|(v, b)| {
+            let s = manifest::decode(v, &b, &object(), &id.0, &signers).ok()?;
+            Some((s, (v, b)))
+        });
+        let (s, body) = match hit {
+            Some(h) => h,
+            None => match Snapshot::load_body(repo, &id) {
+                Ok(h) => {
+                    changed = true;
+                    h
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => {
+                    bad.push(e);
+                    continue;
+                }
+            },
+        };
+        fresh.insert(id, body);
+        out.push((id, s));
+    }
+    if changed || !cached.is_empty() {
+        cache.save(&fresh);
+    }
+    out.sort_by(|a, b| a.1.time_unix_ns.cmp(&b.1.time_unix_ns).then(a.0.cmp(&b.0)));
+    Ok((out, bad))
+}
+
 /// One error for a list of unreadable manifests: the first, with a count
 /// of the others.
 pub fn first_error(mut bad: Vec<Error>) -> Option<Error> {

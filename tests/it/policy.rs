@@ -573,6 +573,120 @@ fn status_healthy_stale_json_and_prometheus() {
     assert!(text.trim_end().ends_with("healthy"), "{text}");
 }
 
+/// The sizes of a source in `status` for these snapshots ids, and what
+/// `stats` (a walk of every tree) says of the same snapshots.
+fn status_and_stats_sizes(f: &Fixture, cfg: &Path, ids: &[String]) -> (Value, Value) {
+    let out = cmd(f)
+        .args(["status", "--json", "--config"])
+        .arg(cfg)
+        .assert()
+        .get_output()
+        .clone();
+    let v = parse_json(&out.stdout);
+    let s = source(&v, "data");
+    assert_eq!(s["snapshots"].as_u64().unwrap() as usize, ids.len(), "{v}");
+    assert_eq!(s["warnings"], serde_json::json!([]), "{v}");
+    let status = serde_json::json!([
+        s["logical_bytes"],
+        s["raw_bytes"],
+        s["stored_bytes"],
+        s["dedup_ratio"]
+    ]);
+    let mut c = cmd(f);
+    c.arg("--repo")
+        .arg(f.strata.repo())
+        .args(["stats", "--json"])
+        .args(ids);
+    let st = parse_json(&c.assert().success().get_output().stdout);
+    let stats = serde_json::json!([
+        st["restore_size"],
+        st["raw_size"],
+        st["stored_size"],
+        st["dedup_ratio"]
+    ]);
+    (status, stats)
+}
+
+/// Issue 27: `status` reads each source's sizes from this machine's cache
+/// instead of walking every snapshot's tree on every call. The figures
+/// must stay those of a walk (`stats` of the same snapshots) when the cache
+/// is cold, warm, when a snapshot was added since (only its new trees are
+/// walked), when one was forgotten (counted again), and when the cache
+/// files are damaged or deleted (rebuilt); and the manifest cache must not
+/// keep a forgotten snapshot.
+#[test]
+fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
+    let f = Fixture::new();
+    let dir = f.mkdir("data");
+    fs::write(
+        dir.join("shared"),
+        "the same in every snapshot\n".repeat(500),
+    )
+    .unwrap();
+    let cfg = config(
+        &f,
+        &format!("[sources.data]\npaths = [\"{}\"]\n", dir.display()),
+    );
+    let snap = |n: usize| {
+        fs::write(
+            dir.join("changing"),
+            format!("version {n}\n").repeat(300 + n),
+        )
+        .unwrap();
+        fs::write(dir.join(format!("new{n}")), vec![n as u8; 5000 + n]).unwrap();
+        f.strata.snapshot(&[dir.to_str().unwrap(), "--tag", "data"]);
+    };
+    let ids = |f: &Fixture| -> Vec<String> {
+        tagged(f, "data")
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let check = |what: &str| {
+        let (status, stats) = status_and_stats_sizes(&f, &cfg, &ids(&f));
+        assert_eq!(status, stats, "{what}");
+        assert!(status[0].as_u64().unwrap() > 0, "{what}: {status}");
+    };
+    snap(0);
+    snap(1);
+    check("cold cache");
+    check("warm cache");
+    let repo_id = fs::read_dir(f.path("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("status").is_dir())
+        .expect("a status cache");
+    let status_dir = repo_id.join("status");
+    assert_eq!(fs::read_dir(&status_dir).unwrap().count(), 2);
+    assert!(repo_id.join("manifests1").is_file());
+    snap(2);
+    snap(3);
+    check("two snapshots added since");
+    let oldest = ids(&f)[0].clone();
+    cmd(&f)
+        .arg("--repo")
+        .arg(f.strata.repo())
+        .args(["forget", &oldest])
+        .assert()
+        .success();
+    check("the oldest forgotten");
+    for e in fs::read_dir(&status_dir).unwrap() {
+        let p = e.unwrap().path();
+        let mut b = fs::read(&p).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        fs::write(&p, b).unwrap();
+    }
+    let mut b = fs::read(repo_id.join("manifests1")).unwrap();
+    b[40] ^= 0x40;
+    fs::write(repo_id.join("manifests1"), b).unwrap();
+    snap(4);
+    check("damaged cache files");
+    fs::remove_dir_all(&status_dir).unwrap();
+    fs::remove_file(repo_id.join("manifests1")).unwrap();
+    check("cache deleted");
+}
+
 // ---------------------------------------------------------------- restore
 
 #[test]
