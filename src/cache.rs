@@ -120,6 +120,13 @@ impl TreeCache {
 /// A manifest body as checked once: its envelope version and plaintext body.
 pub type ManifestBody = (u8, Vec<u8>);
 
+/// What the storage said of a manifest file when it was checked: its size
+/// and modification time (Unix ns, -1 when the storage gives none). A
+/// cached body is used only while the listing says the same, so a file
+/// replaced or rewritten since (a damaged or planted manifest) is read and
+/// checked again.
+pub type ManifestStamp = (u64, i64);
+
 /// The manifest cache of one repository: one file,
 /// `<repository id hex>/manifests1` (format-spec/repository.md "Local
 /// cache"), `BLAKE3(z)` then `z` = zstd of the entries, each `id` (32
@@ -138,25 +145,28 @@ impl ManifestCache {
     /// directory.
     pub fn for_repo(repo_id: &crate::id::RepoId) -> Option<Self> {
         Some(ManifestCache {
-            file: base_dir()?.join(repo_id.to_hex()).join("manifests1"),
+            file: base_dir()?.join(repo_id.to_hex()).join("manifests2"),
         })
     }
 
-    /// The cached bodies (empty if there is no intact file).
-    pub fn load(&self) -> BTreeMap<SnapshotId, ManifestBody> {
+    /// The cached bodies with their stamps (empty if there is no intact
+    /// file).
+    pub fn load(&self) -> BTreeMap<SnapshotId, (ManifestStamp, ManifestBody)> {
         self.try_load().unwrap_or_default()
     }
 
-    fn try_load(&self) -> Option<BTreeMap<SnapshotId, ManifestBody>> {
+    fn try_load(&self) -> Option<BTreeMap<SnapshotId, (ManifestStamp, ManifestBody)>> {
         let raw = read_sealed(&self.file, MAX_MANIFEST_CACHE)?;
         let mut out = BTreeMap::new();
         let mut rest = raw.as_slice();
         while !rest.is_empty() {
-            let (head, tail) = rest.split_at_checked(37)?;
+            let (head, tail) = rest.split_at_checked(53)?;
             let id: [u8; 32] = head[..32].try_into().ok()?;
-            let len = u32::from_le_bytes(head[33..37].try_into().ok()?) as usize;
+            let size = u64::from_le_bytes(head[33..41].try_into().ok()?);
+            let mtime = i64::from_le_bytes(head[41..49].try_into().ok()?);
+            let len = u32::from_le_bytes(head[49..53].try_into().ok()?) as usize;
             let (body, tail) = tail.split_at_checked(len)?;
-            out.insert(SnapshotId(id), (head[32], body.to_vec()));
+            out.insert(SnapshotId(id), ((size, mtime), (head[32], body.to_vec())));
             rest = tail;
         }
         Some(out)
@@ -164,14 +174,16 @@ impl ManifestCache {
 
     /// Replace the cache with `entries` (best effort: temp name, fsync,
     /// rename, 0600).
-    pub fn save(&self, entries: &BTreeMap<SnapshotId, ManifestBody>) {
+    pub fn save(&self, entries: &BTreeMap<SnapshotId, (ManifestStamp, ManifestBody)>) {
         let mut raw = Vec::new();
-        for (id, (version, body)) in entries {
+        for (id, ((size, mtime), (version, body))) in entries {
             let Ok(len) = u32::try_from(body.len()) else {
                 return;
             };
             raw.extend_from_slice(&id.0);
             raw.push(*version);
+            raw.extend_from_slice(&size.to_le_bytes());
+            raw.extend_from_slice(&mtime.to_le_bytes());
             raw.extend_from_slice(&len.to_le_bytes());
             raw.extend_from_slice(body);
         }
@@ -226,12 +238,15 @@ mod tests {
     fn manifest_cache_round_trips_and_ignores_a_damaged_file() {
         let d = tempfile::tempdir().unwrap();
         let c = ManifestCache {
-            file: d.path().join("r").join("manifests1"),
+            file: d.path().join("r").join("manifests2"),
         };
         assert!(c.load().is_empty());
         let mut m = BTreeMap::new();
-        m.insert(SnapshotId([1; 32]), (2u8, b"body one".to_vec()));
-        m.insert(SnapshotId([2; 32]), (1u8, Vec::new()));
+        m.insert(
+            SnapshotId([1; 32]),
+            ((9, 1_700_000_000), (2u8, b"body one".to_vec())),
+        );
+        m.insert(SnapshotId([2; 32]), ((0, -1), (1u8, Vec::new())));
         c.save(&m);
         assert_eq!(c.load(), m);
         let mut b = fs::read(&c.file).unwrap();

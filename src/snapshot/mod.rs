@@ -169,18 +169,33 @@ pub fn list_cached(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
     let Some(cache) = crate::cache::ManifestCache::for_repo(&repo.config().repo_id) else {
         return list(repo);
     };
-    let ids = ids(repo)?;
+    // the listing with each file's size and time: a cached body is used
+    // only for the file it was checked from
+    let listed: Vec<(SnapshotId, crate::cache::ManifestStamp)> = repo
+        .list_files("snapshots")?
+        .into_iter()
+        .filter_map(|(name, l)| {
+            let mtime = l
+                .modified
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(-1, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            Some((SnapshotId::from_hex(&name)?, (l.size, mtime)))
+        })
+        .collect();
     let mut cached = cache.load();
     let mut fresh = std::collections::BTreeMap::new();
-    let mut out = Vec::with_capacity(ids.len());
+    let mut out = Vec::with_capacity(listed.len());
     let mut bad = Vec::new();
     let mut changed = false;
     // a write-only key's manifest is checked against the keys again, from
     // the cache too: a removal since must refuse it (write-only.md)
     let signers = repo.signers()?;
-    for id in ids {
+    for (id, stamp) in listed {
         let object = || format!("snapshots/{}", id.to_hex());
-        let hit = cached.remove(&id).and_then(|(v, b)| {
+        let hit = cached.remove(&id).and_then(|(was, (v, b))| {
+            if was != stamp {
+                return None;
+            }
             let s = manifest::decode(v, &b, &object(), &id.0, &signers).ok()?;
             Some((s, (v, b)))
         });
@@ -198,7 +213,7 @@ pub fn list_cached(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
                 }
             },
         };
-        fresh.insert(id, body);
+        fresh.insert(id, (stamp, body));
         out.push((id, s));
     }
     if changed || !cached.is_empty() {

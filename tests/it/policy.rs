@@ -658,7 +658,7 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
         .expect("a status cache");
     let status_dir = repo_id.join("status");
     assert_eq!(fs::read_dir(&status_dir).unwrap().count(), 2);
-    assert!(repo_id.join("manifests1").is_file());
+    assert!(repo_id.join("manifests2").is_file());
     snap(2);
     snap(3);
     check("two snapshots added since");
@@ -677,13 +677,13 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
         b[last] ^= 0x40;
         fs::write(&p, b).unwrap();
     }
-    let mut b = fs::read(repo_id.join("manifests1")).unwrap();
+    let mut b = fs::read(repo_id.join("manifests2")).unwrap();
     b[40] ^= 0x40;
-    fs::write(repo_id.join("manifests1"), b).unwrap();
+    fs::write(repo_id.join("manifests2"), b).unwrap();
     snap(4);
     check("damaged cache files");
     fs::remove_dir_all(&status_dir).unwrap();
-    fs::remove_file(repo_id.join("manifests1")).unwrap();
+    fs::remove_file(repo_id.join("manifests2")).unwrap();
     check("cache deleted");
 }
 
