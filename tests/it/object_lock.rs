@@ -487,3 +487,291 @@ fn a_compromised_host_cannot_destroy_the_locked_offsite_copy() {
     };
     support::assert_same_tree_with(&reference, &src, &contents);
 }
+
+/// The requests `moto_iam.py setup` makes (its `SETUP_REQUESTS`): moto's
+/// `INITIAL_NO_AUTH_ACTION_COUNT` window, after which every request is
+/// authenticated and checked against the caller's IAM policies.
+const SETUP_REQUESTS: &str = "7";
+
+/// tests/support/moto_iam.py: boto3 calls, and moto's server.
+fn moto_iam() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_iam.py").to_string()
+}
+
+/// `python3 moto_iam.py ARGS` with `env` (endpoint and keys): its JSON.
+#[track_caller]
+fn boto(env: &[(String, String)], args: &[&str]) -> Value {
+    let o = std::process::Command::new("python3")
+        .arg(moto_iam())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "moto_iam.py {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    parse_json(&o.stdout)
+}
+
+/// `env` with the access key `key` ([id, secret]) instead of its own.
+fn with_keys(env: &[(String, String)], key: &Value) -> Vec<(String, String)> {
+    let mut e: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY")
+        .cloned()
+        .collect();
+    e.push(("AWS_ACCESS_KEY_ID".into(), key[0].as_str().unwrap().into()));
+    e.push((
+        "AWS_SECRET_ACCESS_KEY".into(),
+        key[1].as_str().unwrap().into(),
+    ));
+    e
+}
+
+/// The put-only policy of README "Immutable offsite copies", as printed
+/// there (for the bucket `backups` and the prefix `bridge/`).
+fn readme_put_only_policy() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("**Put-only credentials for the server.**")
+        .unwrap();
+    let rest = &readme[at..];
+    let b = rest.find("```json\n").unwrap() + "```json\n".len();
+    let e = rest[b..].find("```").unwrap() + b;
+    let doc = rest[b..e].to_string();
+    let v: Value = serde_json::from_str(&doc).unwrap();
+    let actions = v.to_string();
+    assert!(
+        actions.contains("s3:PutObject") && !actions.contains("Delete"),
+        "{doc}"
+    );
+    doc
+}
+
+/// README "Put-only credentials for the server", against moto enforcing
+/// IAM: an S3 user with nothing but the README's policy runs the host's
+/// `run` with a full key (backup, sync with `offsite_lock`, the read-only
+/// check of the mirror), `status`, and a later backup's sync; it cannot
+/// delete what the administrator's user can; and the lock extension it
+/// cannot do (403) ends the pass, the sync still succeeding, after which
+/// the administrator's sync extends.
+#[test]
+fn put_only_credentials_run_sync_and_check_the_mirror_but_cannot_delete_or_extend() {
+    let fx = Fixture::with_init(&["--pack-size-mib", "1"]);
+    let script = moto_iam();
+    let tries: [&[&str]; 1] = [&["python3", script.as_str(), "server"]];
+    let log = fx.path("iam.log");
+    let log_s = log.to_str().unwrap();
+    let window = [
+        ("INITIAL_NO_AUTH_ACTION_COUNT", SETUP_REQUESTS),
+        ("MOTO_IAM_LOG", log_s),
+    ];
+    let moto = match support::start_moto_with(&tries, &window, "/moto-api/reset-auth") {
+        Ok(m) => m,
+        Err(why) => {
+            support::skip(
+                "STRATA_REQUIRE_S3_TESTS",
+                &format!("cannot start moto ({why}); pip install 'moto[server]'"),
+            );
+            return;
+        }
+    };
+    // in the window: the bucket (Object Lock) and the users `admin` and
+    // `host` (the README's policy); the script then checks that moto
+    // refuses unknown keys (the window is closed)
+    let base = moto.env();
+    let keys = boto(&base, &["setup", "backups", &readme_put_only_policy()]);
+    assert_eq!(keys["unknown"]["code"], "InvalidAccessKeyId", "{keys}");
+    let admin = with_keys(&base, &keys["admin"]);
+    let mut host = with_keys(&base, &keys["host"]);
+    // the test's default keys are refused now
+    let o = run(&s3_dest(), &base, &["snapshots"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("InvalidAccessKeyId"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // the host's run with the full key and the put-only credential:
+    // backup, sync (locked), the check of the mirror (no lock taken there)
+    let src = fx.mkdir("src");
+    support::make_tree(&src, 5, support::FIVE_400K);
+    let repo = fx.strata.repo().to_str().unwrap().to_string();
+    let toml = fx.path("strata.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "repository = {repo:?}\noffsite = {:?}\n\
+             offsite_lock = {{ mode = \"governance\", days = 30 }}\n\
+             [sources.files]\npaths = [{:?}]\n\
+             [verification]\noffsite_read_data_subset = \"100%\"\n",
+            s3_dest(),
+            src.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = toml.to_str().unwrap();
+    host.push((
+        "STRATA_CACHE_DIR".into(),
+        fx.path("host-cache").to_str().unwrap().into(),
+    ));
+    let sum = json(&repo, &host, &["run", "--config", cfg, "--json"]);
+    for s in ["sync", "offsite-check"] {
+        let st = sum["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["step"] == s)
+            .unwrap_or_else(|| panic!("no step {s}: {sum}"));
+        assert_eq!(st["status"], "ok", "{s}: {sum}");
+    }
+    let versions = boto(&admin, &["versions", "backups", "bridge/"]);
+    let objects = versions.as_array().unwrap().len();
+    assert!(objects > 5, "{versions}");
+    for v in versions.as_array().unwrap() {
+        let key = v[0].as_str().unwrap();
+        assert!(!key.contains("/locks/"), "no lock file offsite: {key}");
+        let r = boto(&admin, &["retention", "backups", key]);
+        assert_eq!(r["mode"], "GOVERNANCE", "{key}");
+        assert!((r["until"].as_i64().unwrap() - (now() + 30 * DAY)).abs() < 120);
+    }
+    // status with the put-only credential reads the mirror's expiry
+    let o = run(&repo, &host, &["status", "--config", cfg, "--json"]);
+    let st = parse_json(&o.stdout);
+    let expiry = st["sync"]["lock_expiry"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{st}"));
+    assert!((unix(expiry) - (now() + 30 * DAY)).abs() < 120, "{st}");
+    assert!(!st.to_string().contains("Denied"), "{st}");
+
+    // DELETE: refused to the host, of a locked object and of one it just
+    // wrote unlocked (IAM, not the lock), plain or by version; the
+    // administrator's user deletes that one
+    let probe = boto(&host, &["put", "backups", "bridge/probe"]);
+    let vid = probe["version"].as_str().unwrap();
+    let config = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v[0] == "bridge/config")
+        .unwrap_or_else(|| panic!("{versions}"));
+    let config_vid = config[1].as_str().unwrap();
+    for args in [
+        ["delete", "backups", "bridge/probe", vid],
+        ["delete", "backups", "bridge/config", config_vid],
+    ] {
+        for a in [&args[..3], &args[..]] {
+            let r = boto(&host, a);
+            assert_eq!(r["status"], 403, "{a:?}: {r}");
+            assert_eq!(r["code"], "AccessDenied", "{a:?}: {r}");
+        }
+    }
+    let r = boto(&admin, &["delete", "backups", "bridge/probe", vid]);
+    assert_eq!(r["status"], 204, "{r}");
+    assert_eq!(
+        boto(&admin, &["versions", "backups", "bridge/"])
+            .as_array()
+            .unwrap()
+            .len(),
+        objects,
+        "every version of the mirror is still there"
+    );
+
+    // the lock extension: one pack's retention shortened to 2 days (the
+    // administrator, governance bypass); the host's next backup and sync
+    // cannot extend it. moto authorizes PutObjectRetention as
+    // s3:PutObject (real S3 refuses it: the policy lacks
+    // s3:PutObjectRetention), so a deny of that one existing, create-only
+    // key stands for it here
+    let pack = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_str().unwrap())
+        .find(|k| k.starts_with("bridge/packs/"))
+        .unwrap()
+        .to_string();
+    boto(
+        &admin,
+        &["shorten", "backups", &pack, &(2 * DAY).to_string()],
+    );
+    let deny = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Action": ["s3:PutObjectRetention", "s3:PutObject"],
+        "Resource": format!("arn:aws:s3:::backups/{pack}")}]});
+    boto(&admin, &["deny", "host", "retention", &deny.to_string()]);
+    std::fs::write(src.join("notes/late.txt"), b"after the first run").unwrap();
+    let s = src.to_str().unwrap();
+    json(&repo, &host, &["snapshot", s, "--tag", "files", "--json"]);
+    let dest = s3_dest();
+    let lock = [
+        "--object-lock",
+        "30d",
+        "--lock-mode",
+        "governance",
+        "--json",
+    ];
+    let mut args = vec!["sync", dest.as_str()];
+    args.extend(lock);
+    let r = json(&repo, &host, &args);
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["copied"]["objects"].as_u64().unwrap() >= 2, "{r}");
+    assert_eq!(r["locks"]["extended"], 0, "{r}");
+    let why = r["locks"]["not_extended"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(why.contains("AccessDenied"), "{r}");
+    assert!(why.contains("put-only credential"), "{r}");
+    let until = boto(&admin, &["retention", "backups", &pack])["until"]
+        .as_i64()
+        .unwrap();
+    assert!((until - (now() + 2 * DAY)).abs() < 120, "not extended");
+    // the text output says so too, and the sync exits 0
+    let text = ok(&repo, &host, &args[..args.len() - 1]);
+    assert!(text.contains("not extended: "), "{text}");
+    // the administrator's credential (and the full key) extends it
+    let mut adm = admin.clone();
+    adm.push((
+        "STRATA_CACHE_DIR".into(),
+        fx.path("admin-cache").to_str().unwrap().into(),
+    ));
+    let r = json(&repo, &adm, &args);
+    assert_eq!(r["locks"]["extended"], 1, "{r}");
+    assert!(r["locks"]["not_extended"].is_null(), "{r}");
+    let until = boto(&admin, &["retention", "backups", &pack])["until"]
+        .as_i64()
+        .unwrap();
+    assert!((until - (now() + 30 * DAY)).abs() < 120, "extended");
+
+    // moto ignores the policy's Condition (StringLike on s3:prefix): its
+    // log of the requests it let through shows that every LIST of the
+    // host's stayed under bridge/, as real S3 requires of it
+    let host_id = keys["host"][0].as_str().unwrap();
+    let mut lists = 0;
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        if r["key"] != host_id || !r["action"].as_str().unwrap().starts_with("s3:List") {
+            continue;
+        }
+        lists += 1;
+        let path = r["path"].as_str().unwrap();
+        let prefix = path
+            .split_once('?')
+            .map(|(_, q)| q.split('&').find_map(|p| p.strip_prefix("prefix=")))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            prefix.is_some_and(|p| p.starts_with("bridge%2F")),
+            "a LIST outside bridge/*: {line}"
+        );
+    }
+    assert!(lists > 3, "{lists} LISTs");
+}
+
+/// The offsite copy of the IAM test.
+fn s3_dest() -> String {
+    "s3://backups/bridge".to_string()
+}

@@ -1621,13 +1621,27 @@ pub fn free_port() -> u16 {
 /// Start moto (`moto_server`, else `python3 -m moto.server`); `Err` says
 /// why it could not be.
 pub fn start_moto() -> Result<Moto, String> {
-    let mut why = Vec::new();
     let tries: [&[&str]; 2] = [&["moto_server"], &["python3", "-m", "moto.server"]];
+    start_moto_with(&tries, &[], "/")
+}
+
+/// Start moto with the first command of `tries` that runs (moto's
+/// `-H 127.0.0.1 -p PORT` added), with `env` added to its environment;
+/// it is up once it answers `GET probe` (`/` is S3's ListBuckets, which
+/// counts as one request of an `INITIAL_NO_AUTH_ACTION_COUNT` window;
+/// `/moto-api/reset-auth` answers 400 and counts for nothing).
+pub fn start_moto_with(
+    tries: &[&[&str]],
+    env: &[(&str, &str)],
+    probe: &str,
+) -> Result<Moto, String> {
+    let mut why = Vec::new();
     for cmd in tries {
         let port = free_port();
         let child = std::process::Command::new(cmd[0])
             .args(&cmd[1..])
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1645,7 +1659,7 @@ pub fn start_moto() -> Result<Moto, String> {
                 why.push(format!("{}: exited ({status})", cmd.join(" ")));
                 break;
             }
-            if http(port, "GET", "/").is_ok() {
+            if http(port, "GET", probe).is_ok() {
                 return Ok(moto);
             }
             std::thread::sleep(Duration::from_millis(100));
