@@ -68,7 +68,8 @@ pub fn run(session: &Session, cmd: &KeyCommand, ev: &Arc<dyn Events>) -> Result<
                 let id = keys::add_write_only(root, c, (&config, &bytes), &new, &label)?;
                 output::line(&format!(
                     "added write-only key {id}: it can back up, but not read, forget or delete \
-                     (README \"Write-only keys\")"
+                     (README \"Write-only keys\"); sync an existing offsite copy once with a \
+                     full key, so that it has the upgraded config"
                 ))?;
                 return Ok(exit::OK);
             }

@@ -130,7 +130,7 @@ pub(super) fn check(keys: &mut SourceKeys, dst: &dyn Backend) -> Result<ConfigAc
         return Err(another("one is encrypted, the other is not".to_string()));
     }
     // same bytes or not, only the ids tell: an encrypted source is unlocked
-    keys.crypto().map_err(|e| match e {
+    let crypto = keys.crypto().map_err(|e| match e {
         Error::Locked(why) => Error::Locked(format!(
             "{}: its config differs from {src_name}'s; to tell whether it holds the same \
              repository sync must unlock the source: {why}",
@@ -138,6 +138,18 @@ pub(super) fn check(keys: &mut SourceKeys, dst: &dyn Backend) -> Result<ConfigAc
         )),
         e => e,
     })?;
+    if let Some(w) = crypto.as_ref().and_then(|c| c.writer()) {
+        // write-only.md: a write-only key cannot decrypt either config; the
+        // usual case is a mirror made before `key add --write-only`
+        // upgraded the source to format 3, which a full key's sync copies
+        return Err(Error::NeedsFullKey(format!(
+            "{}: its config differs from {src_name}'s (an upgrade, e.g. to format 3 by \
+             `key add --write-only`, not synced yet?); write-only key {} cannot tell whether \
+             it holds the same repository: run `strata sync` to it once with a full key",
+            dst.name(),
+            w.key_id
+        )));
+    }
     let ours = keys.decode_config(&keys.config.clone(), &format!("{src_name}: config"))?;
     let dst_object = format!("{}: config", dst.name());
     let theirs = keys

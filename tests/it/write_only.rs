@@ -600,6 +600,43 @@ fn a_write_only_host_trains_and_signs_its_own_dictionary() {
     std::fs::write(&name, bytes).unwrap();
 }
 
+/// A mirror made before `key add --write-only` has the format-2 config:
+/// the write-only host cannot tell it is the same repository and says
+/// what to do (exit 12); after one sync with the full key it syncs.
+#[test]
+fn a_mirror_from_before_the_upgrade_needs_one_full_key_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, mirror, src) = (
+        tmp.path().join("repo"),
+        tmp.path().join("mirror"),
+        tmp.path().join("src"),
+    );
+    support::write_file(&src.join("a"), b"a");
+    let cache = tmp.path().join("cache");
+    let env = [("STRATA_CACHE_DIR", cache.to_str().unwrap())];
+    support::ok(&repo, &env, &["init"]);
+    support::ok(&repo, &env, &["snapshot", src.to_str().unwrap()]);
+    support::ok(&repo, &env, &["sync", mirror.to_str().unwrap()]);
+    let host = [
+        ("STRATA_CACHE_DIR", cache.to_str().unwrap()),
+        ("STRATA_PASSWORD", HOST_PASS),
+    ];
+    support::ok(
+        &repo,
+        &[("STRATA_NEW_PASSWORD", HOST_PASS)],
+        &["key", "add", "--write-only"],
+    );
+    support::ok(&repo, &host, &["snapshot", src.to_str().unwrap()]);
+    let o = support::run(&repo, &host, &["sync", mirror.to_str().unwrap()]);
+    let line = one_line_error(&o, "a write-only sync to an old mirror");
+    assert_eq!(o.status.code(), Some(12), "{line}");
+    assert!(line.contains("once with a full key"), "{line}");
+    support::ok(&repo, &env, &["sync", mirror.to_str().unwrap()]);
+    support::ok(&repo, &host, &["snapshot", src.to_str().unwrap()]);
+    support::ok(&repo, &host, &["sync", mirror.to_str().unwrap()]);
+    assert_eq!(support::snapshot_ids(&mirror), support::snapshot_ids(&repo));
+}
+
 /// The write-only host's `run`: forget, gc, check and drill are skipped
 /// (not failures), sync copies without deleting, and `status` reports
 /// this host's own state.
