@@ -331,6 +331,18 @@ impl Crypto {
     }
 }
 
+/// What a write-only key signs for a manifest or a dictionary
+/// (write-only.md): `context`, the u64 LE length of the encoded body, the
+/// body, and the signer's key id.
+pub fn signed_message(context: &[u8], body: &[u8], writer: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(context.len() + 8 + body.len() + writer.len());
+    m.extend_from_slice(context);
+    m.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    m.extend_from_slice(body);
+    m.extend_from_slice(writer.as_bytes());
+    m
+}
+
 /// Whether `sig` is a signature of `msg` by the ed25519 key `verifying`.
 pub fn verify(verifying: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     ed25519_dalek::VerifyingKey::from_bytes(verifying).is_ok_and(|k| {

@@ -19,15 +19,9 @@ struct SignedDict {
     signature: [u8; 64],
 }
 
-/// What a write-only key signs: a context, the encoded dictionary body
-/// and its key id.
+/// What a write-only key signs: the encoded dictionary body and its key id.
 fn signed_message(body: &[u8], writer: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(body.len() + 64);
-    m.extend_from_slice(b"strata dict v2\0");
-    m.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    m.extend_from_slice(body);
-    m.extend_from_slice(writer.as_bytes());
-    m
+    crate::crypto::signed_message(b"strata dict v2\0", body, writer)
 }
 
 /// Decode and check a dictionary file's plaintext envelope: MACed

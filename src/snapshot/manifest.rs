@@ -99,15 +99,9 @@ struct SnapshotV3 {
     signature: [u8; 64],
 }
 
-/// What a write-only key signs: a context, the encoded version-2 body and
-/// its key id.
+/// What a write-only key signs: the encoded version-2 body and its key id.
 fn signed_message(body: &[u8], writer: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(body.len() + 64);
-    m.extend_from_slice(b"strata manifest v3\0");
-    m.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    m.extend_from_slice(body);
-    m.extend_from_slice(writer.as_bytes());
-    m
+    crate::crypto::signed_message(b"strata manifest v3\0", body, writer)
 }
 
 impl From<&Snapshot> for SnapshotV2 {

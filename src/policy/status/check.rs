@@ -60,15 +60,7 @@ pub(super) fn report(
         }
     }
     if let (Some(m), true) = (max_age, cfg.verification.is_some()) {
-        match st.last_clean_unix {
-            None => problems.push("check: no successful check yet".into()),
-            Some(t) if now_s.saturating_sub(t) as u64 > m.as_secs() => problems.push(format!(
-                "check: the last successful check is {} old (max age {})",
-                short_duration((now_s - t) * 1_000_000_000),
-                humantime::format_duration(m)
-            )),
-            Some(_) => {}
-        }
+        problems.extend(stale("check", "", st.last_clean_unix, now_s, m));
     }
     let time = |t: i64| time_string(t.saturating_mul(1_000_000_000));
     Ok(CheckReport {
@@ -278,15 +270,8 @@ pub(super) fn offsite_check(
         .as_ref()
         .is_some_and(|v| v.offsite_read_data_subset.is_some());
     if let (true, Some(m)) = (wanted, max_age) {
-        match st.last_clean_unix {
-            None => problems.push(format!("offsite: no successful check of {offsite} yet")),
-            Some(t) if now_s.saturating_sub(t) as u64 > m.as_secs() => problems.push(format!(
-                "offsite: the last successful check of {offsite} is {} old (max age {})",
-                short_duration((now_s - t) * 1_000_000_000),
-                humantime::format_duration(m)
-            )),
-            Some(_) => {}
-        }
+        let of = format!(" of {offsite}");
+        problems.extend(stale("offsite", &of, st.last_clean_unix, now_s, m));
     }
     let time = |t: i64| time_string(t.saturating_mul(1_000_000_000));
     Some(OffsiteCheck {
@@ -311,4 +296,25 @@ pub(super) fn offsite_check(
         }),
         last_success: st.last_clean_unix.map(time),
     })
+}
+
+/// The problem of a check (`what`: `check` or `offsite`; `of` names the
+/// copy) whose last clean run, at `last` (Unix s), is missing or older
+/// than `max` at `now_s`.
+fn stale(
+    what: &str,
+    of: &str,
+    last: Option<i64>,
+    now_s: i64,
+    max: std::time::Duration,
+) -> Option<String> {
+    match last {
+        None => Some(format!("{what}: no successful check{of} yet")),
+        Some(t) if now_s.saturating_sub(t) as u64 > max.as_secs() => Some(format!(
+            "{what}: the last successful check{of} is {} old (max age {})",
+            short_duration((now_s - t) * 1_000_000_000),
+            humantime::format_duration(max)
+        )),
+        Some(_) => None,
+    }
 }
