@@ -6,6 +6,7 @@ mod last;
 mod root;
 pub mod saver;
 pub mod source;
+mod treestream;
 mod walk;
 
 use crate::dict;

@@ -15,8 +15,9 @@ use crate::index::Index;
 use crate::pack::writer::PackWriter;
 use crate::read::{BlobReader, Listing};
 use crate::repo::Repo;
-use crate::snapshot::tree::{self, Entry, Tree};
-use std::collections::{HashMap, HashSet};
+use super::treestream::TreeStream;
+use crate::snapshot::tree::{Entry, Tree};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -41,56 +42,6 @@ enum Gate {
         /// No more blobs will come (the walk ended).
         ended: bool,
     },
-}
-
-/// Fills in inline contents that a parent listing left out, reading each
-/// needed tree of the parent once.
-struct Filler<'a> {
-    parent: Option<(&'a BlobId, &'a Listing)>,
-    reader: Option<&'a BlobReader<'a>>,
-    loaded: HashMap<BlobId, Tree>,
-}
-
-impl Filler<'_> {
-    /// Give every entry marked in `elided` its inline contents back.
-    fn fill(&mut self, entries: &mut [Entry], elided: &[bool]) -> Result<()> {
-        for (e, _) in entries.iter_mut().zip(elided).filter(|(_, el)| **el) {
-            let (Some((dir, l)), Some(reader)) = (self.parent, self.reader) else {
-                return Err(lost(e, "no parent listing"));
-            };
-            let i = l
-                .position(&e.name)
-                .ok_or_else(|| lost(e, "not in the parent"))?;
-            let (tree, j) = l.part_of(i).unwrap_or((*dir, i));
-            let t = match self.loaded.entry(tree) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(if l.parts.is_empty() {
-                    Tree::decode(&reader.read_kind(&tree, Some(BlobKind::Tree))?, &tree)?
-                } else {
-                    reader.part(&tree)?
-                }),
-            };
-            let src = t
-                .entries
-                .get(j)
-                .filter(|s| s.name == e.name && s.size == e.size && s.is_inline())
-                .ok_or_else(|| lost(e, "not inline in the parent's tree"))?;
-            let digest = reader.repo().blob_id(BlobKind::Data, &src.inline).0;
-            if l.inline_digest.get(i).copied().flatten() != Some(digest) {
-                return Err(lost(e, "the parent's tree disagrees with its listing"));
-            }
-            e.inline = src.inline.clone();
-        }
-        Ok(())
-    }
-}
-
-/// The contents of `e` could not be carried over from the parent.
-fn lost(e: &Entry, why: &str) -> Error {
-    Error::Invalid(format!(
-        "{}: the parent snapshot's inline contents cannot be reused ({why}); run with --force-rehash",
-        e.name_lossy()
-    ))
 }
 
 /// A blob larger than the format allows.
@@ -218,85 +169,16 @@ impl<'r> BlobSaver<'r> {
     /// parent's tree with `reader` and checked against the listing's digest.
     pub fn save_tree_reusing(
         &self,
-        mut tree: Tree,
+        tree: Tree,
         elided: &[bool],
         parent: Option<(&BlobId, &Listing)>,
         reader: Option<&BlobReader>,
     ) -> Result<BlobId> {
-        if let Some((id, l)) = parent {
-            if l.entries == tree.entries {
-                return Ok(*id);
-            }
-        }
-        let ranges = tree::part_ranges(&tree.entries, |n| self.repo.blob_id(BlobKind::Tree, n));
-        let mut filler = Filler {
-            parent,
-            reader,
-            loaded: HashMap::new(),
-        };
-        // Digests of contents left out: the parent listing's.
-        let kept: Vec<Option<[u8; 32]>> = tree
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(k, e)| {
-                let (_, l) = parent?;
-                if !elided.get(k).copied().unwrap_or(false) {
-                    return None;
-                }
-                l.inline_digest.get(l.position(&e.name)?).copied().flatten()
-            })
-            .collect();
-        if ranges.len() <= 1 {
-            filler.fill(&mut tree.entries, elided)?;
-            let id = self.save_leaf(&tree)?;
-            self.remember(&id, tree.entries, &kept, Vec::new());
-            return Ok(id);
-        }
-        // Parent parts by their first entry's name: (name, id, start, len).
-        let mut old: Vec<(&[u8], BlobId, usize, usize)> = Vec::new();
-        if let Some((_, l)) = parent {
-            let mut start = 0;
-            for &(id, len) in &l.parts {
-                if let Some(first) = l.entries.get(start) {
-                    old.push((&first.name, id, start, len as usize));
-                }
-                start += len as usize;
-            }
-        }
-        let mut index = Tree::default();
-        let mut lens = Vec::new();
-        for (a, b) in ranges {
-            lens.push((b - a) as u32);
-            let same = parent.and_then(|(_, l)| {
-                let entries = &tree.entries[a..b];
-                let i = old
-                    .binary_search_by(|o| o.0.cmp(entries[0].name.as_slice()))
-                    .ok()?;
-                let (_, id, start, len) = old[i];
-                (len == entries.len() && l.entries.get(start..start + len) == Some(entries))
-                    .then_some(id)
-            });
-            let id = match same {
-                Some(id) => id,
-                None => {
-                    let mut part = Tree {
-                        entries: tree.entries[a..b].to_vec(),
-                        parts: Vec::new(),
-                    };
-                    filler.fill(&mut part.entries, elided.get(a..b).unwrap_or(&[]))?;
-                    let id = self.save_leaf(&part)?;
-                    // the filled contents go to the listing's digests
-                    tree.entries[a..b].clone_from_slice(&part.entries);
-                    id
-                }
-            };
-            index.parts.push(id);
-        }
-        let id = self.save_leaf(&index)?;
-        let parts = index.parts.iter().copied().zip(lens).collect();
-        self.remember(&id, tree.entries, &kept, parts);
-        Ok(id)
+        let mut s = TreeStream::new(self, parent, reader);
+        let n = tree.entries.len();
+        let flags = (0..n).map(|k| elided.get(k).copied().unwrap_or(false));
+        s.push(tree.entries.into_iter().zip(flags))?;
+        s.finish()
     }
 
     /// Put the listing of a directory just saved into the local cache, so
@@ -304,23 +186,36 @@ impl<'r> BlobSaver<'r> {
     /// packs. An entry with contents gets their digest; one still without
     /// (reused from the parent, in a reused part) keeps the parent's,
     /// `kept[k]`: a listing must mark every inline file.
-    fn remember(
+    pub(super) fn remember(
         &self,
         id: &BlobId,
         entries: Vec<Entry>,
         kept: &[Option<[u8; 32]>],
         parts: Vec<(BlobId, u32)>,
     ) {
-        let Some(cache) = &self.cache else { return };
+        if self.cache.is_none() {
+            return;
+        }
         let l = Listing::without_contents(self.repo, entries, parts, |k| {
             kept.get(k).copied().flatten()
         });
-        if let Ok(b) = crate::object::encode_body(&l) {
+        self.remember_listing(id, &l);
+    }
+
+    /// Are the listings of saved directories kept (a local cache)?
+    pub(super) fn keeps_listings(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Put `l`, the listing of tree `id` without contents, into the cache.
+    pub(super) fn remember_listing(&self, id: &BlobId, l: &Listing) {
+        let Some(cache) = &self.cache else { return };
+        if let Ok(b) = crate::object::encode_body(l) {
             cache.put(id, &b);
         }
     }
 
-    fn save_leaf(&self, tree: &Tree) -> Result<BlobId> {
+    pub(super) fn save_leaf(&self, tree: &Tree) -> Result<BlobId> {
         let bytes = tree.encode()?;
         if bytes.len() > blob::MAX_RAW {
             return Err(Error::Invalid(format!(

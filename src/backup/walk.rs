@@ -4,6 +4,7 @@
 
 use super::saver::BlobSaver;
 use super::source::{self, SourceError};
+use super::treestream::TreeStream;
 use super::{Counters, SnapshotOptions};
 use crate::blob::BlobKind;
 use crate::chunker::Chunker;
@@ -20,6 +21,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
+
+/// Children of a directory read (in parallel) before they are handed to
+/// its tree: with inline contents of up to 64 KiB each, at most 16 MiB,
+/// typically a few hundred KiB.
+const BATCH: usize = 256;
 
 /// The parent snapshot's entry for a path, and whether its inline contents
 /// were left out of the listing it came from (read.rs `Listing`).
@@ -305,9 +311,16 @@ impl Walker<'_> {
             return Ok(None);
         }
         let parent_listing = self.parent_listing(parent)?;
-        let kids = self.dir_kids(path, parent_listing.as_ref(), root_dev)?;
+        let names = self.names(path);
+        // A large directory is stored part by part as its children are
+        // read (treestream.rs): at most a batch of them is held with contents.
         let parent = parent_listing.as_ref().map(|(id, l)| (id, l));
-        e.subtree = Some(self.save_children(kids, parent)?);
+        let mut tree = TreeStream::new(self.saver, parent, self.parents);
+        for batch in names.chunks(BATCH) {
+            let kids = self.children(path, batch, parent_listing.as_ref(), root_dev)?;
+            tree.push(kids.into_iter().map(|c| (c.entry, c.elided)))?;
+        }
+        e.subtree = Some(tree.finish()?);
         self.counters.dirs.fetch_add(1, Relaxed);
         Ok(Some(e))
     }
@@ -321,6 +334,13 @@ impl Walker<'_> {
         parent_listing: Option<&(BlobId, Listing)>,
         root_dev: u64,
     ) -> Result<Vec<Child>> {
+        let names = self.names(path);
+        self.children(path, &names, parent_listing, root_dev)
+    }
+
+    /// The names in directory `path`, sorted (an unreadable directory or
+    /// entry is a warning).
+    fn names(&self, path: &Path) -> Vec<OsString> {
         let mut names: Vec<OsString> = Vec::new();
         match std::fs::read_dir(path) {
             Ok(rd) => {
@@ -334,6 +354,18 @@ impl Walker<'_> {
             Err(err) => self.warn(format!("{}: cannot list directory: {err}", path.display())),
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names
+    }
+
+    /// The stored children `names` of directory `path` (in that order), in
+    /// parallel.
+    fn children(
+        &self,
+        path: &Path,
+        names: &[OsString],
+        parent_listing: Option<&(BlobId, Listing)>,
+        root_dev: u64,
+    ) -> Result<Vec<Child>> {
         let children: Vec<Result<Option<Child>>> = names
             .par_iter()
             .with_max_len(64)

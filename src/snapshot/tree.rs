@@ -378,27 +378,43 @@ pub fn approx_len(e: &Entry) -> usize {
 /// "Parts").
 pub fn part_ranges(entries: &[Entry], name_hash: impl Fn(&[u8]) -> BlobId) -> Vec<(usize, usize)> {
     let total: usize = entries.iter().map(approx_len).sum();
-    if entries.len() <= SPLIT_ABOVE && total <= SPLIT_ABOVE_BYTES {
+    if !splits(entries.len(), total) {
         return vec![(0, entries.len())];
     }
     let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
+    let mut start = 0;
+    while start < entries.len() {
+        let len = first_part(&entries[start..], &name_hash).unwrap_or(entries.len() - start);
+        out.push((start, start + len));
+        start += len;
+    }
+    out
+}
+
+/// Is a listing of `count` entries taking `bytes` (by [`approx_len`])
+/// stored in parts? Both only grow as entries are added, so once true for
+/// the entries so far it stays true (backup/treestream.rs relies on it).
+pub fn splits(count: usize, bytes: usize) -> bool {
+    count > SPLIT_ABOVE || bytes > SPLIT_ABOVE_BYTES
+}
+
+/// The length of the first part of `entries` (a part starts at
+/// `entries[0]`) under the rule of [`part_ranges`], or `None` if no part
+/// ends within them: the part goes on past their end (or ends there, if
+/// nothing follows).
+pub fn first_part(entries: &[Entry], name_hash: impl Fn(&[u8]) -> BlobId) -> Option<usize> {
+    let mut bytes = 0;
     for (i, e) in entries.iter().enumerate() {
         let len = approx_len(e);
         bytes += len;
         let h = name_hash(&e.name).0;
         let draw = u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]]));
         let cut = draw * PART_TARGET_BYTES < (len as u64) << 32;
-        if cut || bytes >= PART_MAX_BYTES || i + 1 - start >= PART_MAX {
-            out.push((start, i + 1));
-            start = i + 1;
-            bytes = 0;
+        if cut || bytes >= PART_MAX_BYTES || i + 1 >= PART_MAX {
+            return Some(i + 1);
         }
     }
-    if start < entries.len() {
-        out.push((start, entries.len()));
-    }
-    out
+    None
 }
 
 /// Is `name` one safe path component?
