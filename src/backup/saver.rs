@@ -199,7 +199,9 @@ impl<'r> BlobSaver<'r> {
         let l = Listing::without_contents(self.repo, entries, parts, |k| {
             kept.get(k).copied().flatten()
         });
-        self.remember_listing(id, &l);
+        if let Ok(b) = crate::object::encode_body(&l) {
+            self.remember_body(id, &b);
+        }
     }
 
     /// Are the listings of saved directories kept (a local cache)?
@@ -207,11 +209,10 @@ impl<'r> BlobSaver<'r> {
         self.cache.is_some()
     }
 
-    /// Put `l`, the listing of tree `id` without contents, into the cache.
-    pub(super) fn remember_listing(&self, id: &BlobId, l: &Listing) {
-        let Some(cache) = &self.cache else { return };
-        if let Ok(b) = crate::object::encode_body(l) {
-            cache.put(id, &b);
+    /// Put `body`, the encoded listing of tree `id`, into the cache.
+    pub(super) fn remember_body(&self, id: &BlobId, body: &[u8]) {
+        if let Some(cache) = &self.cache {
+            cache.put(id, body);
         }
     }
 

@@ -93,9 +93,12 @@ pub(crate) struct TreeStream<'a, 'r> {
     bytes: usize,
     /// The listing is parted (known once `tree::splits` holds).
     parted: bool,
-    /// Entries of saved parts without inline contents, with the data id of
-    /// the contents left out (the listing's `inline_digest`).
-    done: Vec<Entry>,
+    /// Entries in saved parts.
+    done: usize,
+    /// Those entries encoded for the listing, without inline contents
+    /// (`None`: no listing is kept, or one failed to encode), and the data
+    /// id of each one's contents left out (the listing's `inline_digest`).
+    listed: Option<Vec<u8>>,
     digests: Vec<Option<[u8; 32]>>,
     parts: Vec<(BlobId, u32)>,
     /// Every saved part equals the parent's entries at the same place.
@@ -135,10 +138,20 @@ impl<'a, 'r> TreeStream<'a, 'r> {
             count: 0,
             bytes: 0,
             parted: false,
-            done: Vec::new(),
+            done: 0,
+            listed: saver.keeps_listings().then(Vec::new),
             digests: Vec::new(),
             parts: Vec::new(),
             same: parent.is_some(),
+        }
+    }
+
+    /// Make room for the listing of `n` entries in all, when that many will
+    /// be parted (a large directory's listing is then built without the
+    /// slack of a growing vector).
+    pub fn reserve(&mut self, n: usize) {
+        if n > tree::SPLIT_ABOVE && self.listed.is_some() {
+            self.digests.reserve_exact(n);
         }
     }
 
@@ -166,7 +179,7 @@ impl<'a, 'r> TreeStream<'a, 'r> {
         }
         self.save_parts(true)?;
         if let Some((id, l)) = self.parent {
-            if self.same && l.entries.len() == self.done.len() {
+            if self.same && l.entries.len() == self.done {
                 return Ok(*id);
             }
         }
@@ -175,12 +188,11 @@ impl<'a, 'r> TreeStream<'a, 'r> {
             parts: self.parts.iter().map(|p| p.0).collect(),
         };
         let id = self.saver.save_leaf(&index)?;
-        let listing = Listing {
-            entries: std::mem::take(&mut self.done),
-            parts: std::mem::take(&mut self.parts),
-            inline_digest: std::mem::take(&mut self.digests),
-        };
-        self.saver.remember_listing(&id, &listing);
+        if let Some(entries) = &self.listed {
+            if let Ok(b) = Listing::encode_from(self.done, entries, &self.parts, &self.digests) {
+                self.saver.remember_body(&id, &b);
+            }
+        }
         Ok(id)
     }
 
@@ -236,7 +248,7 @@ impl<'a, 'r> TreeStream<'a, 'r> {
     fn save_part(&mut self, n: usize) -> Result<()> {
         let mut entries: Vec<Entry> = self.pending.drain(..n).collect();
         let elided: Vec<bool> = self.elided.drain(..n).collect();
-        let at = self.done.len();
+        let at = self.done;
         let reused = self.parent.and_then(|(_, l)| {
             let i = self
                 .old
@@ -272,19 +284,24 @@ impl<'a, 'r> TreeStream<'a, 'r> {
         };
         // the listing: each inline file's contents replaced by their data
         // id (read.rs `Listing::without_contents`)
-        let repo = self.saver.repo();
-        let listed = self.saver.keeps_listings();
-        for (mut e, k) in entries.into_iter().zip(kept) {
-            let d = if e.is_inline() && listed {
-                let d = repo.blob_id(BlobKind::Data, &e.inline).0;
-                e.inline = Vec::new();
-                Some(d)
-            } else {
-                e.inline = Vec::new();
-                k
-            };
-            self.done.push(e);
-            self.digests.push(d);
+        self.done += n;
+        if let Some(listed) = &mut self.listed {
+            let repo = self.saver.repo();
+            for (mut e, k) in entries.into_iter().zip(kept) {
+                let d = if e.is_inline() {
+                    let d = repo.blob_id(BlobKind::Data, &e.inline).0;
+                    e.inline = Vec::new();
+                    Some(d)
+                } else {
+                    k
+                };
+                let config = crate::object::bincode_config();
+                if bincode::encode_into_std_write(&e, listed, config).is_err() {
+                    self.listed = None;
+                    break;
+                }
+                self.digests.push(d);
+            }
         }
         self.parts.push((id, n as u32));
         Ok(())

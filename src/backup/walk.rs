@@ -316,6 +316,7 @@ impl Walker<'_> {
         // read (treestream.rs): at most a batch of them is held with contents.
         let parent = parent_listing.as_ref().map(|(id, l)| (id, l));
         let mut tree = TreeStream::new(self.saver, parent, self.parents);
+        tree.reserve(names.len());
         for batch in names.chunks(BATCH) {
             let kids = self.children(path, batch, parent_listing.as_ref(), root_dev)?;
             tree.push(kids.into_iter().map(|c| (c.entry, c.elided)))?;
