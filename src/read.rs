@@ -393,7 +393,9 @@ mod tests {
             .collect();
         let l = Listing {
             parts: vec![(BlobId([7; 32]), 100), (BlobId([8; 32]), 200)],
-            inline_digest: (0..300u32).map(|i| (i % 2 == 0).then_some([i as u8; 32])).collect(),
+            inline_digest: (0..300u32)
+                .map(|i| (i % 2 == 0).then_some([i as u8; 32]))
+                .collect(),
             entries,
         };
         let mut each = Vec::new();

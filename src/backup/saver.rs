@@ -13,9 +13,8 @@ use crate::error::{Error, Result};
 use crate::id::BlobId;
 use crate::index::Index;
 use crate::pack::writer::PackWriter;
-use crate::read::{BlobReader, Listing};
+use crate::read::Listing;
 use crate::repo::Repo;
-use super::treestream::TreeStream;
 use crate::snapshot::tree::{Entry, Tree};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -150,35 +149,6 @@ impl<'r> BlobSaver<'r> {
         let id = self.repo.blob_id(kind, raw);
         self.save_with_id(kind, id, raw)?;
         Ok(id)
-    }
-
-    /// Store a directory listing: one tree blob, or for a large directory
-    /// its content-defined parts and an index of them (objects.md "Parts").
-    pub fn save_tree(&self, tree: &Tree) -> Result<BlobId> {
-        self.save_tree_reusing(tree.clone(), &[], None, None)
-    }
-
-    /// [`save_tree`](Self::save_tree) for a backup with a parent snapshot
-    /// (`parent`: this directory's tree id and listing there). Reused: the
-    /// directory's id when the listing is unchanged, and the id of each part
-    /// whose entries are unchanged, so unchanged entries (and their inline
-    /// contents) are neither encoded, hashed nor looked up again; a reused
-    /// id names a tree with exactly these entries. `elided[i]` marks an
-    /// entry reused from the parent's listing without its inline contents:
-    /// before a part holding it is encoded, the contents are read from the
-    /// parent's tree with `reader` and checked against the listing's digest.
-    pub fn save_tree_reusing(
-        &self,
-        tree: Tree,
-        elided: &[bool],
-        parent: Option<(&BlobId, &Listing)>,
-        reader: Option<&BlobReader>,
-    ) -> Result<BlobId> {
-        let mut s = TreeStream::new(self, parent, reader);
-        let n = tree.entries.len();
-        let flags = (0..n).map(|k| elided.get(k).copied().unwrap_or(false));
-        s.push(tree.entries.into_iter().zip(flags))?;
-        s.finish()
     }
 
     /// Put the listing of a directory just saved into the local cache, so

@@ -406,7 +406,7 @@ impl Walker<'_> {
     }
 
     /// Store a directory's children (sorted by name) as its tree, reusing
-    /// what the parent snapshot stored for it (saver.rs `save_tree_reusing`).
+    /// what the parent snapshot stored for it (treestream.rs `save_tree_reusing`).
     pub fn save_children(
         &self,
         kids: Vec<Child>,

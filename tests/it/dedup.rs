@@ -252,7 +252,10 @@ fn streamed_large_directory_tree_equals_the_tree_read_from_scratch() {
         .snapshot(&["--force-rehash".as_ref(), src.as_os_str()]);
     assert_eq!(num(&again, "summary/files_unchanged"), 0);
     assert_ne!(first["tree"], incremental["tree"]);
-    assert_eq!(incremental["tree"], again["tree"], "{incremental} vs {again}");
+    assert_eq!(
+        incremental["tree"], again["tree"],
+        "{incremental} vs {again}"
+    );
     assert!(incremental["tree"].is_string());
     let out = fx.path("out");
     fx.strata.restore("latest", &out, &[] as &[&str]);
