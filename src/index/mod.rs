@@ -417,6 +417,17 @@ impl Index {
         Ok(())
     }
 
+    /// How many packs are neither condemned nor missing (`status` counts
+    /// them without reading every row).
+    pub fn live_pack_count(&self) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM packs WHERE condemned IS NULL AND missing = 0",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Every pack row.
     pub fn packs(&self) -> Result<Vec<PackRow>> {
         let mut st = self

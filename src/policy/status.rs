@@ -8,6 +8,7 @@
 //! while gc holds the exclusive lock.
 
 mod check;
+mod flat;
 mod locks;
 mod sizes;
 mod write_only;
@@ -323,28 +324,19 @@ pub fn status(
         Some(d) => super::drill::record::DrillRecord::load(&d).0,
         None => Default::default(),
     };
-    // Through the local manifest cache: a monitor calls status every
-    // minute, and manifests never change.
-    let (snaps, bad) = crate::snapshot::list_cached(&repo)?;
-    for e in &bad {
-        events.warning(&format!("skipping unreadable snapshot: {e}"));
-    }
-    let unreadable = crate::snapshot::first_error(bad).map(|e| e.to_string());
-    let reader = BlobReader::reporting(&repo)?;
-    let cx = Ctx {
-        repo: &repo,
-        reader: &reader,
-        cfg,
-        snaps: &snaps,
-        unreadable: unreadable.as_deref(),
-        max_age,
-        now,
-    };
     let sources = cfg
         .sources
         .iter()
-        .map(|s| {
-            let mut r = source_report(&cx, &s.name, st.sources.get(&s.name), &mut problems);
+        .zip(current_sections(&repo, cfg, now, events)?)
+        .map(|(s, sec)| {
+            let mut r = finish(
+                &s.name,
+                sec,
+                &cfg.retention,
+                st.sources.get(&s.name),
+                (max_age, now),
+                &mut problems,
+            );
             r.drill = drill_report(cfg, s, drills.sources.get(&s.name), now, &mut problems);
             r
         })
@@ -465,7 +457,7 @@ fn unreachable(
     }
 }
 
-/// What every source's report reads.
+/// What every source's section reads.
 struct Ctx<'a> {
     repo: &'a Repo,
     reader: &'a BlobReader<'a>,
@@ -473,8 +465,65 @@ struct Ctx<'a> {
     snaps: &'a [(SnapshotId, Snapshot)],
     /// The first unreadable manifest (retention is not reported with one).
     unreadable: Option<&'a str>,
-    max_age: Option<Duration>,
     now: i64,
+    /// The zone of retention's buckets.
+    tz: &'a jiff::tz::TimeZone,
+}
+
+/// Each source's section, in the config's order. A monitor calls status
+/// every minute: while the snapshots listed, the signers, the sources, the
+/// policy and the time zone are those of the last report, its sections are
+/// read as they are (flat.rs); else they are computed from the manifests,
+/// read through the local manifest cache, and saved.
+fn current_sections(
+    repo: &Repo,
+    cfg: &Config,
+    now: i64,
+    events: &Arc<dyn crate::events::Events>,
+) -> Result<Vec<flat::Section>> {
+    let listed = crate::snapshot::stamps(repo)?;
+    let tz = jiff::tz::TimeZone::system();
+    let key = flat::key(&listed, &*repo.signers()?, cfg, &tz);
+    if let Some(s) = flat::load(repo, &key, cfg.sources.len(), now) {
+        return Ok(s);
+    }
+    let (s, clean) = sections(repo, cfg, listed, now, &tz, events)?;
+    if clean {
+        flat::save(repo, &key, &s);
+    }
+    Ok(s)
+}
+
+/// Each source's section (in the config's order) from the manifests
+/// listed in `listed`, read through the local manifest cache; warnings
+/// for unreadable ones go to `events`, and then the sections are not
+/// saved (`flat::save`).
+fn sections(
+    repo: &Repo,
+    cfg: &Config,
+    listed: Vec<(SnapshotId, crate::cache::ManifestStamp)>,
+    now: i64,
+    tz: &jiff::tz::TimeZone,
+    events: &Arc<dyn crate::events::Events>,
+) -> Result<(Vec<flat::Section>, bool)> {
+    let (snaps, bad) = crate::snapshot::list_cached_from(repo, listed)?;
+    for e in &bad {
+        events.warning(&format!("skipping unreadable snapshot: {e}"));
+    }
+    let clean = bad.is_empty();
+    let unreadable = crate::snapshot::first_error(bad).map(|e| e.to_string());
+    let reader = BlobReader::reporting(repo)?;
+    let cx = Ctx {
+        repo,
+        reader: &reader,
+        cfg,
+        snaps: &snaps,
+        unreadable: unreadable.as_deref(),
+        now,
+        tz,
+    };
+    let out = cfg.sources.iter().map(|s| section(&cx, &s.name)).collect();
+    Ok((out, clean))
 }
 
 /// The retention rules of `p` that are on, with their names and targets.
@@ -511,13 +560,9 @@ fn rules(p: &Policy) -> Vec<(Rule, String, String)> {
     out
 }
 
-/// Source `name`: its snapshots, staleness (a problem), retention and sizes.
-fn source_report(
-    cx: &Ctx<'_>,
-    name: &str,
-    last: Option<&LastRun>,
-    problems: &mut Vec<String>,
-) -> SourceReport {
+/// Source `name`'s section: its snapshots, the latest, retention and
+/// sizes.
+fn section(cx: &Ctx<'_>, name: &str) -> flat::Section {
     let mine: Vec<&(SnapshotId, Snapshot)> = cx
         .snaps
         .iter()
@@ -525,17 +570,69 @@ fn source_report(
             s.tags.iter().any(|t| t == name) && !s.tags.iter().any(|t| t == PRE_RESTORE_TAG)
         })
         .collect();
-    let latest = mine.last().map(|(id, s)| LatestReport {
-        age_seconds: cx.now.saturating_sub(s.time_unix_ns).max(0) / 1_000_000_000,
-        bytes_added: s.summary.bytes_added,
-        bytes_read: s.summary.bytes_read,
+    let latest = mine.last().map(|(id, s)| flat::Latest {
         id: id.to_hex(),
         time: s.time_string(),
+        time_unix_ns: s.time_unix_ns,
+        bytes_added: s.summary.bytes_added,
+        bytes_read: s.summary.bytes_read,
     });
-    let age_ns = mine
-        .last()
-        .map(|(_, s)| cx.now.saturating_sub(s.time_unix_ns).max(0));
-    let stale = match (cx.max_age, age_ns) {
+    let newest_ns = mine
+        .iter()
+        .map(|(_, s)| s.time_unix_ns)
+        .max()
+        .unwrap_or(i64::MIN);
+    let mut warnings = Vec::new();
+    let kept = retention(cx, name, &mine, &mut warnings);
+    let list: Vec<&Snapshot> = mine.iter().map(|(_, s)| s).collect();
+    let sizes = if list.is_empty() {
+        Some((0, 0, 0, None))
+    } else {
+        match sizes::sizes(cx.repo, cx.reader, name, &list) {
+            Ok(st) => Some((
+                st.logical,
+                st.raw,
+                st.stored,
+                st.dedup_ratio.filter(|r| *r > 0.0),
+            )),
+            Err(e) => {
+                warnings.push(format!("sizes: {e}"));
+                None
+            }
+        }
+    };
+    flat::Section {
+        snapshots: mine.len() as u64,
+        latest,
+        newest_ns,
+        kept,
+        sizes,
+        warnings,
+    }
+}
+
+/// Source `name`'s report from its section at time `now`: the latest
+/// snapshot's age and staleness (a problem, added to `problems`).
+fn finish(
+    name: &str,
+    sec: flat::Section,
+    policy: &Policy,
+    last: Option<&LastRun>,
+    (max_age, now): (Option<Duration>, i64),
+    problems: &mut Vec<String>,
+) -> SourceReport {
+    let age_ns = sec
+        .latest
+        .as_ref()
+        .map(|l| now.saturating_sub(l.time_unix_ns).max(0));
+    let latest = sec.latest.map(|l| LatestReport {
+        age_seconds: now.saturating_sub(l.time_unix_ns).max(0) / 1_000_000_000,
+        bytes_added: l.bytes_added,
+        bytes_read: l.bytes_read,
+        id: l.id,
+        time: l.time,
+    });
+    let stale = match (max_age, age_ns) {
         (None, _) => None,
         (Some(_), None) => Some(format!("{name}: no snapshot")),
         (Some(m), Some(a)) if a as u128 > m.as_nanos() => Some(format!(
@@ -545,24 +642,23 @@ fn source_report(
         )),
         _ => None,
     };
-    let mut warnings = Vec::new();
-    let retention = retention(cx, name, &mine, &mut warnings);
-    let list: Vec<&Snapshot> = mine.iter().map(|(_, s)| s).collect();
-    let (logical_bytes, raw_bytes, stored_bytes, dedup_ratio) = if list.is_empty() {
-        (Some(0), Some(0), Some(0), None)
+    let retention = if sec.kept.is_empty() {
+        Vec::new()
     } else {
-        match sizes::sizes(cx.repo, cx.reader, name, &list) {
-            Ok(st) => (
-                Some(st.logical),
-                Some(st.raw),
-                Some(st.stored),
-                st.dedup_ratio.filter(|r| *r > 0.0),
-            ),
-            Err(e) => {
-                warnings.push(format!("sizes: {e}"));
-                (None, None, None, None)
-            }
-        }
+        rules(policy)
+            .into_iter()
+            .zip(sec.kept)
+            .map(|((kind, rule, target), kept)| RuleReport {
+                kept,
+                rule,
+                target,
+                kind,
+            })
+            .collect()
+    };
+    let (logical_bytes, raw_bytes, stored_bytes, dedup_ratio) = match sec.sizes {
+        Some((l, r, s, d)) => (Some(l), Some(r), Some(s), d),
+        None => (None, None, None, None),
     };
     let report = SourceReport {
         dedup_ratio,
@@ -572,11 +668,11 @@ fn source_report(
         logical_bytes,
         raw_bytes,
         retention,
-        snapshots: mine.len(),
+        snapshots: sec.snapshots as usize,
         source: name.to_string(),
         stale: stale.is_some(),
         stored_bytes,
-        warnings,
+        warnings: sec.warnings,
     };
     problems.extend(stale);
     report
@@ -605,13 +701,14 @@ fn drill_report(
     })
 }
 
-/// What each retention rule keeps now of source `name`'s snapshots.
+/// What each retention rule keeps now of source `name`'s snapshots, in
+/// the order of [`rules`]; empty when retention is not reported.
 fn retention(
     cx: &Ctx<'_>,
     name: &str,
     mine: &[&(SnapshotId, Snapshot)],
     warnings: &mut Vec<String>,
-) -> Vec<RuleReport> {
+) -> Vec<u64> {
     if cx.cfg.retention.is_empty() || mine.is_empty() {
         return Vec::new();
     }
@@ -630,8 +727,7 @@ fn retention(
         allow_empty: true,
     };
     let list = mine.iter().map(|&x| x.clone()).collect();
-    let tz = jiff::tz::TimeZone::system();
-    let groups = match forget::plan_listed(cx.repo, list, &opts, cx.now, &tz) {
+    let groups = match forget::plan_listed(cx.repo, list, &opts, cx.now, cx.tz) {
         Ok(g) => g,
         Err(e) => {
             warnings.push(format!("retention: {e}"));
@@ -640,15 +736,12 @@ fn retention(
     };
     rules(&cx.cfg.retention)
         .into_iter()
-        .map(|(kind, rule, target)| RuleReport {
-            kept: groups
+        .map(|(kind, _, _)| {
+            groups
                 .iter()
                 .flat_map(|g| &g.keep)
                 .filter(|v| v.rules.contains(&kind))
-                .count() as u64,
-            rule,
-            target,
-            kind,
+                .count() as u64
         })
         .collect()
 }

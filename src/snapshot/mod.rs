@@ -166,12 +166,17 @@ pub fn signed_by(repo: &Repo, key: &crate::id::KeyId) -> Result<Vec<[u8; 32]>> {
 /// search for its parent): `check`, `repair` and the commands that remove
 /// or rewrite snapshots read the manifests themselves, with [`list`].
 pub fn list_cached(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
-    let Some(cache) = crate::cache::ManifestCache::for_repo(&repo.config().repo_id) else {
+    if crate::cache::ManifestCache::for_repo(&repo.config().repo_id).is_none() {
         return list(repo);
-    };
-    // the listing with each file's size and time: a cached body is used
-    // only for the file it was checked from
-    let listed: Vec<(SnapshotId, crate::cache::ManifestStamp)> = repo
+    }
+    list_cached_from(repo, stamps(repo)?)
+}
+
+/// Every manifest listed, by id (sorted), with what the storage says of
+/// its file (`cache::ManifestStamp`: size and time): a cached body or
+/// figure is used only for the file it was read from.
+pub fn stamps(repo: &Repo) -> Result<Vec<(SnapshotId, crate::cache::ManifestStamp)>> {
+    Ok(repo
         .list_files("snapshots")?
         .into_iter()
         .filter_map(|(name, l)| {
@@ -181,7 +186,17 @@ pub fn list_cached(repo: &Repo) -> Result<(Listed, Vec<Error>)> {
                 .map_or(-1, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
             Some((SnapshotId::from_hex(&name)?, (l.size, mtime)))
         })
-        .collect();
+        .collect())
+}
+
+/// [`list_cached`] of a listing already made with [`stamps`].
+pub fn list_cached_from(
+    repo: &Repo,
+    listed: Vec<(SnapshotId, crate::cache::ManifestStamp)>,
+) -> Result<(Listed, Vec<Error>)> {
+    let Some(cache) = crate::cache::ManifestCache::for_repo(&repo.config().repo_id) else {
+        return list(repo);
+    };
     let mut cached = cache.load();
     let mut fresh = std::collections::BTreeMap::new();
     let mut out = Vec::with_capacity(listed.len());

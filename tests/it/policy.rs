@@ -657,7 +657,8 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
         .find(|p| p.join("status").is_dir())
         .expect("a status cache");
     let status_dir = repo_id.join("status");
-    assert_eq!(fs::read_dir(&status_dir).unwrap().count(), 2);
+    // figures1, union1 and the flat report (report1)
+    assert_eq!(fs::read_dir(&status_dir).unwrap().count(), 3);
     assert!(repo_id.join("manifests2").is_file());
     snap(2);
     snap(3);
@@ -685,6 +686,144 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
     fs::remove_dir_all(&status_dir).unwrap();
     fs::remove_file(repo_id.join("manifests2")).unwrap();
     check("cache deleted");
+}
+
+/// `status --json` with the cache directory `cache`, without what
+/// depends on the moment of the call (`time`, each latest's age).
+fn status_at(f: &Fixture, cfg: &Path, cache: &Path) -> Value {
+    let out = cmd(f)
+        .env("STRATA_CACHE_DIR", cache)
+        .args(["status", "--json", "--config"])
+        .arg(cfg)
+        .assert()
+        .get_output()
+        .clone();
+    let mut v = parse_json(&out.stdout);
+    v.as_object_mut().unwrap().remove("time");
+    for s in v["sources"].as_array_mut().unwrap() {
+        if let Some(l) = s["latest"].as_object_mut() {
+            l.remove("age_seconds");
+        }
+    }
+    v
+}
+
+/// Issue 27 ("flat status"): while the snapshots listed are those of the
+/// last report, `status` reads each source's figures (count, latest,
+/// retention's kept counts, sizes) from this machine's `status/report1`
+/// without decoding a manifest. Its report must be the one a cold cache
+/// gives (every manifest read again) when warm, after snapshots were
+/// added, after one was forgotten, with a snapshot dated in the future
+/// (retention then depends on now), and with the file damaged, truncated
+/// or deleted (rebuilt, silently).
+#[test]
+fn status_from_the_flat_report_matches_a_cold_cache() {
+    let f = Fixture::new();
+    let dir = f.mkdir("data");
+    let other = f.mkdir("other");
+    fs::write(other.join("o"), "other source").unwrap();
+    let cfg = config(
+        &f,
+        &format!(
+            "[sources.data]\npaths = [\"{}\"]\n[sources.other]\npaths = [\"{}\"]\n\
+             [sources.empty]\ncommand = \"echo e\"\nname = \"e.txt\"\n\
+             [retention]\nkeep_within = \"24h\"\nkeep_last = 2\nkeep_daily = 3\nkeep_weekly = 2\n",
+            dir.display(),
+            other.display()
+        ),
+    );
+    let now = jiff::Timestamp::now();
+    let snap = |n: i64, hours_ago: i64| {
+        fs::write(dir.join("changing"), format!("version {n}\n").repeat(50)).unwrap();
+        let t = now - jiff::SignedDuration::from_hours(hours_ago);
+        f.strata.snapshot(&[
+            dir.to_str().unwrap(),
+            "--tag",
+            "data",
+            "--time",
+            &t.to_string(),
+        ]);
+    };
+    for (n, h) in [(0, 24 * 9), (1, 24 * 4), (2, 30), (3, 5)] {
+        snap(n, h);
+    }
+    f.strata
+        .snapshot(&[other.to_str().unwrap(), "--tag", "other"]);
+    let warm = f.path("cache");
+    let check = |what: &str| {
+        let got = status_at(&f, &cfg, &warm);
+        let cold_dir = f.path(format!("cold-{what}"));
+        let want = status_at(&f, &cfg, &cold_dir);
+        assert_eq!(got, want, "{what}");
+        got
+    };
+    let first = check("cold");
+    assert_eq!(source(&first, "data")["snapshots"], 4, "{first}");
+    let report1 = fs::read_dir(&warm)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("status").join("report1"))
+        .find(|p| p.is_file())
+        .expect("status/report1 written");
+    let again = check("warm");
+    assert_eq!(again, first);
+    let kept = |v: &Value| -> Vec<u64> {
+        source(v, "data")["retention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kept"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        kept(&again),
+        [1, 2, 3, 2],
+        "within, last, daily, weekly: {again}"
+    );
+
+    snap(4, 1);
+    let added = check("one added");
+    assert_eq!(source(&added, "data")["snapshots"], 5, "{added}");
+    assert_ne!(kept(&added), kept(&again), "{added}");
+
+    let oldest = tagged(&f, "data")[0]["id"].as_str().unwrap().to_string();
+    cmd(&f)
+        .arg("--repo")
+        .arg(f.strata.repo())
+        .args(["forget", &oldest])
+        .assert()
+        .success();
+    let forgot = check("oldest forgotten");
+    assert_eq!(source(&forgot, "data")["snapshots"], 4, "{forgot}");
+
+    // dated two hours ahead: kept as `future`, outside the other rules
+    fs::write(dir.join("changing"), "from a fast clock").unwrap();
+    let ahead = now + jiff::SignedDuration::from_hours(2);
+    f.strata.snapshot_code(
+        &[
+            dir.to_str().unwrap(),
+            "--tag",
+            "data",
+            "--time",
+            &ahead.to_string(),
+        ],
+        0,
+    );
+    check("one in the future");
+    check("one in the future, warm");
+
+    let b = fs::read(&report1).unwrap();
+    let mut flipped = b.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    fs::write(&report1, &flipped).unwrap();
+    check("damaged");
+    fs::write(&report1, &b[..b.len() / 2]).unwrap();
+    check("truncated");
+    fs::write(&report1, b"not a report").unwrap();
+    check("garbage");
+    fs::remove_file(&report1).unwrap();
+    check("deleted");
+    assert!(report1.is_file(), "written again");
 }
 
 // ---------------------------------------------------------------- restore

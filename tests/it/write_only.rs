@@ -697,3 +697,68 @@ fn run_on_a_write_only_key_skips_what_it_cannot_do() {
         "{s}"
     );
 }
+
+/// Issue 27: `status` keeps its figures in a flat report (status/report1)
+/// keyed on the listing and on the signers. A write-only key removed with
+/// `key remove` keeps its manifests valid; once its removal record is gone
+/// (this machine saw the removal), they are refused, though nothing in
+/// `snapshots/` changed: status must stop counting them, not read the
+/// figures it saved while they were valid.
+#[test]
+fn status_does_not_trust_its_flat_report_after_a_signer_change() {
+    let w = Wo::new();
+    const HOST2_PASS: &str = "the second host's passphrase";
+    let w2 = w.add_key("host2", HOST2_PASS);
+    std::fs::write(w.marker(), b"host2").unwrap();
+    let o = support::command()
+        .arg("--repo")
+        .arg(&w.repo)
+        .args([
+            "snapshot",
+            w.src.to_str().unwrap(),
+            "--tag",
+            "data",
+            "--json",
+        ])
+        .env("STRATA_PASSWORD", HOST2_PASS)
+        .env("STRATA_CACHE_DIR", w.root.join("host2-cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(w.marker(), b"host").unwrap();
+    let mine = id_of(&w.host_snapshot(&["--tag", "data"]));
+    w.full_ok(&["key", "remove", &w2]);
+    let cfg = w.root.join("strata.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "repository = {:?}\n[sources.data]\npaths = [{:?}]\n",
+            w.repo, w.src
+        ),
+    )
+    .unwrap();
+    let status = || {
+        let o = support::unlock_for(support::command(), &w.repo)
+            .args(["status", "--json", "--config"])
+            .arg(&cfg)
+            .env("STRATA_CACHE_DIR", &w.full_cache)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        support::parse_json(&o.stdout)
+    };
+    let before = status();
+    assert_eq!(before["sources"][0]["snapshots"], 2, "{before}");
+    let again = status();
+    assert_eq!(again["sources"][0]["snapshots"], 2, "{again}");
+    let report = std::fs::read_dir(&w.full_cache)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("status").join("report1"))
+        .find(|p| p.is_file());
+    assert!(report.is_some(), "a flat report was saved");
+    std::fs::remove_file(w.repo.join("keys").join(format!("{w2}.removed"))).unwrap();
+    let after = status();
+    let data = &after["sources"][0];
+    assert_eq!(data["snapshots"], 1, "{after}");
+    assert_eq!(data["latest"]["id"], mine.as_str(), "{after}");
+}

@@ -1,0 +1,280 @@
+//! The flat status (issue 27): what `strata status` last reported of each
+//! source's snapshots (their count, the latest, what each retention rule
+//! keeps, the sizes), kept on this machine under a key that digests all
+//! it was computed from: the listing of `snapshots/` with each file's size
+//! and time, the keys that sign manifests (a write-only key removed since
+//! changes it), the sources and the retention policy, the time zone
+//! (format-spec/repository.md "Status report (local)"). While the key is
+//! the same, status reads the figures without decoding a manifest; what
+//! depends on the time (age, staleness) is computed again on every call,
+//! and retention's counts, which depend on it only through snapshots dated
+//! after now, are used only while no snapshot of the source is. A file
+//! that is missing, stale or does not check is ignored and rewritten: the
+//! figures are then computed from the manifests, as without it.
+
+use super::Config;
+use crate::cache::ManifestStamp;
+use crate::id::SnapshotId;
+use crate::repo::Repo;
+use crate::repo::keys::Signers;
+use std::path::PathBuf;
+
+/// Largest report file read (16 MiB; a few hundred bytes per source).
+const MAX_FLAT: usize = 16 << 20;
+
+/// What status reports of one source's snapshots, before the time of the
+/// call is applied (`super::finish`).
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub(super) struct Section {
+    /// Its snapshots (without `pre-restore` ones).
+    pub snapshots: u64,
+    /// The latest of them.
+    pub latest: Option<Latest>,
+    /// The newest time among them (`i64::MIN` without any).
+    pub newest_ns: i64,
+    /// What each retention rule that is on keeps (`super::rules` order);
+    /// empty when retention is not reported.
+    pub kept: Vec<u64>,
+    /// Logical, raw, stored bytes and the dedup ratio (`None`: not known).
+    pub sizes: Option<(u64, u64, u64, Option<f64>)>,
+    /// What could not be reported.
+    pub warnings: Vec<String>,
+}
+
+/// A source's latest snapshot, without its age.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub(super) struct Latest {
+    /// Its id (hex).
+    pub id: String,
+    /// Its time (RFC 3339).
+    pub time: String,
+    /// Its time, Unix ns.
+    pub time_unix_ns: i64,
+    /// Raw bytes of new blobs it added.
+    pub bytes_added: u64,
+    /// Bytes it read.
+    pub bytes_read: u64,
+}
+
+/// The file: the key, then one section per source of the config.
+#[derive(Debug, PartialEq, bincode::Encode, bincode::Decode)]
+struct Saved {
+    key: [u8; 32],
+    sections: Vec<Section>,
+}
+
+/// The report file of `repo` (`None`: no cache directory).
+fn file(repo: &Repo) -> Option<PathBuf> {
+    Some(
+        crate::cache::base_dir()?
+            .join(repo.config().repo_id.to_hex())
+            .join("status")
+            .join("report1"),
+    )
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_FLAT>()
+}
+
+/// The key of a report: BLAKE3 of a format tag, the listing (each id with
+/// its file's size and time, in id order), the signers, the sources'
+/// names, the retention policy and the time zone.
+pub(super) fn key(
+    listed: &[(SnapshotId, ManifestStamp)],
+    signers: &Signers,
+    cfg: &Config,
+    tz: &jiff::tz::TimeZone,
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"strata status report 1\0");
+    h.update(&(listed.len() as u64).to_le_bytes());
+    for (id, (size, mtime)) in listed {
+        h.update(&id.0);
+        h.update(&size.to_le_bytes());
+        h.update(&mtime.to_le_bytes());
+    }
+    let field = |h: &mut blake3::Hasher, s: &str| {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    field(&mut h, &signers_text(signers));
+    let names: Vec<&str> = cfg.sources.iter().map(|s| s.name.as_str()).collect();
+    field(&mut h, &format!("{names:?}"));
+    field(&mut h, &format!("{:?}", cfg.retention));
+    field(&mut h, &zone_text(tz));
+    *h.finalize().as_bytes()
+}
+
+/// The signers in a canonical text (every map sorted).
+fn signers_text(s: &Signers) -> String {
+    let mut live: Vec<_> = s.live.iter().collect();
+    live.sort();
+    let mut removed: Vec<_> = s
+        .removed
+        .iter()
+        .map(|(k, (v, ids))| {
+            let mut ids: Vec<&[u8; 32]> = ids.iter().collect();
+            ids.sort();
+            (k, v, ids)
+        })
+        .collect();
+    removed.sort();
+    let mut forgotten: Vec<_> = s.forgotten_removal.iter().collect();
+    forgotten.sort();
+    format!("{live:?}{removed:?}{forgotten:?}")
+}
+
+/// The time zone whose wall clock makes retention's buckets: jiff's name
+/// for it, `$TZ`, and the bytes of `/etc/localtime` (a rule change there
+/// changes the key).
+fn zone_text(tz: &jiff::tz::TimeZone) -> String {
+    let env = std::env::var_os("TZ").map(|v| v.to_string_lossy().into_owned());
+    let local = std::fs::read("/etc/localtime").unwrap_or_default();
+    format!(
+        "{tz:?} {env:?} {}",
+        crate::id::to_hex(blake3::hash(&local).as_bytes())
+    )
+}
+
+/// The sections saved under `key`, one per source, if the file is there,
+/// checks, and none of them has a snapshot dated after `now`.
+pub(super) fn load(repo: &Repo, key: &[u8; 32], sources: usize, now: i64) -> Option<Vec<Section>> {
+    load_file(&file(repo)?, key, sources, now)
+}
+
+fn load_file(
+    f: &std::path::Path,
+    key: &[u8; 32],
+    sources: usize,
+    now: i64,
+) -> Option<Vec<Section>> {
+    let raw = crate::cache::read_sealed(f, MAX_FLAT)?;
+    let (saved, used): (Saved, usize) = bincode::decode_from_slice(&raw, config()).ok()?;
+    (used == raw.len()
+        && &saved.key == key
+        && saved.sections.len() == sources
+        && saved.sections.iter().all(|s| s.newest_ns <= now))
+    .then_some(saved.sections)
+}
+
+/// Save `sections` under `key` (best effort: temp name, rename); nothing
+/// is saved when a section has warnings (they are computed again).
+pub(super) fn save(repo: &Repo, key: &[u8; 32], sections: &[Section]) {
+    if let Some(f) = file(repo) {
+        save_file(&f, key, sections);
+    }
+}
+
+fn save_file(f: &std::path::Path, key: &[u8; 32], sections: &[Section]) {
+    if sections.iter().any(|s| !s.warnings.is_empty()) {
+        return;
+    }
+    let saved = Saved {
+        key: *key,
+        sections: sections.to_vec(),
+    };
+    if let Ok(raw) = bincode::encode_to_vec(&saved, config()) {
+        crate::cache::write_sealed(f, &raw);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn section(newest_ns: i64) -> Section {
+        Section {
+            snapshots: 2,
+            latest: Some(Latest {
+                id: "ab".into(),
+                time: "2026-12-06T00:00:00Z".into(),
+                time_unix_ns: newest_ns,
+                bytes_added: 1,
+                bytes_read: 2,
+            }),
+            newest_ns,
+            kept: vec![2, 1],
+            sizes: Some((10, 5, 4, Some(2.0))),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Saved sections load back under their key only, while no snapshot
+    /// is dated after now; a damaged, truncated or foreign file loads as
+    /// nothing, never as wrong figures; sections with warnings are not
+    /// saved.
+    #[test]
+    fn sections_round_trip_under_their_key_only() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("status").join("report1");
+        let key = [7u8; 32];
+        let secs = vec![section(100), section(i64::MIN)];
+        assert!(load_file(&f, &key, 2, 1000).is_none());
+        save_file(&f, &key, &secs);
+        assert_eq!(load_file(&f, &key, 2, 1000), Some(secs.clone()));
+        assert!(load_file(&f, &[8u8; 32], 2, 1000).is_none(), "another key");
+        assert!(
+            load_file(&f, &key, 3, 1000).is_none(),
+            "another source count"
+        );
+        assert!(load_file(&f, &key, 2, 99).is_none(), "a snapshot after now");
+        let b = std::fs::read(&f).unwrap();
+        let mut flipped = b.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        std::fs::write(&f, &flipped).unwrap();
+        assert!(load_file(&f, &key, 2, 1000).is_none(), "damaged");
+        std::fs::write(&f, &b[..b.len() - 2]).unwrap();
+        assert!(load_file(&f, &key, 2, 1000).is_none(), "truncated");
+        std::fs::remove_file(&f).unwrap();
+        let mut warned = secs.clone();
+        warned[1].warnings.push("sizes: x".into());
+        save_file(&f, &key, &warned);
+        assert!(!f.exists(), "not saved with warnings");
+    }
+
+    /// The key changes with a manifest's listed size or time, with a
+    /// manifest added, with the signers (a write-only key removed), with
+    /// the retention policy and with the sources.
+    #[test]
+    fn the_key_covers_what_the_figures_depend_on() {
+        let cfg = crate::policy::config::parse(
+            "repository = \"/r\"\n[sources.a]\npaths = [\"/a\"]\n[retention]\nkeep_daily = 3\n",
+            std::path::Path::new("/s.toml"),
+        )
+        .unwrap();
+        let tz = jiff::tz::TimeZone::UTC;
+        let id = |b: u8| SnapshotId([b; 32]);
+        let listed = vec![(id(1), (100, 5)), (id(2), (120, 6))];
+        let signers = Signers::default();
+        let k = key(&listed, &signers, &cfg, &tz);
+        assert_eq!(k, key(&listed, &signers, &cfg, &tz));
+        let mut rewritten = listed.clone();
+        rewritten[0].1 = (100, 7);
+        assert_ne!(
+            k,
+            key(&rewritten, &signers, &cfg, &tz),
+            "rewritten in place"
+        );
+        let mut added = listed.clone();
+        added.push((id(3), (90, 8)));
+        assert_ne!(k, key(&added, &signers, &cfg, &tz), "added");
+        let mut removed = Signers::default();
+        removed
+            .removed
+            .insert("w1".into(), ([3; 32], [[1u8; 32]].into_iter().collect()));
+        assert_ne!(k, key(&listed, &removed, &cfg, &tz), "a key removed");
+        let mut other = crate::policy::config::parse(
+            "repository = \"/r\"\n[sources.a]\npaths = [\"/a\"]\n[retention]\nkeep_daily = 4\n",
+            std::path::Path::new("/s.toml"),
+        )
+        .unwrap();
+        assert_ne!(k, key(&listed, &signers, &other, &tz), "another policy");
+        other.retention = cfg.retention.clone();
+        assert_eq!(k, key(&listed, &signers, &other, &tz));
+        other.sources.clear();
+        assert_ne!(k, key(&listed, &signers, &other, &tz), "other sources");
+    }
+}
