@@ -253,51 +253,20 @@ impl Backend for LocalBackend {
     /// A directory walk; `tmp/` and names that are not valid keys are
     /// skipped, and so is anything that is not a regular file.
     fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
-        check_prefix(prefix)?;
-        let mut stack = vec![prefix.to_string()];
-        while let Some(dir_key) = stack.pop() {
-            let dir = self.root.join(&dir_key);
-            let rd = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-                    continue;
-                }
-                Err(e) => return Err(self.io(&dir_key, e)),
-            };
-            for entry in rd {
-                let entry = entry.map_err(|e| self.io(&dir_key, e))?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                let key = if dir_key.is_empty() {
-                    name
-                } else {
-                    format!("{dir_key}/{name}")
-                };
-                if check_key(&key).is_err() {
-                    continue;
-                }
-                let ft = match entry.file_type() {
-                    Ok(ft) => ft,
-                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                    Err(e) => return Err(self.io(&key, e)),
-                };
-                if ft.is_dir() {
-                    stack.push(key);
-                } else if ft.is_file() {
-                    match entry.metadata() {
-                        Ok(m) => f(Listed {
-                            key,
-                            size: m.len(),
-                            modified: m.modified().ok(),
-                        }),
-                        Err(e) if e.kind() == ErrorKind::NotFound => {}
-                        Err(e) => return Err(self.io(&key, e)),
-                    }
-                }
+        self.walk(prefix, true, &mut |key, m| {
+            if let Some(m) = m {
+                f(Listed {
+                    key,
+                    size: m.len(),
+                    modified: m.modified().ok(),
+                });
             }
-        }
-        Ok(())
+        })
+    }
+
+    /// [`Backend::list`] without a stat per file.
+    fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(String)) -> BResult<()> {
+        self.walk(prefix, false, &mut |key, _| f(key))
     }
 
     /// `unlink(2)`, then fsync of the directory.
@@ -352,5 +321,60 @@ impl RangedRead for LocalRanged {
                 source,
             }),
         }
+    }
+}
+
+impl LocalBackend {
+    /// The regular files under `prefix` (see [`Backend::list`]), each with
+    /// its metadata when `stat` (a file gone meanwhile is then skipped).
+    fn walk(
+        &self,
+        prefix: &str,
+        stat: bool,
+        f: &mut dyn FnMut(String, Option<fs::Metadata>),
+    ) -> BResult<()> {
+        check_prefix(prefix)?;
+        let mut stack = vec![prefix.to_string()];
+        while let Some(dir_key) = stack.pop() {
+            let dir = self.root.join(&dir_key);
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    continue;
+                }
+                Err(e) => return Err(self.io(&dir_key, e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(|e| self.io(&dir_key, e))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let key = if dir_key.is_empty() {
+                    name
+                } else {
+                    format!("{dir_key}/{name}")
+                };
+                if check_key(&key).is_err() {
+                    continue;
+                }
+                let ft = match entry.file_type() {
+                    Ok(ft) => ft,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(self.io(&key, e)),
+                };
+                if ft.is_dir() {
+                    stack.push(key);
+                } else if ft.is_file() && !stat {
+                    f(key, None);
+                } else if ft.is_file() {
+                    match entry.metadata() {
+                        Ok(m) => f(key, Some(m)),
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(self.io(&key, e)),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -145,6 +145,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// objects created or deleted meanwhile may or may not appear.
     fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()>;
 
+    /// Call `f` with the key of every object under `prefix`, as
+    /// [`Backend::list`] but without what the storage says of each: the
+    /// local backend then stats no file (a directory read alone), which is
+    /// what `status` lists the snapshots with on every call.
+    fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(String)) -> BResult<()> {
+        self.list(prefix, &mut |l| f(l.key))
+    }
+
     /// Remove `key`. `NotFound` if absent (on object stores, by a HEAD just
     /// before the DELETE: two racing deletes may both succeed). Durable when
     /// it returns Ok (local: directory fsynced).
@@ -235,6 +243,9 @@ macro_rules! forward_backend {
             }
             fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
                 (**self).list(prefix, f)
+            }
+            fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(String)) -> BResult<()> {
+                (**self).list_keys(prefix, f)
             }
             fn delete(&self, key: &str) -> BResult<()> {
                 (**self).delete(key)

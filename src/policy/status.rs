@@ -481,12 +481,25 @@ fn current_sections(
     now: i64,
     events: &Arc<dyn crate::events::Events>,
 ) -> Result<Vec<flat::Section>> {
-    let listed = crate::snapshot::stamps(repo)?;
+    // the names alone: no stat per manifest (flat.rs)
+    let names = repo.list_names("snapshots")?;
+    let ids: Vec<SnapshotId> = names
+        .iter()
+        .filter_map(|n| SnapshotId::from_hex(n))
+        .collect();
     let tz = jiff::tz::TimeZone::system();
-    let key = flat::key(&listed, &*repo.signers()?, cfg, &tz);
-    if let Some(s) = flat::load(repo, &key, cfg.sources.len(), now) {
+    let signers = repo.signers()?;
+    if let Some(s) = flat::load(
+        repo,
+        &flat::key(&ids, &signers, cfg, &tz),
+        cfg.sources.len(),
+        now,
+    ) {
         return Ok(s);
     }
+    let listed = crate::snapshot::stamps(repo)?;
+    let ids: Vec<SnapshotId> = listed.iter().map(|(id, _)| *id).collect();
+    let key = flat::key(&ids, &signers, cfg, &tz);
     let (s, clean) = sections(repo, cfg, listed, now, &tz, events)?;
     if clean {
         flat::save(repo, &key, &s);

@@ -501,11 +501,14 @@ impl Repo {
 
     /// The names (last key segment) of the files under `prefix`, sorted.
     pub fn list_names(&self, prefix: &str) -> Result<Vec<String>> {
-        Ok(self
-            .list_files(prefix)?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect())
+        let mut v = Vec::new();
+        self.store.list_keys(prefix, &mut |k| {
+            if let Some(n) = k.rsplit('/').next() {
+                v.push(n.to_string());
+            }
+        })?;
+        v.sort();
+        Ok(v)
     }
     /// [`Self::list_names`], each with what the storage says of it.
     pub fn list_files(&self, prefix: &str) -> Result<Vec<(String, crate::backend::Listed)>> {
