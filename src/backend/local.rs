@@ -158,6 +158,16 @@ impl Backend for LocalBackend {
         fs::read(&p).map(Bytes::from).map_err(|e| self.io(key, e))
     }
 
+    fn get_into(&self, key: &str, mut buf: Vec<u8>) -> BResult<Bytes> {
+        use std::io::Read;
+        let p = self.path(key)?;
+        buf.clear();
+        File::open(&p)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(|e| self.io(key, e))?;
+        Ok(Bytes::from(buf))
+    }
+
     fn get_range(&self, key: &str, range: Range<u64>) -> BResult<Bytes> {
         let p = self.path(key)?;
         let f = File::open(&p).map_err(|e| self.io(key, e))?;

@@ -84,6 +84,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// returned before the read began (read-after-write, also on S3).
     fn get(&self, key: &str) -> BResult<Bytes>;
 
+    /// [`Backend::get`], into `buf` (cleared) where the backend can: a
+    /// caller that reads many large objects reuses its buffers (sync,
+    /// issue 27) instead of leaving freed ones in each thread's malloc
+    /// arena. By default `buf` is dropped and `get` called.
+    fn get_into(&self, key: &str, buf: Vec<u8>) -> BResult<Bytes> {
+        drop(buf);
+        self.get(key)
+    }
+
     /// Bytes `range` of the object (one ranged GET on object stores).
     /// `range.end` past the object's size is [`BackendError::OutOfRange`],
     /// never a short read; an empty range inside the object is empty.
@@ -216,6 +225,9 @@ macro_rules! forward_backend {
             }
             fn get(&self, key: &str) -> BResult<Bytes> {
                 (**self).get(key)
+            }
+            fn get_into(&self, key: &str, buf: Vec<u8>) -> BResult<Bytes> {
+                (**self).get_into(key, buf)
             }
             fn get_range(&self, key: &str, range: Range<u64>) -> BResult<Bytes> {
                 (**self).get_range(key, range)

@@ -183,23 +183,45 @@ struct HandleReader {
     handle: Arc<dyn RangedRead>,
     remote: bool,
     pos: u64,
-    buf: Vec<u8>,
-    buf_at: u64,
-    /// Bytes the next ranged read asks for (remote): [`READ_AHEAD`],
-    /// doubled (up to [`READ_AHEAD_MAX`]) while reads follow each other, so
-    /// a long run of blobs costs a few requests, not one per 256 KiB.
-    ahead: u64,
+    /// The read-ahead (remote), shared with the pool entry of the age
+    /// reader that wraps this one, so that a reader put back in the pool
+    /// gives up a large buffer ([`PackFile::give_back`]).
+    ahead: Arc<Mutex<ReadAhead>>,
+}
+
+/// The last range read ahead of a [`HandleReader`], as the store gave it
+/// (no copy).
+struct ReadAhead {
+    buf: bytes::Bytes,
+    /// Where `buf` starts.
+    at: u64,
+    /// Where the last range read ended (stays when `buf` is dropped, so
+    /// a reader that goes on sequentially still doubles its reads).
+    end: u64,
+    /// Bytes the next ranged read asks for: [`READ_AHEAD`], doubled (up
+    /// to [`READ_AHEAD_MAX`]) while reads follow each other, so a long
+    /// run of blobs costs a few requests, not one per 256 KiB.
+    next: u64,
+}
+
+impl ReadAhead {
+    fn new() -> Arc<Mutex<ReadAhead>> {
+        Arc::new(Mutex::new(ReadAhead {
+            buf: bytes::Bytes::new(),
+            at: 0,
+            end: 0,
+            next: READ_AHEAD,
+        }))
+    }
 }
 
 impl HandleReader {
-    fn new(handle: Arc<dyn RangedRead>, remote: bool) -> HandleReader {
+    fn new(handle: Arc<dyn RangedRead>, remote: bool, ahead: Arc<Mutex<ReadAhead>>) -> Self {
         HandleReader {
             handle,
             remote,
             pos: 0,
-            buf: Vec::new(),
-            buf_at: 0,
-            ahead: READ_AHEAD,
+            ahead,
         }
     }
 
@@ -244,22 +266,26 @@ impl Read for HandleReader {
         if !self.remote {
             return self.read_local(out);
         }
-        let end = self.buf_at + self.buf.len() as u64;
-        if self.pos < self.buf_at || self.pos >= end {
-            self.ahead = if self.pos == end && !self.buf.is_empty() {
-                (self.ahead * 2).min(READ_AHEAD_MAX)
+        let mut a = self
+            .ahead
+            .lock()
+            .map_err(|_| io::Error::other("read-ahead lock poisoned"))?;
+        let end = a.at + a.buf.len() as u64;
+        if self.pos < a.at || self.pos >= end {
+            a.next = if self.pos == a.end && a.end > 0 {
+                (a.next * 2).min(READ_AHEAD_MAX)
             } else {
                 READ_AHEAD
             };
-            let want = (out.len() as u64).max(self.ahead);
+            let want = (out.len() as u64).max(a.next);
             let stop = (self.pos + want).min(size);
-            let b = self.handle.read(self.pos..stop).map_err(io::Error::other)?;
-            self.buf = b.to_vec();
-            self.buf_at = self.pos;
+            a.buf = self.handle.read(self.pos..stop).map_err(io::Error::other)?;
+            a.at = self.pos;
+            a.end = stop;
         }
-        let off = (self.pos - self.buf_at) as usize;
-        let n = out.len().min(self.buf.len() - off);
-        out[..n].copy_from_slice(&self.buf[off..off + n]);
+        let off = (self.pos - a.at) as usize;
+        let n = out.len().min(a.buf.len() - off);
+        out[..n].copy_from_slice(&a.buf[off..off + n]);
         self.pos += n as u64;
         Ok(n)
     }
@@ -278,6 +304,12 @@ impl Seek for HandleReader {
 }
 
 type AgeReader = age::stream::StreamReader<BufReader<Box<dyn ReadSeek>>>;
+
+/// A decrypting reader of a pack and the read-ahead of its handle.
+struct Pooled {
+    reader: AgeReader,
+    ahead: Arc<Mutex<ReadAhead>>,
+}
 
 /// Parse a pack's age header and unwrap its file key with the data identity.
 fn open_reader(r: Box<dyn ReadSeek>, crypto: &super::Crypto, object: &str) -> Result<AgeReader> {
@@ -315,8 +347,9 @@ enum Body {
     Age {
         /// The repository secret.
         crypto: Arc<super::Crypto>,
-        /// Idle decrypting readers.
-        pool: Mutex<Vec<AgeReader>>,
+        /// Idle decrypting readers, each with the read-ahead of the
+        /// handle under it.
+        pool: Mutex<Vec<Pooled>>,
     },
 }
 
@@ -344,8 +377,12 @@ impl PackFile {
                 cache: Mutex::new(Vec::new()),
             },
             Some(crypto) => {
-                let r = Box::new(HandleReader::new(handle.clone(), remote));
-                let first = open_reader(r, crypto, &object)?;
+                let ahead = ReadAhead::new();
+                let r = Box::new(HandleReader::new(handle.clone(), remote, ahead.clone()));
+                let first = Pooled {
+                    reader: open_reader(r, crypto, &object)?,
+                    ahead,
+                };
                 Body::Age {
                     crypto: crypto.clone(),
                     pool: Mutex::new(vec![first]),
@@ -396,25 +433,85 @@ impl PackFile {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut AgeReader) -> io::Result<T>) -> Result<T> {
+        let mut r = self.take_reader()?;
+        let out = f(&mut r.reader).map_err(|e| self.error(e))?;
+        self.give_back(r);
+        Ok(out)
+    }
+
+    /// An idle reader of an encrypted pack, or a new one.
+    fn take_reader(&self) -> Result<Pooled> {
         let Body::Age { pool, crypto } = &self.body else {
             return Err(Error::Invalid("not an encrypted pack".into()));
         };
-        let taken = pool.lock().ok().and_then(|mut p| p.pop());
-        let mut r = match taken {
-            Some(r) => r,
-            None => open_reader(
-                Box::new(HandleReader::new(self.handle.clone(), self.remote)),
-                crypto,
-                self.name(),
-            )?,
+        if let Some(r) = pool.lock().ok().and_then(|mut p| p.pop()) {
+            return Ok(r);
+        }
+        let ahead = ReadAhead::new();
+        let handle = HandleReader::new(self.handle.clone(), self.remote, ahead.clone());
+        Ok(Pooled {
+            reader: open_reader(Box::new(handle), crypto, self.name())?,
+            ahead,
+        })
+    }
+
+    /// Put a reader that did not fail back in the pool (at most 8 per
+    /// pack). Its read-ahead is kept only up to [`READ_AHEAD`]: the trees
+    /// of a walk, neighbours in their pack, still cost one request per
+    /// block, while the larger ranges of a sequential read (up to
+    /// [`READ_AHEAD_MAX`]) are not held by idle readers.
+    fn give_back(&self, r: Pooled) {
+        let Body::Age { pool, .. } = &self.body else {
+            return;
         };
-        let out = f(&mut r).map_err(|e| self.error(e))?;
+        if let Ok(mut a) = r.ahead.lock() {
+            if a.buf.len() as u64 > READ_AHEAD {
+                a.buf = bytes::Bytes::new();
+            }
+        }
         if let Ok(mut p) = pool.lock() {
             if p.len() < 8 {
                 p.push(r);
             }
         }
-        Ok(out)
+    }
+
+    /// Run `f` with a function that reads exactly `buf.len()` plaintext
+    /// bytes at an offset, like [`read_exact_at`](Self::read_exact_at),
+    /// but through one reader for all of `f`'s reads: a sequence of reads
+    /// at rising offsets of an encrypted pack on remote storage goes on
+    /// with the read-ahead of the one before (fewer, larger ranged reads).
+    /// A reader whose read failed is dropped (never pooled again) and the
+    /// next read opens another.
+    pub fn with_sequential<T>(
+        &self,
+        f: impl FnOnce(&mut dyn FnMut(&mut [u8], u64) -> Result<()>) -> Result<T>,
+    ) -> Result<T> {
+        if !matches!(self.body, Body::Age { .. }) {
+            return f(&mut |buf, offset| self.read_exact_at(buf, offset));
+        }
+        let mut held = Some(self.take_reader()?);
+        let out = {
+            let mut read = |buf: &mut [u8], offset: u64| -> Result<()> {
+                let r = match held.as_mut() {
+                    Some(r) => r,
+                    None => held.insert(self.take_reader()?),
+                };
+                let done = r
+                    .reader
+                    .seek(SeekFrom::Start(offset))
+                    .and_then(|_| r.reader.read_exact(buf));
+                done.map_err(|e| {
+                    held = None;
+                    self.error(e)
+                })
+            };
+            f(&mut read)
+        };
+        if let Some(r) = held {
+            self.give_back(r);
+        }
+        out
     }
 
     /// Plaintext length of the pack.

@@ -193,6 +193,66 @@ pub fn read_run<T>(
     Ok((buf, start))
 }
 
+/// Bytes of a run that [`for_each_in_run`] reads at once (one blob larger
+/// than this is read alone).
+pub const WINDOW: u64 = 2 << 20;
+
+/// Call `f` on each item of one run (from [`runs`]) with its stored bytes,
+/// in order, holding at most [`WINDOW`] bytes of the run at a time (plus
+/// one larger item): the run is read window by window through one reader
+/// ([`PackFile::with_sequential`]), so memory does not grow with the run
+/// while a sequential read of an encrypted pack on remote storage keeps
+/// its large ranged reads. As in [`read_run`], a window that fails is read
+/// again item by item, so that only a damaged item fails.
+pub fn for_each_in_run<T>(
+    file: &PackFile,
+    run: &[T],
+    span: impl Fn(&T) -> (u64, u32),
+    mut f: impl FnMut(&T, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let out_of_order = || Error::Invalid("blob run out of order".into());
+    let end = |t: &T| {
+        let (o, l) = span(t);
+        o + u64::from(l)
+    };
+    file.with_sequential(|read| {
+        let mut buf = Vec::new();
+        let mut rest = run;
+        while let Some(first) = rest.first() {
+            let start = span(first).0;
+            let n = 1 + rest[1..]
+                .iter()
+                .take_while(|t| end(t).saturating_sub(start) <= WINDOW)
+                .count();
+            let (window, tail) = rest.split_at(n);
+            rest = tail;
+            let last = window.last().map_or(start, &end);
+            let len = usize::try_from(last.checked_sub(start).ok_or_else(out_of_order)?)
+                .map_err(|_| out_of_order())?;
+            buf.clear();
+            buf.resize(len, 0);
+            match read(&mut buf, start) {
+                Ok(()) => {}
+                Err(_) if window.len() > 1 => {
+                    for t in window {
+                        let (o, l) = span(t);
+                        let at = o.checked_sub(start).ok_or_else(out_of_order)? as usize;
+                        let dst = buf.get_mut(at..at + l as usize).ok_or_else(out_of_order)?;
+                        file.read_exact_at(dst, o)?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            for t in window {
+                let (o, l) = span(t);
+                let at = o.checked_sub(start).ok_or_else(out_of_order)? as usize;
+                f(t, buf.get(at..at + l as usize).ok_or_else(out_of_order)?)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +290,58 @@ mod tests {
         }
         let damaged = [(140_000u64, 1000u32), (250_000, 1000)];
         assert!(read_run(&f, &damaged, |t| *t).is_err());
+    }
+
+    /// [`for_each_in_run`] gives each item its bytes, window by window
+    /// (items across several windows, one item larger than a window), and
+    /// like [`read_run`] fails only a damaged item, not its neighbours
+    /// across a damaged gap.
+    #[test]
+    fn for_each_in_run_streams_windows_and_fails_only_damaged_items() {
+        let crypto = Arc::new(crate::crypto::Crypto::generate().unwrap());
+        let plain: Vec<u8> = (0..6_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut ct = crypto.encrypt(&plain).unwrap();
+        let mac = ct.windows(5).position(|w| w == b"\n--- ").unwrap() + 5;
+        let hlen = mac + ct[mac..].iter().position(|&b| b == b'\n').unwrap() + 1;
+        ct[hlen + 16 + 3 * 65552 - 1] ^= 1; // chunk 2 (bytes 131072..196608)
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path());
+        b.put_new("pack", &ct).unwrap();
+        let f = PackFile::open(&b, "pack", "pack".into(), Some(&crypto)).unwrap();
+        let items = [
+            (1000u64, 1000u32),
+            (250_000, 1000),
+            (300_000, 1_500_000),
+            (1_900_000, 2_500_000),
+            (4_400_000, 1_000_000),
+        ];
+        let run = runs(&items, |t| *t);
+        assert_eq!(run.len(), 1, "one run across the gaps");
+        let mut seen = Vec::new();
+        for_each_in_run(
+            &f,
+            run[0],
+            |t| *t,
+            |&(o, l), bytes| {
+                assert_eq!(bytes, &plain[o as usize..(o + u64::from(l)) as usize]);
+                seen.push(o);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, items.iter().map(|t| t.0).collect::<Vec<_>>());
+        let damaged = [(140_000u64, 1000u32), (250_000, 1000)];
+        let mut got = 0;
+        let r = for_each_in_run(
+            &f,
+            &damaged,
+            |t| *t,
+            |_, _| {
+                got += 1;
+                Ok(())
+            },
+        );
+        assert!(r.is_err());
+        assert_eq!(got, 0, "the damaged item fails before any is given");
     }
 }

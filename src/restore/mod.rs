@@ -547,7 +547,8 @@ impl<'a> Restorer<'a> {
     }
 
     /// The batch's files whose data is in blobs: runs of blobs are read
-    /// (one `pread` each) and decoded in parallel, each blob's id checked,
+    /// (one `pread` each; on remote storage [`reader::WINDOW`] at a time)
+    /// and decoded in parallel, each blob's id checked,
     /// its bytes written wherever they go. The first write to a file
     /// creates it, the last applies its metadata and renames it into place.
     /// After an error no partial file of the batch is left.
@@ -565,26 +566,19 @@ impl<'a> Restorer<'a> {
         let read_all = || {
             runs.par_iter().try_for_each(|&(pack, run)| -> Result<()> {
                 let pf = self.reader.pack_file(pack)?;
+                if self.io_pool.is_some() {
+                    // Remote storage: 16 runs in flight, each streamed a
+                    // window at a time and its blobs written in order, so
+                    // memory is bounded by reads in flight × the window
+                    // (issue 27), not by the runs (up to a pack each).
+                    return reader::for_each_in_run(&pf, run, span, |u, stored| {
+                        self.write_blob(files, &states, u, stored)
+                    });
+                }
                 let (buf, start) = reader::read_run(&pf, run, span)?;
                 run.par_iter().try_for_each(|u| -> Result<()> {
                     let s = (u.loc.offset - start) as usize;
-                    let stored = &buf[s..s + u.loc.stored_len as usize];
-                    let raw = self.repo.decode_with(BlobKind::Data, |d| {
-                        reader::decode_blob(stored, &u.id, &u.loc, d)
-                    })?;
-                    for &(fi, off) in &u.targets {
-                        let (job, st) = (&files[fi], &states[fi]);
-                        let f = st.file(&job.write_path, &job.entry)?;
-                        write::write_stream_at(&f, &job.entry.extents, off, &raw)
-                            .at(&job.write_path)?;
-                        self.progress
-                            .bytes_done
-                            .fetch_add(raw.len() as u64, Relaxed);
-                        if st.wrote() {
-                            self.finish(job, &f)?;
-                        }
-                    }
-                    Ok(())
+                    self.write_blob(files, &states, u, &buf[s..s + u.loc.stored_len as usize])
                 })
             })
         };
@@ -602,6 +596,32 @@ impl<'a> Restorer<'a> {
             }
         }
         written
+    }
+
+    /// Decode one blob's stored bytes, check its id, and write it wherever
+    /// it goes in the batch's files (finishing each file it completes).
+    fn write_blob(
+        &self,
+        files: &[FileJob],
+        states: &[write::FileState],
+        u: &BlobUse,
+        stored: &[u8],
+    ) -> Result<()> {
+        let raw = self.repo.decode_with(BlobKind::Data, |d| {
+            reader::decode_blob(stored, &u.id, &u.loc, d)
+        })?;
+        for &(fi, off) in &u.targets {
+            let (job, st) = (&files[fi], &states[fi]);
+            let f = st.file(&job.write_path, &job.entry)?;
+            write::write_stream_at(&f, &job.entry.extents, off, &raw).at(&job.write_path)?;
+            self.progress
+                .bytes_done
+                .fetch_add(raw.len() as u64, Relaxed);
+            if st.wrote() {
+                self.finish(job, &f)?;
+            }
+        }
+        Ok(())
     }
 
     /// The batch's files without blobs (inline: bytes in the tree; empty;

@@ -6,6 +6,8 @@
 //! create-only in one call (`put_new`: one PUT on object stores, a temp
 //! file, fsync and link on a local directory; nothing partial ever stands
 //! under the final name), then checks the size the destination reports.
+//! The objects held by all workers together stay within [`MEMORY`]
+//! ([`Budget`]): many small files go `jobs` at a time, packs fewer.
 
 use super::Progress;
 use super::limit::RateLimit;
@@ -13,6 +15,118 @@ use super::plan::{Item, Kind};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex};
+
+/// Bytes of objects that the workers of one sync hold in memory at once
+/// (issue 27): four 16 MiB packs. Uploads to one store are limited by the
+/// store more than by the number in flight: `sync --jobs 8` of 14 packs to
+/// moto took the same time (median 1.25 s against 1.29 s, interleaved)
+/// with a peak RSS of 75 MiB instead of 144 MiB (8 packs held).
+pub const MEMORY: u64 = 64 << 20;
+
+/// Buffers of at least this many bytes are kept for reuse ([`Budget`]).
+const SPARE_MIN: u64 = 1 << 20;
+
+/// Bytes that workers may hold, shared: a worker takes an object's size
+/// before reading it and gives it back when the object is written; an
+/// object larger than the whole budget waits for all of it. It also keeps
+/// the buffers given back (up to the budget) for the next objects: with
+/// glibc, a 16 MiB buffer freed by one of 8 threads stays in that thread's
+/// arena, so 8 threads that each once held a pack kept 8 packs' worth of
+/// memory although only 4 were ever held at once.
+#[derive(Debug)]
+pub struct Budget {
+    total: u64,
+    state: Mutex<Free>,
+    freed: Condvar,
+}
+
+#[derive(Debug)]
+struct Free {
+    /// Bytes not taken.
+    bytes: u64,
+    /// Buffers given back, for reuse.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Budget {
+    /// A budget of `total` bytes (at least 1).
+    pub fn new(total: u64) -> Budget {
+        let total = total.max(1);
+        Budget {
+            total,
+            state: Mutex::new(Free {
+                bytes: total,
+                spare: Vec::new(),
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Wait until `n` bytes (at most the whole budget) are free and take
+    /// them, until the returned guard is dropped.
+    pub fn take(&self, n: u64) -> Held<'_> {
+        let n = n.min(self.total);
+        // a panic elsewhere while holding the lock leaves a usable count
+        let mut free = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while free.bytes < n {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        free.bytes -= n;
+        // a spare buffer for a large object (the largest: packs are alike)
+        let buf = if n >= SPARE_MIN {
+            free.spare.pop()
+        } else {
+            None
+        };
+        Held {
+            budget: self,
+            n,
+            buf,
+        }
+    }
+}
+
+/// Bytes taken from a [`Budget`], given back on drop, with a buffer to read
+/// into ([`Held::buffer`]) and to give back ([`Held::recycle`]).
+#[derive(Debug)]
+pub struct Held<'a> {
+    budget: &'a Budget,
+    n: u64,
+    buf: Option<Vec<u8>>,
+}
+
+impl Held<'_> {
+    /// A spare buffer (empty, maybe with capacity), once.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.buf.take().unwrap_or_default()
+    }
+
+    /// Keep the memory of `bytes` for the next object, if nothing else
+    /// holds it any more (the upload is done with it).
+    pub fn recycle(&mut self, bytes: bytes::Bytes) {
+        if let Ok(b) = bytes.try_into_mut() {
+            self.buf = Some(Vec::from(b));
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut free = self.budget.state.lock().unwrap_or_else(|p| p.into_inner());
+        free.bytes += self.n;
+        if let Some(mut b) = self.buf.take() {
+            let kept: usize = free.spare.iter().map(Vec::capacity).sum();
+            let fits = (kept + b.capacity()) as u64 <= self.budget.total;
+            if b.capacity() as u64 >= SPARE_MIN && fits {
+                b.clear();
+                free.spare.push(b);
+                free.spare.sort_by_key(Vec::capacity);
+            }
+        }
+        self.budget.freed.notify_all();
+    }
+}
 
 /// What copying one file did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +148,8 @@ pub struct Ctx<'a> {
     pub jobs: usize,
     /// `--limit-upload`.
     pub limit: Option<&'a RateLimit>,
+    /// Bytes of objects held in memory by all workers ([`MEMORY`]).
+    pub memory: &'a Budget,
     /// Counters for the progress bar.
     pub progress: &'a Progress,
 }
@@ -113,7 +229,9 @@ pub fn copy_one(ctx: &Ctx, item: &Item) -> Result<Done> {
 /// destination's copy, atomically (`put_replace`).
 fn copy_as(ctx: &Ctx, item: &Item, replace: bool) -> Result<Done> {
     let (src, dst) = (ctx.src, ctx.dst);
-    let bytes = src.get(&item.key).map_err(|e| {
+    // the listed size; a source that grew since is caught below
+    let mut held = ctx.memory.take(item.size);
+    let bytes = src.get_into(&item.key, held.buffer()).map_err(|e| {
         if e.is_not_found() {
             Error::Invalid(format!(
                 "{e} (listed a moment ago: removed by a gc at the source? run sync again)"
@@ -146,8 +264,10 @@ fn copy_as(ctx: &Ctx, item: &Item, replace: bool) -> Result<Done> {
     if let Some(l) = ctx.limit {
         l.take(len);
     }
+    let keep = bytes.clone(); // shares the memory, to recycle it after
     if replace && item.kind == Kind::Pack {
         dst.put_replace(&item.key, &bytes)?;
+        drop(bytes);
     } else {
         match dst.put_new_bytes(&item.key, bytes) {
             Ok(()) => {}
@@ -155,6 +275,8 @@ fn copy_as(ctx: &Ctx, item: &Item, replace: bool) -> Result<Done> {
             Err(e) => return Err(e.into()),
         }
     }
+    held.recycle(keep);
+    drop(held);
     let got = dst.size(&item.key)?;
     if got != len {
         return Err(Error::corrupt(
@@ -183,6 +305,23 @@ fn existing(dst: &dyn Backend, item: &Item) -> Result<Done> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_bounds_bytes_held_and_lets_a_large_object_through() {
+        let b = Budget::new(100);
+        let held = std::sync::atomic::AtomicU64::new(0);
+        let peak = std::sync::atomic::AtomicU64::new(0);
+        pool(8, 64, |i| {
+            let n = [30u64, 60, 10, 250][i % 4];
+            let _h = b.take(n);
+            let now = held.fetch_add(n.min(100), Relaxed) + n.min(100);
+            peak.fetch_max(now, Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            held.fetch_sub(n.min(100), Relaxed);
+        });
+        assert!(peak.load(Relaxed) <= 100, "{}", peak.load(Relaxed));
+        assert_eq!(b.state.lock().unwrap().bytes, 100);
+    }
 
     #[test]
     fn pool_keeps_order_and_runs_everything() {

@@ -243,11 +243,13 @@ fn copy_all(
     r.skipped = plan.skipped;
     progress.total.store(plan.bytes(), Relaxed);
     let limit = opts.limit_upload.map(RateLimit::new);
+    let memory = copy::Budget::new(copy::MEMORY);
     let ctx = Ctx {
         src,
         dst,
         jobs: opts.jobs.max(1),
         limit: limit.as_ref(),
+        memory: &memory,
         progress,
     };
 
