@@ -10,7 +10,7 @@ use bytes::Bytes;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// The directories of a local repository, created by
@@ -272,6 +272,35 @@ impl Backend for LocalBackend {
                 });
             }
         })
+    }
+
+    fn listing_stamp(&self, prefix: &str) -> BResult<Option<(Vec<u8>, std::time::SystemTime)>> {
+        check_prefix(prefix)?;
+        let m = match fs::metadata(self.root.join(prefix)) {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(prefix, e)),
+        };
+        // the change time: a modification time set back (touch -d) still
+        // moves it forward
+        let changed = u64::try_from(m.ctime())
+            .ok()
+            .zip(u32::try_from(m.ctime_nsec()).ok())
+            .and_then(|(secs, ns)| {
+                std::time::SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, ns))
+            });
+        let Some(changed) = changed else {
+            return Ok(None);
+        };
+        let mut stamp = Vec::with_capacity(48);
+        for v in [m.dev(), m.ino()] {
+            stamp.extend(v.to_le_bytes());
+        }
+        for v in [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()] {
+            stamp.extend(v.to_le_bytes());
+        }
+        Ok(Some((stamp, changed)))
     }
 
     /// [`Backend::list`] without a stat per file.

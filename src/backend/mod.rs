@@ -162,6 +162,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         self.list(prefix, &mut |l| f(l.key))
     }
 
+    /// A stamp of the objects directly under `prefix` that changes
+    /// whenever one is added, removed or replaced there, read without
+    /// listing them, with the time it last changed; `None` where the
+    /// storage has none (object stores) or `prefix` is missing. Local: the
+    /// directory's device, inode, modification and change times (one stat).
+    /// Only for a prefix whose objects sit directly in it (`snapshots`):
+    /// objects in a subdirectory do not change it.
+    fn listing_stamp(&self, prefix: &str) -> BResult<Option<(Vec<u8>, std::time::SystemTime)>> {
+        check_prefix(prefix)?;
+        Ok(None)
+    }
+
     /// Remove `key`. `NotFound` if absent (on object stores, by a HEAD just
     /// before the DELETE: two racing deletes may both succeed). Durable when
     /// it returns Ok (local: directory fsynced).
@@ -258,6 +270,12 @@ macro_rules! forward_backend {
             }
             fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(String)) -> BResult<()> {
                 (**self).list_keys(prefix, f)
+            }
+            fn listing_stamp(
+                &self,
+                prefix: &str,
+            ) -> BResult<Option<(Vec<u8>, std::time::SystemTime)>> {
+                (**self).listing_stamp(prefix)
             }
             fn delete(&self, key: &str) -> BResult<()> {
                 (**self).delete(key)

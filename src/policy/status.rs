@@ -481,31 +481,61 @@ fn current_sections(
     now: i64,
     events: &Arc<dyn crate::events::Events>,
 ) -> Result<Vec<flat::Section>> {
-    // the names alone: no stat per manifest (flat.rs)
+    let tz = jiff::tz::TimeZone::system();
+    let signers = repo.signers()?;
+    let rest = flat::rest(&signers, cfg, &tz);
+    let n = cfg.sources.len();
+    // One stat: the snapshots/ directory unchanged since a report was
+    // saved (flat.rs). Only a stamp that had settled before the names were
+    // listed is saved: a change in the same clock tick would not move it.
+    let started = std::time::SystemTime::now();
+    let stamp = repo
+        .store()
+        .listing_stamp("snapshots")
+        .ok()
+        .flatten()
+        .filter(|(_, changed)| changed.checked_add(SETTLED).is_some_and(|t| t <= started))
+        .map(|(s, _)| s);
+    if let Some(st) = &stamp {
+        if let Some(saved) = flat::load(repo, flat::By::Stamp(st, &rest), n, now) {
+            return Ok(saved.sections);
+        }
+    }
+    // the names alone: no stat per manifest
     let names = repo.list_names("snapshots")?;
     let ids: Vec<SnapshotId> = names
         .iter()
         .filter_map(|n| SnapshotId::from_hex(n))
         .collect();
-    let tz = jiff::tz::TimeZone::system();
-    let signers = repo.signers()?;
-    if let Some(s) = flat::load(
-        repo,
-        &flat::key(&ids, &signers, cfg, &tz),
-        cfg.sources.len(),
-        now,
-    ) {
-        return Ok(s);
+    let key = flat::key(&ids, &rest);
+    if let Some(saved) = flat::load(repo, flat::By::Key(&key), n, now) {
+        if stamp.is_some() && saved.stamp != stamp {
+            let saved = flat::Saved { stamp, ..saved };
+            flat::save(repo, &saved);
+            return Ok(saved.sections);
+        }
+        return Ok(saved.sections);
     }
     let listed = crate::snapshot::stamps(repo)?;
     let ids: Vec<SnapshotId> = listed.iter().map(|(id, _)| *id).collect();
-    let key = flat::key(&ids, &signers, cfg, &tz);
-    let (s, clean) = sections(repo, cfg, listed, now, &tz, events)?;
+    let key = flat::key(&ids, &rest);
+    let (sections, clean) = sections(repo, cfg, listed, now, &tz, events)?;
     if clean {
-        flat::save(repo, &key, &s);
+        let saved = flat::Saved {
+            key,
+            rest,
+            stamp,
+            sections,
+        };
+        flat::save(repo, &saved);
+        return Ok(saved.sections);
     }
-    Ok(s)
+    Ok(sections)
 }
+
+/// How long the snapshots/ directory must have been unchanged before its
+/// stamp is saved: longer than any file system's time granularity.
+const SETTLED: Duration = Duration::from_secs(2);
 
 /// Each source's section (in the config's order) from the manifests
 /// listed in `listed`, read through the local manifest cache; warnings

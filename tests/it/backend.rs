@@ -34,6 +34,8 @@ fn assert_invalid<T: std::fmt::Debug>(r: Result<T, BackendError>, what: &str) {
 fn contract(b: &dyn Backend) {
     let name = b.name().to_string();
     assert!(b.list_all("").unwrap().is_empty(), "{name}: not empty");
+    keys_and_stamps(b);
+    assert!(b.list_all("").unwrap().is_empty(), "{name}: not empty");
 
     // round trip
     b.put_new(key::CONFIG, b"config bytes").unwrap();
@@ -240,11 +242,61 @@ fn contract(b: &dyn Backend) {
     assert_eq!(l("").len(), 5, "{name}: an odd key left something behind");
 }
 
+/// `list_keys` lists the keys `list` does; a listing stamp, where the
+/// backend has one, stays while nothing changes and changes with every
+/// object added to its prefix or removed from it (status trusts it,
+/// format-spec/repository.md "Status report (local)"). Changes are 20 ms
+/// apart: within one clock tick a stamp may not move, which is why status
+/// only saves one that is two seconds old.
+fn keys_and_stamps(b: &dyn Backend) {
+    let name = b.name().to_string();
+    let tick = || std::thread::sleep(std::time::Duration::from_millis(20));
+    let stamp = || b.listing_stamp("snapshots").unwrap().map(|(s, _)| s);
+    let (one, two) = (key::snapshot(&hex(1)), key::snapshot(&hex(2)));
+    b.put_new(&one, b"m1").unwrap();
+    let s1 = stamp();
+    tick();
+    b.put_new(&two, b"m2").unwrap();
+    let s2 = stamp();
+    assert_eq!(stamp(), s2, "{name}: the stamp moved with nothing changed");
+    let mut keys = Vec::new();
+    b.list_keys("snapshots", &mut |k| keys.push(k)).unwrap();
+    keys.sort();
+    let listed: Vec<String> = b
+        .list_all("snapshots")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(keys, listed, "{name}: list_keys against list");
+    assert_eq!(keys, vec![one.clone(), two.clone()], "{name}");
+    tick();
+    b.delete(&one).unwrap();
+    let s3 = stamp();
+    tick();
+    b.delete(&two).unwrap();
+    let s4 = stamp();
+    if s1.is_some() {
+        for (a, b2, what) in [
+            (&s1, &s2, "an object added"),
+            (&s2, &s3, "one removed"),
+            (&s3, &s4, "the last removed"),
+        ] {
+            assert_ne!(a, b2, "{name}: the stamp did not change with {what}");
+        }
+    }
+}
+
 #[test]
 fn local_directory() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().join("repo");
     let b = backend::open(root.to_str().unwrap()).unwrap();
+    std::fs::create_dir_all(root.join("snapshots")).unwrap();
+    assert!(
+        b.listing_stamp("snapshots").unwrap().is_some(),
+        "a local directory has a listing stamp"
+    );
     contract(&*b);
     assert_eq!(
         b.remote_reads(),

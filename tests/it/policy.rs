@@ -708,6 +708,57 @@ fn status_at(f: &Fixture, cfg: &Path, cache: &Path) -> Value {
     v
 }
 
+/// Issue 27: once `snapshots/` has been unchanged for two seconds, its
+/// stamp (one stat of the directory, `Backend::listing_stamp`) is saved
+/// with the report and a later status reads the report without listing
+/// the directory. The stamp must never hide a change: a snapshot made, a
+/// snapshot forgotten, each right after a status that used it, shows in
+/// the next status, which matches a cold cache every time.
+#[test]
+fn status_from_a_settled_listing_stamp_sees_every_change() {
+    let f = Fixture::new();
+    let dir = f.mkdir("data");
+    let cfg = config(
+        &f,
+        &format!(
+            "[sources.data]\npaths = [\"{}\"]\n[retention]\nkeep_last = 5\n",
+            dir.display()
+        ),
+    );
+    let snap = |n: u32| {
+        fs::write(dir.join("changing"), format!("version {n}\n")).unwrap();
+        f.strata.snapshot(&[dir.to_str().unwrap(), "--tag", "data"]);
+    };
+    snap(0);
+    snap(1);
+    let warm = f.path("cache");
+    let mut cold = 0;
+    let mut check = |want: u64, what: &str| {
+        let got = status_at(&f, &cfg, &warm);
+        cold += 1;
+        let fresh = status_at(&f, &cfg, &f.path(format!("cold-{cold}")));
+        assert_eq!(got, fresh, "{what}");
+        assert_eq!(source(&got, "data")["snapshots"], want, "{what}: {got}");
+    };
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(2100));
+    settle();
+    check(2, "settled: computed, the stamp saved");
+    check(2, "from the stamp");
+    snap(2);
+    check(3, "a snapshot made after the stamp was saved");
+    settle();
+    check(3, "settled again: the stamp saved again");
+    check(3, "from the new stamp");
+    let oldest = tagged(&f, "data")[0]["id"].as_str().unwrap().to_string();
+    cmd(&f)
+        .arg("--repo")
+        .arg(f.strata.repo())
+        .args(["forget", &oldest])
+        .assert()
+        .success();
+    check(2, "a snapshot forgotten after the stamp was saved");
+}
+
 /// Issue 27 ("flat status"): while the snapshots listed are those of the
 /// last report, `status` reads each source's figures (count, latest,
 /// retention's kept counts, sizes) from this machine's `status/report1`

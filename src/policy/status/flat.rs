@@ -12,9 +12,12 @@
 //! that is missing, stale or does not check is ignored and rewritten: the
 //! figures are then computed from the manifests, as without it.
 //!
-//! The key has the names alone, not each file's size and time: reading
-//! the names of a local directory stats no file, so a call costs about the
-//! same at 10 000 snapshots as at 100. A manifest rewritten or damaged in
+//! The key has the names alone, not each file's size and time, and
+//! before it is computed the backend's stamp of `snapshots/` is compared
+//! with the one saved (on a local repository one stat of the directory;
+//! saved only once two seconds old, so no change can hide in the file
+//! system's time granularity): a call costs about the same at 10 000
+//! snapshots as at 100. A manifest rewritten or damaged in
 //! place (same name) is therefore not seen by a status whose report is
 //! current; it is by the first status after the listing changes (the next
 //! snapshot or forget, which lists with sizes and times through the
@@ -65,9 +68,24 @@ pub(super) struct Latest {
 
 /// The file: the key, then one section per source of the config.
 #[derive(Debug, PartialEq, bincode::Encode, bincode::Decode)]
-struct Saved {
-    key: [u8; 32],
-    sections: Vec<Section>,
+pub(super) struct Saved {
+    /// [`key`] of the ids listed and `rest`.
+    pub key: [u8; 32],
+    /// [`rest`]: what the figures depend on besides the listing.
+    pub rest: [u8; 32],
+    /// The listing's stamp (`Backend::listing_stamp`) when it was settled
+    /// before the ids were listed, else `None`.
+    pub stamp: Option<Vec<u8>>,
+    /// One per source, in the config's order.
+    pub sections: Vec<Section>,
+}
+
+/// What a saved report is looked up by.
+pub(super) enum By<'a> {
+    /// The key of the ids listed.
+    Key(&'a [u8; 32]),
+    /// A settled listing stamp and [`rest`].
+    Stamp(&'a [u8], &'a [u8; 32]),
 }
 
 /// The report file of `repo` (`None`: no cache directory).
@@ -84,21 +102,25 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_FLAT>()
 }
 
-/// The key of a report: BLAKE3 of a format tag, the ids listed (in id
-/// order), the signers, the sources' names, the retention policy and the
-/// time zone.
-pub(super) fn key(
-    listed: &[SnapshotId],
-    signers: &Signers,
-    cfg: &Config,
-    tz: &jiff::tz::TimeZone,
-) -> [u8; 32] {
+/// The key of a report: BLAKE3 of a format tag, the number of ids listed
+/// and each (in id order), and [`rest`].
+pub(super) fn key(listed: &[SnapshotId], rest: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"strata status report 1\0");
     h.update(&(listed.len() as u64).to_le_bytes());
     for id in listed {
         h.update(&id.0);
     }
+    h.update(rest);
+    *h.finalize().as_bytes()
+}
+
+/// What the figures depend on besides the listing: BLAKE3 of a tag, the
+/// signers, the sources' names, the retention policy and the time zone,
+/// each length-prefixed.
+pub(super) fn rest(signers: &Signers, cfg: &Config, tz: &jiff::tz::TimeZone) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"strata status rest 1\0");
     let field = |h: &mut blake3::Hasher, s: &str| {
         h.update(&(s.len() as u64).to_le_bytes());
         h.update(s.as_bytes());
@@ -142,44 +164,40 @@ fn zone_text(tz: &jiff::tz::TimeZone) -> String {
     )
 }
 
-/// The sections saved under `key`, one per source, if the file is there,
-/// checks, and none of them has a snapshot dated after `now`.
-pub(super) fn load(repo: &Repo, key: &[u8; 32], sources: usize, now: i64) -> Option<Vec<Section>> {
-    load_file(&file(repo)?, key, sources, now)
+/// The report saved, if the file is there, checks, is found `by` its key
+/// or stamp, has one section per source, and none of them has a snapshot
+/// dated after `now`.
+pub(super) fn load(repo: &Repo, by: By<'_>, sources: usize, now: i64) -> Option<Saved> {
+    load_file(&file(repo)?, by, sources, now)
 }
 
-fn load_file(
-    f: &std::path::Path,
-    key: &[u8; 32],
-    sources: usize,
-    now: i64,
-) -> Option<Vec<Section>> {
+fn load_file(f: &std::path::Path, by: By<'_>, sources: usize, now: i64) -> Option<Saved> {
     let raw = crate::cache::read_sealed(f, MAX_FLAT)?;
     let (saved, used): (Saved, usize) = bincode::decode_from_slice(&raw, config()).ok()?;
+    let found = match by {
+        By::Key(k) => &saved.key == k,
+        By::Stamp(st, rest) => saved.stamp.as_deref() == Some(st) && &saved.rest == rest,
+    };
     (used == raw.len()
-        && &saved.key == key
+        && found
         && saved.sections.len() == sources
         && saved.sections.iter().all(|s| s.newest_ns <= now))
-    .then_some(saved.sections)
+    .then_some(saved)
 }
 
-/// Save `sections` under `key` (best effort: temp name, rename); nothing
-/// is saved when a section has warnings (they are computed again).
-pub(super) fn save(repo: &Repo, key: &[u8; 32], sections: &[Section]) {
+/// Save `saved` (best effort: temp name, rename); nothing is saved when a
+/// section has warnings (they are computed again).
+pub(super) fn save(repo: &Repo, saved: &Saved) {
     if let Some(f) = file(repo) {
-        save_file(&f, key, sections);
+        save_file(&f, saved);
     }
 }
 
-fn save_file(f: &std::path::Path, key: &[u8; 32], sections: &[Section]) {
-    if sections.iter().any(|s| !s.warnings.is_empty()) {
+fn save_file(f: &std::path::Path, saved: &Saved) {
+    if saved.sections.iter().any(|s| !s.warnings.is_empty()) {
         return;
     }
-    let saved = Saved {
-        key: *key,
-        sections: sections.to_vec(),
-    };
-    if let Ok(raw) = bincode::encode_to_vec(&saved, config()) {
+    if let Ok(raw) = bincode::encode_to_vec(saved, config()) {
         crate::cache::write_sealed(f, &raw);
     }
 }
@@ -188,6 +206,25 @@ fn save_file(f: &std::path::Path, key: &[u8; 32], sections: &[Section]) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    fn load_sections(
+        f: &std::path::Path,
+        key: &[u8; 32],
+        n: usize,
+        now: i64,
+    ) -> Option<Vec<Section>> {
+        load_file(f, By::Key(key), n, now).map(|s| s.sections)
+    }
+
+    fn save_sections(f: &std::path::Path, key: &[u8; 32], sections: &[Section]) {
+        let saved = Saved {
+            key: *key,
+            rest: [1; 32],
+            stamp: Some(b"stamp".to_vec()),
+            sections: sections.to_vec(),
+        };
+        save_file(f, &saved);
+    }
 
     fn section(newest_ns: i64) -> Section {
         Section {
@@ -216,27 +253,40 @@ mod tests {
         let f = d.path().join("status").join("report1");
         let key = [7u8; 32];
         let secs = vec![section(100), section(i64::MIN)];
-        assert!(load_file(&f, &key, 2, 1000).is_none());
-        save_file(&f, &key, &secs);
-        assert_eq!(load_file(&f, &key, 2, 1000), Some(secs.clone()));
-        assert!(load_file(&f, &[8u8; 32], 2, 1000).is_none(), "another key");
+        assert!(load_sections(&f, &key, 2, 1000).is_none());
+        save_sections(&f, &key, &secs);
+        assert_eq!(load_sections(&f, &key, 2, 1000), Some(secs.clone()));
+        let by_stamp = |st: &[u8], rest: &[u8; 32]| load_file(&f, By::Stamp(st, rest), 2, 1000);
+        assert_eq!(
+            by_stamp(b"stamp", &[1; 32]).map(|s| s.sections),
+            Some(secs.clone())
+        );
+        assert!(by_stamp(b"other", &[1; 32]).is_none(), "another stamp");
+        assert!(by_stamp(b"stamp", &[2; 32]).is_none(), "another rest");
         assert!(
-            load_file(&f, &key, 3, 1000).is_none(),
+            load_sections(&f, &[8u8; 32], 2, 1000).is_none(),
+            "another key"
+        );
+        assert!(
+            load_sections(&f, &key, 3, 1000).is_none(),
             "another source count"
         );
-        assert!(load_file(&f, &key, 2, 99).is_none(), "a snapshot after now");
+        assert!(
+            load_sections(&f, &key, 2, 99).is_none(),
+            "a snapshot after now"
+        );
         let b = std::fs::read(&f).unwrap();
         let mut flipped = b.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         std::fs::write(&f, &flipped).unwrap();
-        assert!(load_file(&f, &key, 2, 1000).is_none(), "damaged");
+        assert!(load_sections(&f, &key, 2, 1000).is_none(), "damaged");
         std::fs::write(&f, &b[..b.len() - 2]).unwrap();
-        assert!(load_file(&f, &key, 2, 1000).is_none(), "truncated");
+        assert!(load_sections(&f, &key, 2, 1000).is_none(), "truncated");
         std::fs::remove_file(&f).unwrap();
         let mut warned = secs.clone();
         warned[1].warnings.push("sizes: x".into());
-        save_file(&f, &key, &warned);
+        save_sections(&f, &key, &warned);
         assert!(!f.exists(), "not saved with warnings");
     }
 
@@ -253,26 +303,34 @@ mod tests {
         let id = |b: u8| SnapshotId([b; 32]);
         let listed = vec![id(1), id(2)];
         let signers = Signers::default();
-        let k = key(&listed, &signers, &cfg, &tz);
-        assert_eq!(k, key(&listed, &signers, &cfg, &tz));
-        assert_ne!(k, key(&listed[..1], &signers, &cfg, &tz), "removed");
+        let k = key(&listed, &rest(&signers, &cfg, &tz));
+        assert_eq!(k, key(&listed, &rest(&signers, &cfg, &tz)));
+        assert_ne!(k, key(&listed[..1], &rest(&signers, &cfg, &tz)), "removed");
         let mut added = listed.clone();
         added.push(id(3));
-        assert_ne!(k, key(&added, &signers, &cfg, &tz), "added");
+        assert_ne!(k, key(&added, &rest(&signers, &cfg, &tz)), "added");
         let mut removed = Signers::default();
         removed
             .removed
             .insert("w1".into(), ([3; 32], [[1u8; 32]].into_iter().collect()));
-        assert_ne!(k, key(&listed, &removed, &cfg, &tz), "a key removed");
+        assert_ne!(k, key(&listed, &rest(&removed, &cfg, &tz)), "a key removed");
         let mut other = crate::policy::config::parse(
             "repository = \"/r\"\n[sources.a]\npaths = [\"/a\"]\n[retention]\nkeep_daily = 4\n",
             std::path::Path::new("/s.toml"),
         )
         .unwrap();
-        assert_ne!(k, key(&listed, &signers, &other, &tz), "another policy");
+        assert_ne!(
+            k,
+            key(&listed, &rest(&signers, &other, &tz)),
+            "another policy"
+        );
         other.retention = cfg.retention.clone();
-        assert_eq!(k, key(&listed, &signers, &other, &tz));
+        assert_eq!(k, key(&listed, &rest(&signers, &other, &tz)));
         other.sources.clear();
-        assert_ne!(k, key(&listed, &signers, &other, &tz), "other sources");
+        assert_ne!(
+            k,
+            key(&listed, &rest(&signers, &other, &tz)),
+            "other sources"
+        );
     }
 }
