@@ -13,6 +13,7 @@
 #   RESTORE_DIR=/dev/shm/strata-s3-restore   restore target (tmpfs); WIPED
 #   BIG_MIB=200                  size of the one random file added to the seedlike data
 #   JOBS=8                       uploads in flight: strata sync --jobs, rclone --transfers
+#   STRATA_UNLOCK=passphrase     `identity`: strata uses an age identity key file (no scrypt), as compare.sh
 #
 # Data: `gen_seedlike.py DATA --day 0` (no PostgreSQL dump) plus one BIG_MIB random file. Both tools
 # encrypt (strata's default, restic always). Needs moto_server (PyPI moto[server]), restic, rclone
@@ -30,7 +31,7 @@ BIG_MIB="${BIG_MIB:-200}"
 JOBS="${JOBS:-8}"
 BUCKET=bench
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
-case "${1:-}" in -h|--help) sed -n '2,21p' "$0"; exit 0;; "") ;; *) die "unknown argument: $1";; esac
+case "${1:-}" in -h|--help) sed -n '2,22p' "$0"; exit 0;; "") ;; *) die "unknown argument: $1";; esac
 
 for t in moto_server restic rclone /usr/bin/time; do
     command -v "$t" >/dev/null || die "$t is not installed (see --help)"
@@ -82,9 +83,19 @@ DATA_BYTES="$(du -sb "$DATA" | cut -f1)"
 DATA_FILES="$(find "$DATA" -type f | wc -l)"
 log "data: $(human "$DATA_BYTES") in $DATA_FILES files"
 
+# STRATA_UNLOCK=identity: strata's repositories get an age identity key file instead of the
+# passphrase (issue 27: the passphrase's scrypt, N=2^18, takes 256 MiB per command and hides what
+# the restore itself uses); restic keeps its password.
+INIT_ARGS=()
+if [ "${STRATA_UNLOCK:-passphrase}" = identity ]; then
+    age-keygen -o "$BENCH_DIR/strata-identity.txt" 2>/dev/null
+    INIT_ARGS=(--recipient "$(age-keygen -y "$BENCH_DIR/strata-identity.txt")")
+    unset STRATA_PASSWORD; export STRATA_IDENTITY="$BENCH_DIR/strata-identity.txt"
+fi
+
 # The local repository that both sync tools copy (made once; its index.sqlite, locks/ and tmp/
 # are not copied by strata sync, and excluded from rclone's copy too).
-STRATA_CACHE_DIR="$BENCH_DIR/cache-local" "$STRATA" --repo "$LOCAL" init >"$BENCH_DIR/logs/local-init.log" 2>&1
+STRATA_CACHE_DIR="$BENCH_DIR/cache-local" "$STRATA" --repo "$LOCAL" init "${INIT_ARGS[@]}" >"$BENCH_DIR/logs/local-init.log" 2>&1
 STRATA_CACHE_DIR="$BENCH_DIR/cache-local" "$STRATA" --repo "$LOCAL" snapshot "$DATA" \
     >"$BENCH_DIR/logs/local-snapshot.log" 2>&1 || die "local snapshot failed"
 SYNC_BYTES="$(du -sb --exclude='index.sqlite*' --exclude=locks --exclude=tmp "$LOCAL" | cut -f1)"
@@ -99,7 +110,7 @@ add() { WALL[$1]="${WALL[$1]:-} $T_WALL"; RSS[$1]="${RSS[$1]:-} $T_RSS_KB"; }
 backup() { # TOOL ROUND
     case "$1" in
         strata)
-            STRATA_CACHE_DIR="$BENCH_DIR/cache-$2" "$STRATA" --repo "s3://$BUCKET/strata" init \
+            STRATA_CACHE_DIR="$BENCH_DIR/cache-$2" "$STRATA" --repo "s3://$BUCKET/strata" init "${INIT_ARGS[@]}" \
                 >"$BENCH_DIR/logs/strata-init-$2.log" 2>&1 || die "strata init failed"
             timed "strata-backup-$2" env STRATA_CACHE_DIR="$BENCH_DIR/cache-$2" \
                 "$STRATA" --repo "s3://$BUCKET/strata" snapshot "$DATA" || die "strata snapshot failed"
