@@ -32,18 +32,21 @@ pub fn base_dir() -> Option<PathBuf> {
     }
 }
 
+/// Create the directory of `file` (and its parents) 0700 if missing.
+fn private_dir(file: &std::path::Path) -> bool {
+    file.parent().is_some_and(|dir| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .is_ok()
+    })
+}
+
 /// Write `bytes` to `dest` privately (dirs 0700, file 0600) under a temp
 /// name, not fsynced (`fsutil::Atomic::cache`); best effort.
 pub fn write_private(dest: &std::path::Path, bytes: &[u8]) -> bool {
-    let Some(dir) = dest.parent() else {
-        return false;
-    };
-    if fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .is_err()
-    {
+    if !private_dir(dest) {
         return false;
     }
     crate::backend::fsutil::write_atomic(dest, bytes, crate::backend::fsutil::Atomic::cache())
@@ -212,15 +215,7 @@ pub fn write_sealed(file: &std::path::Path, raw: &[u8]) -> bool {
     let mut b = Vec::with_capacity(32 + z.len());
     b.extend_from_slice(blake3::hash(&z).as_bytes());
     b.extend_from_slice(&z);
-    let Some(dir) = file.parent() else {
-        return false;
-    };
-    if fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .is_err()
-    {
+    if !private_dir(file) {
         return false;
     }
     let how = crate::backend::fsutil::Atomic::local(0o600);
