@@ -33,7 +33,7 @@ pub fn base_dir() -> Option<PathBuf> {
 }
 
 /// Create the directory of `file` (and its parents) 0700 if missing.
-fn private_dir(file: &std::path::Path) -> bool {
+pub(crate) fn private_dir(file: &std::path::Path) -> bool {
     file.parent().is_some_and(|dir| {
         fs::DirBuilder::new()
             .recursive(true)

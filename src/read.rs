@@ -38,6 +38,25 @@ impl<'r> BlobReader<'r> {
         })
     }
 
+    /// Index the packs added to the repository since the fan-out
+    /// directories' stamps `seen` (`Index::add_new_packs`) through this
+    /// reader's own index, whose read snapshot then starts again to see
+    /// them. `None`: the backend has no stamps.
+    pub fn add_new_packs(
+        &self,
+        seen: &crate::repo::reconcile::DirStamps,
+        settled: std::time::Duration,
+    ) -> Result<Option<crate::repo::reconcile::DirStamps>> {
+        let mut idx = self
+            .index
+            .lock()
+            .map_err(|_| Error::Internal("index lock poisoned".into()))?;
+        idx.end_read_snapshot()?;
+        let added = idx.add_new_packs(self.repo, seen, settled);
+        idx.begin_read_snapshot()?;
+        Ok(added?.map(|(_, keep)| keep))
+    }
+
     /// Use the cache but add nothing to it: for a walk over every tree of
     /// the repository (gc's mark), where writing one cache file per
     /// directory would cost more than it saves.

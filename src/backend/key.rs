@@ -39,26 +39,53 @@ pub fn check_prefix(key: &str) -> BResult<()> {
         return Err(invalid(key, "absolute"));
     }
     for seg in key.split('/') {
-        if seg.is_empty() {
-            return Err(invalid(key, "empty path segment"));
-        }
-        if seg == "." || seg == ".." {
-            return Err(invalid(key, "`.` or `..` segment"));
-        }
-        if seg.starts_with('.') {
-            return Err(invalid(key, "segment starts with `.`"));
-        }
-        if !seg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-        {
-            return Err(invalid(key, "characters outside [A-Za-z0-9._-]"));
-        }
+        segment(seg).map_err(|reason| invalid(key, reason))?;
     }
     if key == "tmp" || key.starts_with("tmp/") {
         return Err(invalid(key, "tmp/ is reserved for staging"));
     }
     Ok(())
+}
+
+/// The bytes a segment may hold: `[A-Za-z0-9._-]`.
+const ALLOWED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-';
+        b += 1;
+    }
+    t
+};
+
+/// Check one segment of a key; the reason it is refused.
+fn segment(seg: &str) -> Result<(), &'static str> {
+    if seg.is_empty() {
+        return Err("empty path segment");
+    }
+    if seg.starts_with('.') {
+        return Err(if seg == "." || seg == ".." {
+            "`.` or `..` segment"
+        } else {
+            "segment starts with `.`"
+        });
+    }
+    if !seg.bytes().all(|b| ALLOWED[usize::from(b)]) {
+        return Err("characters outside [A-Za-z0-9._-]");
+    }
+    Ok(())
+}
+
+/// Is `parent/name` a key, `parent` being one (or `""`)? What
+/// [`check_key`] decides, checking only the new segment (a listing's walk).
+pub fn is_child_key(parent: &str, name: &str) -> bool {
+    let len = if parent.is_empty() {
+        name.len()
+    } else {
+        parent.len() + 1 + name.len()
+    };
+    len <= MAX_KEY_LEN && segment(name).is_ok() && !(parent.is_empty() && name == "tmp")
 }
 
 /// The key of pack `hex` (64 lowercase hex digits): `packs/<first two>/<hex>`.
@@ -119,5 +146,28 @@ mod tests {
         }
         check_prefix("").unwrap();
         assert!(check_key(&"a".repeat(MAX_KEY_LEN + 1)).is_err());
+    }
+
+    /// A listing's walk checks only the new segment: the same verdict as
+    /// checking the whole key, for every parent and name.
+    #[test]
+    fn a_child_key_is_judged_as_the_whole_key() {
+        let long = "a".repeat(MAX_KEY_LEN - 6);
+        for parent in ["", "packs", "packs/ab", "tmpx", long.as_str()] {
+            for name in [
+                "ab", "tmp", "x.y", "-_.", ".", "..", ".hidden", "", "a b", "é", "a#", "abcdefgh",
+            ] {
+                let key = if parent.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{parent}/{name}")
+                };
+                assert_eq!(
+                    is_child_key(parent, name),
+                    check_key(&key).is_ok(),
+                    "{parent:?} + {name:?}"
+                );
+            }
+        }
     }
 }

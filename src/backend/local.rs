@@ -385,17 +385,19 @@ impl LocalBackend {
             };
             for entry in rd {
                 let entry = entry.map_err(|e| self.io(&dir_key, e))?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                let file_name = entry.file_name();
+                let Some(name) = file_name.to_str() else {
                     continue;
                 };
+                // dir_key is a key (the prefix, checked, or a listed one)
+                if !super::key::is_child_key(&dir_key, name) {
+                    continue;
+                }
                 let key = if dir_key.is_empty() {
-                    name
+                    name.to_string()
                 } else {
                     format!("{dir_key}/{name}")
                 };
-                if check_key(&key).is_err() {
-                    continue;
-                }
                 let ft = match entry.file_type() {
                     Ok(ft) => ft,
                     Err(e) if e.kind() == ErrorKind::NotFound => continue,

@@ -317,9 +317,18 @@ impl Index {
     /// condemned for a grace period first, format-spec/gc.md).
     pub fn begin_read_snapshot(&mut self) -> Result<()> {
         self.conn.execute_batch("BEGIN DEFERRED")?;
+        // any read starts the snapshot (not a count: that reads every row)
         self.conn
-            .query_row("SELECT count(*) FROM packs", [], |_| Ok(()))?;
+            .query_row("SELECT 1 FROM packs LIMIT 1", [], |_| Ok(()))
+            .optional()?;
         self.refresh_condemned()
+    }
+
+    /// End the read transaction of [`Index::begin_read_snapshot`] (to
+    /// write, or to see what was committed since).
+    pub fn end_read_snapshot(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
     }
 
     /// Is `id` stored in a live (not condemned, not missing) pack? Dedup
@@ -457,6 +466,14 @@ impl Index {
             });
         }
         Ok(out)
+    }
+
+    /// Does the index list pack `id`?
+    pub fn has_pack(&self, id: &PackId) -> Result<bool> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT 1 FROM packs WHERE name = ?1")?;
+        Ok(st.exists(params![&id.0[..]])?)
     }
 
     /// All pack ids in the index.

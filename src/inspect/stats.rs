@@ -1,7 +1,5 @@
 //! `stats`: logical size of snapshots and the deduplicated, compressed
 //! storage they use. Identical subtrees are counted from a memo, not re-read.
-//! [`Union`] keeps that memo and the distinct blobs, so that `status` can
-//! add new snapshots without walking the ones it counted before.
 
 use crate::blob::Compression;
 use crate::error::{Error, Result};
@@ -51,7 +49,7 @@ pub struct Stats {
     pub dictionaries: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Sums {
     files: u64,
     dirs: u64,
@@ -61,7 +59,7 @@ struct Sums {
 }
 
 /// What one walk over the snapshots collects besides each tree's sums.
-#[derive(Clone, Debug, Default, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, Default)]
 struct Seen {
     memo: HashMap<BlobId, Sums>,
     data: HashSet<BlobId>,
@@ -192,107 +190,4 @@ pub fn stats(reader: &BlobReader, snaps: &[Snapshot]) -> Result<Stats> {
         0.0
     };
     Ok(st)
-}
-
-/// The distinct blobs of a set of snapshot root trees, with their raw and
-/// stored bytes, and each tree's sums: what `stats` computes for
-/// `status`'s sizes, kept (in `status`'s local cache) so that adding roots
-/// walks only the trees not seen before and looks up only the new blobs.
-#[derive(Clone, Debug, Default, bincode::Encode, bincode::Decode)]
-pub struct Union {
-    /// Trees walked, their sums; distinct data and tree blobs.
-    seen: Seen,
-    /// The roots added.
-    roots: HashSet<BlobId>,
-    /// Raw bytes of the distinct data and tree blobs.
-    raw: u64,
-    /// Their stored bytes.
-    stored: u64,
-    /// Raw bytes of the distinct data blobs.
-    data_raw: u64,
-}
-
-/// Above this many new blobs, one scan of the index finds their sizes
-/// rather than a lookup each.
-const LOOKUPS: usize = 4096;
-
-impl Union {
-    /// Is root tree `id` counted?
-    pub fn has_root(&self, id: &BlobId) -> bool {
-        self.roots.contains(id)
-    }
-
-    /// The roots counted.
-    pub fn roots(&self) -> impl Iterator<Item = &BlobId> {
-        self.roots.iter()
-    }
-
-    /// Logical bytes of the regular files under root `id` (a counted root).
-    pub fn logical(&self, id: &BlobId) -> Option<u64> {
-        self.seen.memo.get(id).map(|s| s.bytes)
-    }
-
-    /// Raw bytes of the distinct blobs.
-    pub fn raw(&self) -> u64 {
-        self.raw
-    }
-
-    /// Stored bytes of the distinct blobs.
-    pub fn stored(&self) -> u64 {
-        self.stored
-    }
-
-    /// Distinct file content: raw bytes of the distinct data blobs plus the
-    /// bytes inline in the distinct trees (the denominator of
-    /// [`Stats::dedup_ratio`]).
-    pub fn content(&self) -> u64 {
-        self.data_raw + self.seen.inline_bytes
-    }
-
-    /// Count the roots in `roots` not counted yet: walk the trees not seen
-    /// before, and add the sizes of the blobs found new. After an error the
-    /// union is incomplete: the caller drops it.
-    pub fn add(&mut self, reader: &BlobReader, roots: &[BlobId]) -> Result<()> {
-        let next = self;
-        let (data0, trees0) = (next.seen.data.clone(), next.seen.trees.clone());
-        for r in roots {
-            if next.roots.insert(*r) {
-                tree_sums(reader, r, &mut next.seen, 0)?;
-            }
-        }
-        let new_data: HashSet<BlobId> = next.seen.data.difference(&data0).copied().collect();
-        let new_trees: HashSet<BlobId> = next.seen.trees.difference(&trees0).copied().collect();
-        let mut found = 0usize;
-        let mut count = |id: &BlobId, raw: u32, stored: u32| {
-            let is_data = new_data.contains(id);
-            if is_data || new_trees.contains(id) {
-                found += 1;
-                next.raw += u64::from(raw);
-                next.stored += u64::from(stored);
-                if is_data {
-                    next.data_raw += u64::from(raw);
-                }
-            }
-        };
-        if new_data.len() + new_trees.len() > LOOKUPS {
-            reader.for_each_blob(&mut |b| count(&b.id, b.raw_len, b.stored_len))?;
-        } else {
-            for id in new_data.iter().chain(new_trees.iter()) {
-                if let Some(l) = reader.locate(id)? {
-                    count(id, l.raw_len, l.stored_len);
-                }
-            }
-        }
-        if found < new_data.len() + new_trees.len() {
-            let missing = new_data
-                .iter()
-                .chain(new_trees.iter())
-                .find(|id| reader.locate(id).ok().flatten().is_none());
-            return Err(Error::MissingBlob {
-                blob: missing.map(|m| m.to_hex()).unwrap_or_default(),
-                file: "(stats)".into(),
-            });
-        }
-        Ok(())
-    }
 }

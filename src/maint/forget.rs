@@ -209,26 +209,13 @@ pub fn plan_listed(
     let reader = BlobReader::new(repo)?;
     let mut groups: BTreeMap<GroupKey, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
     for (id, s) in list {
-        let paths = group_paths(&reader, &s)?;
-        if !selected(&opts.filter, &s, &paths) {
-            continue;
+        if let Some(key) = group_of(&reader, &s, opts)? {
+            groups.entry(key).or_default().push((id, s));
         }
-        let mut tags = s.tags.clone();
-        tags.sort();
-        tags.dedup();
-        let g = &opts.group_by;
-        let key = GroupKey {
-            host: g.host.then(|| s.host.clone()),
-            paths: g.paths.then_some(paths),
-            tags: g.tags.then_some(tags),
-            key: g.key.then(|| writer_name(&s)),
-        };
-        groups.entry(key).or_default().push((id, s));
     }
     let mut out = Vec::new();
     for (key, mut members) in groups {
-        // Newest first; ties broken by id so the order is reproducible.
-        members.sort_by(|a, b| b.1.time_unix_ns.cmp(&a.1.time_unix_ns).then(a.0.cmp(&b.0)));
+        members.sort_by(|a, b| newer_first((a.1.time_unix_ns, &a.0), (b.1.time_unix_ns, &b.0)));
         let items: Vec<Item> = members
             .iter()
             .map(|(_, s)| Item {
@@ -263,6 +250,35 @@ pub fn plan_listed(
         out.push(g);
     }
     Ok(out)
+}
+
+/// The group of `s` under `opts`, `None` when its filter leaves `s` out:
+/// what [`plan_listed`] groups by (`status` keeps it per snapshot).
+pub fn group_of(
+    reader: &BlobReader,
+    s: &Snapshot,
+    opts: &ForgetOptions,
+) -> Result<Option<GroupKey>> {
+    let paths = group_paths(reader, s)?;
+    if !selected(&opts.filter, s, &paths) {
+        return Ok(None);
+    }
+    let mut tags = s.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let g = &opts.group_by;
+    Ok(Some(GroupKey {
+        host: g.host.then(|| s.host.clone()),
+        paths: g.paths.then_some(paths),
+        tags: g.tags.then_some(tags),
+        key: g.key.then(|| writer_name(s)),
+    }))
+}
+
+/// The order of a group's members for the policy: newest first, ties
+/// broken by id so that it is reproducible (shared with `status`).
+pub fn newer_first(a: (i64, &SnapshotId), b: (i64, &SnapshotId)) -> std::cmp::Ordering {
+    b.0.cmp(&a.0).then(a.1.cmp(b.1))
 }
 
 /// Does `s` pass the `--host/--tag/--path` filter (paths as grouped)?

@@ -10,19 +10,15 @@
 mod check;
 mod flat;
 mod locks;
-mod sizes;
+mod rows;
 mod write_only;
 
 use super::Config;
-use super::config::PRE_RESTORE_TAG;
 use super::state::{self, LastRun, State};
 use crate::error::Result;
 use crate::id::SnapshotId;
-use crate::maint::forget::{self, ForgetOptions};
-use crate::read::BlobReader;
 use crate::repo::Repo;
 use crate::snapshot::retention::{Policy, Rule};
-use crate::snapshot::{Filter, Snapshot};
 use crate::sys::rfc3339 as time_string;
 use serde::Serialize;
 use std::sync::Arc;
@@ -457,19 +453,6 @@ fn unreachable(
     }
 }
 
-/// What every source's section reads.
-struct Ctx<'a> {
-    repo: &'a Repo,
-    reader: &'a BlobReader<'a>,
-    cfg: &'a Config,
-    snaps: &'a [(SnapshotId, Snapshot)],
-    /// The first unreadable manifest (retention is not reported with one).
-    unreadable: Option<&'a str>,
-    now: i64,
-    /// The zone of retention's buckets.
-    tz: &'a jiff::tz::TimeZone,
-}
-
 /// Each source's section, in the config's order. A monitor calls status
 /// every minute: while the snapshots listed, the signers, the sources, the
 /// policy and the time zone are those of the last report, its sections are
@@ -502,11 +485,12 @@ fn current_sections(
         }
     }
     // the names alone: no stat per manifest
-    let names = repo.list_names("snapshots")?;
-    let ids: Vec<SnapshotId> = names
-        .iter()
-        .filter_map(|n| SnapshotId::from_hex(n))
-        .collect();
+    let mut ids: Vec<SnapshotId> = Vec::new();
+    repo.store().list_keys("snapshots", &mut |k| {
+        ids.extend(k.rsplit('/').next().and_then(SnapshotId::from_hex));
+    })?;
+    // in name order, as `list_names` gives them (hex sorts as the bytes)
+    ids.sort_unstable();
     let key = flat::key(&ids, &rest);
     if let Some(saved) = flat::load(repo, flat::By::Key(&key), n, now) {
         if stamp.is_some() && saved.stamp != stamp {
@@ -516,10 +500,16 @@ fn current_sections(
         }
         return Ok(saved.sections);
     }
-    let listed = crate::snapshot::stamps(repo)?;
-    let ids: Vec<SnapshotId> = listed.iter().map(|(id, _)| *id).collect();
-    let key = flat::key(&ids, &rest);
-    let (sections, clean) = sections(repo, cfg, listed, now, &tz, events)?;
+    let update = rows::Update {
+        repo,
+        cfg,
+        ids: &ids,
+        rest: &rest,
+        now,
+        tz: &tz,
+        events,
+    };
+    let (sections, clean) = rows::sections(&update)?;
     if clean {
         let saved = flat::Saved {
             key,
@@ -535,39 +525,7 @@ fn current_sections(
 
 /// How long the snapshots/ directory must have been unchanged before its
 /// stamp is saved: longer than any file system's time granularity.
-const SETTLED: Duration = Duration::from_secs(2);
-
-/// Each source's section (in the config's order) from the manifests
-/// listed in `listed`, read through the local manifest cache; warnings
-/// for unreadable ones go to `events`, and then the sections are not
-/// saved (`flat::save`).
-fn sections(
-    repo: &Repo,
-    cfg: &Config,
-    listed: Vec<(SnapshotId, crate::cache::ManifestStamp)>,
-    now: i64,
-    tz: &jiff::tz::TimeZone,
-    events: &Arc<dyn crate::events::Events>,
-) -> Result<(Vec<flat::Section>, bool)> {
-    let (snaps, bad) = crate::snapshot::list_cached_from(repo, listed)?;
-    for e in &bad {
-        events.warning(&format!("skipping unreadable snapshot: {e}"));
-    }
-    let clean = bad.is_empty();
-    let unreadable = crate::snapshot::first_error(bad).map(|e| e.to_string());
-    let reader = BlobReader::reporting(repo)?;
-    let cx = Ctx {
-        repo,
-        reader: &reader,
-        cfg,
-        snaps: &snaps,
-        unreadable: unreadable.as_deref(),
-        now,
-        tz,
-    };
-    let out = cfg.sources.iter().map(|s| section(&cx, &s.name)).collect();
-    Ok((out, clean))
-}
+pub(super) const SETTLED: Duration = Duration::from_secs(2);
 
 /// The retention rules of `p` that are on, with their names and targets.
 fn rules(p: &Policy) -> Vec<(Rule, String, String)> {
@@ -601,57 +559,6 @@ fn rules(p: &Policy) -> Vec<(Rule, String, String)> {
         }
     }
     out
-}
-
-/// Source `name`'s section: its snapshots, the latest, retention and
-/// sizes.
-fn section(cx: &Ctx<'_>, name: &str) -> flat::Section {
-    let mine: Vec<&(SnapshotId, Snapshot)> = cx
-        .snaps
-        .iter()
-        .filter(|(_, s)| {
-            s.tags.iter().any(|t| t == name) && !s.tags.iter().any(|t| t == PRE_RESTORE_TAG)
-        })
-        .collect();
-    let latest = mine.last().map(|(id, s)| flat::Latest {
-        id: id.to_hex(),
-        time: s.time_string(),
-        time_unix_ns: s.time_unix_ns,
-        bytes_added: s.summary.bytes_added,
-        bytes_read: s.summary.bytes_read,
-    });
-    let newest_ns = mine
-        .iter()
-        .map(|(_, s)| s.time_unix_ns)
-        .max()
-        .unwrap_or(i64::MIN);
-    let mut warnings = Vec::new();
-    let kept = retention(cx, name, &mine, &mut warnings);
-    let list: Vec<&Snapshot> = mine.iter().map(|(_, s)| s).collect();
-    let sizes = if list.is_empty() {
-        Some((0, 0, 0, None))
-    } else {
-        match sizes::sizes(cx.repo, cx.reader, name, &list) {
-            Ok(st) => Some((
-                st.logical,
-                st.raw,
-                st.stored,
-                st.dedup_ratio.filter(|r| *r > 0.0),
-            )),
-            Err(e) => {
-                warnings.push(format!("sizes: {e}"));
-                None
-            }
-        }
-    };
-    flat::Section {
-        snapshots: mine.len() as u64,
-        latest,
-        newest_ns,
-        kept,
-        sizes,
-        warnings,
-    }
 }
 
 /// Source `name`'s report from its section at time `now`: the latest
@@ -742,51 +649,6 @@ fn drill_report(
         snapshot: l.snapshot.clone(),
         time: time_string(l.time_unix_ns),
     })
-}
-
-/// What each retention rule keeps now of source `name`'s snapshots, in
-/// the order of [`rules`]; empty when retention is not reported.
-fn retention(
-    cx: &Ctx<'_>,
-    name: &str,
-    mine: &[&(SnapshotId, Snapshot)],
-    warnings: &mut Vec<String>,
-) -> Vec<u64> {
-    if cx.cfg.retention.is_empty() || mine.is_empty() {
-        return Vec::new();
-    }
-    if let Some(e) = cx.unreadable {
-        warnings.push(format!("retention: {e}"));
-        return Vec::new();
-    }
-    let opts = ForgetOptions {
-        policy: cx.cfg.retention.clone(),
-        filter: Filter {
-            tags: vec![name.to_string()],
-            skip_tags: vec![PRE_RESTORE_TAG.to_string()],
-            ..Default::default()
-        },
-        group_by: Default::default(),
-        allow_empty: true,
-    };
-    let list = mine.iter().map(|&x| x.clone()).collect();
-    let groups = match forget::plan_listed(cx.repo, list, &opts, cx.now, cx.tz) {
-        Ok(g) => g,
-        Err(e) => {
-            warnings.push(format!("retention: {e}"));
-            return Vec::new();
-        }
-    };
-    rules(&cx.cfg.retention)
-        .into_iter()
-        .map(|(kind, _, _)| {
-            groups
-                .iter()
-                .flat_map(|g| &g.keep)
-                .filter(|v| v.rules.contains(&kind))
-                .count() as u64
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ const BATCH: usize = 256;
 /// From this many new packs on, indexing shows a progress bar.
 const PROGRESS_FROM: usize = 64;
 
+/// The listing stamps of fan-out directories (`packs/xx` -> stamp), as
+/// [`Index::add_new_packs`] saw them.
+pub type DirStamps = BTreeMap<String, Vec<u8>>;
+
 /// What [`Index::reconcile`] did.
 #[derive(Debug, Default)]
 pub struct Reconciled {
@@ -95,6 +99,60 @@ impl Index {
         out.state = state;
         out.listed = on_disk;
         Ok(out)
+    }
+
+    /// Index the packs added since `seen` was recorded, for a reader of
+    /// new snapshots (`status`), without listing every pack: each fan-out
+    /// directory `packs/xx` whose backend stamp (`Backend::listing_stamp`)
+    /// differs from the one in `seen` is listed, and its packs the index
+    /// lacks are indexed from their trailers. Only adds rows (never drops
+    /// or flags: that is [`Index::reconcile`]'s). Returns the packs
+    /// indexed and the stamps to keep (only those settled `settled` before
+    /// this call started, so no change can hide in the clock's
+    /// granularity); `None` where the backend has no stamps.
+    pub fn add_new_packs(
+        &mut self,
+        repo: &Repo,
+        seen: &DirStamps,
+        settled: std::time::Duration,
+    ) -> Result<Option<(usize, DirStamps)>> {
+        let started = std::time::SystemTime::now();
+        let mut keep = BTreeMap::new();
+        let mut new = Vec::new();
+        for fan in 0..=255u8 {
+            let dir = format!("packs/{fan:02x}");
+            let Some((stamp, changed)) = repo.store().listing_stamp(&dir)? else {
+                if fan == 0 && repo.store().listing_stamp("packs")?.is_none() {
+                    return Ok(None);
+                }
+                continue;
+            };
+            if changed.checked_add(settled).is_some_and(|t| t <= started) {
+                keep.insert(dir.clone(), stamp.clone());
+            }
+            if seen.get(&dir) == Some(&stamp) {
+                continue;
+            }
+            let mut listed = Vec::new();
+            repo.store().list(&dir, &mut |l| {
+                let name = l.key.rsplit('/').next().unwrap_or_default();
+                if let Some(id) = PackId::from_hex(name).filter(|_| name.starts_with(&dir[6..])) {
+                    listed.push((id, l.size));
+                }
+            })?;
+            for (id, size) in listed {
+                if !self.has_pack(&id)? {
+                    new.push((id, size));
+                }
+            }
+        }
+        new.sort();
+        let mut warnings = Vec::new();
+        let added = self.index_new(repo, &new, &mut warnings)?;
+        for w in &warnings {
+            repo.events().warning(w);
+        }
+        Ok(Some((added, keep)))
     }
 
     /// A write-only host's index holds the blobs it wrote itself

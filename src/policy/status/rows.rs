@@ -1,0 +1,762 @@
+//! The status database (issue 27; format-spec/repository.md "Status rows
+//! (local)"): what `strata status` needs of each snapshot of each source
+//! (its time, retention group, tags, root tree, summary and logical size)
+//! and, per source, the distinct blobs its snapshots reference with their
+//! summed raw and stored bytes, in one SQLite file of the local cache.
+//!
+//! When the snapshots listed differ from the last call's, only the
+//! manifests added since are read and only their trees not walked before
+//! for that source are walked; the rows of snapshots gone are dropped, and
+//! as a union cannot be taken apart, every source's blobs are then counted
+//! again from their trees. Retention runs on the rows: no manifest is
+//! decoded. All of it is one transaction: a killed status leaves the last
+//! one. The file is a cache: rebuilt from nothing when it does not open or
+//! a query fails, and when what the figures depend on besides the listing
+//! (`flat::rest`: signers, sources, policy, time zone) changes.
+
+use super::flat;
+use crate::error::{Error, Result};
+use crate::id::{BlobId, SnapshotId};
+use crate::maint::forget::{self, ForgetOptions};
+use crate::policy::Config;
+use crate::policy::config::PRE_RESTORE_TAG;
+use crate::read::BlobReader;
+use crate::repo::Repo;
+use crate::repo::reconcile::DirStamps;
+use crate::snapshot::retention::{self, Item};
+use crate::snapshot::{Filter, Snapshot};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// From this many new manifests on, they are read through the manifest
+/// cache (one listing with sizes and times) rather than one by one.
+const THROUGH_CACHE: usize = 64;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snaps(
+    source TEXT NOT NULL, id BLOB NOT NULL, time_ns INTEGER NOT NULL, time TEXT NOT NULL,
+    grp BLOB NOT NULL, tags BLOB NOT NULL, tree BLOB NOT NULL,
+    bytes_added INTEGER NOT NULL, bytes_read INTEGER NOT NULL, logical INTEGER,
+    PRIMARY KEY(source, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS snaps_by_time ON snaps(source, time_ns, id);
+CREATE INDEX IF NOT EXISTS snaps_by_group ON snaps(source, grp, time_ns DESC, id);
+CREATE INDEX IF NOT EXISTS snaps_by_id ON snaps(id);
+CREATE INDEX IF NOT EXISTS snaps_uncounted ON snaps(source, tree) WHERE logical IS NULL;
+CREATE TABLE IF NOT EXISTS walked(source TEXT NOT NULL, tree BLOB NOT NULL,
+    PRIMARY KEY(source, tree)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counted(source TEXT NOT NULL, blob BLOB NOT NULL,
+    PRIMARY KEY(source, blob)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memo(tree BLOB PRIMARY KEY, logical INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS totals(source TEXT PRIMARY KEY, logical INTEGER NOT NULL,
+    raw INTEGER NOT NULL, stored INTEGER NOT NULL, data_raw INTEGER NOT NULL,
+    inline_bytes INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+/// What one update reads.
+pub(super) struct Update<'a> {
+    pub repo: &'a Repo,
+    pub cfg: &'a Config,
+    /// The snapshots listed, sorted.
+    pub ids: &'a [SnapshotId],
+    /// `flat::rest`.
+    pub rest: &'a [u8; 32],
+    pub now: i64,
+    pub tz: &'a jiff::tz::TimeZone,
+    pub events: &'a Arc<dyn crate::events::Events>,
+}
+
+/// Each source's section, in the config's order, and whether every
+/// manifest listed could be read (else the sections have warnings and
+/// are not saved as the report).
+pub(super) fn sections(u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
+    let file = file(u.repo);
+    match update(&mut open(file.as_deref())?, u) {
+        // the cache file is damaged: count from nothing
+        Err(Error::Index(_)) if file.is_some() => {
+            if let Some(f) = &file {
+                remove(f);
+            }
+            update(&mut open(file.as_deref())?, u)
+        }
+        r => r,
+    }
+}
+
+/// The database file of `repo` (`None`: no cache directory).
+fn file(repo: &Repo) -> Option<PathBuf> {
+    Some(
+        crate::cache::base_dir()?
+            .join(repo.config().repo_id.to_hex())
+            .join("status")
+            .join("rows2.sqlite"),
+    )
+}
+
+fn remove(f: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = f.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// The database in `file` (created 0600 in a 0700 directory), removed and
+/// made again when it does not open; in memory without a cache directory.
+fn open(file: Option<&Path>) -> Result<Connection> {
+    let attempt = |f: &Path| -> Result<Connection> {
+        if !crate::cache::private_dir(f) {
+            return Err(Error::Internal(format!("cannot create {}", f.display())));
+        }
+        let c = Connection::open(f)?;
+        c.busy_timeout(std::time::Duration::from_secs(30))?;
+        c.pragma_update(None, "journal_mode", "WAL")?;
+        c.pragma_update(None, "synchronous", "NORMAL")?;
+        c.execute_batch(SCHEMA)?;
+        Ok(c)
+    };
+    if let Some(f) = file {
+        if !f.exists() {
+            remove_old_files(f);
+        }
+        if let Ok(c) = attempt(f) {
+            return Ok(c);
+        }
+        remove(f);
+        if let Ok(c) = attempt(f) {
+            return Ok(c);
+        }
+    }
+    let c = Connection::open_in_memory()?;
+    c.execute_batch(SCHEMA)?;
+    Ok(c)
+}
+
+/// The sizes files of earlier builds (`figures1-*`, `union1-*`) and an
+/// earlier rows file, beside `f`: no longer read.
+fn remove_old_files(f: &Path) {
+    let Some(dir) = f.parent() else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("figures1-") || name.starts_with("union1-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    remove(&dir.join("rows1.sqlite"));
+}
+
+fn meta(tx: &Connection, k: &str) -> Result<Option<Vec<u8>>> {
+    Ok(tx
+        .query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get(0))
+        .optional()?)
+}
+
+fn set_meta(tx: &Connection, k: &str, v: &[u8]) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
+        params![k, v],
+    )?;
+    Ok(())
+}
+
+/// Forget every source's counted blobs: they are counted again from the
+/// trees of the rows.
+fn recount_all(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "DELETE FROM walked; DELETE FROM counted; DELETE FROM memo; DELETE FROM totals;
+         UPDATE snaps SET logical = NULL;",
+    )?;
+    Ok(())
+}
+
+fn to_i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The readers of one update: first without reconciling the index (the
+/// blobs of snapshots made with this cache are in it); once a blob is not
+/// found, after indexing the packs added to the fan-out directories whose
+/// stamps changed (`Index::add_new_packs`, stamps kept in `meta`); then
+/// after a full reconcile with the packs.
+struct Readers<'a> {
+    repo: &'a Repo,
+    reader: Option<BlobReader<'a>>,
+    /// Stages done: 0 none, 1 new packs added, 2 reconciled.
+    stage: u8,
+    /// The fan-out directories' stamps as last saved.
+    packdirs: DirStamps,
+    /// Stamps to save.
+    save: Option<DirStamps>,
+}
+
+impl<'a> Readers<'a> {
+    fn get(&mut self) -> Result<&BlobReader<'a>> {
+        if self.reader.is_none() {
+            self.reader = Some(BlobReader::new(self.repo)?);
+        }
+        self.reader
+            .as_ref()
+            .ok_or_else(|| Error::Internal("status reader".into()))
+    }
+
+    /// Bring the index closer to the packs (the next stage); `false` when
+    /// every stage was done.
+    fn refresh(&mut self) -> Result<bool> {
+        if self.stage == 0 {
+            self.stage = 1;
+            let packdirs = std::mem::take(&mut self.packdirs);
+            if let Some(keep) = self.get()?.add_new_packs(&packdirs, super::SETTLED)? {
+                self.save = Some(keep);
+                return Ok(true);
+            }
+        }
+        if self.stage == 1 {
+            self.stage = 2;
+            self.reader = Some(BlobReader::reporting(self.repo)?);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if meta(&tx, "rest")?.as_deref() != Some(&u.rest[..]) {
+        tx.execute_batch("DELETE FROM snaps; DELETE FROM meta;")?;
+        recount_all(&tx)?;
+        set_meta(&tx, "rest", u.rest)?;
+    }
+    let had: Vec<SnapshotId> = meta(&tx, "listing")?
+        .unwrap_or_default()
+        .chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(SnapshotId))
+        .collect();
+    let (new, gone) = diff(&had, u.ids);
+    let packdirs: Option<DirStamps> = meta(&tx, "packdirs")?
+        .and_then(|b| bincode::decode_from_slice(&b, bincode::config::standard()).ok())
+        .map(|(m, _)| m);
+    let first = packdirs.is_none();
+    let mut readers = Readers {
+        repo: u.repo,
+        reader: None,
+        stage: 0,
+        packdirs: packdirs.unwrap_or_default(),
+        save: None,
+    };
+    if first && !new.is_empty() {
+        // no stamps yet: list every fan-out directory once, so that a
+        // snapshot made with another cache later lists only its own
+        readers.refresh()?;
+    }
+    // gone (forgotten): their rows dropped; a union cannot lose them, so
+    // every source is counted again
+    let mut counted_gone = false;
+    for id in &gone {
+        let mut st =
+            tx.prepare_cached("DELETE FROM snaps WHERE id = ?1 RETURNING logical IS NOT NULL")?;
+        let rows = st.query_map([&id.0[..]], |r| r.get::<_, bool>(0))?;
+        for r in rows {
+            counted_gone |= r?;
+        }
+    }
+    if counted_gone {
+        recount_all(&tx)?;
+    }
+    let (loaded, bad) = load(u.repo, &new)?;
+    for e in &bad {
+        u.events
+            .warning(&format!("skipping unreadable snapshot: {e}"));
+    }
+    let mut accounted: BTreeSet<SnapshotId> = had.into_iter().collect();
+    for id in &gone {
+        accounted.remove(id);
+    }
+    let mut unreadable = crate::snapshot::first_error(bad).map(|e| e.to_string());
+    for (id, s) in &loaded {
+        match add_rows(&tx, &mut readers, u.cfg, id, s) {
+            Ok(()) => {
+                accounted.insert(*id);
+            }
+            Err(e) if e.is_transport_failure() || matches!(e, Error::Index(_)) => return Err(e),
+            Err(e) => {
+                u.events
+                    .warning(&format!("skipping unreadable snapshot: {e}"));
+                unreadable.get_or_insert(e.to_string());
+            }
+        }
+    }
+    let listing: Vec<u8> = accounted.iter().flat_map(|id| id.0).collect();
+    set_meta(&tx, "listing", &listing)?;
+    let mut out = Vec::with_capacity(u.cfg.sources.len());
+    for s in &u.cfg.sources {
+        out.push(section(
+            &mut tx,
+            &mut readers,
+            u,
+            &s.name,
+            unreadable.as_deref(),
+        )?);
+    }
+    if let Some(keep) = &readers.save {
+        if let Ok(b) = bincode::encode_to_vec(keep, bincode::config::standard()) {
+            set_meta(&tx, "packdirs", &b)?;
+        }
+    }
+    drop(readers);
+    tx.commit()?;
+    Ok((out, unreadable.is_none()))
+}
+
+/// The ids in `now` not in `had`, and those in `had` not in `now` (both
+/// sorted).
+fn diff(had: &[SnapshotId], now: &[SnapshotId]) -> (Vec<SnapshotId>, Vec<SnapshotId>) {
+    let (mut new, mut gone) = (Vec::new(), Vec::new());
+    let (mut a, mut b) = (had.iter().peekable(), now.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x == y => {
+                a.next();
+                b.next();
+            }
+            (Some(x), Some(y)) if x < y => {
+                gone.push(**x);
+                a.next();
+            }
+            (_, Some(y)) => {
+                new.push(**y);
+                b.next();
+            }
+            (Some(x), None) => {
+                gone.push(**x);
+                a.next();
+            }
+            (None, None) => break,
+        }
+    }
+    (new, gone)
+}
+
+/// The manifests `ids` that are still there, and the errors of those that
+/// do not read.
+fn load(repo: &Repo, ids: &[SnapshotId]) -> Result<(crate::snapshot::Listed, Vec<Error>)> {
+    if ids.len() >= THROUGH_CACHE {
+        let want: BTreeSet<&SnapshotId> = ids.iter().collect();
+        let listed = crate::snapshot::stamps(repo)?
+            .into_iter()
+            .filter(|(id, _)| want.contains(id))
+            .collect();
+        return crate::snapshot::list_cached_from(repo, listed);
+    }
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
+    for id in ids {
+        match Snapshot::load(repo, id) {
+            Ok(s) => out.push((*id, s)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) if e.is_transport_failure() => return Err(e),
+            Err(e) => bad.push(e),
+        }
+    }
+    Ok((out, bad))
+}
+
+/// Is `s` one of source `name`'s snapshots?
+fn member(s: &Snapshot, name: &str) -> bool {
+    s.tags.iter().any(|t| t == name) && !s.tags.iter().any(|t| t == PRE_RESTORE_TAG)
+}
+
+/// What retention groups and filters source `name`'s snapshots by.
+fn forget_options(cfg: &Config, name: &str) -> ForgetOptions {
+    ForgetOptions {
+        policy: cfg.retention.clone(),
+        filter: Filter {
+            tags: vec![name.to_string()],
+            skip_tags: vec![PRE_RESTORE_TAG.to_string()],
+            ..Default::default()
+        },
+        group_by: Default::default(),
+        allow_empty: true,
+    }
+}
+
+/// A row for each source `s` belongs to.
+fn add_rows(
+    tx: &Connection,
+    readers: &mut Readers<'_>,
+    cfg: &Config,
+    id: &SnapshotId,
+    s: &Snapshot,
+) -> Result<()> {
+    for src in cfg.sources.iter().filter(|src| member(s, &src.name)) {
+        // `None`: retention's filter leaves it out (it is still counted)
+        let grp = match forget::group_of(readers.get()?, s, &forget_options(cfg, &src.name))? {
+            Some(k) => blake3::hash(format!("{k:?}").as_bytes()).as_bytes()[..16].to_vec(),
+            None => Vec::new(),
+        };
+        let tags = bincode::encode_to_vec(&s.tags, bincode::config::standard())
+            .map_err(|e| Error::Internal(format!("status tags: {e}")))?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO snaps(source, id, time_ns, time, grp, tags, tree,
+             bytes_added, bytes_read, logical) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
+        )?
+        .execute(params![
+            src.name,
+            &id.0[..],
+            s.time_unix_ns,
+            s.time_string(),
+            grp,
+            tags,
+            &s.tree.0[..],
+            to_i(s.summary.bytes_added),
+            to_i(s.summary.bytes_read),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Source `name`'s section from its rows.
+fn section(
+    tx: &mut Transaction<'_>,
+    readers: &mut Readers<'_>,
+    u: &Update<'_>,
+    name: &str,
+    unreadable: Option<&str>,
+) -> Result<flat::Section> {
+    let count: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM snaps WHERE source = ?1",
+        [name],
+        |r| r.get(0),
+    )?;
+    let latest = tx
+        .query_row(
+            "SELECT id, time, time_ns, bytes_added, bytes_read FROM snaps WHERE source = ?1
+             ORDER BY time_ns DESC, id DESC LIMIT 1",
+            [name],
+            |r| {
+                Ok(flat::Latest {
+                    id: crate::id::to_hex(&r.get::<_, Vec<u8>>(0)?),
+                    time: r.get(1)?,
+                    time_unix_ns: r.get(2)?,
+                    bytes_added: to_u(r.get(3)?),
+                    bytes_read: to_u(r.get(4)?),
+                })
+            },
+        )
+        .optional()?;
+    let mut warnings = Vec::new();
+    let kept = if u.cfg.retention.is_empty() || count == 0 {
+        Vec::new()
+    } else if let Some(e) = unreadable {
+        warnings.push(format!("retention: {e}"));
+        Vec::new()
+    } else {
+        kept(tx, u, name)?
+    };
+    let sizes = if count == 0 {
+        Some((0, 0, 0, None))
+    } else {
+        match sizes(tx, readers, name) {
+            Ok(s) => Some(s),
+            Err(Error::Index(e)) => return Err(Error::Index(e)),
+            Err(e) => {
+                warnings.push(format!("sizes: {e}"));
+                None
+            }
+        }
+    };
+    Ok(flat::Section {
+        snapshots: to_u(count),
+        newest_ns: latest.as_ref().map_or(i64::MIN, |l| l.time_unix_ns),
+        latest,
+        kept,
+        sizes,
+        warnings,
+    })
+}
+
+/// What each retention rule that is on keeps of source `name`'s
+/// snapshots now (`super::rules` order), as `forget` would decide
+/// (`forget::plan_listed`: the same groups, order and policy).
+fn kept(tx: &Connection, u: &Update<'_>, name: &str) -> Result<Vec<u64>> {
+    let with_tags = !u.cfg.retention.keep_tags.is_empty();
+    // per group: (id, time, tags)
+    type Members = Vec<(SnapshotId, i64, Vec<String>)>;
+    let mut groups: BTreeMap<[u8; 16], Members> = BTreeMap::new();
+    // each group newest first, ties by id: `forget::newer_first`
+    let mut st = tx.prepare_cached(if with_tags {
+        "SELECT grp, id, time_ns, tags FROM snaps WHERE source = ?1
+         ORDER BY grp, time_ns DESC, id"
+    } else {
+        "SELECT grp, id, time_ns FROM snaps WHERE source = ?1 ORDER BY grp, time_ns DESC, id"
+    })?;
+    let mut rows = st.query([name])?;
+    let bad = |what: &str| Error::Internal(format!("status row: bad {what}"));
+    while let Some(r) = rows.next()? {
+        let grp = r.get_ref(0)?.as_blob().map_err(|_| bad("group"))?;
+        if grp.is_empty() {
+            continue;
+        }
+        let grp = <[u8; 16]>::try_from(grp).map_err(|_| bad("group"))?;
+        let id = r.get_ref(1)?.as_blob().map_err(|_| bad("id"))?;
+        let id = <[u8; 32]>::try_from(id)
+            .map(SnapshotId)
+            .map_err(|_| bad("id"))?;
+        let tags = if with_tags {
+            let raw = r.get_ref(3)?.as_blob().map_err(|_| bad("tags"))?;
+            bincode::decode_from_slice(raw, bincode::config::standard())
+                .map(|(t, _)| t)
+                .map_err(|e| Error::Internal(format!("status row tags: {e}")))?
+        } else {
+            Vec::new()
+        };
+        groups.entry(grp).or_default().push((id, r.get(2)?, tags));
+    }
+    let rules = super::rules(&u.cfg.retention);
+    let mut kept = vec![0u64; rules.len()];
+    for members in groups.values() {
+        debug_assert!(
+            members
+                .windows(2)
+                .all(|w| forget::newer_first((w[0].1, &w[0].0), (w[1].1, &w[1].0)).is_lt())
+        );
+        let items: Vec<Item<'_>> = members
+            .iter()
+            .map(|(_, t, tags)| Item {
+                time_unix_ns: *t,
+                tags,
+            })
+            .collect();
+        for d in retention::apply(&items, &u.cfg.retention, u.now, u.tz) {
+            if !d.keep {
+                continue;
+            }
+            for (k, (kind, _, _)) in rules.iter().enumerate() {
+                if d.rules.contains(kind) {
+                    kept[k] += 1;
+                }
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// Raw, stored and data bytes of a source's distinct blobs, and the bytes
+/// inline in its distinct trees.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    /// Logical bytes of the rows counted.
+    logical: u64,
+    raw: u64,
+    stored: u64,
+    data_raw: u64,
+    inline: u64,
+}
+
+/// Source `name`'s logical, raw and stored bytes and dedup ratio: the
+/// roots of its rows not counted yet are walked first (a savepoint: a
+/// failed walk leaves nothing half counted), once more after reconciling
+/// the index with the packs if a blob was not found.
+fn sizes(
+    tx: &mut Transaction<'_>,
+    readers: &mut Readers<'_>,
+    name: &str,
+) -> Result<(u64, u64, u64, Option<f64>)> {
+    let roots: Vec<Vec<u8>> = {
+        let mut st = tx.prepare_cached(
+            "SELECT DISTINCT tree FROM snaps WHERE source = ?1 AND logical IS NULL",
+        )?;
+        let rows = st.query_map([name], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if !roots.is_empty() {
+        loop {
+            let sp = tx.savepoint()?;
+            match count_roots(&sp, readers.get()?, name, &roots) {
+                Ok(()) => {
+                    sp.commit()?;
+                    break;
+                }
+                Err(e @ Error::Index(_)) => return Err(e),
+                Err(e) => {
+                    drop(sp);
+                    if !readers.refresh()? {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+    let t = load_totals(tx, name)?;
+    let content = t.data_raw + t.inline;
+    let logical = t.logical;
+    Ok((
+        logical,
+        t.raw,
+        t.stored,
+        (content > 0)
+            .then(|| logical as f64 / content as f64)
+            .filter(|r| *r > 0.0),
+    ))
+}
+
+fn load_totals(tx: &Connection, name: &str) -> Result<Totals> {
+    Ok(tx
+        .query_row(
+            "SELECT logical, raw, stored, data_raw, inline_bytes FROM totals WHERE source = ?1",
+            [name],
+            |r| {
+                Ok(Totals {
+                    logical: to_u(r.get(0)?),
+                    raw: to_u(r.get(1)?),
+                    stored: to_u(r.get(2)?),
+                    data_raw: to_u(r.get(3)?),
+                    inline: to_u(r.get(4)?),
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Walk the root trees `roots` for source `name`: their logical bytes go
+/// to their rows, their blobs not counted before to the source's totals.
+fn count_roots(tx: &Connection, reader: &BlobReader, name: &str, roots: &[Vec<u8>]) -> Result<()> {
+    let mut t = load_totals(tx, name)?;
+    for r in roots {
+        let root = <[u8; 32]>::try_from(r.as_slice())
+            .map(BlobId)
+            .map_err(|_| Error::Internal("status row: bad tree id".into()))?;
+        let logical = walk(tx, reader, name, &root, 0, &mut t)?;
+        let rows = tx
+            .prepare_cached(
+                "UPDATE snaps SET logical = ?1 WHERE source = ?2 AND tree = ?3 AND logical IS NULL",
+            )?
+            .execute(params![to_i(logical), name, r])?;
+        // each snapshot of the tree counts its logical bytes
+        t.logical += logical * rows as u64;
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO totals(source, logical, raw, stored, data_raw, inline_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        name,
+        to_i(t.logical),
+        to_i(t.raw),
+        to_i(t.stored),
+        to_i(t.data_raw),
+        to_i(t.inline)
+    ])?;
+    Ok(())
+}
+
+/// The logical bytes under tree `id`, walked for source `name` unless it
+/// was before (`stats::tree_sums`, kept in the database): each blob not
+/// counted for the source yet adds its sizes to `t`.
+fn walk(
+    tx: &Connection,
+    reader: &BlobReader,
+    name: &str,
+    id: &BlobId,
+    depth: usize,
+    t: &mut Totals,
+) -> Result<u64> {
+    let walked = tx
+        .prepare_cached("INSERT OR IGNORE INTO walked(source, tree) VALUES (?1, ?2)")?
+        .execute(params![name, &id.0[..]])?
+        == 0;
+    if walked {
+        let memo: Option<i64> = tx
+            .prepare_cached("SELECT logical FROM memo WHERE tree = ?1")?
+            .query_row([&id.0[..]], |r| r.get(0))
+            .optional()?;
+        return memo.map(to_u).ok_or_else(|| {
+            Error::Internal(format!(
+                "status: tree {} walked without its size",
+                id.short()
+            ))
+        });
+    }
+    count_blob(tx, reader, name, id, false, t)?;
+    let l = reader.listing(id)?;
+    for p in l.part_ids() {
+        count_blob(tx, reader, name, &p, false, t)?;
+    }
+    let mut logical = 0u64;
+    for (k, e) in l.entries.iter().enumerate() {
+        match e.kind() {
+            crate::snapshot::tree::EntryKind::File => {
+                logical += e.size;
+                if l.elided(k) {
+                    t.inline += e.size;
+                }
+                for c in &e.content {
+                    count_blob(tx, reader, name, c, true, t)?;
+                }
+            }
+            crate::snapshot::tree::EntryKind::Dir => {
+                if let Some(sub) = &e.subtree {
+                    crate::snapshot::tree::check_depth(depth, &format!("tree {}", sub.short()))?;
+                    logical += walk(tx, reader, name, sub, depth + 1, t)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    tx.prepare_cached("INSERT OR REPLACE INTO memo(tree, logical) VALUES (?1, ?2)")?
+        .execute(params![&id.0[..], to_i(logical)])?;
+    Ok(logical)
+}
+
+/// Count blob `id` for source `name` if it was not: its raw and stored
+/// bytes (from the index) go to `t`.
+fn count_blob(
+    tx: &Connection,
+    reader: &BlobReader,
+    name: &str,
+    id: &BlobId,
+    data: bool,
+    t: &mut Totals,
+) -> Result<()> {
+    let new = tx
+        .prepare_cached("INSERT OR IGNORE INTO counted(source, blob) VALUES (?1, ?2)")?
+        .execute(params![name, &id.0[..]])?
+        == 1;
+    if new {
+        let l = reader.locate(id)?.ok_or_else(|| Error::MissingBlob {
+            blob: id.to_hex(),
+            file: "(status)".into(),
+        })?;
+        t.raw += u64::from(l.raw_len);
+        t.stored += u64::from(l.stored_len);
+        if data {
+            t.data_raw += u64::from(l.raw_len);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn diff_finds_added_and_gone_ids() {
+        let id = |b: u8| SnapshotId([b; 32]);
+        let (new, gone) = diff(&[id(1), id(3), id(5)], &[id(2), id(3), id(6), id(7)]);
+        assert_eq!(new, vec![id(2), id(6), id(7)]);
+        assert_eq!(gone, vec![id(1), id(5)]);
+        assert_eq!(diff(&[], &[id(1)]), (vec![id(1)], vec![]));
+        assert_eq!(diff(&[id(1)], &[]), (vec![], vec![id(1)]));
+    }
+}
