@@ -17,11 +17,10 @@
 //! with the one saved (on a local repository one stat of the directory;
 //! saved only once two seconds old, so no change can hide in the file
 //! system's time granularity): a call costs about the same at 10 000
-//! snapshots as at 100. A manifest rewritten or damaged in
-//! place (same name) is therefore not seen by a status whose report is
-//! current; it is by the first status after the listing changes (the next
-//! snapshot or forget, which lists with sizes and times through the
-//! manifest cache), and by `check`.
+//! snapshots as at 100. When the listing changed, the sections are
+//! brought up to date from the status rows (rows.rs), which read only the
+//! manifests added. A manifest rewritten or damaged in place (same name)
+//! is therefore not read again by status; `check` reads every one.
 
 use super::Config;
 use crate::id::SnapshotId;

@@ -283,8 +283,11 @@ fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, 
     }
     let mut unreadable = crate::snapshot::first_error(bad).map(|e| e.to_string());
     for (id, s) in &loaded {
-        match add_rows(&tx, &mut readers, u.cfg, id, s) {
+        // all of a snapshot's rows or none (a savepoint)
+        let sp = tx.savepoint()?;
+        match add_rows(&sp, &mut readers, u.cfg, id, s) {
             Ok(()) => {
+                sp.commit()?;
                 accounted.insert(*id);
             }
             Err(e) if e.is_transport_failure() || matches!(e, Error::Index(_)) => return Err(e),
@@ -405,7 +408,7 @@ fn add_rows(
         let tags = bincode::encode_to_vec(&s.tags, bincode::config::standard())
             .map_err(|e| Error::Internal(format!("status tags: {e}")))?;
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO snaps(source, id, time_ns, time, grp, tags, tree,
+            "INSERT OR IGNORE INTO snaps(source, id, time_ns, time, grp, tags, tree,
              bytes_added, bytes_read, logical) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
         )?
         .execute(params![
