@@ -26,7 +26,7 @@ use crate::repo::reconcile::DirStamps;
 use crate::snapshot::retention::{self, Item};
 use crate::snapshot::{Filter, Snapshot};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -573,13 +573,16 @@ fn sizes(
     readers: &mut Readers<'_>,
     name: &str,
 ) -> Result<(u64, u64, u64, Option<f64>)> {
-    let roots: Vec<Vec<u8>> = {
-        let mut st = tx.prepare_cached(
-            "SELECT DISTINCT tree FROM snaps WHERE source = ?1 AND logical IS NULL",
-        )?;
-        let rows = st.query_map([name], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    // each root not counted yet, with the ids of its rows
+    let mut roots: Roots = BTreeMap::new();
+    {
+        let mut st =
+            tx.prepare_cached("SELECT tree, id FROM snaps WHERE source = ?1 AND logical IS NULL")?;
+        let mut rows = st.query([name])?;
+        while let Some(r) = rows.next()? {
+            roots.entry(r.get(0)?).or_default().push(r.get(1)?);
+        }
+    }
     if !roots.is_empty() {
         loop {
             let sp = tx.savepoint()?;
@@ -630,23 +633,146 @@ fn load_totals(tx: &Connection, name: &str) -> Result<Totals> {
         .unwrap_or_default())
 }
 
+/// What a walk has seen for one source: the tables `walked`, `counted`
+/// and `memo`, or, when nothing of the source is counted yet (its first
+/// status, or after a forget), sets in memory written to the tables once
+/// the walk is done: a statement per blob would cost ten times the walk
+/// when every snapshot is walked.
+struct Seen<'c> {
+    tx: &'c Connection,
+    name: &'c str,
+    mem: Option<Mem>,
+}
+
+#[derive(Default)]
+struct Mem {
+    walked: HashSet<BlobId>,
+    counted: HashSet<BlobId>,
+    memo: HashMap<BlobId, u64>,
+}
+
+impl<'c> Seen<'c> {
+    fn new(tx: &'c Connection, name: &'c str) -> Result<Self> {
+        let any = tx
+            .prepare_cached("SELECT 1 FROM walked WHERE source = ?1 LIMIT 1")?
+            .exists([name])?;
+        Ok(Seen {
+            tx,
+            name,
+            mem: (!any).then(Mem::default),
+        })
+    }
+
+    /// Mark tree `id` walked; its logical bytes if it was already.
+    fn walked(&mut self, id: &BlobId) -> Result<Option<u64>> {
+        let memo = match &mut self.mem {
+            Some(m) => {
+                if m.walked.insert(*id) {
+                    return Ok(None);
+                }
+                m.memo.get(id).copied()
+            }
+            None => {
+                let new = self
+                    .tx
+                    .prepare_cached("INSERT OR IGNORE INTO walked(source, tree) VALUES (?1, ?2)")?
+                    .execute(params![self.name, &id.0[..]])?
+                    == 1;
+                if new {
+                    return Ok(None);
+                }
+                self.tx
+                    .prepare_cached("SELECT logical FROM memo WHERE tree = ?1")?
+                    .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .map(to_u)
+            }
+        };
+        memo.map(Some).ok_or_else(|| {
+            Error::Internal(format!(
+                "status: tree {} walked without its size",
+                id.short()
+            ))
+        })
+    }
+
+    /// Mark blob `id` counted; whether it was not before.
+    fn count(&mut self, id: &BlobId) -> Result<bool> {
+        match &mut self.mem {
+            Some(m) => Ok(m.counted.insert(*id)),
+            None => Ok(self
+                .tx
+                .prepare_cached("INSERT OR IGNORE INTO counted(source, blob) VALUES (?1, ?2)")?
+                .execute(params![self.name, &id.0[..]])?
+                == 1),
+        }
+    }
+
+    fn memo(&mut self, id: &BlobId, logical: u64) -> Result<()> {
+        match &mut self.mem {
+            Some(m) => {
+                m.memo.insert(*id, logical);
+            }
+            None => {
+                self.tx
+                    .prepare_cached("INSERT OR REPLACE INTO memo(tree, logical) VALUES (?1, ?2)")?
+                    .execute(params![&id.0[..], to_i(logical)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write what was seen in memory to the tables.
+    fn flush(self) -> Result<()> {
+        let Some(m) = self.mem else { return Ok(()) };
+        let mut st = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO walked(source, tree) VALUES (?1, ?2)")?;
+        for id in &m.walked {
+            st.execute(params![self.name, &id.0[..]])?;
+        }
+        let mut st = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO counted(source, blob) VALUES (?1, ?2)")?;
+        for id in &m.counted {
+            st.execute(params![self.name, &id.0[..]])?;
+        }
+        let mut st = self
+            .tx
+            .prepare_cached("INSERT OR REPLACE INTO memo(tree, logical) VALUES (?1, ?2)")?;
+        for (id, l) in &m.memo {
+            st.execute(params![&id.0[..], to_i(*l)])?;
+        }
+        Ok(())
+    }
+}
+
+/// Root trees (bytes) not counted yet, each with the ids of its rows.
+type Roots = BTreeMap<Vec<u8>, Vec<Vec<u8>>>;
+
 /// Walk the root trees `roots` for source `name`: their logical bytes go
 /// to their rows, their blobs not counted before to the source's totals.
-fn count_roots(tx: &Connection, reader: &BlobReader, name: &str, roots: &[Vec<u8>]) -> Result<()> {
+fn count_roots(tx: &Connection, reader: &BlobReader, name: &str, roots: &Roots) -> Result<()> {
     let mut t = load_totals(tx, name)?;
-    for r in roots {
+    let mut seen = Seen::new(tx, name)?;
+    let mut logicals = Vec::with_capacity(roots.len());
+    for r in roots.keys() {
         let root = <[u8; 32]>::try_from(r.as_slice())
             .map(BlobId)
             .map_err(|_| Error::Internal("status row: bad tree id".into()))?;
-        let logical = walk(tx, reader, name, &root, 0, &mut t)?;
-        let rows = tx
-            .prepare_cached(
-                "UPDATE snaps SET logical = ?1 WHERE source = ?2 AND tree = ?3 AND logical IS NULL",
-            )?
-            .execute(params![to_i(logical), name, r])?;
-        // each snapshot of the tree counts its logical bytes
-        t.logical += logical * rows as u64;
+        logicals.push(walk(&mut seen, reader, &root, 0, &mut t)?);
     }
+    seen.flush()?;
+    let mut st =
+        tx.prepare_cached("UPDATE snaps SET logical = ?1 WHERE source = ?2 AND id = ?3")?;
+    for (ids, logical) in roots.values().zip(logicals) {
+        for id in ids {
+            st.execute(params![to_i(logical), name, id])?;
+        }
+        // each snapshot of the tree counts its logical bytes
+        t.logical += logical * ids.len() as u64;
+    }
+    drop(st);
     tx.prepare_cached(
         "INSERT OR REPLACE INTO totals(source, logical, raw, stored, data_raw, inline_bytes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -662,37 +788,23 @@ fn count_roots(tx: &Connection, reader: &BlobReader, name: &str, roots: &[Vec<u8
     Ok(())
 }
 
-/// The logical bytes under tree `id`, walked for source `name` unless it
-/// was before (`stats::tree_sums`, kept in the database): each blob not
+/// The logical bytes under tree `id`, walked for the source unless it was
+/// before (`stats::tree_sums`, kept in the database): each blob not
 /// counted for the source yet adds its sizes to `t`.
 fn walk(
-    tx: &Connection,
+    seen: &mut Seen<'_>,
     reader: &BlobReader,
-    name: &str,
     id: &BlobId,
     depth: usize,
     t: &mut Totals,
 ) -> Result<u64> {
-    let walked = tx
-        .prepare_cached("INSERT OR IGNORE INTO walked(source, tree) VALUES (?1, ?2)")?
-        .execute(params![name, &id.0[..]])?
-        == 0;
-    if walked {
-        let memo: Option<i64> = tx
-            .prepare_cached("SELECT logical FROM memo WHERE tree = ?1")?
-            .query_row([&id.0[..]], |r| r.get(0))
-            .optional()?;
-        return memo.map(to_u).ok_or_else(|| {
-            Error::Internal(format!(
-                "status: tree {} walked without its size",
-                id.short()
-            ))
-        });
+    if let Some(logical) = seen.walked(id)? {
+        return Ok(logical);
     }
-    count_blob(tx, reader, name, id, false, t)?;
+    count_blob(seen, reader, id, false, t)?;
     let l = reader.listing(id)?;
     for p in l.part_ids() {
-        count_blob(tx, reader, name, &p, false, t)?;
+        count_blob(seen, reader, &p, false, t)?;
     }
     let mut logical = 0u64;
     for (k, e) in l.entries.iter().enumerate() {
@@ -703,38 +815,32 @@ fn walk(
                     t.inline += e.size;
                 }
                 for c in &e.content {
-                    count_blob(tx, reader, name, c, true, t)?;
+                    count_blob(seen, reader, c, true, t)?;
                 }
             }
             crate::snapshot::tree::EntryKind::Dir => {
                 if let Some(sub) = &e.subtree {
                     crate::snapshot::tree::check_depth(depth, &format!("tree {}", sub.short()))?;
-                    logical += walk(tx, reader, name, sub, depth + 1, t)?;
+                    logical += walk(seen, reader, sub, depth + 1, t)?;
                 }
             }
             _ => {}
         }
     }
-    tx.prepare_cached("INSERT OR REPLACE INTO memo(tree, logical) VALUES (?1, ?2)")?
-        .execute(params![&id.0[..], to_i(logical)])?;
+    seen.memo(id, logical)?;
     Ok(logical)
 }
 
-/// Count blob `id` for source `name` if it was not: its raw and stored
-/// bytes (from the index) go to `t`.
+/// Count blob `id` for the source if it was not: its raw and stored bytes
+/// (from the index) go to `t`.
 fn count_blob(
-    tx: &Connection,
+    seen: &mut Seen<'_>,
     reader: &BlobReader,
-    name: &str,
     id: &BlobId,
     data: bool,
     t: &mut Totals,
 ) -> Result<()> {
-    let new = tx
-        .prepare_cached("INSERT OR IGNORE INTO counted(source, blob) VALUES (?1, ?2)")?
-        .execute(params![name, &id.0[..]])?
-        == 1;
-    if new {
+    if seen.count(id)? {
         let l = reader.locate(id)?.ok_or_else(|| Error::MissingBlob {
             blob: id.to_hex(),
             file: "(status)".into(),
