@@ -523,6 +523,17 @@ fn current_sections(
     Ok(sections)
 }
 
+/// File `name` of `repo`'s status directory in the local cache (`None`:
+/// no cache directory): the report (flat.rs) and the rows (rows.rs).
+fn cache_file(repo: &Repo, name: &str) -> Option<std::path::PathBuf> {
+    Some(
+        crate::cache::base_dir()?
+            .join(repo.config().repo_id.to_hex())
+            .join("status")
+            .join(name),
+    )
+}
+
 /// How long the snapshots/ directory must have been unchanged before its
 /// stamp is saved: longer than any file system's time granularity.
 pub(super) const SETTLED: Duration = Duration::from_secs(2);

@@ -669,12 +669,7 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
     snap(3);
     check("two snapshots added since");
     let oldest = ids(&f)[0].clone();
-    cmd(&f)
-        .arg("--repo")
-        .arg(f.strata.repo())
-        .args(["forget", &oldest])
-        .assert()
-        .success();
+    forget(&f, &oldest);
     check("the oldest forgotten");
     // the report fails its checksum; the database is no longer one
     let report = status_dir.join("report1");
@@ -692,6 +687,16 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
     fs::remove_dir_all(&status_dir).unwrap();
     let _ = fs::remove_file(repo_id.join("manifests2"));
     check("cache deleted");
+}
+
+/// `strata forget ID` (with the fixture's cache), which must succeed.
+fn forget(f: &Fixture, id: &str) {
+    cmd(f)
+        .arg("--repo")
+        .arg(f.strata.repo())
+        .args(["forget", id])
+        .assert()
+        .success();
 }
 
 /// `status --json` with the cache directory `cache`, without what
@@ -756,12 +761,7 @@ fn status_from_a_settled_listing_stamp_sees_every_change() {
     check(3, "settled again: the stamp saved again");
     check(3, "from the new stamp");
     let oldest = tagged(&f, "data")[0]["id"].as_str().unwrap().to_string();
-    cmd(&f)
-        .arg("--repo")
-        .arg(f.strata.repo())
-        .args(["forget", &oldest])
-        .assert()
-        .success();
+    forget(&f, &oldest);
     check(2, "a snapshot forgotten after the stamp was saved");
 }
 
@@ -843,12 +843,7 @@ fn status_from_the_flat_report_matches_a_cold_cache() {
     assert_ne!(kept(&added), kept(&again), "{added}");
 
     let oldest = tagged(&f, "data")[0]["id"].as_str().unwrap().to_string();
-    cmd(&f)
-        .arg("--repo")
-        .arg(f.strata.repo())
-        .args(["forget", &oldest])
-        .assert()
-        .success();
+    forget(&f, &oldest);
     let forgot = check("oldest forgotten");
     assert_eq!(source(&forgot, "data")["snapshots"], 4, "{forgot}");
 

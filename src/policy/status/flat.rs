@@ -89,12 +89,7 @@ pub(super) enum By<'a> {
 
 /// The report file of `repo` (`None`: no cache directory).
 fn file(repo: &Repo) -> Option<PathBuf> {
-    Some(
-        crate::cache::base_dir()?
-            .join(repo.config().repo_id.to_hex())
-            .join("status")
-            .join("report1"),
-    )
+    super::cache_file(repo, "report1")
 }
 
 fn config() -> impl bincode::config::Config {

@@ -87,12 +87,7 @@ pub(super) fn sections(u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
 
 /// The database file of `repo` (`None`: no cache directory).
 fn file(repo: &Repo) -> Option<PathBuf> {
-    Some(
-        crate::cache::base_dir()?
-            .join(repo.config().repo_id.to_hex())
-            .join("status")
-            .join("rows2.sqlite"),
-    )
+    super::cache_file(repo, "rows2.sqlite")
 }
 
 fn remove(f: &Path) {
