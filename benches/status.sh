@@ -46,7 +46,9 @@ EOF
 B0=${BINS[0]}
 STRATA_CACHE_DIR=$W/cache-make "$B0" --repo "$REPO" init --recipient "$(age-keygen -y "$W/id.txt")" >/dev/null 2>&1
 max=0; for c in $COUNTS; do [ "$c" -gt "$max" ] && max=$c; done
-base=$(( $(date +%s) - max * 300 ))
+# every snapshot, the ROUNDS "new" ones of each count too, dated before the start: one dated
+# after now is kept as "future" and makes status walk every snapshot of its source
+base=$(( $(date +%s) - (max + ROUNDS * $(echo $COUNTS | wc -w) + 1) * 300 ))
 made=0
 for c in $COUNTS; do
     while [ "$made" -lt "$c" ]; do

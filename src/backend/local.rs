@@ -13,6 +13,8 @@ use std::ops::Range;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+mod readdir;
+
 /// The directories of a local repository, created by
 /// [`LocalBackend::create_layout`].
 const LAYOUT: [&str; 6] = ["packs", "snapshots", "keys", "locks", "tmp", "gc"];
@@ -263,12 +265,12 @@ impl Backend for LocalBackend {
     /// A directory walk; `tmp/` and names that are not valid keys are
     /// skipped, and so is anything that is not a regular file.
     fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
-        self.walk(prefix, true, &mut |key, m| {
-            if let Some(m) = m {
+        self.walk(prefix, true, &mut |key, st| {
+            if let Some((size, modified)) = st {
                 f(Listed {
-                    key,
-                    size: m.len(),
-                    modified: m.modified().ok(),
+                    key: key.to_string(),
+                    size,
+                    modified,
                 });
             }
         })
@@ -304,7 +306,7 @@ impl Backend for LocalBackend {
     }
 
     /// [`Backend::list`] without a stat per file.
-    fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(String)) -> BResult<()> {
+    fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(&str)) -> BResult<()> {
         self.walk(prefix, false, &mut |key, _| f(key))
     }
 
@@ -370,50 +372,36 @@ impl LocalBackend {
         &self,
         prefix: &str,
         stat: bool,
-        f: &mut dyn FnMut(String, Option<fs::Metadata>),
+        f: &mut dyn FnMut(&str, Option<readdir::Stat>),
     ) -> BResult<()> {
         check_prefix(prefix)?;
         let mut stack = vec![prefix.to_string()];
+        // each key is built in one buffer: no allocation per file
+        let mut key = String::new();
         while let Some(dir_key) = stack.pop() {
             let dir = self.root.join(&dir_key);
-            let rd = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-                    continue;
-                }
-                Err(e) => return Err(self.io(&dir_key, e)),
-            };
-            for entry in rd {
-                let entry = entry.map_err(|e| self.io(&dir_key, e))?;
-                let file_name = entry.file_name();
-                let Some(name) = file_name.to_str() else {
-                    continue;
-                };
+            let r = readdir::read(&dir, stat, &mut |name, kind, st| {
                 // dir_key is a key (the prefix, checked, or a listed one)
                 if !super::key::is_child_key(&dir_key, name) {
-                    continue;
+                    return Ok(());
                 }
-                let key = if dir_key.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{dir_key}/{name}")
-                };
-                let ft = match entry.file_type() {
-                    Ok(ft) => ft,
-                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                    Err(e) => return Err(self.io(&key, e)),
-                };
-                if ft.is_dir() {
-                    stack.push(key);
-                } else if ft.is_file() && !stat {
-                    f(key, None);
-                } else if ft.is_file() {
-                    match entry.metadata() {
-                        Ok(m) => f(key, Some(m)),
-                        Err(e) if e.kind() == ErrorKind::NotFound => {}
-                        Err(e) => return Err(self.io(&key, e)),
-                    }
+                key.clear();
+                if !dir_key.is_empty() {
+                    key.push_str(&dir_key);
+                    key.push('/');
                 }
+                key.push_str(name);
+                match kind {
+                    readdir::Kind::Dir => stack.push(key.clone()),
+                    readdir::Kind::File => f(&key, st),
+                    readdir::Kind::Other => {}
+                }
+                Ok(())
+            });
+            match r {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(self.io(&dir_key, e)),
             }
         }
         Ok(())

@@ -154,12 +154,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// objects created or deleted meanwhile may or may not appear.
     fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()>;
 
-    /// Call `f` with the key of every object under `prefix`, as
+    /// Call `f` with the key of every object under `prefix` (the key lent,
+    /// not given: the local backend builds each in one buffer), as
     /// [`Backend::list`] but without what the storage says of each: the
     /// local backend then stats no file (a directory read alone), which is
     /// what `status` lists the snapshots with on every call.
-    fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(String)) -> BResult<()> {
-        self.list(prefix, &mut |l| f(l.key))
+    fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(&str)) -> BResult<()> {
+        self.list(prefix, &mut |l| f(&l.key))
     }
 
     /// A stamp of the objects directly under `prefix` that changes
@@ -268,7 +269,7 @@ macro_rules! forward_backend {
             fn list(&self, prefix: &str, f: &mut dyn FnMut(Listed)) -> BResult<()> {
                 (**self).list(prefix, f)
             }
-            fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(String)) -> BResult<()> {
+            fn list_keys(&self, prefix: &str, f: &mut dyn FnMut(&str)) -> BResult<()> {
                 (**self).list_keys(prefix, f)
             }
             fn listing_stamp(

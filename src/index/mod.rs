@@ -40,7 +40,16 @@ CREATE TABLE IF NOT EXISTS blobs (
   compression INTEGER NOT NULL,
   PRIMARY KEY (id, pack)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS packs_excluded ON packs(id)
+  WHERE condemned IS NOT NULL OR missing != 0 OR trusted = 0;
 ";
+
+/// The packs dedup must not use, found without reading every pack row
+/// ([`Index::refresh_condemned`] on every open; format-spec/index.md). Its
+/// `WHERE` is the query's, so SQLite uses it. Made on open when missing
+/// (an index of an earlier release).
+const EXCLUDED_INDEX: &str = "CREATE INDEX IF NOT EXISTS packs_excluded ON packs(id)
+  WHERE condemned IS NOT NULL OR missing != 0 OR trusted = 0;";
 
 /// One row of `packs`.
 #[derive(Clone, Debug)]
@@ -221,6 +230,18 @@ impl Index {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        let has_excluded = conn
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'packs_excluded'")
+            .and_then(|mut st| st.exists([]));
+        match has_excluded {
+            Ok(true) => {}
+            // best effort: without it the packs are scanned
+            Ok(false) => {
+                let _ = conn.execute_batch(EXCLUDED_INDEX);
+            }
+            Err(e) if is_damage(&e) => return Ok(Err(format!("is damaged ({e})"))),
+            Err(e) => return Err(e.into()),
         }
         let mut idx = Index {
             conn,
@@ -429,12 +450,19 @@ impl Index {
     /// How many packs are neither condemned nor missing (`status` counts
     /// them without reading every row).
     pub fn live_pack_count(&self) -> Result<usize> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM packs WHERE condemned IS NULL AND missing = 0",
+        // every row counted by the b-tree, less the few excluded ones,
+        // found through `packs_excluded`
+        let all: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM packs", [], |r| r.get(0))?;
+        let dead: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM packs
+             WHERE (condemned IS NOT NULL OR missing != 0 OR trusted = 0)
+               AND (condemned IS NOT NULL OR missing != 0)",
             [],
             |r| r.get(0),
         )?;
-        Ok(usize::try_from(n).unwrap_or(0))
+        Ok(usize::try_from(all - dead).unwrap_or(0))
     }
 
     /// Every pack row.

@@ -325,6 +325,113 @@ pub fn apply(
     out
 }
 
+/// How many snapshots each rule of `rules` keeps (`apply` over `items`;
+/// a snapshot counts once per rule whatever number of reasons it gives).
+pub fn kept(
+    items: &[Item<'_>],
+    policy: &Policy,
+    now_unix_ns: i64,
+    tz: &TimeZone,
+    rules: &[Rule],
+) -> Vec<u64> {
+    let mut out = vec![0u64; rules.len()];
+    for d in apply(items, policy, now_unix_ns, tz) {
+        for (k, rule) in rules.iter().enumerate() {
+            if d.keep && d.rules.contains(rule) {
+                out[k] += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The run a snapshot at `time_unix_ns` belongs to for [`kept_by_runs`]:
+/// its local hour when an hourly rule is on, else its local date. Either
+/// determines the bucket of every rule but `last` (a date lies in one ISO
+/// week, month and year).
+pub fn run_key(policy: &Policy, time_unix_ns: i64, tz: &TimeZone) -> i64 {
+    let hourly = !policy.hourly.is_off() || on(policy.within_hourly).is_some();
+    let b = if hourly { Bucket::Hour } else { Bucket::Day };
+    b.key(wall(time_unix_ns, tz), 0)
+}
+
+/// The snapshots of one [`run_key`] in a group: their newest and oldest
+/// times and how many there are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// Unix ns of the newest.
+    pub newest_ns: i64,
+    /// Unix ns of the oldest.
+    pub oldest_ns: i64,
+    /// How many (at least 1).
+    pub count: u64,
+}
+
+/// [`kept`] for `rules` (none of them [`Rule::Future`] or [`Rule::Tag`])
+/// from one group's runs instead of each snapshot: what `status` needs at
+/// any number of snapshots. `runs` has one entry per [`run_key`] of the
+/// group's snapshots, all dated at or before `now`, newest first.
+///
+/// Within a run, a bucket rule can keep only the newest snapshot (every
+/// other one has the bucket kept just before it), except the group's
+/// oldest snapshot: so `apply` over each run's newest plus the oldest
+/// decides as over every snapshot. `last N` keeps the newest N, `within D`
+/// those after a bound, counted by `within_after` (given the bound,
+/// `None` for no bound: strictly after it). `None` when two runs overlap
+/// in time: a key came back (clocks turned back across a bucket
+/// boundary); then [`kept`] must walk every snapshot.
+pub fn kept_by_runs<E>(
+    runs: &[Run],
+    policy: &Policy,
+    tz: &TimeZone,
+    rules: &[Rule],
+    within_after: impl FnOnce(Option<i128>) -> Result<u64, E>,
+) -> Result<Option<Vec<u64>>, E> {
+    if runs
+        .iter()
+        .any(|r| r.count == 0 || r.oldest_ns > r.newest_ns)
+        || runs.windows(2).any(|w| w[1].newest_ns >= w[0].oldest_ns)
+    {
+        return Ok(None);
+    }
+    let mut out = vec![0u64; rules.len()];
+    let (Some(newest), Some(last)) = (runs.first(), runs.last()) else {
+        return Ok(Some(out));
+    };
+    let mut items: Vec<Item<'_>> = runs
+        .iter()
+        .map(|r| Item {
+            time_unix_ns: r.newest_ns,
+            tags: &[],
+        })
+        .collect();
+    if last.count > 1 {
+        items.push(Item {
+            time_unix_ns: last.oldest_ns,
+            tags: &[],
+        });
+    }
+    let by_runs = kept(&items, policy, i64::MAX, tz, rules);
+    let present: u64 = runs.iter().map(|r| r.count).sum();
+    let mut within_after = Some(within_after);
+    for (k, rule) in rules.iter().enumerate() {
+        out[k] = match rule {
+            Rule::Count(Bucket::Each) => match policy.last {
+                Count::Off => 0,
+                Count::N(n) => present.min(u64::from(n)),
+                Count::Unlimited => present,
+            },
+            Rule::Count(_) | Rule::CountWithin(_) => by_runs[k],
+            Rule::Within => match (on(policy.within), within_after.take()) {
+                (Some(span), Some(f)) => f(Window::new(span, newest.newest_ns, tz).after_ns)?,
+                _ => 0,
+            },
+            Rule::Future | Rule::Tag => 0,
+        };
+    }
+    Ok(Some(out))
+}
+
 /// Indices of `items`, newest first; equal times keep the caller's order.
 fn newest_first(items: &[Item<'_>]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..items.len()).collect();

@@ -260,7 +260,8 @@ fn keys_and_stamps(b: &dyn Backend) {
     let s2 = stamp();
     assert_eq!(stamp(), s2, "{name}: the stamp moved with nothing changed");
     let mut keys = Vec::new();
-    b.list_keys("snapshots", &mut |k| keys.push(k)).unwrap();
+    b.list_keys("snapshots", &mut |k| keys.push(k.to_string()))
+        .unwrap();
     keys.sort();
     let listed: Vec<String> = b
         .list_all("snapshots")

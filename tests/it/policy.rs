@@ -11,6 +11,7 @@
 use crate::support;
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -664,7 +665,7 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["report1", "rows2.sqlite"]);
+    assert_eq!(names, ["report1", "rows3.sqlite"]);
     snap(2);
     snap(3);
     check("two snapshots added since");
@@ -677,7 +678,7 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
     let last = b.len() - 1;
     b[last] ^= 0x40;
     fs::write(&report, b).unwrap();
-    let rows = status_dir.join("rows2.sqlite");
+    let rows = status_dir.join("rows3.sqlite");
     let mut b = fs::read(&rows).unwrap();
     b[..16].copy_from_slice(b"not a database!\0");
     fs::write(&rows, b).unwrap();
@@ -697,6 +698,170 @@ fn forget(f: &Fixture, id: &str) {
         .args(["forget", id])
         .assert()
         .success();
+}
+
+/// What each retention rule keeps of source `data`, by status (rule name
+/// -> kept) and by `forget --dry-run` with the same policy (its reasons
+/// counted per rule, once per snapshot).
+fn kept_by_status_and_forget(
+    f: &Fixture,
+    cfg: &Path,
+    cache: &Path,
+    flags: &[&str],
+) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let v = status_at(f, cfg, cache);
+    let by_status: BTreeMap<String, u64> = source(&v, "data")["retention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap().to_string(),
+                r["kept"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let out = cmd(f)
+        .arg("--repo")
+        .arg(f.strata.repo())
+        .args(["forget", "--dry-run", "--json", "--tag", "data"])
+        .args(flags)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let plan = parse_json(&out.stdout);
+    let mut by_forget: BTreeMap<String, u64> = by_status.keys().map(|k| (k.clone(), 0)).collect();
+    for g in plan["groups"].as_array().unwrap() {
+        for kept in g["keep"].as_array().unwrap() {
+            let mut rules = std::collections::BTreeSet::new();
+            for r in kept["reasons"].as_array().unwrap() {
+                let r = r.as_str().unwrap();
+                let r = r.strip_prefix("oldest ").unwrap_or(r);
+                let first = r.split(' ').next().unwrap();
+                rules.insert(if r.starts_with("within ") {
+                    "within".to_string()
+                } else if r.contains(" within ") {
+                    format!("{first} within")
+                } else {
+                    first.to_string()
+                });
+            }
+            for r in rules {
+                *by_forget.entry(r).or_default() += 1;
+            }
+        }
+    }
+    (by_status, by_forget)
+}
+
+/// Issue 27: status decides retention from each group's runs (snapshots
+/// per local hour or date) kept in its rows, not from every snapshot. Its
+/// kept counts must be `forget --dry-run`'s for snapshots minutes to weeks
+/// apart, under a policy with hourly rules (runs by the hour) and one
+/// without (by the date), as snapshots are added and forgotten.
+#[test]
+fn status_retention_from_runs_matches_forget() {
+    let f = Fixture::new();
+    let dir = f.mkdir("data");
+    let now = jiff::Timestamp::now();
+    let mut minutes_ago: Vec<i64> = Vec::new();
+    minutes_ago.extend((0..12).map(|i| 7 + 20 * i));
+    minutes_ago.extend((0..10).map(|i| 300 + 7 * 60 * i));
+    minutes_ago.extend((0..10).map(|i| 5000 + 150 * 60 * i));
+    minutes_ago.extend((0..6).map(|i| 30000 + 11 * 24 * 60 * i));
+    // the oldest day has three: its oldest is kept as `oldest <rule>`
+    let oldest = 30000 + 11 * 24 * 60 * 5;
+    minutes_ago.extend([oldest - 30, oldest - 60]);
+    let snap = |n: usize, ago: i64| {
+        fs::write(dir.join("changing"), format!("version {n}\n")).unwrap();
+        let t = now - jiff::SignedDuration::from_mins(ago);
+        f.strata.snapshot(&[
+            dir.to_str().unwrap(),
+            "--tag",
+            "data",
+            "--time",
+            &t.to_string(),
+        ]);
+    };
+    for (n, ago) in minutes_ago.iter().enumerate() {
+        snap(n, *ago);
+    }
+    let policies: [(&str, &[&str]); 2] = [
+        (
+            "keep_within = \"1d\"\nkeep_last = 4\nkeep_hourly = 6\nkeep_daily = 5\n\
+             keep_weekly = 3\nkeep_monthly = 2\nkeep_within_daily = \"10d\"\n\
+             keep_within_weekly = \"6w\"\n",
+            &[
+                "--keep-within",
+                "1d",
+                "--keep-last",
+                "4",
+                "--keep-hourly",
+                "6",
+                "--keep-daily",
+                "5",
+                "--keep-weekly",
+                "3",
+                "--keep-monthly",
+                "2",
+                "--keep-within-daily",
+                "10d",
+                "--keep-within-weekly",
+                "6w",
+            ],
+        ),
+        (
+            "keep_within = \"3d\"\nkeep_daily = 8\nkeep_monthly = 12\n\
+             keep_within_monthly = \"2m\"\n",
+            &[
+                "--keep-within",
+                "3d",
+                "--keep-daily",
+                "8",
+                "--keep-monthly",
+                "12",
+                "--keep-within-monthly",
+                "2m",
+            ],
+        ),
+    ];
+    // each policy with its own cache: its rows are updated, not made again
+    let check = |what: &str| {
+        for (i, (retention, flags)) in policies.iter().enumerate() {
+            let cache = f.path(format!("cache-{i}"));
+            let cfg = config(
+                &f,
+                &format!(
+                    "[sources.data]\npaths = [\"{}\"]\n[retention]\n{retention}",
+                    dir.display()
+                ),
+            );
+            let (status, forget) = kept_by_status_and_forget(&f, &cfg, &cache, flags);
+            assert_eq!(status, forget, "{what}, policy {i}");
+            assert!(
+                status.values().any(|&n| n > 1),
+                "{what}, policy {i}: {status:?}"
+            );
+        }
+    };
+    check("made");
+    let ids: Vec<String> = tagged(&f, "data")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    // forgotten: the oldest ten (their months' runs gone), two in the
+    // middle of an hour's run, the newest
+    let mut c = cmd(&f);
+    c.arg("--repo").arg(f.strata.repo()).arg("forget");
+    for i in (0..10).chain([30, 31, ids.len() - 1]) {
+        c.arg(&ids[i]);
+    }
+    c.assert().success();
+    check("thirteen forgotten");
+    snap(100, 1);
+    snap(101, 60 * 24 * 3 + 5);
+    check("two added");
 }
 
 /// `status --json` with the cache directory `cache`, without what

@@ -1,6 +1,6 @@
 //! The status database (issue 27; format-spec/repository.md "Status rows
 //! (local)"): what `strata status` needs of each snapshot of each source
-//! (its time, retention group, tags, root tree, summary and logical size)
+//! (its time, retention group and run, root tree, summary and logical size)
 //! and, per source, the distinct blobs its snapshots reference with their
 //! summed raw and stored bytes, in one SQLite file of the local cache.
 //!
@@ -8,8 +8,10 @@
 //! manifests added since are read and only their trees not walked before
 //! for that source are walked; the rows of snapshots gone are dropped, and
 //! as a union cannot be taken apart, every source's blobs are then counted
-//! again from their trees. Retention runs on the rows: no manifest is
-//! decoded. All of it is one transaction: a killed status leaves the last
+//! again from their trees. Retention is decided from each retention
+//! group's runs (its snapshots per local date, or hour with an hourly rule:
+//! `retention::kept_by_runs`), kept as rows come and go: no manifest is
+//! decoded, and a call costs the same at 10 000 snapshots as at 100. All of it is one transaction: a killed status leaves the last
 //! one. The file is a cache: rebuilt from nothing when it does not open or
 //! a query fails, and when what the figures depend on besides the listing
 //! (`flat::rest`: signers, sources, policy, time zone) changes.
@@ -36,15 +38,21 @@ const THROUGH_CACHE: usize = 64;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS listing(part INTEGER PRIMARY KEY, hash BLOB NOT NULL,
+    ids BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS snaps(
     source TEXT NOT NULL, id BLOB NOT NULL, time_ns INTEGER NOT NULL, time TEXT NOT NULL,
-    grp BLOB NOT NULL, tags BLOB NOT NULL, tree BLOB NOT NULL,
+    grp BLOB NOT NULL, tree BLOB NOT NULL,
     bytes_added INTEGER NOT NULL, bytes_read INTEGER NOT NULL, logical INTEGER,
-    PRIMARY KEY(source, id)) WITHOUT ROWID;
+    run INTEGER NOT NULL, PRIMARY KEY(source, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snaps_by_time ON snaps(source, time_ns, id);
 CREATE INDEX IF NOT EXISTS snaps_by_group ON snaps(source, grp, time_ns DESC, id);
 CREATE INDEX IF NOT EXISTS snaps_by_id ON snaps(id);
 CREATE INDEX IF NOT EXISTS snaps_uncounted ON snaps(source, tree) WHERE logical IS NULL;
+CREATE TABLE IF NOT EXISTS counts(source TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs(source TEXT NOT NULL, grp BLOB NOT NULL, run INTEGER NOT NULL,
+    newest_ns INTEGER NOT NULL, oldest_ns INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY(source, grp, run)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS walked(source TEXT NOT NULL, tree BLOB NOT NULL,
     PRIMARY KEY(source, tree)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counted(source TEXT NOT NULL, blob BLOB NOT NULL,
@@ -87,7 +95,7 @@ pub(super) fn sections(u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
 
 /// The database file of `repo` (`None`: no cache directory).
 fn file(repo: &Repo) -> Option<PathBuf> {
-    super::cache_file(repo, "rows2.sqlite")
+    super::cache_file(repo, "rows3.sqlite")
 }
 
 fn remove(f: &Path) {
@@ -143,7 +151,9 @@ fn remove_old_files(f: &Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    remove(&dir.join("rows1.sqlite"));
+    for old in ["rows1.sqlite", "rows2.sqlite"] {
+        remove(&dir.join(old));
+    }
 }
 
 fn meta(tx: &Connection, k: &str) -> Result<Option<Vec<u8>>> {
@@ -227,16 +237,20 @@ impl<'a> Readers<'a> {
 fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if meta(&tx, "rest")?.as_deref() != Some(&u.rest[..]) {
-        tx.execute_batch("DELETE FROM snaps; DELETE FROM meta;")?;
+        tx.execute_batch(
+            "DELETE FROM snaps; DELETE FROM counts; DELETE FROM runs; DELETE FROM meta;
+             DELETE FROM listing;",
+        )?;
         recount_all(&tx)?;
         set_meta(&tx, "rest", u.rest)?;
     }
-    let had: Vec<SnapshotId> = meta(&tx, "listing")?
-        .unwrap_or_default()
-        .chunks_exact(32)
-        .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(SnapshotId))
+    let (parts, had) = changed_parts(&tx, u.ids)?;
+    let listed: Vec<SnapshotId> = parts
+        .iter()
+        .flat_map(|&p| part_of(u.ids, p))
+        .copied()
         .collect();
-    let (new, gone) = diff(&had, u.ids);
+    let (new, gone) = diff(&had, &listed);
     let packdirs: Option<DirStamps> = meta(&tx, "packdirs")?
         .and_then(|b| bincode::decode_from_slice(&b, bincode::config::standard()).ok())
         .map(|(m, _)| m);
@@ -253,37 +267,25 @@ fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, 
         // snapshot made with another cache later lists only its own
         readers.refresh()?;
     }
-    // gone (forgotten): their rows dropped; a union cannot lose them, so
-    // every source is counted again
-    let mut counted_gone = false;
-    for id in &gone {
-        let mut st =
-            tx.prepare_cached("DELETE FROM snaps WHERE id = ?1 RETURNING logical IS NOT NULL")?;
-        let rows = st.query_map([&id.0[..]], |r| r.get::<_, bool>(0))?;
-        for r in rows {
-            counted_gone |= r?;
-        }
-    }
-    if counted_gone {
-        recount_all(&tx)?;
-    }
+    drop_gone(&tx, &gone)?;
     let (loaded, bad) = load(u.repo, &new)?;
     for e in &bad {
         u.events
             .warning(&format!("skipping unreadable snapshot: {e}"));
     }
-    let mut accounted: BTreeSet<SnapshotId> = had.into_iter().collect();
-    for id in &gone {
-        accounted.remove(id);
-    }
+    // the listing saved: what was, less what is gone, and what reads
+    let mut accounted: Vec<SnapshotId> = had
+        .into_iter()
+        .filter(|id| gone.binary_search(id).is_err())
+        .collect();
     let mut unreadable = crate::snapshot::first_error(bad).map(|e| e.to_string());
     for (id, s) in &loaded {
         // all of a snapshot's rows or none (a savepoint)
         let sp = tx.savepoint()?;
-        match add_rows(&sp, &mut readers, u.cfg, id, s) {
+        match add_rows(&sp, &mut readers, u, id, s) {
             Ok(()) => {
                 sp.commit()?;
-                accounted.insert(*id);
+                accounted.push(*id);
             }
             Err(e) if e.is_transport_failure() || matches!(e, Error::Index(_)) => return Err(e),
             Err(e) => {
@@ -293,8 +295,8 @@ fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, 
             }
         }
     }
-    let listing: Vec<u8> = accounted.iter().flat_map(|id| id.0).collect();
-    set_meta(&tx, "listing", &listing)?;
+    accounted.sort_unstable();
+    save_parts(&tx, &parts, &accounted)?;
     let mut out = Vec::with_capacity(u.cfg.sources.len());
     for s in &u.cfg.sources {
         out.push(section(
@@ -313,6 +315,79 @@ fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, 
     drop(readers);
     tx.commit()?;
     Ok((out, unreadable.is_none()))
+}
+
+/// The ids of `ids` (sorted) whose first byte is `part`.
+fn part_of(ids: &[SnapshotId], part: u8) -> &[SnapshotId] {
+    let start = ids.partition_point(|id| id.0[0] < part);
+    let end = ids.partition_point(|id| id.0[0] <= part);
+    &ids[start..end]
+}
+
+/// What a part of the listing is compared by: 16 bytes of BLAKE3 of its
+/// ids.
+fn part_hash(ids: &[SnapshotId]) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    for id in ids {
+        h.update(&id.0);
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    out
+}
+
+/// The parts (first bytes) of the listing `ids` that differ from those
+/// accounted for, and the ids accounted for in them: a new snapshot reads
+/// and writes one part, not the whole listing.
+fn changed_parts(tx: &Connection, ids: &[SnapshotId]) -> Result<(Vec<u8>, Vec<SnapshotId>)> {
+    let mut saved: HashMap<u8, Vec<u8>> = HashMap::new();
+    {
+        let mut st = tx.prepare_cached("SELECT part, hash FROM listing")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            if let Ok(p) = u8::try_from(r.get::<_, i64>(0)?) {
+                saved.insert(p, r.get(1)?);
+            }
+        }
+    }
+    let (mut parts, mut had) = (Vec::new(), Vec::new());
+    let mut st = tx.prepare_cached("SELECT ids FROM listing WHERE part = ?1")?;
+    for p in 0..=u8::MAX {
+        let now = part_of(ids, p);
+        let same = match saved.get(&p) {
+            Some(h) => h[..] == part_hash(now),
+            None => now.is_empty(),
+        };
+        if same {
+            continue;
+        }
+        parts.push(p);
+        if saved.contains_key(&p) {
+            let raw: Vec<u8> = st.query_row([i64::from(p)], |r| r.get(0))?;
+            had.extend(
+                raw.chunks_exact(32)
+                    .filter_map(|c| <[u8; 32]>::try_from(c).ok().map(SnapshotId)),
+            );
+        }
+    }
+    // a part holds ids of its first byte only: `had` is sorted
+    Ok((parts, had))
+}
+
+/// Save `accounted` (sorted) as the listing's `parts`.
+fn save_parts(tx: &Connection, parts: &[u8], accounted: &[SnapshotId]) -> Result<()> {
+    for &p in parts {
+        let ids = part_of(accounted, p);
+        if ids.is_empty() {
+            tx.prepare_cached("DELETE FROM listing WHERE part = ?1")?
+                .execute([i64::from(p)])?;
+            continue;
+        }
+        let raw: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
+        tx.prepare_cached("INSERT OR REPLACE INTO listing(part, hash, ids) VALUES (?1, ?2, ?3)")?
+            .execute(params![i64::from(p), &part_hash(ids)[..], raw])?;
+    }
+    Ok(())
 }
 
 /// The ids in `now` not in `had`, and those in `had` not in `now` (both
@@ -386,37 +461,103 @@ fn forget_options(cfg: &Config, name: &str) -> ForgetOptions {
     }
 }
 
-/// A row for each source `s` belongs to.
+/// Drop the rows of the snapshots `gone` (forgotten). A union of blobs
+/// cannot lose one: if a row was counted, every source is counted again;
+/// the runs and counts are made again from the rows left.
+fn drop_gone(tx: &Connection, gone: &[SnapshotId]) -> Result<()> {
+    let (mut counted_gone, mut grouped_gone, mut rows_gone) = (false, false, false);
+    for id in gone {
+        let mut st = tx.prepare_cached(
+            "DELETE FROM snaps WHERE id = ?1 RETURNING logical IS NOT NULL, grp != x''",
+        )?;
+        let rows = st.query_map([&id.0[..]], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?))
+        })?;
+        for r in rows {
+            let (counted, grouped) = r?;
+            rows_gone = true;
+            counted_gone |= counted;
+            grouped_gone |= grouped;
+        }
+    }
+    if counted_gone {
+        recount_all(tx)?;
+    }
+    if grouped_gone {
+        rebuild_runs(tx)?;
+    }
+    if rows_gone {
+        tx.execute_batch(
+            "DELETE FROM counts;
+             INSERT INTO counts(source, n) SELECT source, COUNT(*) FROM snaps GROUP BY source;",
+        )?;
+    }
+    Ok(())
+}
+
+/// The runs of every source's retention groups made again from the rows
+/// (after snapshots are gone).
+fn rebuild_runs(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "DELETE FROM runs;
+         INSERT INTO runs(source, grp, run, newest_ns, oldest_ns, n)
+           SELECT source, grp, run, MAX(time_ns), MIN(time_ns), COUNT(*) FROM snaps
+           WHERE grp != x'' GROUP BY source, grp, run;",
+    )?;
+    Ok(())
+}
+
+/// A row for each source `s` belongs to, and it in its retention group's
+/// run (`retention::run_key`).
 fn add_rows(
     tx: &Connection,
     readers: &mut Readers<'_>,
-    cfg: &Config,
+    u: &Update<'_>,
     id: &SnapshotId,
     s: &Snapshot,
 ) -> Result<()> {
+    let cfg = u.cfg;
+    let run = retention::run_key(&cfg.retention, s.time_unix_ns, u.tz);
     for src in cfg.sources.iter().filter(|src| member(s, &src.name)) {
         // `None`: retention's filter leaves it out (it is still counted)
         let grp = match forget::group_of(readers.get()?, s, &forget_options(cfg, &src.name))? {
             Some(k) => blake3::hash(format!("{k:?}").as_bytes()).as_bytes()[..16].to_vec(),
             None => Vec::new(),
         };
-        let tags = bincode::encode_to_vec(&s.tags, bincode::config::standard())
-            .map_err(|e| Error::Internal(format!("status tags: {e}")))?;
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO snaps(source, id, time_ns, time, grp, tags, tree,
-             bytes_added, bytes_read, logical) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
-        )?
-        .execute(params![
-            src.name,
-            &id.0[..],
-            s.time_unix_ns,
-            s.time_string(),
-            grp,
-            tags,
-            &s.tree.0[..],
-            to_i(s.summary.bytes_added),
-            to_i(s.summary.bytes_read),
-        ])?;
+        let added = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO snaps(source, id, time_ns, time, grp, tree,
+                 bytes_added, bytes_read, logical, run)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+            )?
+            .execute(params![
+                src.name,
+                &id.0[..],
+                s.time_unix_ns,
+                s.time_string(),
+                grp,
+                &s.tree.0[..],
+                to_i(s.summary.bytes_added),
+                to_i(s.summary.bytes_read),
+                run,
+            ])?;
+        if added == 1 {
+            tx.prepare_cached(
+                "INSERT INTO counts(source, n) VALUES (?1, 1)
+                 ON CONFLICT(source) DO UPDATE SET n = n + 1",
+            )?
+            .execute([&src.name])?;
+        }
+        if added == 1 && !grp.is_empty() {
+            tx.prepare_cached(
+                "INSERT INTO runs(source, grp, run, newest_ns, oldest_ns, n)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 1)
+                 ON CONFLICT(source, grp, run) DO UPDATE SET
+                   newest_ns = max(newest_ns, excluded.newest_ns),
+                   oldest_ns = min(oldest_ns, excluded.oldest_ns), n = n + 1",
+            )?
+            .execute(params![src.name, grp, run, s.time_unix_ns])?;
+        }
     }
     Ok(())
 }
@@ -429,11 +570,11 @@ fn section(
     name: &str,
     unreadable: Option<&str>,
 ) -> Result<flat::Section> {
-    let count: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM snaps WHERE source = ?1",
-        [name],
-        |r| r.get(0),
-    )?;
+    let count: i64 = tx
+        .prepare_cached("SELECT n FROM counts WHERE source = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
     let latest = tx
         .query_row(
             "SELECT id, time, time_ns, bytes_added, bytes_read FROM snaps WHERE source = ?1
@@ -483,65 +624,99 @@ fn section(
 
 /// What each retention rule that is on keeps of source `name`'s
 /// snapshots now (`super::rules` order), as `forget` would decide
-/// (`forget::plan_listed`: the same groups, order and policy).
+/// (`forget::plan_listed`: the same groups, order and policy): from each
+/// group's runs (`retention::kept_by_runs`, a few per day of snapshots),
+/// with a range count for `--keep-within`; every row is walked only when a
+/// snapshot is dated after `now` or runs overlap (clocks turned back).
 fn kept(tx: &Connection, u: &Update<'_>, name: &str) -> Result<Vec<u64>> {
-    let with_tags = !u.cfg.retention.keep_tags.is_empty();
-    // per group: (id, time, tags)
-    type Members = Vec<(SnapshotId, i64, Vec<String>)>;
-    let mut groups: BTreeMap<[u8; 16], Members> = BTreeMap::new();
+    let rules: Vec<retention::Rule> = super::rules(&u.cfg.retention)
+        .into_iter()
+        .map(|(r, _, _)| r)
+        .collect();
+    let newest: Option<i64> = tx
+        .prepare_cached("SELECT MAX(newest_ns) FROM runs WHERE source = ?1")?
+        .query_row([name], |r| r.get(0))?;
+    if newest.is_some_and(|t| t > u.now) {
+        return kept_walk(tx, u, name, &rules);
+    }
+    let mut groups: BTreeMap<Vec<u8>, Vec<retention::Run>> = BTreeMap::new();
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT grp, newest_ns, oldest_ns, n FROM runs WHERE source = ?1
+             ORDER BY grp, newest_ns DESC",
+        )?;
+        let mut rows = st.query([name])?;
+        while let Some(r) = rows.next()? {
+            groups.entry(r.get(0)?).or_default().push(retention::Run {
+                newest_ns: r.get(1)?,
+                oldest_ns: r.get(2)?,
+                count: to_u(r.get(3)?),
+            });
+        }
+    }
+    let mut within = tx.prepare_cached(
+        "SELECT COUNT(*) FROM snaps WHERE source = ?1 AND grp = ?2 AND time_ns > ?3",
+    )?;
+    let mut kept = vec![0u64; rules.len()];
+    for (grp, runs) in &groups {
+        let count_after = |after: Option<i128>| -> Result<u64> {
+            let after = match after {
+                None => i64::MIN,
+                Some(a) => match i64::try_from(a) {
+                    Ok(a) => a,
+                    Err(_) if a < 0 => i64::MIN,
+                    Err(_) => return Ok(0),
+                },
+            };
+            let n: i64 = within.query_row(params![name, grp, after], |r| r.get(0))?;
+            Ok(to_u(n))
+        };
+        let by_runs = retention::kept_by_runs(runs, &u.cfg.retention, u.tz, &rules, count_after)?;
+        let Some(counts) = by_runs else {
+            return kept_walk(tx, u, name, &rules);
+        };
+        for (k, n) in counts.into_iter().enumerate() {
+            kept[k] += n;
+        }
+    }
+    Ok(kept)
+}
+
+/// [`kept`] by `retention::kept` over every row of every group.
+fn kept_walk(
+    tx: &Connection,
+    u: &Update<'_>,
+    name: &str,
+    rules: &[retention::Rule],
+) -> Result<Vec<u64>> {
+    // per group, each time; tags give reasons no rule counted here has
+    let mut groups: BTreeMap<[u8; 16], Vec<i64>> = BTreeMap::new();
     // each group newest first, ties by id: `forget::newer_first`
-    let mut st = tx.prepare_cached(if with_tags {
-        "SELECT grp, id, time_ns, tags FROM snaps WHERE source = ?1
-         ORDER BY grp, time_ns DESC, id"
-    } else {
-        "SELECT grp, id, time_ns FROM snaps WHERE source = ?1 ORDER BY grp, time_ns DESC, id"
-    })?;
+    let mut st = tx.prepare_cached(
+        "SELECT grp, time_ns FROM snaps WHERE source = ?1 ORDER BY grp, time_ns DESC, id",
+    )?;
     let mut rows = st.query([name])?;
-    let bad = |what: &str| Error::Internal(format!("status row: bad {what}"));
+    let bad = || Error::Internal("status row: bad group".into());
     while let Some(r) = rows.next()? {
-        let grp = r.get_ref(0)?.as_blob().map_err(|_| bad("group"))?;
+        let grp = r.get_ref(0)?.as_blob().map_err(|_| bad())?;
         if grp.is_empty() {
             continue;
         }
-        let grp = <[u8; 16]>::try_from(grp).map_err(|_| bad("group"))?;
-        let id = r.get_ref(1)?.as_blob().map_err(|_| bad("id"))?;
-        let id = <[u8; 32]>::try_from(id)
-            .map(SnapshotId)
-            .map_err(|_| bad("id"))?;
-        let tags = if with_tags {
-            let raw = r.get_ref(3)?.as_blob().map_err(|_| bad("tags"))?;
-            bincode::decode_from_slice(raw, bincode::config::standard())
-                .map(|(t, _)| t)
-                .map_err(|e| Error::Internal(format!("status row tags: {e}")))?
-        } else {
-            Vec::new()
-        };
-        groups.entry(grp).or_default().push((id, r.get(2)?, tags));
+        let grp = <[u8; 16]>::try_from(grp).map_err(|_| bad())?;
+        groups.entry(grp).or_default().push(r.get(1)?);
     }
-    let rules = super::rules(&u.cfg.retention);
     let mut kept = vec![0u64; rules.len()];
     for members in groups.values() {
-        debug_assert!(
-            members
-                .windows(2)
-                .all(|w| forget::newer_first((w[0].1, &w[0].0), (w[1].1, &w[1].0)).is_lt())
-        );
         let items: Vec<Item<'_>> = members
             .iter()
-            .map(|(_, t, tags)| Item {
-                time_unix_ns: *t,
-                tags,
+            .map(|&t| Item {
+                time_unix_ns: t,
+                tags: &[],
             })
             .collect();
-        for d in retention::apply(&items, &u.cfg.retention, u.now, u.tz) {
-            if !d.keep {
-                continue;
-            }
-            for (k, (kind, _, _)) in rules.iter().enumerate() {
-                if d.rules.contains(kind) {
-                    kept[k] += 1;
-                }
-            }
+        let counts = retention::kept(&items, &u.cfg.retention, u.now, u.tz, rules);
+        for (k, n) in counts.into_iter().enumerate() {
+            kept[k] += n;
         }
     }
     Ok(kept)
@@ -572,7 +747,12 @@ fn sizes(
     let mut roots: Roots = BTreeMap::new();
     {
         let mut st =
-            tx.prepare_cached("SELECT tree, id FROM snaps WHERE source = ?1 AND logical IS NULL")?;
+            // the partial index: the planner, without statistics, would
+            // read every row of the source by the primary key
+            tx.prepare_cached(
+                "SELECT tree, id FROM snaps INDEXED BY snaps_uncounted
+                 WHERE source = ?1 AND logical IS NULL",
+            )?;
         let mut rows = st.query([name])?;
         while let Some(r) = rows.next()? {
             roots.entry(r.get(0)?).or_default().push(r.get(1)?);

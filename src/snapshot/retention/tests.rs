@@ -1005,3 +1005,131 @@ fn bundled_tzdb_has_the_zones_the_tests_use() {
         assert_eq!(tz.to_offset(summer).seconds(), hours * 3600, "{name}");
     }
 }
+
+/// Runs of one group as status builds them: per [`run_key`], the newest and
+/// oldest time and the count, newest first.
+fn runs_of(times: &[i64], policy: &Policy, tz: &TimeZone) -> Vec<Run> {
+    let mut by_key: BTreeMap<i64, Run> = BTreeMap::new();
+    for &t in times {
+        let r = by_key.entry(run_key(policy, t, tz)).or_insert(Run {
+            newest_ns: t,
+            oldest_ns: t,
+            count: 0,
+        });
+        r.newest_ns = r.newest_ns.max(t);
+        r.oldest_ns = r.oldest_ns.min(t);
+        r.count += 1;
+    }
+    let mut runs: Vec<Run> = by_key.into_values().collect();
+    runs.sort_by_key(|r| Reverse(r.newest_ns));
+    runs
+}
+
+fn count_strategy() -> impl proptest::strategy::Strategy<Value = Count> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Count::Off),
+        (1u32..6).prop_map(Count::N),
+        Just(Count::Unlimited)
+    ]
+}
+
+fn span_strategy() -> impl proptest::strategy::Strategy<Value = Option<Span>> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(None),
+        prop::sample::select(vec!["1h", "5h", "1d", "2d", "1w", "1m", "1y2m"])
+            .prop_map(|s| Some(parse_span(s).unwrap())),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// `kept_by_runs` (what status computes from its runs) gives the
+    /// counts of `apply` over every snapshot, in zones with DST and one
+    /// that turned its clocks back over midnight, with equal times,
+    /// snapshots minutes to weeks apart, any rule on or off.
+    #[test]
+    fn kept_by_runs_agrees_with_every_snapshot(
+        start in 1_200_000_000i64..1_700_000_000,
+        gaps in proptest::collection::vec(
+            proptest::prop_oneof![0i64..2, 0i64..900, 0i64..200_000, 0i64..3_000_000],
+            1..150,
+        ),
+        zone_name in proptest::sample::select(
+            vec!["UTC", "Europe/Berlin", "America/Sao_Paulo", "Australia/Lord_Howe"],
+        ),
+        counts in proptest::collection::vec(count_strategy(), 6),
+        spans in proptest::collection::vec(span_strategy(), 6),
+    ) {
+        let tz = zone(zone_name);
+        let policy = Policy {
+            last: counts[0],
+            hourly: counts[1],
+            daily: counts[2],
+            weekly: counts[3],
+            monthly: counts[4],
+            yearly: counts[5],
+            within: spans[0],
+            within_hourly: spans[1],
+            within_daily: spans[2],
+            within_weekly: spans[3],
+            within_monthly: spans[4],
+            within_yearly: spans[5],
+            keep_tags: Vec::new(),
+        };
+        let mut t = start * 1_000_000_000;
+        let times: Vec<i64> = gaps
+            .iter()
+            .map(|g| {
+                t -= g * 1_000_000_000;
+                t
+            })
+            .collect();
+        let mut rules = vec![Rule::Within];
+        for b in [Bucket::Each, Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month, Bucket::Year] {
+            rules.push(Rule::Count(b));
+        }
+        for b in [Bucket::Hour, Bucket::Day, Bucket::Week, Bucket::Month, Bucket::Year] {
+            rules.push(Rule::CountWithin(b));
+        }
+        let items: Vec<Item> = times.iter().map(|&t| Item { time_unix_ns: t, tags: &[] }).collect();
+        let want = kept(&items, &policy, i64::MAX, &tz, &rules);
+        let runs = runs_of(&times, &policy, &tz);
+        let got = kept_by_runs(&runs, &policy, &tz, &rules, |after| {
+            Ok::<_, ()>(times.iter().filter(|&&t| after.is_none_or(|a| i128::from(t) > a)).count() as u64)
+        })
+        .unwrap();
+        if zone_name == "UTC" {
+            proptest::prop_assert!(got.is_some(), "UTC runs never overlap");
+        }
+        if let Some(got) = got {
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+}
+
+/// Runs that overlap in time (a key came back: clocks turned back across
+/// a bucket boundary) are declined rather than miscounted; touching runs
+/// are not, and equal times cannot be in two runs.
+#[test]
+fn kept_by_runs_declines_runs_that_overlap() {
+    let policy = Policy {
+        daily: Count::N(10),
+        ..Policy::default()
+    };
+    let tz = zone("UTC");
+    let rules = [Rule::Count(Bucket::Day)];
+    let run = |newest_ns, oldest_ns| Run {
+        newest_ns,
+        oldest_ns,
+        count: 2,
+    };
+    let by = |runs: &[Run]| kept_by_runs(runs, &policy, &tz, &rules, |_| Ok::<_, ()>(0));
+    assert_eq!(by(&[run(10, 5), run(7, 1)]), Ok(None));
+    assert_eq!(by(&[run(10, 5), run(5, 1)]), Ok(None));
+    assert_eq!(by(&[run(10, 5), run(4, 1)]), Ok(Some(vec![2])));
+    assert_eq!(by(&[run(4, 10)]), Ok(None));
+    assert_eq!(by(&[]), Ok(Some(vec![0])));
+}
