@@ -28,11 +28,7 @@ pub(super) type Visit<'a> = dyn FnMut(&str, Kind, Option<Stat>) -> io::Result<()
 /// its kind, and with `stat` a regular file's [`Stat`]. An entry removed
 /// while the directory is read is left out.
 #[cfg(target_os = "linux")]
-pub(super) fn read(
-    dir: &Path,
-    stat: bool,
-    f: &mut Visit<'_>,
-) -> io::Result<()> {
+pub(super) fn read(dir: &Path, stat: bool, f: &mut Visit<'_>) -> io::Result<()> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
     let fd = rustix::fs::open(
         dir,
@@ -79,11 +75,7 @@ pub(super) fn read(
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(super) fn read(
-    dir: &Path,
-    stat: bool,
-    f: &mut Visit<'_>,
-) -> io::Result<()> {
+pub(super) fn read(dir: &Path, stat: bool, f: &mut Visit<'_>) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
