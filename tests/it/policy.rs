@@ -612,7 +612,8 @@ fn status_and_stats_sizes(f: &Fixture, cfg: &Path, ids: &[String]) -> (Value, Va
 /// status rows instead of walking every snapshot's tree on every call. The
 /// figures must stay those of a walk (`stats` of the same snapshots) when
 /// the cache is cold, warm, when a snapshot was added since (made with
-/// another cache: only its new trees are walked, its pack indexed), when
+/// another cache: only its new trees are walked, its pack indexed from
+/// its fan-out directory without reconciling every pack), when
 /// one was forgotten (counted again), and when the cache files are damaged
 /// or deleted (rebuilt).
 #[test]
@@ -666,8 +667,38 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
         .collect();
     names.sort();
     assert_eq!(names, ["report1", "rows3.sqlite"]);
+    // A pack row in the status cache's index whose file does not exist:
+    // a full reconcile with the packs would flag it missing. The packs of
+    // the next snapshots (made with the test cache) must be indexed from
+    // their fan-out directories alone (`Index::add_new_packs`).
+    let index = fs::read_dir(repo_id.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("index.sqlite"))
+        .find(|p| p.is_file())
+        .expect("the status cache's index");
+    let planted = [0xabu8; 32];
+    let missing = || -> i64 {
+        let c = rusqlite::Connection::open(&index).unwrap();
+        c.query_row(
+            "SELECT missing FROM packs WHERE name = ?1",
+            [&planted[..]],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    rusqlite::Connection::open(&index)
+        .unwrap()
+        .execute(
+            "INSERT INTO packs(name, kind, size, blob_count) VALUES (?1, 0, 1000, 0)",
+            [&planted[..]],
+        )
+        .unwrap();
+    assert_eq!(missing(), 0);
     snap(2);
     snap(3);
+    // status alone (`stats`, below, reconciles the same index)
+    status_at(&f, &cfg, &f.path("cache"));
+    assert_eq!(missing(), 0, "status reconciled every pack");
     check("two snapshots added since");
     let oldest = ids(&f)[0].clone();
     forget(&f, &oldest);
