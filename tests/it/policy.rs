@@ -62,6 +62,33 @@ fn source<'a>(summary: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no source {name} in {summary}"))
 }
 
+/// A source's retention rules in `status --json`: (rule, kept, target).
+fn retention_rules(source: &Value) -> Vec<(String, u64, String)> {
+    source["retention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap().into(),
+                r["kept"].as_u64().unwrap(),
+                r["target"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// Snapshot `dir` tagged `data`, dated `t`.
+fn snapshot_data_at(f: &Fixture, dir: &Path, t: jiff::Timestamp) {
+    f.strata.snapshot(&[
+        dir.to_str().unwrap(),
+        "--tag",
+        "data",
+        "--time",
+        &t.to_string(),
+    ]);
+}
+
 fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
     summary["steps"]
         .as_array()
@@ -514,20 +541,8 @@ fn status_healthy_stale_json_and_prometheus() {
     assert!(fresh["logical_bytes"].as_u64().unwrap() > 0);
     assert!(fresh["stored_bytes"].as_u64().is_some());
     assert!(fresh["last_run"]["success"].is_string());
-    let rules: Vec<(String, u64, String)> = fresh["retention"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["rule"].as_str().unwrap().into(),
-                r["kept"].as_u64().unwrap(),
-                r["target"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
     assert_eq!(
-        rules,
+        retention_rules(fresh),
         [
             ("within".into(), 1, "24h".into()),
             ("daily".into(), 1, "30".into())
@@ -741,16 +756,9 @@ fn kept_by_status_and_forget(
     flags: &[&str],
 ) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     let v = status_at(f, cfg, cache);
-    let by_status: BTreeMap<String, u64> = source(&v, "data")["retention"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["rule"].as_str().unwrap().to_string(),
-                r["kept"].as_u64().unwrap(),
-            )
-        })
+    let by_status: BTreeMap<String, u64> = retention_rules(source(&v, "data"))
+        .into_iter()
+        .map(|(rule, kept, _)| (rule, kept))
         .collect();
     let out = cmd(f)
         .arg("--repo")
@@ -806,14 +814,7 @@ fn status_retention_from_runs_matches_forget() {
     minutes_ago.extend([oldest - 30, oldest - 60]);
     let snap = |n: usize, ago: i64| {
         fs::write(dir.join("changing"), format!("version {n}\n")).unwrap();
-        let t = now - jiff::SignedDuration::from_mins(ago);
-        f.strata.snapshot(&[
-            dir.to_str().unwrap(),
-            "--tag",
-            "data",
-            "--time",
-            &t.to_string(),
-        ]);
+        snapshot_data_at(&f, &dir, now - jiff::SignedDuration::from_mins(ago));
     };
     for (n, ago) in minutes_ago.iter().enumerate() {
         snap(n, *ago);
@@ -988,14 +989,7 @@ fn status_from_the_flat_report_matches_a_cold_cache() {
     let now = jiff::Timestamp::now();
     let snap = |n: i64, hours_ago: i64| {
         fs::write(dir.join("changing"), format!("version {n}\n").repeat(50)).unwrap();
-        let t = now - jiff::SignedDuration::from_hours(hours_ago);
-        f.strata.snapshot(&[
-            dir.to_str().unwrap(),
-            "--tag",
-            "data",
-            "--time",
-            &t.to_string(),
-        ]);
+        snapshot_data_at(&f, &dir, now - jiff::SignedDuration::from_hours(hours_ago));
     };
     for (n, h) in [(0, 24 * 9), (1, 24 * 4), (2, 30), (3, 5)] {
         snap(n, h);
@@ -1020,11 +1014,9 @@ fn status_from_the_flat_report_matches_a_cold_cache() {
     let again = check("warm");
     assert_eq!(again, first);
     let kept = |v: &Value| -> Vec<u64> {
-        source(v, "data")["retention"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["kept"].as_u64().unwrap())
+        retention_rules(source(v, "data"))
+            .into_iter()
+            .map(|(_, kept, _)| kept)
             .collect()
     };
     assert_eq!(

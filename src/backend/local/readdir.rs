@@ -53,7 +53,7 @@ pub(super) fn read(dir: &Path, stat: bool, f: &mut Visit<'_>) -> io::Result<()> 
         let mut k = kind(e.file_type());
         let mut st = None;
         // DT_UNKNOWN (a file system without types in its entries) or sizes
-        if stat && k == Kind::File || e.file_type() == FileType::Unknown {
+        if (stat && k == Kind::File) || e.file_type() == FileType::Unknown {
             match rustix::fs::statat(&fd, e.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(s) => {
                     k = kind(FileType::from_raw_mode(s.st_mode));
