@@ -3,8 +3,9 @@
 # retention (keep_within 24h, daily 30, weekly 12, monthly 12), snapshots five minutes apart made
 # with `snapshot --time`, each with one file changed; `status` timed at each count in COUNTS:
 # ROUNDS times with nothing new since the last status ("warm", from SETTLE=2.5 seconds after the
-# last snapshot, as a monitor calling every minute sees it), then ROUNDS times each right after one
-# more snapshot ("new").
+# last snapshot, as a monitor calling every minute sees it), ROUNDS times each right after one
+# more snapshot ("new"), then ROUNDS times each right after the oldest snapshot was forgotten
+# ("forget").
 #
 #   benches/status.sh [BIN...]        (default: target/release/strata)
 #
@@ -76,9 +77,16 @@ for c in $COUNTS; do
     for b in "${BINS[@]}"; do
         STRATA_CACHE_DIR=$W/cache-$(echo "$b" | md5sum | cut -c1-8) "$b" status --config "$W/strata.toml" >/dev/null 2>&1 || true
     done
-    for r in $(seq 1 "$((2 * ROUNDS))"); do
+    for r in $(seq 1 "$((3 * ROUNDS))"); do
         kind=warm
-        if [ "$r" -gt "$ROUNDS" ]; then
+        if [ "$r" -gt "$((2 * ROUNDS))" ]; then
+            # "forget": the oldest snapshot forgotten since the last status (`run` forgets by the
+            # policy after each backup)
+            kind=forget
+            oldest=$(STRATA_CACHE_DIR=$W/cache-make "$B0" --repo "$REPO" snapshots --json |
+                python3 -c 'import json, sys; print(min(json.load(sys.stdin), key=lambda s: s["time"])["id"])')
+            STRATA_CACHE_DIR=$W/cache-make "$B0" --repo "$REPO" forget "$oldest" >/dev/null
+        elif [ "$r" -gt "$ROUNDS" ]; then
             kind=new; made=$((made + 1)); echo "$made" >"$W/src/counter"
             t=$(date -u -d "@$((base + made * 300))" +%Y-%m-%dT%H:%M:%SZ)
             STRATA_CACHE_DIR=$W/cache-make "$B0" --repo "$REPO" snapshot "$W/src" --tag data --time "$t" >/dev/null
@@ -91,7 +99,7 @@ for c in $COUNTS; do
             T[$b.$kind]="${T[$b.$kind]:-} $(python3 -c "print(f'{$t1 - $t0:.4f}')") $(tail -1 "$W/time")"
         done
     done
-    for kind in warm new; do
+    for kind in warm new forget; do
         for b in "${BINS[@]}"; do
             python3 - "$b" "$n" "$kind" ${T[$b.$kind]} <<'PY' | tee -a "$OUT"
 import statistics as st, sys

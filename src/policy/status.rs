@@ -10,6 +10,7 @@
 mod check;
 mod flat;
 mod locks;
+mod refs;
 mod rows;
 mod write_only;
 

@@ -629,7 +629,7 @@ fn status_and_stats_sizes(f: &Fixture, cfg: &Path, ids: &[String]) -> (Value, Va
 /// the cache is cold, warm, when a snapshot was added since (made with
 /// another cache: only its new trees are walked, its pack indexed from
 /// its fan-out directory without reconciling every pack), when
-/// one was forgotten (counted again), and when the cache files are damaged
+/// one was forgotten (its references taken away), and when the cache files are damaged
 /// or deleted (rebuilt).
 #[test]
 fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
@@ -681,7 +681,7 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["report1", "rows3.sqlite"]);
+    assert_eq!(names, ["report1", "rows4.sqlite"]);
     // A pack row in the status cache's index whose file does not exist:
     // a full reconcile with the packs would flag it missing. The packs of
     // the next snapshots (made with the test cache) must be indexed from
@@ -724,7 +724,7 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
     let last = b.len() - 1;
     b[last] ^= 0x40;
     fs::write(&report, b).unwrap();
-    let rows = status_dir.join("rows3.sqlite");
+    let rows = status_dir.join("rows4.sqlite");
     let mut b = fs::read(&rows).unwrap();
     b[..16].copy_from_slice(b"not a database!\0");
     fs::write(&rows, b).unwrap();
@@ -734,6 +734,154 @@ fn status_sizes_from_the_cache_match_a_walk_as_snapshots_come_and_go() {
     fs::remove_dir_all(&status_dir).unwrap();
     let _ = fs::remove_file(repo_id.join("manifests2"));
     check("cache deleted");
+}
+
+/// The pack files of the repository.
+fn pack_files(f: &Fixture) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in fs::read_dir(f.strata.repo().join("packs")).unwrap() {
+        for p in fs::read_dir(d.unwrap().path()).unwrap() {
+            out.insert(p.unwrap().path());
+        }
+    }
+    out
+}
+
+/// Issue 27: a forget costs status only the trees of the snapshots gone
+/// (their blobs' references are taken away, format-spec/repository.md
+/// "Status rows (local)"), not a count of every snapshot left. The packs
+/// of a snapshot that stays are made unreadable (and the status cache's
+/// trees removed) after status counted it: status after forgetting another
+/// must still give the sizes of a walk taken before, with no warning;
+/// counting the snapshots left again would read the damaged packs. When
+/// the counts disagree with the trees, status counts the source again.
+#[test]
+fn status_after_a_forget_reads_only_the_trees_of_the_snapshots_gone() {
+    let f = Fixture::new();
+    let dir = f.mkdir("data");
+    fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    fs::write(
+        dir.join("sub/deeper/shared"),
+        "in every snapshot\n".repeat(900),
+    )
+    .unwrap();
+    let cfg = config(
+        &f,
+        &format!("[sources.data]\npaths = [\"{}\"]\n", dir.display()),
+    );
+    // the same tree under two directories, the same content twice in one
+    fs::create_dir_all(dir.join("dup/deeper")).unwrap();
+    fs::write(
+        dir.join("dup/deeper/shared"),
+        "in every snapshot\n".repeat(900),
+    )
+    .unwrap();
+    let mut written = Vec::new();
+    for n in 0..5usize {
+        let before = pack_files(&f);
+        // the last snapshot is the one before again: the same root tree
+        if n < 4 {
+            fs::write(dir.join("sub/changing"), format!("v{n}\n").repeat(700 + n)).unwrap();
+            for name in [format!("only{n}"), format!("copy{n}")] {
+                fs::write(dir.join(name), vec![n as u8 + 1; 3000 + n]).unwrap();
+            }
+        }
+        f.strata.snapshot(&[dir.to_str().unwrap(), "--tag", "data"]);
+        written.push(
+            pack_files(&f)
+                .difference(&before)
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    let snaps = tagged(&f, "data");
+    let ids: Vec<String> = snaps
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(snaps[3]["tree"], snaps[4]["tree"]);
+    assert_ne!(snaps[2]["tree"], snaps[3]["tree"]);
+    let cache = f.path("status-cache");
+    let sizes = |v: &Value| {
+        let s = source(v, "data");
+        assert_eq!(s["warnings"], serde_json::json!([]), "{v}");
+        serde_json::json!([
+            s["logical_bytes"],
+            s["raw_bytes"],
+            s["stored_bytes"],
+            s["dedup_ratio"]
+        ])
+    };
+    let walk = |of: &[String]| {
+        let mut c = cmd(&f);
+        c.arg("--repo")
+            .arg(f.strata.repo())
+            .args(["stats", "--json"])
+            .args(of);
+        let st = parse_json(&c.assert().success().get_output().stdout);
+        serde_json::json!([
+            st["restore_size"],
+            st["raw_size"],
+            st["stored_size"],
+            st["dedup_ratio"]
+        ])
+    };
+    let (all, first_four) = (walk(&ids), walk(&ids[..4]));
+    let (first_three, middle_two) = (walk(&ids[..3]), walk(&ids[1..3]));
+    assert_ne!(all, first_four);
+    assert_ne!(first_four, first_three);
+    assert_ne!(
+        first_three, middle_two,
+        "the first snapshot has blobs of its own"
+    );
+    assert_eq!(sizes(&status_at(&f, &cfg, &cache)), all);
+    // one of two snapshots of the same tree: only its reference goes
+    forget(&f, &ids[4]);
+    assert_eq!(
+        sizes(&status_at(&f, &cfg, &cache)),
+        first_four,
+        "a root still referenced"
+    );
+    // the counts disagree with the trees (no row counted as a tree): the
+    // last snapshot's root cannot be taken away; the source is counted
+    // again
+    let rows = fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("status/rows4.sqlite"))
+        .find(|p| p.is_file())
+        .expect("the status rows");
+    let changed = rusqlite::Connection::open(&rows)
+        .unwrap()
+        .execute("UPDATE refs SET t = 0", [])
+        .unwrap();
+    assert!(changed > 0);
+    forget(&f, &ids[3]);
+    assert_eq!(
+        sizes(&status_at(&f, &cfg, &cache)),
+        first_three,
+        "counted again"
+    );
+    // the packs the second snapshot wrote (its trees among them), damaged
+    // in place (the fan-out directories unchanged), and no tree in the
+    // status cache
+    assert!(!written[1].is_empty());
+    for p in &written[1] {
+        let mut b = fs::read(p).unwrap();
+        for x in b.iter_mut().skip(64) {
+            *x ^= 0x5a;
+        }
+        fs::write(p, b).unwrap();
+    }
+    let trees = rows.parent().unwrap().parent().unwrap().join("trees2");
+    assert!(trees.is_dir());
+    fs::remove_dir_all(&trees).unwrap();
+    forget(&f, &ids[0]);
+    assert_eq!(
+        sizes(&status_at(&f, &cfg, &cache)),
+        middle_two,
+        "after the forget"
+    );
 }
 
 /// `strata forget ID` (with the fixture's cache), which must succeed.

@@ -1,22 +1,23 @@
 //! The status database (issue 27; format-spec/repository.md "Status rows
 //! (local)"): what `strata status` needs of each snapshot of each source
 //! (its time, retention group and run, root tree, summary and logical size)
-//! and, per source, the distinct blobs its snapshots reference with their
-//! summed raw and stored bytes, in one SQLite file of the local cache.
+//! and, per source, the distinct blobs its snapshots reference, counted, with
+//! their summed raw and stored bytes, in one SQLite file of the local cache.
 //!
 //! When the snapshots listed differ from the last call's, only the
-//! manifests added since are read and only their trees not walked before
-//! for that source are walked; the rows of snapshots gone are dropped, and
-//! as a union cannot be taken apart, every source's blobs are then counted
-//! again from their trees. Retention is decided from each retention
-//! group's runs (its snapshots per local date, or hour with an hourly rule:
-//! `retention::kept_by_runs`), kept as rows come and go: no manifest is
-//! decoded, and a call costs the same at 10 000 snapshots as at 100. All of it is one transaction: a killed status leaves the last
+//! manifests added since are read and only their trees not counted before
+//! for that source are walked; the rows of snapshots gone are dropped and
+//! only the trees no other row of the source has are read again, to take
+//! their blobs' references away (refs.rs). Retention is decided from each
+//! retention group's runs (its snapshots per local date, or hour with an
+//! hourly rule: `retention::kept_by_runs`), kept as rows come and go: no
+//! manifest is decoded, and a call costs the same at 10 000 snapshots as
+//! at 100. All of it is one transaction: a killed status leaves the last
 //! one. The file is a cache: rebuilt from nothing when it does not open or
 //! a query fails, and when what the figures depend on besides the listing
 //! (`flat::rest`: signers, sources, policy, time zone) changes.
 
-use super::flat;
+use super::{flat, refs};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
 use crate::maint::forget::{self, ForgetOptions};
@@ -28,7 +29,7 @@ use crate::repo::reconcile::DirStamps;
 use crate::snapshot::retention::{self, Item};
 use crate::snapshot::{Filter, Snapshot};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,11 +54,9 @@ CREATE TABLE IF NOT EXISTS counts(source TEXT PRIMARY KEY, n INTEGER NOT NULL) W
 CREATE TABLE IF NOT EXISTS runs(source TEXT NOT NULL, grp BLOB NOT NULL, run INTEGER NOT NULL,
     newest_ns INTEGER NOT NULL, oldest_ns INTEGER NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY(source, grp, run)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS walked(source TEXT NOT NULL, tree BLOB NOT NULL,
-    PRIMARY KEY(source, tree)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counted(source TEXT NOT NULL, blob BLOB NOT NULL,
-    PRIMARY KEY(source, blob)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS memo(tree BLOB PRIMARY KEY, logical INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refs(source TEXT NOT NULL, blob BLOB NOT NULL, n INTEGER NOT NULL,
+    t INTEGER NOT NULL, logical INTEGER NOT NULL, raw INTEGER NOT NULL, stored INTEGER NOT NULL,
+    data INTEGER NOT NULL, PRIMARY KEY(source, blob)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS totals(source TEXT PRIMARY KEY, logical INTEGER NOT NULL,
     raw INTEGER NOT NULL, stored INTEGER NOT NULL, data_raw INTEGER NOT NULL,
     inline_bytes INTEGER NOT NULL) WITHOUT ROWID;
@@ -95,7 +94,7 @@ pub(super) fn sections(u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
 
 /// The database file of `repo` (`None`: no cache directory).
 fn file(repo: &Repo) -> Option<PathBuf> {
-    super::cache_file(repo, "rows3.sqlite")
+    super::cache_file(repo, "rows4.sqlite")
 }
 
 fn remove(f: &Path) {
@@ -151,7 +150,7 @@ fn remove_old_files(f: &Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    for old in ["rows1.sqlite", "rows2.sqlite"] {
+    for old in ["rows1.sqlite", "rows2.sqlite", "rows3.sqlite"] {
         remove(&dir.join(old));
     }
 }
@@ -173,10 +172,20 @@ fn set_meta(tx: &Connection, k: &str, v: &[u8]) -> Result<()> {
 /// Forget every source's counted blobs: they are counted again from the
 /// trees of the rows.
 fn recount_all(tx: &Connection) -> Result<()> {
-    tx.execute_batch(
-        "DELETE FROM walked; DELETE FROM counted; DELETE FROM memo; DELETE FROM totals;
-         UPDATE snaps SET logical = NULL;",
-    )?;
+    tx.execute_batch("DELETE FROM refs; DELETE FROM totals; UPDATE snaps SET logical = NULL;")?;
+    Ok(())
+}
+
+/// Forget source `name`'s counted blobs: they are counted again from the
+/// trees of its rows.
+fn recount(tx: &Connection, name: &str) -> Result<()> {
+    for q in [
+        "DELETE FROM refs WHERE source = ?1",
+        "DELETE FROM totals WHERE source = ?1",
+        "UPDATE snaps SET logical = NULL WHERE source = ?1",
+    ] {
+        tx.prepare_cached(q)?.execute([name])?;
+    }
     Ok(())
 }
 
@@ -267,7 +276,8 @@ fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, 
         // snapshot made with another cache later lists only its own
         readers.refresh()?;
     }
-    drop_gone(&tx, &gone)?;
+    let uncounted = drop_gone(&tx, &gone)?;
+    uncount(&mut tx, &mut readers, &uncounted)?;
     let (loaded, bad) = load(u.repo, &new)?;
     for e in &bad {
         u.events
@@ -461,27 +471,34 @@ fn forget_options(cfg: &Config, name: &str) -> ForgetOptions {
     }
 }
 
-/// Drop the rows of the snapshots `gone` (forgotten). A union of blobs
-/// cannot lose one: if a row was counted, every source is counted again;
-/// the runs and counts are made again from the rows left.
-fn drop_gone(tx: &Connection, gone: &[SnapshotId]) -> Result<()> {
-    let (mut counted_gone, mut grouped_gone, mut rows_gone) = (false, false, false);
+/// A counted row gone: its source, root tree and logical bytes.
+type Counted = (String, Vec<u8>, u64);
+
+/// Drop the rows of the snapshots `gone` (forgotten); those that were
+/// counted, for [`uncount`]. The runs and counts are made again from the
+/// rows left.
+fn drop_gone(tx: &Connection, gone: &[SnapshotId]) -> Result<Vec<Counted>> {
+    let (mut counted, mut grouped_gone, mut rows_gone) = (Vec::new(), false, false);
     for id in gone {
         let mut st = tx.prepare_cached(
-            "DELETE FROM snaps WHERE id = ?1 RETURNING logical IS NOT NULL, grp != x''",
+            "DELETE FROM snaps WHERE id = ?1 RETURNING source, tree, logical, grp != x''",
         )?;
         let rows = st.query_map([&id.0[..]], |r| {
-            Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
         })?;
         for r in rows {
-            let (counted, grouped) = r?;
+            let (source, tree, logical, grouped) = r?;
             rows_gone = true;
-            counted_gone |= counted;
+            if let Some(l) = logical {
+                counted.push((source, tree, to_u(l)));
+            }
             grouped_gone |= grouped;
         }
-    }
-    if counted_gone {
-        recount_all(tx)?;
     }
     if grouped_gone {
         rebuild_runs(tx)?;
@@ -492,7 +509,48 @@ fn drop_gone(tx: &Connection, gone: &[SnapshotId]) -> Result<()> {
              INSERT INTO counts(source, n) SELECT source, COUNT(*) FROM snaps GROUP BY source;",
         )?;
     }
+    Ok(counted)
+}
+
+/// Take the counted rows `gone` out of their sources' blobs and totals:
+/// each root loses a reference, and the trees only it had are read again
+/// (refs.rs). A source where that fails (a tree no longer reads, the
+/// counts disagree) is counted again from its rows by [`sizes`].
+fn uncount(tx: &mut Transaction<'_>, readers: &mut Readers<'_>, gone: &[Counted]) -> Result<()> {
+    let mut by_source: BTreeMap<&str, Vec<(&[u8], u64)>> = BTreeMap::new();
+    for (source, tree, logical) in gone {
+        by_source.entry(source).or_default().push((tree, *logical));
+    }
+    for (name, rows) in by_source {
+        let sp = tx.savepoint()?;
+        let done = (|| -> Result<()> {
+            let mut c = refs::Counter::new(&sp, readers.get()?, name)?;
+            for (tree, logical) in rows {
+                c.drop_tree(&root_id(tree)?, 0)?;
+                c.totals.logical =
+                    c.totals.logical.checked_sub(logical).ok_or_else(|| {
+                        Error::Internal("status: logical bytes below zero".into())
+                    })?;
+            }
+            c.finish()
+        })();
+        match done {
+            Ok(()) => sp.commit()?,
+            Err(e) if e.is_transport_failure() || matches!(e, Error::Index(_)) => return Err(e),
+            Err(_) => {
+                drop(sp);
+                recount(tx, name)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// A root tree's id from its row.
+fn root_id(tree: &[u8]) -> Result<BlobId> {
+    <[u8; 32]>::try_from(tree)
+        .map(BlobId)
+        .map_err(|_| Error::Internal("status row: bad tree id".into()))
 }
 
 /// The runs of every source's retention groups made again from the rows
@@ -722,18 +780,6 @@ fn kept_walk(
     Ok(kept)
 }
 
-/// Raw, stored and data bytes of a source's distinct blobs, and the bytes
-/// inline in its distinct trees.
-#[derive(Clone, Copy, Default)]
-struct Totals {
-    /// Logical bytes of the rows counted.
-    logical: u64,
-    raw: u64,
-    stored: u64,
-    data_raw: u64,
-    inline: u64,
-}
-
 /// Source `name`'s logical, raw and stored bytes and dedup ratio: the
 /// roots of its rows not counted yet are walked first (a savepoint: a
 /// failed walk leaves nothing half counted), once more after reconciling
@@ -776,7 +822,7 @@ fn sizes(
             }
         }
     }
-    let t = load_totals(tx, name)?;
+    let t = refs::Totals::load(tx, name)?;
     let content = t.data_raw + t.inline;
     let logical = t.logical;
     Ok((
@@ -789,241 +835,30 @@ fn sizes(
     ))
 }
 
-fn load_totals(tx: &Connection, name: &str) -> Result<Totals> {
-    Ok(tx
-        .query_row(
-            "SELECT logical, raw, stored, data_raw, inline_bytes FROM totals WHERE source = ?1",
-            [name],
-            |r| {
-                Ok(Totals {
-                    logical: to_u(r.get(0)?),
-                    raw: to_u(r.get(1)?),
-                    stored: to_u(r.get(2)?),
-                    data_raw: to_u(r.get(3)?),
-                    inline: to_u(r.get(4)?),
-                })
-            },
-        )
-        .optional()?
-        .unwrap_or_default())
-}
-
-/// What a walk has seen for one source: the tables `walked`, `counted`
-/// and `memo`, or, when nothing of the source is counted yet (its first
-/// status, or after a forget), sets in memory written to the tables once
-/// the walk is done: a statement per blob would cost ten times the walk
-/// when every snapshot is walked.
-struct Seen<'c> {
-    tx: &'c Connection,
-    name: &'c str,
-    mem: Option<Mem>,
-}
-
-#[derive(Default)]
-struct Mem {
-    walked: HashSet<BlobId>,
-    counted: HashSet<BlobId>,
-    memo: HashMap<BlobId, u64>,
-}
-
-impl<'c> Seen<'c> {
-    fn new(tx: &'c Connection, name: &'c str) -> Result<Self> {
-        let any = tx
-            .prepare_cached("SELECT 1 FROM walked WHERE source = ?1 LIMIT 1")?
-            .exists([name])?;
-        Ok(Seen {
-            tx,
-            name,
-            mem: (!any).then(Mem::default),
-        })
-    }
-
-    /// Mark tree `id` walked; its logical bytes if it was already.
-    fn walked(&mut self, id: &BlobId) -> Result<Option<u64>> {
-        let memo = match &mut self.mem {
-            Some(m) => {
-                if m.walked.insert(*id) {
-                    return Ok(None);
-                }
-                m.memo.get(id).copied()
-            }
-            None => {
-                let new = self
-                    .tx
-                    .prepare_cached("INSERT OR IGNORE INTO walked(source, tree) VALUES (?1, ?2)")?
-                    .execute(params![self.name, &id.0[..]])?
-                    == 1;
-                if new {
-                    return Ok(None);
-                }
-                self.tx
-                    .prepare_cached("SELECT logical FROM memo WHERE tree = ?1")?
-                    .query_row([&id.0[..]], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .map(to_u)
-            }
-        };
-        memo.map(Some).ok_or_else(|| {
-            Error::Internal(format!(
-                "status: tree {} walked without its size",
-                id.short()
-            ))
-        })
-    }
-
-    /// Mark blob `id` counted; whether it was not before.
-    fn count(&mut self, id: &BlobId) -> Result<bool> {
-        match &mut self.mem {
-            Some(m) => Ok(m.counted.insert(*id)),
-            None => Ok(self
-                .tx
-                .prepare_cached("INSERT OR IGNORE INTO counted(source, blob) VALUES (?1, ?2)")?
-                .execute(params![self.name, &id.0[..]])?
-                == 1),
-        }
-    }
-
-    fn memo(&mut self, id: &BlobId, logical: u64) -> Result<()> {
-        match &mut self.mem {
-            Some(m) => {
-                m.memo.insert(*id, logical);
-            }
-            None => {
-                self.tx
-                    .prepare_cached("INSERT OR REPLACE INTO memo(tree, logical) VALUES (?1, ?2)")?
-                    .execute(params![&id.0[..], to_i(logical)])?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Write what was seen in memory to the tables.
-    fn flush(self) -> Result<()> {
-        let Some(m) = self.mem else { return Ok(()) };
-        let mut st = self
-            .tx
-            .prepare_cached("INSERT OR IGNORE INTO walked(source, tree) VALUES (?1, ?2)")?;
-        for id in &m.walked {
-            st.execute(params![self.name, &id.0[..]])?;
-        }
-        let mut st = self
-            .tx
-            .prepare_cached("INSERT OR IGNORE INTO counted(source, blob) VALUES (?1, ?2)")?;
-        for id in &m.counted {
-            st.execute(params![self.name, &id.0[..]])?;
-        }
-        let mut st = self
-            .tx
-            .prepare_cached("INSERT OR REPLACE INTO memo(tree, logical) VALUES (?1, ?2)")?;
-        for (id, l) in &m.memo {
-            st.execute(params![&id.0[..], to_i(*l)])?;
-        }
-        Ok(())
-    }
-}
-
 /// Root trees (bytes) not counted yet, each with the ids of its rows.
 type Roots = BTreeMap<Vec<u8>, Vec<Vec<u8>>>;
 
-/// Walk the root trees `roots` for source `name`: their logical bytes go
-/// to their rows, their blobs not counted before to the source's totals.
+/// Count the root trees `roots` for source `name`, one reference per row
+/// (refs.rs): their logical bytes go to their rows and the totals.
 fn count_roots(tx: &Connection, reader: &BlobReader, name: &str, roots: &Roots) -> Result<()> {
-    let mut t = load_totals(tx, name)?;
-    let mut seen = Seen::new(tx, name)?;
+    let mut c = refs::Counter::new(tx, reader, name)?;
     let mut logicals = Vec::with_capacity(roots.len());
-    for r in roots.keys() {
-        let root = <[u8; 32]>::try_from(r.as_slice())
-            .map(BlobId)
-            .map_err(|_| Error::Internal("status row: bad tree id".into()))?;
-        logicals.push(walk(&mut seen, reader, &root, 0, &mut t)?);
+    for (r, ids) in roots {
+        let root = root_id(r)?;
+        let mut logical = 0;
+        for _ in ids {
+            logical = c.add_tree(&root, 0)?;
+        }
+        // each snapshot of the tree counts its logical bytes
+        c.totals.logical += logical * ids.len() as u64;
+        logicals.push(logical);
     }
-    seen.flush()?;
+    c.finish()?;
     let mut st =
         tx.prepare_cached("UPDATE snaps SET logical = ?1 WHERE source = ?2 AND id = ?3")?;
     for (ids, logical) in roots.values().zip(logicals) {
         for id in ids {
             st.execute(params![to_i(logical), name, id])?;
-        }
-        // each snapshot of the tree counts its logical bytes
-        t.logical += logical * ids.len() as u64;
-    }
-    drop(st);
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO totals(source, logical, raw, stored, data_raw, inline_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        name,
-        to_i(t.logical),
-        to_i(t.raw),
-        to_i(t.stored),
-        to_i(t.data_raw),
-        to_i(t.inline)
-    ])?;
-    Ok(())
-}
-
-/// The logical bytes under tree `id`, walked for the source unless it was
-/// before (`stats::tree_sums`, kept in the database): each blob not
-/// counted for the source yet adds its sizes to `t`.
-fn walk(
-    seen: &mut Seen<'_>,
-    reader: &BlobReader,
-    id: &BlobId,
-    depth: usize,
-    t: &mut Totals,
-) -> Result<u64> {
-    if let Some(logical) = seen.walked(id)? {
-        return Ok(logical);
-    }
-    count_blob(seen, reader, id, false, t)?;
-    let l = reader.listing(id)?;
-    for p in l.part_ids() {
-        count_blob(seen, reader, &p, false, t)?;
-    }
-    let mut logical = 0u64;
-    for (k, e) in l.entries.iter().enumerate() {
-        match e.kind() {
-            crate::snapshot::tree::EntryKind::File => {
-                logical += e.size;
-                if l.elided(k) {
-                    t.inline += e.size;
-                }
-                for c in &e.content {
-                    count_blob(seen, reader, c, true, t)?;
-                }
-            }
-            crate::snapshot::tree::EntryKind::Dir => {
-                if let Some(sub) = &e.subtree {
-                    crate::snapshot::tree::check_depth(depth, &format!("tree {}", sub.short()))?;
-                    logical += walk(seen, reader, sub, depth + 1, t)?;
-                }
-            }
-            _ => {}
-        }
-    }
-    seen.memo(id, logical)?;
-    Ok(logical)
-}
-
-/// Count blob `id` for the source if it was not: its raw and stored bytes
-/// (from the index) go to `t`.
-fn count_blob(
-    seen: &mut Seen<'_>,
-    reader: &BlobReader,
-    id: &BlobId,
-    data: bool,
-    t: &mut Totals,
-) -> Result<()> {
-    if seen.count(id)? {
-        let l = reader.locate(id)?.ok_or_else(|| Error::MissingBlob {
-            blob: id.to_hex(),
-            file: "(status)".into(),
-        })?;
-        t.raw += u64::from(l.raw_len);
-        t.stored += u64::from(l.stored_len);
-        if data {
-            t.data_raw += u64::from(l.raw_len);
         }
     }
     Ok(())
