@@ -50,6 +50,7 @@ CREATE INDEX IF NOT EXISTS snaps_by_time ON snaps(source, time_ns, id);
 CREATE INDEX IF NOT EXISTS snaps_by_group ON snaps(source, grp, time_ns DESC, id);
 CREATE INDEX IF NOT EXISTS snaps_by_id ON snaps(id);
 CREATE INDEX IF NOT EXISTS snaps_uncounted ON snaps(source, tree) WHERE logical IS NULL;
+CREATE INDEX IF NOT EXISTS snaps_by_run ON snaps(source, grp, run);
 CREATE TABLE IF NOT EXISTS counts(source TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs(source TEXT NOT NULL, grp BLOB NOT NULL, run INTEGER NOT NULL,
     newest_ns INTEGER NOT NULL, oldest_ns INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -474,42 +475,51 @@ fn forget_options(cfg: &Config, name: &str) -> ForgetOptions {
 /// A counted row gone: its source, root tree and logical bytes.
 type Counted = (String, Vec<u8>, u64);
 
+/// A row deleted: source, root tree, logical bytes (`None`: not counted),
+/// retention group, run.
+type GoneRow = (String, Vec<u8>, Option<i64>, Vec<u8>, i64);
+
 /// Drop the rows of the snapshots `gone` (forgotten); those that were
-/// counted, for [`uncount`]. The runs and counts are made again from the
-/// rows left.
+/// counted, for [`uncount`]. Each row's source count goes down and its
+/// run is made again from the rows left in it.
 fn drop_gone(tx: &Connection, gone: &[SnapshotId]) -> Result<Vec<Counted>> {
-    let (mut counted, mut grouped_gone, mut rows_gone) = (Vec::new(), false, false);
+    let mut counted = Vec::new();
     for id in gone {
-        let mut st = tx.prepare_cached(
-            "DELETE FROM snaps WHERE id = ?1 RETURNING source, tree, logical, grp != x''",
-        )?;
-        let rows = st.query_map([&id.0[..]], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })?;
-        for r in rows {
-            let (source, tree, logical, grouped) = r?;
-            rows_gone = true;
+        let rows: Vec<GoneRow> = tx
+            .prepare_cached(
+                "DELETE FROM snaps WHERE id = ?1 RETURNING source, tree, logical, grp, run",
+            )?
+            .query_map([&id.0[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (source, tree, logical, grp, run) in rows {
+            tx.prepare_cached("UPDATE counts SET n = n - 1 WHERE source = ?1")?
+                .execute([&source])?;
+            if !grp.is_empty() {
+                rebuild_run(tx, &source, &grp, run)?;
+            }
             if let Some(l) = logical {
                 counted.push((source, tree, to_u(l)));
             }
-            grouped_gone |= grouped;
         }
     }
-    if grouped_gone {
-        rebuild_runs(tx)?;
-    }
-    if rows_gone {
-        tx.execute_batch(
-            "DELETE FROM counts;
-             INSERT INTO counts(source, n) SELECT source, COUNT(*) FROM snaps GROUP BY source;",
-        )?;
-    }
     Ok(counted)
+}
+
+/// Run `run` of a source's retention group made again from its rows (after
+/// one is gone); none when none is left.
+fn rebuild_run(tx: &Connection, source: &str, grp: &[u8], run: i64) -> Result<()> {
+    tx.prepare_cached("DELETE FROM runs WHERE source = ?1 AND grp = ?2 AND run = ?3")?
+        .execute(params![source, grp, run])?;
+    tx.prepare_cached(
+        "INSERT INTO runs(source, grp, run, newest_ns, oldest_ns, n)
+         SELECT source, grp, run, MAX(time_ns), MIN(time_ns), COUNT(*)
+         FROM snaps INDEXED BY snaps_by_run WHERE source = ?1 AND grp = ?2 AND run = ?3
+         GROUP BY source, grp, run",
+    )?
+    .execute(params![source, grp, run])?;
+    Ok(())
 }
 
 /// Take the counted rows `gone` out of their sources' blobs and totals:
@@ -551,18 +561,6 @@ fn root_id(tree: &[u8]) -> Result<BlobId> {
     <[u8; 32]>::try_from(tree)
         .map(BlobId)
         .map_err(|_| Error::Internal("status row: bad tree id".into()))
-}
-
-/// The runs of every source's retention groups made again from the rows
-/// (after snapshots are gone).
-fn rebuild_runs(tx: &Connection) -> Result<()> {
-    tx.execute_batch(
-        "DELETE FROM runs;
-         INSERT INTO runs(source, grp, run, newest_ns, oldest_ns, n)
-           SELECT source, grp, run, MAX(time_ns), MIN(time_ns), COUNT(*) FROM snaps
-           WHERE grp != x'' GROUP BY source, grp, run;",
-    )?;
-    Ok(())
 }
 
 /// A row for each source `s` belongs to, and it in its retention group's
