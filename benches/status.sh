@@ -26,26 +26,10 @@ W=${W:-/dev/shm/strata-status-bench}
 rm -rf "$W"; mkdir -p "$W/src"
 : >"$OUT"
 for i in $(seq 1 40); do printf 'line %d of a config file\n' "$i" >"$W/src/f$i.conf"; done
-age-keygen -o "$W/id.txt" 2>/dev/null
-export STRATA_IDENTITY="$W/id.txt"
-unset STRATA_PASSWORD STRATA_PASSWORD_COMMAND || true
 REPO=$W/repo
-cat >"$W/strata.toml" <<EOF
-repository = "$REPO"
-identity = "$W/id.txt"
-
-[sources.data]
-paths = ["$W/src"]
-every = "5m"
-
-[retention]
-keep_within = "24h"
-keep_daily = 30
-keep_weekly = 12
-keep_monthly = 12
-EOF
 B0=${BINS[0]}
-STRATA_CACHE_DIR=$W/cache-make "$B0" --repo "$REPO" init --recipient "$(age-keygen -y "$W/id.txt")" >/dev/null 2>&1
+. "$here/status_repo.sh"
+status_repo "$B0"
 max=0; for c in $COUNTS; do [ "$c" -gt "$max" ] && max=$c; done
 # every snapshot, the ROUNDS "new" ones of each count too, dated before the start: one dated
 # after now is kept as "future" and makes status walk every snapshot of its source

@@ -23,26 +23,10 @@ GEN=${GEN:-$here/../../shared/bench/gen_seedlike.py}
 rm -rf "$W"; mkdir -p "$W"
 : >"$OUT"
 python3 "$GEN" --day 0 "$W/src" >/dev/null
-age-keygen -o "$W/id.txt" 2>/dev/null
-export STRATA_IDENTITY="$W/id.txt"
-unset STRATA_PASSWORD STRATA_PASSWORD_COMMAND || true
-cat >"$W/strata.toml" <<EOF
-repository = "$W/repo"
-identity = "$W/id.txt"
-
-[sources.data]
-paths = ["$W/src"]
-every = "5m"
-
-[retention]
-keep_within = "24h"
-keep_daily = 30
-keep_weekly = 12
-keep_monthly = 12
-EOF
 B0=${BINS[0]}
 mk() { STRATA_CACHE_DIR=$W/cache-make "$B0" --repo "$W/repo" "$@"; }
-mk init --recipient "$(age-keygen -y "$W/id.txt")" >/dev/null 2>&1
+. "$here/status_repo.sh"
+status_repo "$B0"
 base=$(( $(date +%s) - (S + 10) * 300 ))
 for i in $(seq 1 "$S"); do
     echo "{\"event\": $i}" >"$W/src/events/bench-$i.json"
