@@ -171,8 +171,13 @@ fn gc_condemns_first_deletes_after_the_grace_period_and_backups_skip_condemned_p
     let mut rng = Rng::new(3);
     let big = rng.bytes(3 << 20);
     write(&src.join("big.bin"), &big);
+    // in the same pack as big.bin's chunks and never back: the pack
+    // big.bin is written to again below cannot have the same bytes, so
+    // the same name (gc_keeps_a_condemned_pack_written_again_under_its_name)
+    write(&src.join("other.bin"), &rng.bytes(100 << 10));
     let first = snap(&repo, &src, "2026-11-01 00:00:00");
     std::fs::remove_file(src.join("big.bin")).unwrap();
+    std::fs::remove_file(src.join("other.bin")).unwrap();
     write(&src.join("small.txt"), b"hello");
     snap(&repo, &src, "2026-11-02 00:00:00");
     support::ok(&repo, &[], &["forget", &first]);
@@ -214,6 +219,67 @@ fn gc_condemns_first_deletes_after_the_grace_period_and_backups_skip_condemned_p
     assert!(r["deleted"]["bytes"].as_u64().unwrap() >= 3 << 20, "{r}");
     assert_eq!(restored(&repo, tmp.path(), &back), support::digest(&src));
     assert!(packs_size(&repo) < (4 << 20) + (1 << 20));
+}
+
+/// A condemned pack written again under the same name: a file of one
+/// chunk, forgotten and condemned, comes back; the backup does not
+/// deduplicate against the condemned pack and writes the same bytes again,
+/// so the same pack name. Gc after the grace period must keep it (the new
+/// snapshot needs it), and the snapshot must restore.
+#[test]
+fn gc_keeps_a_condemned_pack_written_again_under_its_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    init(&repo, false);
+    let src = tmp.path().join("src");
+    let mut rng = Rng::new(5);
+    // above the inline limit, below the smallest chunk: one blob, one pack
+    let one = rng.bytes(60 << 10);
+    write(&src.join("one.bin"), &one);
+    let first = snap(&repo, &src, "2026-11-01 00:00:00");
+    let names = |repo: &Path| -> std::collections::BTreeSet<std::ffi::OsString> {
+        std::fs::read_dir(repo.join("packs"))
+            .unwrap()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|p| p.unwrap().file_name())
+            .collect()
+    };
+    std::fs::remove_file(src.join("one.bin")).unwrap();
+    write(&src.join("small.txt"), b"hello");
+    snap(&repo, &src, "2026-11-02 00:00:00");
+    support::ok(&repo, &[], &["forget", &first]);
+    let grace = [("STRATA_GC_GRACE", "2s")];
+    support::json(&repo, &grace, &["gc", "--json"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = support::json(&repo, &grace, &["gc", "--json"]);
+    assert!(r["condemned"]["packs"].as_u64().unwrap() >= 1, "{r}");
+    write(&src.join("one.bin"), &one);
+    let before = names(&repo);
+    let v = support::json(
+        &repo,
+        &grace,
+        &["snapshot", src.to_str().unwrap(), "--json"],
+    );
+    assert!(
+        v["summary"]["bytes_added"].as_u64().unwrap() >= 60 << 10,
+        "written again, not deduplicated against the condemned pack: {v}"
+    );
+    let back = v["id"].as_str().unwrap().to_string();
+    // its pack has the name of the condemned one: no new pack holds it
+    for n in names(&repo).difference(&before) {
+        let size = std::fs::metadata(repo.join("packs").join(&n.to_string_lossy()[..2]).join(n))
+            .unwrap()
+            .len();
+        assert!(size < 60 << 10, "a new pack of {size} bytes: {v}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = support::json(&repo, &grace, &["gc", "--json"]);
+    assert_eq!(
+        restored(&repo, tmp.path(), &back),
+        support::digest(&src),
+        "{r}"
+    );
+    support::ok(&repo, &[], &["check", "--read-data"]);
 }
 
 /// A backup that started before gc condemned a pack, and reuses its
