@@ -9,6 +9,7 @@
 
 mod check;
 mod flat;
+mod listing;
 mod locks;
 mod refs;
 mod rows;
@@ -17,7 +18,6 @@ mod write_only;
 use super::Config;
 use super::state::{self, LastRun, State};
 use crate::error::Result;
-use crate::id::SnapshotId;
 use crate::repo::Repo;
 use crate::snapshot::retention::{Policy, Rule};
 use crate::sys::rfc3339 as time_string;
@@ -317,14 +317,17 @@ pub fn status(
             problems,
         ));
     }
+    // the names in snapshots/ are listed on another thread meanwhile
+    let early = listing::Early::start(&repo);
     let drills = match state::dir(&repo.config().repo_id) {
         Some(d) => super::drill::record::DrillRecord::load(&d).0,
         None => Default::default(),
     };
+    let checked = check::read(&repo);
     let sources = cfg
         .sources
         .iter()
-        .zip(current_sections(&repo, cfg, now, events)?)
+        .zip(current_sections(&repo, cfg, now, events, early)?)
         .map(|(s, sec)| {
             let mut r = finish(
                 &s.name,
@@ -338,7 +341,7 @@ pub fn status(
             r
         })
         .collect();
-    let check = check::report(&repo, cfg, now, &mut problems)?;
+    let check = check::report(checked, cfg, now, &mut problems)?;
     let sync = offsite_report(&repo, cfg, &sync, now, &mut problems);
     Ok(StatusReport {
         check,
@@ -458,42 +461,36 @@ fn unreachable(
 /// every minute: while the snapshots listed, the signers, the sources, the
 /// policy and the time zone are those of the last report, its sections are
 /// read as they are (flat.rs); else they are computed from the manifests,
-/// read through the local manifest cache, and saved.
+/// read through the local manifest cache, and saved. `early` has the
+/// stamp of `snapshots/`, the saved report and the names being listed
+/// (listing.rs).
 fn current_sections(
     repo: &Repo,
     cfg: &Config,
     now: i64,
     events: &Arc<dyn crate::events::Events>,
+    mut early: listing::Early,
 ) -> Result<Vec<flat::Section>> {
     let tz = jiff::tz::TimeZone::system();
     let signers = repo.signers()?;
     let rest = flat::rest(&signers, cfg, &tz);
     let n = cfg.sources.len();
-    // One stat: the snapshots/ directory unchanged since a report was
-    // saved (flat.rs). Only a stamp that had settled before the names were
-    // listed is saved: a change in the same clock tick would not move it.
-    let started = std::time::SystemTime::now();
-    let stamp = repo
-        .store()
-        .listing_stamp("snapshots")
-        .ok()
-        .flatten()
-        .filter(|(_, changed)| changed.checked_add(SETTLED).is_some_and(|t| t <= started))
-        .map(|(s, _)| s);
-    if let Some(st) = &stamp {
-        if let Some(saved) = flat::load(repo, flat::By::Stamp(st, &rest), n, now) {
-            return Ok(saved.sections);
+    let stamp = early.stamp.take();
+    let saved = early.saved.take();
+    // snapshots/ unchanged since the report was saved (flat.rs)
+    if let (Some(st), Some(saved)) = (&stamp, &saved) {
+        if saved.fits(flat::By::Stamp(st, &rest), n, now) {
+            return Ok(saved.sections.clone());
         }
     }
-    // the names alone: no stat per manifest
-    let mut ids: Vec<SnapshotId> = Vec::new();
-    repo.store().list_keys("snapshots", &mut |k| {
-        ids.extend(k.rsplit('/').next().and_then(SnapshotId::from_hex));
-    })?;
-    // in name order, as `list_names` gives them (hex sorts as the bytes)
-    ids.sort_unstable();
-    let key = flat::key(&ids, &rest);
-    if let Some(saved) = flat::load(repo, flat::By::Key(&key), n, now) {
+    // opened while the names are listed
+    let mut db = rows::Db::open(repo);
+    if early.listing() {
+        db.prepare_reader(repo);
+    }
+    let names = early.names(repo)?;
+    let key = flat::key(&names, &rest);
+    if let Some(saved) = saved.filter(|s| s.fits(flat::By::Key(&key), n, now)) {
         if stamp.is_some() && saved.stamp != stamp {
             let saved = flat::Saved { stamp, ..saved };
             flat::save(repo, &saved);
@@ -504,13 +501,13 @@ fn current_sections(
     let update = rows::Update {
         repo,
         cfg,
-        ids: &ids,
+        names: &names,
         rest: &rest,
         now,
         tz: &tz,
         events,
     };
-    let (sections, clean) = rows::sections(&update)?;
+    let (sections, clean) = rows::sections(db, &update)?;
     if clean {
         let saved = flat::Saved {
             key,

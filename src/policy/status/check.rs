@@ -4,23 +4,23 @@
 
 use super::{CheckReport, CheckRun, Coverage, OffsiteCheck, short_duration};
 use crate::error::Result;
+use crate::maint::check::state::{self as cstate, CheckState};
 use crate::policy::Config;
 use crate::policy::state::LastRun;
 use crate::repo::Repo;
 use crate::sys::rfc3339 as time_string;
 
-/// The last check on this machine (maint/check/state.rs) and how much of
-/// the repository was read-data verified within `[verification] max_age`
-/// (ever, without one); adds to `problems` when the last check found
-/// errors or the last clean one is older than that age. An unreadable
-/// check state is a warning to the repository's events.
-pub(super) fn report(
-    repo: &Repo,
-    cfg: &Config,
-    now: i64,
-    problems: &mut Vec<String>,
-) -> Result<CheckReport> {
-    use crate::maint::check::state::{self as cstate, CheckState};
+/// What the check report reads first: the check state and an index
+/// connection. Status reads them while `snapshots/` is listed, and counts
+/// the packs only after the sections, which may have indexed new ones.
+pub(super) struct Read {
+    st: CheckState,
+    index: Result<crate::index::Index>,
+}
+
+/// The check state of this machine (an unreadable one is a warning to the
+/// repository's events) and an index connection.
+pub(super) fn read(repo: &Repo) -> Read {
     let st = match cstate::path(&repo.config().repo_id, repo.name()) {
         Some(p) => {
             cstate::adopt_legacy(&p);
@@ -32,12 +32,30 @@ pub(super) fn report(
         }
         None => CheckState::default(),
     };
+    Read {
+        st,
+        index: repo.index(),
+    }
+}
+
+/// The last check on this machine (maint/check/state.rs) and how much of
+/// the repository was read-data verified within `[verification] max_age`
+/// (ever, without one); adds to `problems` when the last check found
+/// errors or the last clean one is older than that age. From what
+/// [`read`] read.
+pub(super) fn report(
+    read: Read,
+    cfg: &Config,
+    now: i64,
+    problems: &mut Vec<String>,
+) -> Result<CheckReport> {
+    let Read { st, index } = read;
     let now_s = now / 1_000_000_000;
     let max_age = cfg.verification.as_ref().and_then(|v| v.max_age);
     let after = max_age.map(|a| now_s.saturating_sub(a.as_secs() as i64));
     let mut verified = st.verified_map();
     verified.retain(|_, t| after.is_none_or(|a| *t > a));
-    let index = repo.index()?;
+    let index = index?;
     // Without a pack verified lately, the packs are only counted (status
     // costs the same at 10,000 snapshots as at 100, issue 27).
     let (packs, covered) = if verified.is_empty() {

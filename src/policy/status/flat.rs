@@ -23,7 +23,7 @@
 //! is therefore not read again by status; `check` reads every one.
 
 use super::Config;
-use crate::id::SnapshotId;
+use super::listing::Names;
 use crate::repo::Repo;
 use crate::repo::keys::Signers;
 use std::path::PathBuf;
@@ -96,14 +96,15 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_FLAT>()
 }
 
-/// The key of a report: BLAKE3 of a format tag, the number of ids listed
-/// and each (in id order), and [`rest`].
-pub(super) fn key(listed: &[SnapshotId], rest: &[u8; 32]) -> [u8; 32] {
+/// The key of a report: BLAKE3 of a format tag, the number of ids listed,
+/// each part's digest (`listing::Names`, first byte 0 to 255) and
+/// [`rest`].
+pub(super) fn key(listed: &Names, rest: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(b"strata status report 1\0");
-    h.update(&(listed.len() as u64).to_le_bytes());
-    for id in listed {
-        h.update(&id.0);
+    h.update(b"strata status report 2\0");
+    h.update(&(listed.ids.len() as u64).to_le_bytes());
+    for p in &listed.parts {
+        h.update(p);
     }
     h.update(rest);
     *h.finalize().as_bytes()
@@ -158,25 +159,29 @@ fn zone_text(tz: &jiff::tz::TimeZone) -> String {
     )
 }
 
-/// The report saved, if the file is there, checks, is found `by` its key
-/// or stamp, has one section per source, and none of them has a snapshot
-/// dated after `now`.
-pub(super) fn load(repo: &Repo, by: By<'_>, sources: usize, now: i64) -> Option<Saved> {
-    load_file(&file(repo)?, by, sources, now)
+/// The report saved, if the file is there and checks; whether it is the
+/// one to use is [`Saved::fits`].
+pub(super) fn read(repo: &Repo) -> Option<Saved> {
+    read_file(&file(repo)?)
 }
 
-fn load_file(f: &std::path::Path, by: By<'_>, sources: usize, now: i64) -> Option<Saved> {
+fn read_file(f: &std::path::Path) -> Option<Saved> {
     let raw = crate::cache::read_sealed(f, MAX_FLAT)?;
     let (saved, used): (Saved, usize) = bincode::decode_from_slice(&raw, config()).ok()?;
-    let found = match by {
-        By::Key(k) => &saved.key == k,
-        By::Stamp(st, rest) => saved.stamp.as_deref() == Some(st) && &saved.rest == rest,
-    };
-    (used == raw.len()
-        && found
-        && saved.sections.len() == sources
-        && saved.sections.iter().all(|s| s.newest_ns <= now))
-    .then_some(saved)
+    (used == raw.len()).then_some(saved)
+}
+
+impl Saved {
+    /// Is this the report found `by` its key or stamp, with one section
+    /// per source of `sources`, none of them with a snapshot dated after
+    /// `now`?
+    pub(super) fn fits(&self, by: By<'_>, sources: usize, now: i64) -> bool {
+        let found = match by {
+            By::Key(k) => &self.key == k,
+            By::Stamp(st, rest) => self.stamp.as_deref() == Some(st) && &self.rest == rest,
+        };
+        found && self.sections.len() == sources && self.sections.iter().all(|s| s.newest_ns <= now)
+    }
 }
 
 /// Save `saved` (best effort: temp name, rename); nothing is saved when a
@@ -200,6 +205,11 @@ fn save_file(f: &std::path::Path, saved: &Saved) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::id::SnapshotId;
+
+    fn load_file(f: &std::path::Path, by: By<'_>, sources: usize, now: i64) -> Option<Saved> {
+        read_file(f).filter(|s| s.fits(by, sources, now))
+    }
 
     fn load_sections(
         f: &std::path::Path,
@@ -284,7 +294,7 @@ mod tests {
         assert!(!f.exists(), "not saved with warnings");
     }
 
-    /// The key changes with a manifest added, with the signers (a write-only key removed), with
+    /// The key changes with a manifest added, removed or replaced, with the signers (a write-only key removed), with
     /// the retention policy and with the sources.
     #[test]
     fn the_key_covers_what_the_figures_depend_on() {
@@ -295,14 +305,21 @@ mod tests {
         .unwrap();
         let tz = jiff::tz::TimeZone::UTC;
         let id = |b: u8| SnapshotId([b; 32]);
-        let listed = vec![id(1), id(2)];
+        let listed = Names::of(&[id(1), id(2)]);
         let signers = Signers::default();
         let k = key(&listed, &rest(&signers, &cfg, &tz));
         assert_eq!(k, key(&listed, &rest(&signers, &cfg, &tz)));
-        assert_ne!(k, key(&listed[..1], &rest(&signers, &cfg, &tz)), "removed");
-        let mut added = listed.clone();
-        added.push(id(3));
-        assert_ne!(k, key(&added, &rest(&signers, &cfg, &tz)), "added");
+        let r = rest(&signers, &cfg, &tz);
+        assert_ne!(k, key(&Names::of(&[id(1)]), &r), "removed");
+        assert_ne!(k, key(&Names::of(&[id(1), id(2), id(3)]), &r), "added");
+        assert_ne!(k, key(&Names::of(&[id(1), id(3)]), &r), "replaced");
+        let mut same_part = [1u8; 32];
+        same_part[31] = 9;
+        assert_ne!(
+            k,
+            key(&Names::of(&[id(1), SnapshotId(same_part)]), &r),
+            "replaced in the same part"
+        );
         let mut removed = Signers::default();
         removed
             .removed

@@ -17,6 +17,7 @@
 //! a query fails, and when what the figures depend on besides the listing
 //! (`flat::rest`: signers, sources, policy, time zone) changes.
 
+use super::listing::Names;
 use super::{flat, refs};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, SnapshotId};
@@ -67,8 +68,8 @@ CREATE TABLE IF NOT EXISTS totals(source TEXT PRIMARY KEY, logical INTEGER NOT N
 pub(super) struct Update<'a> {
     pub repo: &'a Repo,
     pub cfg: &'a Config,
-    /// The snapshots listed, sorted.
-    pub ids: &'a [SnapshotId],
+    /// The snapshots listed.
+    pub names: &'a Names,
     /// `flat::rest`.
     pub rest: &'a [u8; 32],
     pub now: i64,
@@ -79,17 +80,47 @@ pub(super) struct Update<'a> {
 /// Each source's section, in the config's order, and whether every
 /// manifest listed could be read (else the sections have warnings and
 /// are not saved as the report).
-pub(super) fn sections(u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
-    let file = file(u.repo);
-    match update(&mut open(file.as_deref())?, u) {
+pub(super) fn sections<'a>(db: Db<'a>, u: &Update<'a>) -> Result<(Vec<flat::Section>, bool)> {
+    let Db { file, conn, reader } = db;
+    match update(&mut conn?, u, reader) {
         // the cache file is damaged: count from nothing
         Err(Error::Index(_)) if file.is_some() => {
             if let Some(f) = &file {
                 remove(f);
             }
-            update(&mut open(file.as_deref())?, u)
+            update(&mut open(file.as_deref())?, u, None)
         }
         r => r,
+    }
+}
+
+/// The status database of a repository, opened before the listing it is
+/// updated with is known (status opens it while the names are listed).
+pub(super) struct Db<'a> {
+    file: Option<PathBuf>,
+    conn: Result<Connection>,
+    /// A blob reader made ahead (see [`Db::prepare_reader`]).
+    reader: Option<BlobReader<'a>>,
+}
+
+impl<'a> Db<'a> {
+    pub(super) fn open(repo: &Repo) -> Db<'a> {
+        let file = file(repo);
+        let conn = open(file.as_deref());
+        Db {
+            file,
+            conn,
+            reader: None,
+        }
+    }
+
+    /// Make the blob reader that new rows' trees and forgotten rows' trees
+    /// are read with (an index connection and its read snapshot) now,
+    /// while the names are still being listed, rather than when first
+    /// needed. One that fails is made again then, and its error
+    /// reported.
+    pub(super) fn prepare_reader(&mut self, repo: &'a Repo) {
+        self.reader = BlobReader::new(repo).ok();
     }
 }
 
@@ -244,7 +275,11 @@ impl<'a> Readers<'a> {
     }
 }
 
-fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, bool)> {
+fn update<'a>(
+    conn: &mut Connection,
+    u: &Update<'a>,
+    reader: Option<BlobReader<'a>>,
+) -> Result<(Vec<flat::Section>, bool)> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if meta(&tx, "rest")?.as_deref() != Some(&u.rest[..]) {
         tx.execute_batch(
@@ -254,10 +289,10 @@ fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, 
         recount_all(&tx)?;
         set_meta(&tx, "rest", u.rest)?;
     }
-    let (parts, had) = changed_parts(&tx, u.ids)?;
+    let (parts, had) = changed_parts(&tx, u.names)?;
     let listed: Vec<SnapshotId> = parts
         .iter()
-        .flat_map(|&p| part_of(u.ids, p))
+        .flat_map(|&p| part_of(&u.names.ids, p))
         .copied()
         .collect();
     let (new, gone) = diff(&had, &listed);
@@ -267,7 +302,7 @@ fn update(conn: &mut Connection, u: &Update<'_>) -> Result<(Vec<flat::Section>, 
     let first = packdirs.is_none();
     let mut readers = Readers {
         repo: u.repo,
-        reader: None,
+        reader,
         stage: 0,
         packdirs: packdirs.unwrap_or_default(),
         save: None,
@@ -335,22 +370,16 @@ fn part_of(ids: &[SnapshotId], part: u8) -> &[SnapshotId] {
     &ids[start..end]
 }
 
-/// What a part of the listing is compared by: 16 bytes of BLAKE3 of its
-/// ids.
-fn part_hash(ids: &[SnapshotId]) -> [u8; 16] {
-    let mut h = blake3::Hasher::new();
-    for id in ids {
-        h.update(&id.0);
-    }
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    out
+/// What a part of the listing is compared by: 16 bytes of its digest
+/// (`listing::Names::parts`, BLAKE3 of its ids).
+fn part_hash(digest: &[u8; 32]) -> &[u8] {
+    &digest[..16]
 }
 
-/// The parts (first bytes) of the listing `ids` that differ from those
+/// The parts (first bytes) of the listing `names` that differ from those
 /// accounted for, and the ids accounted for in them: a new snapshot reads
 /// and writes one part, not the whole listing.
-fn changed_parts(tx: &Connection, ids: &[SnapshotId]) -> Result<(Vec<u8>, Vec<SnapshotId>)> {
+fn changed_parts(tx: &Connection, names: &Names) -> Result<(Vec<u8>, Vec<SnapshotId>)> {
     let mut saved: HashMap<u8, Vec<u8>> = HashMap::new();
     {
         let mut st = tx.prepare_cached("SELECT part, hash FROM listing")?;
@@ -363,11 +392,10 @@ fn changed_parts(tx: &Connection, ids: &[SnapshotId]) -> Result<(Vec<u8>, Vec<Sn
     }
     let (mut parts, mut had) = (Vec::new(), Vec::new());
     let mut st = tx.prepare_cached("SELECT ids FROM listing WHERE part = ?1")?;
-    for p in 0..=u8::MAX {
-        let now = part_of(ids, p);
+    for (p, digest) in (0..=u8::MAX).zip(&names.parts) {
         let same = match saved.get(&p) {
-            Some(h) => h[..] == part_hash(now),
-            None => now.is_empty(),
+            Some(h) => h[..] == *part_hash(digest),
+            None => part_of(&names.ids, p).is_empty(),
         };
         if same {
             continue;
@@ -395,8 +423,9 @@ fn save_parts(tx: &Connection, parts: &[u8], accounted: &[SnapshotId]) -> Result
             continue;
         }
         let raw: Vec<u8> = ids.iter().flat_map(|id| id.0).collect();
+        let digest = *blake3::hash(&raw).as_bytes();
         tx.prepare_cached("INSERT OR REPLACE INTO listing(part, hash, ids) VALUES (?1, ?2, ?3)")?
-            .execute(params![i64::from(p), &part_hash(ids)[..], raw])?;
+            .execute(params![i64::from(p), part_hash(&digest), raw])?;
     }
     Ok(())
 }
