@@ -318,7 +318,7 @@ pub fn status(
         ));
     }
     // the names in snapshots/ are listed on another thread meanwhile
-    let early = listing::Early::start(&repo);
+    let early = Early::start(&repo);
     let drills = match state::dir(&repo.config().repo_id) {
         Some(d) => super::drill::record::DrillRecord::load(&d).0,
         None => Default::default(),
@@ -457,6 +457,49 @@ fn unreachable(
     }
 }
 
+/// What status knows of `snapshots/` before it needs the names.
+struct Early {
+    /// The directory's stamp (`Backend::listing_stamp`) when it had
+    /// settled ([`SETTLED`]) before the names were listed: only such a
+    /// stamp is saved with the report.
+    stamp: Option<Vec<u8>>,
+    /// The report saved on this machine, if one reads.
+    saved: Option<flat::Saved>,
+    /// The names being listed on another thread (listing.rs); `None` when
+    /// the saved report has the directory's stamp, or no thread could
+    /// start.
+    listing: Option<listing::Lister>,
+}
+
+impl Early {
+    /// Take the directory's stamp, read the saved report and, unless the
+    /// report has that stamp, start listing the names.
+    fn start(repo: &Repo) -> Early {
+        let started = std::time::SystemTime::now();
+        // one stat on a local repository; taken before the names are
+        // listed, so a change during the listing moves it
+        let stamp = repo
+            .store()
+            .listing_stamp("snapshots")
+            .ok()
+            .flatten()
+            .filter(|(_, changed)| changed.checked_add(SETTLED).is_some_and(|t| t <= started))
+            .map(|(s, _)| s);
+        let saved = flat::read(repo);
+        let fresh = stamp.is_some() && saved.as_ref().is_some_and(|s| s.stamp == stamp);
+        let listing = if fresh {
+            None
+        } else {
+            listing::Lister::start(Arc::clone(repo.store()))
+        };
+        Early {
+            stamp,
+            saved,
+            listing,
+        }
+    }
+}
+
 /// Each source's section, in the config's order. A monitor calls status
 /// every minute: while the snapshots listed, the signers, the sources, the
 /// policy and the time zone are those of the last report, its sections are
@@ -469,7 +512,7 @@ fn current_sections(
     cfg: &Config,
     now: i64,
     events: &Arc<dyn crate::events::Events>,
-    mut early: listing::Early,
+    mut early: Early,
 ) -> Result<Vec<flat::Section>> {
     let tz = jiff::tz::TimeZone::system();
     let signers = repo.signers()?;
@@ -485,10 +528,10 @@ fn current_sections(
     }
     // opened while the names are listed
     let mut db = rows::Db::open(repo);
-    if early.listing() {
+    if early.listing.as_ref().is_some_and(listing::Lister::running) {
         db.prepare_reader(repo);
     }
-    let names = early.names(repo)?;
+    let names = listing::names(early.listing.take(), repo.store().as_ref())?;
     let key = flat::key(&names, &rest);
     if let Some(saved) = saved.filter(|s| s.fits(flat::By::Key(&key), n, now)) {
         if stamp.is_some() && saved.stamp != stamp {

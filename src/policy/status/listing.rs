@@ -1,14 +1,14 @@
 //! The names in `snapshots/`, for status (issue 27). After a new snapshot,
 //! reading that directory is most of what status costs at 10 000
 //! snapshots (on a local repository the kernel's directory read alone
-//! takes a few milliseconds), so it is read on a second thread, started
-//! right after the repository opens, while this one does what does not
-//! need the names: the state files, the time zone, the signers, the check
-//! report, opening the status rows and a blob reader. The thread sends the
-//! keys in batches; this one parses them as they come, while the thread
-//! reads the next ones. It is started only when the saved report's stamp
-//! of the directory (flat.rs) is not the directory's: a status with
-//! nothing new lists nothing.
+//! takes a few milliseconds), so a [`Lister`] reads it on a second
+//! thread, started right after the repository opens, while status does
+//! what does not need the names: the state files, the time zone, the
+//! signers, the check state, opening the status rows and a blob reader.
+//! The thread sends the keys in batches; the status thread parses them as
+//! they come, while the thread reads the next ones. Status starts one
+//! only when the saved report's stamp of the directory (flat.rs) is not
+//! the directory's (`super::Early`): with nothing new it lists nothing.
 //!
 //! The names come back as [`Names`]: in parts by first byte (one pass),
 //! each part then sorted and digested on both cores. The parts' digests
@@ -16,31 +16,16 @@
 //! report's key is made of (flat.rs), so no later step hashes 10 000 ids
 //! again.
 
-use super::flat;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::id::SnapshotId;
-use crate::repo::Repo;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
-/// What status knows of `snapshots/` before it needs the names.
-pub(super) struct Early {
-    /// The directory's stamp (`Backend::listing_stamp`) when it had
-    /// settled (`super::SETTLED`) before the names were listed: only such
-    /// a stamp is saved with the report.
-    pub stamp: Option<Vec<u8>>,
-    /// The report saved on this machine, if one reads.
-    pub saved: Option<flat::Saved>,
-    /// The names being listed on another thread; `None` when the saved
-    /// report has the directory's stamp (or no thread could start).
-    listing: Option<Lister>,
-}
-
 /// A listing on another thread: it sends the keys in batches (one per
 /// line), parsed here as they come, while it reads the next ones.
-struct Lister {
+pub(super) struct Lister {
     keys: Receiver<String>,
     done: JoinHandle<Result<()>>,
 }
@@ -49,7 +34,9 @@ struct Lister {
 const BATCH: usize = 16 << 10;
 
 impl Lister {
-    fn start(store: Arc<dyn Backend>) -> Option<Lister> {
+    /// Start listing `snapshots/` of `store` on another thread (`None`:
+    /// no thread could start).
+    pub(super) fn start(store: Arc<dyn Backend>) -> Option<Lister> {
         let (tx, keys) = std::sync::mpsc::channel();
         let done = std::thread::Builder::new()
             .name("strata-status-list".into())
@@ -75,6 +62,11 @@ impl Lister {
         Some(Lister { keys, done })
     }
 
+    /// Is it still listing?
+    pub(super) fn running(&self) -> bool {
+        !self.done.is_finished()
+    }
+
     fn ids(self) -> Result<Vec<SnapshotId>> {
         let mut ids = Vec::new();
         // until the thread ends and drops its sender
@@ -90,51 +82,14 @@ impl Lister {
     }
 }
 
-impl Early {
-    /// Take the directory's stamp, read the saved report and, unless the
-    /// report has that stamp, start listing the names.
-    pub(super) fn start(repo: &Repo) -> Early {
-        let started = std::time::SystemTime::now();
-        // one stat on a local repository; the stamp is taken before the
-        // names are listed, so a change during the listing moves it
-        let stamp = repo
-            .store()
-            .listing_stamp("snapshots")
-            .ok()
-            .flatten()
-            .filter(|(_, changed)| {
-                changed
-                    .checked_add(super::SETTLED)
-                    .is_some_and(|t| t <= started)
-            })
-            .map(|(s, _)| s);
-        let saved = flat::read(repo);
-        let fresh = stamp.is_some() && saved.as_ref().is_some_and(|s| s.stamp == stamp);
-        let listing = if fresh {
-            None
-        } else {
-            Lister::start(Arc::clone(repo.store()))
-        };
-        Early {
-            stamp,
-            saved,
-            listing,
-        }
-    }
-
-    /// Are the names still being listed?
-    pub(super) fn listing(&self) -> bool {
-        self.listing.as_ref().is_some_and(|l| !l.done.is_finished())
-    }
-
-    /// The names: from the thread started, else listed now.
-    pub(super) fn names(&mut self, repo: &Repo) -> Result<Names> {
-        let ids = match self.listing.take() {
-            Some(l) => l.ids()?,
-            None => list(repo.store().as_ref())?,
-        };
-        Ok(Names::from_parted(group(ids)))
-    }
+/// The names of `store`'s `snapshots/`: from `lister`, else listed on
+/// this thread.
+pub(super) fn names(lister: Option<Lister>, store: &dyn Backend) -> Result<Names> {
+    let ids = match lister {
+        Some(l) => l.ids()?,
+        None => list(store)?,
+    };
+    Ok(Names::from_parted(group(ids)))
 }
 
 /// The snapshot id a key of `snapshots/` names, if it does.
