@@ -794,7 +794,23 @@ fn status_after_a_forget_reads_only_the_trees_of_the_snapshots_gone() {
                 .collect::<Vec<_>>(),
         );
     }
-    let snaps = tagged(&f, "data");
+    // The root tree holds the directories above the source with their
+    // metadata (objects.md, layout 1), /tmp among them: a test creating
+    // its directory there between the last two snapshots changes it.
+    // Then the last two are forgotten and taken again.
+    let mut snaps = tagged(&f, "data");
+    for _ in 0..20 {
+        if snaps[3]["tree"] == snaps[4]["tree"] {
+            break;
+        }
+        for s in &snaps[3..] {
+            forget(&f, s["id"].as_str().unwrap());
+        }
+        for _ in 0..2 {
+            f.strata.snapshot(&[dir.to_str().unwrap(), "--tag", "data"]);
+        }
+        snaps = tagged(&f, "data");
+    }
     let ids: Vec<String> = snaps
         .iter()
         .map(|s| s["id"].as_str().unwrap().to_string())
